@@ -1,0 +1,286 @@
+//! Carries out a plan's actions on the host, in order, and keeps wgd's
+//! records in step so that what was added can be undone exactly.
+//!
+//! The first failure stops the run: what was done before it stays done and
+//! recorded, and the next reconcile plans the rest again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::actual::Backend;
+use crate::config::{Config, TunnelConfig};
+use crate::plan::{Action, HookStage};
+use crate::state::{StateDir, TunnelRecord};
+use crate::system::{DeviceHandle, Netlink, device};
+
+const SRC_VALID_MARK: &str = "/proc/sys/net/ipv4/conf/all/src_valid_mark";
+
+/// An action that failed, with the tunnel it was for.
+#[derive(Debug, thiserror::Error)]
+#[error("{tunnel}: {message}")]
+pub struct ApplyError {
+    pub tunnel: String,
+    pub message: String,
+}
+
+fn fail(tunnel: &str, message: impl ToString) -> ApplyError {
+    ApplyError { tunnel: tunnel.to_owned(), message: message.to_string() }
+}
+
+/// A wireguard-go started as a supervised child.
+#[derive(Debug)]
+pub struct StartedDevice {
+    pub tunnel: String,
+    pub child: tokio::process::Child,
+}
+
+/// Everything applying needs from around it.
+#[derive(Debug)]
+pub struct Applier<'a> {
+    pub netlink: &'a Netlink,
+    pub state: &'a StateDir,
+    /// The config being applied (hooks, addresses, record metadata);
+    /// `None` when only taking tunnels down.
+    pub config: Option<&'a Config>,
+    /// The userspace implementation, when one is needed.
+    pub wireguard_go: Option<PathBuf>,
+    /// Start wireguard-go as supervised children (`wgd run`) rather than detached.
+    pub supervised: bool,
+    /// Children started during `apply`, for the daemon to supervise.
+    pub started: Vec<StartedDevice>,
+}
+
+/// Runs hook commands through `sh -c`, with `%i` replaced by the interface name.
+pub fn run_hooks(tunnel: &str, stage: HookStage, commands: &[String]) -> Result<(), ApplyError> {
+    for command in commands {
+        let command = command.replace("%i", tunnel);
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .output()
+            .map_err(|error| fail(tunnel, format!("{stage} hook {command:?}: {error}")))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(fail(tunnel, format!("{stage} hook {command:?} failed ({}): {}", output.status, stderr.trim())));
+        }
+    }
+    Ok(())
+}
+
+impl Applier<'_> {
+    fn tunnel_config(&self, name: &str) -> Option<&TunnelConfig> {
+        self.config?.tunnels.iter().find(|tunnel| tunnel.name.as_str() == name)
+    }
+
+    async fn index(&self, tunnel: &str) -> Result<u32, ApplyError> {
+        match self.netlink.link(tunnel).await {
+            Ok(Some(link)) => Ok(link.index),
+            Ok(None) => Err(fail(tunnel, "interface disappeared")),
+            Err(error) => Err(fail(tunnel, error)),
+        }
+    }
+
+    fn save(&self, record: &TunnelRecord) -> Result<(), ApplyError> {
+        self.state
+            .save(record)
+            .map_err(|error| fail(&record.name, format!("save state in {}: {error}", self.state.path().display())))
+    }
+
+    fn log_path(&self, tunnel: &str) -> PathBuf {
+        self.state.path().parent().unwrap_or(Path::new("/run/wgd")).join(format!("wireguard-go-{tunnel}.log"))
+    }
+
+    async fn wait_gone(&self, tunnel: &str) -> Result<(), ApplyError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.netlink.link(tunnel).await.map_err(|error| fail(tunnel, error))?.is_some() {
+            if Instant::now() > deadline {
+                return Err(fail(tunnel, "interface still present 10 s after deleting it"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Applies `actions` in order; `records` are wgd's records as observed.
+    pub async fn apply(&mut self, actions: &[Action], mut records: BTreeMap<String, TunnelRecord>) -> Result<(), ApplyError> {
+        let mut deleted = BTreeSet::new();
+        for action in actions {
+            let tunnel = action.tunnel();
+            tracing::info!(tunnel, action = %action, "apply");
+            self.apply_one(action, &mut records, &mut deleted).await?;
+        }
+        for tunnel in deleted {
+            records.remove(&tunnel);
+            self.state.remove(&tunnel).map_err(|error| fail(&tunnel, format!("remove state record: {error}")))?;
+        }
+        // Keep the down hooks of live tunnels as the config now says.
+        if let Some(config) = self.config {
+            for tunnel in &config.tunnels {
+                if let Some(record) = records.get_mut(tunnel.name.as_str())
+                    && (record.pre_down != tunnel.hooks.pre_down || record.post_down != tunnel.hooks.post_down)
+                {
+                    record.pre_down = tunnel.hooks.pre_down.clone();
+                    record.post_down = tunnel.hooks.post_down.clone();
+                    self.save(record)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_one(
+        &mut self,
+        action: &Action,
+        records: &mut BTreeMap<String, TunnelRecord>,
+        deleted: &mut BTreeSet<String>,
+    ) -> Result<(), ApplyError> {
+        let tunnel = action.tunnel();
+        let backend = |records: &BTreeMap<String, TunnelRecord>| {
+            records.get(tunnel).map(|record| record.backend).ok_or_else(|| fail(tunnel, "no record of this tunnel"))
+        };
+        match action {
+            Action::RunHooks { stage, commands, .. } => run_hooks(tunnel, *stage, commands)?,
+            Action::CreateLink { backend, .. } => {
+                match backend {
+                    Backend::Kernel => self.netlink.create_wireguard(tunnel).await.map_err(|error| fail(tunnel, error))?,
+                    Backend::Userspace => {
+                        let program = self
+                            .wireguard_go
+                            .clone()
+                            .ok_or_else(|| fail(tunnel, device::DeviceError::NoUserspace))?;
+                        let log = self.log_path(tunnel);
+                        let child = device::start_userspace(&program, tunnel, self.supervised, &log)
+                            .await
+                            .map_err(|error| fail(tunnel, error))?;
+                        if let Some(child) = child {
+                            self.started.push(StartedDevice { tunnel: tunnel.to_owned(), child });
+                        }
+                    }
+                }
+                deleted.remove(tunnel);
+                let config = self.tunnel_config(tunnel);
+                let source = self.config.map(|config| config.source.clone()).unwrap_or_default();
+                let record = records.entry(tunnel.to_owned()).or_insert_with(|| TunnelRecord {
+                    name: tunnel.to_owned(),
+                    source: source.clone(),
+                    backend: *backend,
+                    routes: vec![],
+                    rules: vec![],
+                    src_valid_mark_before: None,
+                    pre_down: vec![],
+                    post_down: vec![],
+                });
+                record.backend = *backend;
+                record.source = source;
+                record.routes.clear();
+                if let Some(config) = config {
+                    record.pre_down = config.hooks.pre_down.clone();
+                    record.post_down = config.hooks.post_down.clone();
+                }
+                let record = record.clone();
+                self.save(&record)?;
+            }
+            Action::DeleteLink { .. } => {
+                if let Some(link) = self.netlink.link(tunnel).await.map_err(|error| fail(tunnel, error))? {
+                    device::stop_userspace(tunnel);
+                    self.netlink.delete_link(link.index, tunnel).await.map_err(|error| fail(tunnel, error))?;
+                    self.wait_gone(tunnel).await?;
+                }
+                if let Some(record) = records.get_mut(tunnel) {
+                    record.routes.clear();
+                }
+                deleted.insert(tunnel.to_owned());
+            }
+            Action::Forget { .. } => {
+                deleted.insert(tunnel.to_owned());
+            }
+            Action::SetMtu { mtu, .. } => {
+                let index = self.index(tunnel).await?;
+                self.netlink.set_mtu(index, tunnel, *mtu).await.map_err(|error| fail(tunnel, error))?;
+            }
+            Action::AddAddress { address, .. } => {
+                let index = self.index(tunnel).await?;
+                self.netlink.add_address(index, tunnel, *address).await.map_err(|error| fail(tunnel, error))?;
+            }
+            Action::RemoveAddress { address, .. } => {
+                let index = self.index(tunnel).await?;
+                self.netlink.remove_address(index, tunnel, *address).await.map_err(|error| fail(tunnel, error))?;
+            }
+            Action::WriteDevice { private_key, listen_port, fwmark, peers, .. } => {
+                let (addresses, mtu) = self
+                    .tunnel_config(tunnel)
+                    .map(|config| (config.addresses.clone(), config.mtu))
+                    .unwrap_or_default();
+                DeviceHandle::new(tunnel, backend(records)?)
+                    .write(private_key, *listen_port, *fwmark, peers, &addresses, mtu)
+                    .map_err(|error| fail(tunnel, error))?;
+            }
+            Action::SetPeer { peer, .. } => {
+                DeviceHandle::new(tunnel, backend(records)?).set_peer(peer).map_err(|error| fail(tunnel, error))?
+            }
+            Action::RemovePeer { public_key, .. } => DeviceHandle::new(tunnel, backend(records)?)
+                .remove_peer(public_key)
+                .map_err(|error| fail(tunnel, error))?,
+            Action::SetLinkUp { .. } => {
+                let index = self.index(tunnel).await?;
+                self.netlink.set_up(index, tunnel).await.map_err(|error| fail(tunnel, error))?;
+            }
+            Action::AddRoute { route, .. } => {
+                let index = self.index(tunnel).await?;
+                self.netlink.add_route(index, tunnel, *route).await.map_err(|error| fail(tunnel, error))?;
+                let record = records.get_mut(tunnel).ok_or_else(|| fail(tunnel, "no record of this tunnel"))?;
+                if !record.routes.contains(route) {
+                    record.routes.push(*route);
+                }
+                let record = record.clone();
+                self.save(&record)?;
+            }
+            Action::RemoveRoute { route, .. } => {
+                let index = self.index(tunnel).await?;
+                self.netlink.remove_route(index, tunnel, *route).await.map_err(|error| fail(tunnel, error))?;
+                if let Some(record) = records.get_mut(tunnel) {
+                    record.routes.retain(|kept| kept != route);
+                    let record = record.clone();
+                    self.save(&record)?;
+                }
+            }
+            Action::AddRule { rule, .. } => {
+                self.netlink.add_rule(*rule).await.map_err(|error| fail(tunnel, error))?;
+                let record = records.get_mut(tunnel).ok_or_else(|| fail(tunnel, "no record of this tunnel"))?;
+                if !record.rules.contains(rule) {
+                    record.rules.push(*rule);
+                }
+                let record = record.clone();
+                self.save(&record)?;
+            }
+            Action::RemoveRule { rule, .. } => {
+                self.netlink.remove_rule(*rule).await.map_err(|error| fail(tunnel, error))?;
+                if let Some(record) = records.get_mut(tunnel) {
+                    record.rules.retain(|kept| kept != rule);
+                    let record = record.clone();
+                    self.save(&record)?;
+                }
+            }
+            Action::EnableSrcValidMark { .. } => {
+                let before = std::fs::read_to_string(SRC_VALID_MARK)
+                    .map_err(|error| fail(tunnel, format!("read {SRC_VALID_MARK}: {error}")))?;
+                std::fs::write(SRC_VALID_MARK, "1").map_err(|error| fail(tunnel, format!("write {SRC_VALID_MARK}: {error}")))?;
+                if let Some(record) = records.get_mut(tunnel) {
+                    record.src_valid_mark_before = Some(before.trim().to_owned());
+                    let record = record.clone();
+                    self.save(&record)?;
+                }
+            }
+            Action::RestoreSrcValidMark { value, .. } => {
+                std::fs::write(SRC_VALID_MARK, value).map_err(|error| fail(tunnel, format!("write {SRC_VALID_MARK}: {error}")))?;
+                if let Some(record) = records.get_mut(tunnel) {
+                    record.src_valid_mark_before = None;
+                    let record = record.clone();
+                    self.save(&record)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,243 @@
+//! The validated configuration: what the planner wants the host to look
+//! like. Every value here was checked when it was parsed; a `Config` that
+//! exists is one wgd can apply.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+
+/// Linux allows interface names of at most 15 bytes (IFNAMSIZ - 1).
+pub const MAX_TUNNEL_NAME_LEN: usize = 15;
+
+/// A whole config file, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (absolute). Tunnels are owned by their file: a
+    /// tunnel that leaves the file is removed on the next reconcile.
+    pub source: PathBuf,
+    pub daemon: DaemonConfig,
+    pub tunnels: Vec<TunnelConfig>,
+    /// Warnings and notices found while reading (ignored keys, the
+    /// default-route notice). Printed by the CLI, logged by the daemon.
+    pub notices: Vec<Notice>,
+}
+
+/// `[daemon]` of wgd.toml. wg-quick files get the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Unix socket of the gRPC API.
+    pub api: PathBuf,
+    /// Address of the Prometheus endpoint, if any.
+    pub metrics: Option<SocketAddr>,
+    pub backend: BackendChoice,
+    /// The userspace implementation; found on PATH when not set.
+    pub wireguard_go: Option<PathBuf>,
+    /// How often `wgd run` reconciles without being asked.
+    pub reconcile_interval: Duration,
+    /// A peer with no handshake for this long is considered dead.
+    pub peer_dead_after: Duration,
+}
+
+pub const DEFAULT_API_SOCKET: &str = "/run/wgd/wgd.sock";
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            api: PathBuf::from(DEFAULT_API_SOCKET),
+            metrics: None,
+            backend: BackendChoice::Auto,
+            wireguard_go: None,
+            reconcile_interval: Duration::from_secs(30),
+            // WireGuard re-handshakes every 2 minutes while traffic flows and
+            // gives up after 180 s (REJECT_AFTER_TIME); past that the peer is gone.
+            peer_dead_after: Duration::from_secs(180),
+        }
+    }
+}
+
+/// Which WireGuard implementation carries the tunnels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// The kernel module when it is loaded, userspace otherwise.
+    #[default]
+    Auto,
+    Kernel,
+    Userspace,
+}
+
+/// A validated interface name: 1 to 15 bytes of `[A-Za-z0-9_=+.-]`, as
+/// wg-quick accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TunnelName(String);
+
+impl TunnelName {
+    pub fn new(name: &str) -> Result<Self, String> {
+        if name.is_empty() {
+            return Err("tunnel name is empty".into());
+        }
+        if name.len() > MAX_TUNNEL_NAME_LEN {
+            return Err(format!(
+                "tunnel name \"{name}\" is {} bytes, interface names have at most {MAX_TUNNEL_NAME_LEN}",
+                name.len()
+            ));
+        }
+        if name == "." || name == ".." {
+            return Err(format!("tunnel name \"{name}\" is not a valid interface name"));
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "_=+.-".contains(*c)))
+        {
+            return Err(format!(
+                "tunnel name \"{name}\" contains {c:?}; use letters, digits and _=+.-"
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TunnelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One `[[tunnel]]` (or one wg-quick file).
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    pub name: TunnelName,
+    /// Line of the tunnel's table in its file, for messages.
+    pub line: usize,
+    pub private_key: PrivateKey,
+    /// `None` lets the device pick a port (a client that only dials out).
+    pub listen_port: Option<u16>,
+    /// Interface addresses, with their prefix length (host bits allowed).
+    pub addresses: Vec<IpNet>,
+    pub mtu: Option<u32>,
+    pub fwmark: Option<u32>,
+    pub routes: RoutesMode,
+    pub hooks: Hooks,
+    pub peers: Vec<PeerConfig>,
+}
+
+/// What routes a tunnel puts in the kernel. Routers want `None`: the
+/// routing protocols own the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoutesMode {
+    /// No routes at all beyond the connected subnets of the addresses.
+    #[default]
+    None,
+    /// A route for each peer's AllowedIPs. In the main table a `/0` is never
+    /// routed (that would be wg-quick's hijack); in another table it is.
+    AllowedIps { table: RouteTable },
+    /// wg-quick's default route: `/0` in a table of its own, selected by
+    /// fwmark rules, so everything but the tunnel's own packets goes in.
+    FullTunnel,
+}
+
+/// A kernel routing table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteTable {
+    Main,
+    Id(u32),
+}
+
+impl RouteTable {
+    /// RT_TABLE_MAIN is 254.
+    pub fn id(self) -> u32 {
+        match self {
+            RouteTable::Main => 254,
+            RouteTable::Id(id) => id,
+        }
+    }
+}
+
+/// wg-quick's `PreUp`/`PostUp`/`PreDown`/`PostDown` commands, run through
+/// `sh -c` with `%i` replaced by the interface name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub pre_up: Vec<String>,
+    pub post_up: Vec<String>,
+    pub pre_down: Vec<String>,
+    pub post_down: Vec<String>,
+}
+
+/// One peer of a tunnel.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// A name for messages and status (TOML `name`), if the config gave one.
+    pub name: Option<String>,
+    pub line: usize,
+    pub public_key: PublicKey,
+    pub preshared_key: Option<PresharedKey>,
+    pub endpoint: Option<Endpoint>,
+    pub persistent_keepalive: Option<u16>,
+    /// Defaults to `0.0.0.0/0, ::/0`: filter nothing.
+    pub allowed_ips: Vec<IpNet>,
+}
+
+/// A peer's endpoint as written and as resolved when the file was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub written: String,
+    pub address: SocketAddr,
+}
+
+/// Something worth telling the user that does not stop the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {message}", file.display())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is the file as a whole (cannot be read).
+    pub line: usize,
+    pub message: String,
+}
+
+/// Everything wrong with a config file, one per line when printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The AllowedIPs every peer gets unless it says otherwise.
+pub fn default_allowed_ips() -> Vec<IpNet> {
+    vec![
+        "0.0.0.0/0".parse().expect("literal prefix"),
+        "::/0".parse().expect("literal prefix"),
+    ]
+}

@@ -1,0 +1,598 @@
+//! wg-quick `.conf` files: one tunnel, named after the file.
+//!
+//! The text is first split into sections of `key = value` entries (`#`
+//! starts a comment anywhere on a line, as in wg-quick; section and key
+//! names are case-insensitive). The `[Interface]` section then becomes the
+//! tunnel and each `[Peer]` a peer, each value checked by `values`.
+//!
+//! Where wgd differs from wg-quick: `Table` unset or `auto` routes each
+//! peer's AllowedIPs in the main table but never a `/0` (a notice says so),
+//! `DNS` and `SaveConfig` are ignored with a notice.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry as MapEntry;
+
+use ipnet::IpNet;
+
+use super::model::{Hooks, PeerConfig, RouteTable, RoutesMode, TunnelConfig, TunnelName};
+use super::values::{self, Invalid};
+use super::{Report, default_prefixes, default_route_notice};
+use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+
+/// Whether `text` has an `[Interface]` header, in any case: how a file with
+/// neither `.conf` nor `.toml` in its name is recognised as wg-quick.
+pub(super) fn has_interface_section(text: &str) -> bool {
+    text.lines().any(|line| {
+        content(line)
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+            .is_some_and(|name| name.trim().eq_ignore_ascii_case("interface"))
+    })
+}
+
+/// Reads a wg-quick file into its tunnel; `None` when something was wrong
+/// (and written into `report`).
+pub(super) fn parse(text: &str, report: &mut Report) -> Option<TunnelConfig> {
+    let name = tunnel_name(report);
+    let sections = split_sections(text, report);
+
+    let mut interfaces = sections
+        .iter()
+        .filter(|section| section.kind == SectionKind::Interface);
+    let interface = match interfaces.next() {
+        Some(section) => Some(read_interface(section, report)),
+        None => {
+            report.error(0, "no [Interface] section");
+            None
+        }
+    };
+    if let (Some(first), Some(second)) = (&interface, interfaces.next()) {
+        report.error(
+            second.line,
+            format!(
+                "second [Interface] section (the first is at line {})",
+                first.line
+            ),
+        );
+    }
+
+    let mut peers = Vec::new();
+    let mut public_keys: HashMap<PublicKey, usize> = HashMap::new();
+    for section in sections
+        .iter()
+        .filter(|section| section.kind == SectionKind::Peer)
+    {
+        let Some(peer) = read_peer(section, report) else {
+            continue;
+        };
+        match public_keys.entry(peer.config.public_key) {
+            MapEntry::Occupied(first) => report.error(
+                peer.public_key_line,
+                format!(
+                    "duplicate peer PublicKey {} (first at line {})",
+                    peer.config.public_key,
+                    first.get()
+                ),
+            ),
+            MapEntry::Vacant(slot) => {
+                slot.insert(peer.public_key_line);
+            }
+        }
+        peers.push(peer);
+    }
+
+    let interface = interface?;
+    let name = name?;
+    if interface.routes
+        == (RoutesMode::AllowedIps {
+            table: RouteTable::Main,
+        })
+    {
+        for (line, prefixes) in peers.iter().flat_map(|peer| &peer.allowed_ips_lines) {
+            let defaults = default_prefixes(prefixes);
+            if !defaults.is_empty() {
+                let remedy = "use a wgd.toml tunnel with routes = \"full-tunnel\"";
+                report.notice(
+                    *line,
+                    default_route_notice("AllowedIPs", &defaults, &name, remedy),
+                );
+            }
+        }
+    }
+    Some(TunnelConfig {
+        name,
+        line: interface.line,
+        private_key: interface.private_key?,
+        listen_port: interface.listen_port,
+        addresses: interface.addresses,
+        mtu: interface.mtu,
+        fwmark: interface.fwmark,
+        routes: interface.routes,
+        hooks: interface.hooks,
+        peers: peers.into_iter().map(|peer| peer.config).collect(),
+    })
+}
+
+/// The tunnel is named after the file, as with `wg-quick up /path/wg0.conf`.
+fn tunnel_name(report: &mut Report) -> Option<TunnelName> {
+    let stem = report
+        .file
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    TunnelName::new(&stem)
+        .map_err(|message| {
+            report.error(
+                0,
+                format!("{message} (a wg-quick file names its tunnel after the file)"),
+            )
+        })
+        .ok()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SectionKind {
+    Interface,
+    Peer,
+}
+
+#[derive(Debug)]
+struct Section<'t> {
+    kind: SectionKind,
+    line: usize,
+    entries: Vec<Entry<'t>>,
+}
+
+#[derive(Debug)]
+struct Entry<'t> {
+    line: usize,
+    /// As written, for messages about unknown keys.
+    key: &'t str,
+    value: &'t str,
+}
+
+/// A line without its comment and surrounding blanks.
+fn content(line: &str) -> &str {
+    line.split('#').next().unwrap_or_default().trim()
+}
+
+/// Key and section names are letters only. Anything else is echoed in no
+/// message: a stray line may be a pasted key.
+fn is_name(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphabetic())
+}
+
+fn split_sections<'t>(text: &'t str, report: &mut Report) -> Vec<Section<'t>> {
+    // Where entries go: outside any section, into the last section, or
+    // nowhere (an unknown section, reported once at its header).
+    #[derive(PartialEq)]
+    enum Place {
+        Outside,
+        Last,
+        Skipped,
+    }
+    let mut sections: Vec<Section<'t>> = Vec::new();
+    let mut place = Place::Outside;
+    for (index, raw_line) in text.lines().enumerate() {
+        let line = index + 1;
+        let content = content(raw_line);
+        if content.is_empty() {
+            continue;
+        }
+        if let Some(rest) = content.strip_prefix('[') {
+            let name = rest.strip_suffix(']').map(str::trim);
+            let kind = match name {
+                Some(name) if name.eq_ignore_ascii_case("interface") => SectionKind::Interface,
+                Some(name) if name.eq_ignore_ascii_case("peer") => SectionKind::Peer,
+                Some(name) if is_name(name) => {
+                    report.error(
+                        line,
+                        format!("unknown section \"[{name}]\"; expected [Interface] or [Peer]"),
+                    );
+                    place = Place::Skipped;
+                    continue;
+                }
+                _ => {
+                    report.error(line, "not a section header; expected [Interface] or [Peer]");
+                    place = Place::Skipped;
+                    continue;
+                }
+            };
+            sections.push(Section {
+                kind,
+                line,
+                entries: Vec::new(),
+            });
+            place = Place::Last;
+            continue;
+        }
+        let Some((key, value)) = content.split_once('=') else {
+            report.error(line, "expected \"Key = value\" or a [Section] header");
+            continue;
+        };
+        let key = key.trim();
+        if !is_name(key) {
+            report.error(line, "expected \"Key = value\" or a [Section] header");
+            continue;
+        }
+        match place {
+            Place::Outside => report.error(
+                line,
+                format!("key \"{key}\" is outside any section; put it under [Interface] or [Peer]"),
+            ),
+            Place::Skipped => {}
+            Place::Last => {
+                if let Some(section) = sections.last_mut() {
+                    section.entries.push(Entry {
+                        line,
+                        key,
+                        value: value.trim(),
+                    });
+                }
+            }
+        }
+    }
+    sections
+}
+
+/// The items of a comma list, blanks dropped (`Address = a, b,`).
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+/// Remembers the line of each single-valued key, to refuse a second one.
+#[derive(Debug)]
+struct SeenKeys<K>(HashMap<K, usize>);
+
+impl<K: std::hash::Hash + Eq> SeenKeys<K> {
+    fn new() -> Self {
+        Self(HashMap::new())
+    }
+
+    /// The line of an earlier occurrence, if any; otherwise remembers `line`.
+    fn earlier(&mut self, key: K, line: usize) -> Option<usize> {
+        match self.0.entry(key) {
+            MapEntry::Occupied(first) => Some(*first.get()),
+            MapEntry::Vacant(slot) => {
+                slot.insert(line);
+                None
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum InterfaceKey {
+    Address,
+    ListenPort,
+    PrivateKey,
+    Mtu,
+    FwMark,
+    Table,
+    PreUp,
+    PostUp,
+    PreDown,
+    PostDown,
+    SaveConfig,
+    Dns,
+}
+
+impl InterfaceKey {
+    fn from_name(name: &str) -> Option<Self> {
+        let key = match name.to_ascii_lowercase().as_str() {
+            "address" => Self::Address,
+            "listenport" => Self::ListenPort,
+            "privatekey" => Self::PrivateKey,
+            "mtu" => Self::Mtu,
+            "fwmark" => Self::FwMark,
+            "table" => Self::Table,
+            "preup" => Self::PreUp,
+            "postup" => Self::PostUp,
+            "predown" => Self::PreDown,
+            "postdown" => Self::PostDown,
+            "saveconfig" => Self::SaveConfig,
+            "dns" => Self::Dns,
+            _ => return None,
+        };
+        Some(key)
+    }
+
+    /// The name as wg-quick's documentation spells it.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Address => "Address",
+            Self::ListenPort => "ListenPort",
+            Self::PrivateKey => "PrivateKey",
+            Self::Mtu => "MTU",
+            Self::FwMark => "FwMark",
+            Self::Table => "Table",
+            Self::PreUp => "PreUp",
+            Self::PostUp => "PostUp",
+            Self::PreDown => "PreDown",
+            Self::PostDown => "PostDown",
+            Self::SaveConfig => "SaveConfig",
+            Self::Dns => "DNS",
+        }
+    }
+
+    /// Keys that may appear on several lines, each adding to the last.
+    fn repeats(self) -> bool {
+        matches!(
+            self,
+            Self::Address | Self::PreUp | Self::PostUp | Self::PreDown | Self::PostDown | Self::Dns
+        )
+    }
+}
+
+#[derive(Debug)]
+struct Interface {
+    line: usize,
+    private_key: Option<PrivateKey>,
+    listen_port: Option<u16>,
+    addresses: Vec<IpNet>,
+    mtu: Option<u32>,
+    fwmark: Option<u32>,
+    routes: RoutesMode,
+    hooks: Hooks,
+}
+
+fn read_interface(section: &Section<'_>, report: &mut Report) -> Interface {
+    let mut interface = Interface {
+        line: section.line,
+        private_key: None,
+        listen_port: None,
+        addresses: Vec::new(),
+        mtu: None,
+        fwmark: None,
+        // wg-quick's default (`Table = auto`), minus the `/0` hijack.
+        routes: RoutesMode::AllowedIps {
+            table: RouteTable::Main,
+        },
+        hooks: Hooks::default(),
+    };
+    // The MTU's range depends on the addresses, which may come after it.
+    let mut mtu_entry: Option<(usize, &str, i64)> = None;
+    let mut seen = SeenKeys::new();
+    for entry in &section.entries {
+        let Some(key) = InterfaceKey::from_name(entry.key) else {
+            report.error(
+                entry.line,
+                format!("unknown key \"{}\" in [Interface]", entry.key),
+            );
+            continue;
+        };
+        if !key.repeats()
+            && let Some(first) = seen.earlier(key, entry.line)
+        {
+            report.error(
+                entry.line,
+                format!("duplicate key \"{}\" (first at line {first})", key.name()),
+            );
+            continue;
+        }
+        let (line, value, field) = (entry.line, entry.value, key.name());
+        let invalid = |report: &mut Report, reason: Invalid| {
+            report.error(line, format!("{field} \"{value}\": {reason}"));
+        };
+        match key {
+            InterfaceKey::Address => {
+                for item in list(value) {
+                    match values::prefix(item) {
+                        Ok(address) => interface.addresses.push(address),
+                        Err(reason) => report.error(line, format!("{field} \"{item}\": {reason}")),
+                    }
+                }
+            }
+            InterfaceKey::ListenPort => match values::integer(value).and_then(values::port) {
+                Ok(port) => interface.listen_port = Some(port),
+                Err(reason) => invalid(report, reason),
+            },
+            InterfaceKey::PrivateKey => match PrivateKey::from_base64(value) {
+                Ok(key) => interface.private_key = Some(key),
+                Err(reason) => report.error(line, format!("{field}: {reason}")),
+            },
+            InterfaceKey::Mtu => match values::integer(value) {
+                Ok(mtu) => mtu_entry = Some((line, value, mtu)),
+                Err(reason) => invalid(report, reason),
+            },
+            InterfaceKey::FwMark => {
+                let mark = if value.eq_ignore_ascii_case("off") {
+                    Ok(None)
+                } else {
+                    values::integer_or_hex(value).and_then(values::fwmark)
+                };
+                match mark {
+                    Ok(mark) => interface.fwmark = mark,
+                    Err(reason) => invalid(report, reason),
+                }
+            }
+            InterfaceKey::Table => match routes(value) {
+                Ok(routes) => interface.routes = routes,
+                Err(reason) => invalid(report, reason),
+            },
+            // Stored as written; `%i` is replaced when the hooks run.
+            InterfaceKey::PreUp => interface.hooks.pre_up.push(value.to_owned()),
+            InterfaceKey::PostUp => interface.hooks.post_up.push(value.to_owned()),
+            InterfaceKey::PreDown => interface.hooks.pre_down.push(value.to_owned()),
+            InterfaceKey::PostDown => interface.hooks.post_down.push(value.to_owned()),
+            InterfaceKey::SaveConfig => {
+                report.notice(line, "SaveConfig is not supported by wgd, ignored");
+            }
+            InterfaceKey::Dns => report.notice(line, "DNS is ignored by wgd"),
+        }
+    }
+    if let Some((line, value, mtu)) = mtu_entry {
+        match values::mtu(mtu, &interface.addresses) {
+            Ok(mtu) => interface.mtu = Some(mtu),
+            Err(reason) => report.error(line, format!("MTU \"{value}\": {reason}")),
+        }
+    }
+    if interface.private_key.is_none() && !seen.0.contains_key(&InterfaceKey::PrivateKey) {
+        report.error(section.line, "[Interface] has no PrivateKey");
+    }
+    interface
+}
+
+/// wg-quick's `Table`: `off` adds no routes; `auto` (the default) and
+/// `main` route AllowedIPs in the main table; a number, in that table.
+fn routes(value: &str) -> Result<RoutesMode, Invalid> {
+    let table = match value.to_ascii_lowercase().as_str() {
+        "off" => return Ok(RoutesMode::None),
+        "auto" | "main" => RouteTable::Main,
+        number => match values::integer(number) {
+            Ok(number) => values::table(number)?,
+            Err(_) => return Err(Invalid::TableWord),
+        },
+    };
+    Ok(RoutesMode::AllowedIps { table })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PeerKey {
+    PublicKey,
+    PresharedKey,
+    AllowedIps,
+    Endpoint,
+    PersistentKeepalive,
+}
+
+impl PeerKey {
+    fn from_name(name: &str) -> Option<Self> {
+        let key = match name.to_ascii_lowercase().as_str() {
+            "publickey" => Self::PublicKey,
+            "presharedkey" => Self::PresharedKey,
+            "allowedips" => Self::AllowedIps,
+            "endpoint" => Self::Endpoint,
+            "persistentkeepalive" => Self::PersistentKeepalive,
+            _ => return None,
+        };
+        Some(key)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::PublicKey => "PublicKey",
+            Self::PresharedKey => "PresharedKey",
+            Self::AllowedIps => "AllowedIPs",
+            Self::Endpoint => "Endpoint",
+            Self::PersistentKeepalive => "PersistentKeepalive",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Peer {
+    config: PeerConfig,
+    public_key_line: usize,
+    /// Each `AllowedIPs` line and what it added, for the default-route notice.
+    allowed_ips_lines: Vec<(usize, Vec<IpNet>)>,
+}
+
+fn read_peer(section: &Section<'_>, report: &mut Report) -> Option<Peer> {
+    let mut public_key = None;
+    let mut public_key_line = section.line;
+    let mut preshared_key = None;
+    let mut endpoint = None;
+    let mut persistent_keepalive = None;
+    let mut allowed_ips_lines = Vec::new();
+    let mut seen = SeenKeys::new();
+    for entry in &section.entries {
+        let Some(key) = PeerKey::from_name(entry.key) else {
+            report.error(
+                entry.line,
+                format!("unknown key \"{}\" in [Peer]", entry.key),
+            );
+            continue;
+        };
+        if key != PeerKey::AllowedIps
+            && let Some(first) = seen.earlier(key, entry.line)
+        {
+            report.error(
+                entry.line,
+                format!("duplicate key \"{}\" (first at line {first})", key.name()),
+            );
+            continue;
+        }
+        let (line, value, field) = (entry.line, entry.value, key.name());
+        let invalid = |report: &mut Report, reason: Invalid| {
+            report.error(line, format!("{field} \"{value}\": {reason}"));
+        };
+        match key {
+            PeerKey::PublicKey => {
+                public_key_line = line;
+                match PublicKey::from_base64(value) {
+                    Ok(key) => public_key = Some(key),
+                    Err(reason) => report.error(line, format!("{field}: {reason}")),
+                }
+            }
+            PeerKey::PresharedKey => match PresharedKey::from_base64(value) {
+                Ok(key) => preshared_key = Some(key),
+                Err(reason) => report.error(line, format!("{field}: {reason}")),
+            },
+            PeerKey::AllowedIps => {
+                let mut added = Vec::new();
+                for item in list(value) {
+                    match values::prefix(item) {
+                        // wg itself accepts host bits and masks them off.
+                        Ok(prefix) if prefix.trunc() != prefix => {
+                            report.notice(
+                                line,
+                                format!(
+                                    "{field} {prefix} has host bits set; wgd uses {}, as wg does",
+                                    prefix.trunc()
+                                ),
+                            );
+                            added.push(prefix.trunc());
+                        }
+                        Ok(prefix) => added.push(prefix),
+                        Err(reason) => report.error(line, format!("{field} \"{item}\": {reason}")),
+                    }
+                }
+                allowed_ips_lines.push((line, added));
+            }
+            PeerKey::Endpoint => match values::endpoint(value) {
+                Ok(address) => endpoint = Some(address),
+                Err(reason) => invalid(report, reason),
+            },
+            PeerKey::PersistentKeepalive => {
+                let keepalive = if value.eq_ignore_ascii_case("off") {
+                    Ok(None)
+                } else {
+                    values::integer(value).and_then(values::keepalive)
+                };
+                match keepalive {
+                    Ok(keepalive) => persistent_keepalive = keepalive,
+                    Err(reason) => invalid(report, reason),
+                }
+            }
+        }
+    }
+    if !seen.0.contains_key(&PeerKey::PublicKey) {
+        report.error(section.line, "[Peer] has no PublicKey");
+    }
+    // A peer with other errors is still returned, to check its key
+    // against the other peers'; the report refuses the config anyway.
+    let public_key = public_key?;
+    Some(Peer {
+        config: PeerConfig {
+            name: None,
+            line: section.line,
+            public_key,
+            preshared_key,
+            endpoint,
+            persistent_keepalive,
+            // No AllowedIPs line means no AllowedIPs, as with wg-quick (the
+            // peer gets no traffic), not wgd.toml's "filter nothing" default:
+            // a wg-quick file should mean what it means to wg-quick.
+            allowed_ips: allowed_ips_lines
+                .iter()
+                .flat_map(|(_, prefixes)| prefixes.iter().copied())
+                .collect(),
+        },
+        public_key_line,
+        allowed_ips_lines,
+    })
+}

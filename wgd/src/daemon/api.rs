@@ -1,0 +1,129 @@
+//! The gRPC `TunnelService` on the daemon's Unix socket, and the client
+//! `wgd status` uses to reach it.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use futures::Stream;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{RwLock, broadcast};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tonic::{Request, Response, Status as GrpcStatus};
+use wgd_proto::v1 as api;
+use wgd_proto::v1::tunnel_service_client::TunnelServiceClient;
+use wgd_proto::v1::tunnel_service_server::{TunnelService, TunnelServiceServer};
+
+use super::events::{Event, EventKind};
+use crate::status::{Status, TunnelStatus};
+
+impl From<&Event> for api::TunnelEvent {
+    fn from(event: &Event) -> Self {
+        use api::tunnel_event::Kind;
+        let kind = match &event.kind {
+            EventKind::TunnelUp => Kind::TunnelUp(api::TunnelUp {}),
+            EventKind::TunnelDown { reason } => Kind::TunnelDown(api::TunnelDown { reason: reason.clone() }),
+            EventKind::PeerHandshake { public_key, endpoint } => Kind::PeerHandshake(api::PeerHandshake {
+                public_key: public_key.clone(),
+                endpoint: endpoint.clone().unwrap_or_default(),
+            }),
+            EventKind::PeerDead { public_key, latest_handshake_age_seconds } => Kind::PeerDead(api::PeerDead {
+                public_key: public_key.clone(),
+                latest_handshake_age_seconds: *latest_handshake_age_seconds,
+            }),
+        };
+        api::TunnelEvent {
+            unix_time: event.time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+            tunnel: event.tunnel.clone(),
+            kind: Some(kind),
+        }
+    }
+}
+
+/// The service: reads the daemon's latest snapshot and its event channel.
+#[derive(Debug, Clone)]
+pub struct TunnelApi {
+    pub snapshot: Arc<RwLock<Status>>,
+    pub events: broadcast::Sender<Event>,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<api::TunnelEvent, GrpcStatus>> + Send>>;
+
+#[tonic::async_trait]
+impl TunnelService for TunnelApi {
+    async fn list_tunnels(
+        &self,
+        request: Request<api::ListTunnelsRequest>,
+    ) -> Result<Response<api::ListTunnelsResponse>, GrpcStatus> {
+        let name = request.into_inner().name;
+        let snapshot = self.snapshot.read().await;
+        let tunnels = snapshot
+            .tunnels
+            .iter()
+            .filter(|tunnel| name.is_empty() || tunnel.name == name)
+            .map(api::Tunnel::from)
+            .collect();
+        Ok(Response::new(api::ListTunnelsResponse { tunnels }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        _request: Request<api::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, GrpcStatus> {
+        let stream = BroadcastStream::new(self.events.subscribe()).filter_map(|event| match event {
+            Ok(event) => Some(Ok(api::TunnelEvent::from(&event))),
+            // A slow reader missed some events; it keeps the rest.
+            Err(_) => None,
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Binds the API socket (mode 0660), replacing a stale one.
+pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("another daemon answers on {}", path.display()),
+        ));
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+pub async fn serve(listener: tokio::net::UnixListener, service: TunnelApi) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(TunnelServiceServer::new(service))
+        .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
+        .await
+}
+
+/// A client on the daemon's Unix socket.
+pub async fn connect(path: &Path) -> Result<TunnelServiceClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let path: PathBuf = path.to_path_buf();
+    // The URI is required by the API but unused: the connector dials the socket.
+    let channel = tonic::transport::Endpoint::from_static("http://wgd.invalid")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move { tokio::net::UnixStream::connect(path).await.map(TokioIo::new) }
+        }))
+        .await?;
+    Ok(TunnelServiceClient::new(channel))
+}
+
+/// Asks a running daemon for its tunnels.
+pub async fn fetch_status(path: &Path) -> Result<Status, Box<dyn std::error::Error + Send + Sync>> {
+    let mut client = connect(path).await?;
+    let response = client.list_tunnels(api::ListTunnelsRequest::default()).await?.into_inner();
+    Ok(Status { tunnels: response.tunnels.into_iter().map(TunnelStatus::from).collect() })
+}

@@ -1,0 +1,19 @@
+//! wgd: a WireGuard tunnel manager for routers.
+//!
+//! Data flows one way through the crate:
+//! `config` (files to typed values) → `plan` (desired against `actual`
+//! state: a list of actions) → `apply` (actions through the `system`
+//! adapters: WireGuard devices and rtnetlink) → `status`/`daemon` (state,
+//! events, API, metrics). Config, plan and keys are pure; only `system`,
+//! `apply` and `daemon` touch the host.
+
+pub mod config;
+pub mod daemon;
+pub mod actual;
+pub mod apply;
+pub mod status;
+pub mod keys;
+pub mod plan;
+pub mod reconcile;
+pub mod state;
+pub mod system;

@@ -1,0 +1,256 @@
+//! The `wgd` command line.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use wgd::config::{self, BackendChoice, Config};
+use wgd::keys::PrivateKey;
+use wgd::reconcile::Host;
+use wgd::system::Depth;
+
+#[derive(Debug, Parser)]
+#[command(name = "wgd", version, about = "WireGuard tunnels for routers: no routes, no rules, unless asked")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Auto,
+    Kernel,
+    Userspace,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Bring the tunnels of a wgd.toml or wg-quick .conf file up (or in line with it).
+    Up {
+        file: PathBuf,
+        /// Print what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Override the config's backend choice.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
+    /// Take down the tunnels of a config file, or one tunnel by name.
+    Down {
+        /// A config file or a tunnel name.
+        target: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show tunnels and peers (from the running daemon when there is one).
+    Status {
+        #[arg(long)]
+        json: bool,
+        /// The config whose daemon to ask (its [daemon] api) and whose peer names to show.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The daemon's API socket.
+        #[arg(long)]
+        api: Option<PathBuf>,
+    },
+    /// Print a new private key.
+    Genkey,
+    /// Read a private key on stdin, print its public key.
+    Pubkey,
+    /// Run the daemon: reconcile at start, on SIGHUP and periodically.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Take the tunnels down when exiting (default: leave them up).
+        #[arg(long)]
+        down_on_exit: bool,
+    },
+}
+
+fn load(file: &Path) -> Result<Config, ExitCode> {
+    match config::load(file) {
+        Ok(config) => {
+            for notice in &config.notices {
+                eprintln!("notice: {notice}");
+            }
+            Ok(config)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WGD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Genkey => {
+            println!("{}", PrivateKey::generate().to_base64());
+            ExitCode::SUCCESS
+        }
+        Command::Pubkey => {
+            let mut text = zeroize::Zeroizing::new(String::new());
+            if std::io::stdin().read_to_string(&mut text).is_err() {
+                eprintln!("cannot read a key on stdin");
+                return ExitCode::FAILURE;
+            }
+            match PrivateKey::from_base64(&text) {
+                Ok(key) => {
+                    println!("{}", key.public_key());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("private key on stdin: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Up { file, dry_run, backend } => {
+            let mut config = match load(&file) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            if let Some(backend) = backend {
+                config.daemon.backend = match backend {
+                    BackendArg::Auto => BackendChoice::Auto,
+                    BackendArg::Kernel => BackendChoice::Kernel,
+                    BackendArg::Userspace => BackendChoice::Userspace,
+                };
+            }
+            init_logging_quiet();
+            runtime().block_on(async {
+                let host = match Host::open() {
+                    Ok(host) => host,
+                    Err(error) => return fail(error),
+                };
+                match host.reconcile(&config, dry_run, false).await {
+                    Ok(outcome) => {
+                        print_actions(&outcome.actions, dry_run);
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => fail(error),
+                }
+            })
+        }
+        Command::Down { target, dry_run } => {
+            init_logging_quiet();
+            let path = Path::new(&target);
+            let (source, names) = if path.is_file() {
+                match std::path::absolute(path) {
+                    Ok(source) => (Some(source), vec![]),
+                    Err(error) => return fail(error),
+                }
+            } else {
+                (None, vec![target.clone()])
+            };
+            runtime().block_on(async {
+                let host = match Host::open() {
+                    Ok(host) => host,
+                    Err(error) => return fail(error),
+                };
+                match host.down(source.as_deref(), &names, dry_run).await {
+                    Ok(actions) if actions.is_empty() => {
+                        eprintln!("{target}: no tunnel that wgd created here matches");
+                        ExitCode::FAILURE
+                    }
+                    Ok(actions) => {
+                        print_actions(&actions, dry_run);
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => fail(error),
+                }
+            })
+        }
+        Command::Status { json, config, api } => {
+            init_logging_quiet();
+            let config = match config.as_deref().map(load).transpose() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            runtime().block_on(status(json, config, api))
+        }
+        Command::Run { config, down_on_exit } => {
+            init_logging();
+            runtime().block_on(async {
+                match wgd::daemon::run(&config, down_on_exit).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => fail(error),
+                }
+            })
+        }
+    }
+}
+
+/// One-shot commands log warnings only; their output is the actions.
+fn init_logging_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WGD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}
+
+fn print_actions(actions: &[wgd::plan::Action], dry_run: bool) {
+    let mut out = std::io::stdout().lock();
+    if actions.is_empty() {
+        let _ = writeln!(out, "nothing to do: the host matches the config");
+        return;
+    }
+    let marker = if dry_run { "[dry-run]" } else { "[#]" };
+    for action in actions {
+        for line in action.to_string().lines() {
+            let _ = writeln!(out, "{marker} {line}");
+        }
+    }
+}
+
+async fn status(json: bool, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {
+    let host = match Host::open() {
+        Ok(host) => host,
+        Err(error) => return fail(error),
+    };
+    // The daemon of this namespace, if one runs: asked, or found by its pointer.
+    let api = api
+        .or_else(|| config.as_ref().map(|config| config.daemon.api.clone()))
+        .or_else(|| std::fs::read_to_string(wgd::daemon::api_pointer(&host)).ok().map(PathBuf::from));
+    let from_daemon = match &api {
+        Some(path) if path.exists() => wgd::daemon::api::fetch_status(path).await.ok(),
+        _ => None,
+    };
+    let status = match from_daemon {
+        Some(status) => status,
+        None => {
+            let actual = match host.observe(config.as_ref(), Depth::Tunnels).await {
+                Ok(actual) => actual,
+                Err(error) => return fail(error),
+            };
+            let dead_after = config
+                .as_ref()
+                .map(|config| config.daemon.peer_dead_after)
+                .unwrap_or(Duration::from_secs(180));
+            wgd::status::collect(&actual, config.as_ref(), dead_after, SystemTime::now())
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status).expect("status serialises"));
+    } else {
+        print!("{status}");
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,376 @@
+//! Links, addresses, routes and rules through rtnetlink: the kernel side of
+//! a tunnel that is not WireGuard itself.
+//!
+//! Reads return plain values of `crate::actual`; writes take them. Every
+//! error names the object it was about.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
+use rtnetlink::{Handle, IpVersion, LinkUnspec, LinkWireguard, RouteMessageBuilder};
+
+use crate::actual::{Route, Rule};
+
+/// A netlink failure, with what wgd was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct NetlinkError {
+    what: String,
+    #[source]
+    source: rtnetlink::Error,
+}
+
+impl NetlinkError {
+    /// The kernel's errno, if the failure came from the kernel.
+    pub fn errno(&self) -> Option<i32> {
+        match &self.source {
+            rtnetlink::Error::NetlinkError(message) => message.code.map(|code| -code.get()),
+            _ => None,
+        }
+    }
+}
+
+fn context<T>(what: impl FnOnce() -> String) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    move |source| NetlinkError { what: what(), source }
+}
+
+/// What wgd reads of a link.
+#[derive(Debug, Clone)]
+pub struct LinkInfoSummary {
+    pub index: u32,
+    pub name: String,
+    pub kind: Option<InfoKind>,
+    pub up: bool,
+    pub mtu: u32,
+}
+
+/// A connection to the kernel's routing netlink, in this namespace.
+#[derive(Debug, Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+const ENODEV: i32 = 19;
+const ENOENT: i32 = 2;
+const ESRCH: i32 = 3;
+
+impl Netlink {
+    /// Opens a connection; its I/O runs as a task on the current runtime.
+    pub fn connect() -> std::io::Result<Self> {
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    fn summarise(message: LinkMessage) -> Option<LinkInfoSummary> {
+        let mut name = None;
+        let mut kind = None;
+        let mut mtu = 0;
+        for attribute in message.attributes {
+            match attribute {
+                LinkAttribute::IfName(value) => name = Some(value),
+                LinkAttribute::Mtu(value) => mtu = value,
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        if let LinkInfo::Kind(value) = info {
+                            kind = Some(value);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(LinkInfoSummary {
+            index: message.header.index,
+            name: name?,
+            kind,
+            up: message.header.flags.contains(LinkFlags::Up),
+            mtu,
+        })
+    }
+
+    pub async fn links(&self) -> Result<Vec<LinkInfoSummary>, NetlinkError> {
+        let messages: Vec<LinkMessage> =
+            self.handle.link().get().execute().try_collect().await.map_err(context::<()>(|| "list links".into()))?;
+        Ok(messages.into_iter().filter_map(Self::summarise).collect())
+    }
+
+    pub async fn link(&self, name: &str) -> Result<Option<LinkInfoSummary>, NetlinkError> {
+        let result: Result<Vec<LinkMessage>, _> = self.handle.link().get().match_name(name).execute().try_collect().await;
+        match result {
+            Ok(messages) => Ok(messages.into_iter().find_map(Self::summarise)),
+            Err(error) => {
+                let error = NetlinkError { what: format!("read link {name}"), source: error };
+                if error.errno() == Some(ENODEV) { Ok(None) } else { Err(error) }
+            }
+        }
+    }
+
+    /// `ip link add NAME type wireguard` (kernel module).
+    pub async fn create_wireguard(&self, name: &str) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .add(LinkWireguard::new(name).build())
+            .execute()
+            .await
+            .map_err(context::<()>(|| format!("create WireGuard interface {name}")))
+    }
+
+    pub async fn delete_link(&self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        match self.handle.link().del(index).execute().await {
+            Err(error) => {
+                let error = NetlinkError { what: format!("delete interface {name}"), source: error };
+                if error.errno() == Some(ENODEV) { Ok(()) } else { Err(error) }
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    pub async fn set_up(&self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(context::<()>(|| format!("set {name} up")))
+    }
+
+    pub async fn set_mtu(&self, index: u32, name: &str, mtu: u32) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+            .execute()
+            .await
+            .map_err(context::<()>(|| format!("set {name} mtu {mtu}")))
+    }
+
+    fn address_of(message: &AddressMessage) -> Option<IpNet> {
+        let mut local = None;
+        let mut address = None;
+        for attribute in &message.attributes {
+            match attribute {
+                AddressAttribute::Local(ip) => local = Some(*ip),
+                AddressAttribute::Address(ip) => address = Some(*ip),
+                _ => {}
+            }
+        }
+        IpNet::new(local.or(address)?, message.header.prefix_len).ok()
+    }
+
+    async fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>, NetlinkError> {
+        self.handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(context::<()>(|| format!("list addresses of interface {index}")))
+    }
+
+    /// Addresses of a link, without the link-scope ones the kernel adds.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>, NetlinkError> {
+        let messages = self.address_messages(index).await?;
+        Ok(messages
+            .iter()
+            .filter(|message| message.header.index == index && message.header.scope != AddressScope::Link)
+            .filter_map(Self::address_of)
+            .collect())
+    }
+
+    pub async fn add_address(&self, index: u32, name: &str, address: IpNet) -> Result<(), NetlinkError> {
+        self.handle
+            .address()
+            .add(index, address.addr(), address.prefix_len())
+            .replace()
+            .execute()
+            .await
+            .map_err(context::<()>(|| format!("add address {address} to {name}")))
+    }
+
+    pub async fn remove_address(&self, index: u32, name: &str, address: IpNet) -> Result<(), NetlinkError> {
+        let messages = self.address_messages(index).await?;
+        for message in messages {
+            if message.header.index == index && Self::address_of(&message) == Some(address) {
+                self.handle
+                    .address()
+                    .del(message)
+                    .execute()
+                    .await
+                    .map_err(context::<()>(|| format!("remove address {address} from {name}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn route_messages(&self) -> Result<Vec<RouteMessage>, NetlinkError> {
+        let mut all = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            // No destination: a dump of every table.
+            let mut message = RouteMessage::default();
+            message.header.address_family = family;
+            let mut messages: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(message)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(context::<()>(|| "list routes".into()))?;
+            all.append(&mut messages);
+        }
+        Ok(all)
+    }
+
+    fn route_parts(message: &RouteMessage) -> (Option<IpNet>, u32, Option<u32>) {
+        let mut table = u32::from(message.header.table);
+        let mut destination = None;
+        let mut oif = None;
+        for attribute in &message.attributes {
+            match attribute {
+                RouteAttribute::Table(value) => table = *value,
+                RouteAttribute::Oif(value) => oif = Some(*value),
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => destination = Some(IpAddr::V4(*ip)),
+                RouteAttribute::Destination(RouteAddress::Inet6(ip)) => destination = Some(IpAddr::V6(*ip)),
+                _ => {}
+            }
+        }
+        let destination = destination.or(match message.header.address_family {
+            AddressFamily::Inet => Some(IpAddr::from([0, 0, 0, 0])),
+            AddressFamily::Inet6 => Some(IpAddr::from([0u16; 8])),
+            _ => None,
+        });
+        let prefix = destination.and_then(|ip| IpNet::new(ip, message.header.destination_prefix_length).ok());
+        (prefix, table, oif)
+    }
+
+    /// Unicast routes through `index` that the kernel did not add itself,
+    /// and every table that holds a route.
+    pub async fn routes(&self) -> Result<(Vec<(u32, Route)>, BTreeSet<u32>), NetlinkError> {
+        let mut routes = Vec::new();
+        let mut tables = BTreeSet::new();
+        for message in self.route_messages().await? {
+            let (prefix, table, oif) = Self::route_parts(&message);
+            tables.insert(table);
+            if message.header.kind != RouteType::Unicast || message.header.protocol == RouteProtocol::Kernel {
+                continue;
+            }
+            if let (Some(prefix), Some(oif)) = (prefix, oif) {
+                routes.push((oif, Route { prefix, table }));
+            }
+        }
+        Ok((routes, tables))
+    }
+
+    fn route_message(index: u32, route: Route) -> RouteMessage {
+        RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(route.prefix.addr(), route.prefix.prefix_len())
+            .expect("an IpNet is a valid destination")
+            .output_interface(index)
+            .table_id(route.table)
+            .protocol(RouteProtocol::Static)
+            .scope(RouteScope::Link)
+            .build()
+    }
+
+    /// `ip route add PREFIX dev NAME table T` (never replaces someone else's route).
+    pub async fn add_route(&self, index: u32, name: &str, route: Route) -> Result<(), NetlinkError> {
+        self.handle
+            .route()
+            .add(Self::route_message(index, route))
+            .execute()
+            .await
+            .map_err(context::<()>(|| format!("add route {} dev {name} table {}", route.prefix, route.table)))
+    }
+
+    pub async fn remove_route(&self, index: u32, name: &str, route: Route) -> Result<(), NetlinkError> {
+        match self.handle.route().del(Self::route_message(index, route)).execute().await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let error = NetlinkError { what: format!("remove route {} dev {name} table {}", route.prefix, route.table), source: error };
+                if matches!(error.errno(), Some(ESRCH) | Some(ENOENT)) { Ok(()) } else { Err(error) }
+            }
+        }
+    }
+
+    fn rule_of(message: &RuleMessage) -> Option<Rule> {
+        let ipv6 = message.header.family == AddressFamily::Inet6;
+        let mut table = u32::from(message.header.table);
+        let mut fwmark = None;
+        let mut suppress = None;
+        for attribute in &message.attributes {
+            match attribute {
+                RuleAttribute::Table(value) => table = *value,
+                RuleAttribute::FwMark(value) => fwmark = Some(*value),
+                RuleAttribute::SuppressPrefixLen(value) => suppress = Some(*value),
+                _ => {}
+            }
+        }
+        let invert = message.header.flags.contains(RuleFlags::Invert);
+        match (fwmark, suppress) {
+            (Some(mark), None) if invert && mark == table => Some(Rule::NotFwmarkLookup { ipv6, table }),
+            (None, Some(0)) if !invert && table == 254 => Some(Rule::MainSuppressDefault { ipv6 }),
+            _ => None,
+        }
+    }
+
+    async fn rule_messages(&self) -> Result<Vec<RuleMessage>, NetlinkError> {
+        let mut all: Vec<RuleMessage> =
+            self.handle.rule().get(IpVersion::V4).execute().try_collect().await.map_err(context::<()>(|| "list rules".into()))?;
+        let mut v6: Vec<RuleMessage> =
+            self.handle.rule().get(IpVersion::V6).execute().try_collect().await.map_err(context::<()>(|| "list rules".into()))?;
+        all.append(&mut v6);
+        Ok(all)
+    }
+
+    /// The rules of the two kinds full-tunnel mode adds.
+    pub async fn rules(&self) -> Result<Vec<Rule>, NetlinkError> {
+        Ok(self.rule_messages().await?.iter().filter_map(Self::rule_of).collect())
+    }
+
+    pub async fn add_rule(&self, rule: Rule) -> Result<(), NetlinkError> {
+        let what = || format!("add rule: {rule}");
+        match rule {
+            Rule::NotFwmarkLookup { ipv6, table } => {
+                let request = self.handle.rule().add().table_id(table).fw_mark(table).action(RuleAction::ToTable);
+                if ipv6 {
+                    let mut request = request.v6();
+                    request.message_mut().header.flags |= RuleFlags::Invert;
+                    request.execute().await.map_err(context::<()>(what))
+                } else {
+                    let mut request = request.v4();
+                    request.message_mut().header.flags |= RuleFlags::Invert;
+                    request.execute().await.map_err(context::<()>(what))
+                }
+            }
+            Rule::MainSuppressDefault { ipv6 } => {
+                let request = self.handle.rule().add().table_id(254).action(RuleAction::ToTable);
+                if ipv6 {
+                    let mut request = request.v6();
+                    request.message_mut().attributes.push(RuleAttribute::SuppressPrefixLen(0));
+                    request.execute().await.map_err(context::<()>(what))
+                } else {
+                    let mut request = request.v4();
+                    request.message_mut().attributes.push(RuleAttribute::SuppressPrefixLen(0));
+                    request.execute().await.map_err(context::<()>(what))
+                }
+            }
+        }
+    }
+
+    /// Deletes one rule matching `rule` (one per add, as added).
+    pub async fn remove_rule(&self, rule: Rule) -> Result<(), NetlinkError> {
+        let found = self.rule_messages().await?.into_iter().find(|message| Self::rule_of(message) == Some(rule));
+        if let Some(message) = found {
+            self.handle.rule().del(message).execute().await.map_err(context::<()>(|| format!("remove rule: {rule}")))?;
+        }
+        Ok(())
+    }
+}
