@@ -488,3 +488,303 @@ fn plan_remove(record: &TunnelRecord, actual: &ActualState, actions: &mut Vec<Ac
         actions.push(Action::Forget { tunnel: name });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::actual::{Device, Peer};
+    use crate::config::parse_str;
+    use crate::keys::PrivateKey;
+
+    const SOURCE: &str = "/etc/wgd/wgd.toml";
+
+    fn key(seed: u8) -> PrivateKey {
+        PrivateKey::from_bytes([seed; 32])
+    }
+
+    fn config(text: &str) -> Config {
+        parse_str(Path::new(SOURCE), text).unwrap_or_else(|errors| panic!("{errors}"))
+    }
+
+    /// Two peers on one tunnel; `third_endpoint` changes one of them.
+    fn two_peers(endpoint_b: &str) -> String {
+        format!(
+            r#"
+[[tunnel]]
+name = "wg-a"
+private_key = "{}"
+listen_port = 51820
+address = ["10.255.0.0/31", "fd00:255::/127"]
+
+[[tunnel.peer]]
+public_key = "{}"
+endpoint = "192.0.2.1:51820"
+persistent_keepalive = 25
+
+[[tunnel.peer]]
+public_key = "{}"
+endpoint = "{endpoint_b}"
+"#,
+            key(1).to_base64(),
+            key(2).public_key(),
+            key(3).public_key()
+        )
+    }
+
+    /// What the host would look like after `actions`: the in-memory twin
+    /// of `apply`.
+    fn simulate(actual: &mut ActualState, config: &Config, actions: &[Action]) {
+        for action in actions {
+            let name = action.tunnel().to_owned();
+            match action {
+                Action::RunHooks { .. } => {}
+                Action::CreateLink { backend, .. } => {
+                    let index = actual.links.len() as u32 + 10;
+                    actual.links.insert(
+                        name.clone(),
+                        Link {
+                            index,
+                            backend: Some(*backend),
+                            up: false,
+                            mtu: 1420,
+                            addresses: vec![],
+                            device: Some(Device::default()),
+                            routes: vec![],
+                        },
+                    );
+                    let record = actual.records.entry(name.clone()).or_insert_with(|| TunnelRecord {
+                        name: name.clone(),
+                        source: config.source.clone(),
+                        backend: *backend,
+                        routes: vec![],
+                        rules: vec![],
+                        src_valid_mark_before: None,
+                        pre_down: vec![],
+                        post_down: vec![],
+                    });
+                    record.routes.clear();
+                }
+                Action::DeleteLink { .. } | Action::Forget { .. } => {
+                    actual.links.remove(&name);
+                    actual.records.remove(&name);
+                }
+                Action::SetMtu { mtu, .. } => actual.links.get_mut(&name).unwrap().mtu = *mtu,
+                Action::AddAddress { address, .. } => actual.links.get_mut(&name).unwrap().addresses.push(*address),
+                Action::RemoveAddress { address, .. } => {
+                    actual.links.get_mut(&name).unwrap().addresses.retain(|kept| kept != address)
+                }
+                Action::WriteDevice { private_key, listen_port, fwmark, peers, .. } => {
+                    let device = actual.links.get_mut(&name).unwrap().device.as_mut().unwrap();
+                    device.public_key = Some(private_key.public_key());
+                    device.listen_port = listen_port.unwrap_or(40000);
+                    device.fwmark = fwmark.filter(|mark| *mark != 0);
+                    device.peers = peers.iter().map(peer_state).collect();
+                }
+                Action::SetPeer { peer, .. } => {
+                    let device = actual.links.get_mut(&name).unwrap().device.as_mut().unwrap();
+                    device.peers.retain(|kept| kept.public_key != peer.public_key);
+                    device.peers.push(peer_state(peer));
+                }
+                Action::RemovePeer { public_key, .. } => {
+                    let device = actual.links.get_mut(&name).unwrap().device.as_mut().unwrap();
+                    device.peers.retain(|kept| kept.public_key != *public_key);
+                }
+                Action::SetLinkUp { .. } => actual.links.get_mut(&name).unwrap().up = true,
+                Action::AddRoute { route, .. } => {
+                    actual.links.get_mut(&name).unwrap().routes.push(*route);
+                    actual.records.get_mut(&name).unwrap().routes.push(*route);
+                    actual.used_tables.push(route.table);
+                }
+                Action::RemoveRoute { route, .. } => {
+                    actual.links.get_mut(&name).unwrap().routes.retain(|kept| kept != route);
+                    actual.records.get_mut(&name).unwrap().routes.retain(|kept| kept != route);
+                }
+                Action::AddRule { rule, .. } => {
+                    actual.rules.push(*rule);
+                    actual.records.get_mut(&name).unwrap().rules.push(*rule);
+                }
+                Action::RemoveRule { rule, .. } => {
+                    actual.rules.retain(|kept| kept != rule);
+                    if let Some(record) = actual.records.get_mut(&name) {
+                        record.rules.retain(|kept| kept != rule);
+                    }
+                }
+                Action::EnableSrcValidMark { .. } => {
+                    actual.records.get_mut(&name).unwrap().src_valid_mark_before = Some("0".into())
+                }
+                Action::RestoreSrcValidMark { .. } => {
+                    if let Some(record) = actual.records.get_mut(&name) {
+                        record.src_valid_mark_before = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn peer_state(peer: &PeerConfig) -> Peer {
+        Peer {
+            public_key: peer.public_key,
+            preshared_key: peer.preshared_key.clone(),
+            endpoint: peer.endpoint.as_ref().map(|endpoint| endpoint.address),
+            persistent_keepalive: peer.persistent_keepalive,
+            allowed_ips: peer.allowed_ips.clone(),
+            last_handshake: None,
+            rx_bytes: 0,
+            tx_bytes: 0,
+        }
+    }
+
+    fn lines(actions: &[Action]) -> Vec<String> {
+        actions.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_new_tunnel_gets_no_routes_and_the_second_plan_is_empty() {
+        let config = config(&two_peers("192.0.2.2:51820"));
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        assert!(matches!(actions[0], Action::CreateLink { backend: Backend::Userspace, .. }));
+        assert!(!actions.iter().any(|action| matches!(action, Action::AddRoute { .. } | Action::AddRule { .. })));
+        simulate(&mut actual, &config, &actions);
+        let again = plan(&config, &actual, Backend::Userspace).unwrap();
+        assert!(again.is_empty(), "second plan: {:?}", lines(&again));
+    }
+
+    #[test]
+    fn changing_one_peer_touches_only_that_peer() {
+        let before = config(&two_peers("192.0.2.2:51820"));
+        let mut actual = ActualState::default();
+        let actions = plan(&before, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &before, &actions);
+
+        let after = config(&two_peers("192.0.2.99:51820"));
+        let actions = plan(&after, &actual, Backend::Userspace).unwrap();
+        assert_eq!(actions.len(), 1, "{:?}", lines(&actions));
+        match &actions[0] {
+            Action::SetPeer { peer, changes, .. } => {
+                assert_eq!(peer.public_key, key(3).public_key());
+                assert_eq!(changes, &vec!["endpoint"]);
+            }
+            other => panic!("expected one peer update, got {other}"),
+        }
+    }
+
+    #[test]
+    fn a_tunnel_removed_from_the_config_is_removed_and_others_stay() {
+        let both = format!(
+            "{}\n[[tunnel]]\nname = \"wg-b\"\nprivate_key = \"{}\"\nlisten_port = 51821\n",
+            two_peers("192.0.2.2:51820"),
+            key(9).to_base64()
+        );
+        let both = config(&both);
+        let mut actual = ActualState::default();
+        let actions = plan(&both, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &both, &actions);
+        assert_eq!(actual.links.len(), 2);
+
+        let one = config(&two_peers("192.0.2.2:51820"));
+        let actions = plan(&one, &actual, Backend::Userspace).unwrap();
+        assert_eq!(lines(&actions), vec!["wg-b: delete interface".to_owned()]);
+    }
+
+    #[test]
+    fn an_interface_wgd_did_not_create_is_never_touched() {
+        let config = config(&two_peers("192.0.2.2:51820"));
+        let mut actual = ActualState::default();
+        actual.links.insert(
+            "wg-a".into(),
+            Link { index: 3, backend: Some(Backend::Kernel), up: true, mtu: 1420, addresses: vec![], device: None, routes: vec![] },
+        );
+        let errors = plan(&config, &actual, Backend::Kernel).unwrap_err();
+        assert_eq!(errors, vec![PlanError::NotOurs("wg-a".into())]);
+    }
+
+    #[test]
+    fn a_tunnel_of_another_file_is_refused() {
+        let config = config(&two_peers("192.0.2.2:51820"));
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &config, &actions);
+        actual.records.get_mut("wg-a").unwrap().source = "/etc/wireguard/wg-a.conf".into();
+        let errors = plan(&config, &actual, Backend::Userspace).unwrap_err();
+        assert!(errors[0].to_string().contains("belongs to /etc/wireguard/wg-a.conf"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn allowed_ips_mode_routes_everything_but_the_default_in_main() {
+        let text = format!(
+            r#"
+[[tunnel]]
+name = "wg-r"
+private_key = "{}"
+routes = "allowed-ips"
+[[tunnel.peer]]
+public_key = "{}"
+allowed_ips = ["0.0.0.0/0", "10.1.0.0/16", "::/0"]
+"#,
+            key(4).to_base64(),
+            key(5).public_key()
+        );
+        let config = config(&text);
+        let intent = routing_intent(&config.tunnels[0], None, &[]);
+        let routes: Vec<String> = intent.routes.iter().map(|route| format!("{} {}", route.prefix, route.table)).collect();
+        assert_eq!(routes, vec!["10.1.0.0/16 254"]);
+        assert!(intent.rules.is_empty());
+        assert_eq!(intent.fwmark, None);
+    }
+
+    #[test]
+    fn full_tunnel_does_what_wg_quick_does_and_down_undoes_it() {
+        let text = format!(
+            r#"
+[[tunnel]]
+name = "wg-f"
+private_key = "{}"
+routes = "full-tunnel"
+[[tunnel.peer]]
+public_key = "{}"
+endpoint = "192.0.2.1:51820"
+"#,
+            key(6).to_base64(),
+            key(7).public_key()
+        );
+        let config = config(&text);
+        let mut actual = ActualState { used_tables: vec![254, 255, 51820], ..Default::default() };
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        let text = lines(&actions).join("\n");
+        // 51820 is taken, so the next free table is used as wg-quick does.
+        assert!(text.contains("fwmark 51821"), "{text}");
+        assert!(text.contains("add route 0.0.0.0/0 dev wg-f table 51821"), "{text}");
+        assert!(text.contains("add route ::/0 dev wg-f table 51821"), "{text}");
+        assert!(text.contains("add rule: ip -4 rule not fwmark 51821 table 51821"), "{text}");
+        assert!(text.contains("add rule: ip -6 rule table main suppress_prefixlength 0"), "{text}");
+        assert!(text.contains("src_valid_mark=1"), "{text}");
+        simulate(&mut actual, &config, &actions);
+        assert!(plan(&config, &actual, Backend::Userspace).unwrap().is_empty());
+
+        let down = plan_down(Some(Path::new(SOURCE)), &[], &actual);
+        simulate(&mut actual, &config, &down);
+        assert!(actual.rules.is_empty(), "rules left: {:?}", actual.rules);
+        assert!(actual.records.is_empty());
+        assert!(actual.links.is_empty());
+    }
+
+    #[test]
+    fn dry_run_lines_never_show_private_or_preshared_keys() {
+        let private = key(8);
+        let psk = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let text = format!(
+            "[[tunnel]]\nname = \"wg-k\"\nprivate_key = \"{}\"\n[[tunnel.peer]]\npublic_key = \"{}\"\npreshared_key = \"{psk}\"\n",
+            private.to_base64(),
+            key(2).public_key()
+        );
+        let config = config(&text);
+        let printed = lines(&plan(&config, &ActualState::default(), Backend::Kernel).unwrap()).join("\n");
+        assert!(!printed.contains(&private.to_base64()));
+        assert!(!printed.contains(psk));
+        assert!(printed.contains("private-key (hidden)"));
+        assert!(printed.contains("preshared-key (hidden)"));
+    }
+}

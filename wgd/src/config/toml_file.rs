@@ -128,17 +128,33 @@ fn serde_message(error: &toml::de::Error, text: &str) -> String {
     {
         return format!("duplicate key \"{}\"", key.trim_matches('"'));
     }
+    // serde knows the value, not its key; the key is usually on its line.
+    let key = error
+        .span()
+        .and_then(|span| key_on_line(text, span.start))
+        .map(|key| format!("{key}: "))
+        .unwrap_or_default();
     if let Some(rest) = message.strip_prefix("invalid type: string ")
         && let Some((_, expected)) = rest.rsplit_once(", expected ")
     {
-        return format!("expected {}, found a string", plain_type(expected));
+        return format!("{key}expected {}, found a string", plain_type(expected));
     }
     if let Some(rest) = message.strip_prefix("invalid type: ")
         && let Some((found, expected)) = rest.rsplit_once(", expected ")
     {
-        return format!("expected {}, found {found}", plain_type(expected));
+        return format!("{key}expected {}, found {found}", plain_type(expected));
     }
     message
+}
+
+/// The bare key of the `key = value` line holding byte `offset`, if that
+/// line starts with one.
+fn key_on_line(text: &str, offset: usize) -> Option<&str> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |newline| newline + 1);
+    let (key, _) = text[start..].split_once('=')?;
+    let key = key.trim();
+    let bare = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-';
+    (!key.is_empty() && key.bytes().all(bare)).then_some(key)
 }
 
 /// serde names Rust types; the user wrote TOML.

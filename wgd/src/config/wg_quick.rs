@@ -596,3 +596,416 @@ fn read_peer(section: &Section<'_>, report: &mut Report) -> Option<Peer> {
         allowed_ips_lines,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::testing::{error_line, error_lines};
+    use super::super::{Config, parse_str};
+    use super::*;
+
+    /// From the write-up in `shared/seed/`: the file that took a host's
+    /// traffic into the tunnel.
+    const SEED: &str = "\
+[Interface]
+Address = 10.0.0.1/24
+SaveConfig = true
+ListenPort = 51820
+PrivateKey = GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SEE=
+
+[Peer]
+PublicKey = uKjZpzBmrsp7YGqhpTLajsk2XiKj0HHYoRMkLVOaE2c=
+AllowedIPs = 0.0.0.0/0
+Endpoint = 192.168.100.61:51820
+";
+
+    const PRIVATE: &str = "GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SEE=";
+    const PEER_A: &str = "uKjZpzBmrsp7YGqhpTLajsk2XiKj0HHYoRMkLVOaE2c=";
+    const PEER_B: &str = "M91GRcFHFdXtRL4UXh9d18sv1w9/KYbibOYcGyLzAwk=";
+
+    fn parse(file: &str, text: &str) -> Config {
+        match parse_str(Path::new(file), text) {
+            Ok(config) => config,
+            Err(errors) => panic!("{file} was refused:\n{errors}"),
+        }
+    }
+
+    fn prefixes(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|prefix| prefix.parse().unwrap()).collect()
+    }
+
+    fn routes_of(table_line: &str) -> RoutesMode {
+        let text = format!("[Interface]\nPrivateKey = {PRIVATE}\n{table_line}\n");
+        parse("wg0.conf", &text).tunnels[0].routes
+    }
+
+    #[test]
+    fn seed_file_parses_with_its_notices() {
+        let config = parse("wg0.conf", SEED);
+        assert_eq!(config.source, Path::new("wg0.conf"));
+        assert_eq!(config.daemon, super::super::DaemonConfig::default());
+        let [tunnel] = config.tunnels.as_slice() else {
+            panic!("one tunnel expected");
+        };
+        assert_eq!(tunnel.name.as_str(), "wg0");
+        assert_eq!(tunnel.line, 1);
+        assert_eq!(tunnel.addresses, prefixes(&["10.0.0.1/24"]));
+        assert_eq!(tunnel.listen_port, Some(51820));
+        assert!(tunnel.private_key == PrivateKey::from_base64(PRIVATE).unwrap());
+        assert_eq!(tunnel.mtu, None);
+        assert_eq!(tunnel.fwmark, None);
+        assert_eq!(
+            tunnel.routes,
+            RoutesMode::AllowedIps {
+                table: RouteTable::Main
+            }
+        );
+        assert_eq!(tunnel.hooks, Hooks::default());
+        let [peer] = tunnel.peers.as_slice() else {
+            panic!("one peer expected");
+        };
+        assert_eq!(peer.line, 7);
+        assert_eq!(peer.name, None);
+        assert_eq!(peer.public_key.to_base64(), PEER_A);
+        assert!(peer.preshared_key.is_none());
+        assert_eq!(peer.allowed_ips, prefixes(&["0.0.0.0/0"]));
+        let endpoint = peer.endpoint.as_ref().unwrap();
+        assert_eq!(endpoint.written, "192.168.100.61:51820");
+        assert_eq!(endpoint.address, "192.168.100.61:51820".parse().unwrap());
+        assert_eq!(peer.persistent_keepalive, None);
+
+        let notices: Vec<String> = config.notices.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            notices,
+            [
+                "wg0.conf:3: SaveConfig is not supported by wgd, ignored",
+                "wg0.conf:9: AllowedIPs 0.0.0.0/0: wgd routes no default route through wg0 and \
+                 adds no fwmark table or rules (unlike wg-quick); routes for the other AllowedIPs \
+                 go in the main table. To send all traffic through the tunnel, use a wgd.toml \
+                 tunnel with routes = \"full-tunnel\".",
+            ]
+        );
+    }
+
+    #[test]
+    fn seed_workaround_keeps_its_hook_verbatim() {
+        // The write-up's workaround, which wgd makes unnecessary.
+        let text = "\
+[Interface]
+Address = 10.0.0.1/24
+SaveConfig = true
+PostUp = ip -4 route del 0.0.0.0/0 dev %i table $(wg show %i listen-port)
+ListenPort = 51820
+FwMark = 0xca6c
+PrivateKey = aIG1izlztM2ISSsaLPmQpamqc0FdFnUoYTpeeYNWQm0=
+
+[Peer]
+PublicKey = uKjZpzBmrsp7YGqhpTLajsk2XiKj0HHYoRMkLVOaE2c=
+AllowedIPs = 0.0.0.0/0
+Endpoint = 192.168.100.61:51820
+";
+        let tunnel = &parse("wg0.conf", text).tunnels[0];
+        assert_eq!(
+            tunnel.hooks.post_up,
+            ["ip -4 route del 0.0.0.0/0 dev %i table $(wg show %i listen-port)"]
+        );
+        assert_eq!(tunnel.fwmark, Some(0xca6c));
+    }
+
+    #[test]
+    fn section_and_key_names_take_any_case() {
+        let text = format!(
+            "[INTERFACE]\nprivatekey={PRIVATE}\nLISTENPORT = 7\nmtu=1400\nfwMark = 42\n\
+             [peer]\npublickey={PEER_A}\nALLOWEDIPS=10.1.0.0/16\npersistentKEEPALIVE = 25\n"
+        );
+        let tunnel = &parse("wg0.conf", &text).tunnels[0];
+        assert_eq!(tunnel.listen_port, Some(7));
+        assert_eq!(tunnel.mtu, Some(1400));
+        assert_eq!(tunnel.fwmark, Some(42));
+        assert_eq!(tunnel.peers[0].allowed_ips, prefixes(&["10.1.0.0/16"]));
+        assert_eq!(tunnel.peers[0].persistent_keepalive, Some(25));
+    }
+
+    #[test]
+    fn lists_append_and_comments_are_dropped() {
+        let text = format!(
+            "# a router's tunnel\n\
+             \n\
+             [Interface]   # trailing comment\n\
+             \tAddress = 10.0.0.1/31, fd00::1/127\n\
+             Address=192.0.2.1/32,\n\
+             PrivateKey = {PRIVATE}  # keys have no '#'\n\
+             PreUp = echo one\n\
+             PreUp = echo two\n\
+             PostDown = echo down %i\n\
+             \n\
+             [Peer]\n\
+             PublicKey = {PEER_A}\n\
+             AllowedIPs = 10.1.0.0/16 , 10.2.0.0/16\n\
+             # AllowedIPs = 10.9.0.0/16\n\
+             AllowedIPs = fd01::/64\n\
+             PersistentKeepalive = off\n\
+             \n\
+             [Peer]\n\
+             PublicKey = {PEER_B}\n\
+             PersistentKeepalive = 0\n"
+        );
+        let config = parse("wg0.conf", &text);
+        let tunnel = &config.tunnels[0];
+        assert_eq!(
+            tunnel.addresses,
+            prefixes(&["10.0.0.1/31", "fd00::1/127", "192.0.2.1/32"])
+        );
+        assert_eq!(tunnel.hooks.pre_up, ["echo one", "echo two"]);
+        assert_eq!(tunnel.hooks.post_down, ["echo down %i"]);
+        assert_eq!(
+            tunnel.peers[0].allowed_ips,
+            prefixes(&["10.1.0.0/16", "10.2.0.0/16", "fd01::/64"])
+        );
+        assert_eq!(tunnel.peers[0].persistent_keepalive, None);
+        assert_eq!(tunnel.peers[1].line, 18);
+        // No AllowedIPs line: no AllowedIPs, as wg-quick does.
+        assert!(tunnel.peers[1].allowed_ips.is_empty());
+        assert_eq!(tunnel.peers[1].persistent_keepalive, None);
+        assert!(config.notices.is_empty(), "{:?}", config.notices);
+    }
+
+    #[test]
+    fn table_maps_to_routes() {
+        let main = RoutesMode::AllowedIps {
+            table: RouteTable::Main,
+        };
+        assert_eq!(routes_of(""), main);
+        assert_eq!(routes_of("Table = auto"), main);
+        assert_eq!(routes_of("Table = main"), main);
+        assert_eq!(routes_of("Table = 254"), main);
+        assert_eq!(routes_of("Table = off"), RoutesMode::None);
+        assert_eq!(routes_of("table = OFF"), RoutesMode::None);
+        assert_eq!(
+            routes_of("Table = 1234"),
+            RoutesMode::AllowedIps {
+                table: RouteTable::Id(1234)
+            }
+        );
+    }
+
+    #[test]
+    fn default_route_notice_only_for_the_main_table() {
+        for table in ["Table = off", "Table = 51820"] {
+            let text = SEED.replace("SaveConfig = true", table);
+            assert!(parse("wg0.conf", &text).notices.is_empty(), "{table}");
+        }
+        let text = SEED.replace("AllowedIPs = 0.0.0.0/0", "AllowedIPs = 10.0.0.0/8, ::/0");
+        let notices = parse("wg0.conf", &text).notices;
+        assert_eq!(notices.len(), 2);
+        assert!(notices[1].message.starts_with("AllowedIPs ::/0: wgd routes no default route"));
+    }
+
+    #[test]
+    fn host_bits_in_allowed_ips_are_masked_with_a_notice() {
+        let text = SEED.replace("AllowedIPs = 0.0.0.0/0", "AllowedIPs = 10.1.2.3/16");
+        let config = parse("wg0.conf", &text);
+        assert_eq!(config.tunnels[0].peers[0].allowed_ips, prefixes(&["10.1.0.0/16"]));
+        assert_eq!(
+            config.notices[1].to_string(),
+            "wg0.conf:9: AllowedIPs 10.1.2.3/16 has host bits set; wgd uses 10.1.0.0/16, as wg does"
+        );
+    }
+
+    #[test]
+    fn dns_is_ignored_with_a_notice() {
+        let text = SEED.replace("SaveConfig = true", "DNS = 1.1.1.1");
+        let config = parse("wg0.conf", &text);
+        assert_eq!(config.notices[0].to_string(), "wg0.conf:3: DNS is ignored by wgd");
+    }
+
+    #[test]
+    fn listen_port_out_of_range() {
+        let text = SEED.replace("ListenPort = 51820", "ListenPort = 70000");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:4: ListenPort \"70000\": port out of range"
+        );
+        let text = SEED.replace("ListenPort = 51820", "ListenPort = 0");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:4: ListenPort \"0\": port out of range"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = SEED.replace("SaveConfig = true", "Foo = bar");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:3: unknown key \"Foo\" in [Interface]"
+        );
+        let text = SEED.replace("Endpoint", "EndPiont");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:10: unknown key \"EndPiont\" in [Peer]"
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_refused_without_their_text() {
+        let text = SEED.replace(PRIVATE, "GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SE!");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:5: PrivateKey: not valid base64"
+        );
+        let text = SEED.replace(PEER_A, "uKjZpzBmrsp7YGqhpTLajsk2XiKj0HHYoRMk");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:8: PublicKey: decodes to 27 bytes, a WireGuard key has 32"
+        );
+        // A key pasted on a line of its own is not echoed either.
+        let text = SEED.replace("SaveConfig = true", PRIVATE);
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:3: expected \"Key = value\" or a [Section] header"
+        );
+    }
+
+    #[test]
+    fn key_outside_any_section() {
+        let text = format!("ListenPort = 51820\n{SEED}");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:1: key \"ListenPort\" is outside any section; put it under [Interface] or [Peer]"
+        );
+    }
+
+    #[test]
+    fn peer_without_public_key() {
+        let text = SEED.replace(&format!("PublicKey = {PEER_A}\n"), "");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:7: [Peer] has no PublicKey"
+        );
+    }
+
+    #[test]
+    fn interface_without_private_key() {
+        let text = SEED.replace(&format!("PrivateKey = {PRIVATE}\n"), "");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:1: [Interface] has no PrivateKey"
+        );
+    }
+
+    #[test]
+    fn bad_endpoints() {
+        let cases = [
+            ("192.168.100.61", "expected host:port or [IPv6]:port"),
+            ("192.168.100.61:99999", "port out of range"),
+            ("2001:db8::1:51820", "an IPv6 address needs brackets, like [2001:db8::1]:51820"),
+            ("192.168.100.61:x", "port is not a number"),
+        ];
+        for (endpoint, reason) in cases {
+            let text = SEED.replace("192.168.100.61:51820", endpoint);
+            assert_eq!(
+                error_line("wg0.conf", &text),
+                format!("wg0.conf:10: Endpoint \"{endpoint}\": {reason}")
+            );
+        }
+    }
+
+    #[test]
+    fn mtu_range_depends_on_addresses_written_later() {
+        let text = SEED.replace("SaveConfig = true", "MTU = 1000\nAddress = fd00::1/64");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:3: MTU \"1000\": out of range for a tunnel with IPv6 addresses (1280..=65535)"
+        );
+        let text = SEED.replace("SaveConfig = true", "MTU = 500");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:3: MTU \"500\": out of range (576..=65535)"
+        );
+    }
+
+    #[test]
+    fn duplicate_single_valued_key() {
+        let text = SEED.replace("SaveConfig = true", "listenport = 1");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:4: duplicate key \"ListenPort\" (first at line 3)"
+        );
+    }
+
+    #[test]
+    fn bad_prefixes() {
+        let text = SEED.replace("AllowedIPs = 0.0.0.0/0", "AllowedIPs = 10.0.0.0/8, 10.0.0.0/33");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:9: AllowedIPs \"10.0.0.0/33\": prefix length must be 0..=32"
+        );
+        let text = SEED.replace("Address = 10.0.0.1/24", "Address = 10.0.0.300/24");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:2: Address \"10.0.0.300/24\": not an IP address"
+        );
+    }
+
+    #[test]
+    fn bad_table() {
+        let text = SEED.replace("SaveConfig = true", "Table = sometimes");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:3: Table \"sometimes\": expected off, auto, main or a table number"
+        );
+    }
+
+    #[test]
+    fn duplicate_peer_key() {
+        let text = format!("{SEED}\n[Peer]\nPublicKey = {PEER_A}\n");
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            format!("wg0.conf:13: duplicate peer PublicKey {PEER_A} (first at line 8)")
+        );
+    }
+
+    #[test]
+    fn sections_are_checked() {
+        assert_eq!(
+            error_line("wg0.conf", &SEED.replace("[Peer]", "[Peers]")),
+            "wg0.conf:7: unknown section \"[Peers]\"; expected [Interface] or [Peer]"
+        );
+        assert_eq!(
+            error_line("wg0.conf", &format!("{SEED}[Interface]\n")),
+            "wg0.conf:11: second [Interface] section (the first is at line 1)"
+        );
+        assert_eq!(
+            error_line("wg0.conf", "# nothing\n"),
+            "wg0.conf:0: no [Interface] section"
+        );
+    }
+
+    #[test]
+    fn file_name_must_be_an_interface_name() {
+        assert_eq!(
+            error_line("/etc/wireguard/wg-averyverylongname.conf", SEED),
+            "/etc/wireguard/wg-averyverylongname.conf:0: tunnel name \"wg-averyverylongname\" \
+             is 20 bytes, interface names have at most 15 (a wg-quick file names its tunnel \
+             after the file)"
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_in_file_order() {
+        let text = SEED
+            .replace("ListenPort = 51820", "ListenPort = 70000")
+            .replace("SaveConfig = true", "Bogus = 1")
+            .replace("192.168.100.61:51820", "192.168.100.61");
+        assert_eq!(
+            error_lines("wg0.conf", &text),
+            [
+                "wg0.conf:3: unknown key \"Bogus\" in [Interface]",
+                "wg0.conf:4: ListenPort \"70000\": port out of range",
+                "wg0.conf:10: Endpoint \"192.168.100.61\": expected host:port or [IPv6]:port",
+            ]
+        );
+    }
+}
