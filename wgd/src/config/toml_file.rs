@@ -670,3 +670,537 @@ fn api_socket(written: &str) -> Result<PathBuf, Invalid> {
     }
     Ok(PathBuf::from(path))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use ipnet::IpNet;
+
+    use super::super::testing::{error_line, error_lines, write_key};
+    use super::super::{Config, parse_str};
+    use super::*;
+
+    const PRIVATE: &str = "GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SEE=";
+    const PRESHARED: &str = "aIG1izlztM2ISSsaLPmQpamqc0FdFnUoYTpeeYNWQm0=";
+    const PEER_A: &str = "uKjZpzBmrsp7YGqhpTLajsk2XiKj0HHYoRMkLVOaE2c=";
+
+    /// One tunnel with one peer; the tests below change a line or two.
+    const TUNNEL: &str = r#"[[tunnel]]
+name = "wg-b"
+private_key = "GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SEE="
+listen_port = 51821
+address = ["10.255.0.0/31", "fd00:255::/127"]
+
+[[tunnel.peer]]
+name = "site-b"
+public_key = "uKjZpzBmrsp7YGqhpTLajsk2XiKj0HHYoRMkLVOaE2c="
+endpoint = "203.0.113.7:51821"
+"#;
+
+    fn parse(file: &Path, text: &str) -> Config {
+        match parse_str(file, text) {
+            Ok(config) => config,
+            Err(errors) => panic!("{} was refused:\n{errors}", file.display()),
+        }
+    }
+
+    fn prefixes(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|prefix| prefix.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_example_parses() {
+        let directory = tempfile::tempdir().unwrap();
+        write_key(directory.path(), "b.key", PRIVATE, 0o600);
+        write_key(directory.path(), "b.psk", PRESHARED, 0o400);
+        // Key file paths are relative to the config file's directory.
+        let text = r#"[daemon]
+api = "unix:/run/wgd/wgd.sock"
+metrics = "127.0.0.1:9586"
+backend = "auto"
+wireguard_go = "/usr/bin/wireguard-go"
+reconcile_interval = 30
+peer_dead_after = 180
+
+[[tunnel]]
+name = "wg-b"
+private_key_file = "b.key"
+listen_port = 51821
+address = ["10.255.0.0/31", "fd00:255::/127"]   # host bits allowed
+mtu = 1420
+fwmark = 0x1234
+routes = "allowed-ips"
+table = 100
+pre_up = ["logger pre-up %i"]
+post_up = ["logger up %i"]
+post_down = ["logger down %i"]
+
+[[tunnel.peer]]
+name = "site-b"
+public_key = "uKjZpzBmrsp7YGqhpTLajsk2XiKj0HHYoRMkLVOaE2c="
+preshared_key_file = "b.psk"
+endpoint = "203.0.113.7:51821"
+persistent_keepalive = 25
+allowed_ips = ["0.0.0.0/0", "::/0"]
+
+[[tunnel.peer]]
+public_key = "M91GRcFHFdXtRL4UXh9d18sv1w9/KYbibOYcGyLzAwk="
+persistent_keepalive = 0
+"#;
+        let file = directory.path().join("wgd.toml");
+        let config = parse(&file, text);
+        assert_eq!(config.source, file);
+        assert!(config.notices.is_empty(), "{:?}", config.notices);
+        let daemon = &config.daemon;
+        assert_eq!(daemon.api, Path::new("/run/wgd/wgd.sock"));
+        assert_eq!(daemon.metrics, Some("127.0.0.1:9586".parse().unwrap()));
+        assert_eq!(daemon.backend, BackendChoice::Auto);
+        assert_eq!(daemon.wireguard_go.as_deref(), Some(Path::new("/usr/bin/wireguard-go")));
+        assert_eq!(daemon.reconcile_interval, Duration::from_secs(30));
+        assert_eq!(daemon.peer_dead_after, Duration::from_secs(180));
+
+        let [tunnel] = config.tunnels.as_slice() else {
+            panic!("one tunnel expected");
+        };
+        assert_eq!(tunnel.name.as_str(), "wg-b");
+        assert_eq!(tunnel.line, 9);
+        assert!(tunnel.private_key == PrivateKey::from_base64(PRIVATE).unwrap());
+        assert_eq!(tunnel.listen_port, Some(51821));
+        assert_eq!(tunnel.addresses, prefixes(&["10.255.0.0/31", "fd00:255::/127"]));
+        assert_eq!(tunnel.mtu, Some(1420));
+        assert_eq!(tunnel.fwmark, Some(0x1234));
+        assert_eq!(
+            tunnel.routes,
+            RoutesMode::AllowedIps {
+                table: RouteTable::Id(100)
+            }
+        );
+        assert_eq!(tunnel.hooks.pre_up, ["logger pre-up %i"]);
+        assert_eq!(tunnel.hooks.post_up, ["logger up %i"]);
+        assert!(tunnel.hooks.pre_down.is_empty());
+        assert_eq!(tunnel.hooks.post_down, ["logger down %i"]);
+
+        let [site_b, other] = tunnel.peers.as_slice() else {
+            panic!("two peers expected");
+        };
+        assert_eq!(site_b.name.as_deref(), Some("site-b"));
+        assert_eq!(site_b.line, 22);
+        assert_eq!(site_b.public_key.to_base64(), PEER_A);
+        assert!(site_b.preshared_key == Some(PresharedKey::from_base64(PRESHARED).unwrap()));
+        let endpoint = site_b.endpoint.as_ref().unwrap();
+        assert_eq!(endpoint.written, "203.0.113.7:51821");
+        assert_eq!(endpoint.address, "203.0.113.7:51821".parse().unwrap());
+        assert_eq!(site_b.persistent_keepalive, Some(25));
+        assert_eq!(site_b.allowed_ips, prefixes(&["0.0.0.0/0", "::/0"]));
+        // Unset AllowedIPs filter nothing.
+        assert_eq!(other.name, None);
+        assert_eq!(other.allowed_ips, default_allowed_ips());
+        assert_eq!(other.persistent_keepalive, None);
+        assert!(other.endpoint.is_none());
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(Path::new("wgd.toml"), TUNNEL);
+        assert_eq!(config.daemon, DaemonConfig::default());
+        let tunnel = &config.tunnels[0];
+        assert_eq!(tunnel.line, 1);
+        assert_eq!(tunnel.routes, RoutesMode::None);
+        assert_eq!(tunnel.mtu, None);
+        assert_eq!(tunnel.fwmark, None);
+        assert_eq!(tunnel.hooks, Hooks::default());
+        assert_eq!(tunnel.peers[0].allowed_ips, default_allowed_ips());
+        assert!(config.notices.is_empty());
+        let config = parse(Path::new("wgd.toml"), "");
+        assert!(config.tunnels.is_empty());
+    }
+
+    #[test]
+    fn api_takes_a_bare_path_and_routes_full_tunnel() {
+        let text = format!(
+            "[daemon]\napi = \"/tmp/wgd.sock\"\nbackend = \"userspace\"\n\n{}",
+            TUNNEL.replace("listen_port", "routes = \"full-tunnel\"\nlisten_port")
+        );
+        let config = parse(Path::new("wgd.toml"), &text);
+        assert_eq!(config.daemon.api, Path::new("/tmp/wgd.sock"));
+        assert_eq!(config.daemon.backend, BackendChoice::Userspace);
+        assert_eq!(config.tunnels[0].routes, RoutesMode::FullTunnel);
+        assert!(config.notices.is_empty());
+    }
+
+    #[test]
+    fn default_route_notice_for_allowed_ips_in_the_main_table() {
+        let text = TUNNEL.replace("listen_port", "routes = \"allowed-ips\"\nlisten_port");
+        let config = parse(Path::new("wgd.toml"), &text);
+        let notices: Vec<String> = config.notices.iter().map(ToString::to_string).collect();
+        // The peer has the default AllowedIPs: the notice goes on its table.
+        assert_eq!(
+            notices,
+            ["wgd.toml:8: allowed_ips 0.0.0.0/0, ::/0: wgd routes no default route through wg-b \
+              and adds no fwmark table or rules (unlike wg-quick); routes for the other \
+              allowed_ips go in the main table. To send all traffic through the tunnel, set \
+              routes = \"full-tunnel\"."]
+        );
+        let text = format!("{text}allowed_ips = [\"10.0.0.0/8\",\n  \"::/0\"]\n");
+        let config = parse(Path::new("wgd.toml"), &text);
+        assert_eq!(config.notices.len(), 1);
+        assert_eq!(config.notices[0].line, 13);
+        let text = text.replace("routes = \"allowed-ips\"", "routes = \"allowed-ips\"\ntable = 7");
+        assert!(parse(Path::new("wgd.toml"), &text).notices.is_empty());
+    }
+
+    #[test]
+    fn bad_endpoint_port() {
+        let text = format!(
+            "[daemon]\nbackend = \"auto\"\nreconcile_interval = 30\n\n{}",
+            TUNNEL.replace("203.0.113.7:51821", "x:99999")
+        );
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:14: peer \"site-b\": endpoint \"x:99999\": port out of range"
+        );
+    }
+
+    #[test]
+    fn bad_endpoint_form() {
+        let text = TUNNEL.replace("203.0.113.7:51821", "2001:db8::1:51820");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:10: peer \"site-b\": endpoint \"2001:db8::1:51820\": an IPv6 address \
+             needs brackets, like [2001:db8::1]:51820"
+        );
+    }
+
+    #[test]
+    fn duplicate_tunnel_name() {
+        let text = format!(
+            r#"[[tunnel]]
+name = "wg-b"
+private_key = "{PRIVATE}"
+listen_port = 51821
+
+[[tunnel]]
+# the same name again
+private_key = "{PRIVATE}"
+name = "wg-b"
+listen_port = 51822
+"#
+        );
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:9: duplicate tunnel name \"wg-b\" (first at line 2)"
+        );
+    }
+
+    #[test]
+    fn duplicate_listen_port() {
+        let text = format!(
+            "{TUNNEL}\n[[tunnel]]\nname = \"wg-c\"\nprivate_key = \"{PRIVATE}\"\nlisten_port = 51821\n"
+        );
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:15: tunnel \"wg-c\": listen_port 51821 is already used by tunnel \"wg-b\" \
+             (line 4)"
+        );
+    }
+
+    #[test]
+    fn tunnel_name_too_long() {
+        let text = TUNNEL.replace("wg-b", "averyveryverylongname");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:2: tunnel name \"averyveryverylongname\" is 21 bytes, interface names have \
+             at most 15"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_have_their_line() {
+        let text = TUNNEL.replace("listen_port", "foo = 1\nlisten_port");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:4: unknown key \"foo\", expected one of \"name\", \"private_key\", \
+             \"private_key_file\", \"listen_port\", \"address\", \"mtu\", \"fwmark\", \"routes\", \
+             \"table\", \"pre_up\", \"post_up\", \"pre_down\", \"post_down\", \"peer\""
+        );
+        let text = TUNNEL.replace("endpoint", "endpiont");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:10: unknown key \"endpiont\", expected one of \"name\", \"public_key\", \
+             \"preshared_key\", \"preshared_key_file\", \"endpoint\", \"persistent_keepalive\", \
+             \"allowed_ips\""
+        );
+        assert_eq!(
+            error_line("wgd.toml", "[deamon]\n"),
+            "wgd.toml:1: unknown key \"deamon\", expected \"daemon\" or \"tunnel\""
+        );
+    }
+
+    #[test]
+    fn key_file_readable_by_others() {
+        let directory = tempfile::tempdir().unwrap();
+        let key = write_key(directory.path(), "b.key", PRIVATE, 0o644);
+        let text = TUNNEL.replace(
+            &format!("private_key = \"{PRIVATE}\""),
+            &format!("private_key_file = \"{}\"", key.display()),
+        );
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            format!(
+                "wgd.toml:3: tunnel \"wg-b\": private key file {key} is readable by group or \
+                 others (mode 0644); fix it with: chmod 600 {key}",
+                key = key.display()
+            )
+        );
+        let psk = write_key(directory.path(), "b.psk", PRESHARED, 0o604);
+        let text = format!("{TUNNEL}preshared_key_file = \"{}\"\n", psk.display());
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            format!(
+                "wgd.toml:11: peer \"site-b\": preshared key file {psk} is readable by group or \
+                 others (mode 0604); fix it with: chmod 600 {psk}",
+                psk = psk.display()
+            )
+        );
+    }
+
+    #[test]
+    fn key_file_missing_or_bad() {
+        let directory = tempfile::tempdir().unwrap();
+        let missing = directory.path().join("nope.key");
+        let text = TUNNEL.replace(
+            &format!("private_key = \"{PRIVATE}\""),
+            &format!("private_key_file = \"{}\"", missing.display()),
+        );
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            format!(
+                "wgd.toml:3: tunnel \"wg-b\": cannot read private key file {}: no such file or \
+                 directory",
+                missing.display()
+            )
+        );
+        let bad = write_key(directory.path(), "bad.key", "c2VjcmV0", 0o600);
+        let text = TUNNEL.replace(
+            &format!("private_key = \"{PRIVATE}\""),
+            &format!("private_key_file = \"{}\"", bad.display()),
+        );
+        let error = error_line("wgd.toml", &text);
+        assert_eq!(
+            error,
+            format!(
+                "wgd.toml:3: tunnel \"wg-b\": private key file {}: decodes to 6 bytes, a \
+                 WireGuard key has 32",
+                bad.display()
+            )
+        );
+        assert!(!error.contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn private_key_exactly_once() {
+        let both = TUNNEL.replace("listen_port", "private_key_file = \"b.key\"\nlisten_port");
+        assert_eq!(
+            error_line("wgd.toml", &both),
+            "wgd.toml:4: tunnel \"wg-b\": set private_key or private_key_file, not both"
+        );
+        let neither = TUNNEL.replace(&format!("private_key = \"{PRIVATE}\"\n"), "");
+        assert_eq!(
+            error_line("wgd.toml", &neither),
+            "wgd.toml:1: tunnel \"wg-b\": missing private_key or private_key_file"
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_not_echoed() {
+        let secret = "GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SE!";
+        let text = TUNNEL.replace(PRIVATE, secret);
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:3: tunnel \"wg-b\": private_key: not valid base64"
+        );
+        // A key in a field that wants a number is not echoed either.
+        let text = TUNNEL.replace("listen_port = 51821", &format!("listen_port = \"{secret}\""));
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:4: listen_port: expected an integer, found a string"
+        );
+        let text = format!("{TUNNEL}preshared_key = \"{secret}\"\n");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:11: peer \"site-b\": preshared_key: not valid base64"
+        );
+    }
+
+    #[test]
+    fn missing_public_key_names_the_peer_table() {
+        let text = TUNNEL.replace(&format!("public_key = \"{PEER_A}\"\n"), "");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:7: peer \"site-b\": missing public_key"
+        );
+        let text = TUNNEL.replace("name = \"site-b\"\n", "").replace(PEER_A, "AAAA");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:8: peer 1 of tunnel \"wg-b\": public_key: decodes to 3 bytes, a WireGuard \
+             key has 32"
+        );
+    }
+
+    #[test]
+    fn missing_tunnel_name() {
+        let text = TUNNEL.replace("name = \"wg-b\"\n", "");
+        assert_eq!(error_line("wgd.toml", &text), "wgd.toml:1: [[tunnel]]: missing name");
+    }
+
+    #[test]
+    fn bad_mtu() {
+        let text = TUNNEL.replace("listen_port", "mtu = 1000\nlisten_port");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:4: tunnel \"wg-b\": mtu 1000: out of range for a tunnel with IPv6 \
+             addresses (1280..=65535)"
+        );
+        let text = TUNNEL
+            .replace("listen_port", "mtu = 70000\nlisten_port")
+            .replace(", \"fd00:255::/127\"", "");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:4: tunnel \"wg-b\": mtu 70000: out of range (576..=65535)"
+        );
+    }
+
+    #[test]
+    fn table_needs_allowed_ips_routes() {
+        let text = TUNNEL.replace("listen_port", "routes = \"none\"\ntable = 100\nlisten_port");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:5: tunnel \"wg-b\": table 100 needs routes = \"allowed-ips\" (routes is \
+             \"none\")"
+        );
+        let text = TUNNEL.replace("listen_port", "table = 100\nlisten_port");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:4: tunnel \"wg-b\": table 100 needs routes = \"allowed-ips\" (routes is \
+             \"none\")"
+        );
+        let text = TUNNEL.replace("listen_port", "routes = \"all\"\nlisten_port");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:4: tunnel \"wg-b\": routes \"all\": expected none, allowed-ips or \
+             full-tunnel"
+        );
+    }
+
+    #[test]
+    fn listen_port_out_of_range() {
+        for port in ["0", "65536", "-1"] {
+            let text = TUNNEL.replace("listen_port = 51821", &format!("listen_port = {port}"));
+            assert_eq!(
+                error_line("wgd.toml", &text),
+                format!("wgd.toml:4: tunnel \"wg-b\": listen_port {port}: port out of range")
+            );
+        }
+    }
+
+    #[test]
+    fn bad_prefixes() {
+        let text = format!("{TUNNEL}allowed_ips = [\"10.0.0.0/8\", \"10.1.2.3/16\"]\n");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:11: peer \"site-b\": allowed_ips \"10.1.2.3/16\": host bits set (did you \
+             mean 10.1.0.0/16?)"
+        );
+        let text = TUNNEL.replace("fd00:255::/127", "fd00:255::/129");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:5: tunnel \"wg-b\": address \"fd00:255::/129\": prefix length must be \
+             0..=128"
+        );
+    }
+
+    #[test]
+    fn duplicate_peer_key() {
+        let text = format!("{TUNNEL}\n[[tunnel.peer]]\npublic_key = \"{PEER_A}\"\n");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:13: peer 2 of tunnel \"wg-b\": public_key is already the key of peer \
+             \"site-b\" (line 9)"
+        );
+    }
+
+    #[test]
+    fn daemon_values_are_checked() {
+        let text = "[daemon]\n\
+                    api = \"tcp:0.0.0.0:9000\"\n\
+                    metrics = \"localhost\"\n\
+                    backend = \"kernle\"\n\
+                    reconcile_interval = 0\n\
+                    peer_dead_after = -5\n\
+                    api_socket = 1\n";
+        assert_eq!(
+            error_line("wgd.toml", text),
+            "wgd.toml:7: unknown key \"api_socket\", expected one of \"api\", \"metrics\", \
+             \"backend\", \"wireguard_go\", \"reconcile_interval\", \"peer_dead_after\""
+        );
+        let text = text.replace("api_socket = 1\n", "");
+        assert_eq!(
+            error_lines("wgd.toml", &text),
+            [
+                "wgd.toml:2: api \"tcp:0.0.0.0:9000\": tcp API needs TLS, not supported yet",
+                "wgd.toml:3: metrics \"localhost\": expected address:port, like 127.0.0.1:9586",
+                "wgd.toml:4: backend \"kernle\": expected auto, kernel or userspace",
+                "wgd.toml:5: reconcile_interval 0: must be at least 1 (seconds)",
+                "wgd.toml:6: peer_dead_after -5: must be at least 1 (seconds)",
+            ]
+        );
+        assert_eq!(
+            error_line("wgd.toml", "[daemon]\napi = \"run/wgd.sock\"\n"),
+            "wgd.toml:2: api \"run/wgd.sock\": expected unix:/absolute/path or /absolute/path"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_their_line() {
+        let text = TUNNEL.replace("name = \"site-b\"", "name = \"site-b");
+        let error = error_line("wgd.toml", &text);
+        assert!(error.starts_with("wgd.toml:8: "), "{error}");
+        let text = TUNNEL.replace("listen_port = 51821", "listen_port = 1\nlisten_port = 2");
+        assert_eq!(error_line("wgd.toml", &text), "wgd.toml:5: duplicate key \"listen_port\"");
+    }
+
+    #[test]
+    fn every_error_is_reported_in_file_order() {
+        let text = format!(
+            "{}\n[[tunnel]]\nname = \"wg-b\"\nlisten_port = 51821\n",
+            TUNNEL
+                .replace("listen_port = 51821", "listen_port = 51821\nmtu = 1\nfwmark = -1")
+                .replace("203.0.113.7:51821", "203.0.113.7")
+        );
+        assert_eq!(
+            error_lines("wgd.toml", &text),
+            [
+                "wgd.toml:5: tunnel \"wg-b\": mtu 1: out of range for a tunnel with IPv6 \
+                 addresses (1280..=65535)",
+                "wgd.toml:6: tunnel \"wg-b\": fwmark -1: out of range (0..=4294967295)",
+                "wgd.toml:12: peer \"site-b\": endpoint \"203.0.113.7\": expected host:port or \
+                 [IPv6]:port",
+                "wgd.toml:14: tunnel \"wg-b\": missing private_key or private_key_file",
+                "wgd.toml:15: duplicate tunnel name \"wg-b\" (first at line 2)",
+                "wgd.toml:16: tunnel \"wg-b\": listen_port 51821 is already used by tunnel \
+                 \"wg-b\" (line 4)",
+            ]
+        );
+    }
+}
+#[cfg(test)]
+mod scratch {
+    #[test]
+    fn show() {
+        for text in ["[[tunnel]]\nname = \"wg-b\nx=1\n", "tunnel = 5\n", "[[tunnel]]\naddress = \"10.0.0.1/24\"\n", "[[tunnel]]\naddress = [\n \"a\",\n 5]\n", "[daemon]\nmetrics = 5\n", "x\n", "[[tunnel]]\nname = \"a\"\n[tunnel]\n", "[[tunnel]]\nmtu = 1.5\n", "[[tunnel]]\nmtu = 99999999999999999999\n"] {
+            println!("{:?}", super::super::parse_str(std::path::Path::new("wgd.toml"), text).unwrap_err().to_string());
+        }
+    }
+}
