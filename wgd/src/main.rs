@@ -12,7 +12,11 @@ use wgd::reconcile::Host;
 use wgd::system::Depth;
 
 #[derive(Debug, Parser)]
-#[command(name = "wgd", version, about = "WireGuard tunnels for routers: no routes, no rules, unless asked")]
+#[command(
+    name = "wgd",
+    version,
+    about = "WireGuard tunnels for routers: no routes, no rules, unless asked"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,6 +59,17 @@ enum Command {
         #[arg(long)]
         api: Option<PathBuf>,
     },
+    /// Follow the running daemon's events (tunnel up/down, handshakes, dead peers), one per line.
+    Events {
+        #[arg(long)]
+        json: bool,
+        /// The config whose daemon to ask (its [daemon] api).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The daemon's API socket.
+        #[arg(long)]
+        api: Option<PathBuf>,
+    },
     /// Print a new private key.
     Genkey,
     /// Read a private key on stdin, print its public key.
@@ -87,11 +102,18 @@ fn load(file: &Path) -> Result<Config, ExitCode> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WGD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn main() -> ExitCode {
@@ -118,7 +140,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Up { file, dry_run, backend } => {
+        Command::Up {
+            file,
+            dry_run,
+            backend,
+        } => {
             let mut config = match load(&file) {
                 Ok(config) => config,
                 Err(code) => return code,
@@ -182,7 +208,18 @@ fn main() -> ExitCode {
             };
             runtime().block_on(status(json, config, api))
         }
-        Command::Run { config, down_on_exit } => {
+        Command::Events { json, config, api } => {
+            init_logging_quiet();
+            let config = match config.as_deref().map(load).transpose() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            runtime().block_on(events(json, config, api))
+        }
+        Command::Run {
+            config,
+            down_on_exit,
+        } => {
             init_logging();
             runtime().block_on(async {
                 match wgd::daemon::run(&config, down_on_exit).await {
@@ -198,7 +235,10 @@ fn main() -> ExitCode {
 fn init_logging_quiet() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WGD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn fail(error: impl std::fmt::Display) -> ExitCode {
@@ -220,15 +260,57 @@ fn print_actions(actions: &[wgd::plan::Action], dry_run: bool) {
     }
 }
 
+/// The daemon's socket: as asked, from the config, or the one this
+/// namespace's daemon left a pointer to.
+fn api_socket(host: &Host, config: Option<&Config>, api: Option<PathBuf>) -> Option<PathBuf> {
+    api.or_else(|| config.map(|config| config.daemon.api.clone()))
+        .or_else(|| {
+            std::fs::read_to_string(wgd::daemon::api_pointer(host))
+                .ok()
+                .map(PathBuf::from)
+        })
+}
+
+async fn events(json: bool, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {
+    let host = match Host::open() {
+        Ok(host) => host,
+        Err(error) => return fail(error),
+    };
+    let Some(path) = api_socket(&host, config.as_ref(), api) else {
+        return fail("no daemon runs in this namespace (give -c FILE or --api SOCKET)");
+    };
+    let mut client = match wgd::daemon::api::connect(&path).await {
+        Ok(client) => client,
+        Err(error) => return fail(format!("{}: {error}", path.display())),
+    };
+    let mut stream = match client
+        .watch_events(wgd_proto::v1::WatchEventsRequest {})
+        .await
+    {
+        Ok(response) => response.into_inner(),
+        Err(error) => return fail(error.message()),
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(event)) => {
+                let line = wgd::daemon::api::describe_event(&event, json);
+                let mut out = std::io::stdout().lock();
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(error) => return fail(error.message()),
+        }
+    }
+}
+
 async fn status(json: bool, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {
     let host = match Host::open() {
         Ok(host) => host,
         Err(error) => return fail(error),
     };
-    // The daemon of this namespace, if one runs: asked, or found by its pointer.
-    let api = api
-        .or_else(|| config.as_ref().map(|config| config.daemon.api.clone()))
-        .or_else(|| std::fs::read_to_string(wgd::daemon::api_pointer(&host)).ok().map(PathBuf::from));
+    let api = api_socket(&host, config.as_ref(), api);
     let from_daemon = match &api {
         Some(path) if path.exists() => wgd::daemon::api::fetch_status(path).await.ok(),
         _ => None,
@@ -248,7 +330,10 @@ async fn status(json: bool, config: Option<Config>, api: Option<PathBuf>) -> Exi
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&status).expect("status serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("status serialises")
+        );
     } else {
         print!("{status}");
     }

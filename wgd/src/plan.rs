@@ -48,14 +48,34 @@ impl fmt::Display for HookStage {
 /// One change to the host.
 #[derive(Debug, Clone)]
 pub enum Action {
-    RunHooks { tunnel: String, stage: HookStage, commands: Vec<String> },
-    CreateLink { tunnel: String, backend: Backend },
-    DeleteLink { tunnel: String },
+    RunHooks {
+        tunnel: String,
+        stage: HookStage,
+        commands: Vec<String>,
+    },
+    CreateLink {
+        tunnel: String,
+        backend: Backend,
+    },
+    DeleteLink {
+        tunnel: String,
+    },
     /// The record says wgd made this tunnel, but its interface is gone.
-    Forget { tunnel: String },
-    SetMtu { tunnel: String, mtu: u32 },
-    AddAddress { tunnel: String, address: IpNet },
-    RemoveAddress { tunnel: String, address: IpNet },
+    Forget {
+        tunnel: String,
+    },
+    SetMtu {
+        tunnel: String,
+        mtu: u32,
+    },
+    AddAddress {
+        tunnel: String,
+        address: IpNet,
+    },
+    RemoveAddress {
+        tunnel: String,
+        address: IpNet,
+    },
     /// Writes the whole device: key, port, fwmark and every peer.
     WriteDevice {
         tunnel: String,
@@ -65,17 +85,43 @@ pub enum Action {
         peers: Vec<PeerConfig>,
     },
     /// Adds a peer or updates one in place (its session is kept).
-    SetPeer { tunnel: String, peer: PeerConfig, changes: Vec<&'static str> },
-    RemovePeer { tunnel: String, public_key: PublicKey },
-    SetLinkUp { tunnel: String },
-    AddRoute { tunnel: String, route: Route },
-    RemoveRoute { tunnel: String, route: Route },
-    AddRule { tunnel: String, rule: Rule },
-    RemoveRule { tunnel: String, rule: Rule },
+    SetPeer {
+        tunnel: String,
+        peer: PeerConfig,
+        changes: Vec<&'static str>,
+    },
+    RemovePeer {
+        tunnel: String,
+        public_key: PublicKey,
+    },
+    SetLinkUp {
+        tunnel: String,
+    },
+    AddRoute {
+        tunnel: String,
+        route: Route,
+    },
+    RemoveRoute {
+        tunnel: String,
+        route: Route,
+    },
+    AddRule {
+        tunnel: String,
+        rule: Rule,
+    },
+    RemoveRule {
+        tunnel: String,
+        rule: Rule,
+    },
     /// `sysctl net.ipv4.conf.all.src_valid_mark=1`, as wg-quick does for a
     /// v4 default route (the previous value is recorded and put back).
-    EnableSrcValidMark { tunnel: String },
-    RestoreSrcValidMark { tunnel: String, value: String },
+    EnableSrcValidMark {
+        tunnel: String,
+    },
+    RestoreSrcValidMark {
+        tunnel: String,
+        value: String,
+    },
 }
 
 impl Action {
@@ -111,7 +157,14 @@ fn describe_peer(peer: &PeerConfig) -> String {
         text.push_str(&format!(" endpoint {}", endpoint.address));
     }
     let allowed: Vec<String> = peer.allowed_ips.iter().map(ToString::to_string).collect();
-    text.push_str(&format!(" allowed-ips {}", if allowed.is_empty() { "(none)".into() } else { allowed.join(",") }));
+    text.push_str(&format!(
+        " allowed-ips {}",
+        if allowed.is_empty() {
+            "(none)".into()
+        } else {
+            allowed.join(",")
+        }
+    ));
     if let Some(seconds) = peer.persistent_keepalive {
         text.push_str(&format!(" persistent-keepalive {seconds}"));
     }
@@ -122,26 +175,52 @@ fn describe_peer(peer: &PeerConfig) -> String {
 }
 
 fn table_name(table: u32) -> String {
-    if table == RouteTable::Main.id() { "main".into() } else { table.to_string() }
+    if table == RouteTable::Main.id() {
+        "main".into()
+    } else {
+        table.to_string()
+    }
 }
 
 /// Each action reads like the command it replaces; keys show as `(hidden)`.
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::RunHooks { tunnel, stage, commands } => {
+            Action::RunHooks {
+                tunnel,
+                stage,
+                commands,
+            } => {
                 write!(f, "{tunnel}: run {stage}: {}", commands.join(" ; "))
             }
             Action::CreateLink { tunnel, backend } => {
-                write!(f, "{tunnel}: create interface ({} backend)", backend.as_str())
+                write!(
+                    f,
+                    "{tunnel}: create interface ({} backend)",
+                    backend.as_str()
+                )
             }
             Action::DeleteLink { tunnel } => write!(f, "{tunnel}: delete interface"),
-            Action::Forget { tunnel } => write!(f, "{tunnel}: forget record (interface already gone)"),
+            Action::Forget { tunnel } => {
+                write!(f, "{tunnel}: forget record (interface already gone)")
+            }
             Action::SetMtu { tunnel, mtu } => write!(f, "{tunnel}: set mtu {mtu}"),
             Action::AddAddress { tunnel, address } => write!(f, "{tunnel}: add address {address}"),
-            Action::RemoveAddress { tunnel, address } => write!(f, "{tunnel}: remove address {address}"),
-            Action::WriteDevice { tunnel, private_key, listen_port, fwmark, peers } => {
-                write!(f, "{tunnel}: configure device public-key {} private-key (hidden)", private_key.public_key())?;
+            Action::RemoveAddress { tunnel, address } => {
+                write!(f, "{tunnel}: remove address {address}")
+            }
+            Action::WriteDevice {
+                tunnel,
+                private_key,
+                listen_port,
+                fwmark,
+                peers,
+            } => {
+                write!(
+                    f,
+                    "{tunnel}: configure device public-key {} private-key (hidden)",
+                    private_key.public_key()
+                )?;
                 match listen_port {
                     Some(port) => write!(f, " listen-port {port}")?,
                     None => write!(f, " listen-port (any)")?,
@@ -154,20 +233,41 @@ impl fmt::Display for Action {
                 }
                 Ok(())
             }
-            Action::SetPeer { tunnel, peer, changes } => {
+            Action::SetPeer {
+                tunnel,
+                peer,
+                changes,
+            } => {
                 if changes.is_empty() {
                     write!(f, "{tunnel}: add {}", describe_peer(peer))
                 } else {
-                    write!(f, "{tunnel}: update {} (changed: {})", describe_peer(peer), changes.join(", "))
+                    write!(
+                        f,
+                        "{tunnel}: update {} (changed: {})",
+                        describe_peer(peer),
+                        changes.join(", ")
+                    )
                 }
             }
-            Action::RemovePeer { tunnel, public_key } => write!(f, "{tunnel}: remove peer {public_key}"),
+            Action::RemovePeer { tunnel, public_key } => {
+                write!(f, "{tunnel}: remove peer {public_key}")
+            }
             Action::SetLinkUp { tunnel } => write!(f, "{tunnel}: set link up"),
             Action::AddRoute { tunnel, route } => {
-                write!(f, "{tunnel}: add route {} dev {tunnel} table {}", route.prefix, table_name(route.table))
+                write!(
+                    f,
+                    "{tunnel}: add route {} dev {tunnel} table {}",
+                    route.prefix,
+                    table_name(route.table)
+                )
             }
             Action::RemoveRoute { tunnel, route } => {
-                write!(f, "{tunnel}: remove route {} dev {tunnel} table {}", route.prefix, table_name(route.table))
+                write!(
+                    f,
+                    "{tunnel}: remove route {} dev {tunnel} table {}",
+                    route.prefix,
+                    table_name(route.table)
+                )
             }
             Action::AddRule { tunnel, rule } => write!(f, "{tunnel}: add rule: {rule}"),
             Action::RemoveRule { tunnel, rule } => write!(f, "{tunnel}: remove rule: {rule}"),
@@ -175,7 +275,10 @@ impl fmt::Display for Action {
                 write!(f, "{tunnel}: sysctl net.ipv4.conf.all.src_valid_mark=1")
             }
             Action::RestoreSrcValidMark { tunnel, value } => {
-                write!(f, "{tunnel}: sysctl net.ipv4.conf.all.src_valid_mark={value} (as before)")
+                write!(
+                    f,
+                    "{tunnel}: sysctl net.ipv4.conf.all.src_valid_mark={value} (as before)"
+                )
             }
         }
     }
@@ -184,7 +287,9 @@ impl fmt::Display for Action {
 /// Why a plan could not be made. Nothing is applied when there is one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("interface {0} exists and was not created by wgd; refusing to touch it (rename the tunnel or delete the interface)")]
+    #[error(
+        "interface {0} exists and was not created by wgd; refusing to touch it (rename the tunnel or delete the interface)"
+    )]
     NotOurs(String),
     #[error("tunnel {name} belongs to {owner}; take it down there first (wgd down {name})")]
     OtherSource { name: String, owner: String },
@@ -208,9 +313,20 @@ fn is_default(prefix: &IpNet) -> bool {
 /// What a tunnel's `routes` mode means for the kernel. `record` and
 /// `used_tables` let full-tunnel mode keep its table across reconciles and
 /// pick a free one the first time, as wg-quick does.
-pub fn routing_intent(tunnel: &TunnelConfig, record: Option<&TunnelRecord>, used_tables: &[u32]) -> RoutingIntent {
-    let allowed: BTreeSet<IpNet> = tunnel.peers.iter().flat_map(|peer| peer.allowed_ips.iter().copied()).collect();
-    let mut intent = RoutingIntent { fwmark: tunnel.fwmark, ..Default::default() };
+pub fn routing_intent(
+    tunnel: &TunnelConfig,
+    record: Option<&TunnelRecord>,
+    used_tables: &[u32],
+) -> RoutingIntent {
+    let allowed: BTreeSet<IpNet> = tunnel
+        .peers
+        .iter()
+        .flat_map(|peer| peer.allowed_ips.iter().copied())
+        .collect();
+    let mut intent = RoutingIntent {
+        fwmark: tunnel.fwmark,
+        ..Default::default()
+    };
     match tunnel.routes {
         RoutesMode::None => {}
         RoutesMode::AllowedIps { table } => {
@@ -219,7 +335,10 @@ pub fn routing_intent(tunnel: &TunnelConfig, record: Option<&TunnelRecord>, used
                 if table == RouteTable::Main && is_default(prefix) {
                     continue;
                 }
-                intent.routes.insert(Route { prefix: *prefix, table: table.id() });
+                intent.routes.insert(Route {
+                    prefix: *prefix,
+                    table: table.id(),
+                });
             }
         }
         RoutesMode::FullTunnel => {
@@ -230,18 +349,26 @@ pub fn routing_intent(tunnel: &TunnelConfig, record: Option<&TunnelRecord>, used
                 })
             });
             let table = tunnel.fwmark.or(recorded).unwrap_or_else(|| {
-                (FULL_TUNNEL_FIRST_TABLE..).find(|table| !used_tables.contains(table)).unwrap_or(FULL_TUNNEL_FIRST_TABLE)
+                (FULL_TUNNEL_FIRST_TABLE..)
+                    .find(|table| !used_tables.contains(table))
+                    .unwrap_or(FULL_TUNNEL_FIRST_TABLE)
             });
             intent.fwmark = Some(table);
             for prefix in &allowed {
                 if is_default(prefix) {
                     let ipv6 = matches!(prefix, IpNet::V6(_));
-                    intent.routes.insert(Route { prefix: *prefix, table });
+                    intent.routes.insert(Route {
+                        prefix: *prefix,
+                        table,
+                    });
                     intent.rules.push(Rule::NotFwmarkLookup { ipv6, table });
                     intent.rules.push(Rule::MainSuppressDefault { ipv6 });
                     intent.src_valid_mark |= !ipv6;
                 } else {
-                    intent.routes.insert(Route { prefix: *prefix, table: RouteTable::Main.id() });
+                    intent.routes.insert(Route {
+                        prefix: *prefix,
+                        table: RouteTable::Main.id(),
+                    });
                 }
             }
         }
@@ -250,15 +377,24 @@ pub fn routing_intent(tunnel: &TunnelConfig, record: Option<&TunnelRecord>, used
 }
 
 /// Plans the changes that make the host match `config`.
-pub fn plan(config: &Config, actual: &ActualState, new_backend: Backend) -> Result<Vec<Action>, Vec<PlanError>> {
+pub fn plan(
+    config: &Config,
+    actual: &ActualState,
+    new_backend: Backend,
+) -> Result<Vec<Action>, Vec<PlanError>> {
     let mut errors = Vec::new();
     for tunnel in &config.tunnels {
         let name = tunnel.name.as_str();
         match (actual.links.get(name), actual.records.get(name)) {
-            (_, Some(record)) if record.source != config.source => errors.push(PlanError::OtherSource {
-                name: name.into(),
-                owner: record.source.display().to_string(),
-            }),
+            // A record without its interface is stale (the interface went,
+            // or the namespace is new and reuses an old one's inode): the
+            // name is free again.
+            (Some(_), Some(record)) if record.source != config.source => {
+                errors.push(PlanError::OtherSource {
+                    name: name.into(),
+                    owner: record.source.display().to_string(),
+                })
+            }
             (Some(_), None) => errors.push(PlanError::NotOurs(name.into())),
             (Some(link), Some(_)) if link.backend.is_none() => {
                 errors.push(PlanError::NotWireguard(name.into()))
@@ -279,7 +415,9 @@ pub fn plan(config: &Config, actual: &ActualState, new_backend: Backend) -> Resu
             // A userspace device whose process died leaves an unusable
             // interface behind: recreate it.
             Some(link) if link.device.is_none() => {
-                actions.push(Action::DeleteLink { tunnel: name.into() });
+                actions.push(Action::DeleteLink {
+                    tunnel: name.into(),
+                });
                 plan_create(tunnel, &intent, actual, record, new_backend, &mut actions);
             }
             Some(link) => plan_update(tunnel, &intent, link, actual, record, &mut actions),
@@ -287,7 +425,11 @@ pub fn plan(config: &Config, actual: &ActualState, new_backend: Backend) -> Resu
         }
     }
 
-    let wanted: BTreeSet<&str> = config.tunnels.iter().map(|tunnel| tunnel.name.as_str()).collect();
+    let wanted: BTreeSet<&str> = config
+        .tunnels
+        .iter()
+        .map(|tunnel| tunnel.name.as_str())
+        .collect();
     for record in actual.records.values() {
         if record.source == config.source && !wanted.contains(record.name.as_str()) {
             plan_remove(record, actual, &mut actions);
@@ -318,14 +460,27 @@ fn plan_create(
 ) {
     let name = tunnel.name.to_string();
     if !tunnel.hooks.pre_up.is_empty() {
-        actions.push(Action::RunHooks { tunnel: name.clone(), stage: HookStage::PreUp, commands: tunnel.hooks.pre_up.clone() });
+        actions.push(Action::RunHooks {
+            tunnel: name.clone(),
+            stage: HookStage::PreUp,
+            commands: tunnel.hooks.pre_up.clone(),
+        });
     }
-    actions.push(Action::CreateLink { tunnel: name.clone(), backend });
+    actions.push(Action::CreateLink {
+        tunnel: name.clone(),
+        backend,
+    });
     if let Some(mtu) = tunnel.mtu {
-        actions.push(Action::SetMtu { tunnel: name.clone(), mtu });
+        actions.push(Action::SetMtu {
+            tunnel: name.clone(),
+            mtu,
+        });
     }
     for address in &tunnel.addresses {
-        actions.push(Action::AddAddress { tunnel: name.clone(), address: *address });
+        actions.push(Action::AddAddress {
+            tunnel: name.clone(),
+            address: *address,
+        });
     }
     actions.push(Action::WriteDevice {
         tunnel: name.clone(),
@@ -334,32 +489,60 @@ fn plan_create(
         fwmark: intent.fwmark,
         peers: tunnel.peers.clone(),
     });
-    actions.push(Action::SetLinkUp { tunnel: name.clone() });
+    actions.push(Action::SetLinkUp {
+        tunnel: name.clone(),
+    });
     for route in &intent.routes {
-        actions.push(Action::AddRoute { tunnel: name.clone(), route: *route });
+        actions.push(Action::AddRoute {
+            tunnel: name.clone(),
+            route: *route,
+        });
     }
     plan_rules(&name, intent, actual, record, actions);
     if !tunnel.hooks.post_up.is_empty() {
-        actions.push(Action::RunHooks { tunnel: name, stage: HookStage::PostUp, commands: tunnel.hooks.post_up.clone() });
+        actions.push(Action::RunHooks {
+            tunnel: name,
+            stage: HookStage::PostUp,
+            commands: tunnel.hooks.post_up.clone(),
+        });
     }
 }
 
-fn plan_rules(name: &str, intent: &RoutingIntent, actual: &ActualState, record: Option<&TunnelRecord>, actions: &mut Vec<Action>) {
-    let recorded: &[Rule] = record.map(|record| record.rules.as_slice()).unwrap_or_default();
+fn plan_rules(
+    name: &str,
+    intent: &RoutingIntent,
+    actual: &ActualState,
+    record: Option<&TunnelRecord>,
+    actions: &mut Vec<Action>,
+) {
+    let recorded: &[Rule] = record
+        .map(|record| record.rules.as_slice())
+        .unwrap_or_default();
     for rule in recorded {
         if !intent.rules.contains(rule) && actual.rules.contains(rule) {
-            actions.push(Action::RemoveRule { tunnel: name.into(), rule: *rule });
+            actions.push(Action::RemoveRule {
+                tunnel: name.into(),
+                rule: *rule,
+            });
         }
     }
     for rule in &intent.rules {
         if !actual.rules.contains(rule) {
-            actions.push(Action::AddRule { tunnel: name.into(), rule: *rule });
+            actions.push(Action::AddRule {
+                tunnel: name.into(),
+                rule: *rule,
+            });
         }
     }
     let previous = record.and_then(|record| record.src_valid_mark_before.clone());
     match (intent.src_valid_mark, previous) {
-        (true, None) => actions.push(Action::EnableSrcValidMark { tunnel: name.into() }),
-        (false, Some(value)) => actions.push(Action::RestoreSrcValidMark { tunnel: name.into(), value }),
+        (true, None) => actions.push(Action::EnableSrcValidMark {
+            tunnel: name.into(),
+        }),
+        (false, Some(value)) => actions.push(Action::RestoreSrcValidMark {
+            tunnel: name.into(),
+            value,
+        }),
         _ => {}
     }
 }
@@ -379,26 +562,41 @@ fn plan_update(
     actions: &mut Vec<Action>,
 ) {
     let name = tunnel.name.to_string();
-    let device = link.device.as_ref().expect("plan_update is called for readable devices");
+    let device = link
+        .device
+        .as_ref()
+        .expect("plan_update is called for readable devices");
     if let Some(mtu) = tunnel.mtu
         && mtu != link.mtu
     {
-        actions.push(Action::SetMtu { tunnel: name.clone(), mtu });
+        actions.push(Action::SetMtu {
+            tunnel: name.clone(),
+            mtu,
+        });
     }
     for address in &link.addresses {
-        let link_local = matches!(address, IpNet::V6(v6) if v6.addr().segments()[0] & 0xffc0 == 0xfe80);
+        let link_local =
+            matches!(address, IpNet::V6(v6) if v6.addr().segments()[0] & 0xffc0 == 0xfe80);
         if !tunnel.addresses.contains(address) && !link_local {
-            actions.push(Action::RemoveAddress { tunnel: name.clone(), address: *address });
+            actions.push(Action::RemoveAddress {
+                tunnel: name.clone(),
+                address: *address,
+            });
         }
     }
     for address in &tunnel.addresses {
         if !link.addresses.contains(address) {
-            actions.push(Action::AddAddress { tunnel: name.clone(), address: *address });
+            actions.push(Action::AddAddress {
+                tunnel: name.clone(),
+                address: *address,
+            });
         }
     }
 
     let key_changed = device.public_key != Some(tunnel.private_key.public_key());
-    let port_changed = tunnel.listen_port.is_some_and(|port| port != device.listen_port);
+    let port_changed = tunnel
+        .listen_port
+        .is_some_and(|port| port != device.listen_port);
     let fwmark_changed = intent.fwmark.unwrap_or(0) != device.fwmark.unwrap_or(0);
     if key_changed || port_changed || fwmark_changed {
         actions.push(Action::WriteDevice {
@@ -409,16 +607,30 @@ fn plan_update(
             peers: tunnel.peers.clone(),
         });
     } else {
-        let current: BTreeMap<PublicKey, &crate::actual::Peer> =
-            device.peers.iter().map(|peer| (peer.public_key, peer)).collect();
+        let current: BTreeMap<PublicKey, &crate::actual::Peer> = device
+            .peers
+            .iter()
+            .map(|peer| (peer.public_key, peer))
+            .collect();
         for peer in &device.peers {
-            if !tunnel.peers.iter().any(|wanted| wanted.public_key == peer.public_key) {
-                actions.push(Action::RemovePeer { tunnel: name.clone(), public_key: peer.public_key });
+            if !tunnel
+                .peers
+                .iter()
+                .any(|wanted| wanted.public_key == peer.public_key)
+            {
+                actions.push(Action::RemovePeer {
+                    tunnel: name.clone(),
+                    public_key: peer.public_key,
+                });
             }
         }
         for wanted in &tunnel.peers {
             match current.get(&wanted.public_key) {
-                None => actions.push(Action::SetPeer { tunnel: name.clone(), peer: wanted.clone(), changes: vec![] }),
+                None => actions.push(Action::SetPeer {
+                    tunnel: name.clone(),
+                    peer: wanted.clone(),
+                    changes: vec![],
+                }),
                 Some(have) => {
                     let mut changes = Vec::new();
                     if wanted.preshared_key.as_ref().map(|key| key.as_bytes())
@@ -433,32 +645,48 @@ fn plan_update(
                     {
                         changes.push("endpoint");
                     }
-                    if wanted.persistent_keepalive.unwrap_or(0) != have.persistent_keepalive.unwrap_or(0) {
+                    if wanted.persistent_keepalive.unwrap_or(0)
+                        != have.persistent_keepalive.unwrap_or(0)
+                    {
                         changes.push("persistent-keepalive");
                     }
                     if !same_prefixes(&wanted.allowed_ips, &have.allowed_ips) {
                         changes.push("allowed-ips");
                     }
                     if !changes.is_empty() {
-                        actions.push(Action::SetPeer { tunnel: name.clone(), peer: wanted.clone(), changes });
+                        actions.push(Action::SetPeer {
+                            tunnel: name.clone(),
+                            peer: wanted.clone(),
+                            changes,
+                        });
                     }
                 }
             }
         }
     }
     if !link.up {
-        actions.push(Action::SetLinkUp { tunnel: name.clone() });
+        actions.push(Action::SetLinkUp {
+            tunnel: name.clone(),
+        });
     }
 
-    let recorded: BTreeSet<Route> = record.map(|record| record.routes.iter().copied().collect()).unwrap_or_default();
+    let recorded: BTreeSet<Route> = record
+        .map(|record| record.routes.iter().copied().collect())
+        .unwrap_or_default();
     for route in &link.routes {
         if recorded.contains(route) && !intent.routes.contains(route) {
-            actions.push(Action::RemoveRoute { tunnel: name.clone(), route: *route });
+            actions.push(Action::RemoveRoute {
+                tunnel: name.clone(),
+                route: *route,
+            });
         }
     }
     for route in &intent.routes {
         if !link.routes.contains(route) {
-            actions.push(Action::AddRoute { tunnel: name.clone(), route: *route });
+            actions.push(Action::AddRoute {
+                tunnel: name.clone(),
+                route: *route,
+            });
         }
     }
     plan_rules(&name, intent, actual, record, actions);
@@ -468,21 +696,37 @@ fn plan_remove(record: &TunnelRecord, actual: &ActualState, actions: &mut Vec<Ac
     let name = record.name.clone();
     let present = actual.links.contains_key(&name);
     if present && !record.pre_down.is_empty() {
-        actions.push(Action::RunHooks { tunnel: name.clone(), stage: HookStage::PreDown, commands: record.pre_down.clone() });
+        actions.push(Action::RunHooks {
+            tunnel: name.clone(),
+            stage: HookStage::PreDown,
+            commands: record.pre_down.clone(),
+        });
     }
     for rule in &record.rules {
         if actual.rules.contains(rule) {
-            actions.push(Action::RemoveRule { tunnel: name.clone(), rule: *rule });
+            actions.push(Action::RemoveRule {
+                tunnel: name.clone(),
+                rule: *rule,
+            });
         }
     }
     if let Some(value) = &record.src_valid_mark_before {
-        actions.push(Action::RestoreSrcValidMark { tunnel: name.clone(), value: value.clone() });
+        actions.push(Action::RestoreSrcValidMark {
+            tunnel: name.clone(),
+            value: value.clone(),
+        });
     }
     if present {
         // Routes through the interface go with it.
-        actions.push(Action::DeleteLink { tunnel: name.clone() });
+        actions.push(Action::DeleteLink {
+            tunnel: name.clone(),
+        });
         if !record.post_down.is_empty() {
-            actions.push(Action::RunHooks { tunnel: name, stage: HookStage::PostDown, commands: record.post_down.clone() });
+            actions.push(Action::RunHooks {
+                tunnel: name,
+                stage: HookStage::PostDown,
+                commands: record.post_down.clone(),
+            });
         }
     } else {
         actions.push(Action::Forget { tunnel: name });
@@ -554,16 +798,20 @@ endpoint = "{endpoint_b}"
                             routes: vec![],
                         },
                     );
-                    let record = actual.records.entry(name.clone()).or_insert_with(|| TunnelRecord {
-                        name: name.clone(),
-                        source: config.source.clone(),
-                        backend: *backend,
-                        routes: vec![],
-                        rules: vec![],
-                        src_valid_mark_before: None,
-                        pre_down: vec![],
-                        post_down: vec![],
-                    });
+                    let record =
+                        actual
+                            .records
+                            .entry(name.clone())
+                            .or_insert_with(|| TunnelRecord {
+                                name: name.clone(),
+                                source: config.source.clone(),
+                                backend: *backend,
+                                routes: vec![],
+                                rules: vec![],
+                                src_valid_mark_before: None,
+                                pre_down: vec![],
+                                post_down: vec![],
+                            });
                     record.routes.clear();
                 }
                 Action::DeleteLink { .. } | Action::Forget { .. } => {
@@ -571,24 +819,58 @@ endpoint = "{endpoint_b}"
                     actual.records.remove(&name);
                 }
                 Action::SetMtu { mtu, .. } => actual.links.get_mut(&name).unwrap().mtu = *mtu,
-                Action::AddAddress { address, .. } => actual.links.get_mut(&name).unwrap().addresses.push(*address),
-                Action::RemoveAddress { address, .. } => {
-                    actual.links.get_mut(&name).unwrap().addresses.retain(|kept| kept != address)
-                }
-                Action::WriteDevice { private_key, listen_port, fwmark, peers, .. } => {
-                    let device = actual.links.get_mut(&name).unwrap().device.as_mut().unwrap();
+                Action::AddAddress { address, .. } => actual
+                    .links
+                    .get_mut(&name)
+                    .unwrap()
+                    .addresses
+                    .push(*address),
+                Action::RemoveAddress { address, .. } => actual
+                    .links
+                    .get_mut(&name)
+                    .unwrap()
+                    .addresses
+                    .retain(|kept| kept != address),
+                Action::WriteDevice {
+                    private_key,
+                    listen_port,
+                    fwmark,
+                    peers,
+                    ..
+                } => {
+                    let device = actual
+                        .links
+                        .get_mut(&name)
+                        .unwrap()
+                        .device
+                        .as_mut()
+                        .unwrap();
                     device.public_key = Some(private_key.public_key());
                     device.listen_port = listen_port.unwrap_or(40000);
                     device.fwmark = fwmark.filter(|mark| *mark != 0);
                     device.peers = peers.iter().map(peer_state).collect();
                 }
                 Action::SetPeer { peer, .. } => {
-                    let device = actual.links.get_mut(&name).unwrap().device.as_mut().unwrap();
-                    device.peers.retain(|kept| kept.public_key != peer.public_key);
+                    let device = actual
+                        .links
+                        .get_mut(&name)
+                        .unwrap()
+                        .device
+                        .as_mut()
+                        .unwrap();
+                    device
+                        .peers
+                        .retain(|kept| kept.public_key != peer.public_key);
                     device.peers.push(peer_state(peer));
                 }
                 Action::RemovePeer { public_key, .. } => {
-                    let device = actual.links.get_mut(&name).unwrap().device.as_mut().unwrap();
+                    let device = actual
+                        .links
+                        .get_mut(&name)
+                        .unwrap()
+                        .device
+                        .as_mut()
+                        .unwrap();
                     device.peers.retain(|kept| kept.public_key != *public_key);
                 }
                 Action::SetLinkUp { .. } => actual.links.get_mut(&name).unwrap().up = true,
@@ -598,8 +880,18 @@ endpoint = "{endpoint_b}"
                     actual.used_tables.push(route.table);
                 }
                 Action::RemoveRoute { route, .. } => {
-                    actual.links.get_mut(&name).unwrap().routes.retain(|kept| kept != route);
-                    actual.records.get_mut(&name).unwrap().routes.retain(|kept| kept != route);
+                    actual
+                        .links
+                        .get_mut(&name)
+                        .unwrap()
+                        .routes
+                        .retain(|kept| kept != route);
+                    actual
+                        .records
+                        .get_mut(&name)
+                        .unwrap()
+                        .routes
+                        .retain(|kept| kept != route);
                 }
                 Action::AddRule { rule, .. } => {
                     actual.rules.push(*rule);
@@ -645,8 +937,18 @@ endpoint = "{endpoint_b}"
         let config = config(&two_peers("192.0.2.2:51820"));
         let mut actual = ActualState::default();
         let actions = plan(&config, &actual, Backend::Userspace).unwrap();
-        assert!(matches!(actions[0], Action::CreateLink { backend: Backend::Userspace, .. }));
-        assert!(!actions.iter().any(|action| matches!(action, Action::AddRoute { .. } | Action::AddRule { .. })));
+        assert!(matches!(
+            actions[0],
+            Action::CreateLink {
+                backend: Backend::Userspace,
+                ..
+            }
+        ));
+        assert!(
+            !actions
+                .iter()
+                .any(|action| matches!(action, Action::AddRoute { .. } | Action::AddRule { .. }))
+        );
         simulate(&mut actual, &config, &actions);
         let again = plan(&config, &actual, Backend::Userspace).unwrap();
         assert!(again.is_empty(), "second plan: {:?}", lines(&again));
@@ -695,7 +997,15 @@ endpoint = "{endpoint_b}"
         let mut actual = ActualState::default();
         actual.links.insert(
             "wg-a".into(),
-            Link { index: 3, backend: Some(Backend::Kernel), up: true, mtu: 1420, addresses: vec![], device: None, routes: vec![] },
+            Link {
+                index: 3,
+                backend: Some(Backend::Kernel),
+                up: true,
+                mtu: 1420,
+                addresses: vec![],
+                device: None,
+                routes: vec![],
+            },
         );
         let errors = plan(&config, &actual, Backend::Kernel).unwrap_err();
         assert_eq!(errors, vec![PlanError::NotOurs("wg-a".into())]);
@@ -709,7 +1019,13 @@ endpoint = "{endpoint_b}"
         simulate(&mut actual, &config, &actions);
         actual.records.get_mut("wg-a").unwrap().source = "/etc/wireguard/wg-a.conf".into();
         let errors = plan(&config, &actual, Backend::Userspace).unwrap_err();
-        assert!(errors[0].to_string().contains("belongs to /etc/wireguard/wg-a.conf"), "{}", errors[0]);
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("belongs to /etc/wireguard/wg-a.conf"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
@@ -729,7 +1045,11 @@ allowed_ips = ["0.0.0.0/0", "10.1.0.0/16", "::/0"]
         );
         let config = config(&text);
         let intent = routing_intent(&config.tunnels[0], None, &[]);
-        let routes: Vec<String> = intent.routes.iter().map(|route| format!("{} {}", route.prefix, route.table)).collect();
+        let routes: Vec<String> = intent
+            .routes
+            .iter()
+            .map(|route| format!("{} {}", route.prefix, route.table))
+            .collect();
         assert_eq!(routes, vec!["10.1.0.0/16 254"]);
         assert!(intent.rules.is_empty());
         assert_eq!(intent.fwmark, None);
@@ -751,18 +1071,37 @@ endpoint = "192.0.2.1:51820"
             key(7).public_key()
         );
         let config = config(&text);
-        let mut actual = ActualState { used_tables: vec![254, 255, 51820], ..Default::default() };
+        let mut actual = ActualState {
+            used_tables: vec![254, 255, 51820],
+            ..Default::default()
+        };
         let actions = plan(&config, &actual, Backend::Userspace).unwrap();
         let text = lines(&actions).join("\n");
         // 51820 is taken, so the next free table is used as wg-quick does.
         assert!(text.contains("fwmark 51821"), "{text}");
-        assert!(text.contains("add route 0.0.0.0/0 dev wg-f table 51821"), "{text}");
-        assert!(text.contains("add route ::/0 dev wg-f table 51821"), "{text}");
-        assert!(text.contains("add rule: ip -4 rule not fwmark 51821 table 51821"), "{text}");
-        assert!(text.contains("add rule: ip -6 rule table main suppress_prefixlength 0"), "{text}");
+        assert!(
+            text.contains("add route 0.0.0.0/0 dev wg-f table 51821"),
+            "{text}"
+        );
+        assert!(
+            text.contains("add route ::/0 dev wg-f table 51821"),
+            "{text}"
+        );
+        assert!(
+            text.contains("add rule: ip -4 rule not fwmark 51821 table 51821"),
+            "{text}"
+        );
+        assert!(
+            text.contains("add rule: ip -6 rule table main suppress_prefixlength 0"),
+            "{text}"
+        );
         assert!(text.contains("src_valid_mark=1"), "{text}");
         simulate(&mut actual, &config, &actions);
-        assert!(plan(&config, &actual, Backend::Userspace).unwrap().is_empty());
+        assert!(
+            plan(&config, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
 
         let down = plan_down(Some(Path::new(SOURCE)), &[], &actual);
         simulate(&mut actual, &config, &down);
@@ -781,7 +1120,8 @@ endpoint = "192.0.2.1:51820"
             key(2).public_key()
         );
         let config = config(&text);
-        let printed = lines(&plan(&config, &ActualState::default(), Backend::Kernel).unwrap()).join("\n");
+        let printed =
+            lines(&plan(&config, &ActualState::default(), Backend::Kernel).unwrap()).join("\n");
         assert!(!printed.contains(&private.to_base64()));
         assert!(!printed.contains(psk));
         assert!(printed.contains("private-key (hidden)"));

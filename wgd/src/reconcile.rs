@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::actual::{ActualState, Backend};
-use crate::apply::{ApplyError, Applier, StartedDevice};
+use crate::apply::{Applier, ApplyError, StartedDevice};
 use crate::config::{BackendChoice, Config};
 use crate::plan::{self, Action, PlanError};
 use crate::state::StateDir;
@@ -51,21 +51,39 @@ impl Host {
         })
     }
 
-    pub async fn observe(&self, config: Option<&Config>, depth: Depth) -> Result<ActualState, ReconcileError> {
+    pub async fn observe(
+        &self,
+        config: Option<&Config>,
+        depth: Depth,
+    ) -> Result<ActualState, ReconcileError> {
         let records = self
             .state
             .load_all()
-            .map_err(|source| ObserveError::State { dir: self.state.path().display().to_string(), source })?;
-        let names = config
-            .map(|config| config.tunnels.iter().map(|tunnel| tunnel.name.to_string()).collect())
-            .unwrap_or_else(Vec::new);
+            .map_err(|source| ObserveError::State {
+                dir: self.state.path().display().to_string(),
+                source,
+            })?;
+        let names: Vec<String> = config
+            .map(|config| {
+                config
+                    .tunnels
+                    .iter()
+                    .map(|tunnel| tunnel.name.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(observe(&self.netlink, names, records, depth).await?)
     }
 
     /// The backend new tunnels get, and the userspace program if it is that one.
     pub fn backend_for_new(config: &Config) -> Result<(Backend, Option<PathBuf>), ReconcileError> {
         let userspace = || -> Result<(Backend, Option<PathBuf>), ReconcileError> {
-            Ok((Backend::Userspace, Some(device::find_wireguard_go(config.daemon.wireguard_go.as_deref())?)))
+            Ok((
+                Backend::Userspace,
+                Some(device::find_wireguard_go(
+                    config.daemon.wireguard_go.as_deref(),
+                )?),
+            ))
         };
         match config.daemon.backend {
             BackendChoice::Kernel if device::kernel_module_loaded() => Ok((Backend::Kernel, None)),
@@ -77,7 +95,12 @@ impl Host {
     }
 
     /// Makes the host match `config` (or says how, when `dry_run`).
-    pub async fn reconcile(&self, config: &Config, dry_run: bool, supervised: bool) -> Result<Outcome, ReconcileError> {
+    pub async fn reconcile(
+        &self,
+        config: &Config,
+        dry_run: bool,
+        supervised: bool,
+    ) -> Result<Outcome, ReconcileError> {
         let actual = self.observe(Some(config), Depth::Full).await?;
         let (backend, wireguard_go) = match Self::backend_for_new(config) {
             Ok(found) => found,
@@ -87,7 +110,10 @@ impl Host {
         };
         let actions = plan::plan(config, &actual, backend).map_err(ReconcileError::Plan)?;
         if dry_run || actions.is_empty() {
-            return Ok(Outcome { actions, started: vec![] });
+            return Ok(Outcome {
+                actions,
+                started: vec![],
+            });
         }
         let mut applier = Applier {
             netlink: &self.netlink,
@@ -98,11 +124,19 @@ impl Host {
             started: vec![],
         };
         applier.apply(&actions, actual.records).await?;
-        Ok(Outcome { actions, started: applier.started })
+        Ok(Outcome {
+            actions,
+            started: applier.started,
+        })
     }
 
     /// Takes down the tunnels of a config file, or tunnels by name.
-    pub async fn down(&self, source: Option<&Path>, names: &[String], dry_run: bool) -> Result<Vec<Action>, ReconcileError> {
+    pub async fn down(
+        &self,
+        source: Option<&Path>,
+        names: &[String],
+        dry_run: bool,
+    ) -> Result<Vec<Action>, ReconcileError> {
         let actual = self.observe(None, Depth::Full).await?;
         let actions = plan::plan_down(source, names, &actual);
         if !dry_run {

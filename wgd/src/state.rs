@@ -126,7 +126,10 @@ mod tests {
             name: "wg-b".into(),
             source: "/etc/wgd/wgd.toml".into(),
             backend: Backend::Userspace,
-            routes: vec![Route { prefix: "10.1.0.0/16".parse().unwrap(), table: 254 }],
+            routes: vec![Route {
+                prefix: "10.1.0.0/16".parse().unwrap(),
+                table: 254,
+            }],
             rules: vec![Rule::MainSuppressDefault { ipv6: false }],
             src_valid_mark_before: Some("0".into()),
             pre_down: vec![],

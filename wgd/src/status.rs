@@ -46,7 +46,12 @@ pub struct PeerStatus {
 
 /// Builds the status of the recorded tunnels (and, with a config, its
 /// tunnels not created yet), as of `now`.
-pub fn collect(actual: &ActualState, config: Option<&Config>, dead_after: Duration, now: SystemTime) -> Status {
+pub fn collect(
+    actual: &ActualState,
+    config: Option<&Config>,
+    dead_after: Duration,
+    now: SystemTime,
+) -> Status {
     let mut names: Vec<String> = actual.records.keys().cloned().collect();
     if let Some(config) = config {
         for tunnel in &config.tunnels {
@@ -102,7 +107,11 @@ pub fn collect(actual: &ActualState, config: Option<&Config>, dead_after: Durati
                                 name: peer_name(&name, &peer.public_key),
                                 public_key: peer.public_key.to_string(),
                                 endpoint: peer.endpoint.map(|endpoint| endpoint.to_string()),
-                                allowed_ips: peer.allowed_ips.iter().map(ToString::to_string).collect(),
+                                allowed_ips: peer
+                                    .allowed_ips
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect(),
                                 latest_handshake_age_seconds: age,
                                 rx_bytes: peer.rx_bytes,
                                 tx_bytes: peer.tx_bytes,
@@ -117,7 +126,9 @@ pub fn collect(actual: &ActualState, config: Option<&Config>, dead_after: Durati
                 up: reason.is_none(),
                 reason,
                 backend: link.backend,
-                public_key: device.and_then(|device| device.public_key).map(|key| key.to_string()),
+                public_key: device
+                    .and_then(|device| device.public_key)
+                    .map(|key| key.to_string()),
                 listen_port: device.map(|device| device.listen_port),
                 addresses: link.addresses.iter().map(ToString::to_string).collect(),
                 mtu: Some(link.mtu),
@@ -172,8 +183,16 @@ impl std::fmt::Display for Status {
                     writeln!(f, "    endpoint: {endpoint}")?;
                 }
                 writeln!(f, "    allowed ips: {}", peer.allowed_ips.join(", "))?;
-                writeln!(f, "    latest handshake: {}", age_text(peer.latest_handshake_age_seconds))?;
-                writeln!(f, "    transfer: {} B received, {} B sent", peer.rx_bytes, peer.tx_bytes)?;
+                writeln!(
+                    f,
+                    "    latest handshake: {}",
+                    age_text(peer.latest_handshake_age_seconds)
+                )?;
+                writeln!(
+                    f,
+                    "    transfer: {} B received, {} B sent",
+                    peer.rx_bytes, peer.tx_bytes
+                )?;
             }
         }
         Ok(())
@@ -205,7 +224,10 @@ impl From<&TunnelStatus> for api::Tunnel {
                     latest_handshake_age_seconds: peer.latest_handshake_age_seconds,
                     rx_bytes: peer.rx_bytes,
                     tx_bytes: peer.tx_bytes,
-                    persistent_keepalive: peer.persistent_keepalive.map(u32::from).unwrap_or_default(),
+                    persistent_keepalive: peer
+                        .persistent_keepalive
+                        .map(u32::from)
+                        .unwrap_or_default(),
                     alive: peer.alive,
                     name: peer.name.clone().unwrap_or_default(),
                 })
@@ -226,7 +248,9 @@ impl From<api::Tunnel> for TunnelStatus {
             name: tunnel.name,
             up: tunnel.up,
             public_key: non_empty(tunnel.public_key),
-            listen_port: u16::try_from(tunnel.listen_port).ok().filter(|port| *port != 0),
+            listen_port: u16::try_from(tunnel.listen_port)
+                .ok()
+                .filter(|port| *port != 0),
             addresses: tunnel.addresses,
             mtu: Some(tunnel.mtu).filter(|mtu| *mtu != 0),
             reason: non_empty(tunnel.reason),
@@ -241,7 +265,9 @@ impl From<api::Tunnel> for TunnelStatus {
                     latest_handshake_age_seconds: peer.latest_handshake_age_seconds,
                     rx_bytes: peer.rx_bytes,
                     tx_bytes: peer.tx_bytes,
-                    persistent_keepalive: u16::try_from(peer.persistent_keepalive).ok().filter(|seconds| *seconds != 0),
+                    persistent_keepalive: u16::try_from(peer.persistent_keepalive)
+                        .ok()
+                        .filter(|seconds| *seconds != 0),
                     alive: peer.alive,
                 })
                 .collect(),

@@ -29,29 +29,17 @@ use ipnet::IpNet;
 /// name is read as wg-quick when it has an `[Interface]` section. Errors and
 /// notices name the file by its absolute path.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let unreadable = |message: String| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            message,
-        }])
+    let unreadable = |path: &Path, error: std::io::Error| {
+        let mut report = Report::new(path);
+        let reason = values::describe_io(&error);
+        report.error(0, format!("cannot read the file: {reason}"));
+        ConfigErrors(report.errors)
     };
-    let path = std::path::absolute(path).map_err(|error| {
-        unreadable(format!(
-            "cannot read the file: {}",
-            values::describe_io(&error)
-        ))
-    })?;
+    let path = std::path::absolute(path).map_err(|error| unreadable(path, error))?;
     // The text may hold private keys: wipe it once it is parsed.
     let text = std::fs::read_to_string(&path)
         .map(zeroize::Zeroizing::new)
-        .map_err(|error| {
-            ConfigErrors(vec![ConfigError {
-                file: path.clone(),
-                line: 0,
-                message: format!("cannot read the file: {}", values::describe_io(&error)),
-            }])
-        })?;
+        .map_err(|error| unreadable(&path, error))?;
     parse_str(&path, &text)
 }
 

@@ -87,7 +87,9 @@ impl TunnelName {
             ));
         }
         if name == "." || name == ".." {
-            return Err(format!("tunnel name \"{name}\" is not a valid interface name"));
+            return Err(format!(
+                "tunnel name \"{name}\" is not a valid interface name"
+            ));
         }
         if let Some(c) = name
             .chars()

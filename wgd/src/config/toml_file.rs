@@ -142,6 +142,8 @@ fn serde_message(error: &toml::de::Error, text: &str) -> String {
     if let Some(rest) = message.strip_prefix("invalid type: ")
         && let Some((found, expected)) = rest.rsplit_once(", expected ")
     {
+        // A number too large for an i64 is described as an i128.
+        let found = found.trim_end_matches(" as i128");
         return format!("{key}expected {}, found {found}", plain_type(expected));
     }
     message
@@ -150,7 +152,10 @@ fn serde_message(error: &toml::de::Error, text: &str) -> String {
 /// The bare key of the `key = value` line holding byte `offset`, if that
 /// line starts with one.
 fn key_on_line(text: &str, offset: usize) -> Option<&str> {
-    let start = text.get(..offset)?.rfind('\n').map_or(0, |newline| newline + 1);
+    let start = text
+        .get(..offset)?
+        .rfind('\n')
+        .map_or(0, |newline| newline + 1);
     let (key, _) = text[start..].split_once('=')?;
     let key = key.trim();
     let bare = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-';
@@ -161,7 +166,6 @@ fn key_on_line(text: &str, offset: usize) -> Option<&str> {
 fn plain_type(expected: &str) -> &str {
     match expected {
         "i64" => "an integer",
-        "a string" => "a string",
         "a sequence" => "an array",
         other => other,
     }
@@ -360,50 +364,7 @@ impl Reader<'_, '_> {
             post_down: raw.post_down,
         };
 
-        let mut peers = Vec::new();
-        let mut public_keys: HashMap<PublicKey, (String, usize)> = HashMap::new();
-        let mut peer_names: HashMap<String, usize> = HashMap::new();
-        for (index, raw_peer) in raw.peer.into_iter().enumerate() {
-            let name = raw_peer.get_ref().name.clone();
-            let peer_line = raw_peer
-                .get_ref()
-                .public_key
-                .as_ref()
-                .map_or(self.line(raw_peer.span()), |key| self.line(key.span()));
-            let peer_label = peer_label(
-                name.as_ref().map(|name| name.get_ref().as_str()),
-                index,
-                &label,
-            );
-            if let Some(name) = &name {
-                let name_line = self.line(name.span());
-                if let Some(first) = peer_names.get(name.get_ref()) {
-                    let message = format!(
-                        "{label}: duplicate peer name \"{}\" (first at line {first})",
-                        name.get_ref()
-                    );
-                    self.report.error(name_line, message);
-                } else {
-                    peer_names.insert(name.get_ref().clone(), name_line);
-                }
-            }
-            let Some(peer) = self.peer(&peer_label, raw_peer) else {
-                continue;
-            };
-            match public_keys.entry(peer.config.public_key) {
-                MapEntry::Occupied(first) => {
-                    let (first_label, first_line) = first.get();
-                    let message = format!(
-                        "{peer_label}: public_key is already the key of {first_label} (line {first_line})"
-                    );
-                    self.report.error(peer_line, message);
-                }
-                MapEntry::Vacant(slot) => {
-                    slot.insert((peer_label, peer_line));
-                }
-            }
-            peers.push(peer);
-        }
+        let peers = self.peers(&label, raw.peer);
 
         let name = name?;
         if routes
@@ -436,6 +397,55 @@ impl Reader<'_, '_> {
             hooks,
             peers: peers.into_iter().map(|peer| peer.config).collect(),
         })
+    }
+
+    /// The peers of one tunnel, each checked against the ones before it.
+    fn peers(&mut self, label: &str, raw_peers: Vec<Spanned<raw::Peer>>) -> Vec<Peer> {
+        let mut peers = Vec::new();
+        let mut public_keys: HashMap<PublicKey, (String, usize)> = HashMap::new();
+        let mut peer_names: HashMap<String, usize> = HashMap::new();
+        for (index, raw_peer) in raw_peers.into_iter().enumerate() {
+            let name = raw_peer.get_ref().name.clone();
+            let key_line = raw_peer
+                .get_ref()
+                .public_key
+                .as_ref()
+                .map_or(self.line(raw_peer.span()), |key| self.line(key.span()));
+            let peer_label = peer_label(
+                name.as_ref().map(|name| name.get_ref().as_str()),
+                index,
+                label,
+            );
+            if let Some(name) = &name {
+                let name_line = self.line(name.span());
+                if let Some(first) = peer_names.get(name.get_ref()) {
+                    let message = format!(
+                        "{label}: duplicate peer name \"{}\" (first at line {first})",
+                        name.get_ref()
+                    );
+                    self.report.error(name_line, message);
+                } else {
+                    peer_names.insert(name.get_ref().clone(), name_line);
+                }
+            }
+            let Some(peer) = self.peer(&peer_label, raw_peer) else {
+                continue;
+            };
+            match public_keys.entry(peer.config.public_key) {
+                MapEntry::Occupied(first) => {
+                    let (first_label, first_line) = first.get();
+                    let message = format!(
+                        "{peer_label}: public_key is already the key of {first_label} (line {first_line})"
+                    );
+                    self.report.error(key_line, message);
+                }
+                MapEntry::Vacant(slot) => {
+                    slot.insert((peer_label, key_line));
+                }
+            }
+            peers.push(peer);
+        }
+        peers
     }
 
     /// Exactly one of `private_key` and `private_key_file`.
@@ -757,7 +767,10 @@ persistent_keepalive = 0
         assert_eq!(daemon.api, Path::new("/run/wgd/wgd.sock"));
         assert_eq!(daemon.metrics, Some("127.0.0.1:9586".parse().unwrap()));
         assert_eq!(daemon.backend, BackendChoice::Auto);
-        assert_eq!(daemon.wireguard_go.as_deref(), Some(Path::new("/usr/bin/wireguard-go")));
+        assert_eq!(
+            daemon.wireguard_go.as_deref(),
+            Some(Path::new("/usr/bin/wireguard-go"))
+        );
         assert_eq!(daemon.reconcile_interval, Duration::from_secs(30));
         assert_eq!(daemon.peer_dead_after, Duration::from_secs(180));
 
@@ -768,7 +781,10 @@ persistent_keepalive = 0
         assert_eq!(tunnel.line, 9);
         assert!(tunnel.private_key == PrivateKey::from_base64(PRIVATE).unwrap());
         assert_eq!(tunnel.listen_port, Some(51821));
-        assert_eq!(tunnel.addresses, prefixes(&["10.255.0.0/31", "fd00:255::/127"]));
+        assert_eq!(
+            tunnel.addresses,
+            prefixes(&["10.255.0.0/31", "fd00:255::/127"])
+        );
         assert_eq!(tunnel.mtu, Some(1420));
         assert_eq!(tunnel.fwmark, Some(0x1234));
         assert_eq!(
@@ -838,16 +854,21 @@ persistent_keepalive = 0
         // The peer has the default AllowedIPs: the notice goes on its table.
         assert_eq!(
             notices,
-            ["wgd.toml:8: allowed_ips 0.0.0.0/0, ::/0: wgd routes no default route through wg-b \
+            [
+                "wgd.toml:8: allowed_ips 0.0.0.0/0, ::/0: wgd routes no default route through wg-b \
               and adds no fwmark table or rules (unlike wg-quick); routes for the other \
               allowed_ips go in the main table. To send all traffic through the tunnel, set \
-              routes = \"full-tunnel\"."]
+              routes = \"full-tunnel\"."
+            ]
         );
         let text = format!("{text}allowed_ips = [\"10.0.0.0/8\",\n  \"::/0\"]\n");
         let config = parse(Path::new("wgd.toml"), &text);
         assert_eq!(config.notices.len(), 1);
         assert_eq!(config.notices[0].line, 13);
-        let text = text.replace("routes = \"allowed-ips\"", "routes = \"allowed-ips\"\ntable = 7");
+        let text = text.replace(
+            "routes = \"allowed-ips\"",
+            "routes = \"allowed-ips\"\ntable = 7",
+        );
         assert!(parse(Path::new("wgd.toml"), &text).notices.is_empty());
     }
 
@@ -1022,7 +1043,10 @@ listen_port = 51822
             "wgd.toml:3: tunnel \"wg-b\": private_key: not valid base64"
         );
         // A key in a field that wants a number is not echoed either.
-        let text = TUNNEL.replace("listen_port = 51821", &format!("listen_port = \"{secret}\""));
+        let text = TUNNEL.replace(
+            "listen_port = 51821",
+            &format!("listen_port = \"{secret}\""),
+        );
         assert_eq!(
             error_line("wgd.toml", &text),
             "wgd.toml:4: listen_port: expected an integer, found a string"
@@ -1041,7 +1065,9 @@ listen_port = 51822
             error_line("wgd.toml", &text),
             "wgd.toml:7: peer \"site-b\": missing public_key"
         );
-        let text = TUNNEL.replace("name = \"site-b\"\n", "").replace(PEER_A, "AAAA");
+        let text = TUNNEL
+            .replace("name = \"site-b\"\n", "")
+            .replace(PEER_A, "AAAA");
         assert_eq!(
             error_line("wgd.toml", &text),
             "wgd.toml:8: peer 1 of tunnel \"wg-b\": public_key: decodes to 3 bytes, a WireGuard \
@@ -1050,9 +1076,22 @@ listen_port = 51822
     }
 
     #[test]
+    fn duplicate_peer_name() {
+        let text =
+            format!("{TUNNEL}\n[[tunnel.peer]]\nname = \"site-b\"\npublic_key = \"{PRIVATE}\"\n");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:13: tunnel \"wg-b\": duplicate peer name \"site-b\" (first at line 8)"
+        );
+    }
+
+    #[test]
     fn missing_tunnel_name() {
         let text = TUNNEL.replace("name = \"wg-b\"\n", "");
-        assert_eq!(error_line("wgd.toml", &text), "wgd.toml:1: [[tunnel]]: missing name");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:1: [[tunnel]]: missing name"
+        );
     }
 
     #[test]
@@ -1165,10 +1204,20 @@ listen_port = 51822
     #[test]
     fn syntax_errors_have_their_line() {
         let text = TUNNEL.replace("name = \"site-b\"", "name = \"site-b");
-        let error = error_line("wgd.toml", &text);
-        assert!(error.starts_with("wgd.toml:8: "), "{error}");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:8: invalid basic string, expected `\"`"
+        );
+        let text = TUNNEL.replace("51821\n", "1.5\n");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:4: listen_port: expected an integer, found floating point `1.5`"
+        );
         let text = TUNNEL.replace("listen_port = 51821", "listen_port = 1\nlisten_port = 2");
-        assert_eq!(error_line("wgd.toml", &text), "wgd.toml:5: duplicate key \"listen_port\"");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:5: duplicate key \"listen_port\""
+        );
     }
 
     #[test]
@@ -1176,7 +1225,10 @@ listen_port = 51822
         let text = format!(
             "{}\n[[tunnel]]\nname = \"wg-b\"\nlisten_port = 51821\n",
             TUNNEL
-                .replace("listen_port = 51821", "listen_port = 51821\nmtu = 1\nfwmark = -1")
+                .replace(
+                    "listen_port = 51821",
+                    "listen_port = 51821\nmtu = 1\nfwmark = -1"
+                )
                 .replace("203.0.113.7:51821", "203.0.113.7")
         );
         assert_eq!(
@@ -1193,14 +1245,5 @@ listen_port = 51822
                  \"wg-b\" (line 4)",
             ]
         );
-    }
-}
-#[cfg(test)]
-mod scratch {
-    #[test]
-    fn show() {
-        for text in ["[[tunnel]]\nname = \"wg-b\nx=1\n", "tunnel = 5\n", "[[tunnel]]\naddress = \"10.0.0.1/24\"\n", "[[tunnel]]\naddress = [\n \"a\",\n 5]\n", "[daemon]\nmetrics = 5\n", "x\n", "[[tunnel]]\nname = \"a\"\n[tunnel]\n", "[[tunnel]]\nmtu = 1.5\n", "[[tunnel]]\nmtu = 99999999999999999999\n"] {
-            println!("{:?}", super::super::parse_str(std::path::Path::new("wgd.toml"), text).unwrap_err().to_string());
-        }
     }
 }

@@ -252,6 +252,10 @@ impl<K: std::hash::Hash + Eq> SeenKeys<K> {
         Self(HashMap::new())
     }
 
+    fn contains(&self, key: &K) -> bool {
+        self.0.contains_key(key)
+    }
+
     /// The line of an earlier occurrence, if any; otherwise remembers `line`.
     fn earlier(&mut self, key: K, line: usize) -> Option<usize> {
         match self.0.entry(key) {
@@ -430,7 +434,7 @@ fn read_interface(section: &Section<'_>, report: &mut Report) -> Interface {
             Err(reason) => report.error(line, format!("MTU \"{value}\": {reason}")),
         }
     }
-    if interface.private_key.is_none() && !seen.0.contains_key(&InterfaceKey::PrivateKey) {
+    if interface.private_key.is_none() && !seen.contains(&InterfaceKey::PrivateKey) {
         report.error(section.line, "[Interface] has no PrivateKey");
     }
     interface
@@ -570,7 +574,7 @@ fn read_peer(section: &Section<'_>, report: &mut Report) -> Option<Peer> {
             }
         }
     }
-    if !seen.0.contains_key(&PeerKey::PublicKey) {
+    if !seen.contains(&PeerKey::PublicKey) {
         report.error(section.line, "[Peer] has no PublicKey");
     }
     // A peer with other errors is still returned, to check its key
@@ -799,14 +803,21 @@ Endpoint = 192.168.100.61:51820
         let text = SEED.replace("AllowedIPs = 0.0.0.0/0", "AllowedIPs = 10.0.0.0/8, ::/0");
         let notices = parse("wg0.conf", &text).notices;
         assert_eq!(notices.len(), 2);
-        assert!(notices[1].message.starts_with("AllowedIPs ::/0: wgd routes no default route"));
+        assert!(
+            notices[1]
+                .message
+                .starts_with("AllowedIPs ::/0: wgd routes no default route")
+        );
     }
 
     #[test]
     fn host_bits_in_allowed_ips_are_masked_with_a_notice() {
         let text = SEED.replace("AllowedIPs = 0.0.0.0/0", "AllowedIPs = 10.1.2.3/16");
         let config = parse("wg0.conf", &text);
-        assert_eq!(config.tunnels[0].peers[0].allowed_ips, prefixes(&["10.1.0.0/16"]));
+        assert_eq!(
+            config.tunnels[0].peers[0].allowed_ips,
+            prefixes(&["10.1.0.0/16"])
+        );
         assert_eq!(
             config.notices[1].to_string(),
             "wg0.conf:9: AllowedIPs 10.1.2.3/16 has host bits set; wgd uses 10.1.0.0/16, as wg does"
@@ -817,7 +828,10 @@ Endpoint = 192.168.100.61:51820
     fn dns_is_ignored_with_a_notice() {
         let text = SEED.replace("SaveConfig = true", "DNS = 1.1.1.1");
         let config = parse("wg0.conf", &text);
-        assert_eq!(config.notices[0].to_string(), "wg0.conf:3: DNS is ignored by wgd");
+        assert_eq!(
+            config.notices[0].to_string(),
+            "wg0.conf:3: DNS is ignored by wgd"
+        );
     }
 
     #[test]
@@ -900,7 +914,10 @@ Endpoint = 192.168.100.61:51820
         let cases = [
             ("192.168.100.61", "expected host:port or [IPv6]:port"),
             ("192.168.100.61:99999", "port out of range"),
-            ("2001:db8::1:51820", "an IPv6 address needs brackets, like [2001:db8::1]:51820"),
+            (
+                "2001:db8::1:51820",
+                "an IPv6 address needs brackets, like [2001:db8::1]:51820",
+            ),
             ("192.168.100.61:x", "port is not a number"),
         ];
         for (endpoint, reason) in cases {
@@ -937,7 +954,10 @@ Endpoint = 192.168.100.61:51820
 
     #[test]
     fn bad_prefixes() {
-        let text = SEED.replace("AllowedIPs = 0.0.0.0/0", "AllowedIPs = 10.0.0.0/8, 10.0.0.0/33");
+        let text = SEED.replace(
+            "AllowedIPs = 0.0.0.0/0",
+            "AllowedIPs = 10.0.0.0/8, 10.0.0.0/33",
+        );
         assert_eq!(
             error_line("wg0.conf", &text),
             "wg0.conf:9: AllowedIPs \"10.0.0.0/33\": prefix length must be 0..=32"

@@ -24,18 +24,30 @@ impl From<&Event> for api::TunnelEvent {
         use api::tunnel_event::Kind;
         let kind = match &event.kind {
             EventKind::TunnelUp => Kind::TunnelUp(api::TunnelUp {}),
-            EventKind::TunnelDown { reason } => Kind::TunnelDown(api::TunnelDown { reason: reason.clone() }),
-            EventKind::PeerHandshake { public_key, endpoint } => Kind::PeerHandshake(api::PeerHandshake {
+            EventKind::TunnelDown { reason } => Kind::TunnelDown(api::TunnelDown {
+                reason: reason.clone(),
+            }),
+            EventKind::PeerHandshake {
+                public_key,
+                endpoint,
+            } => Kind::PeerHandshake(api::PeerHandshake {
                 public_key: public_key.clone(),
                 endpoint: endpoint.clone().unwrap_or_default(),
             }),
-            EventKind::PeerDead { public_key, latest_handshake_age_seconds } => Kind::PeerDead(api::PeerDead {
+            EventKind::PeerDead {
+                public_key,
+                latest_handshake_age_seconds,
+            } => Kind::PeerDead(api::PeerDead {
                 public_key: public_key.clone(),
                 latest_handshake_age_seconds: *latest_handshake_age_seconds,
             }),
         };
         api::TunnelEvent {
-            unix_time: event.time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+            unix_time: event
+                .time
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
             tunnel: event.tunnel.clone(),
             kind: Some(kind),
         }
@@ -74,11 +86,12 @@ impl TunnelService for TunnelApi {
         &self,
         _request: Request<api::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, GrpcStatus> {
-        let stream = BroadcastStream::new(self.events.subscribe()).filter_map(|event| match event {
-            Ok(event) => Some(Ok(api::TunnelEvent::from(&event))),
-            // A slow reader missed some events; it keeps the rest.
-            Err(_) => None,
-        });
+        let stream =
+            BroadcastStream::new(self.events.subscribe()).filter_map(|event| match event {
+                Ok(event) => Some(Ok(api::TunnelEvent::from(&event))),
+                // A slow reader missed some events; it keeps the rest.
+                Err(_) => None,
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -101,7 +114,10 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(listener: tokio::net::UnixListener, service: TunnelApi) -> Result<(), tonic::transport::Error> {
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    service: TunnelApi,
+) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(TunnelServiceServer::new(service))
         .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
@@ -109,13 +125,19 @@ pub async fn serve(listener: tokio::net::UnixListener, service: TunnelApi) -> Re
 }
 
 /// A client on the daemon's Unix socket.
-pub async fn connect(path: &Path) -> Result<TunnelServiceClient<tonic::transport::Channel>, tonic::transport::Error> {
+pub async fn connect(
+    path: &Path,
+) -> Result<TunnelServiceClient<tonic::transport::Channel>, tonic::transport::Error> {
     let path: PathBuf = path.to_path_buf();
     // The URI is required by the API but unused: the connector dials the socket.
     let channel = tonic::transport::Endpoint::from_static("http://wgd.invalid")
         .connect_with_connector(tower::service_fn(move |_| {
             let path = path.clone();
-            async move { tokio::net::UnixStream::connect(path).await.map(TokioIo::new) }
+            async move {
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map(TokioIo::new)
+            }
         }))
         .await?;
     Ok(TunnelServiceClient::new(channel))
@@ -124,6 +146,50 @@ pub async fn connect(path: &Path) -> Result<TunnelServiceClient<tonic::transport
 /// Asks a running daemon for its tunnels.
 pub async fn fetch_status(path: &Path) -> Result<Status, Box<dyn std::error::Error + Send + Sync>> {
     let mut client = connect(path).await?;
-    let response = client.list_tunnels(api::ListTunnelsRequest::default()).await?.into_inner();
-    Ok(Status { tunnels: response.tunnels.into_iter().map(TunnelStatus::from).collect() })
+    let response = client
+        .list_tunnels(api::ListTunnelsRequest::default())
+        .await?
+        .into_inner();
+    Ok(Status {
+        tunnels: response
+            .tunnels
+            .into_iter()
+            .map(TunnelStatus::from)
+            .collect(),
+    })
+}
+
+/// One line for `wgd events`: text, or JSON with `json`.
+pub fn describe_event(event: &api::TunnelEvent, json: bool) -> String {
+    use api::tunnel_event::Kind;
+    let (kind, detail) = match &event.kind {
+        Some(Kind::TunnelUp(_)) => ("tunnel-up", serde_json::json!({})),
+        Some(Kind::TunnelDown(down)) => {
+            ("tunnel-down", serde_json::json!({ "reason": down.reason }))
+        }
+        Some(Kind::PeerHandshake(peer)) => (
+            "peer-handshake",
+            serde_json::json!({ "peer": peer.public_key, "endpoint": peer.endpoint }),
+        ),
+        Some(Kind::PeerDead(peer)) => (
+            "peer-dead",
+            serde_json::json!({ "peer": peer.public_key, "latest_handshake_age_seconds": peer.latest_handshake_age_seconds }),
+        ),
+        None => ("unknown", serde_json::json!({})),
+    };
+    if json {
+        serde_json::json!({ "time": event.unix_time, "tunnel": event.tunnel, "event": kind, "detail": detail }).to_string()
+    } else {
+        let mut line = format!("{} {} {kind}", event.unix_time, event.tunnel);
+        if let serde_json::Value::Object(fields) = detail {
+            for (key, value) in fields {
+                match value {
+                    serde_json::Value::String(text) => line.push_str(&format!(" {key}={text}")),
+                    serde_json::Value::Null => {}
+                    other => line.push_str(&format!(" {key}={other}")),
+                }
+            }
+        }
+        line
+    }
 }

@@ -9,9 +9,17 @@ use crate::status::Status;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
     TunnelUp,
-    TunnelDown { reason: String },
-    PeerHandshake { public_key: String, endpoint: Option<String> },
-    PeerDead { public_key: String, latest_handshake_age_seconds: Option<u64> },
+    TunnelDown {
+        reason: String,
+    },
+    PeerHandshake {
+        public_key: String,
+        endpoint: Option<String>,
+    },
+    PeerDead {
+        public_key: String,
+        latest_handshake_age_seconds: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +49,11 @@ impl EventTracker {
     /// Compares `status` (taken at `now`) with the previous one.
     pub fn update(&mut self, status: &Status, now: SystemTime, dead_after: Duration) -> Vec<Event> {
         let mut events = Vec::new();
-        let event = |tunnel: &str, kind| Event { time: now, tunnel: tunnel.to_owned(), kind };
+        let event = |tunnel: &str, kind| Event {
+            time: now,
+            tunnel: tunnel.to_owned(),
+            kind,
+        };
         let mut seen_peers = Vec::new();
         for tunnel in &status.tunnels {
             let before = self.tunnels.insert(tunnel.name.clone(), tunnel.up);
@@ -61,10 +73,16 @@ impl EventTracker {
                 let handshake = peer
                     .latest_handshake_age_seconds
                     .map(|age| now.checked_sub(Duration::from_secs(age)).unwrap_or(now));
-                let track = self.peers.entry(key).or_insert(PeerTrack { handshake: None, first_seen: now, dead_reported: false });
+                let track = self.peers.entry(key).or_insert(PeerTrack {
+                    handshake: None,
+                    first_seen: now,
+                    dead_reported: false,
+                });
                 let newer = match (track.handshake, handshake) {
                     (None, Some(_)) => true,
-                    (Some(old), Some(new)) => new.duration_since(old).is_ok_and(|gap| gap > Duration::from_secs(1)),
+                    (Some(old), Some(new)) => new
+                        .duration_since(old)
+                        .is_ok_and(|gap| gap > Duration::from_secs(1)),
                     _ => false,
                 };
                 if newer {
@@ -72,7 +90,10 @@ impl EventTracker {
                     track.dead_reported = false;
                     events.push(event(
                         &tunnel.name,
-                        EventKind::PeerHandshake { public_key: peer.public_key.clone(), endpoint: peer.endpoint.clone() },
+                        EventKind::PeerHandshake {
+                            public_key: peer.public_key.clone(),
+                            endpoint: peer.endpoint.clone(),
+                        },
                     ));
                 }
                 let since = track.handshake.unwrap_or(track.first_seen);
@@ -90,7 +111,8 @@ impl EventTracker {
             }
         }
         self.peers.retain(|key, _| seen_peers.contains(key));
-        self.tunnels.retain(|name, _| status.tunnels.iter().any(|tunnel| &tunnel.name == name));
+        self.tunnels
+            .retain(|name, _| status.tunnels.iter().any(|tunnel| &tunnel.name == name));
         events
     }
 }
@@ -110,7 +132,11 @@ mod tests {
                 listen_port: None,
                 addresses: vec![],
                 mtu: None,
-                reason: if up { None } else { Some("interface not present".into()) },
+                reason: if up {
+                    None
+                } else {
+                    Some("interface not present".into())
+                },
                 peers: vec![PeerStatus {
                     name: None,
                     public_key: "peer".into(),
@@ -131,29 +157,62 @@ mod tests {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let dead_after = Duration::from_secs(180);
         let mut tracker = EventTracker::default();
-        let kinds = |events: Vec<Event>| events.into_iter().map(|event| event.kind).collect::<Vec<_>>();
+        let kinds = |events: Vec<Event>| {
+            events
+                .into_iter()
+                .map(|event| event.kind)
+                .collect::<Vec<_>>()
+        };
 
-        assert_eq!(kinds(tracker.update(&status(true, None), start, dead_after)), vec![EventKind::TunnelUp]);
+        assert_eq!(
+            kinds(tracker.update(&status(true, None), start, dead_after)),
+            vec![EventKind::TunnelUp]
+        );
         let at = start + Duration::from_secs(10);
         assert_eq!(
             kinds(tracker.update(&status(true, Some(0)), at, dead_after)),
-            vec![EventKind::PeerHandshake { public_key: "peer".into(), endpoint: None }]
+            vec![EventKind::PeerHandshake {
+                public_key: "peer".into(),
+                endpoint: None
+            }]
         );
         // Same handshake seen later: nothing new.
         let later = at + Duration::from_secs(100);
-        assert!(tracker.update(&status(true, Some(100)), later, dead_after).is_empty());
+        assert!(
+            tracker
+                .update(&status(true, Some(100)), later, dead_after)
+                .is_empty()
+        );
         // Past the dead interval: one PeerDead, not repeated.
         let silent = at + Duration::from_secs(181);
         assert_eq!(
             kinds(tracker.update(&status(true, Some(181)), silent, dead_after)),
-            vec![EventKind::PeerDead { public_key: "peer".into(), latest_handshake_age_seconds: Some(181) }]
+            vec![EventKind::PeerDead {
+                public_key: "peer".into(),
+                latest_handshake_age_seconds: Some(181)
+            }]
         );
-        assert!(tracker.update(&status(true, Some(190)), silent + Duration::from_secs(9), dead_after).is_empty());
+        assert!(
+            tracker
+                .update(
+                    &status(true, Some(190)),
+                    silent + Duration::from_secs(9),
+                    dead_after
+                )
+                .is_empty()
+        );
         let back = silent + Duration::from_secs(20);
-        assert_eq!(tracker.update(&status(true, Some(0)), back, dead_after).len(), 1);
+        assert_eq!(
+            tracker
+                .update(&status(true, Some(0)), back, dead_after)
+                .len(),
+            1
+        );
         assert_eq!(
             kinds(tracker.update(&status(false, None), back, dead_after)),
-            vec![EventKind::TunnelDown { reason: "interface not present".into() }]
+            vec![EventKind::TunnelDown {
+                reason: "interface not present".into()
+            }]
         );
     }
 
@@ -162,9 +221,27 @@ mod tests {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000);
         let mut tracker = EventTracker::default();
         tracker.update(&status(true, None), start, Duration::from_secs(30));
-        assert!(tracker.update(&status(true, None), start + Duration::from_secs(29), Duration::from_secs(30)).is_empty());
-        let events = tracker.update(&status(true, None), start + Duration::from_secs(31), Duration::from_secs(30));
+        assert!(
+            tracker
+                .update(
+                    &status(true, None),
+                    start + Duration::from_secs(29),
+                    Duration::from_secs(30)
+                )
+                .is_empty()
+        );
+        let events = tracker.update(
+            &status(true, None),
+            start + Duration::from_secs(31),
+            Duration::from_secs(30),
+        );
         assert_eq!(events.len(), 1);
-        assert!(matches!(events[0].kind, EventKind::PeerDead { latest_handshake_age_seconds: None, .. }));
+        assert!(matches!(
+            events[0].kind,
+            EventKind::PeerDead {
+                latest_handshake_age_seconds: None,
+                ..
+            }
+        ));
     }
 }

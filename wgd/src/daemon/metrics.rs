@@ -38,37 +38,81 @@ pub struct Metrics {
 impl Metrics {
     pub fn register(self: &Arc<Self>) -> Registry {
         let mut registry = Registry::with_prefix("wgd");
-        registry.register("tunnel_up", "1 when the tunnel's interface is up and its device readable", self.tunnel_up.clone());
+        registry.register(
+            "tunnel_up",
+            "1 when the tunnel's interface is up and its device readable",
+            self.tunnel_up.clone(),
+        );
         registry.register(
             "peer_latest_handshake_age_seconds",
             "Seconds since the peer's latest handshake (absent if none yet)",
             self.peer_handshake_age.clone(),
         );
-        registry.register("peer_alive", "1 when the peer shook hands within the dead interval", self.peer_alive.clone());
-        registry.register("peer_receive_bytes", "Bytes received from the peer", self.peer_rx_bytes.clone());
-        registry.register("peer_transmit_bytes", "Bytes sent to the peer", self.peer_tx_bytes.clone());
+        registry.register(
+            "peer_alive",
+            "1 when the peer shook hands within the dead interval",
+            self.peer_alive.clone(),
+        );
+        registry.register(
+            "peer_receive_bytes",
+            "Bytes received from the peer",
+            self.peer_rx_bytes.clone(),
+        );
+        registry.register(
+            "peer_transmit_bytes",
+            "Bytes sent to the peer",
+            self.peer_tx_bytes.clone(),
+        );
         registry.register("reconciles", "Reconciles run", self.reconciles.clone());
-        registry.register("reconcile_errors", "Reconciles that failed", self.reconcile_errors.clone());
-        registry.register("userspace_restarts", "wireguard-go processes restarted after they died", self.userspace_restarts.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed",
+            self.reconcile_errors.clone(),
+        );
+        registry.register(
+            "userspace_restarts",
+            "wireguard-go processes restarted after they died",
+            self.userspace_restarts.clone(),
+        );
         registry
     }
 
     /// Sets the gauges from a snapshot (series of vanished peers go).
     pub fn observe(&self, status: &Status) {
         self.tunnel_up.clear();
-        for family in [&self.peer_handshake_age, &self.peer_alive, &self.peer_rx_bytes, &self.peer_tx_bytes] {
+        for family in [
+            &self.peer_handshake_age,
+            &self.peer_alive,
+            &self.peer_rx_bytes,
+            &self.peer_tx_bytes,
+        ] {
             family.clear();
         }
         for tunnel in &status.tunnels {
-            self.tunnel_up.get_or_create(&TunnelLabels { tunnel: tunnel.name.clone() }).set(i64::from(tunnel.up));
+            self.tunnel_up
+                .get_or_create(&TunnelLabels {
+                    tunnel: tunnel.name.clone(),
+                })
+                .set(i64::from(tunnel.up));
             for peer in &tunnel.peers {
-                let labels = PeerLabels { tunnel: tunnel.name.clone(), peer: peer.public_key.clone() };
+                let labels = PeerLabels {
+                    tunnel: tunnel.name.clone(),
+                    peer: peer.public_key.clone(),
+                };
                 if let Some(age) = peer.latest_handshake_age_seconds {
-                    self.peer_handshake_age.get_or_create(&labels).set(age.try_into().unwrap_or(i64::MAX));
+                    self.peer_handshake_age
+                        .get_or_create(&labels)
+                        .set(age.try_into().unwrap_or(i64::MAX));
                 }
-                self.peer_alive.get_or_create(&labels).set(i64::from(peer.alive));
-                self.peer_rx_bytes.get_or_create(&labels).set(peer.rx_bytes.try_into().unwrap_or(i64::MAX));
-                self.peer_tx_bytes.get_or_create(&labels).set(peer.tx_bytes.try_into().unwrap_or(i64::MAX));
+                self.peer_alive
+                    .get_or_create(&labels)
+                    .set(i64::from(peer.alive));
+                self.peer_rx_bytes
+                    .get_or_create(&labels)
+                    .set(peer.rx_bytes.try_into().unwrap_or(i64::MAX));
+                self.peer_tx_bytes
+                    .get_or_create(&labels)
+                    .set(peer.tx_bytes.try_into().unwrap_or(i64::MAX));
             }
         }
     }
@@ -86,7 +130,10 @@ pub async fn serve(address: SocketAddr, registry: Arc<Registry>) -> std::io::Res
                 match prometheus_client::encoding::text::encode(&mut body, &registry) {
                     Ok(()) => (
                         axum::http::StatusCode::OK,
-                        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
                         body,
                     ),
                     Err(_) => (

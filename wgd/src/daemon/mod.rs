@@ -31,7 +31,11 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Where `wgd status` finds the daemon of this namespace.
 pub fn api_pointer(host: &Host) -> PathBuf {
-    host.state.path().parent().unwrap_or(Path::new("/run/wgd")).join("daemon.api")
+    host.state
+        .path()
+        .parent()
+        .unwrap_or(Path::new("/run/wgd"))
+        .join("daemon.api")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +45,10 @@ pub enum DaemonError {
     #[error(transparent)]
     Reconcile(#[from] crate::reconcile::ReconcileError),
     #[error("API socket {path}: {source}")]
-    Api { path: String, source: std::io::Error },
+    Api {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -121,15 +128,22 @@ impl Daemon {
         let dead_after = self.config.daemon.peer_dead_after;
         let mut status = status::collect(&actual, Some(&self.config), dead_after, now);
         // Only this config's tunnels: records of others in the namespace are theirs.
-        status
-            .tunnels
-            .retain(|tunnel| self.config.tunnels.iter().any(|wanted| wanted.name.as_str() == tunnel.name));
+        status.tunnels.retain(|tunnel| {
+            self.config
+                .tunnels
+                .iter()
+                .any(|wanted| wanted.name.as_str() == tunnel.name)
+        });
         for event in self.tracker.update(&status, now, dead_after) {
             tracing::info!(tunnel = %event.tunnel, event = ?event.kind, "event");
             let _ = self.events.send(event);
         }
         self.metrics.observe(&status);
-        let missing = self.config.tunnels.iter().any(|tunnel| !actual.links.contains_key(tunnel.name.as_str()));
+        let missing = self
+            .config
+            .tunnels
+            .iter()
+            .any(|tunnel| !actual.links.contains_key(tunnel.name.as_str()));
         *self.snapshot.write().await = status;
         missing
     }
@@ -160,14 +174,19 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
 
     let api_path = daemon.config.daemon.api.clone();
-    let listener =
-        api::bind(&api_path).map_err(|source| DaemonError::Api { path: api_path.display().to_string(), source })?;
+    let listener = api::bind(&api_path).map_err(|source| DaemonError::Api {
+        path: api_path.display().to_string(),
+        source,
+    })?;
     let pointer = api_pointer(&daemon.host);
     if let Some(parent) = pointer.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
     let _ = std::fs::write(&pointer, api_path.as_os_str().as_encoded_bytes());
-    let service = api::TunnelApi { snapshot: daemon.snapshot.clone(), events: daemon.events.clone() };
+    let service = api::TunnelApi {
+        snapshot: daemon.snapshot.clone(),
+        events: daemon.events.clone(),
+    };
     tokio::spawn(async move {
         if let Err(error) = api::serve(listener, service).await {
             tracing::error!(%error, "API server stopped");

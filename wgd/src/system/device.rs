@@ -15,7 +15,9 @@ use defguard_wireguard_rs::host::Host;
 use defguard_wireguard_rs::key::Key;
 use defguard_wireguard_rs::net::IpAddrMask;
 use defguard_wireguard_rs::peer::Peer;
-use defguard_wireguard_rs::{InterfaceConfiguration, Kernel, Userspace, WGApi, WireguardInterfaceApi};
+use defguard_wireguard_rs::{
+    InterfaceConfiguration, Kernel, Userspace, WGApi, WireguardInterfaceApi,
+};
 use ipnet::IpNet;
 
 use crate::actual::{self, Backend};
@@ -28,9 +30,17 @@ pub const UAPI_DIR: &str = "/var/run/wireguard";
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error("{tunnel}: {what}: {detail}")]
-    Api { tunnel: String, what: &'static str, detail: String },
+    Api {
+        tunnel: String,
+        what: &'static str,
+        detail: String,
+    },
     #[error("{tunnel}: cannot start {program}: {detail}")]
-    Spawn { tunnel: String, program: String, detail: String },
+    Spawn {
+        tunnel: String,
+        program: String,
+        detail: String,
+    },
     #[error(
         "no WireGuard kernel module here and wireguard-go was not found on PATH; install it (apt-get install wireguard-go) or set [daemon] wireguard_go"
     )]
@@ -66,7 +76,12 @@ fn mask(prefix: &IpNet) -> IpAddrMask {
 fn to_wire_peer(peer: &PeerConfig) -> Peer {
     let mut wire = Peer::new(Key::new(*peer.public_key.as_bytes()));
     // An all-zero key clears a preshared key, as `wg set ... preshared-key /dev/null` does.
-    wire.preshared_key = Some(Key::new(peer.preshared_key.as_ref().map(|key| *key.as_bytes()).unwrap_or([0; 32])));
+    wire.preshared_key = Some(Key::new(
+        peer.preshared_key
+            .as_ref()
+            .map(|key| *key.as_bytes())
+            .unwrap_or([0; 32]),
+    ));
     wire.endpoint = peer.endpoint.as_ref().map(|endpoint| endpoint.address);
     wire.persistent_keepalive_interval = Some(peer.persistent_keepalive.unwrap_or(0));
     wire.allowed_ips = peer.allowed_ips.iter().map(mask).collect();
@@ -74,9 +89,10 @@ fn to_wire_peer(peer: &PeerConfig) -> Peer {
 }
 
 fn from_wire_host(host: Host) -> actual::Device {
-    let public_key = host.private_key.as_ref().map(|key| {
-        PrivateKey::from_bytes(key.as_array()).public_key()
-    });
+    let public_key = host
+        .private_key
+        .as_ref()
+        .map(|key| PrivateKey::from_bytes(key.as_array()).public_key());
     let mut peers: Vec<actual::Peer> = host
         .peers
         .into_values()
@@ -88,19 +104,28 @@ fn from_wire_host(host: Host) -> actual::Device {
                 .filter(|bytes| bytes != &[0; 32])
                 .map(PresharedKey::from_bytes),
             endpoint: peer.endpoint,
-            persistent_keepalive: peer.persistent_keepalive_interval.filter(|seconds| *seconds != 0),
+            persistent_keepalive: peer
+                .persistent_keepalive_interval
+                .filter(|seconds| *seconds != 0),
             allowed_ips: peer
                 .allowed_ips
                 .iter()
                 .filter_map(|allowed| IpNet::new(allowed.address, allowed.cidr).ok())
                 .collect(),
-            last_handshake: peer.last_handshake.filter(|time| *time != std::time::UNIX_EPOCH),
+            last_handshake: peer
+                .last_handshake
+                .filter(|time| *time != std::time::UNIX_EPOCH),
             rx_bytes: peer.rx_bytes,
             tx_bytes: peer.tx_bytes,
         })
         .collect();
     peers.sort_by_key(|peer| peer.public_key);
-    actual::Device { public_key, listen_port: host.listen_port, fwmark: host.fwmark.filter(|mark| *mark != 0), peers }
+    actual::Device {
+        public_key,
+        listen_port: host.listen_port,
+        fwmark: host.fwmark.filter(|mark| *mark != 0),
+        peers,
+    }
 }
 
 /// One WireGuard device, by interface name.
@@ -112,11 +137,18 @@ pub struct DeviceHandle {
 
 impl DeviceHandle {
     pub fn new(name: &str, backend: Backend) -> Self {
-        Self { name: name.to_owned(), backend }
+        Self {
+            name: name.to_owned(),
+            backend,
+        }
     }
 
     fn error(&self, what: &'static str, detail: impl ToString) -> DeviceError {
-        DeviceError::Api { tunnel: self.name.clone(), what, detail: detail.to_string() }
+        DeviceError::Api {
+            tunnel: self.name.clone(),
+            what,
+            detail: detail.to_string(),
+        }
     }
 
     pub fn read(&self) -> Result<actual::Device, DeviceError> {
@@ -149,7 +181,8 @@ impl DeviceHandle {
                 let mut host = Host::new(listen_port.unwrap_or(0), key);
                 host.fwmark = fwmark;
                 for peer in peers {
-                    host.peers.insert(Key::new(*peer.public_key.as_bytes()), to_wire_peer(peer));
+                    host.peers
+                        .insert(Key::new(*peer.public_key.as_bytes()), to_wire_peer(peer));
                 }
                 WGApi::<Userspace>::new(self.name.clone())
                     .map_err(|error| self.error("configure device", error))?
@@ -178,18 +211,30 @@ impl DeviceHandle {
     /// Adds or updates one peer; its session and the others' are kept.
     pub fn set_peer(&self, peer: &PeerConfig) -> Result<(), DeviceError> {
         let wire = to_wire_peer(peer);
-        let result = match self.backend {
-            Backend::Kernel => WGApi::<Kernel>::new(self.name.clone()).and_then(|api| api.configure_peer(&wire)),
-            Backend::Userspace => WGApi::<Userspace>::new(self.name.clone()).and_then(|api| api.configure_peer(&wire)),
-        };
-        result.map_err(|_| self.error("set peer", format!("peer {} was refused by the device", peer.public_key)))
+        let result =
+            match self.backend {
+                Backend::Kernel => WGApi::<Kernel>::new(self.name.clone())
+                    .and_then(|api| api.configure_peer(&wire)),
+                Backend::Userspace => WGApi::<Userspace>::new(self.name.clone())
+                    .and_then(|api| api.configure_peer(&wire)),
+            };
+        result.map_err(|_| {
+            self.error(
+                "set peer",
+                format!("peer {} was refused by the device", peer.public_key),
+            )
+        })
     }
 
     pub fn remove_peer(&self, public_key: &PublicKey) -> Result<(), DeviceError> {
         let key = Key::new(*public_key.as_bytes());
         let result = match self.backend {
-            Backend::Kernel => WGApi::<Kernel>::new(self.name.clone()).and_then(|api| api.remove_peer(&key)),
-            Backend::Userspace => WGApi::<Userspace>::new(self.name.clone()).and_then(|api| api.remove_peer(&key)),
+            Backend::Kernel => {
+                WGApi::<Kernel>::new(self.name.clone()).and_then(|api| api.remove_peer(&key))
+            }
+            Backend::Userspace => {
+                WGApi::<Userspace>::new(self.name.clone()).and_then(|api| api.remove_peer(&key))
+            }
         };
         result.map_err(|error| self.error("remove peer", error))
     }
@@ -212,7 +257,8 @@ pub async fn start_userspace(
         detail,
     };
     if let Some(parent) = log.parent() {
-        std::fs::create_dir_all(parent).map_err(|error| spawn_error(format!("create {}: {error}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|error| spawn_error(format!("create {}: {error}", parent.display())))?;
     }
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -226,14 +272,29 @@ pub async fn start_userspace(
             .arg("-f")
             .arg(name)
             .env("WG_PROCESS_FOREGROUND", "1")
-            .stdout(log_file.try_clone().map_err(|error| spawn_error(error.to_string()))?)
+            .stdout(
+                log_file
+                    .try_clone()
+                    .map_err(|error| spawn_error(error.to_string()))?,
+            )
             .stderr(log_file)
             .process_group(0)
             .kill_on_drop(false);
-        Some(command.spawn().map_err(|error| spawn_error(error.to_string()))?)
+        Some(
+            command
+                .spawn()
+                .map_err(|error| spawn_error(error.to_string()))?,
+        )
     } else {
-        command.arg(name).env_remove("WG_PROCESS_FOREGROUND").stdout(Stdio::null()).stderr(Stdio::piped());
-        let output = command.output().await.map_err(|error| spawn_error(error.to_string()))?;
+        command
+            .arg(name)
+            .env_remove("WG_PROCESS_FOREGROUND")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let output = command
+            .output()
+            .await
+            .map_err(|error| spawn_error(error.to_string()))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(spawn_error(format!("{}: {}", output.status, stderr.trim())));
@@ -247,7 +308,11 @@ pub async fn start_userspace(
             return Ok(child);
         }
         if Instant::now() > deadline {
-            return Err(spawn_error(format!("its UAPI socket {} did not appear within 10 s (log: {})", socket.display(), log.display())));
+            return Err(spawn_error(format!(
+                "its UAPI socket {} did not appear within 10 s (log: {})",
+                socket.display(),
+                log.display()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -263,4 +328,3 @@ pub fn stop_userspace(name: &str) {
 pub fn userspace_socket_answers(name: &str) -> bool {
     std::os::unix::net::UnixStream::connect(uapi_socket(name)).is_ok()
 }
-

@@ -53,7 +53,10 @@ pub async fn observe(
 ) -> Result<ActualState, ObserveError> {
     let mut wanted: BTreeSet<String> = names.into_iter().collect();
     wanted.extend(records.keys().cloned());
-    let mut actual = ActualState { records, ..Default::default() };
+    let mut actual = ActualState {
+        records,
+        ..Default::default()
+    };
     let mut routes = Vec::new();
     if depth == Depth::Full {
         let (found, tables) = netlink.routes().await?;
@@ -87,7 +90,11 @@ pub async fn observe(
             mtu: summary.mtu,
             addresses: netlink.addresses(summary.index).await?,
             device,
-            routes: routes.iter().filter(|(oif, _)| *oif == summary.index).map(|(_, route)| *route).collect(),
+            routes: routes
+                .iter()
+                .filter(|(oif, _)| *oif == summary.index)
+                .map(|(_, route)| *route)
+                .collect(),
         };
         actual.links.insert(summary.name, link);
     }

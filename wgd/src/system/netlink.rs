@@ -12,7 +12,9 @@ use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use rtnetlink::{Handle, IpVersion, LinkUnspec, LinkWireguard, RouteMessageBuilder};
 
@@ -37,8 +39,11 @@ impl NetlinkError {
     }
 }
 
-fn context<T>(what: impl FnOnce() -> String) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
-    move |source| NetlinkError { what: what(), source }
+fn context(what: impl FnOnce() -> String) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    move |source| NetlinkError {
+        what: what(),
+        source,
+    }
 }
 
 /// What wgd reads of a link.
@@ -97,18 +102,38 @@ impl Netlink {
     }
 
     pub async fn links(&self) -> Result<Vec<LinkInfoSummary>, NetlinkError> {
-        let messages: Vec<LinkMessage> =
-            self.handle.link().get().execute().try_collect().await.map_err(context::<()>(|| "list links".into()))?;
+        let messages: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(context(|| "list links".into()))?;
         Ok(messages.into_iter().filter_map(Self::summarise).collect())
     }
 
     pub async fn link(&self, name: &str) -> Result<Option<LinkInfoSummary>, NetlinkError> {
-        let result: Result<Vec<LinkMessage>, _> = self.handle.link().get().match_name(name).execute().try_collect().await;
+        let result: Result<Vec<LinkMessage>, _> = self
+            .handle
+            .link()
+            .get()
+            .match_name(name)
+            .execute()
+            .try_collect()
+            .await;
         match result {
             Ok(messages) => Ok(messages.into_iter().find_map(Self::summarise)),
             Err(error) => {
-                let error = NetlinkError { what: format!("read link {name}"), source: error };
-                if error.errno() == Some(ENODEV) { Ok(None) } else { Err(error) }
+                let error = NetlinkError {
+                    what: format!("read link {name}"),
+                    source: error,
+                };
+                if error.errno() == Some(ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(error)
+                }
             }
         }
     }
@@ -120,14 +145,21 @@ impl Netlink {
             .add(LinkWireguard::new(name).build())
             .execute()
             .await
-            .map_err(context::<()>(|| format!("create WireGuard interface {name}")))
+            .map_err(context(|| format!("create WireGuard interface {name}")))
     }
 
     pub async fn delete_link(&self, index: u32, name: &str) -> Result<(), NetlinkError> {
         match self.handle.link().del(index).execute().await {
             Err(error) => {
-                let error = NetlinkError { what: format!("delete interface {name}"), source: error };
-                if error.errno() == Some(ENODEV) { Ok(()) } else { Err(error) }
+                let error = NetlinkError {
+                    what: format!("delete interface {name}"),
+                    source: error,
+                };
+                if error.errno() == Some(ENODEV) {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
             }
             Ok(()) => Ok(()),
         }
@@ -139,7 +171,7 @@ impl Netlink {
             .set(LinkUnspec::new_with_index(index).up().build())
             .execute()
             .await
-            .map_err(context::<()>(|| format!("set {name} up")))
+            .map_err(context(|| format!("set {name} up")))
     }
 
     pub async fn set_mtu(&self, index: u32, name: &str, mtu: u32) -> Result<(), NetlinkError> {
@@ -148,7 +180,7 @@ impl Netlink {
             .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
             .execute()
             .await
-            .map_err(context::<()>(|| format!("set {name} mtu {mtu}")))
+            .map_err(context(|| format!("set {name} mtu {mtu}")))
     }
 
     fn address_of(message: &AddressMessage) -> Option<IpNet> {
@@ -172,7 +204,7 @@ impl Netlink {
             .execute()
             .try_collect()
             .await
-            .map_err(context::<()>(|| format!("list addresses of interface {index}")))
+            .map_err(context(|| format!("list addresses of interface {index}")))
     }
 
     /// Addresses of a link, without the link-scope ones the kernel adds.
@@ -180,22 +212,34 @@ impl Netlink {
         let messages = self.address_messages(index).await?;
         Ok(messages
             .iter()
-            .filter(|message| message.header.index == index && message.header.scope != AddressScope::Link)
+            .filter(|message| {
+                message.header.index == index && message.header.scope != AddressScope::Link
+            })
             .filter_map(Self::address_of)
             .collect())
     }
 
-    pub async fn add_address(&self, index: u32, name: &str, address: IpNet) -> Result<(), NetlinkError> {
+    pub async fn add_address(
+        &self,
+        index: u32,
+        name: &str,
+        address: IpNet,
+    ) -> Result<(), NetlinkError> {
         self.handle
             .address()
             .add(index, address.addr(), address.prefix_len())
             .replace()
             .execute()
             .await
-            .map_err(context::<()>(|| format!("add address {address} to {name}")))
+            .map_err(context(|| format!("add address {address} to {name}")))
     }
 
-    pub async fn remove_address(&self, index: u32, name: &str, address: IpNet) -> Result<(), NetlinkError> {
+    pub async fn remove_address(
+        &self,
+        index: u32,
+        name: &str,
+        address: IpNet,
+    ) -> Result<(), NetlinkError> {
         let messages = self.address_messages(index).await?;
         for message in messages {
             if message.header.index == index && Self::address_of(&message) == Some(address) {
@@ -204,7 +248,7 @@ impl Netlink {
                     .del(message)
                     .execute()
                     .await
-                    .map_err(context::<()>(|| format!("remove address {address} from {name}")))?;
+                    .map_err(context(|| format!("remove address {address} from {name}")))?;
             }
         }
         Ok(())
@@ -223,7 +267,7 @@ impl Netlink {
                 .execute()
                 .try_collect()
                 .await
-                .map_err(context::<()>(|| "list routes".into()))?;
+                .map_err(context(|| "list routes".into()))?;
             all.append(&mut messages);
         }
         Ok(all)
@@ -237,8 +281,12 @@ impl Netlink {
             match attribute {
                 RouteAttribute::Table(value) => table = *value,
                 RouteAttribute::Oif(value) => oif = Some(*value),
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => destination = Some(IpAddr::V4(*ip)),
-                RouteAttribute::Destination(RouteAddress::Inet6(ip)) => destination = Some(IpAddr::V6(*ip)),
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                    destination = Some(IpAddr::V4(*ip))
+                }
+                RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
+                    destination = Some(IpAddr::V6(*ip))
+                }
                 _ => {}
             }
         }
@@ -247,7 +295,8 @@ impl Netlink {
             AddressFamily::Inet6 => Some(IpAddr::from([0u16; 8])),
             _ => None,
         });
-        let prefix = destination.and_then(|ip| IpNet::new(ip, message.header.destination_prefix_length).ok());
+        let prefix = destination
+            .and_then(|ip| IpNet::new(ip, message.header.destination_prefix_length).ok());
         (prefix, table, oif)
     }
 
@@ -259,7 +308,9 @@ impl Netlink {
         for message in self.route_messages().await? {
             let (prefix, table, oif) = Self::route_parts(&message);
             tables.insert(table);
-            if message.header.kind != RouteType::Unicast || message.header.protocol == RouteProtocol::Kernel {
+            if message.header.kind != RouteType::Unicast
+                || message.header.protocol == RouteProtocol::Kernel
+            {
                 continue;
             }
             if let (Some(prefix), Some(oif)) = (prefix, oif) {
@@ -281,21 +332,52 @@ impl Netlink {
     }
 
     /// `ip route add PREFIX dev NAME table T` (never replaces someone else's route).
-    pub async fn add_route(&self, index: u32, name: &str, route: Route) -> Result<(), NetlinkError> {
+    pub async fn add_route(
+        &self,
+        index: u32,
+        name: &str,
+        route: Route,
+    ) -> Result<(), NetlinkError> {
         self.handle
             .route()
             .add(Self::route_message(index, route))
             .execute()
             .await
-            .map_err(context::<()>(|| format!("add route {} dev {name} table {}", route.prefix, route.table)))
+            .map_err(context(|| {
+                format!(
+                    "add route {} dev {name} table {}",
+                    route.prefix, route.table
+                )
+            }))
     }
 
-    pub async fn remove_route(&self, index: u32, name: &str, route: Route) -> Result<(), NetlinkError> {
-        match self.handle.route().del(Self::route_message(index, route)).execute().await {
+    pub async fn remove_route(
+        &self,
+        index: u32,
+        name: &str,
+        route: Route,
+    ) -> Result<(), NetlinkError> {
+        match self
+            .handle
+            .route()
+            .del(Self::route_message(index, route))
+            .execute()
+            .await
+        {
             Ok(()) => Ok(()),
             Err(error) => {
-                let error = NetlinkError { what: format!("remove route {} dev {name} table {}", route.prefix, route.table), source: error };
-                if matches!(error.errno(), Some(ESRCH) | Some(ENOENT)) { Ok(()) } else { Err(error) }
+                let error = NetlinkError {
+                    what: format!(
+                        "remove route {} dev {name} table {}",
+                        route.prefix, route.table
+                    ),
+                    source: error,
+                };
+                if matches!(error.errno(), Some(ESRCH) | Some(ENOENT)) {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
             }
         }
     }
@@ -315,51 +397,87 @@ impl Netlink {
         }
         let invert = message.header.flags.contains(RuleFlags::Invert);
         match (fwmark, suppress) {
-            (Some(mark), None) if invert && mark == table => Some(Rule::NotFwmarkLookup { ipv6, table }),
+            (Some(mark), None) if invert && mark == table => {
+                Some(Rule::NotFwmarkLookup { ipv6, table })
+            }
             (None, Some(0)) if !invert && table == 254 => Some(Rule::MainSuppressDefault { ipv6 }),
             _ => None,
         }
     }
 
     async fn rule_messages(&self) -> Result<Vec<RuleMessage>, NetlinkError> {
-        let mut all: Vec<RuleMessage> =
-            self.handle.rule().get(IpVersion::V4).execute().try_collect().await.map_err(context::<()>(|| "list rules".into()))?;
-        let mut v6: Vec<RuleMessage> =
-            self.handle.rule().get(IpVersion::V6).execute().try_collect().await.map_err(context::<()>(|| "list rules".into()))?;
+        let mut all: Vec<RuleMessage> = self
+            .handle
+            .rule()
+            .get(IpVersion::V4)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(context(|| "list rules".into()))?;
+        let mut v6: Vec<RuleMessage> = self
+            .handle
+            .rule()
+            .get(IpVersion::V6)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(context(|| "list rules".into()))?;
         all.append(&mut v6);
         Ok(all)
     }
 
     /// The rules of the two kinds full-tunnel mode adds.
     pub async fn rules(&self) -> Result<Vec<Rule>, NetlinkError> {
-        Ok(self.rule_messages().await?.iter().filter_map(Self::rule_of).collect())
+        Ok(self
+            .rule_messages()
+            .await?
+            .iter()
+            .filter_map(Self::rule_of)
+            .collect())
     }
 
     pub async fn add_rule(&self, rule: Rule) -> Result<(), NetlinkError> {
         let what = || format!("add rule: {rule}");
         match rule {
             Rule::NotFwmarkLookup { ipv6, table } => {
-                let request = self.handle.rule().add().table_id(table).fw_mark(table).action(RuleAction::ToTable);
+                let request = self
+                    .handle
+                    .rule()
+                    .add()
+                    .table_id(table)
+                    .fw_mark(table)
+                    .action(RuleAction::ToTable);
                 if ipv6 {
                     let mut request = request.v6();
                     request.message_mut().header.flags |= RuleFlags::Invert;
-                    request.execute().await.map_err(context::<()>(what))
+                    request.execute().await.map_err(context(what))
                 } else {
                     let mut request = request.v4();
                     request.message_mut().header.flags |= RuleFlags::Invert;
-                    request.execute().await.map_err(context::<()>(what))
+                    request.execute().await.map_err(context(what))
                 }
             }
             Rule::MainSuppressDefault { ipv6 } => {
-                let request = self.handle.rule().add().table_id(254).action(RuleAction::ToTable);
+                let request = self
+                    .handle
+                    .rule()
+                    .add()
+                    .table_id(254)
+                    .action(RuleAction::ToTable);
                 if ipv6 {
                     let mut request = request.v6();
-                    request.message_mut().attributes.push(RuleAttribute::SuppressPrefixLen(0));
-                    request.execute().await.map_err(context::<()>(what))
+                    request
+                        .message_mut()
+                        .attributes
+                        .push(RuleAttribute::SuppressPrefixLen(0));
+                    request.execute().await.map_err(context(what))
                 } else {
                     let mut request = request.v4();
-                    request.message_mut().attributes.push(RuleAttribute::SuppressPrefixLen(0));
-                    request.execute().await.map_err(context::<()>(what))
+                    request
+                        .message_mut()
+                        .attributes
+                        .push(RuleAttribute::SuppressPrefixLen(0));
+                    request.execute().await.map_err(context(what))
                 }
             }
         }
@@ -367,9 +485,18 @@ impl Netlink {
 
     /// Deletes one rule matching `rule` (one per add, as added).
     pub async fn remove_rule(&self, rule: Rule) -> Result<(), NetlinkError> {
-        let found = self.rule_messages().await?.into_iter().find(|message| Self::rule_of(message) == Some(rule));
+        let found = self
+            .rule_messages()
+            .await?
+            .into_iter()
+            .find(|message| Self::rule_of(message) == Some(rule));
         if let Some(message) = found {
-            self.handle.rule().del(message).execute().await.map_err(context::<()>(|| format!("remove rule: {rule}")))?;
+            self.handle
+                .rule()
+                .del(message)
+                .execute()
+                .await
+                .map_err(context(|| format!("remove rule: {rule}")))?;
         }
         Ok(())
     }
