@@ -52,7 +52,15 @@ pub fn collect(
     dead_after: Duration,
     now: SystemTime,
 ) -> Status {
-    let mut names: Vec<String> = actual.records.keys().cloned().collect();
+    // Recorded tunnels whose interface is gone are stale (or belong to an
+    // earlier namespace that had this one's inode); configured ones show
+    // even when missing.
+    let mut names: Vec<String> = actual
+        .records
+        .keys()
+        .filter(|name| actual.links.contains_key(*name))
+        .cloned()
+        .collect();
     if let Some(config) = config {
         for tunnel in &config.tunnels {
             if !names.contains(&tunnel.name.to_string()) {
