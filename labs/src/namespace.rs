@@ -21,15 +21,26 @@ const KILL_DEADLINE: Duration = Duration::from_secs(3);
 /// wireguard-go's UAPI sockets, one per interface, shared by all namespaces.
 const WIREGUARD_SOCKETS: &str = "/var/run/wireguard";
 
-/// A network namespace that lives as long as this value.
+/// A network namespace that lives as long as this value, with a private
+/// directory for the files of its node (configs, daemons' state), removed
+/// with it.
 #[derive(Debug)]
 pub struct Namespace {
     name: String,
+    // Dropped after `Drop::drop` has stopped the processes that use it.
+    dir: tempfile::TempDir,
 }
 
 impl Namespace {
     /// Creates a namespace named [`unique_name`]`(prefix)` and brings `lo` up.
     pub fn new(prefix: &str) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("wgd-labs-node-")
+            .tempdir()
+            .map_err(|source| Error::Io {
+                context: "creating a directory for a namespace".to_owned(),
+                source,
+            })?;
         let mut attempts = 0;
         let name = loop {
             let name = unique_name(prefix);
@@ -45,7 +56,7 @@ impl Namespace {
             }
         };
         // From here on, Drop deletes it whatever fails next.
-        let namespace = Self { name };
+        let namespace = Self { name, dir };
         namespace.check(&["ip", "link", "set", "lo", "up"])?;
         Ok(namespace)
     }
@@ -53,6 +64,11 @@ impl Namespace {
     /// The namespace's name (as `ip netns list` shows it).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A directory for this node's files, removed with the namespace.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Runs `argv` inside the namespace and returns its output, whatever its

@@ -33,8 +33,12 @@ fn a_namespace_exists_until_dropped_with_lo_up() -> Result<(), Error> {
     assert!(namespace_exists(&name), "{name} not in `ip netns list`");
     assert!(node.sh("ip -br link show lo")?.contains("UNKNOWN"));
     assert_eq!(node.interfaces()?, ["lo"]);
+    let dir = node.dir().to_owned();
+    assert!(dir.is_dir());
+    std::fs::write(dir.join("state"), "x").unwrap();
     drop(node);
     assert!(!namespace_exists(&name), "{name} left behind");
+    assert!(!dir.exists(), "{} left behind", dir.display());
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! operator would, and check what an operator would check.
 //!
 //! Inputs flow from here into a namespace: config files ([`write_config`]),
-//! keys ([`KeyPair`]), `wgd` command lines ([`wgd`]). Observations flow back:
+//! keys ([`KeyPair`]), `wgd` command lines ([`Wgd`]). Observations flow back:
 //! `wgd status --json` as typed values ([`status::Status`]) and the kernel's
 //! rules and routes as snapshots to compare ([`routing::RoutingState`]).
 //!
@@ -45,21 +45,46 @@ pub fn wgd_bin() -> PathBuf {
     binary
 }
 
-/// Runs `wgd <args>` inside `namespace`; its stdout, or an error with the
-/// command line, exit status and stderr.
-pub fn wgd(namespace: &Namespace, args: &[&str]) -> Result<String, wgd_labs::Error> {
-    let binary = wgd_bin();
-    let mut argv = vec![binary.to_str().expect("a UTF-8 path to wgd")];
-    argv.extend_from_slice(args);
-    namespace.check(&argv)
+/// The `wgd` binary under test, run inside namespaces.
+///
+/// wgd keeps its records in the namespace's own directory
+/// ([`Namespace::dir`], via `WGD_STATE_DIR`), so they go away with the
+/// namespace. By default they live in `/run/wgd/net-<namespace inode>`, and
+/// the kernel reuses the inodes of deleted namespaces: a fresh namespace
+/// would inherit the records of an earlier test's tunnels, and every run
+/// would leave files in `/run/wgd`.
+#[derive(Debug, Clone)]
+pub struct Wgd {
+    binary: PathBuf,
 }
 
-/// `wgd status --json` inside `namespace`, parsed.
-pub fn status(namespace: &Namespace) -> anyhow::Result<status::Status> {
-    let json = wgd(namespace, &["status", "--json"])?;
-    serde_json::from_str(&json).with_context(|| {
-        format!("`wgd status --json` does not print the status contract; it printed:\n{json}")
-    })
+impl Wgd {
+    /// # Panics
+    /// If the binary is missing (see [`wgd_bin`]).
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self { binary: wgd_bin() })
+    }
+
+    /// Runs `wgd <args>` inside `namespace`; its stdout, or an error with the
+    /// command line, exit status and stderr.
+    pub fn run(&self, namespace: &Namespace, args: &[&str]) -> Result<String, wgd_labs::Error> {
+        let state = format!("WGD_STATE_DIR={}", namespace.dir().join("wgd").display());
+        let mut argv = vec![
+            "env",
+            &state,
+            self.binary.to_str().expect("a UTF-8 path to wgd"),
+        ];
+        argv.extend_from_slice(args);
+        namespace.check(&argv)
+    }
+
+    /// `wgd status --json` inside `namespace`, parsed.
+    pub fn status(&self, namespace: &Namespace) -> anyhow::Result<status::Status> {
+        let json = self.run(namespace, &["status", "--json"])?;
+        serde_json::from_str(&json).with_context(|| {
+            format!("`wgd status --json` does not print the status contract; it printed:\n{json}")
+        })
+    }
 }
 
 /// Writes `contents` to `dir/file_name`, readable by its owner only (wgd and

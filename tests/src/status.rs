@@ -16,16 +16,20 @@ impl Status {
     }
 }
 
+/// One configured tunnel. The device's fields are `null` when its interface
+/// is not there (then `reason` says why).
 #[derive(Debug, Clone, Deserialize)]
 pub struct TunnelStatus {
     pub name: String,
     pub up: bool,
-    pub backend: Backend,
-    pub public_key: String,
-    pub listen_port: u16,
+    pub backend: Option<Backend>,
+    pub public_key: Option<String>,
+    pub listen_port: Option<u16>,
     pub addresses: Vec<String>,
-    pub mtu: u32,
+    pub mtu: Option<u32>,
     pub peers: Vec<PeerStatus>,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 impl TunnelStatus {
@@ -67,9 +71,20 @@ mod tests {
             "rx_bytes":0,"tx_bytes":92,"persistent_keepalive":25,"alive":false}]}]}"#;
         let status: Status = serde_json::from_str(json).unwrap();
         let tunnel = status.tunnel("wg0").unwrap();
-        assert_eq!(tunnel.backend, Backend::Userspace);
+        assert_eq!(tunnel.backend, Some(Backend::Userspace));
         let peer = tunnel.peer("peer").unwrap();
         assert_eq!(peer.latest_handshake_age_seconds, None);
         assert_eq!(peer.persistent_keepalive, Some(25));
+    }
+
+    #[test]
+    fn a_missing_interface_has_no_device_fields() {
+        let json = r#"{"tunnels":[{"name":"wg1","up":false,"backend":null,"public_key":null,
+            "listen_port":null,"addresses":[],"mtu":null,"peers":[],
+            "reason":"interface not present"}]}"#;
+        let status: Status = serde_json::from_str(json).unwrap();
+        let tunnel = status.tunnel("wg1").unwrap();
+        assert!(!tunnel.up && tunnel.public_key.is_none());
+        assert_eq!(tunnel.reason.as_deref(), Some("interface not present"));
     }
 }

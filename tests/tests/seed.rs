@@ -15,7 +15,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use wgd_labs::{Namespace, link, unique_name};
 use wgd_tests::routing::{RoutingState, describe};
-use wgd_tests::{KeyPair, wgd, wgd_bin, write_config};
+use wgd_tests::{KeyPair, Wgd, write_config};
 
 /// The internet host: behind the host's default route.
 const INTERNET_HOST: &str = "198.51.100.1";
@@ -139,7 +139,7 @@ fn wg_quick_hijacks_the_host() -> anyhow::Result<()> {
 #[test]
 fn wgd_leaves_the_host_alone() -> anyhow::Result<()> {
     // Fail first, and plainly, when there is no binary to test.
-    wgd_bin();
+    let wgd = Wgd::new()?;
     let seed = Seed::new()?;
     let tunnel = seed.tunnel.as_str();
     assert!(
@@ -148,7 +148,7 @@ fn wgd_leaves_the_host_alone() -> anyhow::Result<()> {
     );
     let before = RoutingState::capture(&seed.host)?;
 
-    wgd(&seed.host, &["up", seed.config()])?;
+    wgd.run(&seed.host, &["up", seed.config()])?;
     let link = seed
         .host
         .check(&["ip", "-o", "link", "show", "dev", tunnel]);
@@ -185,7 +185,7 @@ fn wgd_leaves_the_host_alone() -> anyhow::Result<()> {
         "no ping to the internet host with the tunnel up: its traffic went into the tunnel"
     );
 
-    wgd(&seed.host, &["down", seed.config()])?;
+    wgd.run(&seed.host, &["down", seed.config()])?;
     let interfaces = seed.host.interfaces()?;
     assert!(
         !interfaces.iter().any(|name| name == tunnel),

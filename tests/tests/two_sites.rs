@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use wgd_labs::{Namespace, link, unique_name, wait_for};
 use wgd_tests::status::Backend;
-use wgd_tests::{KeyPair, status, wgd, wgd_bin, write_config};
+use wgd_tests::{KeyPair, Wgd, write_config};
 
 const PORT: u16 = 51820;
 const KEEPALIVE: u16 = 25;
@@ -60,11 +60,11 @@ impl Site {
         )
     }
 
-    fn up(&self, dir: &Path, peer: &Site) -> anyhow::Result<String> {
+    fn up(&self, wgd: &Wgd, dir: &Path, peer: &Site) -> anyhow::Result<String> {
         let file = format!("{}.toml", self.tunnel);
         let path = write_config(dir, &file, &self.config(peer))?;
         let path = path.to_str().expect("a UTF-8 temporary path").to_owned();
-        wgd(&self.namespace, &["up", &path])?;
+        wgd.run(&self.namespace, &["up", &path])?;
         Ok(path)
     }
 
@@ -76,7 +76,7 @@ impl Site {
 #[test]
 fn two_sites_carry_a_static_route_through_the_tunnel() -> anyhow::Result<()> {
     // Fail first, and plainly, when there is no binary to test.
-    wgd_bin();
+    let wgd = Wgd::new()?;
     let a = Site::new("sitea", "198.18.71.1", "10.255.0.0")?;
     let b = Site::new("siteb", "198.18.71.2", "10.255.0.1")?;
     let (a_if, b_if) = (unique_name("ua"), unique_name("ub"));
@@ -90,8 +90,8 @@ fn two_sites_carry_a_static_route_through_the_tunnel() -> anyhow::Result<()> {
     b.namespace.add_address(&lan, &format!("{LAN_HOST}/24"))?;
 
     let dir = tempfile::tempdir()?;
-    let a_config = a.up(dir.path(), &b)?;
-    let b_config = b.up(dir.path(), &a)?;
+    let a_config = a.up(&wgd, dir.path(), &b)?;
+    let b_config = b.up(&wgd, dir.path(), &a)?;
     assert!(
         a.has_tunnel()?,
         "`wgd up` exited 0 but site A has no {}",
@@ -110,7 +110,9 @@ fn two_sites_carry_a_static_route_through_the_tunnel() -> anyhow::Result<()> {
         Duration::from_secs(20),
         "a handshake with site B in site A's `wgd status --json`",
         || {
-            let status = status(&a.namespace).expect("`wgd status --json` in site A");
+            let status = wgd
+                .status(&a.namespace)
+                .expect("`wgd status --json` in site A");
             status
                 .tunnel(&a.tunnel)
                 .and_then(|tunnel| tunnel.peer(&b.keys.public))
@@ -126,22 +128,23 @@ fn two_sites_carry_a_static_route_through_the_tunnel() -> anyhow::Result<()> {
         "no ping from site B to site A's tunnel address"
     );
 
-    let printed = wgd(&a.namespace, &["status", "--json"])?;
+    let printed = wgd.run(&a.namespace, &["status", "--json"])?;
     assert!(
         !printed.contains(&a.keys.private),
         "`wgd status --json` shows the private key"
     );
-    let status = status(&a.namespace)?;
+    let status = wgd.status(&a.namespace)?;
     let tunnel = status
         .tunnel(&a.tunnel)
         .unwrap_or_else(|| panic!("{} missing from `wgd status --json`: {status:#?}", a.tunnel));
     assert!(tunnel.up, "{} reported down: {tunnel:#?}", a.tunnel);
-    assert!(matches!(
-        tunnel.backend,
-        Backend::Userspace | Backend::Kernel
-    ));
-    assert_eq!(tunnel.public_key, a.keys.public);
-    assert_eq!(tunnel.listen_port, PORT);
+    assert!(
+        matches!(tunnel.backend, Some(Backend::Userspace | Backend::Kernel)),
+        "{tunnel:#?}"
+    );
+    assert_eq!(tunnel.public_key.as_deref(), Some(a.keys.public.as_str()));
+    assert_eq!(tunnel.listen_port, Some(PORT));
+    assert!(tunnel.mtu.is_some_and(|mtu| mtu >= 1280), "{tunnel:#?}");
     assert_eq!(tunnel.addresses, [format!("{}/31", a.tunnel_address)]);
     assert_eq!(tunnel.peers.len(), 1, "{tunnel:#?}");
     let peer = &tunnel.peers[0];
@@ -181,8 +184,8 @@ fn two_sites_carry_a_static_route_through_the_tunnel() -> anyhow::Result<()> {
         a.tunnel
     );
 
-    wgd(&a.namespace, &["down", &a_config])?;
-    wgd(&b.namespace, &["down", &b_config])?;
+    wgd.run(&a.namespace, &["down", &a_config])?;
+    wgd.run(&b.namespace, &["down", &b_config])?;
     assert!(!a.has_tunnel()?, "`wgd down` left {} in site A", a.tunnel);
     assert!(!b.has_tunnel()?, "`wgd down` left {} in site B", b.tunnel);
     Ok(())

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
 use hyper_util::rt::TokioIo;
@@ -86,14 +86,55 @@ impl TunnelService for TunnelApi {
         &self,
         _request: Request<api::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, GrpcStatus> {
-        let stream =
-            BroadcastStream::new(self.events.subscribe()).filter_map(|event| match event {
-                Ok(event) => Some(Ok(api::TunnelEvent::from(&event))),
-                // A slow reader missed some events; it keeps the rest.
-                Err(_) => None,
-            });
-        Ok(Response::new(Box::pin(stream)))
+        // Subscribe first, then read the snapshot: no change falls between.
+        let live = BroadcastStream::new(self.events.subscribe()).filter_map(|event| match event {
+            Ok(event) => Some(Ok(api::TunnelEvent::from(&event))),
+            // A slow reader missed some events; it keeps the rest.
+            Err(_) => None,
+        });
+        let current = current_state(&*self.snapshot.read().await, SystemTime::now());
+        let replay = tokio_stream::iter(
+            current
+                .iter()
+                .map(|event| Ok(api::TunnelEvent::from(event)))
+                .collect::<Vec<_>>(),
+        );
+        Ok(Response::new(Box::pin(replay.chain(live))))
     }
+}
+
+/// The state a new watcher starts from, as events: each tunnel up or down,
+/// each peer's latest handshake, and the peers considered dead.
+pub fn current_state(status: &Status, now: SystemTime) -> Vec<Event> {
+    let mut events = Vec::new();
+    for tunnel in &status.tunnels {
+        let event = |kind| Event {
+            time: now,
+            tunnel: tunnel.name.clone(),
+            kind,
+        };
+        events.push(event(match &tunnel.reason {
+            None if tunnel.up => EventKind::TunnelUp,
+            reason => EventKind::TunnelDown {
+                reason: reason.clone().unwrap_or_else(|| "down".into()),
+            },
+        }));
+        for peer in &tunnel.peers {
+            if peer.latest_handshake_age_seconds.is_some() {
+                events.push(event(EventKind::PeerHandshake {
+                    public_key: peer.public_key.clone(),
+                    endpoint: peer.endpoint.clone(),
+                }));
+            }
+            if !peer.alive {
+                events.push(event(EventKind::PeerDead {
+                    public_key: peer.public_key.clone(),
+                    latest_handshake_age_seconds: peer.latest_handshake_age_seconds,
+                }));
+            }
+        }
+    }
+    events
 }
 
 /// Binds the API socket (mode 0660), replacing a stale one.

@@ -1,0 +1,340 @@
+//! `wgd run`: the daemon as an operator meets it. Site A runs the daemon
+//! with a real peer (site B) and a peer that never answers; the test reads
+//! status through the API, follows events with `wgd events`, scrapes the
+//! metrics, kills wireguard-go and watches it come back, reloads a bad and
+//! a good config with SIGHUP, and stops the daemon with SIGTERM (tunnels
+//! stay up) or with `--down-on-exit` (they go).
+
+use std::path::Path;
+use std::time::Duration;
+
+use wgd_labs::{Daemon, Namespace, link, unique_name, wait_for};
+use wgd_tests::{KeyPair, wgd_bin, write_config};
+
+fn wgd(namespace: &Namespace, args: &[&str]) -> Result<String, wgd_labs::Error> {
+    let binary = wgd_bin();
+    let mut argv = vec![binary.to_str().expect("UTF-8 path")];
+    argv.extend_from_slice(args);
+    namespace.check(&argv)
+}
+
+fn spawn_wgd(namespace: &Namespace, args: &[&str]) -> Daemon {
+    let binary = wgd_bin();
+    let mut argv = vec![binary.to_str().expect("UTF-8 path")];
+    argv.extend_from_slice(args);
+    namespace.spawn(&argv).expect("spawn")
+}
+
+fn ifindex(namespace: &Namespace, name: &str) -> Option<String> {
+    let line = namespace
+        .check(&["ip", "-o", "link", "show", "dev", name])
+        .ok()?;
+    Some(line.split(':').next()?.trim().to_owned())
+}
+
+fn overwrite(dir: &Path, name: &str, text: &str) -> String {
+    let _ = std::fs::remove_file(dir.join(name));
+    write_config(dir, name, text)
+        .expect("config")
+        .to_str()
+        .expect("UTF-8")
+        .to_owned()
+}
+
+struct Sites {
+    a: Namespace,
+    b: Namespace,
+    a_tunnel: String,
+    b_tunnel: String,
+    a_keys: KeyPair,
+    b_keys: KeyPair,
+    ghost: KeyPair,
+    psk: String,
+    dir: tempfile::TempDir,
+    metrics_port: u16,
+}
+
+impl Sites {
+    fn new() -> Self {
+        wgd_bin();
+        let a = Namespace::new("da").expect("namespace");
+        let b = Namespace::new("db").expect("namespace");
+        let (a_if, b_if) = (unique_name("ua"), unique_name("ub"));
+        link(&a, &a_if, &b, &b_if).expect("veth");
+        a.add_address(&a_if, "198.18.90.1/24").unwrap();
+        b.add_address(&b_if, "198.18.90.2/24").unwrap();
+        let psk = wgd(&a, &["genkey"]).unwrap().trim().to_owned();
+        Sites {
+            a,
+            b,
+            a_tunnel: unique_name("wgda"),
+            b_tunnel: unique_name("wgdb"),
+            a_keys: KeyPair::generate().unwrap(),
+            b_keys: KeyPair::generate().unwrap(),
+            ghost: KeyPair::generate().unwrap(),
+            psk,
+            dir: tempfile::tempdir().unwrap(),
+            metrics_port: 9586,
+        }
+    }
+
+    fn a_config(&self, ghost_extra: &str) -> String {
+        format!(
+            r#"[daemon]
+api = "unix:{dir}/a.sock"
+metrics = "127.0.0.1:{port}"
+reconcile_interval = 300
+peer_dead_after = 3
+
+[[tunnel]]
+name = "{tunnel}"
+private_key = "{private}"
+listen_port = 51820
+address = ["10.66.0.1/24"]
+
+[[tunnel.peer]]
+name = "site-b"
+public_key = "{b}"
+preshared_key = "{psk}"
+endpoint = "198.18.90.2:51820"
+persistent_keepalive = 1
+
+[[tunnel.peer]]
+name = "ghost"
+public_key = "{ghost}"
+endpoint = "198.18.90.99:51820"
+persistent_keepalive = 1
+allowed_ips = ["10.66.0.99/32"{ghost_extra}]
+"#,
+            dir = self.dir.path().display(),
+            port = self.metrics_port,
+            tunnel = self.a_tunnel,
+            private = self.a_keys.private,
+            b = self.b_keys.public,
+            psk = self.psk,
+            ghost = self.ghost.public,
+        )
+    }
+
+    fn up_b(&self) -> String {
+        let text = format!(
+            "[[tunnel]]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = 51820\naddress = [\"10.66.0.2/24\"]\n\n[[tunnel.peer]]\npublic_key = \"{}\"\npreshared_key = \"{}\"\nendpoint = \"198.18.90.1:51820\"\n",
+            self.b_tunnel, self.b_keys.private, self.a_keys.public, self.psk
+        );
+        let path = overwrite(self.dir.path(), "b.toml", &text);
+        wgd(&self.b, &["up", &path]).expect("wgd up in B");
+        path
+    }
+
+    fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        self.a.check(&["curl", "-sf", &url]).unwrap_or_default()
+    }
+
+    fn status_a(&self, config: &str) -> String {
+        wgd(&self.a, &["status", "--json", "-c", config]).unwrap_or_default()
+    }
+}
+
+#[test]
+fn the_daemon_serves_status_events_and_metrics_supervises_and_reloads() {
+    let sites = Sites::new();
+    let b_config = sites.up_b();
+    let a_config = overwrite(sites.dir.path(), "a.toml", &sites.a_config(""));
+    let mut daemon = spawn_wgd(&sites.a, &["run", "-c", &a_config]);
+    let api = sites.dir.path().join("a.sock");
+    wait_for(Duration::from_secs(20), "the daemon's API socket", || {
+        api.exists()
+    })
+    .unwrap();
+    let events = spawn_wgd(&sites.a, &["events", "--json", "-c", &a_config]);
+
+    // Status through the API (the socket is named explicitly).
+    wait_for(
+        Duration::from_secs(20),
+        "a handshake with site B in the daemon's status",
+        || {
+            let _ = sites.a.run(&["ping", "-c", "1", "-W", "1", "10.66.0.2"]);
+            let json = wgd(
+                &sites.a,
+                &["status", "--json", "--api", api.to_str().unwrap()],
+            )
+            .unwrap_or_default();
+            let status: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+            status["tunnels"][0]["peers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|peer| {
+                    peer["name"] == "site-b" && peer["latest_handshake_age_seconds"].is_u64()
+                })
+        },
+    )
+    .unwrap_or_else(|error| panic!("{error}\ndaemon log:\n{}", daemon.log()));
+    assert!(sites.a.pings("10.66.0.2").unwrap());
+
+    // Events: a handshake from B, and the ghost declared dead.
+    wait_for(
+        Duration::from_secs(20),
+        "peer-handshake and peer-dead events",
+        || {
+            let log = events.log();
+            log.lines()
+                .any(|line| line.contains("peer-handshake") && line.contains(&sites.b_keys.public))
+                && log
+                    .lines()
+                    .any(|line| line.contains("peer-dead") && line.contains(&sites.ghost.public))
+        },
+    )
+    .unwrap_or_else(|error| panic!("{error}\nevents:\n{}", events.log()));
+
+    // Metrics.
+    let metrics = sites.metrics();
+    assert!(
+        metrics.contains(&format!("wgd_tunnel_up{{tunnel=\"{}\"}} 1", sites.a_tunnel)),
+        "{metrics}"
+    );
+    let age = format!(
+        "wgd_peer_latest_handshake_age_seconds{{tunnel=\"{}\",peer=\"{}\"}}",
+        sites.a_tunnel, sites.b_keys.public
+    );
+    assert!(
+        metrics.contains(&age),
+        "no handshake age for site B:\n{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "wgd_peer_alive{{tunnel=\"{}\",peer=\"{}\"}} 0",
+            sites.a_tunnel, sites.ghost.public
+        )),
+        "{metrics}"
+    );
+
+    // wireguard-go dies: the daemon starts a new one.
+    let before = ifindex(&sites.a, &sites.a_tunnel).expect("tunnel present");
+    let pattern = format!("wireguard-go -f {}$", sites.a_tunnel);
+    sites
+        .a
+        .check(&["pkill", "-KILL", "-f", &pattern])
+        .expect("kill wireguard-go");
+    wait_for(
+        Duration::from_secs(20),
+        "the tunnel back with a new interface",
+        || {
+            ifindex(&sites.a, &sites.a_tunnel).is_some_and(|index| index != before)
+                && sites.status_a(&a_config).contains("\"up\": true")
+        },
+    )
+    .unwrap_or_else(|error| panic!("{error}\ndaemon log:\n{}", daemon.log()));
+    assert!(
+        sites.a.pings("10.66.0.2").unwrap(),
+        "no ping after the restart"
+    );
+    assert!(
+        sites.metrics().contains("wgd_userspace_restarts_total 1"),
+        "{}",
+        sites.metrics()
+    );
+
+    // SIGHUP with a broken config: rejected, nothing changes.
+    let index = ifindex(&sites.a, &sites.a_tunnel).unwrap();
+    let broken = sites
+        .a_config("")
+        .replace("listen_port = 51820", "listen_port = 70000");
+    overwrite(sites.dir.path(), "a.toml", &broken);
+    sites
+        .a
+        .check(&["kill", "-HUP", &daemon.pid().to_string()])
+        .unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the daemon to reject the config",
+        || daemon.log().contains("port out of range"),
+    )
+    .unwrap_or_else(|error| panic!("{error}\ndaemon log:\n{}", daemon.log()));
+    assert_eq!(
+        ifindex(&sites.a, &sites.a_tunnel).as_deref(),
+        Some(index.as_str())
+    );
+    assert!(sites.a.pings("10.66.0.2").unwrap());
+
+    // SIGHUP with a good change: applied to the device.
+    overwrite(
+        sites.dir.path(),
+        "a.toml",
+        &sites.a_config(", \"10.66.0.98/32\""),
+    );
+    sites
+        .a
+        .check(&["kill", "-HUP", &daemon.pid().to_string()])
+        .unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the reloaded AllowedIPs on the device",
+        || {
+            sites
+                .a
+                .check(&["wg", "show", &sites.a_tunnel, "allowed-ips"])
+                .is_ok_and(|text| text.contains("10.66.0.98/32"))
+        },
+    )
+    .unwrap_or_else(|error| panic!("{error}\ndaemon log:\n{}", daemon.log()));
+    assert_eq!(
+        ifindex(&sites.a, &sites.a_tunnel).as_deref(),
+        Some(index.as_str()),
+        "reload re-created the interface"
+    );
+
+    // No key material anywhere the daemon speaks.
+    let said = [
+        daemon.log(),
+        events.log(),
+        sites.status_a(&a_config),
+        sites.metrics(),
+    ]
+    .join("\n");
+    for (what, secret) in [
+        ("private key", &sites.a_keys.private),
+        ("preshared key", &sites.psk),
+    ] {
+        assert!(
+            !said.contains(secret.as_str()),
+            "the {what} appears in the daemon's output"
+        );
+    }
+
+    // SIGTERM: the daemon exits, the tunnel stays and carries traffic.
+    let exit = daemon.stop().expect("stop");
+    assert!(exit.success(), "daemon exit: {exit}\n{}", daemon.log());
+    drop(events);
+    assert!(
+        ifindex(&sites.a, &sites.a_tunnel).is_some(),
+        "SIGTERM took the tunnel down"
+    );
+    assert!(
+        sites.a.pings("10.66.0.2").unwrap(),
+        "no ping after the daemon exited"
+    );
+
+    wgd(&sites.a, &["down", &a_config]).expect("down A");
+    wgd(&sites.b, &["down", &b_config]).expect("down B");
+}
+
+#[test]
+fn down_on_exit_takes_the_tunnels_down() {
+    let sites = Sites::new();
+    let a_config = overwrite(sites.dir.path(), "a.toml", &sites.a_config(""));
+    let mut daemon = spawn_wgd(&sites.a, &["run", "--down-on-exit", "-c", &a_config]);
+    wait_for(Duration::from_secs(20), "the tunnel up", || {
+        sites.status_a(&a_config).contains("\"up\": true")
+    })
+    .unwrap_or_else(|error| panic!("{error}\ndaemon log:\n{}", daemon.log()));
+    let exit = daemon.stop().expect("stop");
+    assert!(exit.success(), "daemon exit: {exit}\n{}", daemon.log());
+    assert!(
+        ifindex(&sites.a, &sites.a_tunnel).is_none(),
+        "the tunnel is still there"
+    );
+    let socket = format!("/var/run/wireguard/{}.sock", sites.a_tunnel);
+    assert!(!Path::new(&socket).exists(), "{socket} left behind");
+}
