@@ -2,7 +2,7 @@
 //! nothing else and can undo exactly what it did.
 //!
 //! One JSON file per tunnel under `$WGD_STATE_DIR` (default `/run/wgd`), in
-//! a folder per network namespace: interfaces belong to a namespace, and
+//! a folder per network namespace (by its cookie): interfaces belong to a namespace, and
 //! `/run` is shared by all of them. `/run` is cleared at boot, as are the
 //! interfaces the records describe. Records hold no key material.
 
@@ -49,13 +49,19 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// `$WGD_STATE_DIR/net-<inode of this namespace>/tunnels`.
+    /// `$WGD_STATE_DIR/netns-<cookie>/tunnels`: the namespace's cookie is
+    /// never reused while the machine runs, unlike its inode, so a new
+    /// namespace never inherits the records of a deleted one. Kernels
+    /// without cookies (before 5.14) fall back to the inode.
     pub fn for_this_namespace() -> io::Result<Self> {
         let root = std::env::var_os("WGD_STATE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-        let inode = fs::metadata("/proc/self/ns/net")?.ino();
-        Ok(Self::at(root.join(format!("net-{inode}")).join("tunnels")))
+        let folder = match namespace_cookie() {
+            Ok(cookie) => format!("netns-{cookie}"),
+            Err(_) => format!("net-{}", fs::metadata("/proc/self/ns/net")?.ino()),
+        };
+        Ok(Self::at(root.join(folder).join("tunnels")))
     }
 
     pub fn at(dir: PathBuf) -> Self {
@@ -113,9 +119,43 @@ impl StateDir {
     }
 }
 
+/// `SO_NETNS_COOKIE` of a socket in this namespace (Linux 5.14+).
+#[allow(unsafe_code)]
+fn namespace_cookie() -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    // Not in the libc crate yet; the value is the same on every architecture.
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")
+        .or_else(|_| std::net::UdpSocket::bind("[::1]:0"))?;
+    let mut cookie: u64 = 0;
+    let mut length = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the fd is a live socket; the kernel writes at most `length`
+    // bytes into `cookie`, which is that large.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut length,
+        )
+    };
+    if result == 0 {
+        Ok(cookie)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_namespace_has_a_cookie() {
+        // Any kernel this runs on in CI has them; a zero would mean the call lied.
+        assert_ne!(namespace_cookie().unwrap(), 0);
+    }
 
     #[test]
     fn records_round_trip() {

@@ -13,7 +13,7 @@ pub mod metrics;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{RwLock, broadcast, mpsc};
@@ -62,6 +62,39 @@ struct Daemon {
     tracker: EventTracker,
     metrics: Arc<Metrics>,
     exits: mpsc::UnboundedSender<(String, String)>,
+    retry: Backoff,
+}
+
+/// Spacing of repairs after failures: 1 s, doubling up to a minute, so a
+/// device that cannot start does not make the daemon spin.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    delay: Duration,
+    not_before: Option<Instant>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_secs(1),
+            not_before: None,
+        }
+    }
+}
+
+impl Backoff {
+    const MAX: Duration = Duration::from_secs(60);
+
+    fn failed(&mut self, now: Instant) {
+        if self.not_before.is_some() {
+            self.delay = (self.delay * 2).min(Self::MAX);
+        }
+        self.not_before = Some(now + self.delay);
+    }
+
+    fn allows(&self, now: Instant) -> bool {
+        self.not_before.is_none_or(|at| now >= at)
+    }
 }
 
 impl Daemon {
@@ -86,13 +119,23 @@ impl Daemon {
                     tracing::info!(why, changes = outcome.actions.len(), "reconciled");
                 }
                 self.supervise(outcome.started);
+                self.retry = Backoff::default();
             }
             Err(error) => {
                 self.metrics.reconcile_errors.inc();
-                tracing::error!(why, %error, "reconcile failed");
+                self.retry.failed(Instant::now());
+                tracing::error!(why, %error, retry_in = ?self.retry.delay, "reconcile failed");
             }
         }
         self.refresh().await;
+    }
+
+    /// A reconcile for a vanished device, unless the last ones failed and
+    /// the backoff says to wait (the periodic reconcile still runs).
+    async fn repair(&mut self, why: &str) {
+        if self.retry.allows(Instant::now()) {
+            self.reconcile(why).await;
+        }
     }
 
     /// Re-reads the config; a bad one is reported and the old one kept.
@@ -165,6 +208,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         tracker: EventTracker::default(),
         metrics: metrics.clone(),
         exits,
+        retry: Backoff::default(),
         host,
         config,
     };
@@ -220,11 +264,11 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
             Some((tunnel, status)) = exited.recv() => {
                 tracing::warn!(%tunnel, %status, "wireguard-go exited; restarting it");
                 daemon.metrics.userspace_restarts.inc();
-                daemon.reconcile("device exited").await;
+                daemon.repair("device exited").await;
             }
             _ = status_timer.tick() => {
                 if daemon.refresh().await {
-                    daemon.reconcile("tunnel missing").await;
+                    daemon.repair("tunnel missing").await;
                 }
             }
             _ = terminate.recv() => break,
@@ -241,4 +285,26 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         tracing::info!("exiting; tunnels stay up");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repairs_back_off_after_failures_and_reset_on_success() {
+        let start = Instant::now();
+        let mut backoff = Backoff::default();
+        assert!(backoff.allows(start));
+        backoff.failed(start);
+        assert!(!backoff.allows(start + Duration::from_millis(999)));
+        assert!(backoff.allows(start + Duration::from_secs(1)));
+        for _ in 0..10 {
+            backoff.failed(start);
+        }
+        assert_eq!(backoff.delay, Backoff::MAX);
+        assert!(!backoff.allows(start + Duration::from_secs(59)));
+        backoff = Backoff::default();
+        assert!(backoff.allows(start));
+    }
 }
