@@ -18,6 +18,7 @@ mod values;
 mod wg_quick;
 
 pub use model::*;
+pub use values::offline;
 
 use std::path::{Path, PathBuf};
 
@@ -104,7 +105,7 @@ impl Report {
         self.errors.push(ConfigError {
             file: self.file.clone(),
             line,
-            message: message.into(),
+            message: redact(&message.into()),
         });
     }
 
@@ -112,7 +113,7 @@ impl Report {
         self.notices.push(Notice {
             file: self.file.clone(),
             line,
-            message: message.into(),
+            message: redact(&message.into()),
         });
     }
 
@@ -177,6 +178,36 @@ fn default_route_notice(
 }
 
 /// What the format tests share.
+/// Hides anything in a message that could be key material: a run of
+/// [`KEY_LIKE_RUN`] or more base64 characters. Messages echo values to name
+/// what is wrong, and a malformed line can carry a key (two lines joined, a
+/// key pasted into the wrong field); one rule here covers every echo.
+fn redact(message: &str) -> String {
+    let is_base64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+    let mut out = String::with_capacity(message.len());
+    let mut run = String::new();
+    for c in message.chars().chain(std::iter::once('\n')) {
+        if is_base64(c) {
+            run.push(c);
+            continue;
+        }
+        if run.len() >= KEY_LIKE_RUN {
+            out.push_str("(hidden)");
+        } else {
+            out.push_str(&run);
+        }
+        run.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
+}
+
+/// Keys are 44 characters; names and values wgd echoes are far shorter
+/// without a separator. A public key is hidden too: messages about a peer
+/// also give its line.
+const KEY_LIKE_RUN: usize = 32;
+
 #[cfg(test)]
 mod testing {
     use std::fs;
@@ -293,5 +324,22 @@ mod tests {
         assert_eq!(line_at("a\nb\nc", 2), 2);
         assert_eq!(line_at("a\nb\nc", 4), 3);
         assert_eq!(line_at("a\nb\nc", 99), 3);
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn key_like_runs_are_hidden_and_the_rest_kept() {
+        assert_eq!(
+            redact(
+                "ListenPort \"518y = GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSZ18SEE=\": not a number"
+            ),
+            "ListenPort \"518y = (hidden)\": not a number"
+        );
+        let plain = "peer \"site-b\": endpoint \"x:99999\": port out of range";
+        assert_eq!(redact(plain), plain);
     }
 }

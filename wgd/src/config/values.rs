@@ -3,6 +3,7 @@
 //! value or an `Invalid` reason; the format readers add the file, line and
 //! field name around the reason.
 
+use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
@@ -172,6 +173,20 @@ pub(super) fn network(text: &str) -> Result<IpNet, Invalid> {
     Ok(prefix)
 }
 
+thread_local! {
+    /// Set by [`offline`]: host names are refused instead of resolved.
+    static OFFLINE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `read` with host-name resolution turned off on this thread, so
+/// that reading arbitrary input (tests, fuzzing) sends no DNS query.
+pub fn offline<T>(read: impl FnOnce() -> T) -> T {
+    let before = OFFLINE.with(|flag| flag.replace(true));
+    let result = read();
+    OFFLINE.with(|flag| flag.set(before));
+    result
+}
+
 /// `host:port` or `[IPv6]:port`. A host name resolves now, through the
 /// system resolver; the first address wins, as with `wg`.
 pub(super) fn endpoint(text: &str) -> Result<Endpoint, Invalid> {
@@ -192,6 +207,11 @@ pub(super) fn endpoint(text: &str) -> Result<Endpoint, Invalid> {
     let port = port(integer(port_text).map_err(|_| Invalid::PortNotNumber)?)?;
     let address = match host.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) if OFFLINE.with(Cell::get) => {
+            return Err(Invalid::Resolve(
+                "host names are not resolved offline".into(),
+            ));
+        }
         Err(_) => (host, port)
             .to_socket_addrs()
             .map_err(|error| Invalid::Resolve(error.to_string()))?
