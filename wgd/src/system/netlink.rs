@@ -391,7 +391,10 @@ impl Netlink {
             match attribute {
                 RuleAttribute::Table(value) => table = *value,
                 RuleAttribute::FwMark(value) => fwmark = Some(*value),
-                RuleAttribute::SuppressPrefixLen(value) => suppress = Some(*value),
+                // Kernels send -1 ("not set") on every rule that has none.
+                RuleAttribute::SuppressPrefixLen(value) if *value != u32::MAX => {
+                    suppress = Some(*value)
+                }
                 _ => {}
             }
         }
@@ -499,5 +502,64 @@ impl Netlink {
                 .map_err(context(|| format!("remove rule: {rule}")))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rule as this kernel dumps it: `SuppressPrefixLen(u32::MAX)` on
+    /// every rule that was added without one.
+    fn dumped(flags: RuleFlags, attributes: Vec<RuleAttribute>) -> RuleMessage {
+        let mut message = RuleMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.table = 252;
+        message.header.action = RuleAction::ToTable;
+        message.header.flags = flags;
+        message.attributes = attributes;
+        message
+    }
+
+    #[test]
+    fn rules_as_the_kernel_dumps_them_are_recognised() {
+        let not_fwmark = dumped(
+            RuleFlags::Invert,
+            vec![
+                RuleAttribute::Table(51820),
+                RuleAttribute::SuppressPrefixLen(u32::MAX),
+                RuleAttribute::Priority(32765),
+                RuleAttribute::FwMark(51820),
+                RuleAttribute::FwMask(u32::MAX),
+            ],
+        );
+        assert_eq!(
+            Netlink::rule_of(&not_fwmark),
+            Some(Rule::NotFwmarkLookup {
+                ipv6: false,
+                table: 51820
+            })
+        );
+        let main = dumped(
+            RuleFlags::empty(),
+            vec![
+                RuleAttribute::Table(254),
+                RuleAttribute::SuppressPrefixLen(u32::MAX),
+                RuleAttribute::Priority(32766),
+            ],
+        );
+        assert_eq!(Netlink::rule_of(&main), None);
+        let suppress = dumped(
+            RuleFlags::empty(),
+            vec![
+                RuleAttribute::Table(254),
+                RuleAttribute::SuppressPrefixLen(0),
+                RuleAttribute::Priority(32764),
+            ],
+        );
+        assert_eq!(
+            Netlink::rule_of(&suppress),
+            Some(Rule::MainSuppressDefault { ipv6: false })
+        );
     }
 }
