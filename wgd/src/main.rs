@@ -100,8 +100,20 @@ fn load(file: &Path) -> Result<Config, ExitCode> {
 }
 
 fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Logs to stderr at `default` unless `WGD_LOG` says otherwise. The device
+/// library's own log lines are always off: at trace level they print
+/// netlink messages that hold keys.
+fn init_logging_at(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WGD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+        .add_directive(
+            "defguard_wireguard_rs=off"
+                .parse()
+                .expect("a valid directive"),
+        );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -233,12 +245,7 @@ fn main() -> ExitCode {
 
 /// One-shot commands log warnings only; their output is the actions.
 fn init_logging_quiet() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WGD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging_at("warn");
 }
 
 fn fail(error: impl std::fmt::Display) -> ExitCode {
@@ -300,7 +307,11 @@ async fn events(json: bool, config: Option<Config>, api: Option<PathBuf>) -> Exi
                 }
             }
             Ok(None) => return ExitCode::SUCCESS,
-            Err(error) => return fail(error.message()),
+            // A daemon that stops drops the connection mid-stream.
+            Err(error) => {
+                eprintln!("the daemon closed the event stream ({})", error.message());
+                return ExitCode::SUCCESS;
+            }
         }
     }
 }
@@ -329,13 +340,12 @@ async fn status(json: bool, config: Option<Config>, api: Option<PathBuf>) -> Exi
             wgd::status::collect(&actual, config.as_ref(), dead_after, SystemTime::now())
         }
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).expect("status serialises")
-        );
+    let text = if json {
+        serde_json::to_string_pretty(&status).expect("status serialises") + "\n"
     } else {
-        print!("{status}");
-    }
+        status.to_string()
+    };
+    // A reader that stops early (`| head`) is not an error.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     ExitCode::SUCCESS
 }

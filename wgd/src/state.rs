@@ -125,8 +125,10 @@ fn namespace_cookie() -> io::Result<u64> {
     use std::os::fd::AsRawFd;
     // Not in the libc crate yet; the value is the same on every architecture.
     const SO_NETNS_COOKIE: libc::c_int = 71;
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0")
-        .or_else(|_| std::net::UdpSocket::bind("[::1]:0"))?;
+    // The wildcard address binds whatever the namespace's interfaces are
+    // (even with `lo` down).
+    let socket =
+        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
     let mut cookie: u64 = 0;
     let mut length = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: the fd is a live socket; the kernel writes at most `length`
