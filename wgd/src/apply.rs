@@ -215,16 +215,7 @@ impl Applier<'_> {
                     .unwrap_or_default();
                 let record = records
                     .entry(tunnel.to_owned())
-                    .or_insert_with(|| TunnelRecord {
-                        name: tunnel.to_owned(),
-                        source: source.clone(),
-                        backend: *backend,
-                        routes: vec![],
-                        rules: vec![],
-                        src_valid_mark_before: None,
-                        pre_down: vec![],
-                        post_down: vec![],
-                    });
+                    .or_insert_with(|| TunnelRecord::new(tunnel, source.clone(), *backend));
                 record.backend = *backend;
                 record.source = source;
                 record.routes.clear();

@@ -798,20 +798,9 @@ endpoint = "{endpoint_b}"
                             routes: vec![],
                         },
                     );
-                    let record =
-                        actual
-                            .records
-                            .entry(name.clone())
-                            .or_insert_with(|| TunnelRecord {
-                                name: name.clone(),
-                                source: config.source.clone(),
-                                backend: *backend,
-                                routes: vec![],
-                                rules: vec![],
-                                src_valid_mark_before: None,
-                                pre_down: vec![],
-                                post_down: vec![],
-                            });
+                    let record = actual.records.entry(name.clone()).or_insert_with(|| {
+                        TunnelRecord::new(&name, config.source.clone(), *backend)
+                    });
                     record.routes.clear();
                 }
                 Action::DeleteLink { .. } | Action::Forget { .. } => {

@@ -42,6 +42,22 @@ pub struct TunnelRecord {
     pub post_down: Vec<String>,
 }
 
+impl TunnelRecord {
+    /// The record of a tunnel just created: nothing added around it yet.
+    pub fn new(name: &str, source: PathBuf, backend: Backend) -> Self {
+        Self {
+            name: name.to_owned(),
+            source,
+            backend,
+            routes: vec![],
+            rules: vec![],
+            src_valid_mark_before: None,
+            pre_down: vec![],
+            post_down: vec![],
+        }
+    }
+}
+
 /// The folder of records for the current network namespace.
 #[derive(Debug, Clone)]
 pub struct StateDir {

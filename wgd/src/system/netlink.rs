@@ -409,23 +409,18 @@ impl Netlink {
     }
 
     async fn rule_messages(&self) -> Result<Vec<RuleMessage>, NetlinkError> {
-        let mut all: Vec<RuleMessage> = self
-            .handle
-            .rule()
-            .get(IpVersion::V4)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(context(|| "list rules".into()))?;
-        let mut v6: Vec<RuleMessage> = self
-            .handle
-            .rule()
-            .get(IpVersion::V6)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(context(|| "list rules".into()))?;
-        all.append(&mut v6);
+        let mut all = Vec::new();
+        for version in [IpVersion::V4, IpVersion::V6] {
+            let mut messages: Vec<RuleMessage> = self
+                .handle
+                .rule()
+                .get(version)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(context(|| "list rules".into()))?;
+            all.append(&mut messages);
+        }
         Ok(all)
     }
 
@@ -440,50 +435,35 @@ impl Netlink {
     }
 
     pub async fn add_rule(&self, rule: Rule) -> Result<(), NetlinkError> {
-        let what = || format!("add rule: {rule}");
+        let (ipv6, table) = match rule {
+            Rule::NotFwmarkLookup { ipv6, table } => (ipv6, table),
+            Rule::MainSuppressDefault { ipv6 } => (ipv6, 254),
+        };
+        let mut request = self
+            .handle
+            .rule()
+            .add()
+            .table_id(table)
+            .action(RuleAction::ToTable);
+        let message = request.message_mut();
+        message.header.family = if ipv6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
         match rule {
-            Rule::NotFwmarkLookup { ipv6, table } => {
-                let request = self
-                    .handle
-                    .rule()
-                    .add()
-                    .table_id(table)
-                    .fw_mark(table)
-                    .action(RuleAction::ToTable);
-                if ipv6 {
-                    let mut request = request.v6();
-                    request.message_mut().header.flags |= RuleFlags::Invert;
-                    request.execute().await.map_err(context(what))
-                } else {
-                    let mut request = request.v4();
-                    request.message_mut().header.flags |= RuleFlags::Invert;
-                    request.execute().await.map_err(context(what))
-                }
+            Rule::NotFwmarkLookup { .. } => {
+                message.header.flags |= RuleFlags::Invert;
+                message.attributes.push(RuleAttribute::FwMark(table));
             }
-            Rule::MainSuppressDefault { ipv6 } => {
-                let request = self
-                    .handle
-                    .rule()
-                    .add()
-                    .table_id(254)
-                    .action(RuleAction::ToTable);
-                if ipv6 {
-                    let mut request = request.v6();
-                    request
-                        .message_mut()
-                        .attributes
-                        .push(RuleAttribute::SuppressPrefixLen(0));
-                    request.execute().await.map_err(context(what))
-                } else {
-                    let mut request = request.v4();
-                    request
-                        .message_mut()
-                        .attributes
-                        .push(RuleAttribute::SuppressPrefixLen(0));
-                    request.execute().await.map_err(context(what))
-                }
+            Rule::MainSuppressDefault { .. } => {
+                message.attributes.push(RuleAttribute::SuppressPrefixLen(0))
             }
         }
+        request
+            .execute()
+            .await
+            .map_err(context(|| format!("add rule: {rule}")))
     }
 
     /// Deletes one rule matching `rule` (one per add, as added).
