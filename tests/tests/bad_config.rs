@@ -16,12 +16,11 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use wgd_labs::{Namespace, unique_name};
 use wgd_tests::routing::{RoutingState, describe};
-use wgd_tests::{KeyPair, Wgd, wgd_bin, write_config};
+use wgd_tests::{KeyPair, Wgd, write_config};
 
 /// Marks the line a case's error must name.
 const MARK: &str = "# error";
@@ -442,8 +441,6 @@ fn read_records(dir: &Path, records: &mut BTreeMap<PathBuf, String>) -> anyhow::
 struct Router {
     namespace: Namespace,
     wgd: Wgd,
-    /// `WGD_STATE_DIR` of every wgd run here (the one [`Wgd::run`] uses).
-    state: PathBuf,
     /// A tunnel wgd manages here before any case runs.
     kept: String,
     kept_config: PathBuf,
@@ -458,7 +455,6 @@ impl Router {
         namespace.add_address(&uplink, "192.0.2.10/24")?;
         namespace.add_address(&uplink, "2001:db8:10::10/64")?;
         namespace.add_route("default via 192.0.2.1")?;
-        let state = namespace.dir().join("wgd");
 
         let kept = unique_name("wgkeep");
         let keys = (KeyPair::generate()?, KeyPair::generate()?);
@@ -473,7 +469,6 @@ impl Router {
         let router = Self {
             namespace,
             wgd,
-            state,
             kept,
             kept_config,
         };
@@ -493,17 +488,8 @@ impl Router {
         self.wgd.run(&self.namespace, &["up", path])
     }
 
-    /// `wgd <args>` whatever its exit status.
-    fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
-        let state = format!("WGD_STATE_DIR={}", self.state.display());
-        let binary = wgd_bin();
-        let mut argv = vec!["env", &state, binary.to_str().expect("a UTF-8 path")];
-        argv.extend_from_slice(args);
-        Ok(self.namespace.run(&argv)?)
-    }
-
     fn capture(&self) -> anyhow::Result<Host> {
-        Host::capture(&self.namespace, &self.state)
+        Host::capture(&self.namespace, &Wgd::state_dir(&self.namespace))
     }
 }
 
@@ -573,7 +559,7 @@ fn assert_refused(
     line: usize,
     tokens: &Tokens,
 ) -> anyhow::Result<String> {
-    let output = router.run(args)?;
+    let output = router.wgd.output(&router.namespace, args)?;
     let (kind, command) = (case.kind, args.join(" "));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

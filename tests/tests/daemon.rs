@@ -8,40 +8,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use wgd_labs::{Daemon, Namespace, link, unique_name, wait_for};
-use wgd_tests::{KeyPair, wgd_bin, write_config};
-
-fn wgd(namespace: &Namespace, args: &[&str]) -> Result<String, wgd_labs::Error> {
-    let binary = wgd_bin();
-    let mut argv = vec![binary.to_str().expect("UTF-8 path")];
-    argv.extend_from_slice(args);
-    namespace.check(&argv)
-}
-
-fn spawn_wgd(namespace: &Namespace, args: &[&str]) -> Daemon {
-    let binary = wgd_bin();
-    let mut argv = vec![binary.to_str().expect("UTF-8 path")];
-    argv.extend_from_slice(args);
-    namespace.spawn(&argv).expect("spawn")
-}
-
-fn ifindex(namespace: &Namespace, name: &str) -> Option<String> {
-    let line = namespace
-        .check(&["ip", "-o", "link", "show", "dev", name])
-        .ok()?;
-    Some(line.split(':').next()?.trim().to_owned())
-}
-
-fn overwrite(dir: &Path, name: &str, text: &str) -> String {
-    let _ = std::fs::remove_file(dir.join(name));
-    write_config(dir, name, text)
-        .expect("config")
-        .to_str()
-        .expect("UTF-8")
-        .to_owned()
-}
+use wgd_labs::{Namespace, unique_name, wait_for};
+use wgd_tests::{KeyPair, Wgd, ifindex, rewrite_config, scrape_metrics, sighup, underlay};
 
 struct Sites {
+    wgd: Wgd,
     a: Namespace,
     b: Namespace,
     a_tunnel: String,
@@ -56,15 +27,13 @@ struct Sites {
 
 impl Sites {
     fn new() -> Self {
-        wgd_bin();
+        let wgd = Wgd::new().expect("wgd");
         let a = Namespace::new("da").expect("namespace");
         let b = Namespace::new("db").expect("namespace");
-        let (a_if, b_if) = (unique_name("ua"), unique_name("ub"));
-        link(&a, &a_if, &b, &b_if).expect("veth");
-        a.add_address(&a_if, "198.18.90.1/24").unwrap();
-        b.add_address(&b_if, "198.18.90.2/24").unwrap();
-        let psk = wgd(&a, &["genkey"]).unwrap().trim().to_owned();
+        underlay(&a, "198.18.90.1/24", &b, "198.18.90.2/24").expect("veth");
+        let psk = wgd.run(&a, &["genkey"]).unwrap().trim().to_owned();
         Sites {
+            wgd,
             a,
             b,
             a_tunnel: unique_name("wgda"),
@@ -121,33 +90,44 @@ allowed_ips = ["10.66.0.99/32"{ghost_extra}]
             "[[tunnel]]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = 51820\naddress = [\"10.66.0.2/24\"]\n\n[[tunnel.peer]]\npublic_key = \"{}\"\npreshared_key = \"{}\"\nendpoint = \"198.18.90.1:51820\"\n",
             self.b_tunnel, self.b_keys.private, self.a_keys.public, self.psk
         );
-        let path = overwrite(self.dir.path(), "b.toml", &text);
-        wgd(&self.b, &["up", &path]).expect("wgd up in B");
+        let path = self.write("b.toml", &text);
+        self.wgd.run(&self.b, &["up", &path]).expect("wgd up in B");
         path
     }
 
+    /// Writes (or rewrites) `name` in the test's directory; its path.
+    fn write(&self, name: &str, text: &str) -> String {
+        rewrite_config(self.dir.path(), name, text).expect("config")
+    }
+
     fn metrics(&self) -> String {
-        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
-        self.a.check(&["curl", "-sf", &url]).unwrap_or_default()
+        scrape_metrics(&self.a, &format!("127.0.0.1:{}", self.metrics_port))
     }
 
     fn status_a(&self, config: &str) -> String {
-        wgd(&self.a, &["status", "--json", "-c", config]).unwrap_or_default()
+        self.wgd
+            .run(&self.a, &["status", "--json", "-c", config])
+            .unwrap_or_default()
     }
 }
 
 #[test]
 fn the_daemon_serves_status_events_and_metrics_supervises_and_reloads() {
     let sites = Sites::new();
+    let wgd = &sites.wgd;
     let b_config = sites.up_b();
-    let a_config = overwrite(sites.dir.path(), "a.toml", &sites.a_config(""));
-    let mut daemon = spawn_wgd(&sites.a, &["run", "-c", &a_config]);
+    let a_config = sites.write("a.toml", &sites.a_config(""));
+    let mut daemon = wgd
+        .spawn(&sites.a, &["run", "-c", &a_config])
+        .expect("spawn");
     let api = sites.dir.path().join("a.sock");
     wait_for(Duration::from_secs(20), "the daemon's API socket", || {
         api.exists()
     })
     .unwrap();
-    let events = spawn_wgd(&sites.a, &["events", "--json", "-c", &a_config]);
+    let events = wgd
+        .spawn(&sites.a, &["events", "--json", "-c", &a_config])
+        .expect("spawn");
 
     // Status through the API (the socket is named explicitly).
     wait_for(
@@ -155,11 +135,12 @@ fn the_daemon_serves_status_events_and_metrics_supervises_and_reloads() {
         "a handshake with site B in the daemon's status",
         || {
             let _ = sites.a.run(&["ping", "-c", "1", "-W", "1", "10.66.0.2"]);
-            let json = wgd(
-                &sites.a,
-                &["status", "--json", "--api", api.to_str().unwrap()],
-            )
-            .unwrap_or_default();
+            let json = wgd
+                .run(
+                    &sites.a,
+                    &["status", "--json", "--api", api.to_str().unwrap()],
+                )
+                .unwrap_or_default();
             let status: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
             status["tunnels"][0]["peers"]
                 .as_array()
@@ -241,11 +222,8 @@ fn the_daemon_serves_status_events_and_metrics_supervises_and_reloads() {
     let broken = sites
         .a_config("")
         .replace("listen_port = 51820", "listen_port = 70000");
-    overwrite(sites.dir.path(), "a.toml", &broken);
-    sites
-        .a
-        .check(&["kill", "-HUP", &daemon.pid().to_string()])
-        .unwrap();
+    sites.write("a.toml", &broken);
+    sighup(&sites.a, &daemon).unwrap();
     wait_for(
         Duration::from_secs(10),
         "the daemon to reject the config",
@@ -259,15 +237,8 @@ fn the_daemon_serves_status_events_and_metrics_supervises_and_reloads() {
     assert!(sites.a.pings("10.66.0.2").unwrap());
 
     // SIGHUP with a good change: applied to the device.
-    overwrite(
-        sites.dir.path(),
-        "a.toml",
-        &sites.a_config(", \"10.66.0.98/32\""),
-    );
-    sites
-        .a
-        .check(&["kill", "-HUP", &daemon.pid().to_string()])
-        .unwrap();
+    sites.write("a.toml", &sites.a_config(", \"10.66.0.98/32\""));
+    sighup(&sites.a, &daemon).unwrap();
     wait_for(
         Duration::from_secs(10),
         "the reloaded AllowedIPs on the device",
@@ -316,15 +287,18 @@ fn the_daemon_serves_status_events_and_metrics_supervises_and_reloads() {
         "no ping after the daemon exited"
     );
 
-    wgd(&sites.a, &["down", &a_config]).expect("down A");
-    wgd(&sites.b, &["down", &b_config]).expect("down B");
+    wgd.run(&sites.a, &["down", &a_config]).expect("down A");
+    wgd.run(&sites.b, &["down", &b_config]).expect("down B");
 }
 
 #[test]
 fn down_on_exit_takes_the_tunnels_down() {
     let sites = Sites::new();
-    let a_config = overwrite(sites.dir.path(), "a.toml", &sites.a_config(""));
-    let mut daemon = spawn_wgd(&sites.a, &["run", "--down-on-exit", "-c", &a_config]);
+    let wgd = &sites.wgd;
+    let a_config = sites.write("a.toml", &sites.a_config(""));
+    let mut daemon = wgd
+        .spawn(&sites.a, &["run", "--down-on-exit", "-c", &a_config])
+        .expect("spawn");
     wait_for(Duration::from_secs(20), "the tunnel up", || {
         sites.status_a(&a_config).contains("\"up\": true")
     })

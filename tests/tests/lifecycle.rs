@@ -4,11 +4,10 @@
 //! a tunnel that leaves the file is removed; an interface wgd did not
 //! create is refused and left as it was.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use wgd_labs::{Namespace, link, unique_name, wait_for};
-use wgd_tests::{KeyPair, Wgd, write_config};
+use wgd_labs::{Namespace, unique_name, wait_for};
+use wgd_tests::{KeyPair, Wgd, ifindex, rewrite_config, underlay};
 
 /// `wg show IF latest-handshakes` for one peer: seconds since the epoch.
 fn handshake_time(namespace: &Namespace, tunnel: &str, public_key: &str) -> u64 {
@@ -22,13 +21,6 @@ fn handshake_time(namespace: &Namespace, tunnel: &str, public_key: &str) -> u64 
             (key == public_key).then(|| time.trim().parse().expect("a number"))
         })
         .unwrap_or_else(|| panic!("peer {public_key} not in `wg show {tunnel}`:\n{listing}"))
-}
-
-fn ifindex(namespace: &Namespace, name: &str) -> String {
-    let line = namespace
-        .check(&["ip", "-o", "link", "show", "dev", name])
-        .expect("ip link show");
-    line.split(':').next().expect("an index").trim().to_owned()
 }
 
 struct Hub {
@@ -65,10 +57,9 @@ impl Hub {
         text
     }
 
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        let _ = std::fs::remove_file(&path);
-        write_config(self.dir.path(), name, text).expect("write config")
+    /// Writes (or rewrites) `name` in the test's directory; its path.
+    fn write(&self, name: &str, text: &str) -> String {
+        rewrite_config(self.dir.path(), name, text).expect("write config")
     }
 
     fn new() -> Self {
@@ -80,13 +71,9 @@ impl Hub {
         let mut spokes = Vec::new();
         for host in 2..4 {
             let spoke = Namespace::new("spoke").expect("spoke namespace");
-            let (hub_if, spoke_if) = (unique_name("uh"), unique_name("us"));
-            link(&hub, &hub_if, &spoke, &spoke_if).expect("veth");
-            hub.add_address(&hub_if, &format!("198.18.{host}.1/24"))
-                .expect("address");
-            spoke
-                .add_address(&spoke_if, &format!("198.18.{host}.2/24"))
-                .expect("address");
+            let (hub_address, spoke_address) =
+                (format!("198.18.{host}.1/24"), format!("198.18.{host}.2/24"));
+            underlay(&hub, &hub_address, &spoke, &spoke_address).expect("veth");
             spokes.push((
                 spoke,
                 unique_name("wgs"),
@@ -111,21 +98,28 @@ impl Hub {
             );
             let path = this.write(&format!("{name}.toml"), &text);
             this.wgd
-                .run(&this.spokes[index].0, &["up", path.to_str().unwrap()])
+                .run(&this.spokes[index].0, &["up", &path])
                 .expect("wgd up on a spoke");
-            this.spokes[index].3 = path.to_str().unwrap().to_owned();
+            this.spokes[index].3 = path;
         }
         this
     }
 
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("hub.toml")
+    /// `wg show <the hub's tunnel> <what>`.
+    fn wg_show(&self, what: &str) -> String {
+        let listing = self.hub.check(&["wg", "show", &self.tunnel, what]);
+        listing.unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn path(&self) -> String {
+        let path = self.dir.path().join("hub.toml");
+        path.to_str().expect("a UTF-8 path").to_owned()
     }
 
     fn up(&self, text: &str) -> String {
         let path = self.write("hub.toml", text);
         self.wgd
-            .run(&self.hub, &["up", path.to_str().unwrap()])
+            .run(&self.hub, &["up", &path])
             .expect("wgd up on the hub")
     }
 
@@ -156,9 +150,7 @@ impl Hub {
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        let _ = self
-            .wgd
-            .run(&self.hub, &["down", self.path().to_str().unwrap()]);
+        let _ = self.wgd.run(&self.hub, &["down", &self.path()]);
         for (spoke, _, _, path) in &self.spokes {
             let _ = self.wgd.run(spoke, &["down", path]);
         }
@@ -178,7 +170,7 @@ fn applying_twice_does_nothing_and_one_peer_change_keeps_the_other_session() {
     let again = hub.up(&hub.hub_config(25, None));
     assert_eq!(again.trim(), "nothing to do: the host matches the config");
 
-    let index_before = ifindex(&hub.hub, &hub.tunnel);
+    let index_before = ifindex(&hub.hub, &hub.tunnel).expect("the hub's tunnel");
     let first_peer = hub.spokes[0].2.public.clone();
     let second_peer = hub.spokes[1].2.public.clone();
     let handshake_before = handshake_time(&hub.hub, &hub.tunnel, &first_peer);
@@ -186,14 +178,11 @@ fn applying_twice_does_nothing_and_one_peer_change_keeps_the_other_session() {
     let dry = {
         let path = hub.write("hub.toml", &hub.hub_config(15, Some("192.168.77.0/24")));
         hub.wgd
-            .run(&hub.hub, &["up", "--dry-run", path.to_str().unwrap()])
+            .run(&hub.hub, &["up", "--dry-run", &path])
             .expect("dry run")
     };
     assert!(dry.starts_with("[dry-run]"), "{dry}");
-    let listing = hub
-        .hub
-        .check(&["wg", "show", &hub.tunnel, "allowed-ips"])
-        .unwrap();
+    let listing = hub.wg_show("allowed-ips");
     assert!(
         !listing.contains("192.168.77.0/24"),
         "--dry-run changed the device:\n{listing}"
@@ -217,7 +206,7 @@ fn applying_twice_does_nothing_and_one_peer_change_keeps_the_other_session() {
 
     assert_eq!(
         ifindex(&hub.hub, &hub.tunnel),
-        index_before,
+        Some(index_before),
         "the interface was re-created"
     );
     assert_eq!(
@@ -229,18 +218,12 @@ fn applying_twice_does_nothing_and_one_peer_change_keeps_the_other_session() {
         hub.spokes[0].0.pings("10.77.0.1").unwrap(),
         "the untouched peer lost the tunnel"
     );
-    let listing = hub
-        .hub
-        .check(&["wg", "show", &hub.tunnel, "allowed-ips"])
-        .unwrap();
+    let listing = hub.wg_show("allowed-ips");
     assert!(
         listing.contains("192.168.77.0/24"),
         "new AllowedIPs not on the device:\n{listing}"
     );
-    let keepalive = hub
-        .hub
-        .check(&["wg", "show", &hub.tunnel, "persistent-keepalive"])
-        .unwrap();
+    let keepalive = hub.wg_show("persistent-keepalive");
     assert!(
         keepalive.contains(&format!("{second_peer}\t15")),
         "{keepalive}"
@@ -263,14 +246,12 @@ fn a_tunnel_removed_from_the_file_goes_and_a_foreign_interface_stays() {
         format!("[[tunnel]]\nname = \"{name}\"\nprivate_key = \"{key}\"\nlisten_port = {port}\n")
     };
     let both = format!("{}\n{}", tunnel(&kept, 51001), tunnel(&removed, 51002));
-    let path = write_config(dir.path(), "two.toml", &both).unwrap();
-    let path_text = path.to_str().unwrap();
-    w.run(&node, &["up", path_text]).expect("wgd up");
+    let path = rewrite_config(dir.path(), "two.toml", &both).unwrap();
+    w.run(&node, &["up", &path]).expect("wgd up");
     assert!(node.interfaces().unwrap().contains(&removed));
 
-    std::fs::remove_file(&path).unwrap();
-    write_config(dir.path(), "two.toml", &tunnel(&kept, 51001)).unwrap();
-    let printed = w.run(&node, &["up", path_text]).expect("wgd up");
+    rewrite_config(dir.path(), "two.toml", &tunnel(&kept, 51001)).unwrap();
+    let printed = w.run(&node, &["up", &path]).expect("wgd up");
     assert_eq!(printed.trim(), format!("[#] {removed}: delete interface"));
     let interfaces = node.interfaces().unwrap();
     assert!(
@@ -282,10 +263,8 @@ fn a_tunnel_removed_from_the_file_goes_and_a_foreign_interface_stays() {
     node.check(&["wireguard-go", &foreign])
         .expect("wireguard-go by hand");
     node.add_address(&foreign, "10.99.0.1/24").unwrap();
-    let claim = write_config(dir.path(), "claim.toml", &tunnel(&foreign, 51003)).unwrap();
-    let error = w
-        .run(&node, &["up", claim.to_str().unwrap()])
-        .expect_err("wgd must refuse");
+    let claim = rewrite_config(dir.path(), "claim.toml", &tunnel(&foreign, 51003)).unwrap();
+    let error = w.run(&node, &["up", &claim]).expect_err("wgd must refuse");
     assert!(
         error.to_string().contains(&format!(
             "interface {foreign} exists and was not created by wgd"
@@ -310,7 +289,7 @@ fn a_tunnel_removed_from_the_file_goes_and_a_foreign_interface_stays() {
     );
     assert!(node.interfaces().unwrap().contains(&foreign));
 
-    w.run(&node, &["down", path_text]).expect("wgd down");
+    w.run(&node, &["down", &path]).expect("wgd down");
     assert!(!node.interfaces().unwrap().contains(&kept));
     let _ = std::fs::remove_file(format!("/var/run/wireguard/{foreign}.sock"));
 }

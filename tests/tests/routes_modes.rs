@@ -13,45 +13,18 @@
 //! - `PreUp`/`PostUp`/`PreDown`/`PostDown` run around the interface's life,
 //!   and a failing `PreUp` stops `wgd up` before anything is created.
 
-use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use wgd_labs::{Namespace, link, unique_name, wait_for};
+use wgd_labs::{Namespace, unique_name, wait_for};
 use wgd_tests::routing::{Change, RoutingState, describe};
-use wgd_tests::{KeyPair, Wgd, wgd_bin, write_config};
+use wgd_tests::{KeyPair, Wgd, rewrite_config, underlay};
 
 const PORT: u16 = 51820;
 /// wg-quick's first table and fwmark for a default route.
 const FIRST_FULL_TUNNEL_TABLE: u32 = 51820;
 const NOTHING_TO_DO: &str = "nothing to do: the host matches the config";
 const SRC_VALID_MARK: &str = "net.ipv4.conf.all.src_valid_mark";
-
-/// `wgd <args>` in `namespace` with stdout, stderr and status, whatever the
-/// status: [`Wgd::run`] keeps only stdout, and notices go to stderr. The
-/// state directory is the one [`Wgd::run`] gives wgd.
-fn wgd_output(namespace: &Namespace, args: &[&str]) -> anyhow::Result<Output> {
-    let binary = wgd_bin();
-    let state = format!("WGD_STATE_DIR={}", namespace.dir().join("wgd").display());
-    let mut argv = vec![
-        "env",
-        state.as_str(),
-        binary.to_str().expect("a UTF-8 path to wgd"),
-    ];
-    argv.extend_from_slice(args);
-    Ok(namespace.run(&argv)?)
-}
-
-/// Writes `dir/file_name` afresh (mode 0600); its path as text.
-fn rewrite(dir: &Path, file_name: &str, contents: &str) -> anyhow::Result<String> {
-    let old = dir.join(file_name);
-    if old.exists() {
-        std::fs::remove_file(&old)?;
-    }
-    let path = write_config(dir, file_name, contents)?;
-    Ok(path.to_str().expect("a UTF-8 temporary path").to_owned())
-}
 
 fn sysctl(namespace: &Namespace, key: &str) -> anyhow::Result<String> {
     Ok(namespace.check(&["sysctl", "-n", key])?.trim().to_owned())
@@ -111,11 +84,30 @@ impl Node {
     fn wg_quick(&self, interface: &str, allowed_ips: &str) -> anyhow::Result<String> {
         let (own, peer) = (KeyPair::generate()?, KeyPair::generate()?);
         let contents = wg_quick_text(&own, &peer, interface, allowed_ips);
-        rewrite(self.dir.path(), &format!("{}.conf", self.tunnel), &contents)
+        rewrite_config(self.dir.path(), &format!("{}.conf", self.tunnel), &contents)
     }
 
     fn has_tunnel(&self) -> anyhow::Result<bool> {
         Ok(self.namespace.interfaces()?.contains(&self.tunnel))
+    }
+
+    /// `wgd down <config>` must take the tunnel away and leave the rules
+    /// and routes as they were `before` it went up.
+    fn assert_down_restores(
+        &self,
+        wgd: &Wgd,
+        config: &str,
+        before: &RoutingState,
+    ) -> anyhow::Result<()> {
+        wgd.run(&self.namespace, &["down", config])?;
+        let after = RoutingState::capture(&self.namespace)?;
+        assert_eq!(
+            describe(&before.changes(&after)),
+            "",
+            "`wgd down` left routes or rules behind"
+        );
+        assert!(!self.has_tunnel()?, "`wgd down` left {}", self.tunnel);
+        Ok(())
     }
 }
 
@@ -161,10 +153,12 @@ impl FullTunnelLab {
     fn new() -> anyhow::Result<Self> {
         let a = Namespace::new("fulla")?;
         let b = Namespace::new("fullb")?;
-        let (a_underlay, b_underlay) = (unique_name("ua"), unique_name("ub"));
-        link(&a, &a_underlay, &b, &b_underlay)?;
-        a.add_address(&a_underlay, &format!("{A_UNDERLAY}/24"))?;
-        b.add_address(&b_underlay, &format!("{B_UNDERLAY}/24"))?;
+        let (a_underlay, _) = underlay(
+            &a,
+            &format!("{A_UNDERLAY}/24"),
+            &b,
+            &format!("{B_UNDERLAY}/24"),
+        )?;
         b.add_address("lo", &format!("{B_ENDPOINT}/32"))?;
         b.add_address("lo", &format!("{BEHIND_B}/32"))?;
         a.add_route(&format!("default via {B_UNDERLAY}"))?;
@@ -234,9 +228,9 @@ fn full_tunnel_sends_everything_through_the_tunnel_and_down_undoes_it_exactly() 
         .expect("a free table");
     let mark = format!("{table:#x}");
 
-    let b_config = rewrite(lab.dir.path(), "b.toml", &lab.b_config())?;
+    let b_config = rewrite_config(lab.dir.path(), "b.toml", &lab.b_config())?;
     wgd.run(&lab.b, &["up", &b_config])?;
-    let a_config = rewrite(lab.dir.path(), "a.toml", &lab.a_config())?;
+    let a_config = rewrite_config(lab.dir.path(), "a.toml", &lab.a_config())?;
     let printed = wgd.run(a, &["up", &a_config])?;
     assert!(
         printed.contains(&format!("fwmark {table}")),
@@ -373,7 +367,7 @@ fn allowed_ips_in_a_table_of_its_own() -> anyhow::Result<()> {
     let config = node.wg_quick("Table = 1234", "0.0.0.0/0, 10.9.0.0/16")?;
     let before = RoutingState::capture(&node.namespace)?;
 
-    let output = wgd_output(&node.namespace, &["up", &config])?;
+    let output = wgd.output(&node.namespace, &["up", &config])?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "`wgd up` failed:\n{stderr}");
     assert!(
@@ -402,15 +396,7 @@ fn allowed_ips_in_a_table_of_its_own() -> anyhow::Result<()> {
         .check(&["ip", "-4", "route", "show", "table", "1234"])?;
     assert_eq!(table.lines().count(), 2, "table 1234:\n{table}");
 
-    wgd.run(&node.namespace, &["down", &config])?;
-    let after = RoutingState::capture(&node.namespace)?;
-    assert_eq!(
-        describe(&before.changes(&after)),
-        "",
-        "`wgd down` left routes or rules behind"
-    );
-    assert!(!node.has_tunnel()?, "`wgd down` left {tunnel}");
-    Ok(())
+    node.assert_down_restores(&wgd, &config, &before)
 }
 
 #[test]
@@ -422,12 +408,12 @@ fn table_auto_routes_allowed_ips_in_main_but_never_the_default() -> anyhow::Resu
     let file = format!("{tunnel}.conf");
     let write = |allowed_ips: &str| {
         let contents = wg_quick_text(&own, &peer, "ListenPort = 51820", allowed_ips);
-        rewrite(node.dir.path(), &file, &contents)
+        rewrite_config(node.dir.path(), &file, &contents)
     };
     let config = write("0.0.0.0/0, 10.9.0.0/16, fd00:9::/48")?;
     let before = RoutingState::capture(ns)?;
 
-    let output = wgd_output(ns, &["up", &config])?;
+    let output = wgd.output(ns, &["up", &config])?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "`wgd up` failed:\n{stderr}");
     assert!(
@@ -499,15 +485,7 @@ fn table_auto_routes_allowed_ips_in_main_but_never_the_default() -> anyhow::Resu
 
     // Taking the interface away takes every route through it, the
     // operator's included: the host is as it was.
-    wgd.run(ns, &["down", &config])?;
-    let after = RoutingState::capture(ns)?;
-    assert_eq!(
-        describe(&before.changes(&after)),
-        "",
-        "`wgd down` left routes or rules behind"
-    );
-    assert!(!node.has_tunnel()?, "`wgd down` left {tunnel}");
-    Ok(())
+    node.assert_down_restores(&wgd, &config, &before)
 }
 
 #[test]
@@ -559,8 +537,8 @@ fn hooks_run_around_up_and_down() -> anyhow::Result<()> {
         &format!("PreUp = false\nPostUp = {}", hook("post-up")),
         "10.14.0.0/16",
     );
-    let failing_config = rewrite(node.dir.path(), &format!("{failing}.conf"), &contents)?;
-    let output = wgd_output(ns, &["up", &failing_config])?;
+    let failing_config = rewrite_config(node.dir.path(), &format!("{failing}.conf"), &contents)?;
+    let output = wgd.output(ns, &["up", &failing_config])?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success(),

@@ -13,13 +13,14 @@
 //! what they were given.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use wgd_labs::{Daemon, Namespace, link, unique_name, wait_for};
-use wgd_tests::{KeyPair, wgd_bin, write_config};
+use wgd_labs::{Daemon, Namespace, unique_name, wait_for};
+use wgd_tests::{
+    KeyPair, Wgd, preshared_key, rewrite_config, scrape_metrics, sighup, underlay, write_config,
+};
 
 const METRICS: &str = "127.0.0.1:9586";
 const A_ADDRESS: &str = "10.88.0.1";
@@ -119,19 +120,6 @@ fn encode_base64(bytes: &[u8]) -> String {
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// `wg genpsk`.
-fn preshared_key() -> String {
-    let output = Command::new("wg")
-        .arg("genpsk")
-        .output()
-        .expect("`wg genpsk` (is wireguard-tools installed?)");
-    assert!(output.status.success(), "`wg genpsk`: {output:?}");
-    String::from_utf8(output.stdout)
-        .expect("base64 is UTF-8")
-        .trim()
-        .to_owned()
-}
-
 /// Everything wgd said, by where it said it.
 #[derive(Default)]
 struct Said(Vec<(String, String)>);
@@ -196,48 +184,32 @@ struct Site {
     namespace: Namespace,
     tunnel: String,
     keys: KeyPair,
-    /// `WGD_STATE_DIR` of every wgd run here.
-    state: PathBuf,
+    /// wgd with trace logs.
+    wgd: Wgd,
 }
 
 impl Site {
-    fn new(prefix: &str) -> Self {
-        let namespace = Namespace::new(prefix).expect("a namespace");
-        let state = namespace.dir().join("wgd");
+    fn new(prefix: &str, wgd: &Wgd) -> Self {
         Self {
+            namespace: Namespace::new(prefix).expect("a namespace"),
             tunnel: unique_name(&format!("wg{prefix}")),
             keys: KeyPair::generate().expect("keys"),
-            namespace,
-            state,
+            wgd: wgd.clone(),
         }
-    }
-
-    fn argv<'a>(&'a self, env: &'a [String], binary: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-        let mut argv = vec!["env"];
-        argv.extend(env.iter().map(String::as_str));
-        argv.push(binary);
-        argv.extend_from_slice(args);
-        argv
-    }
-
-    fn env(&self) -> Vec<String> {
-        vec![
-            format!("WGD_STATE_DIR={}", self.state.display()),
-            "WGD_LOG=trace".to_owned(),
-        ]
     }
 
     /// `wgd <args>` here, with trace logs, whatever its exit status.
     fn wgd(&self, args: &[&str]) -> Output {
-        let (env, binary) = (self.env(), wgd_bin());
-        let argv = self.argv(&env, binary.to_str().expect("a UTF-8 path"), args);
-        self.namespace.run(&argv).expect("run wgd")
+        self.wgd.output(&self.namespace, args).expect("run wgd")
     }
 
     fn spawn_wgd(&self, args: &[&str]) -> Daemon {
-        let (env, binary) = (self.env(), wgd_bin());
-        let argv = self.argv(&env, binary.to_str().expect("a UTF-8 path"), args);
-        self.namespace.spawn(&argv).expect("spawn wgd")
+        self.wgd.spawn(&self.namespace, args).expect("spawn wgd")
+    }
+
+    /// Where wgd keeps its records here.
+    fn state(&self) -> PathBuf {
+        Wgd::state_dir(&self.namespace)
     }
 }
 
@@ -260,20 +232,14 @@ struct Lab {
 
 impl Lab {
     fn new() -> Self {
-        wgd_bin();
-        let (a, b) = (Site::new("seca"), Site::new("secb"));
-        let (a_if, b_if) = (unique_name("ua"), unique_name("ub"));
-        link(&a.namespace, &a_if, &b.namespace, &b_if).expect("a veth pair");
-        a.namespace
-            .add_address(&a_if, "198.18.88.1/24")
-            .expect("an address");
-        b.namespace
-            .add_address(&b_if, "198.18.88.2/24")
-            .expect("an address");
+        let wgd = Wgd::new().expect("wgd").with_env("WGD_LOG", "trace");
+        let (a, b) = (Site::new("seca", &wgd), Site::new("secb", &wgd));
+        let (a_ns, b_ns) = (&a.namespace, &b.namespace);
+        underlay(a_ns, "198.18.88.1/24", b_ns, "198.18.88.2/24").expect("a veth pair");
         Self {
             a,
             b,
-            psk: preshared_key(),
+            psk: preshared_key().expect("a preshared key"),
             dir: tempfile::tempdir().expect("a directory"),
         }
     }
@@ -323,10 +289,7 @@ allowed_ips = ["{B_ADDRESS}/32"]
     }
 
     fn write(&self, name: &str, text: &str) -> String {
-        let path = self.dir.path().join(name);
-        let _ = fs::remove_file(&path);
-        let path = write_config(self.dir.path(), name, text).expect("a config");
-        path.to_str().expect("a UTF-8 path").to_owned()
+        rewrite_config(self.dir.path(), name, text).expect("a config")
     }
 
     fn ping_until_answered(&self, what: &str) {
@@ -337,11 +300,7 @@ allowed_ips = ["{B_ADDRESS}/32"]
     }
 
     fn metrics(&self) -> String {
-        let url = format!("http://{METRICS}/metrics");
-        self.a
-            .namespace
-            .check(&["curl", "-sf", &url])
-            .unwrap_or_default()
+        scrape_metrics(&self.a.namespace, METRICS)
     }
 }
 
@@ -432,9 +391,7 @@ fn no_key_material_in_output_logs_api_metrics_or_records() {
     said.add("metrics (A)", lab.metrics());
 
     lab.write("a.toml", &lab.a_config(9));
-    a.namespace
-        .check(&["kill", "-HUP", &daemon.pid().to_string()])
-        .expect("SIGHUP");
+    sighup(&a.namespace, &daemon).expect("SIGHUP");
     wait_for(
         Duration::from_secs(20),
         "the reloaded peer on the device",
@@ -446,8 +403,8 @@ fn no_key_material_in_output_logs_api_metrics_or_records() {
     said.add("the daemon's log (A)", daemon.log());
     said.add("wgd events --json (A)", events.log());
     drop(events);
-    said.add_files(&a.state);
-    said.add_files(&b.state);
+    said.add_files(&a.state());
+    said.add_files(&b.state());
 
     // The outputs are the ones meant: they show the public keys.
     let (a_public, b_public) = (a.keys.public.as_str(), b.keys.public.as_str());
@@ -516,17 +473,15 @@ fn no_key_material_in_output_logs_api_metrics_or_records() {
 
 /// `wgd up` on a file with a malformed key: it must be refused, with an
 /// error that does not repeat the key's text.
-fn assert_refused_without_echo(namespace: &Namespace, path: &Path, echo: &str, reason: &str) {
-    let binary = wgd_bin();
-    let state = format!("WGD_STATE_DIR={}", namespace.dir().join("wgd").display());
-    let output = namespace
-        .run(&[
-            "env",
-            &state,
-            binary.to_str().expect("a UTF-8 path"),
-            "up",
-            path.to_str().expect("a UTF-8 path"),
-        ])
+fn assert_refused_without_echo(
+    wgd: &Wgd,
+    namespace: &Namespace,
+    path: &Path,
+    echo: &str,
+    reason: &str,
+) {
+    let output = wgd
+        .output(namespace, &["up", path.to_str().expect("a UTF-8 path")])
         .expect("run wgd");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -550,13 +505,15 @@ fn assert_refused_without_echo(namespace: &Namespace, path: &Path, echo: &str, r
 
 #[test]
 fn malformed_keys_are_not_repeated_in_errors() {
+    let wgd = Wgd::new().expect("wgd");
     let namespace = Namespace::new("secbad").expect("a namespace");
     let dir = namespace.dir();
     let keys = KeyPair::generate().expect("keys");
     let peer = KeyPair::generate().expect("keys");
     let short = encode_base64(&decode_base64(&keys.private)[..31]);
     assert_eq!(decode_base64(&short).len(), 31);
-    let long = encode_base64(&[decode_base64(&preshared_key()), vec![7]].concat());
+    let another_psk = decode_base64(&preshared_key().expect("a preshared key"));
+    let long = encode_base64(&[another_psk, vec![7]].concat());
     let garbage = "s3cret!preshared+key+garbage#1";
     let conf_garbage = "s3cret!preshared+key+garbage";
     let tunnel = unique_name("wgsec");
@@ -574,7 +531,7 @@ fn malformed_keys_are_not_repeated_in_errors() {
             peer.public
         )
     };
-    let psk = preshared_key();
+    let psk = preshared_key().expect("a preshared key");
     let cases = [
         (
             "short.toml".to_owned(),
@@ -609,7 +566,7 @@ fn malformed_keys_are_not_repeated_in_errors() {
     ];
     for (name, text, echo, reason) in &cases {
         let path = write_config(dir, name, text).expect("a config");
-        assert_refused_without_echo(&namespace, &path, echo, reason);
+        assert_refused_without_echo(&wgd, &namespace, &path, echo, reason);
     }
 
     // A key file holding a key of the wrong length.
@@ -619,7 +576,7 @@ fn malformed_keys_are_not_repeated_in_errors() {
         key_file.display()
     );
     let path = write_config(dir, "key-file.toml", &text).expect("a config");
-    assert_refused_without_echo(&namespace, &path, &short, "decodes to 31 bytes");
+    assert_refused_without_echo(&wgd, &namespace, &path, &short, "decodes to 31 bytes");
     assert!(
         !namespace
             .interfaces()
@@ -629,26 +586,13 @@ fn malformed_keys_are_not_repeated_in_errors() {
     );
 }
 
-/// `wgd pubkey` with `input` on stdin.
-fn pubkey(input: &str) -> Output {
-    let mut child = Command::new(wgd_bin())
-        .arg("pubkey")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run wgd pubkey");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wgd pubkey")
-}
-
 #[test]
 fn pubkey_prints_only_the_public_key() {
+    let wgd = Wgd::new().expect("wgd");
+    let pubkey = |input: &str| {
+        wgd.output_with_stdin(&["pubkey"], input)
+            .expect("wgd pubkey")
+    };
     let keys = KeyPair::generate().expect("keys");
     let output = pubkey(&format!("{}\n", keys.private));
     assert!(output.status.success(), "{output:?}");

@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use wgd_labs::{Namespace, link, unique_name};
+use wgd_labs::{Namespace, unique_name};
 use wgd_tests::routing::{RoutingState, describe};
-use wgd_tests::{KeyPair, Wgd, write_config};
+use wgd_tests::{KeyPair, Wgd, underlay, write_config};
 
 /// The internet host: behind the host's default route.
 const INTERNET_HOST: &str = "198.51.100.1";
@@ -38,11 +38,8 @@ impl Seed {
     fn new() -> anyhow::Result<Self> {
         let host = Namespace::new("seedhost")?;
         let internet = Namespace::new("seednet")?;
-        let (uplink, downlink) = (unique_name("up"), unique_name("down"));
-        link(&host, &uplink, &internet, &downlink)?;
-        internet.add_address(&downlink, &format!("{GATEWAY}/24"))?;
+        underlay(&host, "192.0.2.2/24", &internet, &format!("{GATEWAY}/24"))?;
         internet.add_address("lo", &format!("{INTERNET_HOST}/32"))?;
-        host.add_address(&uplink, "192.0.2.2/24")?;
         host.add_route(&format!("default via {GATEWAY}"))?;
         // Routes compared before and after must not still be in the making.
         host.settle(Duration::from_secs(10))?;

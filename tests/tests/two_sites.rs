@@ -9,9 +9,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use wgd_labs::{Namespace, link, unique_name, wait_for};
+use wgd_labs::{Namespace, unique_name, wait_for};
 use wgd_tests::status::Backend;
-use wgd_tests::{KeyPair, Wgd, write_config};
+use wgd_tests::{KeyPair, Wgd, underlay, write_config};
 
 const PORT: u16 = 51820;
 const KEEPALIVE: u16 = 25;
@@ -79,12 +79,8 @@ fn two_sites_carry_a_static_route_through_the_tunnel() -> anyhow::Result<()> {
     let wgd = Wgd::new()?;
     let a = Site::new("sitea", "198.18.71.1", "10.255.0.0")?;
     let b = Site::new("siteb", "198.18.71.2", "10.255.0.1")?;
-    let (a_if, b_if) = (unique_name("ua"), unique_name("ub"));
-    link(&a.namespace, &a_if, &b.namespace, &b_if)?;
-    a.namespace
-        .add_address(&a_if, &format!("{}/24", a.underlay))?;
-    b.namespace
-        .add_address(&b_if, &format!("{}/24", b.underlay))?;
+    let (a_underlay, b_underlay) = (format!("{}/24", a.underlay), format!("{}/24", b.underlay));
+    underlay(&a.namespace, &a_underlay, &b.namespace, &b_underlay)?;
     let lan = unique_name("lan");
     b.namespace.add_stub(&lan)?;
     b.namespace.add_address(&lan, &format!("{LAN_HOST}/24"))?;
