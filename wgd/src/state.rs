@@ -137,7 +137,7 @@ impl StateDir {
 
 /// `SO_NETNS_COOKIE` of a socket in this namespace (Linux 5.14+).
 #[allow(unsafe_code)]
-fn namespace_cookie() -> io::Result<u64> {
+pub fn namespace_cookie() -> io::Result<u64> {
     use std::os::fd::AsRawFd;
     // Not in the libc crate yet; the value is the same on every architecture.
     const SO_NETNS_COOKIE: libc::c_int = 71;

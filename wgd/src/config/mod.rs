@@ -178,6 +178,28 @@ fn default_route_notice(
 }
 
 /// What the format tests share.
+impl Config {
+    /// Resolves the endpoints written as host names again (dynamic DNS): an
+    /// endpoint whose name no longer resolves keeps its last address.
+    /// Returns how many endpoints changed.
+    pub fn refresh_endpoints(&mut self) -> usize {
+        let mut changed = 0;
+        for peer in self.tunnels.iter_mut().flat_map(|tunnel| tunnel.peers.iter_mut()) {
+            let Some(endpoint) = peer.endpoint.as_mut() else { continue };
+            if endpoint.written.parse::<std::net::SocketAddr>().is_ok() {
+                continue;
+            }
+            if let Ok(fresh) = values::endpoint(&endpoint.written)
+                && fresh.address != endpoint.address
+            {
+                endpoint.address = fresh.address;
+                changed += 1;
+            }
+        }
+        changed
+    }
+}
+
 /// Hides anything in a message that could be key material: a run of
 /// [`KEY_LIKE_RUN`] or more base64 characters. Messages echo values to name
 /// what is wrong, and a malformed line can carry a key (two lines joined, a
