@@ -1,9 +1,11 @@
 //! `wgd run`: the daemon as an operator meets it. Site A runs the daemon
 //! with a real peer (site B) and a peer that never answers; the test reads
-//! status through the API, follows events with `wgd events`, scrapes the
-//! metrics, kills wireguard-go and watches it come back, reloads a bad and
-//! a good config with SIGHUP, and stops the daemon with SIGTERM (tunnels
-//! stay up) or with `--down-on-exit` (they go).
+//! status through the API (and checks that site B, another namespace,
+//! does not take A's daemon for its own), follows events with `wgd
+//! events`, scrapes the metrics, kills wireguard-go and watches it go down
+//! and come back, reloads a bad and a good config with SIGHUP, adds and
+//! removes a tunnel, and stops the daemon with SIGTERM (tunnels stay up) or
+//! with `--down-on-exit` (they go).
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,9 +19,12 @@ struct Sites {
     b: Namespace,
     a_tunnel: String,
     b_tunnel: String,
+    /// A second tunnel of A's, added and removed by reloads.
+    c_tunnel: String,
     a_keys: KeyPair,
     b_keys: KeyPair,
     ghost: KeyPair,
+    c_keys: KeyPair,
     psk: String,
     dir: tempfile::TempDir,
     metrics_port: u16,
@@ -38,9 +43,11 @@ impl Sites {
             b,
             a_tunnel: unique_name("wgda"),
             b_tunnel: unique_name("wgdb"),
+            c_tunnel: unique_name("wgdc"),
             a_keys: KeyPair::generate().unwrap(),
             b_keys: KeyPair::generate().unwrap(),
             ghost: KeyPair::generate().unwrap(),
+            c_keys: KeyPair::generate().unwrap(),
             psk,
             dir: tempfile::tempdir().unwrap(),
             metrics_port: 9586,
@@ -82,6 +89,14 @@ allowed_ips = ["10.66.0.99/32"{ghost_extra}]
             b = self.b_keys.public,
             psk = self.psk,
             ghost = self.ghost.public,
+        )
+    }
+
+    /// A's second tunnel, to append to its config.
+    fn c_config(&self) -> String {
+        format!(
+            "\n[[tunnel]]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = 51822\naddress = [\"10.67.0.1/24\"]\n",
+            self.c_tunnel, self.c_keys.private
         )
     }
 
@@ -169,26 +184,69 @@ fn the_daemon_serves_status_events_and_metrics_supervises_and_reloads() {
     )
     .unwrap_or_else(|error| panic!("{error}\nevents:\n{}", events.log()));
 
+    // The status text tells the ghost, never heard from, from a dead peer.
+    let text = wgd
+        .run(&sites.a, &["status", "--api", api.to_str().unwrap()])
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "{} (ghost) [no handshake yet]",
+            sites.ghost.public
+        )),
+        "{text}"
+    );
+
+    // Site B reaches A's socket (the file system is shared) but reads its
+    // own devices: the daemon there is not its namespace's.
+    let json = wgd
+        .run(
+            &sites.b,
+            &["status", "--json", "--api", api.to_str().unwrap()],
+        )
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let names: Vec<&str> = status["tunnels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|tunnel| tunnel["name"].as_str())
+        .collect();
+    assert_eq!(names, [sites.b_tunnel.as_str()], "{json}");
+
     // Metrics.
     let metrics = sites.metrics();
     assert!(
         metrics.contains(&format!("wgd_tunnel_up{{tunnel=\"{}\"}} 1", sites.a_tunnel)),
         "{metrics}"
     );
-    let age = format!(
-        "wgd_peer_latest_handshake_age_seconds{{tunnel=\"{}\",peer=\"{}\"}}",
+    let site_b = format!(
+        "{{tunnel=\"{}\",peer=\"{}\",name=\"site-b\"}}",
         sites.a_tunnel, sites.b_keys.public
     );
     assert!(
-        metrics.contains(&age),
+        metrics.contains(&format!("wgd_peer_latest_handshake_age_seconds{site_b} ")),
         "no handshake age for site B:\n{metrics}"
     );
+    for counter in ["receive", "transmit"] {
+        assert!(
+            metrics.contains(&format!("# TYPE wgd_peer_{counter}_bytes counter"))
+                && metrics.contains(&format!("wgd_peer_{counter}_bytes_total{site_b} ")),
+            "no {counter} counter for site B:\n{metrics}"
+        );
+    }
     assert!(
         metrics.contains(&format!(
-            "wgd_peer_alive{{tunnel=\"{}\",peer=\"{}\"}} 0",
+            "wgd_peer_alive{{tunnel=\"{}\",peer=\"{}\",name=\"ghost\"}} 0",
             sites.a_tunnel, sites.ghost.public
         )),
         "{metrics}"
+    );
+    assert!(
+        !metrics.contains(&format!(
+            "wgd_peer_latest_handshake_age_seconds{{tunnel=\"{}\",peer=\"{}\"",
+            sites.a_tunnel, sites.ghost.public
+        )),
+        "a handshake age for the ghost:\n{metrics}"
     );
 
     // wireguard-go dies: the daemon starts a new one.
@@ -216,6 +274,23 @@ fn the_daemon_serves_status_events_and_metrics_supervises_and_reloads() {
         "{}",
         sites.metrics()
     );
+    // Watchers saw it go down, saying why, and come back.
+    wait_for(
+        Duration::from_secs(10),
+        "tunnel-down (wireguard-go exited), then tunnel-up",
+        || {
+            let log = events.log();
+            let ours = |line: &&str| line.contains(&format!("\"tunnel\":\"{}\"", sites.a_tunnel));
+            let lines: Vec<&str> = log.lines().filter(ours).collect();
+            lines
+                .iter()
+                .position(|line| {
+                    line.contains("tunnel-down") && line.contains("wireguard-go exited")
+                })
+                .is_some_and(|down| lines[down..].iter().any(|line| line.contains("tunnel-up")))
+        },
+    )
+    .unwrap_or_else(|error| panic!("{error}\nevents:\n{}", events.log()));
 
     // SIGHUP with a broken config: rejected, nothing changes.
     let index = ifindex(&sites.a, &sites.a_tunnel).unwrap();
@@ -236,17 +311,19 @@ fn the_daemon_serves_status_events_and_metrics_supervises_and_reloads() {
     );
     assert!(sites.a.pings("10.66.0.2").unwrap());
 
-    // SIGHUP with a good change: applied to the device.
-    sites.write("a.toml", &sites.a_config(", \"10.66.0.98/32\""));
+    // SIGHUP with a good change and a new tunnel: applied.
+    let changed = sites.a_config(", \"10.66.0.98/32\"");
+    sites.write("a.toml", &(changed.clone() + &sites.c_config()));
     sighup(&sites.a, &daemon).unwrap();
     wait_for(
         Duration::from_secs(10),
-        "the reloaded AllowedIPs on the device",
+        "the reloaded AllowedIPs on the device, and the new tunnel",
         || {
             sites
                 .a
                 .check(&["wg", "show", &sites.a_tunnel, "allowed-ips"])
                 .is_ok_and(|text| text.contains("10.66.0.98/32"))
+                && ifindex(&sites.a, &sites.c_tunnel).is_some()
         },
     )
     .unwrap_or_else(|error| panic!("{error}\ndaemon log:\n{}", daemon.log()));
@@ -255,6 +332,40 @@ fn the_daemon_serves_status_events_and_metrics_supervises_and_reloads() {
         Some(index.as_str()),
         "reload re-created the interface"
     );
+
+    // The new tunnel leaves the config: watchers hear it, and its
+    // wireguard-go, stopped on purpose, is not restarted.
+    sites.write("a.toml", &changed);
+    sighup(&sites.a, &daemon).unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "tunnel-down (removed from the config)",
+        || {
+            events.log().lines().any(|line| {
+                line.contains(&sites.c_tunnel)
+                    && line.contains("tunnel-down")
+                    && line.contains("removed from the config")
+            })
+        },
+    )
+    .unwrap_or_else(|error| panic!("{error}\nevents:\n{}", events.log()));
+    wait_for(Duration::from_secs(10), "the removed tunnel gone", || {
+        ifindex(&sites.a, &sites.c_tunnel).is_none()
+    })
+    .unwrap_or_else(|error| panic!("{error}\ndaemon log:\n{}", daemon.log()));
+    std::thread::sleep(Duration::from_secs(1));
+    let log = daemon.log();
+    assert!(
+        !log.lines()
+            .any(|line| line.contains(&sites.c_tunnel) && line.contains("restarting")),
+        "{log}"
+    );
+    assert!(
+        sites.metrics().contains("wgd_userspace_restarts_total 1"),
+        "{}",
+        sites.metrics()
+    );
+    assert!(ifindex(&sites.a, &sites.c_tunnel).is_none(), "{log}");
 
     // No key material anywhere the daemon speaks.
     let said = [

@@ -93,6 +93,17 @@ pub struct Route {
     pub table: u32,
 }
 
+impl Route {
+    /// The table as `ip route` names it: "main" or its number.
+    pub fn table_name(&self) -> String {
+        if self.table == crate::config::RouteTable::Main.id() {
+            "main".into()
+        } else {
+            self.table.to_string()
+        }
+    }
+}
+
 /// The two policy rules wg-quick uses for a default route, per family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Rule {

@@ -31,6 +31,13 @@ fn fail(tunnel: &str, message: impl ToString) -> ApplyError {
     }
 }
 
+/// What an `apply` did, and what failed.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub applied: Vec<Action>,
+    pub errors: Vec<ApplyError>,
+}
+
 /// A wireguard-go started as a supervised child.
 #[derive(Debug)]
 pub struct StartedDevice {
@@ -132,37 +139,70 @@ impl Applier<'_> {
     }
 
     /// Applies `actions` in order; `records` are wgd's records as observed.
+    /// A failure stops that tunnel's remaining actions, not the others'.
     pub async fn apply(
         &mut self,
         actions: &[Action],
         mut records: BTreeMap<String, TunnelRecord>,
-    ) -> Result<(), ApplyError> {
+    ) -> ApplyReport {
+        let mut report = ApplyReport::default();
         let mut deleted = BTreeSet::new();
+        let mut failed = BTreeSet::new();
         for action in actions {
             let tunnel = action.tunnel();
-            tracing::info!(tunnel, action = %action, "apply");
-            self.apply_one(action, &mut records, &mut deleted).await?;
-        }
-        for tunnel in deleted {
-            records.remove(&tunnel);
-            self.state
-                .remove(&tunnel)
-                .map_err(|error| fail(&tunnel, format!("remove state record: {error}")))?;
-        }
-        // Keep the down hooks of live tunnels as the config now says.
-        if let Some(config) = self.config {
-            for tunnel in &config.tunnels {
-                if let Some(record) = records.get_mut(tunnel.name.as_str())
-                    && (record.pre_down != tunnel.hooks.pre_down
-                        || record.post_down != tunnel.hooks.post_down)
-                {
-                    record.pre_down = tunnel.hooks.pre_down.clone();
-                    record.post_down = tunnel.hooks.post_down.clone();
-                    self.save(record)?;
+            if failed.contains(tunnel) {
+                continue;
+            }
+            let line = action.to_string().replace('\n', ";");
+            tracing::info!(tunnel, action = %line, "apply");
+            match self.apply_one(action, &mut records, &mut deleted).await {
+                Ok(()) => report.applied.push(action.clone()),
+                Err(error) => {
+                    tracing::error!(tunnel, %error, "apply failed; skipping the rest of this tunnel");
+                    failed.insert(tunnel.to_owned());
+                    report.errors.push(error);
                 }
             }
         }
-        Ok(())
+        for tunnel in deleted {
+            records.remove(&tunnel);
+            if let Err(error) = self.state.remove(&tunnel) {
+                report
+                    .errors
+                    .push(fail(&tunnel, format!("remove state record: {error}")));
+            }
+        }
+        // Records follow the config for what it may change without an
+        // action: the down hooks, and the endpoints now applied.
+        if let Some(config) = self.config {
+            for tunnel in &config.tunnels {
+                if failed.contains(tunnel.name.as_str()) {
+                    continue;
+                }
+                let Some(record) = records.get_mut(tunnel.name.as_str()) else {
+                    continue;
+                };
+                let endpoints: BTreeMap<String, std::net::SocketAddr> = tunnel
+                    .peers
+                    .iter()
+                    .filter_map(|peer| {
+                        Some((peer.public_key.to_base64(), peer.endpoint.as_ref()?.address))
+                    })
+                    .collect();
+                if record.pre_down != tunnel.hooks.pre_down
+                    || record.post_down != tunnel.hooks.post_down
+                    || record.endpoints != endpoints
+                {
+                    record.pre_down = tunnel.hooks.pre_down.clone();
+                    record.post_down = tunnel.hooks.post_down.clone();
+                    record.endpoints = endpoints;
+                    if let Err(error) = self.save(record) {
+                        report.errors.push(error);
+                    }
+                }
+            }
+        }
+        report
     }
 
     async fn apply_one(
@@ -183,6 +223,26 @@ impl Applier<'_> {
                 stage, commands, ..
             } => run_hooks(tunnel, *stage, commands)?,
             Action::CreateLink { backend, .. } => {
+                // The record goes first: if the process dies half-way, wgd
+                // still knows the interface is its own.
+                let source = self
+                    .config
+                    .map(|config| config.source.clone())
+                    .unwrap_or_default();
+                let record = records
+                    .entry(tunnel.to_owned())
+                    .or_insert_with(|| TunnelRecord::new(tunnel, source.clone(), *backend));
+                record.backend = *backend;
+                record.source = source;
+                record.ifindex = 0;
+                record.routes.clear();
+                if let Some(config) = self.tunnel_config(tunnel) {
+                    record.pre_down = config.hooks.pre_down.clone();
+                    record.post_down = config.hooks.post_down.clone();
+                }
+                let record = record.clone();
+                self.save(&record)?;
+                deleted.remove(tunnel);
                 match backend {
                     Backend::Kernel => self
                         .netlink
@@ -207,24 +267,12 @@ impl Applier<'_> {
                         }
                     }
                 }
-                deleted.remove(tunnel);
-                let config = self.tunnel_config(tunnel);
-                let source = self
-                    .config
-                    .map(|config| config.source.clone())
-                    .unwrap_or_default();
-                let record = records
-                    .entry(tunnel.to_owned())
-                    .or_insert_with(|| TunnelRecord::new(tunnel, source.clone(), *backend));
-                record.backend = *backend;
-                record.source = source;
-                record.routes.clear();
-                if let Some(config) = config {
-                    record.pre_down = config.hooks.pre_down.clone();
-                    record.post_down = config.hooks.post_down.clone();
+                let index = self.index(tunnel).await?;
+                if let Some(record) = records.get_mut(tunnel) {
+                    record.ifindex = index;
+                    let record = record.clone();
+                    self.save(&record)?;
                 }
-                let record = record.clone();
-                self.save(&record)?;
             }
             Action::DeleteLink { .. } => {
                 if let Some(link) = self
@@ -283,6 +331,32 @@ impl Applier<'_> {
                 DeviceHandle::new(tunnel, backend(records)?)
                     .write(private_key, *listen_port, *fwmark, peers, &addresses, mtu)
                     .map_err(|error| fail(tunnel, error))?;
+            }
+            Action::SetInterface {
+                private_key,
+                listen_port,
+                fwmark,
+                ..
+            } => {
+                let handle = DeviceHandle::new(tunnel, backend(records)?);
+                match handle.backend {
+                    Backend::Userspace => handle.set_interface(private_key, *listen_port, *fwmark),
+                    // The kernel path writes the device whole (see DeviceHandle::write).
+                    Backend::Kernel => {
+                        let config = self
+                            .tunnel_config(tunnel)
+                            .ok_or_else(|| fail(tunnel, "not in the config"))?;
+                        handle.write(
+                            private_key,
+                            *listen_port,
+                            *fwmark,
+                            &config.peers,
+                            &config.addresses,
+                            config.mtu,
+                        )
+                    }
+                }
+                .map_err(|error| fail(tunnel, error))?
             }
             Action::SetPeer { peer, .. } => DeviceHandle::new(tunnel, backend(records)?)
                 .set_peer(peer)

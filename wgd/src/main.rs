@@ -175,10 +175,7 @@ fn main() -> ExitCode {
                     Err(error) => return fail(error),
                 };
                 match host.reconcile(&config, dry_run, false).await {
-                    Ok(outcome) => {
-                        print_actions(&outcome.actions, dry_run);
-                        ExitCode::SUCCESS
-                    }
+                    Ok(outcome) => report(&outcome, dry_run),
                     Err(error) => fail(error),
                 }
             })
@@ -200,14 +197,11 @@ fn main() -> ExitCode {
                     Err(error) => return fail(error),
                 };
                 match host.down(source.as_deref(), &names, dry_run).await {
-                    Ok(actions) if actions.is_empty() => {
+                    Ok(outcome) if outcome.actions.is_empty() && outcome.errors.is_empty() => {
                         eprintln!("{target}: no tunnel that wgd created here matches");
                         ExitCode::FAILURE
                     }
-                    Ok(actions) => {
-                        print_actions(&actions, dry_run);
-                        ExitCode::SUCCESS
-                    }
+                    Ok(outcome) => report(&outcome, dry_run),
                     Err(error) => fail(error),
                 }
             })
@@ -253,6 +247,21 @@ fn fail(error: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Prints what was done (or would be), then what failed; fails if anything did.
+fn report(outcome: &wgd::reconcile::Outcome, dry_run: bool) -> ExitCode {
+    if outcome.errors.is_empty() || !outcome.actions.is_empty() {
+        print_actions(&outcome.actions, dry_run);
+    }
+    for error in &outcome.errors {
+        eprintln!("error: {error}");
+    }
+    if outcome.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn print_actions(actions: &[wgd::plan::Action], dry_run: bool) {
     let mut out = std::io::stdout().lock();
     if actions.is_empty() {
@@ -286,6 +295,10 @@ async fn events(json: bool, config: Option<Config>, api: Option<PathBuf>) -> Exi
     let Some(path) = api_socket(&host, config.as_ref(), api) else {
         return fail("no daemon runs in this namespace (give -c FILE or --api SOCKET)");
     };
+    // The socket path may be shared with other namespaces' daemons.
+    if let Err(error) = wgd::daemon::api::fetch_status(&path).await {
+        return fail(format!("{}: {error}", path.display()));
+    }
     let mut client = match wgd::daemon::api::connect(&path).await {
         Ok(client) => client,
         Err(error) => return fail(format!("{}: {error}", path.display())),

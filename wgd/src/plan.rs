@@ -84,6 +84,13 @@ pub enum Action {
         fwmark: Option<u32>,
         peers: Vec<PeerConfig>,
     },
+    /// Changes a live device's key, port or fwmark, leaving its peers be.
+    SetInterface {
+        tunnel: String,
+        private_key: PrivateKey,
+        listen_port: Option<u16>,
+        fwmark: Option<u32>,
+    },
     /// Adds a peer or updates one in place (its session is kept).
     SetPeer {
         tunnel: String,
@@ -135,6 +142,7 @@ impl Action {
             | Action::AddAddress { tunnel, .. }
             | Action::RemoveAddress { tunnel, .. }
             | Action::WriteDevice { tunnel, .. }
+            | Action::SetInterface { tunnel, .. }
             | Action::SetPeer { tunnel, .. }
             | Action::RemovePeer { tunnel, .. }
             | Action::SetLinkUp { tunnel }
@@ -172,14 +180,6 @@ fn describe_peer(peer: &PeerConfig) -> String {
         text.push_str(" preshared-key (hidden)");
     }
     text
-}
-
-fn table_name(table: u32) -> String {
-    if table == RouteTable::Main.id() {
-        "main".into()
-    } else {
-        table.to_string()
-    }
 }
 
 /// Each action reads like the command it replaces; keys show as `(hidden)`.
@@ -233,6 +233,22 @@ impl fmt::Display for Action {
                 }
                 Ok(())
             }
+            Action::SetInterface {
+                tunnel,
+                private_key,
+                listen_port,
+                fwmark,
+            } => {
+                write!(
+                    f,
+                    "{tunnel}: set device public-key {} private-key (hidden)",
+                    private_key.public_key()
+                )?;
+                if let Some(port) = listen_port {
+                    write!(f, " listen-port {port}")?;
+                }
+                write!(f, " fwmark {}", fwmark.unwrap_or(0))
+            }
             Action::SetPeer {
                 tunnel,
                 peer,
@@ -258,7 +274,7 @@ impl fmt::Display for Action {
                     f,
                     "{tunnel}: add route {} dev {tunnel} table {}",
                     route.prefix,
-                    table_name(route.table)
+                    route.table_name()
                 )
             }
             Action::RemoveRoute { tunnel, route } => {
@@ -266,7 +282,7 @@ impl fmt::Display for Action {
                     f,
                     "{tunnel}: remove route {} dev {tunnel} table {}",
                     route.prefix,
-                    table_name(route.table)
+                    route.table_name()
                 )
             }
             Action::AddRule { tunnel, rule } => write!(f, "{tunnel}: add rule: {rule}"),
@@ -386,6 +402,10 @@ pub fn plan(
     for tunnel in &config.tunnels {
         let name = tunnel.name.as_str();
         match (actual.links.get(name), actual.records.get(name)) {
+            // wgd's interface went and someone else made one of that name.
+            (Some(link), Some(record)) if !record.owns(link) => {
+                errors.push(PlanError::NotOurs(name.into()))
+            }
             // A record without its interface is stale (the interface went,
             // or the namespace is new and reuses an old one's inode): the
             // name is free again.
@@ -407,10 +427,13 @@ pub fn plan(
     }
 
     let mut actions = Vec::new();
+    let mut used_tables = actual.used_tables.clone();
     for tunnel in &config.tunnels {
         let name = tunnel.name.as_str();
         let record = actual.records.get(name);
-        let intent = routing_intent(tunnel, record, &actual.used_tables);
+        let intent = routing_intent(tunnel, record, &used_tables);
+        // Two full-tunnel tunnels planned together get tables of their own.
+        used_tables.extend(intent.routes.iter().map(|route| route.table));
         match actual.links.get(name) {
             // A userspace device whose process died leaves an unusable
             // interface behind: recreate it.
@@ -598,70 +621,70 @@ fn plan_update(
         .listen_port
         .is_some_and(|port| port != device.listen_port);
     let fwmark_changed = intent.fwmark.unwrap_or(0) != device.fwmark.unwrap_or(0);
-    if key_changed || port_changed || fwmark_changed {
-        actions.push(Action::WriteDevice {
+    let interface_changed = key_changed || port_changed || fwmark_changed;
+    if interface_changed {
+        actions.push(Action::SetInterface {
             tunnel: name.clone(),
             private_key: tunnel.private_key.clone(),
             listen_port: tunnel.listen_port,
             fwmark: Some(intent.fwmark.unwrap_or(0)),
-            peers: tunnel.peers.clone(),
         });
-    } else {
-        let current: BTreeMap<PublicKey, &crate::actual::Peer> = device
+    }
+    let current: BTreeMap<PublicKey, &crate::actual::Peer> = device
+        .peers
+        .iter()
+        .map(|peer| (peer.public_key, peer))
+        .collect();
+    for peer in &device.peers {
+        if !tunnel
             .peers
             .iter()
-            .map(|peer| (peer.public_key, peer))
-            .collect();
-        for peer in &device.peers {
-            if !tunnel
-                .peers
-                .iter()
-                .any(|wanted| wanted.public_key == peer.public_key)
-            {
-                actions.push(Action::RemovePeer {
-                    tunnel: name.clone(),
-                    public_key: peer.public_key,
-                });
+            .any(|wanted| wanted.public_key == peer.public_key)
+        {
+            actions.push(Action::RemovePeer {
+                tunnel: name.clone(),
+                public_key: peer.public_key,
+            });
+        }
+    }
+    for wanted in &tunnel.peers {
+        let Some(have) = current.get(&wanted.public_key) else {
+            actions.push(Action::SetPeer {
+                tunnel: name.clone(),
+                peer: wanted.clone(),
+                changes: vec![],
+            });
+            continue;
+        };
+        let mut changes = Vec::new();
+        if wanted.preshared_key.as_ref().map(|key| key.as_bytes())
+            != have.preshared_key.as_ref().map(|key| key.as_bytes())
+        {
+            changes.push("preshared-key");
+        }
+        // The device follows a peer that roams; only an endpoint the config
+        // changed since it was last applied is enforced. No endpoint in the
+        // config means "wherever the peer comes from".
+        if let Some(endpoint) = &wanted.endpoint {
+            let applied = record
+                .and_then(|record| record.endpoints.get(&wanted.public_key.to_base64()))
+                .copied();
+            if have.endpoint != Some(endpoint.address) && applied != Some(endpoint.address) {
+                changes.push("endpoint");
             }
         }
-        for wanted in &tunnel.peers {
-            match current.get(&wanted.public_key) {
-                None => actions.push(Action::SetPeer {
-                    tunnel: name.clone(),
-                    peer: wanted.clone(),
-                    changes: vec![],
-                }),
-                Some(have) => {
-                    let mut changes = Vec::new();
-                    if wanted.preshared_key.as_ref().map(|key| key.as_bytes())
-                        != have.preshared_key.as_ref().map(|key| key.as_bytes())
-                    {
-                        changes.push("preshared-key");
-                    }
-                    // No endpoint in the config means "whatever the peer
-                    // roams from": nothing to enforce.
-                    if let Some(endpoint) = &wanted.endpoint
-                        && have.endpoint != Some(endpoint.address)
-                    {
-                        changes.push("endpoint");
-                    }
-                    if wanted.persistent_keepalive.unwrap_or(0)
-                        != have.persistent_keepalive.unwrap_or(0)
-                    {
-                        changes.push("persistent-keepalive");
-                    }
-                    if !same_prefixes(&wanted.allowed_ips, &have.allowed_ips) {
-                        changes.push("allowed-ips");
-                    }
-                    if !changes.is_empty() {
-                        actions.push(Action::SetPeer {
-                            tunnel: name.clone(),
-                            peer: wanted.clone(),
-                            changes,
-                        });
-                    }
-                }
-            }
+        if wanted.persistent_keepalive.unwrap_or(0) != have.persistent_keepalive.unwrap_or(0) {
+            changes.push("persistent-keepalive");
+        }
+        if !same_prefixes(&wanted.allowed_ips, &have.allowed_ips) {
+            changes.push("allowed-ips");
+        }
+        if !changes.is_empty() {
+            actions.push(Action::SetPeer {
+                tunnel: name.clone(),
+                peer: wanted.clone(),
+                changes,
+            });
         }
     }
     if !link.up {
@@ -681,8 +704,11 @@ fn plan_update(
             });
         }
     }
+    // On the kernel, rewriting the device flushes its addresses, and the
+    // kernel drops the routes through it with them: add wgd's back.
+    let routes_survive = !(interface_changed && link.backend == Some(Backend::Kernel));
     for route in &intent.routes {
-        if !link.routes.contains(route) {
+        if !(routes_survive && link.routes.contains(route)) {
             actions.push(Action::AddRoute {
                 tunnel: name.clone(),
                 route: *route,
@@ -694,7 +720,11 @@ fn plan_update(
 
 fn plan_remove(record: &TunnelRecord, actual: &ActualState, actions: &mut Vec<Action>) {
     let name = record.name.clone();
-    let present = actual.links.contains_key(&name);
+    // An interface of that name that wgd did not make is left alone.
+    let present = actual
+        .links
+        .get(&name)
+        .is_some_and(|link| record.owns(link));
     if present && !record.pre_down.is_empty() {
         actions.push(Action::RunHooks {
             tunnel: name.clone(),
@@ -838,6 +868,23 @@ endpoint = "{endpoint_b}"
                     device.listen_port = listen_port.unwrap_or(40000);
                     device.fwmark = fwmark.filter(|mark| *mark != 0);
                     device.peers = peers.iter().map(peer_state).collect();
+                }
+                Action::SetInterface {
+                    private_key,
+                    listen_port,
+                    fwmark,
+                    ..
+                } => {
+                    let device = actual
+                        .links
+                        .get_mut(&name)
+                        .unwrap()
+                        .device
+                        .as_mut()
+                        .unwrap();
+                    device.public_key = Some(private_key.public_key());
+                    device.listen_port = listen_port.unwrap_or(device.listen_port);
+                    device.fwmark = fwmark.filter(|mark| *mark != 0);
                 }
                 Action::SetPeer { peer, .. } => {
                     let device = actual
@@ -1115,5 +1162,84 @@ endpoint = "192.0.2.1:51820"
         assert!(!printed.contains(psk));
         assert!(printed.contains("private-key (hidden)"));
         assert!(printed.contains("preshared-key (hidden)"));
+    }
+
+    #[test]
+    fn a_roamed_peer_is_left_where_it_roamed_until_the_config_changes() {
+        let config = config(&two_peers("192.0.2.2:51820"));
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &config, &actions);
+        // What apply records once the config's endpoints are on the device.
+        let applied = [(
+            key(3).public_key().to_base64(),
+            "192.0.2.2:51820".parse().unwrap(),
+        )]
+        .into();
+        actual.records.get_mut("wg-a").unwrap().endpoints = applied;
+        let device = actual
+            .links
+            .get_mut("wg-a")
+            .unwrap()
+            .device
+            .as_mut()
+            .unwrap();
+        let roamed = device
+            .peers
+            .iter_mut()
+            .find(|peer| peer.public_key == key(3).public_key())
+            .unwrap();
+        roamed.endpoint = Some("198.51.100.9:40000".parse().unwrap());
+        assert!(
+            plan(&config, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+
+        let moved = self::config(&two_peers("192.0.2.50:51820"));
+        let actions = plan(&moved, &actual, Backend::Userspace).unwrap();
+        assert_eq!(actions.len(), 1, "{:?}", lines(&actions));
+        assert!(lines(&actions)[0].contains("(changed: endpoint)"));
+    }
+
+    #[test]
+    fn a_new_listen_port_changes_the_device_but_keeps_the_peers() {
+        let config = config(&two_peers("192.0.2.2:51820"));
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &config, &actions);
+        let moved = self::config(
+            &two_peers("192.0.2.2:51820").replace("listen_port = 51820", "listen_port = 51999"),
+        );
+        let actions = plan(&moved, &actual, Backend::Userspace).unwrap();
+        assert_eq!(lines(&actions).len(), 1, "{:?}", lines(&actions));
+        assert!(matches!(
+            actions[0],
+            Action::SetInterface {
+                listen_port: Some(51999),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_interface_that_replaced_wgds_own_is_not_taken_for_it() {
+        let config = config(&two_peers("192.0.2.2:51820"));
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &config, &actions);
+        let index = actual.links["wg-a"].index;
+        actual.records.get_mut("wg-a").unwrap().ifindex = index;
+        // wgd's interface went; someone made another of that name.
+        actual.links.get_mut("wg-a").unwrap().index = index + 40;
+        assert_eq!(
+            plan(&config, &actual, Backend::Userspace).unwrap_err(),
+            vec![PlanError::NotOurs("wg-a".into())]
+        );
+        let down = plan_down(None, &["wg-a".to_owned()], &actual);
+        assert_eq!(
+            lines(&down),
+            vec!["wg-a: forget record (interface already gone)".to_owned()]
+        );
     }
 }

@@ -24,8 +24,6 @@ pub enum ReconcileError {
     Backend(#[from] DeviceError),
     #[error("the kernel has no WireGuard module, and backend = \"kernel\" was asked for")]
     NoKernelModule,
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
 }
 
 /// What a reconcile did (or, dry, would do).
@@ -34,6 +32,8 @@ pub struct Outcome {
     pub actions: Vec<Action>,
     /// Supervised wireguard-go children started on the way.
     pub started: Vec<StartedDevice>,
+    /// What failed (each failure stopped only its own tunnel).
+    pub errors: Vec<ApplyError>,
 }
 
 /// The host of this network namespace.
@@ -75,8 +75,15 @@ impl Host {
         Ok(observe(&self.netlink, names, records, depth).await?)
     }
 
-    /// The backend new tunnels get, and the userspace program if it is that one.
-    pub fn backend_for_new(config: &Config) -> Result<(Backend, Option<PathBuf>), ReconcileError> {
+    /// The backend new tunnels get, and the userspace program if it is that
+    /// one. `auto` takes the kernel when it can make a WireGuard interface:
+    /// the module loads on demand, so unless it is loaded already, a probe
+    /// interface is made and deleted (not on a dry run, which changes nothing).
+    pub async fn backend_for_new(
+        &self,
+        config: &Config,
+        dry_run: bool,
+    ) -> Result<(Backend, Option<PathBuf>), ReconcileError> {
         let userspace = || -> Result<(Backend, Option<PathBuf>), ReconcileError> {
             Ok((
                 Backend::Userspace,
@@ -85,16 +92,21 @@ impl Host {
                 )?),
             ))
         };
+        let kernel = device::kernel_module_loaded()
+            || (!dry_run
+                && config.daemon.backend != BackendChoice::Userspace
+                && self.netlink.kernel_wireguard_works().await);
         match config.daemon.backend {
-            BackendChoice::Kernel if device::kernel_module_loaded() => Ok((Backend::Kernel, None)),
+            BackendChoice::Kernel if kernel => Ok((Backend::Kernel, None)),
             BackendChoice::Kernel => Err(ReconcileError::NoKernelModule),
             BackendChoice::Userspace => userspace(),
-            BackendChoice::Auto if device::kernel_module_loaded() => Ok((Backend::Kernel, None)),
+            BackendChoice::Auto if kernel => Ok((Backend::Kernel, None)),
             BackendChoice::Auto => userspace(),
         }
     }
 
-    /// Makes the host match `config` (or says how, when `dry_run`).
+    /// Makes the host match `config` (or says how, when `dry_run`). Apply
+    /// failures are in the outcome, with what was done before them.
     pub async fn reconcile(
         &self,
         config: &Config,
@@ -102,7 +114,7 @@ impl Host {
         supervised: bool,
     ) -> Result<Outcome, ReconcileError> {
         let actual = self.observe(Some(config), Depth::Full).await?;
-        let (backend, wireguard_go) = match Self::backend_for_new(config) {
+        let (backend, wireguard_go) = match self.backend_for_new(config, dry_run).await {
             Ok(found) => found,
             // A dry run still shows the plan when the backend is missing.
             Err(_) if dry_run => (Backend::Userspace, None),
@@ -112,7 +124,7 @@ impl Host {
         if dry_run || actions.is_empty() {
             return Ok(Outcome {
                 actions,
-                started: vec![],
+                ..Outcome::default()
             });
         }
         let mut applier = Applier {
@@ -123,10 +135,11 @@ impl Host {
             supervised,
             started: vec![],
         };
-        applier.apply(&actions, actual.records).await?;
+        let report = applier.apply(&actions, actual.records).await;
         Ok(Outcome {
-            actions,
+            actions: report.applied,
             started: applier.started,
+            errors: report.errors,
         })
     }
 
@@ -136,20 +149,28 @@ impl Host {
         source: Option<&Path>,
         names: &[String],
         dry_run: bool,
-    ) -> Result<Vec<Action>, ReconcileError> {
+    ) -> Result<Outcome, ReconcileError> {
         let actual = self.observe(None, Depth::Full).await?;
         let actions = plan::plan_down(source, names, &actual);
-        if !dry_run {
-            let mut applier = Applier {
-                netlink: &self.netlink,
-                state: &self.state,
-                config: None,
-                wireguard_go: None,
-                supervised: false,
-                started: vec![],
-            };
-            applier.apply(&actions, actual.records).await?;
+        if dry_run {
+            return Ok(Outcome {
+                actions,
+                ..Outcome::default()
+            });
         }
-        Ok(actions)
+        let mut applier = Applier {
+            netlink: &self.netlink,
+            state: &self.state,
+            config: None,
+            wireguard_go: None,
+            supervised: false,
+            started: vec![],
+        };
+        let report = applier.apply(&actions, actual.records).await;
+        Ok(Outcome {
+            actions: report.applied,
+            started: vec![],
+            errors: report.errors,
+        })
     }
 }

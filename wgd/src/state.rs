@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,15 @@ pub struct TunnelRecord {
     /// The config file the tunnel came from.
     pub source: PathBuf,
     pub backend: Backend,
+    /// The interface index wgd created. An interface of this name with
+    /// another index was made by someone else after wgd's went away.
+    #[serde(default)]
+    pub ifindex: u32,
+    /// Each peer's endpoint as last applied from the config (public key in
+    /// base64 → address). The device may have roamed since; only a change
+    /// in the config is enforced.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, SocketAddr>,
     /// Routes wgd added (only these are ever removed).
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -43,12 +53,20 @@ pub struct TunnelRecord {
 }
 
 impl TunnelRecord {
+    /// Whether `link` is the interface this record describes (records
+    /// written before indexes were kept trust the name).
+    pub fn owns(&self, link: &crate::actual::Link) -> bool {
+        self.ifindex == 0 || self.ifindex == link.index
+    }
+
     /// The record of a tunnel just created: nothing added around it yet.
     pub fn new(name: &str, source: PathBuf, backend: Backend) -> Self {
         Self {
             name: name.to_owned(),
             source,
             backend,
+            ifindex: 0,
+            endpoints: BTreeMap::new(),
             routes: vec![],
             rules: vec![],
             src_valid_mark_before: None,
@@ -184,6 +202,8 @@ mod tests {
             name: "wg-b".into(),
             source: "/etc/wgd/wgd.toml".into(),
             backend: Backend::Userspace,
+            ifindex: 7,
+            endpoints: [("peer".to_owned(), "192.0.2.1:51820".parse().unwrap())].into(),
             routes: vec![Route {
                 prefix: "10.1.0.0/16".parse().unwrap(),
                 table: 254,

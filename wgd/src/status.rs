@@ -10,7 +10,7 @@ use wgd_proto::v1 as api;
 use crate::actual::{ActualState, Backend};
 use crate::config::Config;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub tunnels: Vec<TunnelStatus>,
 }
@@ -186,7 +186,14 @@ impl std::fmt::Display for Status {
                 if let Some(name) = &peer.name {
                     write!(f, " ({name})")?;
                 }
-                writeln!(f, "{}", if peer.alive { "" } else { " [dead]" })?;
+                // A peer never heard from may just be slow to answer: dead
+                // is for one whose last handshake is too old.
+                let mark = match (peer.alive, peer.latest_handshake_age_seconds) {
+                    (true, _) => "",
+                    (false, None) => " [no handshake yet]",
+                    (false, Some(_)) => " [dead]",
+                };
+                writeln!(f, "{mark}")?;
                 if let Some(endpoint) = &peer.endpoint {
                     writeln!(f, "    endpoint: {endpoint}")?;
                 }
@@ -280,5 +287,63 @@ impl From<api::Tunnel> for TunnelStatus {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, age: Option<u64>, alive: bool) -> PeerStatus {
+        PeerStatus {
+            name: Some(name.into()),
+            public_key: format!("{name}-key"),
+            endpoint: None,
+            allowed_ips: vec!["0.0.0.0/0".into()],
+            latest_handshake_age_seconds: age,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            persistent_keepalive: None,
+            alive,
+        }
+    }
+
+    #[test]
+    fn text_tells_a_dead_peer_from_one_not_heard_from_yet() {
+        let status = Status {
+            tunnels: vec![TunnelStatus {
+                name: "wg-a".into(),
+                up: true,
+                backend: None,
+                public_key: None,
+                listen_port: None,
+                addresses: vec![],
+                mtu: None,
+                reason: None,
+                peers: vec![
+                    peer("fresh", None, false),
+                    peer("silent", Some(400), false),
+                    peer("alive", Some(5), true),
+                ],
+            }],
+        };
+        let text = status.to_string();
+        let headers: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("  peer "))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                "  peer fresh-key (fresh) [no handshake yet]",
+                "  peer silent-key (silent) [dead]",
+                "  peer alive-key (alive)",
+            ]
+        );
+        assert!(text.contains("    latest handshake: never\n"), "{text}");
+        assert!(
+            text.contains("    latest handshake: 6m 40s ago\n"),
+            "{text}"
+        );
     }
 }

@@ -41,7 +41,46 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(&path)
         .map(zeroize::Zeroizing::new)
         .map_err(|error| unreadable(&path, error))?;
-    parse_str(&path, &text)
+    let mut config = parse_str(&path, &text)?;
+    // Key files others can read are refused; a config that holds keys
+    // itself gets wg-quick's warning, so that existing setups still load.
+    let mode = std::fs::metadata(&path)
+        .map(|meta| std::os::unix::fs::PermissionsExt::mode(&meta.permissions()));
+    if let Ok(mode) = mode
+        && mode & 0o077 != 0
+        && holds_inline_keys(&text)
+    {
+        config.notices.insert(
+            0,
+            Notice {
+                file: path.clone(),
+                line: 0,
+                message: format!(
+                    "holds key material and is readable by group or others (mode {:04o}); fix it with: chmod 600 {}",
+                    mode & 0o7777,
+                    path.display()
+                ),
+            },
+        );
+    }
+    Ok(config)
+}
+
+/// Whether a config's text has a private or preshared key in it (not a
+/// key file's name).
+fn holds_inline_keys(text: &str) -> bool {
+    text.lines().any(|line| {
+        let key = line
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        matches!(
+            key.as_str(),
+            "privatekey" | "presharedkey" | "private_key" | "preshared_key"
+        )
+    })
 }
 
 /// Checks `text` as if it were the content of `path`, with the same choice
@@ -177,15 +216,20 @@ fn default_route_notice(
     )
 }
 
-/// What the format tests share.
 impl Config {
     /// Resolves the endpoints written as host names again (dynamic DNS): an
     /// endpoint whose name no longer resolves keeps its last address.
     /// Returns how many endpoints changed.
     pub fn refresh_endpoints(&mut self) -> usize {
         let mut changed = 0;
-        for peer in self.tunnels.iter_mut().flat_map(|tunnel| tunnel.peers.iter_mut()) {
-            let Some(endpoint) = peer.endpoint.as_mut() else { continue };
+        for peer in self
+            .tunnels
+            .iter_mut()
+            .flat_map(|tunnel| tunnel.peers.iter_mut())
+        {
+            let Some(endpoint) = peer.endpoint.as_mut() else {
+                continue;
+            };
             if endpoint.written.parse::<std::net::SocketAddr>().is_ok() {
                 continue;
             }
@@ -230,6 +274,7 @@ fn redact(message: &str) -> String {
 /// also give its line.
 const KEY_LIKE_RUN: usize = 32;
 
+/// What the format tests share.
 #[cfg(test)]
 mod testing {
     use std::fs;
@@ -263,6 +308,7 @@ mod testing {
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
 
@@ -338,6 +384,29 @@ mod tests {
                 key = key.display()
             )
         );
+    }
+
+    #[test]
+    fn a_readable_file_with_inline_keys_loads_with_a_warning() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("wg7.conf");
+        fs::write(
+            &path,
+            "[Interface]\nPrivateKey = GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SEE=\n",
+        )
+        .unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let config = load(&path).unwrap();
+        assert_eq!(
+            config.notices[0].to_string(),
+            format!(
+                "{}:0: holds key material and is readable by group or others (mode 0644); fix it with: chmod 600 {}",
+                path.display(),
+                path.display()
+            )
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load(&path).unwrap().notices.is_empty());
     }
 
     #[test]

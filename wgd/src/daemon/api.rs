@@ -3,12 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
 use hyper_util::rt::TokioIo;
-use tokio::sync::{RwLock, broadcast};
+use tokio::sync::{broadcast, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tonic::{Request, Response, Status as GrpcStatus};
@@ -16,6 +15,7 @@ use wgd_proto::v1 as api;
 use wgd_proto::v1::tunnel_service_client::TunnelServiceClient;
 use wgd_proto::v1::tunnel_service_server::{TunnelService, TunnelServiceServer};
 
+use super::Snapshot;
 use super::events::{Event, EventKind};
 use crate::status::{Status, TunnelStatus};
 
@@ -57,8 +57,12 @@ impl From<&Event> for api::TunnelEvent {
 /// The service: reads the daemon's latest snapshot and its event channel.
 #[derive(Debug, Clone)]
 pub struct TunnelApi {
-    pub snapshot: Arc<RwLock<Status>>,
+    pub snapshot: Snapshot,
     pub events: broadcast::Sender<Event>,
+    /// The config's `peer_dead_after`, as of the latest reload.
+    pub dead_after: watch::Receiver<Duration>,
+    /// The daemon's network namespace (0 when unknown).
+    pub netns_cookie: u64,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<api::TunnelEvent, GrpcStatus>> + Send>>;
@@ -70,14 +74,18 @@ impl TunnelService for TunnelApi {
         request: Request<api::ListTunnelsRequest>,
     ) -> Result<Response<api::ListTunnelsResponse>, GrpcStatus> {
         let name = request.into_inner().name;
-        let snapshot = self.snapshot.read().await;
-        let tunnels = snapshot
+        let tunnels = self
+            .snapshot
+            .read()
             .tunnels
             .iter()
             .filter(|tunnel| name.is_empty() || tunnel.name == name)
             .map(api::Tunnel::from)
             .collect();
-        Ok(Response::new(api::ListTunnelsResponse { tunnels }))
+        Ok(Response::new(api::ListTunnelsResponse {
+            tunnels,
+            netns_cookie: self.netns_cookie,
+        }))
     }
 
     type WatchEventsStream = EventStream;
@@ -92,7 +100,8 @@ impl TunnelService for TunnelApi {
             // A slow reader missed some events; it keeps the rest.
             Err(_) => None,
         });
-        let current = current_state(&*self.snapshot.read().await, SystemTime::now());
+        let dead_after = *self.dead_after.borrow();
+        let current = current_state(&self.snapshot.read(), dead_after, SystemTime::now());
         let replay = tokio_stream::iter(
             current
                 .iter()
@@ -104,8 +113,11 @@ impl TunnelService for TunnelApi {
 }
 
 /// The state a new watcher starts from, as events: each tunnel up or down,
-/// each peer's latest handshake, and the peers considered dead.
-pub fn current_state(status: &Status, now: SystemTime) -> Vec<Event> {
+/// each peer's latest handshake, and the peers whose latest handshake is
+/// older than `dead_after`. A peer never heard from is not called dead
+/// here: the live stream gives it `dead_after` from when the daemon first
+/// saw it, which a snapshot cannot tell.
+pub fn current_state(status: &Status, dead_after: Duration, now: SystemTime) -> Vec<Event> {
     let mut events = Vec::new();
     for tunnel in &status.tunnels {
         let event = |kind| Event {
@@ -120,16 +132,17 @@ pub fn current_state(status: &Status, now: SystemTime) -> Vec<Event> {
             },
         }));
         for peer in &tunnel.peers {
-            if peer.latest_handshake_age_seconds.is_some() {
-                events.push(event(EventKind::PeerHandshake {
-                    public_key: peer.public_key.clone(),
-                    endpoint: peer.endpoint.clone(),
-                }));
-            }
-            if !peer.alive {
+            let Some(age) = peer.latest_handshake_age_seconds else {
+                continue;
+            };
+            events.push(event(EventKind::PeerHandshake {
+                public_key: peer.public_key.clone(),
+                endpoint: peer.endpoint.clone(),
+            }));
+            if age > dead_after.as_secs() {
                 events.push(event(EventKind::PeerDead {
                     public_key: peer.public_key.clone(),
-                    latest_handshake_age_seconds: peer.latest_handshake_age_seconds,
+                    latest_handshake_age_seconds: Some(age),
                 }));
             }
         }
@@ -184,13 +197,36 @@ pub async fn connect(
     Ok(TunnelServiceClient::new(channel))
 }
 
-/// Asks a running daemon for its tunnels.
+/// A daemon answered from another network namespace: its tunnels are not
+/// this namespace's.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path}: the daemon there runs in another network namespace (cookie {daemon}, this one {own})"
+)]
+pub struct OtherNamespace {
+    pub path: String,
+    pub daemon: u64,
+    pub own: u64,
+}
+
+/// Asks a running daemon for its tunnels. Fails if the daemon runs in
+/// another network namespace than the caller (socket paths are shared by
+/// all namespaces), so that the caller reads its own devices instead.
 pub async fn fetch_status(path: &Path) -> Result<Status, Box<dyn std::error::Error + Send + Sync>> {
+    let own = crate::state::namespace_cookie()?;
     let mut client = connect(path).await?;
     let response = client
         .list_tunnels(api::ListTunnelsRequest::default())
         .await?
         .into_inner();
+    if response.netns_cookie != own {
+        return Err(OtherNamespace {
+            path: path.display().to_string(),
+            daemon: response.netns_cookie,
+            own,
+        }
+        .into());
+    }
     Ok(Status {
         tunnels: response
             .tunnels
@@ -232,5 +268,67 @@ pub fn describe_event(event: &api::TunnelEvent, json: bool) -> String {
             }
         }
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{PeerStatus, TunnelStatus};
+
+    fn peer(key: &str, age: Option<u64>, dead_after: u64) -> PeerStatus {
+        PeerStatus {
+            name: None,
+            public_key: key.into(),
+            endpoint: None,
+            allowed_ips: vec![],
+            latest_handshake_age_seconds: age,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            persistent_keepalive: None,
+            alive: age.is_some_and(|age| age <= dead_after),
+        }
+    }
+
+    #[test]
+    fn replay_calls_dead_only_the_peers_whose_handshake_is_too_old() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        let status = Status {
+            tunnels: vec![TunnelStatus {
+                name: "wg-a".into(),
+                up: true,
+                backend: None,
+                public_key: None,
+                listen_port: None,
+                addresses: vec![],
+                mtu: None,
+                reason: None,
+                peers: vec![
+                    peer("fresh", None, 180),
+                    peer("recent", Some(180), 180),
+                    peer("silent", Some(181), 180),
+                ],
+            }],
+        };
+        let kinds: Vec<EventKind> = current_state(&status, Duration::from_secs(180), now)
+            .into_iter()
+            .map(|event| event.kind)
+            .collect();
+        let handshake = |key: &str| EventKind::PeerHandshake {
+            public_key: key.into(),
+            endpoint: None,
+        };
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::TunnelUp,
+                handshake("recent"),
+                handshake("silent"),
+                EventKind::PeerDead {
+                    public_key: "silent".into(),
+                    latest_handshake_age_seconds: Some(181)
+                },
+            ]
+        );
     }
 }

@@ -111,11 +111,42 @@ impl EventTracker {
             }
         }
         self.peers.retain(|key, _| seen_peers.contains(key));
-        self.tunnels
-            .retain(|name, _| status.tunnels.iter().any(|tunnel| &tunnel.name == name));
+        // The status holds the config's tunnels: one that leaves it left
+        // the config (and wgd took it down).
+        let removed: Vec<String> = self
+            .tunnels
+            .keys()
+            .filter(|name| !status.tunnels.iter().any(|tunnel| &tunnel.name == *name))
+            .cloned()
+            .collect();
+        for name in removed {
+            self.tunnels.remove(&name);
+            events.push(event(
+                &name,
+                EventKind::TunnelDown {
+                    reason: REMOVED.into(),
+                },
+            ));
+        }
         events
     }
+
+    /// Records that `tunnel` went down between two snapshots (its
+    /// wireguard-go exited): the event to send at once, unless the tunnel
+    /// was already known to be down. The next snapshot that shows it up
+    /// again brings a `TunnelUp`, however fast the repair.
+    pub fn went_down(&mut self, tunnel: &str, reason: String, now: SystemTime) -> Option<Event> {
+        let before = self.tunnels.insert(tunnel.to_owned(), false);
+        (before != Some(false)).then(|| Event {
+            time: now,
+            tunnel: tunnel.to_owned(),
+            kind: EventKind::TunnelDown { reason },
+        })
+    }
 }
+
+/// Why a tunnel that left the status is down.
+const REMOVED: &str = "removed from the config";
 
 #[cfg(test)]
 mod tests {
@@ -157,12 +188,6 @@ mod tests {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let dead_after = Duration::from_secs(180);
         let mut tracker = EventTracker::default();
-        let kinds = |events: Vec<Event>| {
-            events
-                .into_iter()
-                .map(|event| event.kind)
-                .collect::<Vec<_>>()
-        };
 
         assert_eq!(
             kinds(tracker.update(&status(true, None), start, dead_after)),
@@ -213,6 +238,80 @@ mod tests {
             vec![EventKind::TunnelDown {
                 reason: "interface not present".into()
             }]
+        );
+    }
+
+    fn kinds(events: Vec<Event>) -> Vec<EventKind> {
+        events.into_iter().map(|event| event.kind).collect()
+    }
+
+    #[test]
+    fn a_tunnel_that_leaves_the_status_is_reported_down_once() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000);
+        let dead_after = Duration::from_secs(180);
+        let mut tracker = EventTracker::default();
+        tracker.update(&status(true, Some(0)), start, dead_after);
+        let empty = Status { tunnels: vec![] };
+        assert_eq!(
+            kinds(tracker.update(&empty, start + Duration::from_secs(2), dead_after)),
+            vec![EventKind::TunnelDown {
+                reason: "removed from the config".into()
+            }]
+        );
+        assert!(
+            tracker
+                .update(&empty, start + Duration::from_secs(4), dead_after)
+                .is_empty()
+        );
+        // Back in the config: up again, and its peer's handshake is news.
+        assert_eq!(
+            kinds(tracker.update(
+                &status(true, Some(0)),
+                start + Duration::from_secs(6),
+                dead_after
+            )),
+            vec![
+                EventKind::TunnelUp,
+                EventKind::PeerHandshake {
+                    public_key: "peer".into(),
+                    endpoint: None
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn an_exit_is_reported_down_at_once_and_the_next_snapshot_up() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(3_000);
+        let dead_after = Duration::from_secs(180);
+        let mut tracker = EventTracker::default();
+        tracker.update(&status(true, None), start, dead_after);
+        let reason = "wireguard-go exited (signal: 9 (SIGKILL))";
+        let down = tracker.went_down("wg-a", reason.into(), start);
+        assert_eq!(
+            down.map(|event| event.kind),
+            Some(EventKind::TunnelDown {
+                reason: reason.into()
+            })
+        );
+        // Repaired before the next snapshot: it still shows the way back up.
+        assert_eq!(
+            kinds(tracker.update(
+                &status(true, None),
+                start + Duration::from_secs(1),
+                dead_after
+            )),
+            vec![EventKind::TunnelUp]
+        );
+        // A snapshot saw it down first: the exit adds nothing.
+        tracker.update(
+            &status(false, None),
+            start + Duration::from_secs(2),
+            dead_after,
+        );
+        assert_eq!(
+            tracker.went_down("wg-a", reason.into(), start + Duration::from_secs(2)),
+            None
         );
     }
 

@@ -1,68 +1,37 @@
 //! Prometheus metrics in the text format, on the configured address.
+//!
+//! Two sources: `Metrics` holds the counters of what the daemon did
+//! (reconciles, failed ones, wireguard-go restarts), bumped as it goes;
+//! `StatusCollector` encodes tunnels and peers from the daemon's latest
+//! status snapshot at scrape time, so a scrape sees one whole snapshot and
+//! a peer's series exist exactly as long as the peer does.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::TypedMetric;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
 
-use crate::status::Status;
+use super::Snapshot;
+use crate::status::{PeerStatus, Status};
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TunnelLabels {
-    pub tunnel: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PeerLabels {
-    pub tunnel: String,
-    pub peer: String,
-}
-
-/// Every metric wgd exports.
+/// The daemon's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub tunnel_up: Family<TunnelLabels, Gauge>,
-    pub peer_handshake_age: Family<PeerLabels, Gauge>,
-    pub peer_alive: Family<PeerLabels, Gauge>,
-    pub peer_rx_bytes: Family<PeerLabels, Gauge>,
-    pub peer_tx_bytes: Family<PeerLabels, Gauge>,
     pub reconciles: Counter,
     pub reconcile_errors: Counter,
     pub userspace_restarts: Counter,
 }
 
 impl Metrics {
-    pub fn register(self: &Arc<Self>) -> Registry {
+    /// Every metric wgd exports: these counters, and the tunnels and peers
+    /// of `snapshot`.
+    pub fn register(&self, snapshot: Snapshot) -> Registry {
         let mut registry = Registry::with_prefix("wgd");
-        registry.register(
-            "tunnel_up",
-            "1 when the tunnel's interface is up and its device readable",
-            self.tunnel_up.clone(),
-        );
-        registry.register(
-            "peer_latest_handshake_age_seconds",
-            "Seconds since the peer's latest handshake (absent if none yet)",
-            self.peer_handshake_age.clone(),
-        );
-        registry.register(
-            "peer_alive",
-            "1 when the peer shook hands within the dead interval",
-            self.peer_alive.clone(),
-        );
-        registry.register(
-            "peer_receive_bytes",
-            "Bytes received from the peer",
-            self.peer_rx_bytes.clone(),
-        );
-        registry.register(
-            "peer_transmit_bytes",
-            "Bytes sent to the peer",
-            self.peer_tx_bytes.clone(),
-        );
         registry.register("reconciles", "Reconciles run", self.reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -74,48 +43,93 @@ impl Metrics {
             "wireguard-go processes restarted after they died",
             self.userspace_restarts.clone(),
         );
+        registry.register_collector(Box::new(StatusCollector { snapshot }));
         registry
     }
+}
 
-    /// Sets the gauges from a snapshot (series of vanished peers go).
-    pub fn observe(&self, status: &Status) {
-        self.tunnel_up.clear();
-        for family in [
-            &self.peer_handshake_age,
-            &self.peer_alive,
-            &self.peer_rx_bytes,
-            &self.peer_tx_bytes,
-        ] {
-            family.clear();
-        }
-        for tunnel in &status.tunnels {
-            self.tunnel_up
-                .get_or_create(&TunnelLabels {
-                    tunnel: tunnel.name.clone(),
-                })
-                .set(i64::from(tunnel.up));
-            for peer in &tunnel.peers {
-                let labels = PeerLabels {
-                    tunnel: tunnel.name.clone(),
-                    peer: peer.public_key.clone(),
-                };
-                if let Some(age) = peer.latest_handshake_age_seconds {
-                    self.peer_handshake_age
-                        .get_or_create(&labels)
-                        .set(age.try_into().unwrap_or(i64::MAX));
-                }
-                self.peer_alive
-                    .get_or_create(&labels)
-                    .set(i64::from(peer.alive));
-                self.peer_rx_bytes
-                    .get_or_create(&labels)
-                    .set(peer.rx_bytes.try_into().unwrap_or(i64::MAX));
-                self.peer_tx_bytes
-                    .get_or_create(&labels)
-                    .set(peer.tx_bytes.try_into().unwrap_or(i64::MAX));
+/// Tunnels and peers, read from the snapshot on each scrape.
+#[derive(Debug)]
+struct StatusCollector {
+    snapshot: Snapshot,
+}
+
+impl Collector for StatusCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_status(&self.snapshot.read(), &mut encoder)
+    }
+}
+
+fn encode_status(status: &Status, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        "tunnel_up",
+        "1 when the tunnel's interface is up and its device readable.",
+        None,
+        ConstGauge::<i64>::TYPE,
+    )?;
+    for tunnel in &status.tunnels {
+        let labels = [("tunnel", tunnel.name.as_str())];
+        ConstGauge::new(i64::from(tunnel.up)).encode(family.encode_family(&labels)?)?;
+    }
+    encode_peers(
+        encoder,
+        status,
+        "peer_latest_handshake_age",
+        "Seconds since the peer's latest handshake (absent if none yet).",
+        Some(&Unit::Seconds),
+        |peer| peer.latest_handshake_age_seconds.map(ConstGauge::new),
+    )?;
+    encode_peers(
+        encoder,
+        status,
+        "peer_alive",
+        "1 when the peer shook hands within the dead interval.",
+        None,
+        |peer| Some(ConstGauge::new(i64::from(peer.alive))),
+    )?;
+    encode_peers(
+        encoder,
+        status,
+        "peer_receive",
+        "Bytes received from the peer (since its device was created).",
+        Some(&Unit::Bytes),
+        |peer| Some(ConstCounter::new(peer.rx_bytes)),
+    )?;
+    encode_peers(
+        encoder,
+        status,
+        "peer_transmit",
+        "Bytes sent to the peer (since its device was created).",
+        Some(&Unit::Bytes),
+        |peer| Some(ConstCounter::new(peer.tx_bytes)),
+    )
+}
+
+/// One metric with a series per peer that has a `value`, labelled
+/// `tunnel`, `peer` (its public key) and `name` when the config gives one.
+fn encode_peers<M: EncodeMetric + TypedMetric>(
+    encoder: &mut DescriptorEncoder,
+    status: &Status,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: impl Fn(&PeerStatus) -> Option<M>,
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, unit, M::TYPE)?;
+    for tunnel in &status.tunnels {
+        for peer in &tunnel.peers {
+            let Some(metric) = value(peer) else { continue };
+            let mut labels = vec![
+                ("tunnel", tunnel.name.as_str()),
+                ("peer", peer.public_key.as_str()),
+            ];
+            if let Some(peer_name) = &peer.name {
+                labels.push(("name", peer_name.as_str()));
             }
+            metric.encode(family.encode_family(&labels)?)?;
         }
     }
+    Ok(())
 }
 
 /// Serves `GET /metrics` until the task is dropped.
@@ -146,4 +160,88 @@ pub async fn serve(address: SocketAddr, registry: Arc<Registry>) -> std::io::Res
         }),
     );
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::TunnelStatus;
+
+    fn peer(key: &str, name: Option<&str>, age: Option<u64>, bytes: u64) -> PeerStatus {
+        PeerStatus {
+            name: name.map(Into::into),
+            public_key: key.into(),
+            endpoint: None,
+            allowed_ips: vec![],
+            latest_handshake_age_seconds: age,
+            rx_bytes: bytes,
+            tx_bytes: bytes * 2,
+            persistent_keepalive: None,
+            alive: age.is_some(),
+        }
+    }
+
+    fn scrape(metrics: &Metrics, snapshot: &Snapshot) -> String {
+        let registry = metrics.register(snapshot.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn scrapes_encode_the_latest_snapshot_whole() {
+        let snapshot = Snapshot::default();
+        let metrics = Metrics::default();
+        metrics.reconciles.inc();
+        snapshot.replace(Status {
+            tunnels: vec![TunnelStatus {
+                name: "wg-a".into(),
+                up: true,
+                backend: None,
+                public_key: None,
+                listen_port: None,
+                addresses: vec![],
+                mtu: None,
+                reason: None,
+                peers: vec![
+                    peer("b-key", Some("site-b"), Some(7), 100),
+                    peer("ghost-key", None, None, 0),
+                ],
+            }],
+        });
+        let text = scrape(&metrics, &snapshot);
+        for line in [
+            "# TYPE wgd_tunnel_up gauge",
+            "wgd_tunnel_up{tunnel=\"wg-a\"} 1",
+            "# TYPE wgd_peer_latest_handshake_age_seconds gauge",
+            "# UNIT wgd_peer_latest_handshake_age_seconds seconds",
+            "wgd_peer_latest_handshake_age_seconds{tunnel=\"wg-a\",peer=\"b-key\",name=\"site-b\"} 7",
+            "wgd_peer_alive{tunnel=\"wg-a\",peer=\"b-key\",name=\"site-b\"} 1",
+            "wgd_peer_alive{tunnel=\"wg-a\",peer=\"ghost-key\"} 0",
+            "# TYPE wgd_peer_receive_bytes counter",
+            "wgd_peer_receive_bytes_total{tunnel=\"wg-a\",peer=\"b-key\",name=\"site-b\"} 100",
+            "wgd_peer_transmit_bytes_total{tunnel=\"wg-a\",peer=\"b-key\",name=\"site-b\"} 200",
+            "wgd_peer_receive_bytes_total{tunnel=\"wg-a\",peer=\"ghost-key\"} 0",
+            "wgd_reconciles_total 1",
+            "wgd_userspace_restarts_total 0",
+        ] {
+            assert!(
+                text.lines().any(|got| got == line),
+                "no {line:?} in:\n{text}"
+            );
+        }
+        // No handshake, no age: absent rather than zero.
+        assert!(
+            !text.contains(
+                "wgd_peer_latest_handshake_age_seconds{tunnel=\"wg-a\",peer=\"ghost-key\""
+            ),
+            "{text}"
+        );
+
+        // The next snapshot replaces the series: a vanished peer's go.
+        snapshot.replace(Status { tunnels: vec![] });
+        let text = scrape(&metrics, &snapshot);
+        assert!(!text.contains("tunnel=\"wg-a\""), "{text}");
+        assert!(text.contains("# TYPE wgd_tunnel_up gauge"), "{text}");
+    }
 }

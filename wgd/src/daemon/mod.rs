@@ -1,7 +1,10 @@
 //! `wgd run`: the daemon. It reconciles at start, on SIGHUP, periodically
-//! and whenever a tunnel's device goes away (a supervised wireguard-go
-//! exiting, or any tunnel vanishing); it polls the devices for status,
-//! turns changes into events, and serves them over gRPC and as metrics.
+//! (resolving endpoint host names again first) and whenever a tunnel's
+//! device goes away (a supervised wireguard-go exiting, or any tunnel
+//! vanishing). It polls the devices into a `Snapshot` of their status,
+//! which the API and the metrics read; `events::EventTracker` turns
+//! successive snapshots (and wireguard-go exits, at once) into events for
+//! the API's stream.
 //!
 //! On SIGTERM or SIGINT it exits and leaves the tunnels up (routing
 //! protocols keep their adjacencies across a restart), unless asked to take
@@ -11,19 +14,21 @@ pub mod api;
 pub mod events;
 pub mod metrics;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{RwLock, broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::apply::StartedDevice;
 use crate::config::{self, Config};
+use crate::plan::Action;
 use crate::reconcile::Host;
 use crate::status::{self, Status};
 use crate::system::Depth;
-use events::EventTracker;
+use events::{Event, EventTracker};
 use metrics::Metrics;
 
 /// How often devices are read for status and events.
@@ -36,6 +41,24 @@ pub fn api_pointer(host: &Host) -> PathBuf {
         .parent()
         .unwrap_or(Path::new("/run/wgd"))
         .join("daemon.api")
+}
+
+/// The latest status, which the daemon replaces after each read of the
+/// devices and the API and metrics read. A plain lock: nobody holds it
+/// across an await.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot(Arc<RwLock<Status>>);
+
+impl Snapshot {
+    pub fn read(&self) -> RwLockReadGuard<'_, Status> {
+        // A panic elsewhere cannot leave a half-written status: writes
+        // are whole replacements.
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn replace(&self, status: Status) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = status;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +80,28 @@ struct Daemon {
     path: PathBuf,
     config: Config,
     host: Host,
-    snapshot: Arc<RwLock<Status>>,
-    events: broadcast::Sender<events::Event>,
+    snapshot: Snapshot,
+    events: broadcast::Sender<Event>,
     tracker: EventTracker,
-    metrics: Arc<Metrics>,
-    exits: mpsc::UnboundedSender<(String, String)>,
+    /// The config's `peer_dead_after`, for the API's replay of dead peers.
+    dead_after: watch::Sender<Duration>,
+    metrics: Metrics,
+    exits: mpsc::UnboundedSender<Exit>,
+    /// Each supervised wireguard-go by tunnel: its process id.
+    children: BTreeMap<String, u32>,
+    /// Children that wgd stopped itself (it deleted their interface) and
+    /// that have not exited yet.
+    stopped: BTreeSet<u32>,
     retry: Backoff,
+}
+
+/// A supervised wireguard-go ended.
+#[derive(Debug)]
+struct Exit {
+    tunnel: String,
+    pid: Option<u32>,
+    /// How it ended (`signal: 9 (SIGKILL)`), or why waiting for it failed.
+    status: String,
 }
 
 /// Spacing of repairs after failures: 1 s, doubling up to a minute, so a
@@ -98,17 +137,81 @@ impl Backoff {
 }
 
 impl Daemon {
-    fn supervise(&self, started: Vec<StartedDevice>) {
+    fn supervise(&mut self, started: Vec<StartedDevice>) {
         for StartedDevice { tunnel, mut child } in started {
+            let pid = child.id();
+            if let Some(pid) = pid {
+                self.children.insert(tunnel.clone(), pid);
+            }
             let exits = self.exits.clone();
             tokio::spawn(async move {
                 let status = match child.wait().await {
                     Ok(status) => status.to_string(),
                     Err(error) => error.to_string(),
                 };
-                let _ = exits.send((tunnel, status));
+                let _ = exits.send(Exit {
+                    tunnel,
+                    pid,
+                    status,
+                });
             });
         }
+    }
+
+    /// Children of the interfaces a reconcile deleted exit because wgd
+    /// stopped them: remembered so that their exit is not taken for a death.
+    fn forget_stopped(&mut self, actions: &[Action]) {
+        for action in actions {
+            if matches!(action, Action::DeleteLink { .. })
+                && let Some(pid) = self.children.remove(action.tunnel())
+            {
+                self.stopped.insert(pid);
+            }
+        }
+    }
+
+    /// A supervised wireguard-go ended. When it died under a configured
+    /// tunnel, watchers hear at once that the tunnel is down, and a repair
+    /// starts a new one. Children wgd stopped itself, and those of tunnels
+    /// no longer in the config, are let go quietly.
+    async fn child_exited(&mut self, exit: Exit) {
+        let Exit {
+            tunnel,
+            pid,
+            status,
+        } = exit;
+        let stopped = pid.is_some_and(|pid| self.stopped.remove(&pid));
+        let current = pid.is_none() || self.children.get(&tunnel) == pid.as_ref();
+        if current {
+            self.children.remove(&tunnel);
+        }
+        let configured = self
+            .config
+            .tunnels
+            .iter()
+            .any(|wanted| wanted.name.as_str() == tunnel);
+        if stopped || !configured {
+            tracing::info!(%tunnel, %status, "wireguard-go exited after wgd stopped it");
+            return;
+        }
+        self.metrics.userspace_restarts.inc();
+        if !current {
+            // The missing interface was seen first, and a repair has
+            // already started its successor.
+            tracing::warn!(%tunnel, %status, "wireguard-go exited; already restarted");
+            return;
+        }
+        tracing::warn!(%tunnel, %status, "wireguard-go exited; restarting it");
+        let reason = format!("wireguard-go exited ({status})");
+        if let Some(event) = self.tracker.went_down(&tunnel, reason, SystemTime::now()) {
+            self.publish(event);
+        }
+        self.repair("device exited").await;
+    }
+
+    fn publish(&self, event: Event) {
+        tracing::info!(tunnel = %event.tunnel, event = ?event.kind, "event");
+        let _ = self.events.send(event);
     }
 
     async fn reconcile(&mut self, why: &str) {
@@ -118,8 +221,19 @@ impl Daemon {
                 if !outcome.actions.is_empty() {
                     tracing::info!(why, changes = outcome.actions.len(), "reconciled");
                 }
+                self.forget_stopped(&outcome.actions);
                 self.supervise(outcome.started);
-                self.retry = Backoff::default();
+                if outcome.errors.is_empty() {
+                    self.retry = Backoff::default();
+                } else {
+                    // The failed tunnels were left as they were; the others
+                    // are done. Retry later, as after a failed reconcile.
+                    self.metrics.reconcile_errors.inc();
+                    self.retry.failed(Instant::now());
+                    for error in &outcome.errors {
+                        tracing::error!(why, %error, retry_in = ?self.retry.delay, "reconcile failed for a tunnel");
+                    }
+                }
             }
             Err(error) => {
                 self.metrics.reconcile_errors.inc();
@@ -138,6 +252,25 @@ impl Daemon {
         }
     }
 
+    /// Resolves the endpoints written as host names again (dynamic DNS).
+    /// Resolving blocks, so it runs on a blocking thread, on a copy.
+    async fn refresh_endpoints(&mut self) {
+        let mut config = self.config.clone();
+        let resolved = tokio::task::spawn_blocking(move || {
+            let changed = config.refresh_endpoints();
+            (config, changed)
+        })
+        .await;
+        match resolved {
+            Ok((config, changed)) if changed > 0 => {
+                tracing::info!(changed, "endpoint host names resolve to new addresses");
+                self.config = config;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot resolve the endpoints again"),
+        }
+    }
+
     /// Re-reads the config; a bad one is reported and the old one kept.
     fn reload(&mut self) -> bool {
         match config::load(&self.path) {
@@ -145,6 +278,23 @@ impl Daemon {
                 for notice in &config.notices {
                     tracing::warn!(%notice, "config");
                 }
+                // The API socket and the metrics listener are bound once.
+                let (old, new) = (&self.config.daemon, &config.daemon);
+                if old.api != new.api {
+                    tracing::warn!(
+                        running = %old.api.display(),
+                        configured = %new.api.display(),
+                        "[daemon] api changed; it takes effect when wgd restarts"
+                    );
+                }
+                if old.metrics != new.metrics {
+                    tracing::warn!(
+                        running = ?old.metrics,
+                        configured = ?new.metrics,
+                        "[daemon] metrics changed; it takes effect when wgd restarts"
+                    );
+                }
+                self.dead_after.send_replace(new.peer_dead_after);
                 self.config = config;
                 true
             }
@@ -178,16 +328,14 @@ impl Daemon {
                 .any(|wanted| wanted.name.as_str() == tunnel.name)
         });
         for event in self.tracker.update(&status, now, dead_after) {
-            tracing::info!(tunnel = %event.tunnel, event = ?event.kind, "event");
-            let _ = self.events.send(event);
+            self.publish(event);
         }
-        self.metrics.observe(&status);
         let missing = self
             .config
             .tunnels
             .iter()
             .any(|tunnel| !actual.links.contains_key(tunnel.name.as_str()));
-        *self.snapshot.write().await = status;
+        self.snapshot.replace(status);
         missing
     }
 }
@@ -200,14 +348,16 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     }
     let host = Host::open()?;
     let (exits, mut exited) = mpsc::unbounded_channel();
-    let metrics = Arc::new(Metrics::default());
     let mut daemon = Daemon {
         path: path.to_path_buf(),
-        snapshot: Arc::new(RwLock::new(Status { tunnels: vec![] })),
+        snapshot: Snapshot::default(),
         events: broadcast::channel(1024).0,
         tracker: EventTracker::default(),
-        metrics: metrics.clone(),
+        dead_after: watch::Sender::new(config.daemon.peer_dead_after),
+        metrics: Metrics::default(),
         exits,
+        children: BTreeMap::new(),
+        stopped: BTreeSet::new(),
         retry: Backoff::default(),
         host,
         config,
@@ -227,9 +377,15 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         let _ = std::fs::create_dir_all(parent);
     }
     let _ = std::fs::write(&pointer, api_path.as_os_str().as_encoded_bytes());
+    let netns_cookie = crate::state::namespace_cookie().unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read the network namespace cookie; `wgd status` will not trust the API");
+        0
+    });
     let service = api::TunnelApi {
         snapshot: daemon.snapshot.clone(),
         events: daemon.events.clone(),
+        dead_after: daemon.dead_after.subscribe(),
+        netns_cookie,
     };
     tokio::spawn(async move {
         if let Err(error) = api::serve(listener, service).await {
@@ -237,7 +393,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         }
     });
     if let Some(address) = daemon.config.daemon.metrics {
-        let registry = Arc::new(metrics.register());
+        let registry = Arc::new(daemon.metrics.register(daemon.snapshot.clone()));
         tokio::spawn(async move {
             if let Err(error) = metrics::serve(address, registry).await {
                 tracing::error!(%address, %error, "metrics server stopped");
@@ -260,12 +416,11 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
                     daemon.reconcile("reload").await;
                 }
             }
-            _ = reconcile_timer.tick() => daemon.reconcile("periodic").await,
-            Some((tunnel, status)) = exited.recv() => {
-                tracing::warn!(%tunnel, %status, "wireguard-go exited; restarting it");
-                daemon.metrics.userspace_restarts.inc();
-                daemon.repair("device exited").await;
+            _ = reconcile_timer.tick() => {
+                daemon.refresh_endpoints().await;
+                daemon.reconcile("periodic").await;
             }
+            Some(exit) = exited.recv() => daemon.child_exited(exit).await,
             _ = status_timer.tick() => {
                 if daemon.refresh().await {
                     daemon.repair("tunnel missing").await;

@@ -208,6 +208,50 @@ impl DeviceHandle {
         }
     }
 
+    /// Sets a userspace device's key, port and fwmark without touching its
+    /// peers. The device library only writes whole devices (replacing every
+    /// peer, which drops their sessions), so this speaks the UAPI itself:
+    /// one `set` without `replace_peers`.
+    pub fn set_interface(
+        &self,
+        private_key: &PrivateKey,
+        listen_port: Option<u16>,
+        fwmark: Option<u32>,
+    ) -> Result<(), DeviceError> {
+        use std::io::{BufRead, Write};
+        let mut request = zeroize::Zeroizing::new(String::from("set=1\n"));
+        request.push_str("private_key=");
+        for byte in private_key.as_bytes() {
+            request.push_str(&format!("{byte:02x}"));
+        }
+        request.push('\n');
+        if let Some(port) = listen_port {
+            request.push_str(&format!("listen_port={port}\n"));
+        }
+        request.push_str(&format!("fwmark={}\n\n", fwmark.unwrap_or(0)));
+        let mut socket = std::os::unix::net::UnixStream::connect(uapi_socket(&self.name))
+            .map_err(|error| self.error("set device", error))?;
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .map_err(|error| self.error("set device", error))?;
+        socket
+            .write_all(request.as_bytes())
+            .map_err(|error| self.error("set device", error))?;
+        for line in std::io::BufReader::new(socket).lines() {
+            let line = line.map_err(|error| self.error("set device", error))?;
+            if let Some(errno) = line.strip_prefix("errno=") {
+                return match errno {
+                    "0" => Ok(()),
+                    other => Err(self.error(
+                        "set device",
+                        format!("the device refused it (errno {other})"),
+                    )),
+                };
+            }
+        }
+        Err(self.error("set device", "no answer from the device"))
+    }
+
     /// Adds or updates one peer; its session and the others' are kept.
     pub fn set_peer(&self, peer: &PeerConfig) -> Result<(), DeviceError> {
         let wire = to_wire_peer(peer);
@@ -286,18 +330,25 @@ pub async fn start_userspace(
                 .map_err(|error| spawn_error(error.to_string()))?,
         )
     } else {
+        // The detached process keeps its output: a log file, never a pipe
+        // (a pipe would stay open and `wgd up` would never return).
         command
             .arg(name)
             .env_remove("WG_PROCESS_FOREGROUND")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let output = command
-            .output()
+            .stdout(
+                log_file
+                    .try_clone()
+                    .map_err(|error| spawn_error(error.to_string()))?,
+            )
+            .stderr(log_file);
+        let status = command
+            .status()
             .await
             .map_err(|error| spawn_error(error.to_string()))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(spawn_error(format!("{}: {}", output.status, stderr.trim())));
+        if !status.success() {
+            let said = std::fs::read_to_string(log).unwrap_or_default();
+            let last = said.lines().last().unwrap_or_default().to_owned();
+            return Err(spawn_error(format!("{status}: {last}")));
         }
         None
     };
@@ -322,9 +373,4 @@ pub async fn start_userspace(
 /// which removes its interface.
 pub fn stop_userspace(name: &str) {
     let _ = std::fs::remove_file(uapi_socket(name));
-}
-
-/// Whether a (tun) interface has a live userspace device behind it.
-pub fn userspace_socket_answers(name: &str) -> bool {
-    std::os::unix::net::UnixStream::connect(uapi_socket(name)).is_ok()
 }

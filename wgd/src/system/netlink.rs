@@ -148,6 +148,19 @@ impl Netlink {
             .map_err(context(|| format!("create WireGuard interface {name}")))
     }
 
+    /// Whether the kernel makes WireGuard interfaces: creates and deletes a
+    /// probe (which also loads the module on demand).
+    pub async fn kernel_wireguard_works(&self) -> bool {
+        let probe = format!("wgdprobe{}", std::process::id() % 1_000_000);
+        if self.create_wireguard(&probe).await.is_err() {
+            return false;
+        }
+        if let Ok(Some(link)) = self.link(&probe).await {
+            let _ = self.delete_link(link.index, &probe).await;
+        }
+        true
+    }
+
     pub async fn delete_link(&self, index: u32, name: &str) -> Result<(), NetlinkError> {
         match self.handle.link().del(index).execute().await {
             Err(error) => {
@@ -346,7 +359,8 @@ impl Netlink {
             .map_err(context(|| {
                 format!(
                     "add route {} dev {name} table {}",
-                    route.prefix, route.table
+                    route.prefix,
+                    route.table_name()
                 )
             }))
     }
@@ -369,7 +383,8 @@ impl Netlink {
                 let error = NetlinkError {
                     what: format!(
                         "remove route {} dev {name} table {}",
-                        route.prefix, route.table
+                        route.prefix,
+                        route.table_name()
                     ),
                     source: error,
                 };
@@ -387,15 +402,27 @@ impl Netlink {
         let mut table = u32::from(message.header.table);
         let mut fwmark = None;
         let mut suppress = None;
+        // A rule with any other selector (from, to, iif, a mask...) is
+        // someone else's, even if its action looks like ours.
+        let header = &message.header;
+        if header.src_len != 0 || header.dst_len != 0 || header.tos != 0 {
+            return None;
+        }
         for attribute in &message.attributes {
             match attribute {
                 RuleAttribute::Table(value) => table = *value,
                 RuleAttribute::FwMark(value) => fwmark = Some(*value),
+                RuleAttribute::FwMask(mask) if *mask == u32::MAX => {}
                 // Kernels send -1 ("not set") on every rule that has none.
                 RuleAttribute::SuppressPrefixLen(value) if *value != u32::MAX => {
                     suppress = Some(*value)
                 }
-                _ => {}
+                RuleAttribute::SuppressPrefixLen(_)
+                | RuleAttribute::SuppressIfGroup(_)
+                | RuleAttribute::Priority(_)
+                | RuleAttribute::Protocol(_) => {}
+                RuleAttribute::L3MDev(false) => {}
+                _ => return None,
             }
         }
         let invert = message.header.flags.contains(RuleFlags::Invert);
