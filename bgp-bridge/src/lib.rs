@@ -1,14 +1,21 @@
 //! bgp-bridge: the route bridge between routing software and the kernel, on
 //! top of wgd's tunnels.
 //!
-//! Not built yet; this crate holds its place in the workspace. What it will
-//! hold, and which way data will flow through it (see DESIGN.md):
-//! route sources (a gRPC session stream modelled on zebra's API, FRR's
-//! zebra over FPM, a built-in BGP speaker) → RIB (routes per owner) →
-//! policy (validate, limit, guard against routing a tunnel into itself) →
-//! best route per prefix → FIB programmer (batched netlink into the main
-//! table) and AllowedIPs programmer (multi-peer tunnels). Tunnel events from
-//! wgd drive nexthop tracking back the other way.
+//! Data flows one way: route sources (gRPC sessions, later FPM and the
+//! built-in BGP speaker) offer `RouteSpec`s as an `Owner` → `policy` checks
+//! each one → the `rib` keeps every owner's routes per prefix, picks the
+//! best (distance, then metric), resolves its nexthops onto tunnels from the
+//! `TunnelView` wgd gives it, and answers with `Changes` → the `fib`
+//! programmer writes them to the kernel in batches, and wgd applies the
+//! AllowedIPs changes of multi-peer tunnels. Tunnel changes flow back in as a
+//! new `TunnelView`: routes through a tunnel that went down leave the kernel
+//! (kept in the RIB with the reason) and owners that registered the
+//! nexthops are told. `guard` keeps learned routes from capturing a tunnel's
+//! own encrypted packets.
 //!
-//! Nothing in it is used by `wgd` today: wgd installs no routes of its own
-//! beyond what a tunnel's `routes` mode asks for.
+//! The RIB, policy and guard are pure; the FIB and the gRPC service are the
+//! thin I/O around them.
+
+pub mod route;
+
+pub use route::*;

@@ -1,0 +1,170 @@
+//! The values routes are made of, shared by every part of the bridge: what
+//! an owner offers (`RouteSpec`), what the tunnels look like (`TunnelView`,
+//! given by wgd), and what the RIB asks of the kernel and the devices
+//! (`Changes`). No I/O here.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The route protocol number wgd's routes carry in the kernel (`proto wgd`
+/// with `rt_protos.d/wgd.conf`). FRR uses 186-197 on Debian; 200 is free.
+pub const RTPROT_WGD: u8 = 200;
+
+/// Distance given to routes whose owner does not say (zebra's eBGP value).
+pub const DEFAULT_DISTANCE: u8 = 20;
+
+/// Who offers a route: a gRPC session's name, `cli`, `fpm`, `bgp:<peer>`,
+/// or `adopted` for routes found in the kernel at start.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Owner(pub String);
+
+impl Owner {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    /// Routes found in the kernel at start, until an owner claims them.
+    pub fn adopted() -> Self {
+        Self("adopted".into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A nexthop as an owner gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum NexthopSpec {
+    /// An address on one of the tunnels' subnets (or a peer's tunnel
+    /// address covered by its AllowedIPs).
+    Address(IpAddr),
+    /// Straight into a tunnel (a point-to-point route, `dev wg-b`).
+    Tunnel(String),
+    /// An address through a named tunnel (`via ADDR dev wg-b`, onlink).
+    AddressOnTunnel { address: IpAddr, tunnel: String },
+}
+
+impl fmt::Display for NexthopSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NexthopSpec::Address(address) => write!(f, "via {address}"),
+            NexthopSpec::Tunnel(tunnel) => write!(f, "dev {tunnel}"),
+            NexthopSpec::AddressOnTunnel { address, tunnel } => write!(f, "via {address} dev {tunnel}"),
+        }
+    }
+}
+
+/// A route as an owner offers it. The prefix is as given: the policy
+/// refuses one with host bits set rather than silently masking it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    pub prefix: IpNet,
+    /// One or more (ECMP).
+    pub nexthops: Vec<NexthopSpec>,
+    /// Lower wins between owners (like zebra's administrative distance).
+    pub distance: u8,
+    /// Lower wins between routes of equal distance; also the kernel metric.
+    pub metric: u32,
+}
+
+/// A nexthop resolved onto a tunnel: what the kernel route points at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FibNexthop {
+    pub tunnel: String,
+    pub ifindex: u32,
+    /// `None` for a `dev` route.
+    pub gateway: Option<IpAddr>,
+    /// The peer of a multi-peer tunnel this nexthop reaches (its public
+    /// key), whose AllowedIPs must hold the prefix.
+    pub peer: Option<String>,
+}
+
+/// The tunnels as wgd sees them: the bridge's only view of the interfaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TunnelView {
+    pub tunnels: Vec<TunnelInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelInfo {
+    pub name: String,
+    pub ifindex: u32,
+    /// The interface exists, is up and its device answers.
+    pub up: bool,
+    /// The tunnel's own addresses with their prefix length (the subnets a
+    /// gateway address may be on).
+    pub addresses: Vec<IpNet>,
+    pub peers: Vec<PeerInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Public key, base64.
+    pub public_key: String,
+    /// The AllowedIPs the config gives the peer (not those the bridge
+    /// adds): on a multi-peer tunnel, the peer whose AllowedIPs cover a
+    /// gateway most specifically is the one that gateway reaches.
+    pub allowed_ips: Vec<IpNet>,
+    /// Where its encrypted packets go (the recursive-routing guard keeps
+    /// learned routes from capturing it).
+    pub endpoint: Option<SocketAddr>,
+    /// Not considered dead by handshake age.
+    pub reachable: bool,
+}
+
+/// One change to the kernel's routing table. Routes carry `RTPROT_WGD` and
+/// one priority of wgd's own: the metric chooses between owners inside the
+/// RIB, so a prefix is one kernel route that is replaced in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FibOp {
+    /// Install or replace in place (`ip route replace`), never delete then add.
+    Replace { prefix: IpNet, nexthops: Vec<FibNexthop> },
+    Remove { prefix: IpNet },
+}
+
+/// One change to a multi-peer tunnel's AllowedIPs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedIpsOp {
+    Add { tunnel: String, peer: String, prefix: IpNet },
+    Remove { tunnel: String, peer: String, prefix: IpNet },
+}
+
+/// A registered nexthop whose reachability changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NexthopEvent {
+    pub owner: Owner,
+    pub address: IpAddr,
+    pub reachable: bool,
+    /// The tunnel it resolves onto, when reachable.
+    pub tunnel: Option<String>,
+}
+
+/// What one RIB call asks of the world outside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub fib: Vec<FibOp>,
+    pub allowed_ips: Vec<AllowedIpsOp>,
+    pub nexthops: Vec<NexthopEvent>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.fib.is_empty() && self.allowed_ips.is_empty() && self.nexthops.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Changes) {
+        self.fib.extend(other.fib);
+        self.allowed_ips.extend(other.allowed_ips);
+        self.nexthops.extend(other.nexthops);
+    }
+}
