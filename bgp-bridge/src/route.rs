@@ -59,7 +59,9 @@ impl fmt::Display for NexthopSpec {
         match self {
             NexthopSpec::Address(address) => write!(f, "via {address}"),
             NexthopSpec::Tunnel(tunnel) => write!(f, "dev {tunnel}"),
-            NexthopSpec::AddressOnTunnel { address, tunnel } => write!(f, "via {address} dev {tunnel}"),
+            NexthopSpec::AddressOnTunnel { address, tunnel } => {
+                write!(f, "via {address} dev {tunnel}")
+            }
         }
     }
 }
@@ -128,15 +130,28 @@ pub struct PeerInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FibOp {
     /// Install or replace in place (`ip route replace`), never delete then add.
-    Replace { prefix: IpNet, nexthops: Vec<FibNexthop> },
-    Remove { prefix: IpNet },
+    Replace {
+        prefix: IpNet,
+        nexthops: Vec<FibNexthop>,
+    },
+    Remove {
+        prefix: IpNet,
+    },
 }
 
 /// One change to a multi-peer tunnel's AllowedIPs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedIpsOp {
-    Add { tunnel: String, peer: String, prefix: IpNet },
-    Remove { tunnel: String, peer: String, prefix: IpNet },
+    Add {
+        tunnel: String,
+        peer: String,
+        prefix: IpNet,
+    },
+    Remove {
+        tunnel: String,
+        peer: String,
+        prefix: IpNet,
+    },
 }
 
 /// A registered nexthop whose reachability changed.
