@@ -161,6 +161,20 @@ impl Report {
         daemon: DaemonConfig,
         tunnels: Vec<TunnelConfig>,
     ) -> Result<Config, ConfigErrors> {
+        // WireGuard silently drops a peer with the device's own key: the
+        // tunnel would come up without it, and every `up` would add it again.
+        for tunnel in &tunnels {
+            let own = tunnel.private_key.public_key();
+            for peer in tunnel.peers.iter().filter(|peer| peer.public_key == own) {
+                self.error(
+                    peer.line,
+                    format!(
+                        "tunnel \"{}\": a peer's public key is the tunnel's own (the public key of its private key); WireGuard would ignore that peer",
+                        tunnel.name
+                    ),
+                );
+            }
+        }
         // Readers check in passes (fields, then across tunnels and peers);
         // the user reads the file top to bottom.
         self.errors.sort_by_key(|error| error.line);

@@ -981,6 +981,17 @@ Endpoint = 192.168.100.61:51820
     }
 
     #[test]
+    fn a_peer_with_the_tunnels_own_key_is_refused() {
+        let private = crate::keys::PrivateKey::from_base64(PRIVATE).expect("a valid key");
+        let own = private.public_key().to_string();
+        let text = SEED.replace(PEER_A, &own);
+        assert_eq!(
+            error_line("wg0.conf", &text),
+            "wg0.conf:7: tunnel \"wg0\": a peer's public key is the tunnel's own (the public key of its private key); WireGuard would ignore that peer"
+        );
+    }
+
+    #[test]
     fn duplicate_peer_key() {
         let text = format!("{SEED}\n[Peer]\nPublicKey = {PEER_A}\n");
         assert_eq!(
