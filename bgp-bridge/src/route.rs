@@ -125,18 +125,37 @@ pub struct PeerInfo {
 }
 
 /// One change to the kernel's routing table. Routes carry `RTPROT_WGD` and
-/// one priority of wgd's own: the metric chooses between owners inside the
-/// RIB, so a prefix is one kernel route that is replaced in place.
+/// one kernel priority of wgd's own (set when the FIB is opened): the
+/// distance and metric choose between owners inside the RIB, so a prefix is
+/// one kernel route that is replaced in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FibOp {
-    /// Install or replace in place (`ip route replace`), never delete then add.
+    /// A prefix wgd has no route for yet. Created exclusively: a route that
+    /// wgd did not add in the same place (prefix, table, priority) makes it
+    /// fail rather than be overwritten.
+    Add {
+        prefix: IpNet,
+        nexthops: Vec<FibNexthop>,
+    },
+    /// One of wgd's own routes, replaced in place (`ip route replace`),
+    /// never deleted then added.
     Replace {
         prefix: IpNet,
         nexthops: Vec<FibNexthop>,
     },
-    Remove {
-        prefix: IpNet,
-    },
+    /// One of wgd's own routes, deleted (only a route with `RTPROT_WGD`
+    /// matches; one already gone is not an error).
+    Remove { prefix: IpNet },
+}
+
+impl FibOp {
+    pub fn prefix(&self) -> IpNet {
+        match self {
+            FibOp::Add { prefix, .. }
+            | FibOp::Replace { prefix, .. }
+            | FibOp::Remove { prefix } => *prefix,
+        }
+    }
 }
 
 /// One change to a multi-peer tunnel's AllowedIPs.
