@@ -2,7 +2,7 @@
 //! system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/wgd/v1/tunnel.proto"];
+    let files = ["proto/wgd/v1/tunnel.proto", "proto/wgd/v1/route.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

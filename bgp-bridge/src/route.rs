@@ -91,6 +91,20 @@ pub struct FibNexthop {
     pub peer: Option<String>,
 }
 
+impl FibNexthop {
+    /// The nexthop as an owner would have written it.
+    pub fn to_spec(&self) -> NexthopSpec {
+        match (self.gateway, self.tunnel.is_empty()) {
+            (Some(address), true) => NexthopSpec::Address(address),
+            (Some(address), false) => NexthopSpec::AddressOnTunnel {
+                address,
+                tunnel: self.tunnel.clone(),
+            },
+            (None, _) => NexthopSpec::Tunnel(self.tunnel.clone()),
+        }
+    }
+}
+
 /// The tunnels as wgd sees them: the bridge's only view of the interfaces.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TunnelView {
@@ -181,6 +195,8 @@ pub struct NexthopEvent {
     pub reachable: bool,
     /// The tunnel it resolves onto, when reachable.
     pub tunnel: Option<String>,
+    /// Why not, when not.
+    pub reason: String,
 }
 
 /// What one RIB call asks of the world outside it.

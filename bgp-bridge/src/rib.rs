@@ -1,0 +1,1350 @@
+//! The RIB: every owner's routes per prefix, the choice of the one the
+//! kernel gets, and what must change outside when anything moves. Pure: no
+//! I/O, no clock.
+//!
+//! In: `offer`/`withdraw` (an owner's routes), `mark_stale`/`sweep_stale`
+//! (an owner that went away and came back), `adopt`/`sweep_adopted` (what
+//! was in the kernel at start), `set_tunnels` (wgd's view of the tunnels),
+//! `register`/`unregister` (nexthop tracking), `fib_failed` (the kernel
+//! refused a route). Out: a `Changes` per call (FIB operations, AllowedIPs
+//! operations for multi-peer tunnels, nexthop events), a `RouteStatus` per
+//! route, and listings.
+//!
+//! Per prefix, the best route among those whose nexthops resolve onto a
+//! tunnel that is up with a live peer is installed: lowest distance, then
+//! lowest metric, then the route already installed (no flap on a tie), then
+//! the owner's name. A route whose nexthops are down is queued, kept and
+//! installed when they come back; one beaten by a better route waits in
+//! standby. Nexthops resolve onto tunnel subnets only, never over routes the
+//! bridge installed, so a learned route cannot make its own nexthop look
+//! reachable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::policy::{self, Refusal};
+use crate::route::{
+    AllowedIpsOp, Changes, FibNexthop, FibOp, NexthopEvent, NexthopSpec, Owner, RouteSpec,
+    TunnelInfo, TunnelView,
+};
+
+/// Settings of the RIB, from `[bridge]` in the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RibConfig {
+    /// Take nexthops that are not on one of wgd's tunnels (the kernel
+    /// resolves them).
+    pub allow_other_interfaces: bool,
+    /// Routes an owner may have at most; 0 is no limit.
+    pub prefix_limit: u32,
+    /// Limits for named owners, over `prefix_limit`.
+    pub owner_prefix_limits: BTreeMap<String, u32>,
+}
+
+impl RibConfig {
+    pub fn limit_of(&self, owner: &Owner) -> u32 {
+        self.owner_prefix_limits
+            .get(owner.as_str())
+            .copied()
+            .unwrap_or(self.prefix_limit)
+    }
+}
+
+/// What became of a route, as its owner is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteStatus {
+    Installed,
+    Refused(String),
+    /// Kept; its nexthops are down (the reason says which).
+    Queued(String),
+    /// Kept; another owner's better route is installed.
+    Standby {
+        installed_owner: Owner,
+    },
+    Withdrawn,
+    /// Selected, but the kernel refused it.
+    Failed(String),
+}
+
+impl RouteStatus {
+    pub fn reason(&self) -> String {
+        match self {
+            RouteStatus::Installed | RouteStatus::Withdrawn => String::new(),
+            RouteStatus::Refused(reason)
+            | RouteStatus::Queued(reason)
+            | RouteStatus::Failed(reason) => reason.clone(),
+            RouteStatus::Standby { installed_owner } => {
+                format!("the route of {installed_owner} is preferred")
+            }
+        }
+    }
+}
+
+/// One route as `wgd routes` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRecord {
+    pub prefix: IpNet,
+    pub owner: Owner,
+    pub nexthops: Vec<NexthopSpec>,
+    pub distance: u8,
+    pub metric: u32,
+    pub status: RouteStatus,
+    pub stale: bool,
+}
+
+/// Which routes to list; empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct RouteFilter {
+    pub owner: Option<Owner>,
+    pub prefix: Option<IpNet>,
+    pub tunnel: Option<String>,
+}
+
+/// Counts per owner, for statistics and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerCounts {
+    pub routes: u64,
+    pub installed: u64,
+    pub queued: u64,
+    pub standby: u64,
+    pub stale: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    owner: Owner,
+    spec: RouteSpec,
+    stale: bool,
+}
+
+/// What wgd believes the kernel has for a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Installed {
+    /// `None`: adopted at start, no owner has claimed it yet.
+    owner: Option<Owner>,
+    nexthops: Vec<FibNexthop>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    candidates: Vec<Candidate>,
+    installed: Option<Installed>,
+    /// The kernel refused the selected route: why.
+    failed: Option<String>,
+}
+
+/// How a route's nexthops stand against the tunnels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resolution {
+    Up(Vec<FibNexthop>),
+    Down(String),
+    Invalid(Refusal),
+}
+
+#[derive(Debug, Default)]
+pub struct Rib {
+    config: RibConfig,
+    view: TunnelView,
+    slots: BTreeMap<IpNet, Slot>,
+    /// Routes per owner (for the prefix limit).
+    counts: BTreeMap<Owner, u32>,
+    /// Registered nexthops per owner, with what they were last told.
+    registered: BTreeMap<Owner, BTreeMap<IpAddr, NexthopEvent>>,
+    /// The prefixes the bridge put in a multi-peer tunnel's peer's
+    /// AllowedIPs, by (tunnel, peer public key).
+    allowed: BTreeMap<(String, String), BTreeSet<IpNet>>,
+}
+
+impl Rib {
+    pub fn new(config: RibConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    pub fn set_config(&mut self, config: RibConfig) {
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &RibConfig {
+        &self.config
+    }
+
+    pub fn tunnels(&self) -> &TunnelView {
+        &self.view
+    }
+
+    /// An owner's route for a prefix, added or replacing the owner's
+    /// previous one. A refused route leaves the previous one as it was.
+    pub fn offer(&mut self, owner: &Owner, spec: RouteSpec, changes: &mut Changes) -> RouteStatus {
+        if let Err(refusal) = self.check(owner, &spec) {
+            return RouteStatus::Refused(refusal.to_string());
+        }
+        let prefix = spec.prefix;
+        let slot = self.slots.entry(prefix).or_default();
+        match slot
+            .candidates
+            .iter_mut()
+            .find(|candidate| &candidate.owner == owner)
+        {
+            Some(candidate) => {
+                candidate.spec = spec;
+                candidate.stale = false;
+            }
+            None => {
+                slot.candidates.push(Candidate {
+                    owner: owner.clone(),
+                    spec,
+                    stale: false,
+                });
+                *self.counts.entry(owner.clone()).or_default() += 1;
+            }
+        }
+        self.reselect(prefix, false, changes);
+        self.status_of(prefix, owner)
+            .unwrap_or(RouteStatus::Withdrawn)
+    }
+
+    fn check(&self, owner: &Owner, spec: &RouteSpec) -> Result<(), Refusal> {
+        policy::check_prefix(&spec.prefix)?;
+        if spec.nexthops.is_empty() {
+            return Err(Refusal::NoNexthop);
+        }
+        for nexthop in &spec.nexthops {
+            if let NexthopSpec::Address(address) | NexthopSpec::AddressOnTunnel { address, .. } =
+                nexthop
+            {
+                policy::check_nexthop(*address)?;
+            }
+        }
+        if let Some(tunnel) = self.endpoint_host_route(&spec.prefix) {
+            return Err(Refusal::EndpointHostRoute { tunnel });
+        }
+        let limit = self.config.limit_of(owner);
+        let has = self
+            .slots
+            .get(&spec.prefix)
+            .is_some_and(|slot| slot.candidates.iter().any(|c| &c.owner == owner));
+        if limit > 0 && !has && self.counts.get(owner).copied().unwrap_or(0) >= limit {
+            return Err(Refusal::OverPrefixLimit { limit });
+        }
+        if let Resolution::Invalid(refusal) = self.resolve(spec) {
+            return Err(refusal);
+        }
+        Ok(())
+    }
+
+    /// The tunnel whose peer's endpoint has exactly this host route.
+    fn endpoint_host_route(&self, prefix: &IpNet) -> Option<String> {
+        if prefix.prefix_len() != prefix.max_prefix_len() {
+            return None;
+        }
+        self.view.tunnels.iter().find_map(|tunnel| {
+            tunnel
+                .peers
+                .iter()
+                .any(|peer| peer.endpoint.is_some_and(|e| e.ip() == prefix.addr()))
+                .then(|| tunnel.name.clone())
+        })
+    }
+
+    /// Withdraws an owner's route for a prefix.
+    pub fn withdraw(&mut self, owner: &Owner, prefix: IpNet, changes: &mut Changes) -> RouteStatus {
+        let Some(slot) = self.slots.get_mut(&prefix) else {
+            return RouteStatus::Refused(format!("{owner} has no route for {prefix}"));
+        };
+        let before = slot.candidates.len();
+        slot.candidates
+            .retain(|candidate| &candidate.owner != owner);
+        if slot.candidates.len() == before {
+            return RouteStatus::Refused(format!("{owner} has no route for {prefix}"));
+        }
+        if let Some(count) = self.counts.get_mut(owner) {
+            *count = count.saturating_sub(1);
+        }
+        self.reselect(prefix, false, changes);
+        RouteStatus::Withdrawn
+    }
+
+    /// Marks every route of an owner stale (it went away; a session that
+    /// comes back re-claims by offering them again). Returns how many.
+    pub fn mark_stale(&mut self, owner: &Owner) -> u64 {
+        let mut marked = 0;
+        for slot in self.slots.values_mut() {
+            for candidate in &mut slot.candidates {
+                if &candidate.owner == owner {
+                    candidate.stale = true;
+                    marked += 1;
+                }
+            }
+        }
+        marked
+    }
+
+    /// Withdraws the owner's routes that are still stale. Returns how many.
+    pub fn sweep_stale(&mut self, owner: &Owner, changes: &mut Changes) -> u64 {
+        self.withdraw_where(owner, true, changes)
+    }
+
+    /// Withdraws every route of an owner.
+    pub fn withdraw_all(&mut self, owner: &Owner, changes: &mut Changes) -> u64 {
+        self.withdraw_where(owner, false, changes)
+    }
+
+    fn withdraw_where(&mut self, owner: &Owner, only_stale: bool, changes: &mut Changes) -> u64 {
+        let prefixes: Vec<IpNet> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| {
+                slot.candidates
+                    .iter()
+                    .any(|c| &c.owner == owner && (c.stale || !only_stale))
+            })
+            .map(|(prefix, _)| *prefix)
+            .collect();
+        for prefix in &prefixes {
+            self.withdraw(owner, *prefix, changes);
+        }
+        prefixes.len() as u64
+    }
+
+    /// Takes a route found in the kernel at start as installed, with no
+    /// owner: it stays as it is until an owner claims the prefix or
+    /// `sweep_adopted` runs.
+    pub fn adopt(&mut self, prefix: IpNet, nexthops: Vec<FibNexthop>) {
+        if self.is_installed(&prefix) {
+            return;
+        }
+        let nexthops = nexthops
+            .into_iter()
+            .map(|nexthop| self.locate(nexthop))
+            .collect();
+        let installed = Some(Installed {
+            owner: None,
+            nexthops,
+        });
+        // The device still has the AllowedIPs the previous run gave it.
+        self.note_allowed(prefix, &[], &installed, &mut Changes::default());
+        self.slots.entry(prefix).or_default().installed = installed;
+    }
+
+    /// Names the tunnel and peer of an adopted nexthop from the view.
+    fn locate(&self, mut nexthop: FibNexthop) -> FibNexthop {
+        if let Some(tunnel) = self
+            .view
+            .tunnels
+            .iter()
+            .find(|tunnel| tunnel.ifindex == nexthop.ifindex)
+        {
+            nexthop.tunnel = tunnel.name.clone();
+            if tunnel.peers.len() > 1
+                && let Some(gateway) = nexthop.gateway
+            {
+                nexthop.peer = peer_for(tunnel, gateway).map(|peer| peer.public_key.clone());
+            }
+        }
+        nexthop
+    }
+
+    /// The end of the startup hold: adopted routes no owner claimed leave
+    /// the kernel; claimed prefixes whose owner's route cannot be installed
+    /// leave it too. Returns how many were removed.
+    pub fn sweep_adopted(&mut self, changes: &mut Changes) -> u64 {
+        let adopted: Vec<IpNet> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.installed.as_ref().is_some_and(|i| i.owner.is_none()))
+            .map(|(prefix, _)| *prefix)
+            .collect();
+        let before = changes.fib.len();
+        for prefix in &adopted {
+            self.reselect(*prefix, true, changes);
+        }
+        changes.fib[before..]
+            .iter()
+            .filter(|op| matches!(op, FibOp::Remove { .. }))
+            .count() as u64
+    }
+
+    /// How many adopted routes no owner has claimed yet.
+    pub fn adopted_count(&self) -> u64 {
+        self.slots
+            .values()
+            .filter(|slot| slot.installed.as_ref().is_some_and(|i| i.owner.is_none()))
+            .count() as u64
+    }
+
+    /// wgd's tunnels changed: every route is chosen again (nexthops that
+    /// went down leave the kernel, those that came back return), and
+    /// registered nexthops whose reachability changed are reported.
+    pub fn set_tunnels(&mut self, view: TunnelView, changes: &mut Changes) {
+        if view == self.view {
+            return;
+        }
+        self.view = view;
+        let prefixes: Vec<IpNet> = self.slots.keys().copied().collect();
+        for prefix in prefixes {
+            self.reselect(prefix, false, changes);
+        }
+        let owners: Vec<Owner> = self.registered.keys().cloned().collect();
+        for owner in owners {
+            let addresses: Vec<IpAddr> = self.registered[&owner].keys().copied().collect();
+            for address in addresses {
+                let event = self.nexthop_event(&owner, address);
+                let known = self
+                    .registered
+                    .get_mut(&owner)
+                    .and_then(|map| map.get_mut(&address))
+                    .expect("registered above");
+                if *known != event {
+                    *known = event.clone();
+                    changes.nexthops.push(event);
+                }
+            }
+        }
+    }
+
+    /// Follows a nexthop for an owner: the current state at once, then
+    /// every change through `set_tunnels`.
+    pub fn register(&mut self, owner: &Owner, address: IpAddr) -> NexthopEvent {
+        let event = self.nexthop_event(owner, address);
+        self.registered
+            .entry(owner.clone())
+            .or_default()
+            .insert(address, event.clone());
+        event
+    }
+
+    pub fn unregister(&mut self, owner: &Owner, address: IpAddr) {
+        if let Some(map) = self.registered.get_mut(owner) {
+            map.remove(&address);
+        }
+    }
+
+    /// An owner's session is gone for good: it follows nothing any more.
+    pub fn forget_registrations(&mut self, owner: &Owner) {
+        self.registered.remove(owner);
+    }
+
+    fn nexthop_event(&self, owner: &Owner, address: IpAddr) -> NexthopEvent {
+        let spec = RouteSpec {
+            prefix: IpNet::from(address),
+            nexthops: vec![NexthopSpec::Address(address)],
+            distance: 0,
+            metric: 0,
+        };
+        let (reachable, tunnel, reason) = match self.resolve(&spec) {
+            Resolution::Up(nexthops) => (true, Some(nexthops[0].tunnel.clone()), String::new()),
+            Resolution::Down(reason) => (false, None, reason),
+            Resolution::Invalid(refusal) => (false, None, refusal.to_string()),
+        };
+        NexthopEvent {
+            owner: owner.clone(),
+            address,
+            reachable,
+            tunnel,
+            reason,
+        }
+    }
+
+    /// The kernel refused the route selected for `prefix`: it is not
+    /// installed, and the reason is kept for the owner and listings.
+    pub fn fib_failed(&mut self, prefix: IpNet, reason: String) {
+        if let Some(slot) = self.slots.get_mut(&prefix) {
+            let installed = slot.installed.take();
+            slot.failed = Some(reason);
+            let mut ignored = Changes::default();
+            let nexthops: Vec<FibNexthop> = installed
+                .map(|installed| installed.nexthops)
+                .unwrap_or_default();
+            self.note_allowed(prefix, &nexthops, &None, &mut ignored);
+        }
+    }
+
+    /// Endpoint addresses (of every peer in the view) that an installed
+    /// route covers: each needs a host route pinned to the underlay, so
+    /// that the tunnel's own packets do not go into a tunnel.
+    pub fn covered_endpoints(&self) -> BTreeSet<IpAddr> {
+        let mut covered = BTreeSet::new();
+        for tunnel in &self.view.tunnels {
+            for peer in &tunnel.peers {
+                let Some(endpoint) = peer.endpoint.map(|e| e.ip()) else {
+                    continue;
+                };
+                let max = IpNet::from(endpoint).max_prefix_len();
+                let hit = (0..=max).any(|len| {
+                    IpNet::new(endpoint, len).is_ok_and(|net| {
+                        self.slots
+                            .get(&net.trunc())
+                            .is_some_and(|slot| slot.installed.is_some())
+                    })
+                });
+                if hit {
+                    covered.insert(endpoint);
+                }
+            }
+        }
+        covered
+    }
+
+    /// The prefixes the bridge put in each multi-peer tunnel peer's
+    /// AllowedIPs, by (tunnel, peer public key).
+    pub fn allowed_ips(&self) -> &BTreeMap<(String, String), BTreeSet<IpNet>> {
+        &self.allowed
+    }
+
+    /// Whether wgd believes it has a kernel route for the prefix.
+    pub fn is_installed(&self, prefix: &IpNet) -> bool {
+        self.slots
+            .get(prefix)
+            .is_some_and(|slot| slot.installed.is_some())
+    }
+
+    pub fn installed_count(&self) -> u64 {
+        self.slots
+            .values()
+            .filter(|slot| slot.installed.is_some())
+            .count() as u64
+    }
+
+    /// Whether an owner has any route (stale or not).
+    pub fn owner_routes(&self, owner: &Owner) -> u32 {
+        self.counts.get(owner).copied().unwrap_or(0)
+    }
+
+    /// Every owner's routes, filtered; adopted routes no owner claimed are
+    /// listed with owner `adopted`.
+    pub fn routes(&self, filter: &RouteFilter) -> Vec<RouteRecord> {
+        let mut records = Vec::new();
+        let slots: Box<dyn Iterator<Item = (&IpNet, &Slot)>> = match &filter.prefix {
+            Some(prefix) => Box::new(self.slots.get_key_value(prefix).into_iter()),
+            None => Box::new(self.slots.iter()),
+        };
+        for (prefix, slot) in slots {
+            for candidate in &slot.candidates {
+                if filter.owner.as_ref().is_some_and(|o| o != &candidate.owner) {
+                    continue;
+                }
+                if let Some(tunnel) = &filter.tunnel
+                    && !self.spec_uses_tunnel(&candidate.spec, tunnel)
+                {
+                    continue;
+                }
+                records.push(RouteRecord {
+                    prefix: *prefix,
+                    owner: candidate.owner.clone(),
+                    nexthops: candidate.spec.nexthops.clone(),
+                    distance: candidate.spec.distance,
+                    metric: candidate.spec.metric,
+                    status: self.candidate_status(slot, candidate),
+                    stale: candidate.stale,
+                });
+            }
+            if let Some(installed) = &slot.installed
+                && installed.owner.is_none()
+            {
+                let owner = Owner::adopted();
+                if filter.owner.as_ref().is_some_and(|o| o != &owner) {
+                    continue;
+                }
+                if let Some(tunnel) = &filter.tunnel
+                    && !installed.nexthops.iter().any(|n| &n.tunnel == tunnel)
+                {
+                    continue;
+                }
+                records.push(RouteRecord {
+                    prefix: *prefix,
+                    owner,
+                    nexthops: installed.nexthops.iter().map(FibNexthop::to_spec).collect(),
+                    distance: u8::MAX,
+                    metric: 0,
+                    status: RouteStatus::Installed,
+                    stale: true,
+                });
+            }
+        }
+        records
+    }
+
+    /// Counts per owner (adopted routes under `adopted`).
+    pub fn counts(&self) -> BTreeMap<Owner, OwnerCounts> {
+        let mut counts: BTreeMap<Owner, OwnerCounts> = BTreeMap::new();
+        for slot in self.slots.values() {
+            for candidate in &slot.candidates {
+                let entry = counts.entry(candidate.owner.clone()).or_default();
+                entry.routes += 1;
+                if candidate.stale {
+                    entry.stale += 1;
+                }
+                match self.candidate_status(slot, candidate) {
+                    RouteStatus::Installed => entry.installed += 1,
+                    RouteStatus::Queued(_) => entry.queued += 1,
+                    RouteStatus::Standby { .. } => entry.standby += 1,
+                    RouteStatus::Failed(_) => entry.failed += 1,
+                    RouteStatus::Refused(_) | RouteStatus::Withdrawn => {}
+                }
+            }
+            if slot.installed.as_ref().is_some_and(|i| i.owner.is_none()) {
+                let entry = counts.entry(Owner::adopted()).or_default();
+                entry.routes += 1;
+                entry.installed += 1;
+                entry.stale += 1;
+            }
+        }
+        counts
+    }
+
+    fn spec_uses_tunnel(&self, spec: &RouteSpec, tunnel: &str) -> bool {
+        match self.resolve(spec) {
+            Resolution::Up(nexthops) => nexthops.iter().any(|n| n.tunnel == tunnel),
+            _ => spec.nexthops.iter().any(|nexthop| match nexthop {
+                NexthopSpec::Tunnel(name) | NexthopSpec::AddressOnTunnel { tunnel: name, .. } => {
+                    name == tunnel
+                }
+                NexthopSpec::Address(address) => self
+                    .tunnel_of_address(*address)
+                    .is_some_and(|found| found.name == tunnel),
+            }),
+        }
+    }
+
+    /// Where an owner's route for a prefix stands now.
+    pub fn status_of(&self, prefix: IpNet, owner: &Owner) -> Option<RouteStatus> {
+        let slot = self.slots.get(&prefix)?;
+        let candidate = slot.candidates.iter().find(|c| &c.owner == owner)?;
+        Some(self.candidate_status(slot, candidate))
+    }
+
+    fn candidate_status(&self, slot: &Slot, candidate: &Candidate) -> RouteStatus {
+        let installed_owner = slot.installed.as_ref().and_then(|i| i.owner.as_ref());
+        if installed_owner == Some(&candidate.owner) {
+            return RouteStatus::Installed;
+        }
+        match self.resolve(&candidate.spec) {
+            Resolution::Down(reason) => RouteStatus::Queued(reason),
+            Resolution::Invalid(refusal) => RouteStatus::Queued(refusal.to_string()),
+            Resolution::Up(_) => match (&slot.failed, installed_owner) {
+                (_, Some(other)) => RouteStatus::Standby {
+                    installed_owner: other.clone(),
+                },
+                (Some(reason), None) => RouteStatus::Failed(reason.clone()),
+                (None, None) => RouteStatus::Queued("waiting for the startup hold".into()),
+            },
+        }
+    }
+
+    /// Chooses the prefix's route again and says what the kernel and the
+    /// AllowedIPs must do about it. `sweeping` lets an adopted route go
+    /// when no owner's route can take its place.
+    fn reselect(&mut self, prefix: IpNet, sweeping: bool, changes: &mut Changes) {
+        let Some(slot) = self.slots.get(&prefix) else {
+            return;
+        };
+        let current_owner = slot.installed.as_ref().and_then(|i| i.owner.clone());
+        let mut best: Option<(&Candidate, Vec<FibNexthop>)> = None;
+        for candidate in &slot.candidates {
+            let Resolution::Up(nexthops) = self.resolve(&candidate.spec) else {
+                continue;
+            };
+            let better = match &best {
+                None => true,
+                Some((chosen, _)) => {
+                    let key = |c: &Candidate| {
+                        (
+                            c.spec.distance,
+                            c.spec.metric,
+                            current_owner.as_ref() != Some(&c.owner),
+                        )
+                    };
+                    (key(candidate), &candidate.owner) < (key(chosen), &chosen.owner)
+                }
+            };
+            if better {
+                best = Some((candidate, nexthops));
+            }
+        }
+        let best = best.map(|(candidate, nexthops)| (candidate.owner.clone(), nexthops));
+        let fib_before = changes.fib.len();
+        let slot = self.slots.get(&prefix).expect("looked up above");
+        let old = slot.installed.clone();
+        let adopted = old.as_ref().is_some_and(|i| i.owner.is_none());
+        let new = match best {
+            Some((owner, nexthops)) => {
+                let op = match &old {
+                    None => Some(FibOp::Add {
+                        prefix,
+                        nexthops: nexthops.clone(),
+                    }),
+                    Some(installed) if same_kernel_route(&installed.nexthops, &nexthops) => None,
+                    Some(_) => Some(FibOp::Replace {
+                        prefix,
+                        nexthops: nexthops.clone(),
+                    }),
+                };
+                changes.fib.extend(op);
+                Some(Installed {
+                    owner: Some(owner),
+                    nexthops,
+                })
+            }
+            // Nothing can take an adopted route's place yet: during the
+            // startup hold it stays, carrying traffic as before.
+            None if adopted && !sweeping => old.clone(),
+            None => {
+                if old.is_some() {
+                    changes.fib.push(FibOp::Remove { prefix });
+                }
+                None
+            }
+        };
+        let old_nexthops = old.map(|i| i.nexthops).unwrap_or_default();
+        self.note_allowed(prefix, &old_nexthops, &new, changes);
+        let slot = self.slots.get_mut(&prefix).expect("looked up above");
+        // A new attempt (or nothing to install) forgets the kernel's last refusal.
+        if changes.fib.len() > fib_before || new.is_none() {
+            slot.failed = None;
+        }
+        slot.installed = new;
+        if slot.candidates.is_empty() && slot.installed.is_none() {
+            self.slots.remove(&prefix);
+        }
+    }
+
+    /// Moves the prefix between multi-peer tunnel peers' AllowedIPs as its
+    /// installed nexthops change. WireGuard gives a prefix to one peer of a
+    /// device: with ECMP over two peers of one tunnel, the first takes it.
+    fn note_allowed(
+        &mut self,
+        prefix: IpNet,
+        old: &[FibNexthop],
+        new: &Option<Installed>,
+        changes: &mut Changes,
+    ) {
+        let peers = |nexthops: &[FibNexthop]| -> BTreeSet<(String, String)> {
+            let mut seen_tunnels = BTreeSet::new();
+            nexthops
+                .iter()
+                .filter_map(|n| Some((n.tunnel.clone(), n.peer.clone()?)))
+                .filter(|(tunnel, _)| seen_tunnels.insert(tunnel.clone()))
+                .collect()
+        };
+        let before = peers(old);
+        let after = new
+            .as_ref()
+            .map(|installed| peers(&installed.nexthops))
+            .unwrap_or_default();
+        for (tunnel, peer) in before.difference(&after) {
+            let key = (tunnel.clone(), peer.clone());
+            if let Some(set) = self.allowed.get_mut(&key) {
+                set.remove(&prefix);
+                if set.is_empty() {
+                    self.allowed.remove(&key);
+                }
+            }
+            changes.allowed_ips.push(AllowedIpsOp::Remove {
+                tunnel: tunnel.clone(),
+                peer: peer.clone(),
+                prefix,
+            });
+        }
+        for (tunnel, peer) in after.difference(&before) {
+            self.allowed
+                .entry((tunnel.clone(), peer.clone()))
+                .or_default()
+                .insert(prefix);
+            changes.allowed_ips.push(AllowedIpsOp::Add {
+                tunnel: tunnel.clone(),
+                peer: peer.clone(),
+                prefix,
+            });
+        }
+    }
+
+    fn tunnel_of_address(&self, address: IpAddr) -> Option<&TunnelInfo> {
+        self.view
+            .tunnels
+            .iter()
+            .find(|tunnel| tunnel.addresses.iter().any(|net| net.contains(&address)))
+    }
+
+    fn tunnel_named(&self, name: &str) -> Option<&TunnelInfo> {
+        self.view.tunnels.iter().find(|tunnel| tunnel.name == name)
+    }
+
+    /// Resolves each nexthop onto a tunnel; the route is up when at least
+    /// one is (the kernel gets those), invalid when any cannot be on a
+    /// tunnel at all.
+    fn resolve(&self, spec: &RouteSpec) -> Resolution {
+        let mut up = Vec::new();
+        let mut down = None;
+        for nexthop in &spec.nexthops {
+            match self.resolve_one(nexthop) {
+                Resolution::Up(mut nexthops) => up.append(&mut nexthops),
+                Resolution::Down(reason) => {
+                    down.get_or_insert(reason);
+                }
+                invalid @ Resolution::Invalid(_) => return invalid,
+            }
+        }
+        if up.is_empty() {
+            return Resolution::Down(down.unwrap_or_else(|| "no nexthop".into()));
+        }
+        up.sort();
+        up.dedup();
+        Resolution::Up(up)
+    }
+
+    fn resolve_one(&self, nexthop: &NexthopSpec) -> Resolution {
+        let (tunnel, gateway) = match nexthop {
+            NexthopSpec::Address(address) => match self.tunnel_of_address(*address) {
+                Some(tunnel) => (tunnel, Some(*address)),
+                None if self.config.allow_other_interfaces => {
+                    return Resolution::Up(vec![FibNexthop {
+                        tunnel: String::new(),
+                        ifindex: 0,
+                        gateway: Some(*address),
+                        peer: None,
+                    }]);
+                }
+                None => {
+                    return Resolution::Invalid(Refusal::NexthopNotOnTunnel { address: *address });
+                }
+            },
+            NexthopSpec::Tunnel(name) => match self.tunnel_named(name) {
+                Some(tunnel) => (tunnel, None),
+                None => {
+                    return Resolution::Invalid(Refusal::UnknownTunnel {
+                        tunnel: name.clone(),
+                    });
+                }
+            },
+            NexthopSpec::AddressOnTunnel { address, tunnel } => match self.tunnel_named(tunnel) {
+                Some(found) => (found, Some(*address)),
+                None => {
+                    return Resolution::Invalid(Refusal::UnknownTunnel {
+                        tunnel: tunnel.clone(),
+                    });
+                }
+            },
+        };
+        if let Some(gateway) = gateway
+            && tunnel.addresses.iter().any(|net| net.addr() == gateway)
+        {
+            return Resolution::Invalid(Refusal::NexthopIsOwnAddress {
+                address: gateway,
+                tunnel: tunnel.name.clone(),
+            });
+        }
+        let peer = match (tunnel.peers.len(), gateway) {
+            (0, _) => return Resolution::Down(format!("tunnel {} has no peer", tunnel.name)),
+            (1, _) => &tunnel.peers[0],
+            (_, None) => {
+                return Resolution::Invalid(Refusal::MultiPeerNeedsAddress {
+                    tunnel: tunnel.name.clone(),
+                });
+            }
+            (_, Some(gateway)) => match peer_for(tunnel, gateway) {
+                Some(peer) => peer,
+                None => {
+                    return Resolution::Invalid(Refusal::NoPeerForNexthop {
+                        address: gateway,
+                        tunnel: tunnel.name.clone(),
+                    });
+                }
+            },
+        };
+        if !tunnel.up {
+            return Resolution::Down(format!("tunnel {} is down", tunnel.name));
+        }
+        if !peer.reachable {
+            return Resolution::Down(format!(
+                "peer {} of tunnel {} is dead (no recent handshake)",
+                peer.public_key, tunnel.name
+            ));
+        }
+        Resolution::Up(vec![FibNexthop {
+            tunnel: tunnel.name.clone(),
+            ifindex: tunnel.ifindex,
+            gateway,
+            peer: (tunnel.peers.len() > 1).then(|| peer.public_key.clone()),
+        }])
+    }
+}
+
+/// The peer of a multi-peer tunnel whose configured AllowedIPs cover the
+/// gateway most specifically.
+fn peer_for(tunnel: &TunnelInfo, gateway: IpAddr) -> Option<&crate::route::PeerInfo> {
+    tunnel
+        .peers
+        .iter()
+        .filter_map(|peer| {
+            peer.allowed_ips
+                .iter()
+                .filter(|net| net.contains(&gateway))
+                .map(|net| net.prefix_len())
+                .max()
+                .map(|len| (len, peer))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, peer)| peer)
+}
+
+/// Whether two nexthop sets make the same kernel route (which interface,
+/// which gateway), whatever the bridge knows about them besides.
+fn same_kernel_route(a: &[FibNexthop], b: &[FibNexthop]) -> bool {
+    let key = |nexthops: &[FibNexthop]| {
+        let mut keys: Vec<(u32, Option<IpAddr>)> =
+            nexthops.iter().map(|n| (n.ifindex, n.gateway)).collect();
+        keys.sort();
+        keys
+    };
+    key(a) == key(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::PeerInfo;
+
+    const KEY_B: &str = "peer-b-key";
+    const KEY_C: &str = "peer-c-key";
+
+    fn net(text: &str) -> IpNet {
+        text.parse().unwrap()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn peer(key: &str, allowed: &[&str], endpoint: &str) -> PeerInfo {
+        PeerInfo {
+            public_key: key.into(),
+            allowed_ips: allowed.iter().map(|a| net(a)).collect(),
+            endpoint: Some(endpoint.parse().unwrap()),
+            reachable: true,
+        }
+    }
+
+    /// wg-b: one peer on 10.255.0.0/31; wg-hub: two peers on 10.254.0.0/24.
+    fn view() -> TunnelView {
+        TunnelView {
+            tunnels: vec![
+                TunnelInfo {
+                    name: "wg-b".into(),
+                    ifindex: 7,
+                    up: true,
+                    addresses: vec![net("10.255.0.0/31"), net("fd00:255::/127")],
+                    peers: vec![peer(KEY_B, &["0.0.0.0/0", "::/0"], "198.51.100.2:51820")],
+                },
+                TunnelInfo {
+                    name: "wg-hub".into(),
+                    ifindex: 9,
+                    up: true,
+                    addresses: vec![net("10.254.0.1/24")],
+                    peers: vec![
+                        peer("spoke-1", &["10.254.0.2/32"], "198.51.100.6:51820"),
+                        peer(KEY_C, &["10.254.0.3/32"], "198.51.100.10:51820"),
+                    ],
+                },
+            ],
+        }
+    }
+
+    fn rib() -> Rib {
+        let mut rib = Rib::new(RibConfig::default());
+        rib.set_tunnels(view(), &mut Changes::default());
+        rib
+    }
+
+    fn via(prefix: &str, gateway: &str, distance: u8, metric: u32) -> RouteSpec {
+        RouteSpec {
+            prefix: net(prefix),
+            nexthops: vec![NexthopSpec::Address(ip(gateway))],
+            distance,
+            metric,
+        }
+    }
+
+    fn nexthop(
+        tunnel: &str,
+        ifindex: u32,
+        gateway: Option<&str>,
+        peer: Option<&str>,
+    ) -> FibNexthop {
+        FibNexthop {
+            tunnel: tunnel.into(),
+            ifindex,
+            gateway: gateway.map(ip),
+            peer: peer.map(Into::into),
+        }
+    }
+
+    fn offer(rib: &mut Rib, owner: &str, spec: RouteSpec) -> (RouteStatus, Changes) {
+        let mut changes = Changes::default();
+        let status = rib.offer(&Owner::new(owner), spec, &mut changes);
+        (status, changes)
+    }
+
+    #[test]
+    fn a_route_on_a_tunnel_is_added_once_and_replaced_in_place() {
+        let mut rib = rib();
+        let (status, changes) = offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+        assert_eq!(status, RouteStatus::Installed);
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Add {
+                prefix: net("192.0.2.0/24"),
+                nexthops: vec![nexthop("wg-b", 7, Some("10.255.0.1"), None)],
+            }]
+        );
+        // The same route again: nothing for the kernel.
+        let (_, changes) = offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 5));
+        assert!(changes.is_empty(), "{changes:?}");
+        // Another nexthop: replaced in place, never removed first.
+        let spec = RouteSpec {
+            nexthops: vec![NexthopSpec::Tunnel("wg-b".into())],
+            ..via("192.0.2.0/24", "10.255.0.1", 20, 0)
+        };
+        let (_, changes) = offer(&mut rib, "a", spec);
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Replace {
+                prefix: net("192.0.2.0/24"),
+                nexthops: vec![nexthop("wg-b", 7, None, None)],
+            }]
+        );
+        let mut changes = Changes::default();
+        assert_eq!(
+            rib.withdraw(&Owner::new("a"), net("192.0.2.0/24"), &mut changes),
+            RouteStatus::Withdrawn
+        );
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Remove {
+                prefix: net("192.0.2.0/24")
+            }]
+        );
+        assert_eq!(rib.installed_count(), 0);
+    }
+
+    #[test]
+    fn the_best_owner_wins_and_the_next_takes_over_when_it_goes() {
+        let mut rib = rib();
+        offer(&mut rib, "far", via("192.0.2.0/24", "10.255.0.1", 200, 0));
+        let (status, changes) = offer(
+            &mut rib,
+            "near",
+            RouteSpec {
+                nexthops: vec![NexthopSpec::Tunnel("wg-b".into())],
+                ..via("192.0.2.0/24", "10.255.0.1", 20, 0)
+            },
+        );
+        assert_eq!(status, RouteStatus::Installed);
+        assert!(matches!(changes.fib[..], [FibOp::Replace { .. }]));
+        assert_eq!(
+            rib.status_of(net("192.0.2.0/24"), &Owner::new("far")),
+            Some(RouteStatus::Standby {
+                installed_owner: Owner::new("near")
+            })
+        );
+        // Equal distance: the lower metric wins.
+        let (status, _) = offer(
+            &mut rib,
+            "worse-metric",
+            via("192.0.2.0/24", "10.255.0.1", 20, 10),
+        );
+        assert!(matches!(status, RouteStatus::Standby { .. }));
+        let mut changes = Changes::default();
+        rib.withdraw(&Owner::new("near"), net("192.0.2.0/24"), &mut changes);
+        // worse-metric (20/10) beats far (200/0); same kernel nexthop as far's?
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Replace {
+                prefix: net("192.0.2.0/24"),
+                nexthops: vec![nexthop("wg-b", 7, Some("10.255.0.1"), None)],
+            }]
+        );
+        assert_eq!(
+            rib.status_of(net("192.0.2.0/24"), &Owner::new("worse-metric")),
+            Some(RouteStatus::Installed)
+        );
+    }
+
+    #[test]
+    fn a_tunnel_going_down_queues_its_routes_and_coming_back_restores_them() {
+        let mut rib = rib();
+        rib.register(&Owner::new("a"), ip("10.255.0.1"));
+        offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+        let mut down = view();
+        down.tunnels[0].up = false;
+        let mut changes = Changes::default();
+        rib.set_tunnels(down.clone(), &mut changes);
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Remove {
+                prefix: net("192.0.2.0/24")
+            }]
+        );
+        assert_eq!(changes.nexthops.len(), 1);
+        assert!(!changes.nexthops[0].reachable);
+        assert_eq!(
+            rib.status_of(net("192.0.2.0/24"), &Owner::new("a")),
+            Some(RouteStatus::Queued("tunnel wg-b is down".into()))
+        );
+        // A route offered while down is queued, not refused.
+        let (status, changes) = offer(&mut rib, "a", via("198.18.0.0/15", "10.255.0.1", 20, 0));
+        assert_eq!(status, RouteStatus::Queued("tunnel wg-b is down".into()));
+        assert!(changes.fib.is_empty());
+        // A dead peer counts as down too.
+        let mut dead = view();
+        dead.tunnels[0].peers[0].reachable = false;
+        let mut changes = Changes::default();
+        rib.set_tunnels(dead, &mut changes);
+        assert!(changes.fib.is_empty());
+        let mut changes = Changes::default();
+        rib.set_tunnels(view(), &mut changes);
+        assert_eq!(changes.fib.len(), 2);
+        assert!(changes.fib.iter().all(|op| matches!(op, FibOp::Add { .. })));
+        assert_eq!(changes.nexthops.len(), 1);
+        assert!(changes.nexthops[0].reachable);
+        assert_eq!(changes.nexthops[0].tunnel.as_deref(), Some("wg-b"));
+    }
+
+    #[test]
+    fn a_session_that_comes_back_reclaims_without_kernel_changes_and_the_rest_is_swept() {
+        let mut rib = rib();
+        offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+        offer(&mut rib, "a", via("198.51.100.128/25", "10.255.0.1", 20, 0));
+        assert_eq!(rib.mark_stale(&Owner::new("a")), 2);
+        let (status, changes) = offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+        assert_eq!(status, RouteStatus::Installed);
+        assert!(changes.is_empty());
+        let mut changes = Changes::default();
+        assert_eq!(rib.sweep_stale(&Owner::new("a"), &mut changes), 1);
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Remove {
+                prefix: net("198.51.100.128/25")
+            }]
+        );
+        assert_eq!(rib.owner_routes(&Owner::new("a")), 1);
+    }
+
+    #[test]
+    fn adopted_routes_stay_until_claimed_or_swept() {
+        let mut rib = rib();
+        rib.adopt(
+            net("192.0.2.0/24"),
+            vec![nexthop("", 7, Some("10.255.0.1"), None)],
+        );
+        rib.adopt(net("203.0.113.0/24"), vec![nexthop("", 7, None, None)]);
+        assert_eq!(rib.adopted_count(), 2);
+        let listed = rib.routes(&RouteFilter::default());
+        assert_eq!(listed[0].owner, Owner::adopted());
+        assert_eq!(
+            listed[0].nexthops,
+            vec![NexthopSpec::AddressOnTunnel {
+                address: ip("10.255.0.1"),
+                tunnel: "wg-b".into()
+            }]
+        );
+        // Claimed with the same nexthop: the kernel keeps its route as it is.
+        let (status, changes) = offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+        assert_eq!(status, RouteStatus::Installed);
+        assert!(changes.fib.is_empty());
+        // A tunnel change before the sweep keeps the unclaimed one.
+        let mut changes = Changes::default();
+        let mut other = view();
+        other.tunnels[1].up = false;
+        rib.set_tunnels(other, &mut changes);
+        assert!(changes.fib.is_empty());
+        let mut changes = Changes::default();
+        assert_eq!(rib.sweep_adopted(&mut changes), 1);
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Remove {
+                prefix: net("203.0.113.0/24")
+            }]
+        );
+        assert_eq!(rib.installed_count(), 1);
+    }
+
+    #[test]
+    fn multi_peer_tunnels_carry_each_prefix_in_its_peers_allowed_ips() {
+        let mut rib = rib();
+        let (status, changes) = offer(&mut rib, "a", via("192.168.2.0/24", "10.254.0.2", 20, 0));
+        assert_eq!(status, RouteStatus::Installed);
+        assert_eq!(
+            changes.allowed_ips,
+            vec![AllowedIpsOp::Add {
+                tunnel: "wg-hub".into(),
+                peer: "spoke-1".into(),
+                prefix: net("192.168.2.0/24")
+            }]
+        );
+        offer(&mut rib, "a", via("192.168.3.0/24", "10.254.0.3", 20, 0));
+        assert_eq!(
+            rib.allowed_ips()[&("wg-hub".to_owned(), KEY_C.to_owned())],
+            BTreeSet::from([net("192.168.3.0/24")])
+        );
+        // Moved to the other spoke: out of one peer, into the other.
+        let (_, changes) = offer(&mut rib, "a", via("192.168.2.0/24", "10.254.0.3", 20, 0));
+        assert_eq!(changes.allowed_ips.len(), 2);
+        let mut changes = Changes::default();
+        rib.withdraw(&Owner::new("a"), net("192.168.2.0/24"), &mut changes);
+        assert_eq!(
+            changes.allowed_ips,
+            vec![AllowedIpsOp::Remove {
+                tunnel: "wg-hub".into(),
+                peer: KEY_C.into(),
+                prefix: net("192.168.2.0/24")
+            }]
+        );
+        assert!(
+            !rib.allowed_ips()
+                .contains_key(&("wg-hub".to_owned(), "spoke-1".to_owned()))
+        );
+        // Single-peer tunnels never get AllowedIPs changes.
+        let (_, changes) = offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+        assert!(changes.allowed_ips.is_empty());
+    }
+
+    #[test]
+    fn refusals_name_their_reason_and_change_nothing() {
+        let mut rib = Rib::new(RibConfig {
+            prefix_limit: 1,
+            ..RibConfig::default()
+        });
+        rib.set_tunnels(view(), &mut Changes::default());
+        let cases = [
+            (
+                via("192.0.2.0/24", "192.0.2.1", 20, 0),
+                "nexthop 192.0.2.1 is not on any of wgd's tunnels (allow_other_interfaces is off)",
+            ),
+            (
+                via("192.0.2.0/24", "10.255.0.0", 20, 0),
+                "nexthop 10.255.0.0 is this host's own address on wg-b",
+            ),
+            (
+                via("192.0.2.0/24", "10.254.0.9", 20, 0),
+                "nexthop 10.254.0.9 is in none of the AllowedIPs of tunnel wg-hub's peers",
+            ),
+            (
+                via("198.51.100.2/32", "10.255.0.1", 20, 0),
+                "is the host route of a peer endpoint of tunnel wg-b: the tunnel would carry itself",
+            ),
+            (
+                via("127.0.0.0/8", "10.255.0.1", 20, 0),
+                "loopback prefix (within 127.0.0.0/8)",
+            ),
+            (
+                via("192.0.2.0/24", "127.0.0.1", 20, 0),
+                "nexthop 127.0.0.1 is a loopback address",
+            ),
+            (
+                RouteSpec {
+                    nexthops: vec![NexthopSpec::Tunnel("wg-x".into())],
+                    ..via("192.0.2.0/24", "10.255.0.1", 20, 0)
+                },
+                "no tunnel named \"wg-x\"",
+            ),
+            (
+                RouteSpec {
+                    nexthops: vec![NexthopSpec::Tunnel("wg-hub".into())],
+                    ..via("192.0.2.0/24", "10.255.0.1", 20, 0)
+                },
+                "tunnel wg-hub has several peers: give the nexthop's address to choose one",
+            ),
+            (
+                RouteSpec {
+                    nexthops: vec![],
+                    ..via("192.0.2.0/24", "10.255.0.1", 20, 0)
+                },
+                "no nexthop",
+            ),
+        ];
+        for (spec, reason) in cases {
+            let (status, changes) = offer(&mut rib, "a", spec);
+            assert_eq!(status, RouteStatus::Refused(reason.into()));
+            assert!(changes.is_empty());
+        }
+        assert_eq!(rib.owner_routes(&Owner::new("a")), 0);
+        offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+        let (status, _) = offer(&mut rib, "a", via("198.18.0.0/15", "10.255.0.1", 20, 0));
+        assert_eq!(
+            status,
+            RouteStatus::Refused("over the owner's prefix limit of 1".into())
+        );
+        // Replacing a route the owner has is not over the limit.
+        let (status, _) = offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 7));
+        assert_eq!(status, RouteStatus::Installed);
+        // Other interfaces, when allowed, are the kernel's to resolve.
+        let mut open = Rib::new(RibConfig {
+            allow_other_interfaces: true,
+            ..RibConfig::default()
+        });
+        open.set_tunnels(view(), &mut Changes::default());
+        let (status, changes) = offer(&mut open, "a", via("192.0.2.0/24", "172.16.0.1", 20, 0));
+        assert_eq!(status, RouteStatus::Installed);
+        assert_eq!(changes.fib.len(), 1);
+    }
+
+    #[test]
+    fn a_learned_default_route_covers_every_endpoint() {
+        let mut rib = rib();
+        assert!(rib.covered_endpoints().is_empty());
+        offer(&mut rib, "a", via("198.51.100.0/30", "10.255.0.1", 20, 0));
+        assert_eq!(
+            rib.covered_endpoints(),
+            BTreeSet::from([ip("198.51.100.2")])
+        );
+        offer(&mut rib, "a", via("0.0.0.0/0", "10.255.0.1", 20, 0));
+        assert_eq!(rib.covered_endpoints().len(), 3);
+    }
+
+    #[test]
+    fn ecmp_installs_the_nexthops_that_are_up() {
+        let mut rib = rib();
+        let spec = RouteSpec {
+            nexthops: vec![
+                NexthopSpec::Address(ip("10.255.0.1")),
+                NexthopSpec::Address(ip("10.254.0.2")),
+            ],
+            ..via("192.0.2.0/24", "10.255.0.1", 20, 0)
+        };
+        let (_, changes) = offer(&mut rib, "a", spec);
+        let FibOp::Add { nexthops, .. } = &changes.fib[0] else {
+            panic!("{changes:?}")
+        };
+        assert_eq!(nexthops.len(), 2);
+        let mut half = view();
+        half.tunnels[1].up = false;
+        let mut changes = Changes::default();
+        rib.set_tunnels(half, &mut changes);
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Replace {
+                prefix: net("192.0.2.0/24"),
+                nexthops: vec![nexthop("wg-b", 7, Some("10.255.0.1"), None)],
+            }]
+        );
+    }
+
+    #[test]
+    fn a_kernel_refusal_is_reported_until_the_next_attempt() {
+        let mut rib = rib();
+        offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+        rib.fib_failed(net("192.0.2.0/24"), "File exists".into());
+        assert_eq!(
+            rib.status_of(net("192.0.2.0/24"), &Owner::new("a")),
+            Some(RouteStatus::Failed("File exists".into()))
+        );
+        assert!(!rib.is_installed(&net("192.0.2.0/24")));
+        let counts = rib.counts();
+        assert_eq!(counts[&Owner::new("a")].failed, 1);
+    }
+}
