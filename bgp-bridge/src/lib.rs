@@ -16,6 +16,10 @@
 //! The RIB, policy and guard are pure; the FIB and the gRPC service are the
 //! thin I/O around them.
 
+pub mod fib;
+pub mod engine;
+pub mod policy;
+pub mod rib;
 pub mod route;
 
 pub use route::*;

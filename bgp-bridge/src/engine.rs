@@ -1,0 +1,1233 @@
+//! The bridge at work: one task that owns the RIB and the FIB, takes
+//! commands from the route sources (gRPC sessions, unary calls, wgd's
+//! tunnel view) through a `Bridge` handle, and keeps the time: owners'
+//! hold times, the startup hold, the endpoint pins.
+//!
+//! Commands come in on a channel and are handled one at a time: the RIB
+//! turns each into `Changes`; the FIB programmer writes them to the kernel
+//! in one batch (endpoint pins first, so a learned route never carries a
+//! tunnel's own packets, not even for a moment); kernel refusals flow back
+//! into the RIB; then the answer goes back to the caller. AllowedIPs of
+//! multi-peer tunnels go out to wgd through a watch channel, nexthop
+//! changes to the sessions that registered them.
+//!
+//! At start the engine adopts wgd's routes found in the kernel (they keep
+//! carrying traffic through a restart) and sweeps those no owner re-claims
+//! when the startup hold ends. Routes of the unary API are kept in a state
+//! file and offered again at start.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::rib::{OwnerCounts, Rib, RibConfig, RouteFilter, RouteRecord, RouteStatus};
+use crate::route::{Changes, FibNexthop, FibOp, NexthopEvent, Owner, RouteSpec, TunnelView};
+
+/// The kernel side, as the engine needs it: the Linux FIB, or a twin in
+/// memory for tests.
+pub trait Fib: Send + 'static {
+    /// One result per op, in order; an error is the kernel's reason.
+    fn apply(&mut self, ops: &[FibOp]) -> Vec<Result<(), String>>;
+    /// wgd's routes in the kernel (by protocol number).
+    fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>)>, String>;
+    /// The route to `destination` without wgd's routes (the underlay's).
+    fn underlay_route(&mut self, destination: IpAddr) -> Result<Option<Vec<FibNexthop>>, String>;
+}
+
+/// Settings of the bridge, from `[bridge]` in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeConfig {
+    pub rib: RibConfig,
+    /// Kernel table the routes go in (254 = main).
+    pub table: u32,
+    /// Kernel priority of every wgd route.
+    pub kernel_metric: u32,
+    /// How long routes found in the kernel at start wait to be re-claimed.
+    pub startup_hold: Duration,
+    /// Hold time of a session that does not give one.
+    pub default_hold: Duration,
+    /// Where the unary API's routes are kept across restarts.
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            rib: RibConfig::default(),
+            table: 254,
+            kernel_metric: 20,
+            startup_hold: Duration::from_secs(120),
+            default_hold: Duration::from_secs(90),
+            state_file: None,
+        }
+    }
+}
+
+/// A route update as a source sends it: a route, or the withdrawal of a
+/// prefix. `Invalid` carries a request the service could not read, so the
+/// owner gets its refusal in order with the rest.
+#[derive(Debug, Clone)]
+pub enum Update {
+    Offer(RouteSpec),
+    Withdraw(IpNet),
+    Invalid { prefix: String, reason: String },
+}
+
+/// What became of one update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateResult {
+    pub prefix: String,
+    pub status: RouteStatus,
+}
+
+/// A session's answer to its Hello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    pub session: u64,
+    pub stale_routes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BridgeError {
+    #[error("owner \"{0}\" already has a session")]
+    SessionExists(String),
+    #[error(
+        "owner \"{0}\" has static routes (from the unary API or `wgd route`); a session needs a name of its own"
+    )]
+    StaticOwner(String),
+    #[error("owner \"{0}\" belongs to a session; its routes come and go with it")]
+    SessionOwner(String),
+    #[error("the bridge is not running")]
+    Stopped,
+}
+
+/// Counters for statistics and metrics, read without asking the engine.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub fib_operations: u64,
+    pub fib_errors: u64,
+    pub batches: u64,
+    pub batch_seconds_total: f64,
+    pub kernel_routes: u64,
+    pub endpoint_pins: u64,
+    pub owners: BTreeMap<Owner, OwnerCounts>,
+    /// Recent batch durations (seconds), drained by the metrics histogram.
+    pub batch_durations: Vec<f64>,
+}
+
+/// An owner's statistics line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerStatistics {
+    pub owner: Owner,
+    pub connected: bool,
+    pub counts: OwnerCounts,
+    pub hold_remaining: Option<Duration>,
+    pub prefix_limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Statistics {
+    pub owners: Vec<OwnerStatistics>,
+    pub counters: Counters,
+}
+
+/// AllowedIPs the bridge adds to multi-peer tunnels' peers, by (tunnel,
+/// peer public key).
+pub type AllowedExtras = BTreeMap<(String, String), BTreeSet<IpNet>>;
+
+enum Command {
+    Open {
+        owner: Owner,
+        hold: Option<Duration>,
+        nexthops: mpsc::UnboundedSender<NexthopEvent>,
+        reply: oneshot::Sender<Result<Welcome, BridgeError>>,
+    },
+    Close {
+        owner: Owner,
+        session: u64,
+    },
+    Updates {
+        owner: Owner,
+        /// `None` for the unary API (static routes).
+        session: Option<u64>,
+        updates: Vec<Update>,
+        reply: oneshot::Sender<Result<Vec<UpdateResult>, BridgeError>>,
+    },
+    EndOfRib {
+        owner: Owner,
+        reply: oneshot::Sender<u64>,
+    },
+    Register {
+        owner: Owner,
+        register: Vec<IpAddr>,
+        unregister: Vec<IpAddr>,
+    },
+    Tunnels(TunnelView),
+    List {
+        filter: RouteFilter,
+        reply: oneshot::Sender<Vec<RouteRecord>>,
+    },
+    Statistics {
+        reply: oneshot::Sender<Statistics>,
+    },
+}
+
+/// The handle route sources and wgd hold. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    commands: mpsc::UnboundedSender<Command>,
+    counters: Arc<Mutex<Counters>>,
+    allowed: watch::Receiver<AllowedExtras>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl Bridge {
+    /// Starts the engine on a thread of its own (FIB writes block, and a
+    /// full table must not stall the API): adopts wgd's routes from the
+    /// kernel (seen through `view`), offers the kept static routes again,
+    /// and returns once that is done. It runs until every handle is dropped.
+    pub async fn start<F: Fib>(
+        config: BridgeConfig,
+        fib: F,
+        view: TunnelView,
+    ) -> std::io::Result<Bridge> {
+        let (bridge, mut engine, receiver) = Self::new(config, fib);
+        let (ready, started) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("wgd-bridge".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot start the bridge's runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    engine.start(view);
+                    let _ = ready.send(());
+                    engine.run(receiver).await;
+                });
+            })?;
+        started
+            .await
+            .map_err(|_| std::io::Error::other("the bridge stopped while starting"))?;
+        Ok(bridge)
+    }
+
+    /// Starts the engine as a task of the current runtime (tests, with
+    /// tokio's paused clock).
+    pub fn start_here<F: Fib>(config: BridgeConfig, fib: F, view: TunnelView) -> Bridge {
+        let (bridge, mut engine, receiver) = Self::new(config, fib);
+        engine.start(view);
+        tokio::spawn(engine.run(receiver));
+        bridge
+    }
+
+    fn new<F: Fib>(
+        config: BridgeConfig,
+        fib: F,
+    ) -> (Bridge, Engine<F>, mpsc::UnboundedReceiver<Command>) {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let counters = Arc::new(Mutex::new(Counters::default()));
+        let (allowed_sender, allowed) = watch::channel(AllowedExtras::new());
+        let engine = Engine {
+            rib: Rib::new(config.rib.clone()),
+            fib,
+            config,
+            owners: BTreeMap::new(),
+            pins: BTreeMap::new(),
+            startup_until: None,
+            next_session: 1,
+            counters: counters.clone(),
+            allowed: allowed_sender,
+        };
+        let bridge = Bridge {
+            commands,
+            counters,
+            allowed,
+        };
+        (bridge, engine, receiver)
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, BridgeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .map_err(|_| BridgeError::Stopped)?;
+        answer.await.map_err(|_| BridgeError::Stopped)
+    }
+
+    /// Opens a session for `owner`; nexthop changes arrive on `nexthops`.
+    pub async fn open(
+        &self,
+        owner: Owner,
+        hold: Option<Duration>,
+        nexthops: mpsc::UnboundedSender<NexthopEvent>,
+    ) -> Result<Welcome, BridgeError> {
+        self.ask(|reply| Command::Open {
+            owner,
+            hold,
+            nexthops,
+            reply,
+        })
+        .await?
+    }
+
+    /// The session ended (the stream closed or the client died).
+    pub fn close(&self, owner: Owner, session: u64) {
+        let _ = self.commands.send(Command::Close { owner, session });
+    }
+
+    /// A batch of a session's updates.
+    pub async fn session_updates(
+        &self,
+        owner: Owner,
+        session: u64,
+        updates: Vec<Update>,
+    ) -> Result<Vec<UpdateResult>, BridgeError> {
+        self.ask(|reply| Command::Updates {
+            owner,
+            session: Some(session),
+            updates,
+            reply,
+        })
+        .await?
+    }
+
+    /// Static routes (the unary API), kept until deleted.
+    pub async fn static_updates(
+        &self,
+        owner: Owner,
+        updates: Vec<Update>,
+    ) -> Result<Vec<UpdateResult>, BridgeError> {
+        self.ask(|reply| Command::Updates {
+            owner,
+            session: None,
+            updates,
+            reply,
+        })
+        .await?
+    }
+
+    /// The session has sent all its routes: its stale ones go. Returns how many.
+    pub async fn end_of_rib(&self, owner: Owner) -> Result<u64, BridgeError> {
+        self.ask(|reply| Command::EndOfRib { owner, reply }).await
+    }
+
+    pub fn register(&self, owner: Owner, register: Vec<IpAddr>, unregister: Vec<IpAddr>) {
+        let _ = self.commands.send(Command::Register {
+            owner,
+            register,
+            unregister,
+        });
+    }
+
+    /// wgd's latest view of its tunnels.
+    pub fn set_tunnels(&self, view: TunnelView) {
+        let _ = self.commands.send(Command::Tunnels(view));
+    }
+
+    pub async fn routes(&self, filter: RouteFilter) -> Result<Vec<RouteRecord>, BridgeError> {
+        self.ask(|reply| Command::List { filter, reply }).await
+    }
+
+    pub async fn statistics(&self) -> Result<Statistics, BridgeError> {
+        self.ask(|reply| Command::Statistics { reply }).await
+    }
+
+    /// The counters as of the latest batch (for metrics at scrape time).
+    pub fn counters(&self) -> Counters {
+        self.counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes the batch durations recorded since the last call.
+    pub fn take_batch_durations(&self) -> Vec<f64> {
+        std::mem::take(
+            &mut self
+                .counters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .batch_durations,
+        )
+    }
+
+    /// The AllowedIPs the bridge wants on multi-peer tunnels' peers.
+    pub fn allowed_ips(&self) -> watch::Receiver<AllowedExtras> {
+        self.allowed.clone()
+    }
+}
+
+#[derive(Debug)]
+enum OwnerState {
+    /// A live session. `sweep_at`: the hold time of a session that came
+    /// back runs on until its EndOfRib; then its stale routes go.
+    Connected {
+        session: u64,
+        hold: Duration,
+        nexthops: mpsc::UnboundedSender<NexthopEvent>,
+        sweep_at: Option<Instant>,
+    },
+    /// The session ended; its routes go at `until`.
+    Away { until: Instant },
+    /// Routes of the unary API.
+    Static,
+}
+
+/// The kept routes of the unary API, by owner.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StaticRoutes(BTreeMap<String, Vec<RouteSpec>>);
+
+struct Engine<F: Fib> {
+    rib: Rib,
+    fib: F,
+    config: BridgeConfig,
+    owners: BTreeMap<Owner, OwnerState>,
+    /// Endpoint host routes pinned to the underlay, with their nexthops.
+    pins: BTreeMap<IpAddr, Vec<FibNexthop>>,
+    startup_until: Option<Instant>,
+    next_session: u64,
+    counters: Arc<Mutex<Counters>>,
+    allowed: watch::Sender<AllowedExtras>,
+}
+
+impl<F: Fib> Engine<F> {
+    fn start(&mut self, view: TunnelView) {
+        self.rib.set_tunnels(view, &mut Changes::default());
+        match self.fib.dump_ours() {
+            Ok(routes) => {
+                let endpoints = self.endpoints();
+                let tunnels: BTreeSet<u32> = self
+                    .rib
+                    .tunnels()
+                    .tunnels
+                    .iter()
+                    .map(|tunnel| tunnel.ifindex)
+                    .collect();
+                for (prefix, nexthops) in routes {
+                    let host = prefix.prefix_len() == prefix.max_prefix_len();
+                    let off_tunnels = nexthops.iter().all(|n| !tunnels.contains(&n.ifindex));
+                    if host && off_tunnels && endpoints.contains(&prefix.addr()) {
+                        self.pins.insert(prefix.addr(), nexthops);
+                    } else {
+                        self.rib.adopt(prefix, nexthops);
+                    }
+                }
+                let adopted = self.rib.adopted_count();
+                if adopted > 0 {
+                    tracing::info!(
+                        routes = adopted,
+                        hold = ?self.config.startup_hold,
+                        "adopted wgd's routes from the kernel; unclaimed ones go after the startup hold"
+                    );
+                    self.startup_until = Some(Instant::now() + self.config.startup_hold);
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot read wgd's routes from the kernel"),
+        }
+        // The devices still have the AllowedIPs the previous run gave them.
+        self.allowed.send_replace(self.rib.allowed_ips().clone());
+        let kept = self.load_static();
+        let mut changes = Changes::default();
+        for (owner, specs) in kept.0 {
+            let owner = Owner::new(owner);
+            self.owners.insert(owner.clone(), OwnerState::Static);
+            for spec in specs {
+                self.rib.offer(&owner, spec, &mut changes);
+            }
+        }
+        self.program(changes);
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+                () = sleep_until(deadline) => self.expire(),
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let owners = self.owners.values().filter_map(|state| match state {
+            OwnerState::Away { until } => Some(*until),
+            OwnerState::Connected { sweep_at, .. } => *sweep_at,
+            OwnerState::Static => None,
+        });
+        owners.chain(self.startup_until).min()
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let mut changes = Changes::default();
+        if self.startup_until.is_some_and(|at| at <= now) {
+            self.startup_until = None;
+            let swept = self.rib.sweep_adopted(&mut changes);
+            tracing::info!(swept, "startup hold over: unclaimed adopted routes removed");
+        }
+        let mut gone = Vec::new();
+        for (owner, state) in &mut self.owners {
+            match state {
+                OwnerState::Away { until } if *until <= now => {
+                    let withdrawn = self.rib.withdraw_all(owner, &mut changes);
+                    tracing::info!(%owner, withdrawn, "hold time over: the owner's routes are withdrawn");
+                    gone.push(owner.clone());
+                }
+                OwnerState::Connected { sweep_at, .. } if sweep_at.is_some_and(|at| at <= now) => {
+                    *sweep_at = None;
+                    let withdrawn = self.rib.sweep_stale(owner, &mut changes);
+                    tracing::info!(%owner, withdrawn, "hold time over before end-of-RIB: stale routes withdrawn");
+                }
+                _ => {}
+            }
+        }
+        for owner in gone {
+            self.owners.remove(&owner);
+        }
+        self.program(changes);
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Open {
+                owner,
+                hold,
+                nexthops,
+                reply,
+            } => {
+                let _ = reply.send(self.open(owner, hold, nexthops));
+            }
+            Command::Close { owner, session } => self.close(owner, session),
+            Command::Updates {
+                owner,
+                session,
+                updates,
+                reply,
+            } => {
+                let _ = reply.send(self.updates(&owner, session, updates));
+            }
+            Command::EndOfRib { owner, reply } => {
+                let mut changes = Changes::default();
+                let withdrawn = self.rib.sweep_stale(&owner, &mut changes);
+                if let Some(OwnerState::Connected { sweep_at, .. }) = self.owners.get_mut(&owner) {
+                    *sweep_at = None;
+                }
+                tracing::info!(%owner, withdrawn, "end-of-RIB");
+                self.program(changes);
+                let _ = reply.send(withdrawn);
+            }
+            Command::Register {
+                owner,
+                register,
+                unregister,
+            } => {
+                for address in unregister {
+                    self.rib.unregister(&owner, address);
+                }
+                let Some(OwnerState::Connected { nexthops, .. }) = self.owners.get(&owner) else {
+                    return;
+                };
+                let nexthops = nexthops.clone();
+                for address in register {
+                    let _ = nexthops.send(self.rib.register(&owner, address));
+                }
+            }
+            Command::Tunnels(view) => {
+                let mut changes = Changes::default();
+                self.rib.set_tunnels(view, &mut changes);
+                self.program(changes);
+                self.check_pins();
+            }
+            Command::List { filter, reply } => {
+                let _ = reply.send(self.rib.routes(&filter));
+            }
+            Command::Statistics { reply } => {
+                let _ = reply.send(self.statistics());
+            }
+        }
+    }
+
+    fn open(
+        &mut self,
+        owner: Owner,
+        hold: Option<Duration>,
+        nexthops: mpsc::UnboundedSender<NexthopEvent>,
+    ) -> Result<Welcome, BridgeError> {
+        let hold = hold.unwrap_or(self.config.default_hold);
+        let session = self.next_session;
+        let sweep_at = match self.owners.get(&owner) {
+            Some(OwnerState::Connected { .. }) => {
+                return Err(BridgeError::SessionExists(owner.to_string()));
+            }
+            Some(OwnerState::Static) => return Err(BridgeError::StaticOwner(owner.to_string())),
+            // Back within its hold time: the routes it does not re-send
+            // before EndOfRib (or before the hold runs out) go.
+            Some(OwnerState::Away { until }) => Some(*until),
+            None => None,
+        };
+        self.next_session += 1;
+        let stale = self
+            .rib
+            .counts()
+            .get(&owner)
+            .map_or(0, |counts| counts.stale);
+        tracing::info!(%owner, session, ?hold, stale, "session opened");
+        self.owners.insert(
+            owner,
+            OwnerState::Connected {
+                session,
+                hold,
+                nexthops,
+                sweep_at,
+            },
+        );
+        let stale_routes = stale
+            + if sweep_at.is_none() {
+                self.rib.adopted_count()
+            } else {
+                0
+            };
+        Ok(Welcome {
+            session,
+            stale_routes,
+        })
+    }
+
+    fn close(&mut self, owner: Owner, session: u64) {
+        let Some(OwnerState::Connected {
+            session: current,
+            hold,
+            ..
+        }) = self.owners.get(&owner)
+        else {
+            return;
+        };
+        if *current != session {
+            return;
+        }
+        let hold = *hold;
+        self.rib.forget_registrations(&owner);
+        let kept = self.rib.mark_stale(&owner);
+        tracing::info!(%owner, session, kept, ?hold, "session ended; routes kept for the hold time");
+        if kept == 0 {
+            self.owners.remove(&owner);
+        } else {
+            self.owners.insert(
+                owner,
+                OwnerState::Away {
+                    until: Instant::now() + hold,
+                },
+            );
+        }
+    }
+
+    fn updates(
+        &mut self,
+        owner: &Owner,
+        session: Option<u64>,
+        updates: Vec<Update>,
+    ) -> Result<Vec<UpdateResult>, BridgeError> {
+        match (self.owners.get(owner), session) {
+            (
+                Some(OwnerState::Connected {
+                    session: current, ..
+                }),
+                Some(session),
+            ) if *current == session => {}
+            (Some(OwnerState::Connected { .. } | OwnerState::Away { .. }), None) => {
+                return Err(BridgeError::SessionOwner(owner.to_string()));
+            }
+            (_, Some(_)) => return Err(BridgeError::Stopped),
+            (Some(OwnerState::Static) | None, None) => {
+                self.owners.insert(owner.clone(), OwnerState::Static);
+            }
+        }
+        let mut changes = Changes::default();
+        let mut results = Vec::with_capacity(updates.len());
+        let mut touched = Vec::with_capacity(updates.len());
+        for update in updates {
+            let (prefix, status) = match update {
+                Update::Offer(spec) => {
+                    let prefix = spec.prefix;
+                    let status = self.rib.offer(owner, spec, &mut changes);
+                    touched.push((results.len(), prefix));
+                    (prefix.to_string(), status)
+                }
+                Update::Withdraw(prefix) => (
+                    prefix.to_string(),
+                    self.rib.withdraw(owner, prefix, &mut changes),
+                ),
+                Update::Invalid { prefix, reason } => (prefix, RouteStatus::Refused(reason)),
+            };
+            results.push(UpdateResult { prefix, status });
+        }
+        self.program(changes);
+        // The kernel may have refused some: tell the owner what is true now.
+        for (index, prefix) in touched {
+            if let Some(status) = self.rib.status_of(prefix, owner)
+                && !matches!(results[index].status, RouteStatus::Refused(_))
+            {
+                results[index].status = status;
+            }
+        }
+        if session.is_none() {
+            if self.rib.owner_routes(owner) == 0 {
+                self.owners.remove(owner);
+            }
+            self.save_static();
+        }
+        Ok(results)
+    }
+
+    /// Writes the RIB's changes to the kernel and to wgd: new endpoint
+    /// pins first, then the routes, then the pins no longer needed.
+    fn program(&mut self, changes: Changes) {
+        let Changes {
+            fib,
+            allowed_ips,
+            nexthops,
+        } = changes;
+        let wanted = self.rib.covered_endpoints();
+        let mut ops = Vec::new();
+        for endpoint in &wanted {
+            if self.pins.contains_key(endpoint) {
+                continue;
+            }
+            match self.fib.underlay_route(*endpoint) {
+                Ok(Some(nexthops)) => {
+                    ops.push(FibOp::Add {
+                        prefix: IpNet::from(*endpoint),
+                        nexthops: nexthops.clone(),
+                    });
+                    self.pins.insert(*endpoint, nexthops);
+                }
+                Ok(None) => {
+                    tracing::warn!(%endpoint, "a learned route covers this tunnel endpoint and the underlay has no route to it")
+                }
+                Err(error) => {
+                    tracing::warn!(%endpoint, %error, "cannot find the underlay route of a tunnel endpoint")
+                }
+            }
+        }
+        let pins_added = ops.len();
+        ops.extend(fib);
+        let stale_pins: Vec<IpAddr> = self
+            .pins
+            .keys()
+            .filter(|endpoint| !wanted.contains(endpoint))
+            .copied()
+            .collect();
+        for endpoint in &stale_pins {
+            self.pins.remove(endpoint);
+            ops.push(FibOp::Remove {
+                prefix: IpNet::from(*endpoint),
+            });
+        }
+        if !ops.is_empty() {
+            let started = std::time::Instant::now();
+            let results = self.fib.apply(&ops);
+            let elapsed = started.elapsed().as_secs_f64();
+            let mut errors = 0;
+            for (index, (op, result)) in ops.iter().zip(results).enumerate() {
+                if let Err(reason) = result {
+                    errors += 1;
+                    tracing::warn!(prefix = %op.prefix(), %reason, "the kernel refused a route");
+                    if index < pins_added {
+                        self.pins.remove(&op.prefix().addr());
+                    } else if !matches!(op, FibOp::Remove { .. }) {
+                        self.rib
+                            .fib_failed(op.prefix(), format!("kernel refused: {reason}"));
+                    }
+                }
+            }
+            tracing::debug!(ops = ops.len(), errors, seconds = elapsed, "FIB batch");
+            let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+            counters.fib_operations += ops.len() as u64;
+            counters.fib_errors += errors;
+            counters.batches += 1;
+            counters.batch_seconds_total += elapsed;
+            if counters.batch_durations.len() < 10_000 {
+                counters.batch_durations.push(elapsed);
+            }
+        }
+        if !allowed_ips.is_empty() {
+            let extras = self.rib.allowed_ips().clone();
+            self.allowed.send_if_modified(|current| {
+                let changed = *current != extras;
+                *current = extras;
+                changed
+            });
+        }
+        for event in nexthops {
+            if let Some(OwnerState::Connected { nexthops, .. }) = self.owners.get(&event.owner) {
+                let _ = nexthops.send(event);
+            }
+        }
+        self.update_counters();
+    }
+
+    /// The underlay may have moved under a pin (a new default gateway):
+    /// pins follow it.
+    fn check_pins(&mut self) {
+        let mut ops = Vec::new();
+        for (endpoint, nexthops) in &mut self.pins {
+            if let Ok(Some(now)) = self.fib.underlay_route(*endpoint)
+                && now != *nexthops
+            {
+                *nexthops = now.clone();
+                ops.push(FibOp::Replace {
+                    prefix: IpNet::from(*endpoint),
+                    nexthops: now,
+                });
+            }
+        }
+        if !ops.is_empty() {
+            let results = self.fib.apply(&ops);
+            for (op, result) in ops.iter().zip(results) {
+                if let Err(reason) = result {
+                    tracing::warn!(prefix = %op.prefix(), %reason, "cannot move an endpoint pin");
+                }
+            }
+        }
+    }
+
+    fn endpoints(&self) -> BTreeSet<IpAddr> {
+        self.rib
+            .tunnels()
+            .tunnels
+            .iter()
+            .flat_map(|tunnel| &tunnel.peers)
+            .filter_map(|peer| peer.endpoint.map(|e| e.ip()))
+            .collect()
+    }
+
+    fn update_counters(&self) {
+        let owners = self.rib.counts();
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        counters.kernel_routes = self.rib.installed_count() + self.pins.len() as u64;
+        counters.endpoint_pins = self.pins.len() as u64;
+        counters.owners = owners;
+    }
+
+    fn statistics(&self) -> Statistics {
+        let now = Instant::now();
+        let counts = self.rib.counts();
+        let mut names: BTreeSet<Owner> = counts.keys().cloned().collect();
+        names.extend(self.owners.keys().cloned());
+        let owners = names
+            .into_iter()
+            .map(|owner| {
+                let state = self.owners.get(&owner);
+                let hold_remaining = match state {
+                    Some(OwnerState::Away { until }) => Some(until.saturating_duration_since(now)),
+                    Some(OwnerState::Connected {
+                        sweep_at: Some(at), ..
+                    }) => Some(at.saturating_duration_since(now)),
+                    _ => None,
+                };
+                OwnerStatistics {
+                    connected: matches!(state, Some(OwnerState::Connected { .. })),
+                    counts: counts.get(&owner).cloned().unwrap_or_default(),
+                    hold_remaining,
+                    prefix_limit: self.config.rib.limit_of(&owner),
+                    owner,
+                }
+            })
+            .collect();
+        Statistics {
+            owners,
+            counters: self
+                .counters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+
+    fn load_static(&self) -> StaticRoutes {
+        let Some(path) = &self.config.state_file else {
+            return StaticRoutes::default();
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                tracing::error!(path = %path.display(), %error, "cannot read the kept static routes");
+                StaticRoutes::default()
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => StaticRoutes::default(),
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "cannot read the kept static routes");
+                StaticRoutes::default()
+            }
+        }
+    }
+
+    fn save_static(&self) {
+        let Some(path) = &self.config.state_file else {
+            return;
+        };
+        let mut kept = StaticRoutes::default();
+        for (owner, state) in &self.owners {
+            if !matches!(state, OwnerState::Static) {
+                continue;
+            }
+            let filter = RouteFilter {
+                owner: Some(owner.clone()),
+                ..RouteFilter::default()
+            };
+            let specs = self
+                .rib
+                .routes(&filter)
+                .into_iter()
+                .map(|record| RouteSpec {
+                    prefix: record.prefix,
+                    nexthops: record.nexthops,
+                    distance: record.distance,
+                    metric: record.metric,
+                })
+                .collect();
+            kept.0.insert(owner.to_string(), specs);
+        }
+        let write = || -> std::io::Result<()> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let temporary = path.with_extension("tmp");
+            std::fs::write(&temporary, serde_json::to_vec_pretty(&kept)?)?;
+            std::fs::rename(&temporary, path)
+        };
+        if let Err(error) = write() {
+            tracing::error!(path = %path.display(), %error, "cannot keep the static routes");
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::{NexthopSpec, PeerInfo, TunnelInfo};
+
+    /// The kernel in memory: routes by prefix, and every op applied.
+    #[derive(Debug, Clone, Default)]
+    struct MemoryFib {
+        routes: Arc<Mutex<BTreeMap<IpNet, Vec<FibNexthop>>>>,
+        applied: Arc<Mutex<Vec<FibOp>>>,
+    }
+
+    impl MemoryFib {
+        fn count(&self) -> usize {
+            self.routes.lock().unwrap().len()
+        }
+
+        fn applied(&self) -> Vec<FibOp> {
+            std::mem::take(&mut self.applied.lock().unwrap())
+        }
+    }
+
+    impl Fib for MemoryFib {
+        fn apply(&mut self, ops: &[FibOp]) -> Vec<Result<(), String>> {
+            let mut routes = self.routes.lock().unwrap();
+            self.applied.lock().unwrap().extend(ops.iter().cloned());
+            ops.iter()
+                .map(|op| match op {
+                    FibOp::Add { prefix, nexthops } => {
+                        if routes.contains_key(prefix) {
+                            return Err("File exists".into());
+                        }
+                        routes.insert(*prefix, nexthops.clone());
+                        Ok(())
+                    }
+                    FibOp::Replace { prefix, nexthops } => {
+                        routes.insert(*prefix, nexthops.clone());
+                        Ok(())
+                    }
+                    FibOp::Remove { prefix } => {
+                        routes.remove(prefix);
+                        Ok(())
+                    }
+                })
+                .collect()
+        }
+
+        fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>)>, String> {
+            Ok(self
+                .routes
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(prefix, nexthops)| (*prefix, nexthops.clone()))
+                .collect())
+        }
+
+        fn underlay_route(&mut self, _: IpAddr) -> Result<Option<Vec<FibNexthop>>, String> {
+            Ok(Some(vec![FibNexthop {
+                tunnel: String::new(),
+                ifindex: 2,
+                gateway: Some("198.51.100.254".parse().unwrap()),
+                peer: None,
+            }]))
+        }
+    }
+
+    fn view() -> TunnelView {
+        TunnelView {
+            tunnels: vec![TunnelInfo {
+                name: "wg-b".into(),
+                ifindex: 7,
+                up: true,
+                addresses: vec!["10.255.0.0/31".parse().unwrap()],
+                peers: vec![PeerInfo {
+                    public_key: "key".into(),
+                    allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
+                    endpoint: Some("198.51.100.2:51820".parse().unwrap()),
+                    reachable: true,
+                }],
+            }],
+        }
+    }
+
+    fn route(prefix: &str) -> Update {
+        Update::Offer(RouteSpec {
+            prefix: prefix.parse().unwrap(),
+            nexthops: vec![NexthopSpec::Address("10.255.0.1".parse().unwrap())],
+            distance: 20,
+            metric: 0,
+        })
+    }
+
+    fn config() -> BridgeConfig {
+        BridgeConfig {
+            startup_hold: Duration::from_secs(60),
+            ..BridgeConfig::default()
+        }
+    }
+
+    async fn session(bridge: &Bridge, owner: &str, hold: u64) -> u64 {
+        let (nexthops, _) = mpsc::unbounded_channel();
+        bridge
+            .open(Owner::new(owner), Some(Duration::from_secs(hold)), nexthops)
+            .await
+            .unwrap()
+            .session
+    }
+
+    /// Lets the engine handle what was sent to it.
+    async fn settle(bridge: &Bridge) {
+        bridge.statistics().await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn routes_of_a_session_that_ends_go_after_its_hold_time_not_before() {
+        let fib = MemoryFib::default();
+        let bridge = Bridge::start_here(config(), fib.clone(), view());
+        let id = session(&bridge, "ctl", 30).await;
+        let results = bridge
+            .session_updates(
+                Owner::new("ctl"),
+                id,
+                vec![route("192.0.2.0/24"), route("198.18.0.0/15")],
+            )
+            .await
+            .unwrap();
+        assert!(
+            results.iter().all(|r| r.status == RouteStatus::Installed),
+            "{results:?}"
+        );
+        assert_eq!(fib.count(), 2);
+        bridge.close(Owner::new("ctl"), id);
+        settle(&bridge).await;
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        settle(&bridge).await;
+        assert_eq!(fib.count(), 2, "withdrawn before the hold time");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        settle(&bridge).await;
+        assert_eq!(fib.count(), 0, "kept after the hold time");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_back_in_time_reclaims_without_kernel_changes() {
+        let fib = MemoryFib::default();
+        let bridge = Bridge::start_here(config(), fib.clone(), view());
+        let id = session(&bridge, "ctl", 30).await;
+        bridge
+            .session_updates(
+                Owner::new("ctl"),
+                id,
+                vec![route("192.0.2.0/24"), route("198.18.0.0/15")],
+            )
+            .await
+            .unwrap();
+        bridge.close(Owner::new("ctl"), id);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        fib.applied();
+        let (nexthops, _) = mpsc::unbounded_channel();
+        let welcome = bridge
+            .open(Owner::new("ctl"), Some(Duration::from_secs(30)), nexthops)
+            .await
+            .unwrap();
+        assert_eq!(welcome.stale_routes, 2);
+        // Another session of the same owner is refused while this one lives.
+        let (other, _) = mpsc::unbounded_channel();
+        assert_eq!(
+            bridge.open(Owner::new("ctl"), None, other).await,
+            Err(BridgeError::SessionExists("ctl".into()))
+        );
+        bridge
+            .session_updates(
+                Owner::new("ctl"),
+                welcome.session,
+                vec![route("192.0.2.0/24")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fib.applied(), vec![], "a re-sent route changed the kernel");
+        assert_eq!(bridge.end_of_rib(Owner::new("ctl")).await.unwrap(), 1);
+        assert_eq!(
+            fib.applied(),
+            vec![FibOp::Remove {
+                prefix: "198.18.0.0/15".parse().unwrap()
+            }]
+        );
+        // The hold that was running does not sweep the re-claimed route later.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        settle(&bridge).await;
+        assert_eq!(fib.count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_adopts_the_kernel_routes_and_sweeps_the_unclaimed_after_the_startup_hold() {
+        let fib = MemoryFib::default();
+        let nexthop = FibNexthop {
+            tunnel: String::new(),
+            ifindex: 7,
+            gateway: Some("10.255.0.1".parse().unwrap()),
+            peer: None,
+        };
+        for prefix in ["192.0.2.0/24", "198.18.0.0/15", "203.0.113.0/24"] {
+            fib.routes
+                .lock()
+                .unwrap()
+                .insert(prefix.parse().unwrap(), vec![nexthop.clone()]);
+        }
+        let bridge = Bridge::start_here(config(), fib.clone(), view());
+        let id = session(&bridge, "ctl", 30).await;
+        bridge
+            .session_updates(
+                Owner::new("ctl"),
+                id,
+                vec![route("192.0.2.0/24"), route("198.18.0.0/15")],
+            )
+            .await
+            .unwrap();
+        bridge.end_of_rib(Owner::new("ctl")).await.unwrap();
+        assert_eq!(fib.applied(), vec![], "re-claiming changed the kernel");
+        assert_eq!(fib.count(), 3);
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        settle(&bridge).await;
+        assert_eq!(
+            fib.applied(),
+            vec![FibOp::Remove {
+                prefix: "203.0.113.0/24".parse().unwrap()
+            }]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_learned_default_route_pins_the_endpoint_first() {
+        let fib = MemoryFib::default();
+        let bridge = Bridge::start_here(config(), fib.clone(), view());
+        let id = session(&bridge, "ctl", 30).await;
+        bridge
+            .session_updates(Owner::new("ctl"), id, vec![route("0.0.0.0/0")])
+            .await
+            .unwrap();
+        let applied = fib.applied();
+        assert_eq!(applied.len(), 2);
+        assert_eq!(
+            applied[0].prefix(),
+            "198.51.100.2/32".parse::<IpNet>().unwrap()
+        );
+        assert_eq!(applied[1].prefix(), "0.0.0.0/0".parse::<IpNet>().unwrap());
+        assert_eq!(bridge.counters().endpoint_pins, 1);
+        bridge
+            .session_updates(
+                Owner::new("ctl"),
+                id,
+                vec![Update::Withdraw("0.0.0.0/0".parse().unwrap())],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fib.count(), 0, "the pin outlived the route that needed it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn static_routes_are_kept_across_a_restart() {
+        let folder = tempfile::tempdir().unwrap();
+        let config = BridgeConfig {
+            state_file: Some(folder.path().join("routes.json")),
+            ..config()
+        };
+        let fib = MemoryFib::default();
+        let bridge = Bridge::start_here(config.clone(), fib.clone(), view());
+        bridge
+            .static_updates(
+                Owner::new("cli"),
+                vec![route("192.0.2.0/24"), route("198.18.0.0/15")],
+            )
+            .await
+            .unwrap();
+        bridge
+            .static_updates(
+                Owner::new("cli"),
+                vec![Update::Withdraw("198.18.0.0/15".parse().unwrap())],
+            )
+            .await
+            .unwrap();
+        // A session may not take a static owner's name.
+        let (nexthops, _) = mpsc::unbounded_channel();
+        assert_eq!(
+            bridge.open(Owner::new("cli"), None, nexthops).await,
+            Err(BridgeError::StaticOwner("cli".into()))
+        );
+        drop(bridge);
+        let restarted = Bridge::start_here(config, fib.clone(), view());
+        let routes = restarted.routes(RouteFilter::default()).await.unwrap();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].owner, Owner::new("cli"));
+        assert_eq!(routes[0].status, RouteStatus::Installed);
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        settle(&restarted).await;
+        assert_eq!(fib.count(), 1);
+    }
+}

@@ -1,0 +1,713 @@
+//! The kernel FIB programmer: writes the RIB's `FibOp`s into a kernel
+//! routing table over raw rtnetlink, and reads back the routes there.
+//!
+//! Data flows one way per call, blocking, from the thread that owns the
+//! [`KernelFib`] (the daemon gives it a thread of its own):
+//!
+//! - [`KernelFib::apply`]: `FibOp`s → route requests packed into one reused
+//!   buffer (`wire`) → one `send` per window of requests, closed by an
+//!   `NLMSG_NOOP` that asks for an acknowledgement → the kernel processes
+//!   the whole datagram inside `send` and answers only the requests it
+//!   refused, then the barrier → each refusal is matched to its op by
+//!   sequence number; every op before the barrier that was not refused
+//!   succeeded. One result per op comes back, in order.
+//! - [`KernelFib::dump_ours`], [`KernelFib::count_ours`],
+//!   [`KernelFib::underlay_route`]: a filtered `RTM_GETROUTE` dump per
+//!   family → [`KernelRoute`] values.
+//!
+//! Every route wgd writes carries `RTPROT_WGD` and the one priority given at
+//! [`KernelFib::open`]: that is how wgd finds its own routes again after a
+//! restart, how a delete is kept from touching a route someone else added,
+//! and why an `Add` over someone else's route fails instead of replacing it.
+
+mod wire;
+
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
+
+use crate::route::{FibNexthop, FibOp, RTPROT_WGD};
+use wire::{AF_INET, AF_INET6, RouteHeader, RouteView};
+
+/// The kernel's main routing table.
+pub const MAIN_TABLE: u32 = wire::RT_TABLE_MAIN;
+
+/// Receive buffer asked for; the kernel caps it at `net.core.rmem_max` (and
+/// doubles it). It bounds how many requests go in one `send`: in the worst
+/// case every one of them is refused, and all refusals must fit.
+const RECEIVE_BUFFER_BYTES: libc::c_int = 4 << 20;
+/// What one acknowledgement costs in the receive buffer: a small skb's
+/// true size (measured about 768 bytes on 6.x kernels), with margin.
+const ACK_COST_BYTES: usize = 1024;
+/// Requests per `send` at most, whatever the receive buffer allows.
+const MAX_WINDOW: usize = 4096;
+/// Bytes per `send`: the kernel takes up to `wmem_default` (about 208 KiB)
+/// in one datagram; more per call gains little.
+const SEND_BYTES: usize = 64 << 10;
+/// Dump parts are at most 32 KiB; 64 KiB is never truncated.
+const RECEIVE_BYTES: usize = 64 << 10;
+/// A dump that the kernel flags as interrupted by a concurrent change is
+/// read again, this many times at most.
+const DUMP_ATTEMPTS: usize = 5;
+
+/// Why a route could not be written, or the table not read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FibError {
+    /// The kernel refused a request: `errno` (positive) and, when the
+    /// kernel said more (extended ack), its message.
+    #[error("kernel refused: {}{}", errno_text(*.errno), .detail.as_deref().map(|detail| format!(": {detail}")).unwrap_or_default())]
+    Kernel { errno: i32, detail: Option<String> },
+    /// The netlink socket itself failed.
+    #[error("netlink {action}: {source}")]
+    Io {
+        action: &'static str,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// The kernel's answers overflowed the receive buffer, so whether this
+    /// request succeeded is unknown: read the table back to find out.
+    #[error("no answer from the kernel (its acknowledgements overflowed the receive buffer)")]
+    Unanswered,
+    /// A reply that did not parse.
+    #[error("malformed netlink reply: {0}")]
+    Malformed(&'static str),
+    /// A route to add or replace with no nexthop.
+    #[error("a route needs at least one nexthop")]
+    NoNexthop,
+    /// More nexthops than fit in one netlink attribute.
+    #[error("{0} nexthops do not fit in one netlink message")]
+    TooManyNexthops(usize),
+    /// Table 0 is not a table (the kernel reads it as "any" or "main").
+    #[error("table 0 is not a routing table")]
+    NoTable,
+    /// Every dump of the table was interrupted by concurrent changes.
+    #[error("the routing table kept changing while it was read ({DUMP_ATTEMPTS} attempts)")]
+    DumpInterrupted,
+}
+
+impl FibError {
+    /// The kernel's errno (positive, e.g. `libc::EEXIST`) if the kernel
+    /// refused.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            FibError::Kernel { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+
+    fn io(action: &'static str) -> impl FnOnce(io::Error) -> FibError {
+        move |source| FibError::Io {
+            action,
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// "File exists" for `EEXIST`: the system's text without "(os error 17)".
+fn errno_text(errno: i32) -> String {
+    let text = io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error ") {
+        Some(end) => text[..end].to_owned(),
+        None => text,
+    }
+}
+
+impl From<wire::Malformed> for FibError {
+    fn from(malformed: wire::Malformed) -> Self {
+        FibError::Malformed(malformed.0)
+    }
+}
+
+/// A route as read from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelRoute {
+    pub prefix: IpNet,
+    /// Empty for a route whose nexthop is not an interface or gateway (a
+    /// nexthop object only, for instance).
+    pub nexthops: Vec<KernelNexthop>,
+    pub priority: u32,
+    pub protocol: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KernelNexthop {
+    /// 0 if the kernel gave none.
+    pub ifindex: u32,
+    pub gateway: Option<IpAddr>,
+}
+
+impl KernelRoute {
+    fn from_view(view: &RouteView<'_>, prefix: IpNet) -> Self {
+        KernelRoute {
+            prefix,
+            nexthops: view
+                .nexthops()
+                .map(|(ifindex, gateway)| KernelNexthop { ifindex, gateway })
+                .collect(),
+            priority: view.priority,
+            protocol: view.protocol,
+        }
+    }
+}
+
+/// A NETLINK_ROUTE socket in one network namespace, writing wgd's routes to
+/// one table with one priority.
+pub struct KernelFib {
+    socket: Socket,
+    table: u32,
+    priority: u32,
+    next_seq: u32,
+    /// Requests per `send`: all their refusals fit in the receive buffer.
+    window: usize,
+    send_buffer: Vec<u8>,
+    receive_buffer: Vec<u8>,
+    /// Per request of the current window: whether the kernel answered it.
+    answered: Vec<bool>,
+}
+
+impl fmt::Debug for KernelFib {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelFib")
+            .field("table", &self.table)
+            .field("priority", &self.priority)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KernelFib {
+    /// Opens a NETLINK_ROUTE socket in the calling thread's network
+    /// namespace. Routes go in `table` (254 is main), all with kernel
+    /// priority (metric) `priority` and protocol `RTPROT_WGD`. (The kernel
+    /// stores IPv6 priority 0 as 1024.)
+    pub fn open(table: u32, priority: u32) -> Result<Self, FibError> {
+        if table == 0 {
+            return Err(FibError::NoTable);
+        }
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(FibError::io("open"))?;
+        socket.bind_auto().map_err(FibError::io("bind"))?;
+        // Best effort, each: without them (kernels before 4.3, 4.12, 4.20)
+        // acks are larger, say less, and dumps are filtered here only.
+        let _ = socket.set_cap_ack(true);
+        let _ = socket.set_ext_ack(true);
+        let _ = socket.set_netlink_get_strict_chk(true);
+        let _ = socket.set_rx_buf_sz(RECEIVE_BUFFER_BYTES);
+        let receive_buffer_bytes = socket
+            .get_rx_buf_sz()
+            .map_err(FibError::io("read the receive buffer size"))?;
+        // One place is kept for the barrier's own acknowledgement.
+        let window = (receive_buffer_bytes / ACK_COST_BYTES)
+            .saturating_sub(1)
+            .clamp(1, MAX_WINDOW);
+        tracing::debug!(table, priority, window, "kernel FIB opened");
+        Ok(KernelFib {
+            socket,
+            table,
+            priority,
+            next_seq: 1,
+            window,
+            send_buffer: Vec::with_capacity(SEND_BYTES + 4096),
+            receive_buffer: Vec::with_capacity(RECEIVE_BYTES),
+            answered: Vec::with_capacity(window),
+        })
+    }
+
+    pub fn table(&self) -> u32 {
+        self.table
+    }
+
+    pub fn priority(&self) -> u32 {
+        self.priority
+    }
+
+    /// Applies `ops` in order and returns one result per op, in the same
+    /// order. A refused op fails alone: the ops after it are still applied.
+    pub fn apply(&mut self, ops: &[FibOp]) -> Vec<Result<(), FibError>> {
+        let mut results = Vec::with_capacity(ops.len());
+        results.resize(ops.len(), Ok(()));
+        let mut done = 0;
+        while done < ops.len() {
+            done += self.apply_window(&ops[done..], &mut results[done..]);
+        }
+        let failed = results.iter().filter(|result| result.is_err()).count();
+        tracing::debug!(ops = ops.len(), failed, "kernel FIB changes applied");
+        results
+    }
+
+    /// Sends as many of `ops` as one window holds, reads the answers into
+    /// `results`, and returns how many ops it took.
+    fn apply_window(&mut self, ops: &[FibOp], results: &mut [Result<(), FibError>]) -> usize {
+        let first_seq = self.next_seq;
+        self.send_buffer.clear();
+        let mut taken = 0;
+        let mut sent = 0;
+        for (offset, op) in ops.iter().enumerate() {
+            if sent == self.window || self.send_buffer.len() >= SEND_BYTES {
+                break;
+            }
+            let seq = first_seq.wrapping_add(offset as u32);
+            match encode(&mut self.send_buffer, op, seq, self.table, self.priority) {
+                Ok(()) => sent += 1,
+                Err(error) => results[offset] = Err(error),
+            }
+            taken = offset + 1;
+        }
+        let barrier_seq = first_seq.wrapping_add(taken as u32);
+        self.next_seq = barrier_seq.wrapping_add(1);
+        if sent == 0 {
+            return taken;
+        }
+        // Routes ask for no acknowledgement: the kernel answers refusals
+        // only, and the barrier after them says that the rest succeeded.
+        let barrier = wire::begin_message(
+            &mut self.send_buffer,
+            wire::NLMSG_NOOP,
+            wire::NLM_F_REQUEST | wire::NLM_F_ACK,
+            barrier_seq,
+        );
+        wire::end_message(&mut self.send_buffer, barrier);
+
+        let results = &mut results[..taken];
+        if let Err(error) = self.send() {
+            for result in results.iter_mut().filter(|result| result.is_ok()) {
+                *result = Err(error.clone());
+            }
+            return taken;
+        }
+        self.answered.clear();
+        self.answered.resize(taken, false);
+        if let Err(error) = self.read_answers(ops, results, first_seq, barrier_seq) {
+            for (result, _) in results
+                .iter_mut()
+                .zip(&self.answered)
+                .filter(|(result, answered)| result.is_ok() && !**answered)
+            {
+                *result = Err(error.clone());
+            }
+        }
+        taken
+    }
+
+    fn send(&mut self) -> Result<(), FibError> {
+        loop {
+            match self.socket.send(&self.send_buffer, 0) {
+                Ok(_) => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(FibError::io("send")(error)),
+            }
+        }
+    }
+
+    /// Reads the kernel's answers to one window up to its barrier. An error
+    /// applies to every op not answered.
+    fn read_answers(
+        &mut self,
+        ops: &[FibOp],
+        results: &mut [Result<(), FibError>],
+        first_seq: u32,
+        barrier_seq: u32,
+    ) -> Result<(), FibError> {
+        // After an overrun, some answers were dropped and the barrier may be
+        // one of them: read what is queued, without waiting.
+        let mut overrun = false;
+        loop {
+            let flags = if overrun { libc::MSG_DONTWAIT } else { 0 };
+            let len = match self.receive(flags) {
+                Ok(len) => len,
+                Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                    tracing::warn!(
+                        window = self.window,
+                        "kernel FIB acknowledgements overflowed the receive buffer"
+                    );
+                    overrun = true;
+                    continue;
+                }
+                Err(error) if overrun && error.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(FibError::Unanswered);
+                }
+                Err(error) => return Err(FibError::io("receive")(error)),
+            };
+            let mut barrier_seen = false;
+            for message in wire::messages(&self.receive_buffer[..len]) {
+                let message = message?;
+                if message.kind != wire::NLMSG_ERROR {
+                    continue;
+                }
+                let ack = wire::parse_ack(&message)?;
+                if message.seq == barrier_seq {
+                    barrier_seen = true;
+                    continue;
+                }
+                // Answers to an earlier call (read too late) are not ours.
+                let offset = message.seq.wrapping_sub(first_seq) as usize;
+                if offset >= results.len() {
+                    continue;
+                }
+                self.answered[offset] = true;
+                results[offset] = match (&ops[offset], ack.errno) {
+                    (_, 0) => Ok(()),
+                    // Already gone: what a remove wants.
+                    (FibOp::Remove { .. }, libc::ENOENT | libc::ESRCH) => Ok(()),
+                    (_, errno) => Err(FibError::Kernel {
+                        errno,
+                        detail: ack.message.map(str::to_owned),
+                    }),
+                };
+            }
+            if barrier_seen {
+                return if overrun {
+                    Err(FibError::Unanswered)
+                } else {
+                    Ok(())
+                };
+            }
+        }
+    }
+
+    /// Receives one datagram into the receive buffer; its length.
+    fn receive(&mut self, flags: libc::c_int) -> io::Result<usize> {
+        loop {
+            self.receive_buffer.clear();
+            match self
+                .socket
+                .recv(&mut self.receive_buffer, flags | libc::MSG_TRUNC)
+            {
+                Ok(len) if len > self.receive_buffer.len() => {
+                    return Err(io::Error::other(format!(
+                        "a {len}-byte datagram did not fit the receive buffer"
+                    )));
+                }
+                Ok(len) => return Ok(len),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Every route in the table carrying `RTPROT_WGD`, IPv4 then IPv6.
+    pub fn dump_ours(&mut self) -> Result<Vec<KernelRoute>, FibError> {
+        self.consistently(|fib| {
+            let mut routes = Vec::new();
+            for family in [AF_INET, AF_INET6] {
+                fib.dump(family, fib.table, RTPROT_WGD, |view| {
+                    if let Some(prefix) = view.prefix() {
+                        routes.push(KernelRoute::from_view(view, prefix));
+                    }
+                })?;
+            }
+            Ok(routes)
+        })
+    }
+
+    /// How many routes in the table carry `RTPROT_WGD` (a dump, counted).
+    pub fn count_ours(&mut self) -> Result<usize, FibError> {
+        self.consistently(|fib| {
+            let mut count = 0;
+            for family in [AF_INET, AF_INET6] {
+                fib.dump(family, fib.table, RTPROT_WGD, |_| count += 1)?;
+            }
+            Ok(count)
+        })
+    }
+
+    /// The route the kernel would use for `destination` if wgd's own routes
+    /// were absent: the longest prefix among the main table's unicast routes
+    /// not carrying `RTPROT_WGD`, the lowest priority between equals. The
+    /// underlay route a tunnel endpoint's host route is pinned to.
+    pub fn underlay_route(&mut self, destination: IpAddr) -> Result<Option<KernelRoute>, FibError> {
+        let family = match destination {
+            IpAddr::V4(_) => AF_INET,
+            IpAddr::V6(_) => AF_INET6,
+        };
+        self.consistently(|fib| {
+            let mut best: Option<KernelRoute> = None;
+            fib.dump(family, MAIN_TABLE, 0, |view| {
+                if view.protocol == RTPROT_WGD || view.kind != wire::RTN_UNICAST {
+                    return;
+                }
+                let Some(prefix) = view.prefix() else { return };
+                if !prefix.contains(&destination) {
+                    return;
+                }
+                let better = best.as_ref().is_none_or(|best| {
+                    (prefix.prefix_len(), std::cmp::Reverse(view.priority))
+                        > (best.prefix.prefix_len(), std::cmp::Reverse(best.priority))
+                });
+                if better {
+                    best = Some(KernelRoute::from_view(view, prefix));
+                }
+            })?;
+            Ok(best)
+        })
+    }
+
+    /// Runs `read` again while the kernel says a dump it made was
+    /// interrupted by a concurrent change.
+    fn consistently<T>(
+        &mut self,
+        mut read: impl FnMut(&mut Self) -> Result<T, FibError>,
+    ) -> Result<T, FibError> {
+        for _ in 0..DUMP_ATTEMPTS {
+            match read(self) {
+                Err(FibError::DumpInterrupted) => continue,
+                other => return other,
+            }
+        }
+        Err(FibError::DumpInterrupted)
+    }
+
+    /// Dumps one family's routes of `table` (with `protocol`, if not 0) and
+    /// shows each to `visit`. The kernel filters too where it can (strict
+    /// checking); this filters again for kernels that do not.
+    fn dump(
+        &mut self,
+        family: u8,
+        table: u32,
+        protocol: u8,
+        mut visit: impl FnMut(&RouteView<'_>),
+    ) -> Result<(), FibError> {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        self.send_buffer.clear();
+        let start = wire::begin_message(
+            &mut self.send_buffer,
+            wire::RTM_GETROUTE,
+            wire::NLM_F_REQUEST | wire::NLM_F_DUMP,
+            seq,
+        );
+        wire::put_route_header(
+            &mut self.send_buffer,
+            RouteHeader {
+                family,
+                destination_len: 0,
+                table: header_table(table),
+                protocol,
+                scope: wire::RT_SCOPE_UNIVERSE,
+                kind: 0,
+                flags: 0,
+            },
+        );
+        wire::put_u32_attribute(&mut self.send_buffer, wire::RTA_TABLE, table);
+        wire::end_message(&mut self.send_buffer, start);
+        self.send()?;
+
+        let mut interrupted = false;
+        loop {
+            let len = self.receive(0).map_err(FibError::io("receive"))?;
+            for message in wire::messages(&self.receive_buffer[..len]) {
+                let message = message?;
+                // Late answers to an earlier call are not this dump's.
+                if message.seq != seq {
+                    continue;
+                }
+                interrupted |= message.flags & wire::NLM_F_DUMP_INTR != 0;
+                match message.kind {
+                    wire::NLMSG_DONE if interrupted => return Err(FibError::DumpInterrupted),
+                    wire::NLMSG_DONE => return Ok(()),
+                    wire::NLMSG_ERROR => {
+                        let ack = wire::parse_ack(&message)?;
+                        return match ack.errno {
+                            // A table that does not exist yet (strict
+                            // checking) holds no routes.
+                            0 | libc::ENOENT => Ok(()),
+                            errno => Err(FibError::Kernel {
+                                errno,
+                                detail: ack.message.map(str::to_owned),
+                            }),
+                        };
+                    }
+                    wire::RTM_NEWROUTE => {
+                        let view = wire::parse_route(message.payload)?;
+                        if view.family == family
+                            && view.table == table
+                            && (protocol == 0 || view.protocol == protocol)
+                        {
+                            visit(&view);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The table in the header: itself if it fits, otherwise unspecified and
+/// only in `RTA_TABLE` (which is always sent, and wins).
+fn header_table(table: u32) -> u8 {
+    u8::try_from(table).unwrap_or(wire::RT_TABLE_UNSPEC)
+}
+
+/// Writes `op` as one route request (no acknowledgement asked) at the end
+/// of `buf`; on error `buf` is left as it was.
+fn encode(
+    buf: &mut Vec<u8>,
+    op: &FibOp,
+    seq: u32,
+    table: u32,
+    priority: u32,
+) -> Result<(), FibError> {
+    let (kind, flags, prefix, nexthops) = match op {
+        FibOp::Add { prefix, nexthops } => (
+            wire::RTM_NEWROUTE,
+            wire::NLM_F_CREATE | wire::NLM_F_EXCL,
+            prefix,
+            nexthops.as_slice(),
+        ),
+        FibOp::Replace { prefix, nexthops } => (
+            wire::RTM_NEWROUTE,
+            wire::NLM_F_CREATE | wire::NLM_F_REPLACE,
+            prefix,
+            nexthops.as_slice(),
+        ),
+        FibOp::Remove { prefix } => (wire::RTM_DELROUTE, 0, prefix, &[][..]),
+    };
+    let family = match prefix {
+        IpNet::V4(_) => AF_INET,
+        IpNet::V6(_) => AF_INET6,
+    };
+    let scope = if kind == wire::RTM_DELROUTE {
+        // Matches a route of any scope.
+        wire::RT_SCOPE_NOWHERE
+    } else if nexthops.is_empty() {
+        return Err(FibError::NoNexthop);
+    } else if family == AF_INET && nexthops.iter().all(|nexthop| nexthop.gateway.is_none()) {
+        // A plain `dev` route, as `ip route add … dev` makes it.
+        wire::RT_SCOPE_LINK
+    } else {
+        wire::RT_SCOPE_UNIVERSE
+    };
+    let route_flags = match nexthops {
+        [single] => u32::from(nexthop_flags(single)),
+        _ => 0,
+    };
+
+    let start = wire::begin_message(buf, kind, wire::NLM_F_REQUEST | flags, seq);
+    wire::put_route_header(
+        buf,
+        RouteHeader {
+            family,
+            destination_len: prefix.prefix_len(),
+            table: header_table(table),
+            protocol: RTPROT_WGD,
+            scope,
+            kind: wire::RTN_UNICAST,
+            flags: route_flags,
+        },
+    );
+    wire::put_u32_attribute(buf, wire::RTA_TABLE, table);
+    if prefix.prefix_len() > 0 {
+        match prefix.addr() {
+            IpAddr::V4(address) => wire::put_attribute(buf, wire::RTA_DST, &address.octets()),
+            IpAddr::V6(address) => wire::put_attribute(buf, wire::RTA_DST, &address.octets()),
+        }
+    }
+    wire::put_u32_attribute(buf, wire::RTA_PRIORITY, priority);
+    match nexthops {
+        [] => {}
+        [single] => {
+            if single.ifindex != 0 {
+                wire::put_u32_attribute(buf, wire::RTA_OIF, single.ifindex);
+            }
+            if let Some(gateway) = single.gateway {
+                wire::put_gateway(buf, family, gateway);
+            }
+        }
+        several => {
+            if put_multipath(buf, family, several).is_err() {
+                buf.truncate(start);
+                return Err(FibError::TooManyNexthops(several.len()));
+            }
+        }
+    }
+    wire::end_message(buf, start);
+    Ok(())
+}
+
+fn put_multipath(
+    buf: &mut Vec<u8>,
+    family: u8,
+    nexthops: &[FibNexthop],
+) -> Result<(), wire::TooLong> {
+    let multipath = wire::begin_nested(buf, wire::RTA_MULTIPATH);
+    for nexthop in nexthops {
+        let entry = wire::begin_nexthop(buf, nexthop_flags(nexthop), nexthop.ifindex);
+        if let Some(gateway) = nexthop.gateway {
+            wire::put_gateway(buf, family, gateway);
+        }
+        wire::end_nexthop(buf, entry)?;
+    }
+    wire::end_nested(buf, multipath)
+}
+
+/// A gateway through a named interface is on-link: tunnels are
+/// point-to-point, and the gateway is often outside any connected subnet.
+fn nexthop_flags(nexthop: &FibNexthop) -> u8 {
+    if nexthop.gateway.is_some() && nexthop.ifindex != 0 {
+        wire::RTNH_F_ONLINK
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_error_reads_as_a_reason() {
+        let error = FibError::Kernel {
+            errno: libc::EEXIST,
+            detail: None,
+        };
+        assert_eq!(error.to_string(), "kernel refused: File exists");
+        let error = FibError::Kernel {
+            errno: libc::ENETDOWN,
+            detail: Some("Nexthop device is not up".into()),
+        };
+        assert_eq!(
+            error.to_string(),
+            "kernel refused: Network is down: Nexthop device is not up"
+        );
+    }
+
+    #[test]
+    fn an_add_without_nexthop_is_refused_before_the_kernel() {
+        let mut buf = Vec::new();
+        let op = FibOp::Add {
+            prefix: "10.0.0.0/8".parse().unwrap(),
+            nexthops: Vec::new(),
+        };
+        assert!(matches!(
+            encode(&mut buf, &op, 1, MAIN_TABLE, 20),
+            Err(FibError::NoNexthop)
+        ));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn too_many_nexthops_leave_the_buffer_as_it_was() {
+        let mut buf = vec![1, 2, 3, 4];
+        let nexthops = (0..5000)
+            .map(|index| FibNexthop {
+                tunnel: "wg0".into(),
+                ifindex: 3,
+                gateway: Some(IpAddr::from([10, 0, (index / 256) as u8, index as u8])),
+                peer: None,
+            })
+            .collect();
+        let op = FibOp::Replace {
+            prefix: "10.0.0.0/8".parse().unwrap(),
+            nexthops,
+        };
+        assert!(matches!(
+            encode(&mut buf, &op, 1, MAIN_TABLE, 20),
+            Err(FibError::TooManyNexthops(5000))
+        ));
+        assert_eq!(buf, [1, 2, 3, 4]);
+    }
+}
