@@ -20,6 +20,7 @@ pub mod fib;
 pub mod engine;
 pub mod policy;
 pub mod rib;
+pub mod service;
 pub mod route;
 
 pub use route::*;

@@ -41,6 +41,41 @@ pub struct DaemonConfig {
     pub reconcile_interval: Duration,
     /// A peer with no handshake for this long is considered dead.
     pub peer_dead_after: Duration,
+    /// `[bridge]`: the route bridge.
+    pub bridge: BridgeSettings,
+}
+
+/// `[bridge]` of wgd.toml: where learned routes go and how long they wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeSettings {
+    /// The kernel table learned routes go in.
+    pub table: RouteTable,
+    /// The kernel priority (metric) of every learned route.
+    pub kernel_metric: u32,
+    /// Take nexthops that are not on one of wgd's tunnels.
+    pub allow_other_interfaces: bool,
+    /// How long routes found in the kernel at start wait to be re-claimed.
+    pub startup_hold: Duration,
+    /// Hold time of a session that does not give one.
+    pub hold_time: Duration,
+    /// Routes an owner may have; 0 is no limit.
+    pub prefix_limit: u32,
+    /// Per owner, over `prefix_limit`.
+    pub prefix_limits: std::collections::BTreeMap<String, u32>,
+}
+
+impl Default for BridgeSettings {
+    fn default() -> Self {
+        Self {
+            table: RouteTable::Main,
+            kernel_metric: 20,
+            allow_other_interfaces: false,
+            startup_hold: Duration::from_secs(120),
+            hold_time: Duration::from_secs(90),
+            prefix_limit: 0,
+            prefix_limits: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 pub const DEFAULT_API_SOCKET: &str = "/run/wgd/wgd.sock";
@@ -56,6 +91,7 @@ impl Default for DaemonConfig {
             // WireGuard re-handshakes every 2 minutes while traffic flows and
             // gives up after 180 s (REJECT_AFTER_TIME); past that the peer is gone.
             peer_dead_after: Duration::from_secs(180),
+            bridge: BridgeSettings::default(),
         }
     }
 }

@@ -18,8 +18,8 @@ use toml::Spanned;
 use zeroize::Zeroizing;
 
 use super::model::{
-    BackendChoice, DaemonConfig, Hooks, PeerConfig, RouteTable, RoutesMode, TunnelConfig,
-    TunnelName, default_allowed_ips,
+    BackendChoice, BridgeSettings, DaemonConfig, Hooks, PeerConfig, RouteTable, RoutesMode,
+    TunnelConfig, TunnelName, default_allowed_ips,
 };
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice, line_at};
@@ -35,6 +35,7 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub(super) struct File {
         pub daemon: Option<Spanned<Daemon>>,
+        pub bridge: Option<Spanned<Bridge>>,
         #[serde(default)]
         pub tunnel: Vec<Spanned<Tunnel>>,
     }
@@ -48,6 +49,19 @@ mod raw {
         pub wireguard_go: Option<Spanned<String>>,
         pub reconcile_interval: Option<Spanned<i64>>,
         pub peer_dead_after: Option<Spanned<i64>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Bridge {
+        pub table: Option<Spanned<i64>>,
+        pub kernel_metric: Option<Spanned<i64>>,
+        pub allow_other_interfaces: Option<bool>,
+        pub startup_hold: Option<Spanned<i64>>,
+        pub hold_time: Option<Spanned<i64>>,
+        pub prefix_limit: Option<Spanned<i64>>,
+        #[serde(default)]
+        pub prefix_limits: std::collections::BTreeMap<String, Spanned<i64>>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -105,7 +119,8 @@ pub(super) fn parse(text: &str, report: &mut Report) -> (DaemonConfig, Vec<Tunne
         tunnel_names: HashMap::new(),
         listen_ports: HashMap::new(),
     };
-    let daemon = reader.daemon(file.daemon);
+    let mut daemon = reader.daemon(file.daemon);
+    daemon.bridge = reader.bridge(file.bridge);
     let tunnels = file
         .tunnel
         .into_iter()
@@ -269,6 +284,69 @@ impl Reader<'_, '_> {
             }
         }
         daemon
+    }
+
+    fn bridge(&mut self, raw: Option<Spanned<raw::Bridge>>) -> BridgeSettings {
+        let mut bridge = BridgeSettings::default();
+        let Some(raw) = raw.map(Spanned::into_inner) else {
+            return bridge;
+        };
+        if let Some(table) = raw.table {
+            match values::table(*table.get_ref()) {
+                Ok(id) => bridge.table = id,
+                Err(reason) => self.error(&table, format!("table {}: {reason}", table.get_ref())),
+            }
+        }
+        if let Some(metric) = raw.kernel_metric {
+            match u32::try_from(*metric.get_ref()) {
+                Ok(value) => bridge.kernel_metric = value,
+                Err(_) => self.error(
+                    &metric,
+                    format!("kernel_metric {}: {}", metric.get_ref(), Invalid::U32Range),
+                ),
+            }
+        }
+        if let Some(allow) = raw.allow_other_interfaces {
+            bridge.allow_other_interfaces = allow;
+        }
+        for (key, raw_value, slot) in [
+            ("startup_hold", raw.startup_hold, &mut bridge.startup_hold),
+            ("hold_time", raw.hold_time, &mut bridge.hold_time),
+        ] {
+            if let Some(value) = raw_value {
+                match values::seconds(*value.get_ref()) {
+                    Ok(seconds) => *slot = seconds,
+                    Err(reason) => {
+                        self.error(&value, format!("{key} {}: {reason}", value.get_ref()))
+                    }
+                }
+            }
+        }
+        if let Some(limit) = raw.prefix_limit {
+            match u32::try_from(*limit.get_ref()) {
+                Ok(value) => bridge.prefix_limit = value,
+                Err(_) => self.error(
+                    &limit,
+                    format!("prefix_limit {}: {}", limit.get_ref(), Invalid::U32Range),
+                ),
+            }
+        }
+        for (owner, limit) in raw.prefix_limits {
+            match u32::try_from(*limit.get_ref()) {
+                Ok(value) => {
+                    bridge.prefix_limits.insert(owner, value);
+                }
+                Err(_) => self.error(
+                    &limit,
+                    format!(
+                        "prefix_limits.{owner} {}: {}",
+                        limit.get_ref(),
+                        Invalid::U32Range
+                    ),
+                ),
+            }
+        }
+        bridge
     }
 
     fn tunnel(&mut self, raw: Spanned<raw::Tunnel>) -> Option<TunnelConfig> {
@@ -955,7 +1033,7 @@ listen_port = 51822
         );
         assert_eq!(
             error_line("wgd.toml", "[deamon]\n"),
-            "wgd.toml:1: unknown key \"deamon\", expected \"daemon\" or \"tunnel\""
+            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"tunnel\""
         );
     }
 
@@ -1198,6 +1276,40 @@ listen_port = 51822
         assert_eq!(
             error_line("wgd.toml", "[daemon]\napi = \"run/wgd.sock\"\n"),
             "wgd.toml:2: api \"run/wgd.sock\": expected unix:/absolute/path or /absolute/path"
+        );
+    }
+
+    #[test]
+    fn bridge_values_are_read_and_checked() {
+        let config = parse_str(
+            Path::new("wgd.toml"),
+            "[bridge]\ntable = 100\nkernel_metric = 50\nallow_other_interfaces = true\n\
+             startup_hold = 5\nhold_time = 3\nprefix_limit = 10\n[bridge.prefix_limits]\nctl = 2\n",
+        )
+        .unwrap();
+        let bridge = &config.daemon.bridge;
+        assert_eq!(bridge.table, RouteTable::Id(100));
+        assert_eq!(bridge.kernel_metric, 50);
+        assert!(bridge.allow_other_interfaces);
+        assert_eq!(bridge.startup_hold, std::time::Duration::from_secs(5));
+        assert_eq!(bridge.hold_time, std::time::Duration::from_secs(3));
+        assert_eq!(bridge.prefix_limit, 10);
+        assert_eq!(bridge.prefix_limits["ctl"], 2);
+        assert_eq!(
+            error_lines(
+                "wgd.toml",
+                "[bridge]\ntable = 0\nkernel_metric = -1\nhold_time = 0\n[bridge.prefix_limits]\nctl = -2\n"
+            ),
+            [
+                "wgd.toml:2: table 0: out of range (1..=4294967295)",
+                "wgd.toml:3: kernel_metric -1: out of range (0..=4294967295)",
+                "wgd.toml:4: hold_time 0: must be at least 1 (seconds)",
+                "wgd.toml:6: prefix_limits.ctl -2: out of range (0..=4294967295)",
+            ]
+        );
+        assert!(
+            error_line("wgd.toml", "[bridge]\ntabel = 1\n")
+                .starts_with("wgd.toml:2: unknown key \"tabel\"")
         );
     }
 

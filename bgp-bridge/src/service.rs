@@ -1,0 +1,503 @@
+//! The gRPC `RouteService` (`proto/wgd/v1/route.proto`) over a `Bridge`.
+//!
+//! Requests are read into the bridge's typed values here, at the edge: a
+//! route that does not parse becomes a refusal in its place in the batch,
+//! never an error for the whole call. A session's stream carries, out,
+//! the answers to its requests, the nexthop changes it registered for, and
+//! wgd's tunnel events; when the stream in ends (or breaks, as when the
+//! client dies), the session is closed and the bridge keeps its routes for
+//! the hold time.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use ipnet::IpNet;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use wgd_proto::v1 as api;
+use wgd_proto::v1::route_service_server::RouteService;
+
+use crate::engine::{Bridge, BridgeError, Update, UpdateResult};
+use crate::policy;
+use crate::rib::{RouteFilter, RouteRecord, RouteStatus};
+use crate::route::{DEFAULT_DISTANCE, NexthopEvent, NexthopSpec, Owner, RouteSpec};
+
+/// The owner of unary calls that name none.
+pub const DEFAULT_STATIC_OWNER: &str = "cli";
+
+/// The service: a handle on the bridge, and wgd's tunnel events.
+#[derive(Debug, Clone)]
+pub struct RouteApi {
+    pub bridge: Bridge,
+    pub tunnel_events: broadcast::Sender<api::TunnelEvent>,
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<api::SessionResponse, Status>> + Send>>;
+
+impl From<BridgeError> for Status {
+    fn from(error: BridgeError) -> Self {
+        match error {
+            BridgeError::SessionExists(_) => Status::already_exists(error.to_string()),
+            BridgeError::StaticOwner(_) | BridgeError::SessionOwner(_) => {
+                Status::failed_precondition(error.to_string())
+            }
+            BridgeError::Stopped => Status::unavailable(error.to_string()),
+        }
+    }
+}
+
+/// Reads one route of a request; the error is the refusal's reason.
+pub fn parse_route(route: &api::Route) -> Result<RouteSpec, String> {
+    let prefix = parse_prefix(&route.prefix)?;
+    let nexthops = route
+        .nexthops
+        .iter()
+        .map(parse_nexthop)
+        .collect::<Result<Vec<_>, _>>()?;
+    let distance = match route.distance {
+        None => DEFAULT_DISTANCE,
+        Some(distance) => u8::try_from(distance)
+            .map_err(|_| format!("distance {distance}: out of range (0..=255)"))?,
+    };
+    Ok(RouteSpec {
+        prefix,
+        nexthops,
+        distance,
+        metric: route.metric,
+    })
+}
+
+/// A prefix as written; a bare address is its host route.
+pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("no prefix".into());
+    }
+    if let Ok(prefix) = text.parse::<IpNet>() {
+        return Ok(prefix);
+    }
+    text.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("\"{text}\" is not a prefix"))
+}
+
+fn parse_nexthop(nexthop: &api::Nexthop) -> Result<NexthopSpec, String> {
+    let tunnel = nexthop.tunnel.trim();
+    let address = nexthop.address.trim();
+    let address = if address.is_empty() {
+        None
+    } else {
+        Some(
+            address
+                .parse::<IpAddr>()
+                .map_err(|_| format!("nexthop \"{address}\" is not an address"))?,
+        )
+    };
+    match (address, tunnel.is_empty()) {
+        (Some(address), true) => Ok(NexthopSpec::Address(address)),
+        (Some(address), false) => Ok(NexthopSpec::AddressOnTunnel {
+            address,
+            tunnel: tunnel.to_owned(),
+        }),
+        (None, false) => Ok(NexthopSpec::Tunnel(tunnel.to_owned())),
+        (None, true) => Err("a nexthop needs an address or a tunnel".into()),
+    }
+}
+
+fn nexthop_message(nexthop: &NexthopSpec) -> api::Nexthop {
+    match nexthop {
+        NexthopSpec::Address(address) => api::Nexthop {
+            address: address.to_string(),
+            tunnel: String::new(),
+        },
+        NexthopSpec::Tunnel(tunnel) => api::Nexthop {
+            address: String::new(),
+            tunnel: tunnel.clone(),
+        },
+        NexthopSpec::AddressOnTunnel { address, tunnel } => api::Nexthop {
+            address: address.to_string(),
+            tunnel: tunnel.clone(),
+        },
+    }
+}
+
+fn state(status: &RouteStatus) -> api::RouteState {
+    match status {
+        RouteStatus::Installed => api::RouteState::Installed,
+        RouteStatus::Refused(_) => api::RouteState::Refused,
+        RouteStatus::Queued(_) => api::RouteState::Queued,
+        RouteStatus::Standby { .. } => api::RouteState::Standby,
+        RouteStatus::Withdrawn => api::RouteState::Withdrawn,
+        RouteStatus::Failed(_) => api::RouteState::Failed,
+    }
+}
+
+fn result_message(result: UpdateResult) -> api::RouteResult {
+    api::RouteResult {
+        state: state(&result.status).into(),
+        reason: result.status.reason(),
+        prefix: result.prefix,
+    }
+}
+
+pub fn record_message(record: &RouteRecord) -> api::RouteEntry {
+    api::RouteEntry {
+        prefix: record.prefix.to_string(),
+        owner: record.owner.to_string(),
+        nexthops: record.nexthops.iter().map(nexthop_message).collect(),
+        distance: u32::from(record.distance),
+        metric: record.metric,
+        state: state(&record.status).into(),
+        reason: record.status.reason(),
+        stale: record.stale,
+    }
+}
+
+fn nexthop_update(event: NexthopEvent) -> api::NexthopUpdate {
+    api::NexthopUpdate {
+        address: event.address.to_string(),
+        reachable: event.reachable,
+        tunnel: event.tunnel.unwrap_or_default(),
+        reason: event.reason,
+    }
+}
+
+fn route_updates(updates: &[api::RouteUpdate]) -> Vec<Update> {
+    use api::route_update::Operation;
+    updates
+        .iter()
+        .map(|update| {
+            let route = update.route.clone().unwrap_or_default();
+            let invalid = |reason: String| Update::Invalid {
+                prefix: route.prefix.clone(),
+                reason,
+            };
+            match Operation::try_from(update.operation) {
+                Ok(Operation::Add | Operation::Replace) => match parse_route(&route) {
+                    Ok(spec) => Update::Offer(spec),
+                    Err(reason) => invalid(reason),
+                },
+                Ok(Operation::Delete) => match parse_prefix(&route.prefix) {
+                    Ok(prefix) => Update::Withdraw(prefix),
+                    Err(reason) => invalid(reason),
+                },
+                Ok(Operation::Unspecified) | Err(_) => {
+                    invalid(format!("unknown operation {}", update.operation))
+                }
+            }
+        })
+        .collect()
+}
+
+fn owner_of(name: &str, default: Option<&str>) -> Result<Owner, Status> {
+    let name = name.trim();
+    let name = match (name.is_empty(), default) {
+        (false, _) => name,
+        (true, Some(default)) => default,
+        (true, None) => return Err(Status::invalid_argument("the Hello must name an owner")),
+    };
+    if name.len() > 64 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Status::invalid_argument(format!(
+            "owner \"{}\": at most 64 characters, no spaces",
+            name.escape_default()
+        )));
+    }
+    policy::check_owner(name).map_err(|refusal| Status::invalid_argument(refusal.to_string()))?;
+    Ok(Owner::new(name))
+}
+
+#[tonic::async_trait]
+impl RouteService for RouteApi {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<api::SessionRequest>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        use api::session_request::Kind as In;
+        use api::session_response::Kind as Out;
+        let mut incoming = request.into_inner();
+        let hello = match incoming.message().await? {
+            Some(api::SessionRequest {
+                kind: Some(In::Hello(hello)),
+            }) => hello,
+            _ => return Err(Status::invalid_argument("a session starts with a Hello")),
+        };
+        let owner = owner_of(&hello.owner, None)?;
+        let hold = (hello.hold_time_seconds > 0)
+            .then(|| Duration::from_secs(u64::from(hello.hold_time_seconds)));
+        let (nexthop_sender, nexthop_events) = mpsc::unbounded_channel();
+        let welcome = self
+            .bridge
+            .open(owner.clone(), hold, nexthop_sender)
+            .await?;
+        let (out, outgoing) = mpsc::unbounded_channel::<Result<api::SessionResponse, Status>>();
+        let send = |out: &mpsc::UnboundedSender<_>, kind| {
+            out.send(Ok(api::SessionResponse { kind: Some(kind) }))
+                .is_ok()
+        };
+        send(
+            &out,
+            Out::Welcome(api::Welcome {
+                stale_routes: welcome.stale_routes,
+            }),
+        );
+
+        // Nexthop changes and tunnel events, as long as the session lives.
+        let forward = out.clone();
+        let mut tunnel_events = self.tunnel_events.subscribe();
+        let mut nexthop_events = nexthop_events;
+        let pump = tokio::spawn(async move {
+            loop {
+                let kind = tokio::select! {
+                    event = nexthop_events.recv() => match event {
+                        Some(event) => Out::Nexthop(nexthop_update(event)),
+                        None => break,
+                    },
+                    event = tunnel_events.recv() => match event {
+                        Ok(event) => Out::TunnelEvent(event),
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                };
+                if forward
+                    .send(Ok(api::SessionResponse { kind: Some(kind) }))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+
+        let bridge = self.bridge.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = match incoming.message().await {
+                    Ok(Some(message)) => message,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::info!(%owner, %status, "session stream broke");
+                        break;
+                    }
+                };
+                let kind = match message.kind {
+                    Some(In::Batch(batch)) => {
+                        let updates = route_updates(&batch.updates);
+                        match bridge
+                            .session_updates(owner.clone(), welcome.session, updates)
+                            .await
+                        {
+                            Ok(results) => Out::BatchResult(api::BatchResult {
+                                id: batch.id,
+                                results: results.into_iter().map(result_message).collect(),
+                            }),
+                            Err(error) => {
+                                let _ = out.send(Err(error.into()));
+                                break;
+                            }
+                        }
+                    }
+                    Some(In::EndOfRib(_)) => match bridge.end_of_rib(owner.clone()).await {
+                        Ok(withdrawn) => Out::EndOfRib(api::EndOfRibResult { withdrawn }),
+                        Err(error) => {
+                            let _ = out.send(Err(error.into()));
+                            break;
+                        }
+                    },
+                    Some(In::Nexthops(registration)) => {
+                        let parse = |list: &[String]| -> Result<Vec<IpAddr>, String> {
+                            list.iter()
+                                .map(|text| {
+                                    text.trim().parse().map_err(|_| {
+                                        format!(
+                                            "nexthop \"{}\" is not an address",
+                                            text.escape_default()
+                                        )
+                                    })
+                                })
+                                .collect()
+                        };
+                        match (
+                            parse(&registration.register),
+                            parse(&registration.unregister),
+                        ) {
+                            (Ok(register), Ok(unregister)) => {
+                                bridge.register(owner.clone(), register, unregister);
+                                continue;
+                            }
+                            (Err(reason), _) | (_, Err(reason)) => {
+                                let _ = out.send(Err(Status::invalid_argument(reason)));
+                                break;
+                            }
+                        }
+                    }
+                    Some(In::Hello(_)) => {
+                        let _ = out.send(Err(Status::invalid_argument(
+                            "a session sends one Hello, first",
+                        )));
+                        break;
+                    }
+                    None => continue,
+                };
+                if !send(&out, kind) {
+                    break;
+                }
+            }
+            bridge.close(owner, welcome.session);
+            pump.abort();
+        });
+        let stream = UnboundedReceiverStream::new(outgoing);
+        Ok(Response::new(Box::pin(stream) as SessionStream))
+    }
+
+    async fn add_routes(
+        &self,
+        request: Request<api::AddRoutesRequest>,
+    ) -> Result<Response<api::AddRoutesResponse>, Status> {
+        let request = request.into_inner();
+        let owner = owner_of(&request.owner, Some(DEFAULT_STATIC_OWNER))?;
+        let updates = request
+            .routes
+            .iter()
+            .map(|route| match parse_route(route) {
+                Ok(spec) => Update::Offer(spec),
+                Err(reason) => Update::Invalid {
+                    prefix: route.prefix.clone(),
+                    reason,
+                },
+            })
+            .collect();
+        let results = self.bridge.static_updates(owner, updates).await?;
+        Ok(Response::new(api::AddRoutesResponse {
+            results: results.into_iter().map(result_message).collect(),
+        }))
+    }
+
+    async fn delete_routes(
+        &self,
+        request: Request<api::DeleteRoutesRequest>,
+    ) -> Result<Response<api::DeleteRoutesResponse>, Status> {
+        let request = request.into_inner();
+        let owner = owner_of(&request.owner, Some(DEFAULT_STATIC_OWNER))?;
+        let updates = request
+            .prefixes
+            .iter()
+            .map(|text| match parse_prefix(text) {
+                Ok(prefix) => Update::Withdraw(prefix),
+                Err(reason) => Update::Invalid {
+                    prefix: text.clone(),
+                    reason,
+                },
+            })
+            .collect();
+        let results = self.bridge.static_updates(owner, updates).await?;
+        Ok(Response::new(api::DeleteRoutesResponse {
+            results: results.into_iter().map(result_message).collect(),
+        }))
+    }
+
+    async fn list_routes(
+        &self,
+        request: Request<api::ListRoutesRequest>,
+    ) -> Result<Response<api::ListRoutesResponse>, Status> {
+        let request = request.into_inner();
+        let filter = RouteFilter {
+            owner: (!request.owner.is_empty()).then(|| Owner::new(request.owner.clone())),
+            prefix: if request.prefix.is_empty() {
+                None
+            } else {
+                Some(parse_prefix(&request.prefix).map_err(Status::invalid_argument)?)
+            },
+            tunnel: (!request.tunnel.is_empty()).then(|| request.tunnel.clone()),
+        };
+        let routes = self.bridge.routes(filter).await?;
+        Ok(Response::new(api::ListRoutesResponse {
+            routes: routes.iter().map(record_message).collect(),
+        }))
+    }
+
+    async fn get_statistics(
+        &self,
+        _: Request<api::GetStatisticsRequest>,
+    ) -> Result<Response<api::GetStatisticsResponse>, Status> {
+        let statistics = self.bridge.statistics().await?;
+        let counters = &statistics.counters;
+        Ok(Response::new(api::GetStatisticsResponse {
+            owners: statistics
+                .owners
+                .iter()
+                .map(|owner| api::OwnerStatistics {
+                    owner: owner.owner.to_string(),
+                    connected: owner.connected,
+                    routes: owner.counts.routes,
+                    installed: owner.counts.installed,
+                    queued: owner.counts.queued,
+                    standby: owner.counts.standby,
+                    stale: owner.counts.stale,
+                    failed: owner.counts.failed,
+                    hold_remaining_seconds: owner.hold_remaining.map(|d| d.as_secs()),
+                    prefix_limit: owner.prefix_limit,
+                })
+                .collect(),
+            kernel_routes: counters.kernel_routes,
+            fib_operations: counters.fib_operations,
+            fib_errors: counters.fib_errors,
+            endpoint_pins: counters.endpoint_pins,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_read_into_routes_or_refusals() {
+        let route = api::Route {
+            prefix: "192.0.2.0/24".into(),
+            nexthops: vec![
+                api::Nexthop {
+                    address: "10.255.0.1".into(),
+                    tunnel: String::new(),
+                },
+                api::Nexthop {
+                    address: String::new(),
+                    tunnel: "wg-b".into(),
+                },
+            ],
+            distance: None,
+            metric: 5,
+        };
+        let spec = parse_route(&route).unwrap();
+        assert_eq!(spec.distance, DEFAULT_DISTANCE);
+        assert_eq!(spec.nexthops[1], NexthopSpec::Tunnel("wg-b".into()));
+        assert_eq!(parse_prefix("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert_eq!(
+            parse_prefix("10.0.0.0/33").unwrap_err(),
+            "\"10.0.0.0/33\" is not a prefix"
+        );
+        let bad = api::Route {
+            distance: Some(300),
+            ..route.clone()
+        };
+        assert_eq!(
+            parse_route(&bad).unwrap_err(),
+            "distance 300: out of range (0..=255)"
+        );
+        let bad = api::Route {
+            nexthops: vec![api::Nexthop::default()],
+            ..route
+        };
+        assert_eq!(
+            parse_route(&bad).unwrap_err(),
+            "a nexthop needs an address or a tunnel"
+        );
+        assert!(owner_of("", None).is_err());
+        assert_eq!(owner_of("", Some("cli")).unwrap(), Owner::new("cli"));
+        assert!(owner_of("bgp:1.2.3.4", None).is_err());
+        assert!(owner_of("two words", None).is_err());
+    }
+}
