@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -37,8 +38,12 @@ pub trait Fib: Send + 'static {
     fn apply(&mut self, ops: &[FibOp]) -> Vec<Result<(), String>>;
     /// wgd's routes in the kernel (by protocol number).
     fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>)>, String>;
-    /// The route to `destination` without wgd's routes (the underlay's).
-    fn underlay_route(&mut self, destination: IpAddr) -> Result<Option<Vec<FibNexthop>>, String>;
+    /// The route to each destination without wgd's routes (the
+    /// underlay's), in order; one read of the table for all of them.
+    fn underlay_routes(
+        &mut self,
+        destinations: &[IpAddr],
+    ) -> Result<Vec<Option<Vec<FibNexthop>>>, String>;
 }
 
 /// Settings of the bridge, from `[bridge]` in the config.
@@ -118,8 +123,6 @@ pub struct Counters {
     pub kernel_routes: u64,
     pub endpoint_pins: u64,
     pub owners: BTreeMap<Owner, OwnerCounts>,
-    /// Recent batch durations (seconds), drained by the metrics histogram.
-    pub batch_durations: Vec<f64>,
 }
 
 /// An owner's statistics line.
@@ -185,6 +188,7 @@ pub struct Bridge {
     commands: mpsc::UnboundedSender<Command>,
     counters: Arc<Mutex<Counters>>,
     allowed: watch::Receiver<AllowedExtras>,
+    batch_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Command {
@@ -246,7 +250,10 @@ impl Bridge {
         let (commands, receiver) = mpsc::unbounded_channel();
         let counters = Arc::new(Mutex::new(Counters::default()));
         let (allowed_sender, allowed) = watch::channel(AllowedExtras::new());
+        // From half a millisecond (a few routes) to about two minutes (a full table, slowly).
+        let batch_seconds = Histogram::new(exponential_buckets(0.0005, 4.0, 10));
         let engine = Engine {
+            batch_seconds: batch_seconds.clone(),
             rib: Rib::new(config.rib.clone()),
             fib,
             config,
@@ -261,6 +268,7 @@ impl Bridge {
             commands,
             counters,
             allowed,
+            batch_seconds,
         };
         (bridge, engine, receiver)
     }
@@ -362,15 +370,9 @@ impl Bridge {
             .clone()
     }
 
-    /// Takes the batch durations recorded since the last call.
-    pub fn take_batch_durations(&self) -> Vec<f64> {
-        std::mem::take(
-            &mut self
-                .counters
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .batch_durations,
-        )
+    /// Seconds each FIB batch took.
+    pub fn batch_seconds(&self) -> Histogram {
+        self.batch_seconds.clone()
     }
 
     /// The AllowedIPs the bridge wants on multi-peer tunnels' peers.
@@ -410,6 +412,7 @@ struct Engine<F: Fib> {
     next_session: u64,
     counters: Arc<Mutex<Counters>>,
     allowed: watch::Sender<AllowedExtras>,
+    batch_seconds: Histogram,
 }
 
 impl<F: Fib> Engine<F> {
@@ -714,23 +717,31 @@ impl<F: Fib> Engine<F> {
         } = changes;
         let wanted = self.rib.covered_endpoints();
         let mut ops = Vec::new();
-        for endpoint in &wanted {
-            if self.pins.contains_key(endpoint) {
-                continue;
-            }
-            match self.fib.underlay_route(*endpoint) {
-                Ok(Some(nexthops)) => {
-                    ops.push(FibOp::Add {
-                        prefix: IpNet::from(*endpoint),
-                        nexthops: nexthops.clone(),
-                    });
-                    self.pins.insert(*endpoint, nexthops);
-                }
-                Ok(None) => {
-                    tracing::warn!(%endpoint, "a learned route covers this tunnel endpoint and the underlay has no route to it")
+        let new_pins: Vec<IpAddr> = wanted
+            .iter()
+            .filter(|endpoint| !self.pins.contains_key(endpoint))
+            .copied()
+            .collect();
+        if !new_pins.is_empty() {
+            match self.fib.underlay_routes(&new_pins) {
+                Ok(routes) => {
+                    for (endpoint, route) in new_pins.iter().zip(routes) {
+                        match route {
+                            Some(nexthops) => {
+                                ops.push(FibOp::Add {
+                                    prefix: IpNet::from(*endpoint),
+                                    nexthops: nexthops.clone(),
+                                });
+                                self.pins.insert(*endpoint, nexthops);
+                            }
+                            None => {
+                                tracing::warn!(%endpoint, "a learned route covers this tunnel endpoint and the underlay has no route to it")
+                            }
+                        }
+                    }
                 }
                 Err(error) => {
-                    tracing::warn!(%endpoint, %error, "cannot find the underlay route of a tunnel endpoint")
+                    tracing::warn!(%error, "cannot find the underlay routes of tunnel endpoints")
                 }
             }
         }
@@ -771,9 +782,7 @@ impl<F: Fib> Engine<F> {
             counters.fib_errors += errors;
             counters.batches += 1;
             counters.batch_seconds_total += elapsed;
-            if counters.batch_durations.len() < 10_000 {
-                counters.batch_durations.push(elapsed);
-            }
+            self.batch_seconds.observe(elapsed);
         }
         if !allowed_ips.is_empty() {
             let extras = self.rib.allowed_ips().clone();
@@ -794,12 +803,23 @@ impl<F: Fib> Engine<F> {
     /// The underlay may have moved under a pin (a new default gateway):
     /// pins follow it.
     fn check_pins(&mut self) {
+        if self.pins.is_empty() {
+            return;
+        }
+        let endpoints: Vec<IpAddr> = self.pins.keys().copied().collect();
+        let routes = match self.fib.underlay_routes(&endpoints) {
+            Ok(routes) => routes,
+            Err(error) => {
+                tracing::warn!(%error, "cannot check the endpoint pins against the underlay");
+                return;
+            }
+        };
         let mut ops = Vec::new();
-        for (endpoint, nexthops) in &mut self.pins {
-            if let Ok(Some(now)) = self.fib.underlay_route(*endpoint)
-                && now != *nexthops
+        for (endpoint, route) in endpoints.iter().zip(routes) {
+            if let Some(now) = route
+                && self.pins.get(endpoint) != Some(&now)
             {
-                *nexthops = now.clone();
+                self.pins.insert(*endpoint, now.clone());
                 ops.push(FibOp::Replace {
                     prefix: IpNet::from(*endpoint),
                     nexthops: now,
@@ -926,6 +946,53 @@ impl<F: Fib> Engine<F> {
     }
 }
 
+/// The Linux FIB: nexthops read from the kernel carry no tunnel name (the
+/// RIB finds it from the interface index).
+impl Fib for crate::fib::KernelFib {
+    fn apply(&mut self, ops: &[FibOp]) -> Vec<Result<(), String>> {
+        crate::fib::KernelFib::apply(self, ops)
+            .into_iter()
+            .map(|result| result.map_err(|error| error.to_string()))
+            .collect()
+    }
+
+    fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>)>, String> {
+        let routes = crate::fib::KernelFib::dump_ours(self).map_err(|error| error.to_string())?;
+        Ok(routes
+            .into_iter()
+            .map(|route| (route.prefix, kernel_nexthops(&route.nexthops)))
+            .collect())
+    }
+
+    fn underlay_routes(
+        &mut self,
+        destinations: &[IpAddr],
+    ) -> Result<Vec<Option<Vec<FibNexthop>>>, String> {
+        let routes = crate::fib::KernelFib::underlay_routes(self, destinations)
+            .map_err(|error| error.to_string())?;
+        Ok(routes
+            .into_iter()
+            .map(|route| {
+                route
+                    .filter(|route| !route.nexthops.is_empty())
+                    .map(|route| kernel_nexthops(&route.nexthops))
+            })
+            .collect())
+    }
+}
+
+fn kernel_nexthops(nexthops: &[crate::fib::KernelNexthop]) -> Vec<FibNexthop> {
+    nexthops
+        .iter()
+        .map(|nexthop| FibNexthop {
+            tunnel: String::new(),
+            ifindex: nexthop.ifindex,
+            gateway: nexthop.gateway,
+            peer: None,
+        })
+        .collect()
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -990,13 +1057,20 @@ mod tests {
                 .collect())
         }
 
-        fn underlay_route(&mut self, _: IpAddr) -> Result<Option<Vec<FibNexthop>>, String> {
-            Ok(Some(vec![FibNexthop {
+        fn underlay_routes(
+            &mut self,
+            destinations: &[IpAddr],
+        ) -> Result<Vec<Option<Vec<FibNexthop>>>, String> {
+            let underlay = FibNexthop {
                 tunnel: String::new(),
                 ifindex: 2,
                 gateway: Some("198.51.100.254".parse().unwrap()),
                 peer: None,
-            }]))
+            };
+            Ok(destinations
+                .iter()
+                .map(|_| Some(vec![underlay.clone()]))
+                .collect())
         }
     }
 

@@ -16,11 +16,12 @@
 //! The RIB, policy and guard are pure; the FIB and the gRPC service are the
 //! thin I/O around them.
 
-pub mod fib;
 pub mod engine;
+pub mod fib;
+pub mod metrics;
 pub mod policy;
 pub mod rib;
-pub mod service;
 pub mod route;
+pub mod service;
 
 pub use route::*;

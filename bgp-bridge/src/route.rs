@@ -13,6 +13,13 @@ use serde::{Deserialize, Serialize};
 /// with `rt_protos.d/wgd.conf`). FRR uses 186-197 on Debian; 200 is free.
 pub const RTPROT_WGD: u8 = 200;
 
+/// What `ip route` shows for `RTPROT_WGD` once this file is in
+/// `/etc/iproute2/rt_protos.d/` (`wgd run` writes it when it is missing).
+pub const RT_PROTOS_ENTRY: (&str, &str) = (
+    "wgd.conf",
+    "# Routes installed by wgd's route bridge.\n200\twgd\n",
+);
+
 /// Distance given to routes whose owner does not say (zebra's eBGP value).
 pub const DEFAULT_DISTANCE: u8 = 20;
 

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod keys;
 pub mod plan;
 pub mod reconcile;
+pub mod routes_cli;
 pub mod state;
 pub mod status;
 pub mod system;

@@ -70,6 +70,35 @@ enum Command {
         #[arg(long)]
         api: Option<PathBuf>,
     },
+    /// Add or delete a static route through the running daemon's bridge.
+    Route {
+        #[command(subcommand)]
+        action: RouteAction,
+        /// The config whose daemon to ask (its [daemon] api).
+        #[arg(short, long, global = true)]
+        config: Option<PathBuf>,
+        /// The daemon's API socket.
+        #[arg(long, global = true)]
+        api: Option<PathBuf>,
+    },
+    /// List the bridge's routes: owner, nexthops, installed or why not.
+    Routes {
+        #[arg(long)]
+        json: bool,
+        /// Only this owner's routes.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only routes with a nexthop on this tunnel.
+        #[arg(long)]
+        tunnel: Option<String>,
+        /// Only routes for exactly this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        api: Option<PathBuf>,
+    },
     /// Print a new private key.
     Genkey,
     /// Read a private key on stdin, print its public key.
@@ -81,6 +110,31 @@ enum Command {
         /// Take the tunnels down when exiting (default: leave them up).
         #[arg(long)]
         down_on_exit: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RouteAction {
+    /// `wgd route add 192.0.2.0/24 via 10.255.0.1` or `... dev wg-b`; several
+    /// `via` make an ECMP route.
+    Add {
+        prefix: String,
+        /// via ADDRESS [dev TUNNEL] | dev TUNNEL, repeated for ECMP.
+        #[arg(num_args = 1.., required = true)]
+        nexthop: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        metric: u32,
+        /// Lower wins between owners (default 20).
+        #[arg(long)]
+        distance: Option<u32>,
+        #[arg(long, default_value = "cli")]
+        owner: String,
+    },
+    /// Delete a static route.
+    Del {
+        prefix: String,
+        #[arg(long, default_value = "cli")]
+        owner: String,
     },
 }
 
@@ -222,6 +276,38 @@ fn main() -> ExitCode {
             };
             runtime().block_on(events(json, config, api))
         }
+        Command::Route {
+            action,
+            config,
+            api,
+        } => {
+            init_logging_quiet();
+            let config = match config.as_deref().map(load).transpose() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            runtime().block_on(route(action, config, api))
+        }
+        Command::Routes {
+            json,
+            owner,
+            tunnel,
+            prefix,
+            config,
+            api,
+        } => {
+            init_logging_quiet();
+            let config = match config.as_deref().map(load).transpose() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let request = wgd_proto::v1::ListRoutesRequest {
+                owner: owner.unwrap_or_default(),
+                prefix: prefix.unwrap_or_default(),
+                tunnel: tunnel.unwrap_or_default(),
+            };
+            runtime().block_on(routes(json, request, config, api))
+        }
         Command::Run {
             config,
             down_on_exit,
@@ -285,6 +371,109 @@ fn api_socket(host: &Host, config: Option<&Config>, api: Option<PathBuf>) -> Opt
                 .ok()
                 .map(PathBuf::from)
         })
+}
+
+/// The route client of this namespace's daemon (never another
+/// namespace's, whose socket path may be the same).
+async fn route_client(
+    config: Option<&Config>,
+    api: Option<PathBuf>,
+) -> Result<
+    wgd_proto::v1::route_service_client::RouteServiceClient<tonic::transport::Channel>,
+    ExitCode,
+> {
+    let host = Host::open().map_err(fail)?;
+    let Some(path) = api_socket(&host, config, api) else {
+        return Err(fail(
+            "no daemon runs in this namespace (give -c FILE or --api SOCKET)",
+        ));
+    };
+    if let Err(error) = wgd::daemon::api::fetch_status(&path).await {
+        return Err(fail(format!("{}: {error}", path.display())));
+    }
+    wgd::daemon::api::connect_routes(&path)
+        .await
+        .map_err(|error| fail(format!("{}: {error}", path.display())))
+}
+
+async fn route(action: RouteAction, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {
+    use wgd::routes_cli::{describe_result, parse_nexthops};
+    let mut client = match route_client(config.as_ref(), api).await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let results = match action {
+        RouteAction::Add {
+            prefix,
+            nexthop,
+            metric,
+            distance,
+            owner,
+        } => {
+            let nexthops = match parse_nexthops(&nexthop) {
+                Ok(nexthops) => nexthops,
+                Err(error) => return fail(error),
+            };
+            let request = wgd_proto::v1::AddRoutesRequest {
+                owner,
+                routes: vec![wgd_proto::v1::Route {
+                    prefix,
+                    nexthops,
+                    distance,
+                    metric,
+                }],
+            };
+            client
+                .add_routes(request)
+                .await
+                .map(|response| response.into_inner().results)
+        }
+        RouteAction::Del { prefix, owner } => client
+            .delete_routes(wgd_proto::v1::DeleteRoutesRequest {
+                owner,
+                prefixes: vec![prefix],
+            })
+            .await
+            .map(|response| response.into_inner().results),
+    };
+    let results = match results {
+        Ok(results) => results,
+        Err(status) => return fail(status.message()),
+    };
+    let mut code = ExitCode::SUCCESS;
+    for result in &results {
+        let refused = matches!(
+            wgd_proto::v1::RouteState::try_from(result.state),
+            Ok(wgd_proto::v1::RouteState::Refused | wgd_proto::v1::RouteState::Failed)
+        );
+        if refused {
+            eprintln!("{}", describe_result(result));
+            code = ExitCode::FAILURE;
+        } else {
+            println!("{}", describe_result(result));
+        }
+    }
+    code
+}
+
+async fn routes(
+    json: bool,
+    request: wgd_proto::v1::ListRoutesRequest,
+    config: Option<Config>,
+    api: Option<PathBuf>,
+) -> ExitCode {
+    let mut client = match route_client(config.as_ref(), api).await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    match client.list_routes(request).await {
+        Ok(response) => {
+            let text = wgd::routes_cli::render_routes(&response.into_inner().routes, json);
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(status) => fail(status.message()),
+    }
 }
 
 async fn events(json: bool, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {

@@ -12,8 +12,9 @@
 //!   sequence number; every op before the barrier that was not refused
 //!   succeeded. One result per op comes back, in order.
 //! - [`KernelFib::dump_ours`], [`KernelFib::count_ours`],
-//!   [`KernelFib::underlay_route`]: a filtered `RTM_GETROUTE` dump per
-//!   family → [`KernelRoute`] values.
+//!   [`KernelFib::underlay_route`] and [`KernelFib::underlay_routes`]: an
+//!   `RTM_GETROUTE` dump per family (filtered by the kernel to the table,
+//!   and to `RTPROT_WGD` for our own) → [`KernelRoute`] values.
 //!
 //! Every route wgd writes carries `RTPROT_WGD` and the one priority given at
 //! [`KernelFib::open`]: that is how wgd finds its own routes again after a
@@ -41,7 +42,8 @@ pub const MAIN_TABLE: u32 = wire::RT_TABLE_MAIN;
 /// case every one of them is refused, and all refusals must fit.
 const RECEIVE_BUFFER_BYTES: libc::c_int = 4 << 20;
 /// What one acknowledgement costs in the receive buffer: a small skb's
-/// true size (measured about 768 bytes on 6.x kernels), with margin.
+/// true size (measured 833 bytes on 6.18), with margin. Too small a guess
+/// shows as `FibError::Unanswered` when a whole window is refused.
 const ACK_COST_BYTES: usize = 1024;
 /// Requests per `send` at most, whatever the receive buffer allows.
 const MAX_WINDOW: usize = 4096;
@@ -59,7 +61,7 @@ const DUMP_ATTEMPTS: usize = 5;
 pub enum FibError {
     /// The kernel refused a request: `errno` (positive) and, when the
     /// kernel said more (extended ack), its message.
-    #[error("kernel refused: {}{}", errno_text(*.errno), .detail.as_deref().map(|detail| format!(": {detail}")).unwrap_or_default())]
+    #[error("kernel refused: {}{}", errno_text(*.errno), detail_text(.detail))]
     Kernel { errno: i32, detail: Option<String> },
     /// The netlink socket itself failed.
     #[error("netlink {action}: {source}")]
@@ -114,6 +116,14 @@ fn errno_text(errno: i32) -> String {
         Some(end) => text[..end].to_owned(),
         None => text,
     }
+}
+
+/// ": Nexthop device is not up", or nothing.
+fn detail_text(detail: &Option<String>) -> String {
+    detail
+        .as_deref()
+        .map(|detail| format!(": {detail}"))
+        .unwrap_or_default()
 }
 
 impl From<wire::Malformed> for FibError {
@@ -418,29 +428,48 @@ impl KernelFib {
     /// were absent: the longest prefix among the main table's unicast routes
     /// not carrying `RTPROT_WGD`, the lowest priority between equals. The
     /// underlay route a tunnel endpoint's host route is pinned to.
+    ///
+    /// A dump of the main table: with a full table there, ask for many
+    /// destinations at once with [`underlay_routes`](Self::underlay_routes).
     pub fn underlay_route(&mut self, destination: IpAddr) -> Result<Option<KernelRoute>, FibError> {
-        let family = match destination {
-            IpAddr::V4(_) => AF_INET,
-            IpAddr::V6(_) => AF_INET6,
-        };
+        let mut routes = self.underlay_routes(&[destination])?;
+        Ok(routes.pop().flatten())
+    }
+
+    /// [`underlay_route`](Self::underlay_route) for each of `destinations`,
+    /// in the same order, from one dump per family.
+    pub fn underlay_routes(
+        &mut self,
+        destinations: &[IpAddr],
+    ) -> Result<Vec<Option<KernelRoute>>, FibError> {
         self.consistently(|fib| {
-            let mut best: Option<KernelRoute> = None;
-            fib.dump(family, MAIN_TABLE, 0, |view| {
-                if view.protocol == RTPROT_WGD || view.kind != wire::RTN_UNICAST {
-                    return;
+            let mut best: Vec<Option<KernelRoute>> = vec![None; destinations.len()];
+            for family in [AF_INET, AF_INET6] {
+                if !destinations
+                    .iter()
+                    .any(|destination| family_of(*destination) == family)
+                {
+                    continue;
                 }
-                let Some(prefix) = view.prefix() else { return };
-                if !prefix.contains(&destination) {
-                    return;
-                }
-                let better = best.as_ref().is_none_or(|best| {
-                    (prefix.prefix_len(), std::cmp::Reverse(view.priority))
-                        > (best.prefix.prefix_len(), std::cmp::Reverse(best.priority))
-                });
-                if better {
-                    best = Some(KernelRoute::from_view(view, prefix));
-                }
-            })?;
+                fib.dump(family, MAIN_TABLE, 0, |view| {
+                    if view.protocol == RTPROT_WGD || view.kind != wire::RTN_UNICAST {
+                        return;
+                    }
+                    let Some(prefix) = view.prefix() else { return };
+                    for (destination, best) in destinations.iter().zip(&mut best) {
+                        if !prefix.contains(destination) {
+                            continue;
+                        }
+                        let better = best.as_ref().is_none_or(|best| {
+                            (prefix.prefix_len(), std::cmp::Reverse(view.priority))
+                                > (best.prefix.prefix_len(), std::cmp::Reverse(best.priority))
+                        });
+                        if better {
+                            *best = Some(KernelRoute::from_view(view, prefix));
+                        }
+                    }
+                })?;
+            }
             Ok(best)
         })
     }
@@ -536,6 +565,13 @@ impl KernelFib {
     }
 }
 
+fn family_of(address: IpAddr) -> u8 {
+    match address {
+        IpAddr::V4(_) => AF_INET,
+        IpAddr::V6(_) => AF_INET6,
+    }
+}
+
 /// The table in the header: itself if it fits, otherwise unspecified and
 /// only in `RTA_TABLE` (which is always sent, and wins).
 fn header_table(table: u32) -> u8 {
@@ -566,10 +602,7 @@ fn encode(
         ),
         FibOp::Remove { prefix } => (wire::RTM_DELROUTE, 0, prefix, &[][..]),
     };
-    let family = match prefix {
-        IpNet::V4(_) => AF_INET,
-        IpNet::V6(_) => AF_INET6,
-    };
+    let family = family_of(prefix.addr());
     let scope = if kind == wire::RTM_DELROUTE {
         // Matches a route of any scope.
         wire::RT_SCOPE_NOWHERE

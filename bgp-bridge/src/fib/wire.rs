@@ -420,7 +420,10 @@ mod tests {
         assert_eq!((parsed[0].kind, parsed[0].seq), (RTM_NEWROUTE, 7));
         let route = parse_route(parsed[0].payload).unwrap();
         assert_eq!(route.prefix(), Some("10.1.2.0/24".parse().unwrap()));
-        assert_eq!((route.table, route.protocol, route.priority), (1000, 200, 20));
+        assert_eq!(
+            (route.table, route.protocol, route.priority),
+            (1000, 200, 20)
+        );
         let nexthops: Vec<_> = route.nexthops().collect();
         assert_eq!(
             nexthops,

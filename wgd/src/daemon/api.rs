@@ -171,9 +171,11 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
 pub async fn serve(
     listener: tokio::net::UnixListener,
     service: TunnelApi,
+    routes: bgp_bridge::service::RouteApi,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(TunnelServiceServer::new(service))
+        .add_service(wgd_proto::v1::route_service_server::RouteServiceServer::new(routes))
         .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
         .await
 }
@@ -182,6 +184,20 @@ pub async fn serve(
 pub async fn connect(
     path: &Path,
 ) -> Result<TunnelServiceClient<tonic::transport::Channel>, tonic::transport::Error> {
+    Ok(TunnelServiceClient::new(channel(path).await?))
+}
+
+/// A route client on the daemon's Unix socket.
+pub async fn connect_routes(
+    path: &Path,
+) -> Result<
+    wgd_proto::v1::route_service_client::RouteServiceClient<tonic::transport::Channel>,
+    tonic::transport::Error,
+> {
+    Ok(wgd_proto::v1::route_service_client::RouteServiceClient::new(channel(path).await?))
+}
+
+async fn channel(path: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let path: PathBuf = path.to_path_buf();
     // The URI is required by the API but unused: the connector dials the socket.
     let channel = tonic::transport::Endpoint::from_static("http://wgd.invalid")
@@ -194,7 +210,7 @@ pub async fn connect(
             }
         }))
         .await?;
-    Ok(TunnelServiceClient::new(channel))
+    Ok(channel)
 }
 
 /// A daemon answered from another network namespace: its tunnels are not

@@ -46,6 +46,14 @@ pub struct EventTracker {
 }
 
 impl EventTracker {
+    /// Whether the peer is considered dead: no handshake (or none since
+    /// it was first seen) for the dead interval.
+    pub fn is_dead(&self, tunnel: &str, public_key: &str) -> bool {
+        self.peers
+            .get(&(tunnel.to_owned(), public_key.to_owned()))
+            .is_some_and(|track| track.dead_reported)
+    }
+
     /// Compares `status` (taken at `now`) with the previous one.
     pub fn update(&mut self, status: &Status, now: SystemTime, dead_after: Duration) -> Vec<Event> {
         let mut events = Vec::new();

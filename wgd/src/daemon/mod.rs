@@ -13,12 +13,14 @@
 pub mod api;
 pub mod events;
 pub mod metrics;
+pub mod routes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use bgp_bridge::engine::{AllowedExtras, Bridge};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -74,6 +76,10 @@ pub enum DaemonError {
     },
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("cannot open the kernel routing table for the bridge: {0}")]
+    Fib(bgp_bridge::fib::FibError),
+    #[error("cannot start the route bridge: {0}")]
+    Bridge(std::io::Error),
 }
 
 struct Daemon {
@@ -93,6 +99,11 @@ struct Daemon {
     /// that have not exited yet.
     stopped: BTreeSet<u32>,
     retry: Backoff,
+    /// The route bridge, and the AllowedIPs it adds to multi-peer tunnels.
+    bridge: Bridge,
+    extras: AllowedExtras,
+    /// Tunnel events for the bridge's sessions, as the API sends them.
+    tunnel_events: broadcast::Sender<wgd_proto::v1::TunnelEvent>,
 }
 
 /// A supervised wireguard-go ended.
@@ -211,12 +222,16 @@ impl Daemon {
 
     fn publish(&self, event: Event) {
         tracing::info!(tunnel = %event.tunnel, event = ?event.kind, "event");
+        let _ = self
+            .tunnel_events
+            .send(wgd_proto::v1::TunnelEvent::from(&event));
         let _ = self.events.send(event);
     }
 
     async fn reconcile(&mut self, why: &str) {
         self.metrics.reconciles.inc();
-        match self.host.reconcile(&self.config, false, true).await {
+        let config = routes::with_extras(&self.config, &self.extras);
+        match self.host.reconcile(&config, false, true).await {
             Ok(outcome) => {
                 if !outcome.actions.is_empty() {
                     tracing::info!(why, changes = outcome.actions.len(), "reconciled");
@@ -294,6 +309,9 @@ impl Daemon {
                         "[daemon] metrics changed; it takes effect when wgd restarts"
                     );
                 }
+                if old.bridge != new.bridge {
+                    tracing::warn!("[bridge] changed; it takes effect when wgd restarts");
+                }
                 self.dead_after.send_replace(new.peer_dead_after);
                 self.config = config;
                 true
@@ -330,6 +348,12 @@ impl Daemon {
         for event in self.tracker.update(&status, now, dead_after) {
             self.publish(event);
         }
+        self.bridge.set_tunnels(routes::tunnel_view(
+            &self.config,
+            &actual,
+            &status,
+            &self.tracker,
+        ));
         let missing = self
             .config
             .tunnels
@@ -340,6 +364,23 @@ impl Daemon {
     }
 }
 
+/// Writes iproute2's name for wgd's route protocol, so that `ip route`
+/// says `proto wgd`, when no such file is there yet.
+fn name_our_protocol() {
+    let (file, text) = bgp_bridge::RT_PROTOS_ENTRY;
+    let folder = Path::new("/etc/iproute2/rt_protos.d");
+    let path = folder.join(file);
+    if path.exists() {
+        return;
+    }
+    match std::fs::create_dir_all(folder).and_then(|()| std::fs::write(&path, text)) {
+        Ok(()) => tracing::info!(path = %path.display(), "named wgd's route protocol for iproute2"),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cannot name wgd's route protocol for iproute2; `ip route` shows proto 200")
+        }
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     let config = config::load(path).map_err(DaemonError::Config)?;
@@ -347,6 +388,37 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         tracing::warn!(%notice, "config");
     }
     let host = Host::open()?;
+    // The bridge starts before the first reconcile: it adopts the routes a
+    // previous run left in the kernel, and the AllowedIPs that go with them
+    // must be in the first plan.
+    let view = match host.observe(Some(&config), Depth::Tunnels).await {
+        Ok(actual) => {
+            let status = status::collect(
+                &actual,
+                Some(&config),
+                config.daemon.peer_dead_after,
+                SystemTime::now(),
+            );
+            routes::tunnel_view(&config, &actual, &status, &EventTracker::default())
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the tunnels before starting the bridge");
+            bgp_bridge::TunnelView::default()
+        }
+    };
+    name_our_protocol();
+    let settings = &config.daemon.bridge;
+    let fib = bgp_bridge::fib::KernelFib::open(settings.table.id(), settings.kernel_metric)
+        .map_err(DaemonError::Fib)?;
+    let bridge = Bridge::start(
+        routes::bridge_config(settings, host.state.path()),
+        fib,
+        view,
+    )
+    .await
+    .map_err(DaemonError::Bridge)?;
+    let mut allowed = bridge.allowed_ips();
+    let extras = allowed.borrow_and_update().clone();
     let (exits, mut exited) = mpsc::unbounded_channel();
     let mut daemon = Daemon {
         path: path.to_path_buf(),
@@ -359,6 +431,9 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         children: BTreeMap::new(),
         stopped: BTreeSet::new(),
         retry: Backoff::default(),
+        bridge,
+        extras,
+        tunnel_events: broadcast::channel(1024).0,
         host,
         config,
     };
@@ -387,13 +462,19 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         dead_after: daemon.dead_after.subscribe(),
         netns_cookie,
     };
+    let route_service = bgp_bridge::service::RouteApi {
+        bridge: daemon.bridge.clone(),
+        tunnel_events: daemon.tunnel_events.clone(),
+    };
     tokio::spawn(async move {
-        if let Err(error) = api::serve(listener, service).await {
+        if let Err(error) = api::serve(listener, service, route_service).await {
             tracing::error!(%error, "API server stopped");
         }
     });
     if let Some(address) = daemon.config.daemon.metrics {
-        let registry = Arc::new(daemon.metrics.register(daemon.snapshot.clone()));
+        let mut registry = daemon.metrics.register(daemon.snapshot.clone());
+        bgp_bridge::metrics::register(&mut registry, &daemon.bridge);
+        let registry = Arc::new(registry);
         tokio::spawn(async move {
             if let Err(error) = metrics::serve(address, registry).await {
                 tracing::error!(%address, %error, "metrics server stopped");
@@ -421,6 +502,10 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
                 daemon.reconcile("periodic").await;
             }
             Some(exit) = exited.recv() => daemon.child_exited(exit).await,
+            Ok(()) = allowed.changed() => {
+                daemon.extras = allowed.borrow_and_update().clone();
+                daemon.reconcile("routes on multi-peer tunnels").await;
+            }
             _ = status_timer.tick() => {
                 if daemon.refresh().await {
                     daemon.repair("tunnel missing").await;
