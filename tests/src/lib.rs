@@ -15,6 +15,7 @@
 //! itself is not built by `cargo test -p wgd-tests`: run
 //! `cargo build --workspace --bins` first.
 
+pub mod bridge;
 pub mod routing;
 pub mod status;
 

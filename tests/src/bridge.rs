@@ -1,0 +1,224 @@
+//! A site running `wgd run` with its route bridge, and the far site its
+//! tunnel reaches, for the bridge's end-to-end tests.
+//!
+//! Site A runs the daemon (the bridge lives there); site B brings its end
+//! of the tunnel up with `wgd up` and has a LAN host on `lo`
+//! ([`BridgeLab::FAR_LAN_HOST`]), so a route A learns toward it can be
+//! proven by a ping. Tests talk to A's daemon as a routing program would,
+//! over gRPC on its socket ([`BridgeLab::client`]), and read A's kernel
+//! the way an operator would (`ip route ... proto 200`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use wgd_labs::{Daemon, Namespace, unique_name, wait_for};
+use wgd_proto::v1 as api;
+use wgd_proto::v1::route_service_client::RouteServiceClient;
+
+use crate::{KeyPair, Wgd, underlay, write_config};
+
+const PORT: u16 = 51820;
+
+#[derive(Debug)]
+pub struct BridgeLab {
+    pub wgd: Wgd,
+    pub a: Namespace,
+    pub b: Namespace,
+    pub tunnel_a: String,
+    pub tunnel_b: String,
+    pub config_a: String,
+    pub socket: PathBuf,
+    pub daemon: Option<Daemon>,
+}
+
+impl BridgeLab {
+    /// A's underlay address, which B's tunnel sends to.
+    pub const UNDERLAY_A: &'static str = "198.18.0.1";
+    /// B's underlay address: the endpoint of A's peer.
+    pub const UNDERLAY_B: &'static str = "198.18.0.2";
+    pub const TUNNEL_A: &'static str = "10.255.0.0";
+    /// B's tunnel address: the nexthop of routes A learns.
+    pub const TUNNEL_B: &'static str = "10.255.0.1";
+    pub const FAR_LAN: &'static str = "192.168.77.0/24";
+    pub const FAR_LAN_HOST: &'static str = "192.168.77.1";
+
+    /// Both sites, A's daemon running with `bridge` as its `[bridge]`
+    /// section (empty for the defaults), and the tunnel's first handshake
+    /// done.
+    pub fn new(bridge: &str) -> anyhow::Result<Self> {
+        let wgd = Wgd::new()?;
+        let a = Namespace::new("bra")?;
+        let b = Namespace::new("brb")?;
+        underlay(
+            &a,
+            &format!("{}/30", Self::UNDERLAY_A),
+            &b,
+            &format!("{}/30", Self::UNDERLAY_B),
+        )?;
+        b.add_address("lo", &format!("{}/24", Self::FAR_LAN_HOST))?;
+        let (keys_a, keys_b) = (KeyPair::generate()?, KeyPair::generate()?);
+        let (tunnel_a, tunnel_b) = (unique_name("wga"), unique_name("wgb"));
+        let socket = a.dir().join("wgd.sock");
+        let config_a = format!(
+            "[daemon]\napi = \"{}\"\n\n[bridge]\n{bridge}\n\n\
+             [[tunnel]]\nname = \"{tunnel_a}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
+             address = [\"{}/31\"]\n\n\
+             [[tunnel.peer]]\npublic_key = \"{}\"\nendpoint = \"{}:{PORT}\"\npersistent_keepalive = 1\n",
+            socket.display(),
+            keys_a.private,
+            Self::TUNNEL_A,
+            keys_b.public,
+            Self::UNDERLAY_B,
+        );
+        let config_b = format!(
+            "[[tunnel]]\nname = \"{tunnel_b}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
+             address = [\"{}/31\"]\n\n\
+             [[tunnel.peer]]\npublic_key = \"{}\"\nendpoint = \"{}:{PORT}\"\npersistent_keepalive = 1\n",
+            keys_b.private,
+            Self::TUNNEL_B,
+            keys_a.public,
+            Self::UNDERLAY_A,
+        );
+        let config_a = write_config(a.dir(), "a.toml", &config_a)?
+            .to_str()
+            .context("a UTF-8 path")?
+            .to_owned();
+        let config_b = write_config(b.dir(), "b.toml", &config_b)?;
+        wgd.run(&b, &["up", config_b.to_str().context("a UTF-8 path")?])?;
+        let mut lab = Self {
+            wgd,
+            a,
+            b,
+            tunnel_a,
+            tunnel_b,
+            config_a,
+            socket,
+            daemon: None,
+        };
+        lab.start_daemon()?;
+        wait_for(Duration::from_secs(10), "the first handshake", || {
+            lab.handshake_age().is_some_and(|age| age < 60)
+        })?;
+        Ok(lab)
+    }
+
+    /// Starts A's `wgd run` and waits until its API answers.
+    pub fn start_daemon(&mut self) -> anyhow::Result<()> {
+        let daemon = self.wgd.spawn(&self.a, &["run", "-c", &self.config_a])?;
+        self.daemon = Some(daemon);
+        let result = wait_for(Duration::from_secs(10), "the daemon's API", || {
+            self.wgd
+                .run(&self.a, &["routes", "--api", self.socket.to_str().unwrap_or_default()])
+                .is_ok()
+        });
+        if let Err(error) = result {
+            let log = self.daemon.as_ref().map(Daemon::log).unwrap_or_default();
+            anyhow::bail!("{error}\ndaemon log:\n{log}");
+        }
+        Ok(())
+    }
+
+    /// `kill -9` of A's daemon: nothing it could clean up.
+    pub fn kill_daemon(&mut self) -> anyhow::Result<()> {
+        if let Some(mut daemon) = self.daemon.take() {
+            self.a.check(&["kill", "-9", &daemon.pid().to_string()])?;
+            wait_for(Duration::from_secs(5), "the killed daemon to exit", || {
+                !daemon.is_running()
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Seconds since A's latest handshake with B, from `wgd status`.
+    pub fn handshake_age(&self) -> Option<u64> {
+        let status = self.wgd.status(&self.a).ok()?;
+        let tunnel = status.tunnel(&self.tunnel_a)?;
+        tunnel.peers.first()?.latest_handshake_age_seconds
+    }
+
+    /// A gRPC client on A's daemon.
+    pub async fn client(
+        &self,
+    ) -> anyhow::Result<RouteServiceClient<tonic::transport::Channel>> {
+        Ok(wgd::daemon::api::connect_routes(&self.socket).await?)
+    }
+
+    /// A's routes with wgd's protocol number, as `ip route` lists them
+    /// (both families, all tables), protocol shown as a number.
+    pub fn kernel_routes(&self) -> anyhow::Result<Vec<String>> {
+        let mut lines = Vec::new();
+        for family in ["-4", "-6"] {
+            let text = self
+                .a
+                .check(&["ip", "-N", family, "route", "show", "table", "all", "proto", "200"])?;
+            lines.extend(text.lines().map(|line| line.trim_end().to_owned()));
+        }
+        Ok(lines)
+    }
+
+    /// How many routes of wgd A's kernel has.
+    pub fn kernel_count(&self) -> anyhow::Result<usize> {
+        Ok(self.kernel_routes()?.len())
+    }
+
+    /// The daemon's log, for failure messages.
+    pub fn log(&self) -> String {
+        self.daemon.as_ref().map(Daemon::log).unwrap_or_default()
+    }
+}
+
+/// A route through B's tunnel address.
+pub fn route_via(prefix: &str, nexthop: &str) -> api::Route {
+    api::Route {
+        prefix: prefix.to_owned(),
+        nexthops: vec![api::Nexthop {
+            address: nexthop.to_owned(),
+            tunnel: String::new(),
+        }],
+        distance: None,
+        metric: 0,
+    }
+}
+
+/// `count` distinct /24s from 100.64.0.0 up, for bulk tests.
+pub fn bulk_prefixes(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|index| {
+            let index = u32::try_from(index).expect("fewer than 2^32 prefixes");
+            let base = u32::from(std::net::Ipv4Addr::new(100, 64, 0, 0)) + (index << 8);
+            format!("{}/24", std::net::Ipv4Addr::from(base))
+        })
+        .collect()
+}
+
+/// Sends `routes` as one batch on a session and returns its results.
+pub fn batch(id: u64, routes: Vec<api::Route>, operation: api::route_update::Operation) -> api::SessionRequest {
+    api::SessionRequest {
+        kind: Some(api::session_request::Kind::Batch(api::RouteBatch {
+            id,
+            updates: routes
+                .into_iter()
+                .map(|route| api::RouteUpdate {
+                    operation: operation.into(),
+                    route: Some(route),
+                })
+                .collect(),
+        })),
+    }
+}
+
+pub fn hello(owner: &str, hold_time_seconds: u32) -> api::SessionRequest {
+    api::SessionRequest {
+        kind: Some(api::session_request::Kind::Hello(api::Hello {
+            owner: owner.to_owned(),
+            hold_time_seconds,
+        })),
+    }
+}
+
+pub fn end_of_rib() -> api::SessionRequest {
+    api::SessionRequest {
+        kind: Some(api::session_request::Kind::EndOfRib(api::EndOfRib {})),
+    }
+}
