@@ -144,8 +144,9 @@ impl BridgeLab {
         Ok(wgd::daemon::api::connect_routes(&self.socket).await?)
     }
 
-    /// A's routes with wgd's protocol number, as `ip route` lists them
-    /// (both families, all tables), protocol shown as a number.
+    /// A's routes with wgd's protocol number, as `ip route show proto 200`
+    /// lists them (both families, all tables; the filter leaves the
+    /// protocol out of each line).
     pub fn kernel_routes(&self) -> anyhow::Result<Vec<String>> {
         let mut lines = Vec::new();
         for family in ["-4", "-6"] {
