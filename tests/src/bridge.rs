@@ -30,6 +30,12 @@ pub struct BridgeLab {
     pub config_a: String,
     pub socket: PathBuf,
     pub daemon: Option<Daemon>,
+    /// The router between the sites, when the underlay is routed.
+    pub router: Option<Namespace>,
+    /// B's underlay address, the endpoint of A's peer.
+    pub endpoint_b: &'static str,
+    /// A's interface on the underlay.
+    pub underlay_a: String,
 }
 
 impl BridgeLab {
@@ -43,19 +49,61 @@ impl BridgeLab {
     pub const FAR_LAN: &'static str = "192.168.77.0/24";
     pub const FAR_LAN_HOST: &'static str = "192.168.77.1";
 
+    /// Across a routed underlay: B's endpoint is reached through A's
+    /// default route (metric 100, as DHCP installs it) via a router.
+    pub const ROUTED_ENDPOINT_B: &'static str = "198.18.1.2";
+    pub const ROUTER_A_SIDE: &'static str = "198.18.0.2";
+    pub const ROUTER_B_SIDE: &'static str = "198.18.1.1";
+
     /// Both sites, A's daemon running with `bridge` as its `[bridge]`
     /// section (empty for the defaults), and the tunnel's first handshake
-    /// done.
+    /// done. The sites share one underlay subnet.
     pub fn new(bridge: &str) -> anyhow::Result<Self> {
+        Self::build(bridge, false)
+    }
+
+    /// The same, with a router between the sites: each reaches the other's
+    /// endpoint through its default route.
+    pub fn routed(bridge: &str) -> anyhow::Result<Self> {
+        Self::build(bridge, true)
+    }
+
+    fn build(bridge: &str, routed: bool) -> anyhow::Result<Self> {
         let wgd = Wgd::new()?;
         let a = Namespace::new("bra")?;
         let b = Namespace::new("brb")?;
-        underlay(
-            &a,
-            &format!("{}/30", Self::UNDERLAY_A),
-            &b,
-            &format!("{}/30", Self::UNDERLAY_B),
-        )?;
+        let (router, underlay_a, endpoint_a, endpoint_b) = if routed {
+            let router = Namespace::new("brr")?;
+            router.check(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+            let (underlay_a, _) = underlay(
+                &a,
+                &format!("{}/30", Self::UNDERLAY_A),
+                &router,
+                &format!("{}/30", Self::ROUTER_A_SIDE),
+            )?;
+            underlay(
+                &router,
+                &format!("{}/30", Self::ROUTER_B_SIDE),
+                &b,
+                &format!("{}/30", Self::ROUTED_ENDPOINT_B),
+            )?;
+            a.add_route(&format!("default via {} metric 100", Self::ROUTER_A_SIDE))?;
+            b.add_route(&format!("default via {} metric 100", Self::ROUTER_B_SIDE))?;
+            (
+                Some(router),
+                underlay_a,
+                Self::UNDERLAY_A,
+                Self::ROUTED_ENDPOINT_B,
+            )
+        } else {
+            let (underlay_a, _) = underlay(
+                &a,
+                &format!("{}/30", Self::UNDERLAY_A),
+                &b,
+                &format!("{}/30", Self::UNDERLAY_B),
+            )?;
+            (None, underlay_a, Self::UNDERLAY_A, Self::UNDERLAY_B)
+        };
         b.add_address("lo", &format!("{}/24", Self::FAR_LAN_HOST))?;
         let (keys_a, keys_b) = (KeyPair::generate()?, KeyPair::generate()?);
         let (tunnel_a, tunnel_b) = (unique_name("wga"), unique_name("wgb"));
@@ -69,7 +117,7 @@ impl BridgeLab {
             keys_a.private,
             Self::TUNNEL_A,
             keys_b.public,
-            Self::UNDERLAY_B,
+            endpoint_b,
         );
         let config_b = format!(
             "[[tunnel]]\nname = \"{tunnel_b}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
@@ -78,7 +126,7 @@ impl BridgeLab {
             keys_b.private,
             Self::TUNNEL_B,
             keys_a.public,
-            Self::UNDERLAY_A,
+            endpoint_a,
         );
         let config_a = write_config(a.dir(), "a.toml", &config_a)?
             .to_str()
@@ -95,6 +143,9 @@ impl BridgeLab {
             config_a,
             socket,
             daemon: None,
+            router,
+            endpoint_b,
+            underlay_a,
         };
         lab.start_daemon()?;
         wait_for(Duration::from_secs(10), "the first handshake", || {
@@ -109,7 +160,10 @@ impl BridgeLab {
         self.daemon = Some(daemon);
         let result = wait_for(Duration::from_secs(10), "the daemon's API", || {
             self.wgd
-                .run(&self.a, &["routes", "--api", self.socket.to_str().unwrap_or_default()])
+                .run(
+                    &self.a,
+                    &["routes", "--api", self.socket.to_str().unwrap_or_default()],
+                )
                 .is_ok()
         });
         if let Err(error) = result {
@@ -138,9 +192,7 @@ impl BridgeLab {
     }
 
     /// A gRPC client on A's daemon.
-    pub async fn client(
-        &self,
-    ) -> anyhow::Result<RouteServiceClient<tonic::transport::Channel>> {
+    pub async fn client(&self) -> anyhow::Result<RouteServiceClient<tonic::transport::Channel>> {
         Ok(wgd::daemon::api::connect_routes(&self.socket).await?)
     }
 
@@ -150,9 +202,9 @@ impl BridgeLab {
     pub fn kernel_routes(&self) -> anyhow::Result<Vec<String>> {
         let mut lines = Vec::new();
         for family in ["-4", "-6"] {
-            let text = self
-                .a
-                .check(&["ip", "-N", family, "route", "show", "table", "all", "proto", "200"])?;
+            let text = self.a.check(&[
+                "ip", "-N", family, "route", "show", "table", "all", "proto", "200",
+            ])?;
             lines.extend(text.lines().map(|line| line.trim_end().to_owned()));
         }
         Ok(lines)
@@ -194,7 +246,11 @@ pub fn bulk_prefixes(count: usize) -> Vec<String> {
 }
 
 /// Sends `routes` as one batch on a session and returns its results.
-pub fn batch(id: u64, routes: Vec<api::Route>, operation: api::route_update::Operation) -> api::SessionRequest {
+pub fn batch(
+    id: u64,
+    routes: Vec<api::Route>,
+    operation: api::route_update::Operation,
+) -> api::SessionRequest {
     api::SessionRequest {
         kind: Some(api::session_request::Kind::Batch(api::RouteBatch {
             id,

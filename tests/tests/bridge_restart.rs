@@ -76,7 +76,9 @@ fn count_routes(name: &str) -> usize {
         .iter()
         .map(|family| {
             std::process::Command::new("ip")
-                .args(["-n", name, family, "route", "show", "table", "all", "proto", "200"])
+                .args([
+                    "-n", name, family, "route", "show", "table", "all", "proto", "200",
+                ])
                 .output()
                 .map(|output| output.stdout.iter().filter(|b| **b == b'\n').count())
                 .unwrap_or(0)
@@ -111,10 +113,19 @@ async fn a_killed_daemon_keeps_every_route_while_its_successor_reclaims_them() -
 
     lab.kill_daemon()?;
     drop(session);
-    assert_eq!(lab.kernel_count()?, ROUTES, "routes left with the killed daemon");
-    assert!(lab.a.pings(BridgeLab::FAR_LAN_HOST)?, "no traffic with the daemon dead");
+    assert_eq!(
+        lab.kernel_count()?,
+        ROUTES,
+        "routes left with the killed daemon"
+    );
+    assert!(
+        lab.a.pings(BridgeLab::FAR_LAN_HOST)?,
+        "no traffic with the daemon dead"
+    );
     lab.start_daemon()?;
-    let listed = lab.wgd.run(&lab.a, &["routes", "--json", "--owner", "adopted"])?;
+    let listed = lab
+        .wgd
+        .run(&lab.a, &["routes", "--json", "--owner", "adopted"])?;
     let adopted: serde_json::Value = serde_json::from_str(&listed)?;
     assert_eq!(
         adopted.as_array().map(Vec::len),
@@ -124,10 +135,16 @@ async fn a_killed_daemon_keeps_every_route_while_its_successor_reclaims_them() -
     let kept = &prefixes[..ROUTES - FORGOTTEN];
     let (session, welcome) = announce(&lab, "speaker", kept).await?;
     assert_eq!(welcome.stale_routes, ROUTES as u64);
-    assert!(lab.a.pings(BridgeLab::FAR_LAN_HOST)?, "no traffic after the re-claim");
+    assert!(
+        lab.a.pings(BridgeLab::FAR_LAN_HOST)?,
+        "no traffic after the re-claim"
+    );
     sampling.store(false, Ordering::SeqCst);
     sampler.join().expect("the sampler ran");
-    assert!(samples.load(Ordering::SeqCst) > 3, "too few samples to tell");
+    assert!(
+        samples.load(Ordering::SeqCst) > 3,
+        "too few samples to tell"
+    );
     assert_eq!(
         lowest.load(Ordering::SeqCst),
         ROUTES,
@@ -138,18 +155,28 @@ async fn a_killed_daemon_keeps_every_route_while_its_successor_reclaims_them() -
     wait_for(
         Duration::from_secs(STARTUP_HOLD_SECONDS + 10),
         "the unclaimed routes to be swept",
-        || lab.kernel_count().is_ok_and(|count| count == ROUTES - FORGOTTEN),
+        || {
+            lab.kernel_count()
+                .is_ok_and(|count| count == ROUTES - FORGOTTEN)
+        },
     )?;
     let kernel = lab.kernel_routes()?;
     for forgotten in &prefixes[ROUTES - FORGOTTEN..] {
         assert!(
-            !kernel.iter().any(|line| line.starts_with(&format!("{forgotten} "))),
+            !kernel
+                .iter()
+                .any(|line| line.starts_with(&format!("{forgotten} "))),
             "{forgotten} was not swept"
         );
     }
-    let listed = lab.wgd.run(&lab.a, &["routes", "--json", "--owner", "adopted"])?;
+    let listed = lab
+        .wgd
+        .run(&lab.a, &["routes", "--json", "--owner", "adopted"])?;
     assert_eq!(listed.trim(), "[]");
-    assert!(lab.a.pings(BridgeLab::FAR_LAN_HOST)?, "no traffic after the sweep");
+    assert!(
+        lab.a.pings(BridgeLab::FAR_LAN_HOST)?,
+        "no traffic after the sweep"
+    );
     drop(session);
     Ok(())
 }

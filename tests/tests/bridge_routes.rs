@@ -74,12 +74,19 @@ async fn injected_routes_carry_traffic_and_outlive_their_session_by_the_hold_tim
         BridgeLab::TUNNEL_B,
         lab.tunnel_a
     );
-    assert!(kernel.contains(&far), "no `{far}` in:\n{}", kernel[..5].join("\n"));
+    assert!(
+        kernel.contains(&far),
+        "no `{far}` in:\n{}",
+        kernel[..5].join("\n")
+    );
     assert!(
         lab.a.pings(BridgeLab::FAR_LAN_HOST)?,
         "no ping across the tunnel to the learned prefix"
     );
-    let listed = lab.wgd.run(&lab.a, &["routes", "--json", "--prefix", BridgeLab::FAR_LAN])?;
+    let listed = lab.wgd.run(
+        &lab.a,
+        &["routes", "--json", "--prefix", BridgeLab::FAR_LAN],
+    )?;
     let listed: serde_json::Value = serde_json::from_str(&listed)?;
     assert_eq!(listed[0]["owner"], "bench-speaker");
     assert_eq!(listed[0]["state"], "installed");
