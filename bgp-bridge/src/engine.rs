@@ -771,8 +771,7 @@ impl<F: Fib> Engine<F> {
                     if index < pins_added {
                         self.pins.remove(&op.prefix().addr());
                     } else if !matches!(op, FibOp::Remove { .. }) {
-                        self.rib
-                            .fib_failed(op.prefix(), format!("kernel refused: {reason}"));
+                        self.rib.fib_failed(op.prefix(), reason);
                     }
                 }
             }

@@ -463,6 +463,18 @@ fn a_two_peer_tunnel_carries_each_learned_prefix_in_its_peers_allowed_ips() {
     );
     assert!(lab.ns.pings(spoke1.lan_host).expect("ping runs"));
 
-    println!("LOG\n{}", lab.daemon.log());
+    // Nor did any of those reconciles take the prefixes out and put them
+    // back in between two looks: none of them changed anything.
+    let log = lab.daemon.log();
+    let undone: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("reconciled"))
+        .filter(|line| line.contains("\"periodic\"") || line.contains("\"reload\""))
+        .collect();
+    assert!(
+        undone.is_empty(),
+        "periodic or reload reconciles changed the tunnel:\n{}\ndaemon log:\n{log}",
+        undone.join("\n")
+    );
     println!("multi-peer bridge checks passed in {:?}", started.elapsed());
 }
