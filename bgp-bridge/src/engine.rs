@@ -109,6 +109,8 @@ pub enum BridgeError {
     StaticOwner(String),
     #[error("owner \"{0}\" belongs to a session; its routes come and go with it")]
     SessionOwner(String),
+    #[error("this session of owner \"{0}\" is closed")]
+    SessionClosed(String),
     #[error("the bridge is not running")]
     Stopped,
 }
@@ -665,7 +667,7 @@ impl<F: Fib> Engine<F> {
             (Some(OwnerState::Connected { .. } | OwnerState::Away { .. }), None) => {
                 return Err(BridgeError::SessionOwner(owner.to_string()));
             }
-            (_, Some(_)) => return Err(BridgeError::Stopped),
+            (_, Some(_)) => return Err(BridgeError::SessionClosed(owner.to_string())),
             (Some(OwnerState::Static) | None, None) => {
                 self.owners.insert(owner.clone(), OwnerState::Static);
             }

@@ -41,9 +41,9 @@ impl From<BridgeError> for Status {
     fn from(error: BridgeError) -> Self {
         match error {
             BridgeError::SessionExists(_) => Status::already_exists(error.to_string()),
-            BridgeError::StaticOwner(_) | BridgeError::SessionOwner(_) => {
-                Status::failed_precondition(error.to_string())
-            }
+            BridgeError::StaticOwner(_)
+            | BridgeError::SessionOwner(_)
+            | BridgeError::SessionClosed(_) => Status::failed_precondition(error.to_string()),
             BridgeError::Stopped => Status::unavailable(error.to_string()),
         }
     }

@@ -48,6 +48,8 @@ impl BridgeLab {
     pub const TUNNEL_B: &'static str = "10.255.0.1";
     pub const FAR_LAN: &'static str = "192.168.77.0/24";
     pub const FAR_LAN_HOST: &'static str = "192.168.77.1";
+    /// A's Prometheus endpoint, on A's own loopback.
+    pub const METRICS: &'static str = "127.0.0.1:9586";
 
     /// Across a routed underlay: B's endpoint is reached through A's
     /// default route (metric 100, as DHCP installs it) via a router.
@@ -109,11 +111,12 @@ impl BridgeLab {
         let (tunnel_a, tunnel_b) = (unique_name("wga"), unique_name("wgb"));
         let socket = a.dir().join("wgd.sock");
         let config_a = format!(
-            "[daemon]\napi = \"{}\"\n\n[bridge]\n{bridge}\n\n\
+            "[daemon]\napi = \"{}\"\nmetrics = \"{}\"\n\n[bridge]\n{bridge}\n\n\
              [[tunnel]]\nname = \"{tunnel_a}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
              address = [\"{}/31\"]\n\n\
              [[tunnel.peer]]\npublic_key = \"{}\"\nendpoint = \"{}:{PORT}\"\npersistent_keepalive = 1\n",
             socket.display(),
+            Self::METRICS,
             keys_a.private,
             Self::TUNNEL_A,
             keys_b.public,

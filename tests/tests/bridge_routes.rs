@@ -90,6 +90,21 @@ async fn injected_routes_carry_traffic_and_outlive_their_session_by_the_hold_tim
     let listed: serde_json::Value = serde_json::from_str(&listed)?;
     assert_eq!(listed[0]["owner"], "bench-speaker");
     assert_eq!(listed[0]["state"], "installed");
+    let metrics = wgd_tests::scrape_metrics(&lab.a, BridgeLab::METRICS);
+    for series in [
+        format!("wgd_bridge_routes{{owner=\"bench-speaker\",state=\"installed\"}} {ROUTES}"),
+        format!("wgd_bridge_kernel_routes {ROUTES}"),
+        "wgd_bridge_fib_errors_total 0".to_owned(),
+    ] {
+        assert!(
+            metrics.contains(&series),
+            "no `{series}` in the metrics:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("wgd_bridge_batch_seconds_count"),
+        "{metrics}"
+    );
 
     // The program goes away: its routes stay for the hold time, then go.
     drop(requests);
