@@ -224,6 +224,51 @@ impl BridgeLab {
     }
 }
 
+/// A gRPC `Session` on A's daemon, as a routing program holds one.
+#[derive(Debug)]
+pub struct SessionClient {
+    pub requests: tokio::sync::mpsc::Sender<api::SessionRequest>,
+    pub responses: tonic::Streaming<api::SessionResponse>,
+    pub welcome: api::Welcome,
+}
+
+impl SessionClient {
+    /// Opens a session as `owner` with a hold time, and reads its Welcome.
+    pub async fn open(lab: &BridgeLab, owner: &str, hold_seconds: u32) -> anyhow::Result<Self> {
+        let mut client = lab.client().await?;
+        let (requests, outgoing) = tokio::sync::mpsc::channel(8);
+        requests.send(hello(owner, hold_seconds)).await?;
+        let mut responses = client
+            .session(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+            .await?
+            .into_inner();
+        match responses.message().await?.and_then(|r| r.kind) {
+            Some(api::session_response::Kind::Welcome(welcome)) => Ok(Self {
+                requests,
+                responses,
+                welcome,
+            }),
+            other => anyhow::bail!("the session did not start with a Welcome: {other:?}"),
+        }
+    }
+
+    pub async fn send(&self, request: api::SessionRequest) -> anyhow::Result<()> {
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| anyhow::anyhow!("the session's request stream is closed"))
+    }
+
+    /// The next message from the daemon; an error if the session ended.
+    pub async fn next(&mut self) -> anyhow::Result<api::session_response::Kind> {
+        self.responses
+            .message()
+            .await?
+            .and_then(|response| response.kind)
+            .context("the session ended")
+    }
+}
+
 /// A route through B's tunnel address.
 pub fn route_via(prefix: &str, nexthop: &str) -> api::Route {
     api::Route {

@@ -8,52 +8,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use wgd_labs::wait_for;
 use wgd_proto::v1 as api;
-use wgd_tests::bridge::{BridgeLab, batch, bulk_prefixes, end_of_rib, hello, route_via};
+use wgd_tests::bridge::{BridgeLab, SessionClient, batch, bulk_prefixes, end_of_rib, route_via};
 
 const ROUTES: usize = 10_000;
 /// Routes the program does not send again after the restart.
 const FORGOTTEN: usize = 10;
 const STARTUP_HOLD_SECONDS: u64 = 8;
 
-type Session = (
-    mpsc::Sender<api::SessionRequest>,
-    tonic::Streaming<api::SessionResponse>,
-);
-
 /// Opens a session as `owner`, sends `prefixes` and end-of-RIB, and checks
-/// that every route is installed. Returns the session (open) and its Welcome.
+/// that every route is installed. Returns the session, still open.
 async fn announce(
     lab: &BridgeLab,
     owner: &str,
     prefixes: &[String],
-) -> anyhow::Result<(Session, api::Welcome)> {
-    let mut client = lab.client().await?;
-    let (requests, outgoing) = mpsc::channel(8);
-    requests.send(hello(owner, 60)).await?;
-    let mut responses = client
-        .session(ReceiverStream::new(outgoing))
-        .await?
-        .into_inner();
-    let Some(api::session_response::Kind::Welcome(welcome)) =
-        responses.message().await?.and_then(|r| r.kind)
-    else {
-        anyhow::bail!("no Welcome");
-    };
+) -> anyhow::Result<SessionClient> {
+    let mut session = SessionClient::open(lab, owner, 60).await?;
     let routes = prefixes
         .iter()
         .map(|prefix| route_via(prefix, BridgeLab::TUNNEL_B))
         .collect();
-    requests
+    session
         .send(batch(1, routes, api::route_update::Operation::Add))
         .await?;
-    requests.send(end_of_rib()).await?;
-    let Some(api::session_response::Kind::BatchResult(result)) =
-        responses.message().await?.and_then(|r| r.kind)
-    else {
+    session.send(end_of_rib()).await?;
+    let api::session_response::Kind::BatchResult(result) = session.next().await? else {
         anyhow::bail!("no BatchResult");
     };
     let installed = result
@@ -62,12 +42,10 @@ async fn announce(
         .filter(|r| r.state == api::RouteState::Installed as i32)
         .count();
     assert_eq!(installed, prefixes.len(), "{}", lab.log());
-    let Some(api::session_response::Kind::EndOfRib(_)) =
-        responses.message().await?.and_then(|r| r.kind)
-    else {
+    let api::session_response::Kind::EndOfRib(_) = session.next().await? else {
         anyhow::bail!("no EndOfRibResult");
     };
-    Ok(((requests, responses), welcome))
+    Ok(session)
 }
 
 /// wgd's routes in namespace `name`, counted the way `ip` lists them.
@@ -93,7 +71,7 @@ async fn a_killed_daemon_keeps_every_route_while_its_successor_reclaims_them() -
     // The far LAN first: it is among the routes re-claimed after the restart.
     let mut prefixes = vec![BridgeLab::FAR_LAN.to_owned()];
     prefixes.extend(bulk_prefixes(ROUTES - 1));
-    let (session, _) = announce(&lab, "speaker", &prefixes).await?;
+    let session = announce(&lab, "speaker", &prefixes).await?;
     assert_eq!(lab.kernel_count()?, ROUTES);
 
     // Sample the kernel from before the kill until the routes are re-claimed.
@@ -133,8 +111,8 @@ async fn a_killed_daemon_keeps_every_route_while_its_successor_reclaims_them() -
         "the new daemon did not adopt every route"
     );
     let kept = &prefixes[..ROUTES - FORGOTTEN];
-    let (session, welcome) = announce(&lab, "speaker", kept).await?;
-    assert_eq!(welcome.stale_routes, ROUTES as u64);
+    let session = announce(&lab, "speaker", kept).await?;
+    assert_eq!(session.welcome.stale_routes, ROUTES as u64);
     assert!(
         lab.a.pings(BridgeLab::FAR_LAN_HOST)?,
         "no traffic after the re-claim"

@@ -6,11 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use wgd_labs::wait_for;
 use wgd_proto::v1 as api;
-use wgd_tests::bridge::{BridgeLab, batch, bulk_prefixes, end_of_rib, hello, route_via};
+use wgd_tests::bridge::{BridgeLab, SessionClient, batch, bulk_prefixes, end_of_rib, route_via};
 
 const ROUTES: usize = 10_000;
 const HOLD_SECONDS: u32 = 6;
@@ -19,19 +17,8 @@ const HOLD_SECONDS: u32 = 6;
 async fn injected_routes_carry_traffic_and_outlive_their_session_by_the_hold_time()
 -> anyhow::Result<()> {
     let lab = BridgeLab::new("")?;
-    let mut client = lab.client().await?;
-    let (requests, outgoing) = mpsc::channel(8);
-    requests.send(hello("bench-speaker", HOLD_SECONDS)).await?;
-    let mut responses = client
-        .session(ReceiverStream::new(outgoing))
-        .await?
-        .into_inner();
-    let Some(api::session_response::Kind::Welcome(welcome)) =
-        responses.message().await?.and_then(|r| r.kind)
-    else {
-        anyhow::bail!("the session did not start with a Welcome");
-    };
-    assert_eq!(welcome.stale_routes, 0);
+    let mut session = SessionClient::open(&lab, "bench-speaker", HOLD_SECONDS).await?;
+    assert_eq!(session.welcome.stale_routes, 0);
 
     let mut prefixes = bulk_prefixes(ROUTES - 1);
     prefixes.push(BridgeLab::FAR_LAN.to_owned());
@@ -39,13 +26,11 @@ async fn injected_routes_carry_traffic_and_outlive_their_session_by_the_hold_tim
         .iter()
         .map(|prefix| route_via(prefix, BridgeLab::TUNNEL_B))
         .collect();
-    requests
+    session
         .send(batch(1, routes, api::route_update::Operation::Add))
         .await?;
-    requests.send(end_of_rib()).await?;
-    let Some(api::session_response::Kind::BatchResult(result)) =
-        responses.message().await?.and_then(|r| r.kind)
-    else {
+    session.send(end_of_rib()).await?;
+    let api::session_response::Kind::BatchResult(result) = session.next().await? else {
         anyhow::bail!("no BatchResult");
     };
     assert_eq!(result.id, 1);
@@ -57,9 +42,7 @@ async fn injected_routes_carry_traffic_and_outlive_their_session_by_the_hold_tim
         .take(5)
         .collect();
     assert!(not_installed.is_empty(), "not installed: {not_installed:?}");
-    let Some(api::session_response::Kind::EndOfRib(end)) =
-        responses.message().await?.and_then(|r| r.kind)
-    else {
+    let api::session_response::Kind::EndOfRib(end) = session.next().await? else {
         anyhow::bail!("no EndOfRibResult");
     };
     assert_eq!(end.withdrawn, 0);
@@ -107,9 +90,7 @@ async fn injected_routes_carry_traffic_and_outlive_their_session_by_the_hold_tim
     );
 
     // The program goes away: its routes stay for the hold time, then go.
-    drop(requests);
-    drop(responses);
-    drop(client);
+    drop(session);
     let gone = Instant::now();
     let mut seen = Vec::new();
     wait_for(

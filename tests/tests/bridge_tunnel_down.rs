@@ -5,24 +5,18 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use wgd_labs::wait_for;
 use wgd_proto::v1 as api;
-use wgd_tests::bridge::{BridgeLab, batch, hello, route_via};
+use wgd_tests::bridge::{BridgeLab, SessionClient, batch, route_via};
 
 /// The next nexthop update on the session, skipping tunnel events.
-async fn next_nexthop(
-    responses: &mut tonic::Streaming<api::SessionResponse>,
-) -> anyhow::Result<api::NexthopUpdate> {
+async fn next_nexthop(session: &mut SessionClient) -> anyhow::Result<api::NexthopUpdate> {
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(20), responses.message())
+        let message = tokio::time::timeout(Duration::from_secs(20), session.next())
             .await
             .map_err(|_| anyhow::anyhow!("no nexthop update within 20 s"))??;
-        match message.and_then(|m| m.kind) {
-            Some(api::session_response::Kind::Nexthop(update)) => return Ok(update),
-            Some(_) => continue,
-            None => anyhow::bail!("the session ended"),
+        if let api::session_response::Kind::Nexthop(update) = message {
+            return Ok(update);
         }
     }
 }
@@ -52,14 +46,8 @@ async fn routes_follow_their_tunnel_down_and_up_and_registered_clients_are_told(
     std::fs::write(&lab.config_a, config)?;
     wgd_tests::sighup(&lab.a, lab.daemon.as_ref().expect("running"))?;
 
-    let mut client = lab.client().await?;
-    let (requests, outgoing) = mpsc::channel(8);
-    requests.send(hello("tracker", 30)).await?;
-    let mut responses = client
-        .session(ReceiverStream::new(outgoing))
-        .await?
-        .into_inner();
-    requests
+    let mut session = SessionClient::open(&lab, "tracker", 30).await?;
+    session
         .send(api::SessionRequest {
             kind: Some(api::session_request::Kind::Nexthops(
                 api::NexthopRegistration {
@@ -69,11 +57,11 @@ async fn routes_follow_their_tunnel_down_and_up_and_registered_clients_are_told(
             )),
         })
         .await?;
-    let update = next_nexthop(&mut responses).await?;
+    let update = next_nexthop(&mut session).await?;
     assert_eq!(update.address, BridgeLab::TUNNEL_B);
     assert!(update.reachable, "{update:?}");
     assert_eq!(update.tunnel, lab.tunnel_a);
-    requests
+    session
         .send(batch(
             1,
             vec![route_via(BridgeLab::FAR_LAN, BridgeLab::TUNNEL_B)],
@@ -88,7 +76,7 @@ async fn routes_follow_their_tunnel_down_and_up_and_registered_clients_are_told(
     let b_config = lab.b.dir().join("b.toml");
     let b_config = b_config.to_str().unwrap_or_default().to_owned();
     lab.wgd.run(&lab.b, &["down", &b_config])?;
-    let update = next_nexthop(&mut responses).await?;
+    let update = next_nexthop(&mut session).await?;
     assert!(!update.reachable, "{update:?}");
     assert!(update.reason.contains("is dead"), "{update:?}");
     wait_for(
@@ -102,7 +90,7 @@ async fn routes_follow_their_tunnel_down_and_up_and_registered_clients_are_told(
 
     // B is back: handshake, route back, client told.
     lab.wgd.run(&lab.b, &["up", &b_config])?;
-    let update = next_nexthop(&mut responses).await?;
+    let update = next_nexthop(&mut session).await?;
     assert!(update.reachable, "{update:?}");
     wait_for(Duration::from_secs(10), "the route to come back", || {
         lab.kernel_count().is_ok_and(|count| count == 1)
