@@ -143,6 +143,12 @@ pub struct Statistics {
     pub counters: Counters,
 }
 
+/// How often the counters for statistics and metrics are brought up to
+/// date (counting walks the whole RIB).
+const COUNTERS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often wgd's routes are checked against the kernel.
+const AUDIT_INTERVAL: Duration = Duration::from_secs(30);
+
 /// AllowedIPs the bridge adds to multi-peer tunnels' peers, by (tunnel,
 /// peer public key).
 pub type AllowedExtras = BTreeMap<(String, String), BTreeSet<IpNet>>;
@@ -263,6 +269,7 @@ impl Bridge {
             pins: BTreeMap::new(),
             startup_until: None,
             next_session: 1,
+            counters_stale: true,
             counters: counters.clone(),
             allowed: allowed_sender,
         };
@@ -412,6 +419,8 @@ struct Engine<F: Fib> {
     pins: BTreeMap<IpAddr, Vec<FibNexthop>>,
     startup_until: Option<Instant>,
     next_session: u64,
+    /// Something changed since the counters were last brought up to date.
+    counters_stale: bool,
     counters: Arc<Mutex<Counters>>,
     allowed: watch::Sender<AllowedExtras>,
     batch_seconds: Histogram,
@@ -466,6 +475,9 @@ impl<F: Fib> Engine<F> {
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut counters = tokio::time::interval(COUNTERS_INTERVAL);
+        let mut audit = tokio::time::interval(AUDIT_INTERVAL);
+        audit.reset();
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -474,8 +486,57 @@ impl<F: Fib> Engine<F> {
                     None => break,
                 },
                 () = sleep_until(deadline) => self.expire(),
+                _ = counters.tick() => {
+                    if self.counters_stale {
+                        self.update_counters();
+                    }
+                }
+                _ = audit.tick() => self.audit(),
             }
         }
+    }
+
+    /// Puts back what the kernel lost behind wgd's back (an interface that
+    /// went down and up flushes its IPv4 routes; an operator may flush
+    /// them), follows the underlay under the endpoint pins, and tries
+    /// again the routes the kernel refused.
+    fn audit(&mut self) {
+        let present: BTreeSet<IpNet> = match self.fib.dump_ours() {
+            Ok(routes) => routes.into_iter().map(|(prefix, _)| prefix).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read wgd's routes for the audit");
+                return;
+            }
+        };
+        let mut ops: Vec<FibOp> = self
+            .rib
+            .installed()
+            .filter(|(prefix, _)| !present.contains(prefix))
+            .map(|(prefix, nexthops)| FibOp::Replace {
+                prefix,
+                nexthops: nexthops.to_vec(),
+            })
+            .collect();
+        ops.extend(
+            self.pins
+                .iter()
+                .filter(|(endpoint, _)| !present.contains(&IpNet::from(**endpoint)))
+                .map(|(endpoint, nexthops)| FibOp::Replace {
+                    prefix: IpNet::from(*endpoint),
+                    nexthops: nexthops.clone(),
+                }),
+        );
+        if !ops.is_empty() {
+            tracing::warn!(
+                routes = ops.len(),
+                "routes of wgd went missing from the kernel; putting them back"
+            );
+            self.apply(ops, 0);
+        }
+        self.check_pins();
+        let mut changes = Changes::default();
+        self.rib.retry_failed(&mut changes);
+        self.program(changes);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -564,9 +625,10 @@ impl<F: Fib> Engine<F> {
             }
             Command::Tunnels(view) => {
                 let mut changes = Changes::default();
-                self.rib.set_tunnels(view, &mut changes);
-                self.program(changes);
-                self.check_pins();
+                if self.rib.set_tunnels(view, &mut changes) {
+                    self.program(changes);
+                    self.check_pins();
+                }
             }
             Command::List { filter, reply } => {
                 let _ = reply.send(self.rib.routes(&filter));
@@ -748,7 +810,7 @@ impl<F: Fib> Engine<F> {
             }
         }
         let pins_added = ops.len();
-        ops.extend(fib);
+        ops.extend(coalesce(fib));
         let stale_pins: Vec<IpAddr> = self
             .pins
             .keys()
@@ -761,30 +823,7 @@ impl<F: Fib> Engine<F> {
                 prefix: IpNet::from(*endpoint),
             });
         }
-        if !ops.is_empty() {
-            let started = std::time::Instant::now();
-            let results = self.fib.apply(&ops);
-            let elapsed = started.elapsed().as_secs_f64();
-            let mut errors = 0;
-            for (index, (op, result)) in ops.iter().zip(results).enumerate() {
-                if let Err(reason) = result {
-                    errors += 1;
-                    tracing::warn!(prefix = %op.prefix(), %reason, "the kernel refused a route");
-                    if index < pins_added {
-                        self.pins.remove(&op.prefix().addr());
-                    } else if !matches!(op, FibOp::Remove { .. }) {
-                        self.rib.fib_failed(op.prefix(), reason);
-                    }
-                }
-            }
-            tracing::debug!(ops = ops.len(), errors, seconds = elapsed, "FIB batch");
-            let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-            counters.fib_operations += ops.len() as u64;
-            counters.fib_errors += errors;
-            counters.batches += 1;
-            counters.batch_seconds_total += elapsed;
-            self.batch_seconds.observe(elapsed);
-        }
+        self.apply(ops, pins_added);
         if !allowed_ips.is_empty() {
             let extras = self.rib.allowed_ips().clone();
             self.allowed.send_if_modified(|current| {
@@ -798,7 +837,43 @@ impl<F: Fib> Engine<F> {
                 let _ = nexthops.send(event);
             }
         }
-        self.update_counters();
+        self.counters_stale = true;
+    }
+
+    /// Writes `ops` to the kernel; the first `pins` are endpoint pins. What
+    /// the kernel refuses goes back into the RIB.
+    fn apply(&mut self, ops: Vec<FibOp>, pins: usize) {
+        if ops.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let results = self.fib.apply(&ops);
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut errors = 0;
+        for (index, (op, result)) in ops.iter().zip(results).enumerate() {
+            let Err(reason) = result else {
+                continue;
+            };
+            errors += 1;
+            tracing::warn!(prefix = %op.prefix(), %reason, "the kernel refused a route");
+            if index < pins {
+                self.pins.remove(&op.prefix().addr());
+            } else {
+                match op {
+                    // The old route stays in the kernel, and it is ours.
+                    FibOp::Replace { .. } => self.rib.fib_failed(op.prefix(), reason, true),
+                    FibOp::Add { .. } => self.rib.fib_failed(op.prefix(), reason, false),
+                    FibOp::Remove { .. } => {}
+                }
+            }
+        }
+        tracing::debug!(ops = ops.len(), errors, seconds = elapsed, "FIB batch");
+        self.batch_seconds.observe(elapsed);
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        counters.fib_operations += ops.len() as u64;
+        counters.fib_errors += errors;
+        counters.batches += 1;
+        counters.batch_seconds_total += elapsed;
     }
 
     /// The underlay may have moved under a pin (a new default gateway):
@@ -847,7 +922,8 @@ impl<F: Fib> Engine<F> {
             .collect()
     }
 
-    fn update_counters(&self) {
+    fn update_counters(&mut self) {
+        self.counters_stale = false;
         let owners = self.rib.counts();
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         counters.kernel_routes = self.rib.installed_count() + self.pins.len() as u64;
@@ -855,7 +931,8 @@ impl<F: Fib> Engine<F> {
         counters.owners = owners;
     }
 
-    fn statistics(&self) -> Statistics {
+    fn statistics(&mut self) -> Statistics {
+        self.update_counters();
         let now = Instant::now();
         let counts = self.rib.counts();
         let mut names: BTreeSet<Owner> = counts.keys().cloned().collect();
@@ -945,6 +1022,47 @@ impl<F: Fib> Engine<F> {
             tracing::error!(path = %path.display(), %error, "cannot keep the static routes");
         }
     }
+}
+
+/// One operation per prefix, in the order the prefixes first came: a batch
+/// may name a prefix twice (added then replaced, added then withdrawn).
+/// Whether the kernel had wgd's route before decides between an exclusive
+/// add and a replace, so a failed add is never followed by a replace that
+/// would overwrite someone else's route.
+fn coalesce(ops: Vec<FibOp>) -> Vec<FibOp> {
+    if ops.len() < 2 {
+        return ops;
+    }
+    let mut order: Vec<IpNet> = Vec::with_capacity(ops.len());
+    let mut last: std::collections::HashMap<IpNet, (bool, FibOp)> =
+        std::collections::HashMap::with_capacity(ops.len());
+    for op in ops {
+        let prefix = op.prefix();
+        match last.get_mut(&prefix) {
+            Some((_, previous)) => *previous = op,
+            None => {
+                let ours_before = !matches!(op, FibOp::Add { .. });
+                order.push(prefix);
+                last.insert(prefix, (ours_before, op));
+            }
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|prefix| {
+            let (ours_before, op) = last.remove(&prefix)?;
+            match (ours_before, op) {
+                (true, FibOp::Add { prefix, nexthops }) => {
+                    Some(FibOp::Replace { prefix, nexthops })
+                }
+                (false, FibOp::Replace { prefix, nexthops }) => {
+                    Some(FibOp::Add { prefix, nexthops })
+                }
+                (false, FibOp::Remove { .. }) => None,
+                (_, op) => Some(op),
+            }
+        })
+        .collect()
 }
 
 /// The Linux FIB: nexthops read from the kernel carry no tunnel name (the
@@ -1254,7 +1372,7 @@ mod tests {
             "198.51.100.2/32".parse::<IpNet>().unwrap()
         );
         assert_eq!(applied[1].prefix(), "0.0.0.0/0".parse::<IpNet>().unwrap());
-        assert_eq!(bridge.counters().endpoint_pins, 1);
+        assert_eq!(bridge.statistics().await.unwrap().counters.endpoint_pins, 1);
         bridge
             .session_updates(
                 Owner::new("ctl"),
@@ -1304,5 +1422,91 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(61)).await;
         settle(&restarted).await;
         assert_eq!(fib.count(), 1);
+    }
+
+    #[test]
+    fn a_prefix_named_twice_in_a_batch_is_one_kernel_operation() {
+        let prefix: IpNet = "192.0.2.0/24".parse().unwrap();
+        let nexthop = |ifindex| FibNexthop {
+            tunnel: String::new(),
+            ifindex,
+            gateway: None,
+            peer: None,
+        };
+        let add = |ifindex| FibOp::Add {
+            prefix,
+            nexthops: vec![nexthop(ifindex)],
+        };
+        let replace = |ifindex| FibOp::Replace {
+            prefix,
+            nexthops: vec![nexthop(ifindex)],
+        };
+        // New, then changed: one exclusive add of the last nexthops.
+        assert_eq!(coalesce(vec![add(1), replace(2)]), vec![add(2)]);
+        // New, then gone: nothing.
+        assert_eq!(coalesce(vec![add(1), FibOp::Remove { prefix }]), vec![]);
+        // Ours, removed, then back: a replace.
+        assert_eq!(
+            coalesce(vec![FibOp::Remove { prefix }, add(3)]),
+            vec![replace(3)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_foreign_route_is_never_overwritten_by_a_later_update_in_the_batch() {
+        let fib = MemoryFib::default();
+        let foreign = vec![FibNexthop {
+            tunnel: String::new(),
+            ifindex: 99,
+            gateway: None,
+            peer: None,
+        }];
+        let bridge = Bridge::start_here(config(), fib.clone(), view());
+        fib.routes
+            .lock()
+            .unwrap()
+            .insert("192.0.2.0/24".parse().unwrap(), foreign.clone());
+        let id = session(&bridge, "ctl", 30).await;
+        let again = Update::Offer(RouteSpec {
+            prefix: "192.0.2.0/24".parse().unwrap(),
+            nexthops: vec![NexthopSpec::Tunnel("wg-b".into())],
+            distance: 20,
+            metric: 0,
+        });
+        let results = bridge
+            .session_updates(Owner::new("ctl"), id, vec![route("192.0.2.0/24"), again])
+            .await
+            .unwrap();
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r.status, RouteStatus::Failed(_))),
+            "{results:?}"
+        );
+        assert_eq!(
+            fib.routes.lock().unwrap()[&"192.0.2.0/24".parse::<IpNet>().unwrap()],
+            foreign
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn routes_the_kernel_lost_are_put_back_by_the_audit() {
+        let fib = MemoryFib::default();
+        let bridge = Bridge::start_here(config(), fib.clone(), view());
+        let id = session(&bridge, "ctl", 30).await;
+        bridge
+            .session_updates(
+                Owner::new("ctl"),
+                id,
+                vec![route("192.0.2.0/24"), route("0.0.0.0/0")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fib.count(), 3, "two routes and the endpoint pin");
+        // An operator flushes wgd's routes.
+        fib.routes.lock().unwrap().clear();
+        tokio::time::sleep(AUDIT_INTERVAL + Duration::from_secs(1)).await;
+        settle(&bridge).await;
+        assert_eq!(fib.count(), 3);
     }
 }

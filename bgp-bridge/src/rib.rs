@@ -148,8 +148,10 @@ pub struct Rib {
     config: RibConfig,
     view: TunnelView,
     slots: BTreeMap<IpNet, Slot>,
-    /// Routes per owner (for the prefix limit).
+    /// Routes per owner (for the prefix limit), and how many of them are
+    /// stale (kept from before; they do not count against the limit).
     counts: BTreeMap<Owner, u32>,
+    stale: BTreeMap<Owner, u32>,
     /// Registered nexthops per owner, with what they were last told.
     registered: BTreeMap<Owner, BTreeMap<IpAddr, NexthopEvent>>,
     /// The prefixes the bridge put in a multi-peer tunnel's peer's
@@ -192,7 +194,12 @@ impl Rib {
         {
             Some(candidate) => {
                 candidate.spec = spec;
-                candidate.stale = false;
+                if candidate.stale {
+                    candidate.stale = false;
+                    if let Some(stale) = self.stale.get_mut(owner) {
+                        *stale = stale.saturating_sub(1);
+                    }
+                }
             }
             None => {
                 slot.candidates.push(Candidate {
@@ -228,7 +235,13 @@ impl Rib {
             .slots
             .get(&spec.prefix)
             .is_some_and(|slot| slot.candidates.iter().any(|c| &c.owner == owner));
-        if limit > 0 && !has && self.counts.get(owner).copied().unwrap_or(0) >= limit {
+        let live = self
+            .counts
+            .get(owner)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(self.stale.get(owner).copied().unwrap_or(0));
+        if limit > 0 && !has && live >= limit {
             return Err(Refusal::OverPrefixLimit { limit });
         }
         if let Resolution::Invalid(refusal) = self.resolve(spec) {
@@ -256,11 +269,13 @@ impl Rib {
         let Some(slot) = self.slots.get_mut(&prefix) else {
             return RouteStatus::Refused(format!("{owner} has no route for {prefix}"));
         };
-        let before = slot.candidates.len();
-        slot.candidates
-            .retain(|candidate| &candidate.owner != owner);
-        if slot.candidates.len() == before {
+        let Some(index) = slot.candidates.iter().position(|c| &c.owner == owner) else {
             return RouteStatus::Refused(format!("{owner} has no route for {prefix}"));
+        };
+        if slot.candidates.remove(index).stale
+            && let Some(stale) = self.stale.get_mut(owner)
+        {
+            *stale = stale.saturating_sub(1);
         }
         if let Some(count) = self.counts.get_mut(owner) {
             *count = count.saturating_sub(1);
@@ -281,7 +296,8 @@ impl Rib {
                 }
             }
         }
-        marked
+        self.stale.insert(owner.clone(), marked);
+        u64::from(marked)
     }
 
     /// Withdraws the owner's routes that are still stale. Returns how many.
@@ -318,10 +334,12 @@ impl Rib {
         if self.is_installed(&prefix) {
             return;
         }
-        let nexthops = nexthops
+        let mut nexthops: Vec<FibNexthop> = nexthops
             .into_iter()
             .map(|nexthop| self.locate(nexthop))
             .collect();
+        // In the order the RIB's own choices have, so a claim compares alike.
+        nexthops.sort();
         let installed = Some(Installed {
             owner: None,
             nexthops,
@@ -380,9 +398,10 @@ impl Rib {
     /// wgd's tunnels changed: every route is chosen again (nexthops that
     /// went down leave the kernel, those that came back return), and
     /// registered nexthops whose reachability changed are reported.
-    pub fn set_tunnels(&mut self, view: TunnelView, changes: &mut Changes) {
+    /// Returns whether the view changed.
+    pub fn set_tunnels(&mut self, view: TunnelView, changes: &mut Changes) -> bool {
         if view == self.view {
-            return;
+            return false;
         }
         self.view = view;
         let prefixes: Vec<IpNet> = self.slots.keys().copied().collect();
@@ -405,6 +424,7 @@ impl Rib {
                 }
             }
         }
+        true
     }
 
     /// Follows a nexthop for an owner: the current state at once, then
@@ -450,18 +470,51 @@ impl Rib {
         }
     }
 
-    /// The kernel refused the route selected for `prefix`: it is not
-    /// installed, and the reason is kept for the owner and listings.
-    pub fn fib_failed(&mut self, prefix: IpNet, reason: String) {
-        if let Some(slot) = self.slots.get_mut(&prefix) {
-            let installed = slot.installed.take();
-            slot.failed = Some(reason);
-            let mut ignored = Changes::default();
-            let nexthops: Vec<FibNexthop> = installed
-                .map(|installed| installed.nexthops)
-                .unwrap_or_default();
-            self.note_allowed(prefix, &nexthops, &None, &mut ignored);
+    /// The kernel refused the operation for `prefix`: the route is not
+    /// what the RIB chose, and the reason is kept for the owner and
+    /// listings until an attempt succeeds. `still_ours`: the kernel keeps a
+    /// route of wgd's there (a refused replace leaves the old one), so the
+    /// next attempt replaces it and a withdrawal removes it; otherwise the
+    /// kernel has nothing of wgd's for the prefix.
+    pub fn fib_failed(&mut self, prefix: IpNet, reason: String, still_ours: bool) {
+        let Some(slot) = self.slots.get_mut(&prefix) else {
+            return;
+        };
+        slot.failed = Some(reason);
+        if still_ours {
+            return;
         }
+        let nexthops: Vec<FibNexthop> = slot
+            .installed
+            .take()
+            .map(|installed| installed.nexthops)
+            .unwrap_or_default();
+        self.note_allowed(prefix, &nexthops, &None, &mut Changes::default());
+    }
+
+    /// Tries again the routes the kernel refused (a foreign route may have
+    /// gone, an interface come back).
+    pub fn retry_failed(&mut self, changes: &mut Changes) {
+        let failed: Vec<IpNet> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.failed.is_some())
+            .map(|(prefix, _)| *prefix)
+            .collect();
+        for prefix in failed {
+            self.reselect(prefix, false, changes);
+        }
+    }
+
+    /// Every route wgd believes the kernel has, with its nexthops (for an
+    /// audit against the kernel).
+    pub fn installed(&self) -> impl Iterator<Item = (IpNet, &[FibNexthop])> {
+        self.slots.iter().filter_map(|(prefix, slot)| {
+            slot.installed
+                .as_ref()
+                .filter(|_| slot.failed.is_none())
+                .map(|installed| (*prefix, installed.nexthops.as_slice()))
+        })
     }
 
     /// Endpoint addresses (of every peer in the view) that an installed
@@ -621,7 +674,10 @@ impl Rib {
     fn candidate_status(&self, slot: &Slot, candidate: &Candidate) -> RouteStatus {
         let installed_owner = slot.installed.as_ref().and_then(|i| i.owner.as_ref());
         if installed_owner == Some(&candidate.owner) {
-            return RouteStatus::Installed;
+            return match &slot.failed {
+                Some(reason) => RouteStatus::Failed(reason.clone()),
+                None => RouteStatus::Installed,
+            };
         }
         match self.resolve(&candidate.spec) {
             Resolution::Down(reason) => RouteStatus::Queued(reason),
@@ -670,6 +726,7 @@ impl Rib {
         let fib_before = changes.fib.len();
         let slot = self.slots.get(&prefix).expect("looked up above");
         let old = slot.installed.clone();
+        let retrying = slot.failed.is_some();
         let adopted = old.as_ref().is_some_and(|i| i.owner.is_none());
         let new = match best {
             Some((owner, nexthops)) => {
@@ -678,7 +735,11 @@ impl Rib {
                         prefix,
                         nexthops: nexthops.clone(),
                     }),
-                    Some(installed) if same_kernel_route(&installed.nexthops, &nexthops) => None,
+                    Some(installed)
+                        if !retrying && same_kernel_route(&installed.nexthops, &nexthops) =>
+                    {
+                        None
+                    }
                     Some(_) => Some(FibOp::Replace {
                         prefix,
                         nexthops: nexthops.clone(),
@@ -778,6 +839,10 @@ impl Rib {
     /// one is (the kernel gets those), invalid when any cannot be on a
     /// tunnel at all.
     fn resolve(&self, spec: &RouteSpec) -> Resolution {
+        // An endpoint may roam onto a learned host route: that route goes.
+        if let Some(tunnel) = self.endpoint_host_route(&spec.prefix) {
+            return Resolution::Down(Refusal::EndpointHostRoute { tunnel }.to_string());
+        }
         let mut up = Vec::new();
         let mut down = None;
         for nexthop in &spec.nexthops {
@@ -1338,7 +1403,7 @@ mod tests {
     fn a_kernel_refusal_is_reported_until_the_next_attempt() {
         let mut rib = rib();
         offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
-        rib.fib_failed(net("192.0.2.0/24"), "File exists".into());
+        rib.fib_failed(net("192.0.2.0/24"), "File exists".into(), false);
         assert_eq!(
             rib.status_of(net("192.0.2.0/24"), &Owner::new("a")),
             Some(RouteStatus::Failed("File exists".into()))
@@ -1346,5 +1411,86 @@ mod tests {
         assert!(!rib.is_installed(&net("192.0.2.0/24")));
         let counts = rib.counts();
         assert_eq!(counts[&Owner::new("a")].failed, 1);
+    }
+
+    #[test]
+    fn a_refused_replace_keeps_the_route_ours_and_is_retried_as_a_replace() {
+        let mut rib = rib();
+        offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+        let (_, changes) = offer(
+            &mut rib,
+            "a",
+            RouteSpec {
+                nexthops: vec![NexthopSpec::Tunnel("wg-b".into())],
+                ..via("192.0.2.0/24", "10.255.0.1", 20, 0)
+            },
+        );
+        assert!(matches!(changes.fib[..], [FibOp::Replace { .. }]));
+        rib.fib_failed(net("192.0.2.0/24"), "Network is down".into(), true);
+        assert_eq!(
+            rib.status_of(net("192.0.2.0/24"), &Owner::new("a")),
+            Some(RouteStatus::Failed("Network is down".into()))
+        );
+        let mut changes = Changes::default();
+        rib.retry_failed(&mut changes);
+        assert!(
+            matches!(changes.fib[..], [FibOp::Replace { .. }]),
+            "{changes:?}"
+        );
+        // Still ours in the kernel: a withdrawal removes it.
+        rib.fib_failed(net("192.0.2.0/24"), "Network is down".into(), true);
+        let mut changes = Changes::default();
+        rib.withdraw(&Owner::new("a"), net("192.0.2.0/24"), &mut changes);
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Remove {
+                prefix: net("192.0.2.0/24")
+            }]
+        );
+    }
+
+    #[test]
+    fn stale_routes_do_not_count_against_the_prefix_limit() {
+        let mut rib = Rib::new(RibConfig {
+            prefix_limit: 2,
+            ..RibConfig::default()
+        });
+        rib.set_tunnels(view(), &mut Changes::default());
+        offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+        offer(&mut rib, "a", via("198.18.0.0/15", "10.255.0.1", 20, 0));
+        rib.mark_stale(&Owner::new("a"));
+        offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+        let (status, _) = offer(&mut rib, "a", via("203.0.113.0/24", "10.255.0.1", 20, 0));
+        assert_eq!(status, RouteStatus::Installed);
+        let mut changes = Changes::default();
+        assert_eq!(rib.sweep_stale(&Owner::new("a"), &mut changes), 1);
+        let (status, _) = offer(&mut rib, "a", via("198.51.100.128/25", "10.255.0.1", 20, 0));
+        assert_eq!(
+            status,
+            RouteStatus::Refused("over the owner's prefix limit of 2".into())
+        );
+    }
+
+    #[test]
+    fn an_endpoint_that_roams_onto_a_learned_host_route_takes_it_out() {
+        let mut rib = rib();
+        offer(&mut rib, "a", via("203.0.113.7/32", "10.255.0.1", 20, 0));
+        let mut roamed = view();
+        roamed.tunnels[0].peers[0].endpoint = Some("203.0.113.7:51820".parse().unwrap());
+        let mut changes = Changes::default();
+        rib.set_tunnels(roamed, &mut changes);
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Remove {
+                prefix: net("203.0.113.7/32")
+            }]
+        );
+        assert_eq!(
+            rib.status_of(net("203.0.113.7/32"), &Owner::new("a")),
+            Some(RouteStatus::Queued(
+                "is the host route of a peer endpoint of tunnel wg-b: the tunnel would carry itself"
+                    .into()
+            ))
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::Stream;
 use ipnet::IpNet;
 use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use wgd_proto::v1 as api;
 use wgd_proto::v1::route_service_server::RouteService;
@@ -24,6 +24,10 @@ use crate::engine::{Bridge, BridgeError, Update, UpdateResult};
 use crate::policy;
 use crate::rib::{RouteFilter, RouteRecord, RouteStatus};
 use crate::route::{DEFAULT_DISTANCE, NexthopEvent, NexthopSpec, Owner, RouteSpec};
+
+/// Answers a session may have waiting for its client before it stops
+/// reading the client's requests.
+const SESSION_QUEUE: usize = 64;
 
 /// The owner of unary calls that name none.
 pub const DEFAULT_STATIC_OWNER: &str = "cli";
@@ -234,17 +238,15 @@ impl RouteService for RouteApi {
             .bridge
             .open(owner.clone(), hold, nexthop_sender)
             .await?;
-        let (out, outgoing) = mpsc::unbounded_channel::<Result<api::SessionResponse, Status>>();
-        let send = |out: &mpsc::UnboundedSender<_>, kind| {
-            out.send(Ok(api::SessionResponse { kind: Some(kind) }))
-                .is_ok()
-        };
-        send(
-            &out,
-            Out::Welcome(api::Welcome {
+        // Bounded: a client that stops reading slows its own session down
+        // (its requests wait) instead of growing the daemon's memory.
+        let (out, outgoing) = mpsc::channel::<Result<api::SessionResponse, Status>>(SESSION_QUEUE);
+        let respond = |kind| Ok(api::SessionResponse { kind: Some(kind) });
+        let _ = out
+            .send(respond(Out::Welcome(api::Welcome {
                 stale_routes: welcome.stale_routes,
-            }),
-        );
+            })))
+            .await;
 
         // Nexthop changes and tunnel events, as long as the session lives.
         let forward = out.clone();
@@ -265,6 +267,7 @@ impl RouteService for RouteApi {
                 };
                 if forward
                     .send(Ok(api::SessionResponse { kind: Some(kind) }))
+                    .await
                     .is_err()
                 {
                     break;
@@ -295,7 +298,7 @@ impl RouteService for RouteApi {
                                 results: results.into_iter().map(result_message).collect(),
                             }),
                             Err(error) => {
-                                let _ = out.send(Err(error.into()));
+                                let _ = out.send(Err(error.into())).await;
                                 break;
                             }
                         }
@@ -303,7 +306,7 @@ impl RouteService for RouteApi {
                     Some(In::EndOfRib(_)) => match bridge.end_of_rib(owner.clone()).await {
                         Ok(withdrawn) => Out::EndOfRib(api::EndOfRibResult { withdrawn }),
                         Err(error) => {
-                            let _ = out.send(Err(error.into()));
+                            let _ = out.send(Err(error.into())).await;
                             break;
                         }
                     },
@@ -329,27 +332,29 @@ impl RouteService for RouteApi {
                                 continue;
                             }
                             (Err(reason), _) | (_, Err(reason)) => {
-                                let _ = out.send(Err(Status::invalid_argument(reason)));
+                                let _ = out.send(Err(Status::invalid_argument(reason))).await;
                                 break;
                             }
                         }
                     }
                     Some(In::Hello(_)) => {
-                        let _ = out.send(Err(Status::invalid_argument(
-                            "a session sends one Hello, first",
-                        )));
+                        let _ = out
+                            .send(Err(Status::invalid_argument(
+                                "a session sends one Hello, first",
+                            )))
+                            .await;
                         break;
                     }
                     None => continue,
                 };
-                if !send(&out, kind) {
+                if out.send(respond(kind)).await.is_err() {
                     break;
                 }
             }
             bridge.close(owner, welcome.session);
             pump.abort();
         });
-        let stream = UnboundedReceiverStream::new(outgoing);
+        let stream = ReceiverStream::new(outgoing);
         Ok(Response::new(Box::pin(stream) as SessionStream))
     }
 
