@@ -16,6 +16,7 @@
 //! The RIB, policy and guard are pure; the FIB and the gRPC service are the
 //! thin I/O around them.
 
+pub mod bgp;
 pub mod engine;
 pub mod fib;
 pub mod metrics;
