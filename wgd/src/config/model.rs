@@ -43,6 +43,63 @@ pub struct DaemonConfig {
     pub peer_dead_after: Duration,
     /// `[bridge]`: the route bridge.
     pub bridge: BridgeSettings,
+    /// `[bgp]`: the built-in BGP speaker, when configured.
+    pub bgp: Option<BgpSettings>,
+}
+
+/// `[bgp]` of wgd.toml: the built-in BGP speaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpSettings {
+    pub line: usize,
+    pub asn: u32,
+    /// Defaults to the lowest IPv4 tunnel address.
+    pub router_id: std::net::Ipv4Addr,
+    /// Prefixes this site originates.
+    pub networks: Vec<IpNet>,
+    /// Equal paths installed together (ECMP); 1 is none.
+    pub max_paths: u16,
+    pub hold_time: u16,
+    /// Graceful restart (RFC 4724), as helper and as restarting speaker.
+    pub graceful_restart: bool,
+    pub restart_time: u16,
+    pub neighbors: Vec<NeighborSettings>,
+}
+
+/// One `[[bgp.neighbor]]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NeighborSettings {
+    pub line: usize,
+    /// The neighbor's address: as written, or its address on a tunnel.
+    pub address: std::net::IpAddr,
+    /// The tunnel it was named by, if so.
+    pub tunnel: Option<TunnelName>,
+    pub remote_as: u32,
+    pub passive: bool,
+    pub hold_time: Option<u16>,
+    /// TCP MD5 (RFC 2385). A secret: never printed.
+    pub password: Option<zeroize::Zeroizing<String>>,
+    /// RFC 5082: accept only packets sent from one hop away (TTL 255).
+    pub ttl_security: bool,
+    /// Routes accepted from this neighbor; 0 is no limit.
+    pub prefix_limit: u32,
+    pub description: Option<String>,
+}
+
+impl fmt::Debug for NeighborSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NeighborSettings")
+            .field("line", &self.line)
+            .field("address", &self.address)
+            .field("tunnel", &self.tunnel)
+            .field("remote_as", &self.remote_as)
+            .field("passive", &self.passive)
+            .field("hold_time", &self.hold_time)
+            .field("password", &self.password.as_ref().map(|_| "(hidden)"))
+            .field("ttl_security", &self.ttl_security)
+            .field("prefix_limit", &self.prefix_limit)
+            .field("description", &self.description)
+            .finish()
+    }
 }
 
 /// `[bridge]` of wgd.toml: where learned routes go and how long they wait.
@@ -92,6 +149,7 @@ impl Default for DaemonConfig {
             // gives up after 180 s (REJECT_AFTER_TIME); past that the peer is gone.
             peer_dead_after: Duration::from_secs(180),
             bridge: BridgeSettings::default(),
+            bgp: None,
         }
     }
 }

@@ -14,12 +14,13 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 
+use ipnet::IpNet;
 use toml::Spanned;
 use zeroize::Zeroizing;
 
 use super::model::{
-    BackendChoice, BridgeSettings, DaemonConfig, Hooks, PeerConfig, RouteTable, RoutesMode,
-    TunnelConfig, TunnelName, default_allowed_ips,
+    BackendChoice, BgpSettings, BridgeSettings, DaemonConfig, Hooks, NeighborSettings, PeerConfig,
+    RouteTable, RoutesMode, TunnelConfig, TunnelName, default_allowed_ips,
 };
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice, line_at};
@@ -36,6 +37,7 @@ mod raw {
     pub(super) struct File {
         pub daemon: Option<Spanned<Daemon>>,
         pub bridge: Option<Spanned<Bridge>>,
+        pub bgp: Option<Spanned<Bgp>>,
         #[serde(default)]
         pub tunnel: Vec<Spanned<Tunnel>>,
     }
@@ -62,6 +64,35 @@ mod raw {
         pub prefix_limit: Option<Spanned<i64>>,
         #[serde(default)]
         pub prefix_limits: std::collections::BTreeMap<String, Spanned<i64>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Bgp {
+        pub asn: Option<Spanned<i64>>,
+        pub router_id: Option<Spanned<String>>,
+        #[serde(default)]
+        pub networks: Vec<Spanned<String>>,
+        pub max_paths: Option<Spanned<i64>>,
+        pub hold_time: Option<Spanned<i64>>,
+        pub graceful_restart: Option<bool>,
+        pub restart_time: Option<Spanned<i64>>,
+        #[serde(default)]
+        pub neighbor: Vec<Spanned<Neighbor>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Neighbor {
+        pub address: Option<Spanned<String>>,
+        pub tunnel: Option<Spanned<String>>,
+        pub remote_as: Option<Spanned<i64>>,
+        pub passive: Option<bool>,
+        pub hold_time: Option<Spanned<i64>>,
+        pub password: Option<Spanned<String>>,
+        pub ttl_security: Option<bool>,
+        pub prefix_limit: Option<Spanned<i64>>,
+        pub description: Option<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -121,12 +152,44 @@ pub(super) fn parse(text: &str, report: &mut Report) -> (DaemonConfig, Vec<Tunne
     };
     let mut daemon = reader.daemon(file.daemon);
     daemon.bridge = reader.bridge(file.bridge);
-    let tunnels = file
+    let tunnels: Vec<TunnelConfig> = file
         .tunnel
         .into_iter()
         .filter_map(|tunnel| reader.tunnel(tunnel))
         .collect();
+    daemon.bgp = file.bgp.and_then(|bgp| reader.bgp(bgp, &tunnels));
     (daemon, tunnels)
+}
+
+/// The one other address of a point-to-point subnet (`/31` and `/127`:
+/// the other address; `/30` and `/126`: the other usable one), where a
+/// neighbor named by tunnel is.
+fn peer_address(net: IpNet) -> Option<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let offset = |base: u128, own: u128, len_from_max: u8| -> Option<u128> {
+        let index = own - base;
+        match (len_from_max, index) {
+            (1, 0) => Some(base + 1),
+            (1, 1) => Some(base),
+            (2, 1) => Some(base + 2),
+            (2, 2) => Some(base + 1),
+            _ => None,
+        }
+    };
+    match net {
+        IpNet::V4(net) => {
+            let base = u128::from(u32::from(net.network()));
+            let own = u128::from(u32::from(net.addr()));
+            let other = offset(base, own, 32 - net.prefix_len())?;
+            Some(IpAddr::V4(Ipv4Addr::from(u32::try_from(other).ok()?)))
+        }
+        IpNet::V6(net) => {
+            let base = u128::from(net.network());
+            let own = u128::from(net.addr());
+            let other = offset(base, own, 128 - net.prefix_len())?;
+            Some(IpAddr::V6(Ipv6Addr::from(other)))
+        }
+    }
 }
 
 /// serde's message, made to name keys as the user wrote them and never to
@@ -347,6 +410,234 @@ impl Reader<'_, '_> {
             }
         }
         bridge
+    }
+
+    /// A whole number in `range`, or an error naming the key.
+    fn number<T: TryFrom<i64>>(
+        &mut self,
+        key: &str,
+        value: &Spanned<i64>,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Option<T> {
+        let number = *value.get_ref();
+        if !range.contains(&number) {
+            let (low, high) = range.into_inner();
+            self.error(
+                value,
+                format!("{key} {number}: out of range ({low}..={high})"),
+            );
+            return None;
+        }
+        T::try_from(number).ok()
+    }
+
+    fn bgp(&mut self, raw: Spanned<raw::Bgp>, tunnels: &[TunnelConfig]) -> Option<BgpSettings> {
+        let line = self.line(raw.span());
+        let raw = raw.into_inner();
+        let asn = match &raw.asn {
+            Some(asn) => self.number::<u32>("asn", asn, 1..=i64::from(u32::MAX)),
+            None => {
+                self.report.error(line, "[bgp]: missing asn");
+                None
+            }
+        };
+        let router_id = match &raw.router_id {
+            Some(text) => match text.get_ref().parse::<std::net::Ipv4Addr>() {
+                Ok(id) if !id.is_unspecified() => Some(id),
+                _ => {
+                    let message = format!(
+                        "router_id \"{}\": expected an IPv4 address other than 0.0.0.0",
+                        text.get_ref()
+                    );
+                    self.error(text, message);
+                    None
+                }
+            },
+            // The lowest IPv4 tunnel address, as routers pick a loopback's.
+            None => {
+                let lowest = tunnels
+                    .iter()
+                    .flat_map(|tunnel| &tunnel.addresses)
+                    .filter_map(|net| match net.addr() {
+                        std::net::IpAddr::V4(address) => Some(address),
+                        std::net::IpAddr::V6(_) => None,
+                    })
+                    .min();
+                if lowest.is_none() {
+                    self.report.error(
+                        line,
+                        "[bgp]: no router_id, and no IPv4 tunnel address to take it from",
+                    );
+                }
+                lowest
+            }
+        };
+        let mut networks = Vec::new();
+        for network in &raw.networks {
+            match values::prefix(network.get_ref()) {
+                Ok(prefix) if prefix.trunc() == prefix => networks.push(prefix),
+                Ok(prefix) => {
+                    let message = format!(
+                        "networks \"{}\": host bits set (the network is {})",
+                        network.get_ref(),
+                        prefix.trunc()
+                    );
+                    self.error(network, message);
+                }
+                Err(reason) => {
+                    let message = format!("networks \"{}\": {reason}", network.get_ref());
+                    self.error(network, message);
+                }
+            }
+        }
+        let max_paths = match &raw.max_paths {
+            Some(value) => self.number::<u16>("max_paths", value, 1..=64).unwrap_or(1),
+            None => 1,
+        };
+        let hold_time = match &raw.hold_time {
+            Some(value) => self.hold_time(value).unwrap_or(90),
+            None => 90,
+        };
+        let restart_time = match &raw.restart_time {
+            Some(value) => self
+                .number::<u16>("restart_time", value, 1..=4095)
+                .unwrap_or(120),
+            None => 120,
+        };
+        let mut neighbors: Vec<NeighborSettings> = Vec::new();
+        for neighbor in raw.neighbor {
+            let Some(neighbor) = self.neighbor(neighbor, tunnels) else {
+                continue;
+            };
+            if let Some(first) = neighbors.iter().find(|n| n.address == neighbor.address) {
+                let message = format!(
+                    "[[bgp.neighbor]]: {} is already a neighbor (line {})",
+                    neighbor.address, first.line
+                );
+                self.report.error(neighbor.line, message);
+                continue;
+            }
+            neighbors.push(neighbor);
+        }
+        Some(BgpSettings {
+            line,
+            asn: asn?,
+            router_id: router_id?,
+            networks,
+            max_paths,
+            hold_time,
+            graceful_restart: raw.graceful_restart.unwrap_or(true),
+            restart_time,
+            neighbors,
+        })
+    }
+
+    /// A hold time: 0 (no keepalives) or 3 seconds and more (RFC 4271 4.2).
+    fn hold_time(&mut self, value: &Spanned<i64>) -> Option<u16> {
+        let seconds = *value.get_ref();
+        if seconds == 1 || seconds == 2 {
+            self.error(
+                value,
+                format!("hold_time {seconds}: must be 0 or at least 3 (seconds)"),
+            );
+            return None;
+        }
+        self.number::<u16>("hold_time", value, 0..=65535)
+    }
+
+    fn neighbor(
+        &mut self,
+        raw: Spanned<raw::Neighbor>,
+        tunnels: &[TunnelConfig],
+    ) -> Option<NeighborSettings> {
+        let line = self.line(raw.span());
+        let raw = raw.into_inner();
+        let (address, tunnel) = match (&raw.address, &raw.tunnel) {
+            (Some(address), None) => match address.get_ref().parse::<std::net::IpAddr>() {
+                Ok(parsed) => (Some(parsed), None),
+                Err(_) => {
+                    let message = format!("address \"{}\": not an IP address", address.get_ref());
+                    self.error(address, message);
+                    (None, None)
+                }
+            },
+            (None, Some(name)) => {
+                match tunnels
+                    .iter()
+                    .find(|tunnel| tunnel.name.as_str() == name.get_ref())
+                {
+                    None => {
+                        let message = format!(
+                            "tunnel \"{}\": no such [[tunnel]] in this file",
+                            name.get_ref()
+                        );
+                        self.error(name, message);
+                        (None, None)
+                    }
+                    Some(found) => {
+                        match found.addresses.iter().find_map(|net| peer_address(*net)) {
+                            Some(address) => (Some(address), Some(found.name.clone())),
+                            None => {
+                                let message = format!(
+                                    "tunnel \"{}\": none of its addresses is a point-to-point subnet (/31, /30, /127, /126) with one other address; give the neighbor's address instead",
+                                    name.get_ref()
+                                );
+                                self.error(name, message);
+                                (None, None)
+                            }
+                        }
+                    }
+                }
+            }
+            (Some(_), Some(name)) => {
+                self.error(
+                    name,
+                    "[[bgp.neighbor]]: give address or tunnel, not both".into(),
+                );
+                (None, None)
+            }
+            (None, None) => {
+                self.report
+                    .error(line, "[[bgp.neighbor]]: missing address or tunnel");
+                (None, None)
+            }
+        };
+        let remote_as = match &raw.remote_as {
+            Some(asn) => self.number::<u32>("remote_as", asn, 1..=i64::from(u32::MAX)),
+            None => {
+                self.report
+                    .error(line, "[[bgp.neighbor]]: missing remote_as");
+                None
+            }
+        };
+        let hold_time = match &raw.hold_time {
+            Some(value) => Some(self.hold_time(value)?),
+            None => None,
+        };
+        let prefix_limit = match &raw.prefix_limit {
+            Some(value) => self.number::<u32>("prefix_limit", value, 0..=i64::from(u32::MAX))?,
+            None => 0,
+        };
+        let password = match raw.password {
+            Some(password) if password.get_ref().is_empty() || password.get_ref().len() > 80 => {
+                self.error(&password, "password: 1 to 80 characters (TCP MD5)".into());
+                None
+            }
+            Some(password) => Some(Zeroizing::new(password.into_inner())),
+            None => None,
+        };
+        Some(NeighborSettings {
+            line,
+            address: address?,
+            tunnel,
+            remote_as: remote_as?,
+            passive: raw.passive.unwrap_or(false),
+            hold_time,
+            password,
+            ttl_security: raw.ttl_security.unwrap_or(false),
+            prefix_limit,
+            description: raw.description,
+        })
     }
 
     fn tunnel(&mut self, raw: Spanned<raw::Tunnel>) -> Option<TunnelConfig> {
@@ -1033,7 +1324,7 @@ listen_port = 51822
         );
         assert_eq!(
             error_line("wgd.toml", "[deamon]\n"),
-            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"tunnel\""
+            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"bgp\", \"tunnel\""
         );
     }
 
@@ -1311,6 +1602,65 @@ listen_port = 51822
             error_line("wgd.toml", "[bridge]\ntabel = 1\n")
                 .starts_with("wgd.toml:2: unknown key \"tabel\"")
         );
+    }
+
+    #[test]
+    fn bgp_neighbors_by_tunnel_or_address() {
+        let text = format!(
+            "{TUNNEL}\n[bgp]\nasn = 4200000001\nnetworks = [\"192.168.10.0/24\", \"fd00:10::/64\"]\nmax_paths = 2\n\
+             [[bgp.neighbor]]\ntunnel = \"wg-b\"\nremote_as = 65002\npassword = \"s3cret\"\n\
+             [[bgp.neighbor]]\naddress = \"192.0.2.9\"\nremote_as = 65003\npassive = true\nhold_time = 0\n"
+        );
+        let config = parse_str(Path::new("wgd.toml"), &text).unwrap();
+        let bgp = config.daemon.bgp.as_ref().unwrap();
+        assert_eq!(bgp.asn, 4_200_000_001);
+        // From the tunnel's 10.255.0.0/31: the lowest IPv4 tunnel address.
+        assert_eq!(bgp.router_id.to_string(), "10.255.0.0");
+        assert_eq!(bgp.networks.len(), 2);
+        assert_eq!(bgp.max_paths, 2);
+        assert_eq!(bgp.neighbors[0].address.to_string(), "10.255.0.1");
+        assert_eq!(bgp.neighbors[0].tunnel.as_ref().unwrap().as_str(), "wg-b");
+        assert!(!format!("{bgp:?}").contains("s3cret"));
+        assert_eq!(bgp.neighbors[1].hold_time, Some(0));
+        assert!(bgp.neighbors[1].passive);
+    }
+
+    #[test]
+    fn bgp_values_are_checked() {
+        let text = format!(
+            "{TUNNEL}\n[bgp]\nasn = 0\nrouter_id = \"0.0.0.0\"\nnetworks = [\"192.168.10.1/24\"]\nhold_time = 2\n\
+             [[bgp.neighbor]]\ntunnel = \"wg-x\"\nremote_as = 65002\n\
+             [[bgp.neighbor]]\naddress = \"10.255.0.1\"\n\
+             [[bgp.neighbor]]\naddress = \"10.255.0.1\"\ntunnel = \"wg-b\"\nremote_as = 1\n"
+        );
+        let errors = error_lines("wgd.toml", &text);
+        let expected = [
+            "asn 0: out of range (1..=4294967295)",
+            "router_id \"0.0.0.0\": expected an IPv4 address other than 0.0.0.0",
+            "networks \"192.168.10.1/24\": host bits set (the network is 192.168.10.0/24)",
+            "hold_time 2: must be 0 or at least 3 (seconds)",
+            "tunnel \"wg-x\": no such [[tunnel]] in this file",
+            "[[bgp.neighbor]]: missing remote_as",
+            "[[bgp.neighbor]]: give address or tunnel, not both",
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for (error, expected) in errors.iter().zip(expected) {
+            assert!(
+                error.ends_with(expected),
+                "{error} does not end with {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn point_to_point_peer_addresses() {
+        let other = |text: &str| peer_address(text.parse().unwrap()).map(|a| a.to_string());
+        assert_eq!(other("10.255.0.0/31").as_deref(), Some("10.255.0.1"));
+        assert_eq!(other("10.255.0.1/31").as_deref(), Some("10.255.0.0"));
+        assert_eq!(other("10.255.0.1/30").as_deref(), Some("10.255.0.2"));
+        assert_eq!(other("10.255.0.0/30"), None);
+        assert_eq!(other("fd00:255::1/127").as_deref(), Some("fd00:255::"));
+        assert_eq!(other("10.0.0.1/24"), None);
     }
 
     #[test]
