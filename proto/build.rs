@@ -2,7 +2,11 @@
 //! system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/wgd/v1/tunnel.proto", "proto/wgd/v1/route.proto"];
+    let files = [
+        "proto/wgd/v1/tunnel.proto",
+        "proto/wgd/v1/route.proto",
+        "proto/wgd/v1/bgp.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -99,6 +99,17 @@ enum Command {
         #[arg(long)]
         api: Option<PathBuf>,
     },
+    /// The built-in BGP speaker: `wgd bgp summary`, `wgd bgp routes`.
+    Bgp {
+        #[command(subcommand)]
+        what: BgpCommand,
+        /// The config whose daemon to ask (its [daemon] api).
+        #[arg(short, long, global = true)]
+        config: Option<PathBuf>,
+        /// The daemon's API socket.
+        #[arg(long, global = true)]
+        api: Option<PathBuf>,
+    },
     /// Print a new private key.
     Genkey,
     /// Read a private key on stdin, print its public key.
@@ -110,6 +121,26 @@ enum Command {
         /// Take the tunnels down when exiting (default: leave them up).
         #[arg(long)]
         down_on_exit: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BgpCommand {
+    /// Neighbors: AS, state, uptime, prefixes received, accepted and sent.
+    Summary {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Paths from neighbors and originated here, best ones marked `*>`.
+    Routes {
+        #[arg(long)]
+        json: bool,
+        /// Only this neighbor's paths.
+        #[arg(long)]
+        neighbor: Option<String>,
+        /// Only paths for exactly this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
     },
 }
 
@@ -308,6 +339,14 @@ fn main() -> ExitCode {
             };
             runtime().block_on(routes(json, request, config, api))
         }
+        Command::Bgp { what, config, api } => {
+            init_logging_quiet();
+            let config = match config.as_deref().map(load).transpose() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            runtime().block_on(bgp(what, config, api))
+        }
         Command::Run {
             config,
             down_on_exit,
@@ -474,6 +513,52 @@ async fn routes(
         }
         Err(status) => fail(status.message()),
     }
+}
+
+async fn bgp(what: BgpCommand, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {
+    let host = match Host::open() {
+        Ok(host) => host,
+        Err(error) => return fail(error),
+    };
+    let Some(path) = api_socket(&host, config.as_ref(), api) else {
+        return fail("no daemon runs in this namespace (give -c FILE or --api SOCKET)");
+    };
+    if let Err(error) = wgd::daemon::api::fetch_status(&path).await {
+        return fail(format!("{}: {error}", path.display()));
+    }
+    let mut client = match wgd::daemon::api::connect_bgp(&path).await {
+        Ok(client) => client,
+        Err(error) => return fail(format!("{}: {error}", path.display())),
+    };
+    let text = match what {
+        BgpCommand::Summary { json } => {
+            match client
+                .get_summary(wgd_proto::v1::BgpSummaryRequest {})
+                .await
+            {
+                Ok(response) => wgd::routes_cli::render_bgp_summary(&response.into_inner(), json),
+                Err(status) => return fail(status.message()),
+            }
+        }
+        BgpCommand::Routes {
+            json,
+            neighbor,
+            prefix,
+        } => {
+            let request = wgd_proto::v1::BgpPathsRequest {
+                neighbor: neighbor.unwrap_or_default(),
+                prefix: prefix.unwrap_or_default(),
+            };
+            match client.list_paths(request).await {
+                Ok(response) => {
+                    wgd::routes_cli::render_bgp_paths(&response.into_inner().paths, json)
+                }
+                Err(status) => return fail(status.message()),
+            }
+        }
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
 }
 
 async fn events(json: bool, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {

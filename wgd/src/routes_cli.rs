@@ -202,3 +202,141 @@ mod tests {
         assert_eq!(json[0]["installed"], false);
     }
 }
+
+/// `wgd bgp summary`: one line per neighbor, or JSON.
+pub fn render_bgp_summary(summary: &api::BgpSummaryResponse, json: bool) -> String {
+    if json {
+        let neighbors: Vec<serde_json::Value> = summary
+            .neighbors
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "neighbor": n.address,
+                    "tunnel": (!n.tunnel.is_empty()).then_some(&n.tunnel),
+                    "remote_as": n.remote_as,
+                    "state": n.state,
+                    "state_seconds": n.state_seconds,
+                    "prefixes_received": n.prefixes_received,
+                    "prefixes_accepted": n.prefixes_accepted,
+                    "prefixes_sent": n.prefixes_sent,
+                    "messages_received": n.messages_received,
+                    "messages_sent": n.messages_sent,
+                    "resets": n.resets,
+                    "last_error": (!n.last_error.is_empty()).then_some(&n.last_error),
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "asn": summary.asn,
+            "router_id": summary.router_id,
+            "neighbors": neighbors,
+        });
+        return serde_json::to_string_pretty(&value).expect("summary serialises") + "\n";
+    }
+    let mut out = format!(
+        "BGP router identifier {}, local AS {}\n",
+        summary.router_id, summary.asn
+    );
+    let header = [
+        "NEIGHBOR", "TUNNEL", "AS", "STATE", "UP/DOWN", "RCVD", "ACCEPTED", "SENT",
+    ];
+    let rows: Vec<[String; 8]> = summary
+        .neighbors
+        .iter()
+        .map(|n| {
+            [
+                n.address.clone(),
+                n.tunnel.clone(),
+                n.remote_as.to_string(),
+                n.state.clone(),
+                duration(n.state_seconds),
+                n.prefixes_received.to_string(),
+                n.prefixes_accepted.to_string(),
+                n.prefixes_sent.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (cell, width) in cells.iter().zip(widths) {
+            let _ = write!(text, "{cell:<width$}  ");
+        }
+        text.trim_end().to_owned() + "\n"
+    };
+    out.push_str(&line(header.to_vec()));
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    for n in &summary.neighbors {
+        if !n.last_error.is_empty() {
+            let _ = writeln!(out, "{}: last error: {}", n.address, n.last_error);
+        }
+    }
+    out
+}
+
+/// `1d02h`, `03:04:05`, like routers print session ages.
+fn duration(seconds: u64) -> String {
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    let (hours, minutes, seconds) = (rest / 3600, rest % 3600 / 60, rest % 60);
+    if days > 0 {
+        format!("{days}d{hours:02}h")
+    } else {
+        format!("{hours:02}:{minutes:02}:{seconds:02}")
+    }
+}
+
+/// `wgd bgp routes`: paths with the best marked, or JSON.
+pub fn render_bgp_paths(paths: &[api::BgpPath], json: bool) -> String {
+    if json {
+        let list: Vec<serde_json::Value> = paths
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "prefix": p.prefix,
+                    "neighbor": (!p.neighbor.is_empty()).then_some(&p.neighbor),
+                    "next_hop": (!p.next_hop.is_empty()).then_some(&p.next_hop),
+                    "as_path": p.as_path,
+                    "origin": p.origin,
+                    "med": p.med,
+                    "local_pref": p.local_pref,
+                    "communities": p.communities,
+                    "best": p.best,
+                    "stale": p.stale,
+                })
+            })
+            .collect();
+        return serde_json::to_string_pretty(&list).expect("paths serialise") + "\n";
+    }
+    let mut out = String::from("  PREFIX / NEXT HOP / FROM / AS PATH / ORIGIN\n");
+    for p in paths {
+        let marker = match (p.best, p.stale) {
+            (true, false) => "*>",
+            (true, true) => "S>",
+            (false, true) => "S ",
+            (false, false) => "* ",
+        };
+        let from = if p.neighbor.is_empty() {
+            "local"
+        } else {
+            &p.neighbor
+        };
+        let next_hop = if p.next_hop.is_empty() {
+            "-"
+        } else {
+            &p.next_hop
+        };
+        let _ = writeln!(
+            out,
+            "{marker} {} via {next_hop} from {from} [{}] {}",
+            p.prefix, p.as_path, p.origin
+        );
+    }
+    out
+}

@@ -14,4 +14,10 @@
 //! A thin tokio layer (`speaker`) will run sessions over TCP and feed the
 //! bridge as owner `bgp:<neighbor>`.
 
+pub mod decision;
+pub mod policy;
+pub mod session;
 pub mod types;
+pub mod update;
+pub mod speaker;
+pub mod service;

@@ -14,6 +14,10 @@ pub type Asn = u32;
 /// The AS number 2-octet speakers see for a 4-octet one (RFC 6793).
 pub const AS_TRANS: Asn = 23456;
 
+/// LOCAL_PREF of a path that carries none (RFC 4271 leaves it to us; 100
+/// is what every implementation uses).
+pub const DEFAULT_LOCAL_PREF: u32 = 100;
+
 /// The address families wgd's speaker carries (unicast only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
@@ -34,6 +38,15 @@ impl Family {
         match self {
             Family::Ipv4Unicast => (1, 1),
             Family::Ipv6Unicast => (2, 1),
+        }
+    }
+
+    /// The family of an (AFI, SAFI) pair, if wgd carries it.
+    pub fn from_afi_safi(afi: u16, safi: u8) -> Option<Self> {
+        match (afi, safi) {
+            (1, 1) => Some(Family::Ipv4Unicast),
+            (2, 1) => Some(Family::Ipv6Unicast),
+            _ => None,
         }
     }
 }
@@ -60,6 +73,18 @@ pub enum AsSegment {
     Set(Vec<Asn>),
     ConfedSequence(Vec<Asn>),
     ConfedSet(Vec<Asn>),
+}
+
+impl AsSegment {
+    /// What the segment adds to the AS_PATH length: a set counts as one,
+    /// confederation segments not at all (RFC 4271 9.1.2.2, RFC 5065).
+    pub fn path_len(&self) -> usize {
+        match self {
+            AsSegment::Sequence(asns) => asns.len(),
+            AsSegment::Set(_) => 1,
+            AsSegment::ConfedSequence(_) | AsSegment::ConfedSet(_) => 0,
+        }
+    }
 }
 
 /// A path attribute wgd does not interpret, kept to pass on when it is
@@ -117,14 +142,7 @@ impl Attributes {
     /// AS_PATH length for the decision process: a set counts as one,
     /// confederation segments not at all (RFC 4271 9.1.2.2, RFC 5065).
     pub fn as_path_len(&self) -> usize {
-        self.as_path
-            .iter()
-            .map(|segment| match segment {
-                AsSegment::Sequence(asns) => asns.len(),
-                AsSegment::Set(_) => 1,
-                AsSegment::ConfedSequence(_) | AsSegment::ConfedSet(_) => 0,
-            })
-            .sum()
+        self.as_path.iter().map(AsSegment::path_len).sum()
     }
 
     /// The neighboring AS: the first AS of the path (for MED comparison).
@@ -153,6 +171,15 @@ pub struct Update {
     pub announced: Vec<(IpNet, Arc<Attributes>)>,
     pub withdrawn: Vec<IpNet>,
     pub end_of_rib: Vec<Family>,
+}
+
+/// A NOTIFICATION to send before closing the session (RFC 4271 4.5): error
+/// code, subcode and the data the subcode calls for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub code: u8,
+    pub subcode: u8,
+    pub data: Vec<u8>,
 }
 
 /// What the OPEN exchange settled for a session.

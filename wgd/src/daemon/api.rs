@@ -172,10 +172,14 @@ pub async fn serve(
     listener: tokio::net::UnixListener,
     service: TunnelApi,
     routes: bgp_bridge::service::RouteApi,
+    bgp: bgp_bridge::bgp::service::BgpApi,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(TunnelServiceServer::new(service))
         .add_service(wgd_proto::v1::route_service_server::RouteServiceServer::new(routes))
+        .add_service(wgd_proto::v1::bgp_service_server::BgpServiceServer::new(
+            bgp,
+        ))
         .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
         .await
 }
@@ -195,6 +199,18 @@ pub async fn connect_routes(
     tonic::transport::Error,
 > {
     Ok(wgd_proto::v1::route_service_client::RouteServiceClient::new(channel(path).await?))
+}
+
+/// A BGP client on the daemon's Unix socket.
+pub async fn connect_bgp(
+    path: &Path,
+) -> Result<
+    wgd_proto::v1::bgp_service_client::BgpServiceClient<tonic::transport::Channel>,
+    tonic::transport::Error,
+> {
+    Ok(wgd_proto::v1::bgp_service_client::BgpServiceClient::new(
+        channel(path).await?,
+    ))
 }
 
 async fn channel(path: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {

@@ -80,6 +80,8 @@ pub enum DaemonError {
     Fib(bgp_bridge::fib::FibError),
     #[error("cannot start the route bridge: {0}")]
     Bridge(std::io::Error),
+    #[error("cannot start the BGP speaker: {0}")]
+    Bgp(std::io::Error),
 }
 
 struct Daemon {
@@ -101,6 +103,8 @@ struct Daemon {
     retry: Backoff,
     /// The route bridge, and the AllowedIPs it adds to multi-peer tunnels.
     bridge: Bridge,
+    /// The built-in BGP speaker, when the config has `[bgp]`.
+    speaker: Option<bgp_bridge::bgp::speaker::Speaker>,
     extras: AllowedExtras,
     /// Tunnel events for the bridge's sessions, as the API sends them.
     tunnel_events: broadcast::Sender<wgd_proto::v1::TunnelEvent>,
@@ -312,6 +316,9 @@ impl Daemon {
                 if old.bridge != new.bridge {
                     tracing::warn!("[bridge] changed; it takes effect when wgd restarts");
                 }
+                if old.bgp != new.bgp {
+                    tracing::warn!("[bgp] changed; it takes effect when wgd restarts");
+                }
                 self.dead_after.send_replace(new.peer_dead_after);
                 self.config = config;
                 true
@@ -348,12 +355,11 @@ impl Daemon {
         for event in self.tracker.update(&status, now, dead_after) {
             self.publish(event);
         }
-        self.bridge.set_tunnels(routes::tunnel_view(
-            &self.config,
-            &actual,
-            &status,
-            &self.tracker,
-        ));
+        let view = routes::tunnel_view(&self.config, &actual, &status, &self.tracker);
+        if let Some(speaker) = &self.speaker {
+            speaker.set_tunnels(view.clone());
+        }
+        self.bridge.set_tunnels(view);
         let missing = self
             .config
             .tunnels
@@ -413,10 +419,22 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     let bridge = Bridge::start(
         routes::bridge_config(settings, host.state.path()),
         fib,
-        view,
+        view.clone(),
     )
     .await
     .map_err(DaemonError::Bridge)?;
+    let speaker = match &config.daemon.bgp {
+        Some(bgp) => Some(
+            bgp_bridge::bgp::speaker::Speaker::start(
+                routes::speaker_config(bgp),
+                bridge.clone(),
+                view,
+            )
+            .await
+            .map_err(DaemonError::Bgp)?,
+        ),
+        None => None,
+    };
     let mut allowed = bridge.allowed_ips();
     let extras = allowed.borrow_and_update().clone();
     let (exits, mut exited) = mpsc::unbounded_channel();
@@ -432,6 +450,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         stopped: BTreeSet::new(),
         retry: Backoff::default(),
         bridge,
+        speaker,
         extras,
         tunnel_events: broadcast::channel(1024).0,
         host,
@@ -466,8 +485,11 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         bridge: daemon.bridge.clone(),
         tunnel_events: daemon.tunnel_events.clone(),
     };
+    let bgp_service = bgp_bridge::bgp::service::BgpApi {
+        speaker: daemon.speaker.clone(),
+    };
     tokio::spawn(async move {
-        if let Err(error) = api::serve(listener, service, route_service).await {
+        if let Err(error) = api::serve(listener, service, route_service, bgp_service).await {
             tracing::error!(%error, "API server stopped");
         }
     });

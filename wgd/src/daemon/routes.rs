@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use bgp_bridge::bgp::speaker::{BGP_PORT, NeighborConfig, SpeakerConfig};
 use bgp_bridge::engine::{AllowedExtras, BridgeConfig};
 use bgp_bridge::rib::RibConfig;
 use bgp_bridge::{PeerInfo, TunnelInfo, TunnelView};
@@ -14,7 +15,7 @@ use ipnet::IpNet;
 
 use super::events::EventTracker;
 use crate::actual::ActualState;
-use crate::config::{BridgeSettings, Config};
+use crate::config::{BgpSettings, BridgeSettings, Config};
 use crate::status::Status;
 
 /// The config's tunnels as the bridge sees them: addresses and peers from
@@ -97,4 +98,34 @@ pub fn with_extras(config: &Config, extras: &AllowedExtras) -> Config {
         }
     }
     config
+}
+
+/// The BGP speaker's settings from `[bgp]`.
+pub fn speaker_config(settings: &BgpSettings) -> SpeakerConfig {
+    SpeakerConfig {
+        asn: settings.asn,
+        router_id: settings.router_id,
+        networks: settings.networks.clone(),
+        max_paths: settings.max_paths,
+        hold_time: settings.hold_time,
+        graceful_restart: settings.graceful_restart,
+        restart_time: settings.restart_time,
+        port: BGP_PORT,
+        neighbors: settings
+            .neighbors
+            .iter()
+            .map(|neighbor| NeighborConfig {
+                address: neighbor.address,
+                tunnel: neighbor
+                    .tunnel
+                    .as_ref()
+                    .map(|name| name.as_str().to_owned()),
+                remote_as: neighbor.remote_as,
+                passive: neighbor.passive,
+                hold_time: neighbor.hold_time,
+                prefix_limit: neighbor.prefix_limit,
+                description: neighbor.description.clone(),
+            })
+            .collect(),
+    }
 }

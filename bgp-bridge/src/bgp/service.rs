@@ -1,0 +1,145 @@
+//! The gRPC `BgpService` (`proto/wgd/v1/bgp.proto`): the speaker's status
+//! as `wgd bgp summary` and `wgd bgp routes` show it.
+
+use std::time::SystemTime;
+
+use tonic::{Request, Response, Status};
+use wgd_proto::v1 as api;
+use wgd_proto::v1::bgp_service_server::BgpService;
+
+use super::session::State;
+use super::speaker::Speaker;
+use super::types::{AsSegment, Origin};
+
+#[derive(Debug, Clone)]
+pub struct BgpApi {
+    /// `None` when the config has no `[bgp]`.
+    pub speaker: Option<Speaker>,
+}
+
+pub fn state_name(state: State) -> &'static str {
+    match state {
+        State::Idle => "idle",
+        State::Connect => "connect",
+        State::Active => "active",
+        State::OpenSent => "opensent",
+        State::OpenConfirm => "openconfirm",
+        State::Established => "established",
+    }
+}
+
+fn as_path_text(segments: &[AsSegment]) -> String {
+    segments
+        .iter()
+        .map(|segment| {
+            let join = |asns: &[u32]| {
+                asns.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            match segment {
+                AsSegment::Sequence(asns) => join(asns),
+                AsSegment::Set(asns) => format!("{{{}}}", join(asns)),
+                AsSegment::ConfedSequence(asns) => format!("({})", join(asns)),
+                AsSegment::ConfedSet(asns) => format!("[{}]", join(asns)),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl BgpApi {
+    fn speaker(&self) -> Result<&Speaker, Status> {
+        self.speaker
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("no [bgp] in the daemon's config"))
+    }
+}
+
+#[tonic::async_trait]
+impl BgpService for BgpApi {
+    async fn get_summary(
+        &self,
+        _: Request<api::BgpSummaryRequest>,
+    ) -> Result<Response<api::BgpSummaryResponse>, Status> {
+        let status = self.speaker()?.status();
+        let now = SystemTime::now();
+        Ok(Response::new(api::BgpSummaryResponse {
+            asn: status.asn,
+            router_id: status
+                .router_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            neighbors: status
+                .neighbors
+                .iter()
+                .map(|neighbor| api::BgpNeighbor {
+                    address: neighbor.address.to_string(),
+                    tunnel: neighbor.tunnel.clone().unwrap_or_default(),
+                    remote_as: neighbor.remote_as,
+                    state: state_name(neighbor.state).to_owned(),
+                    state_seconds: now
+                        .duration_since(neighbor.since)
+                        .map(|elapsed| elapsed.as_secs())
+                        .unwrap_or(0),
+                    prefixes_received: neighbor.prefixes_received,
+                    prefixes_accepted: neighbor.prefixes_accepted,
+                    prefixes_sent: neighbor.prefixes_sent,
+                    messages_received: neighbor.messages_received,
+                    messages_sent: neighbor.messages_sent,
+                    last_error: neighbor.last_error.clone(),
+                    description: neighbor.description.clone().unwrap_or_default(),
+                    resets: neighbor.resets,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_paths(
+        &self,
+        request: Request<api::BgpPathsRequest>,
+    ) -> Result<Response<api::BgpPathsResponse>, Status> {
+        let request = request.into_inner();
+        let status = self.speaker()?.status();
+        let paths = status
+            .paths
+            .iter()
+            .filter(|path| {
+                request.neighbor.is_empty()
+                    || path
+                        .neighbor
+                        .is_some_and(|address| address.to_string() == request.neighbor)
+            })
+            .filter(|path| request.prefix.is_empty() || path.prefix.to_string() == request.prefix)
+            .map(|path| api::BgpPath {
+                prefix: path.prefix.to_string(),
+                neighbor: path.neighbor.map(|a| a.to_string()).unwrap_or_default(),
+                next_hop: path
+                    .attributes
+                    .next_hop
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                as_path: as_path_text(&path.attributes.as_path),
+                origin: match path.attributes.origin {
+                    Origin::Igp => "igp",
+                    Origin::Egp => "egp",
+                    Origin::Incomplete => "incomplete",
+                }
+                .to_owned(),
+                med: path.attributes.med,
+                local_pref: path.attributes.local_pref,
+                communities: path
+                    .attributes
+                    .communities
+                    .iter()
+                    .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+                    .collect(),
+                best: path.best,
+                stale: path.stale,
+                reason: String::new(),
+            })
+            .collect();
+        Ok(Response::new(api::BgpPathsResponse { paths }))
+    }
+}

@@ -1,0 +1,974 @@
+//! The speaker at work: the thin tokio layer around the cores. One task
+//! owns every neighbor's `Session`, the `LocRib` and the bridge feed; TCP
+//! connections are small tasks around it that only move bytes.
+//!
+//! In: bytes and closes from connections, connects that succeeded or
+//! failed, connections accepted on port 179, the tunnel view (for nexthop
+//! resolution), and the clock (each session's next deadline). The sessions
+//! turn them into actions: bytes to send, connects to make, UPDATE bodies
+//! (decoded by `update`, applied to the `LocRib` by `decision`), sessions
+//! up and down. Out: UPDATEs to the neighbors (`decision::export`, encoded
+//! by `update`), and the best paths to the bridge, one owner
+//! `bgp:<neighbor>` per neighbor, a distance of 20 for eBGP and 200 for
+//! iBGP. A neighbor that goes down with graceful restart keeps its routes:
+//! its bridge session closes with a hold of the restart time, so the
+//! kernel keeps them until it is back (and re-claims them before its
+//! End-of-RIB) or the time runs out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::decision::{self, BestChange, LocRib, Resolver, Source};
+use super::policy::Policy;
+use super::session::{
+    self, Action, ConnectionId, GracefulRestartConfig, Input, Session, SessionConfig, State,
+};
+use super::types::{Asn, Attributes, Family, Negotiated};
+use super::update::{self, Decoded};
+use crate::engine::{Bridge, Update as BridgeUpdate};
+use crate::route::{NexthopSpec, Owner, RouteSpec, TunnelView};
+
+pub const BGP_PORT: u16 = 179;
+/// zebra's distances: eBGP routes beat most others, iBGP ones few.
+const EBGP_DISTANCE: u8 = 20;
+const IBGP_DISTANCE: u8 = 200;
+
+/// The speaker's settings, from `[bgp]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerConfig {
+    pub asn: Asn,
+    pub router_id: Ipv4Addr,
+    pub networks: Vec<IpNet>,
+    pub max_paths: u16,
+    pub hold_time: u16,
+    pub graceful_restart: bool,
+    pub restart_time: u16,
+    /// Port to listen on and connect to (179).
+    pub port: u16,
+    pub neighbors: Vec<NeighborConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighborConfig {
+    pub address: IpAddr,
+    pub tunnel: Option<String>,
+    pub remote_as: Asn,
+    pub passive: bool,
+    pub hold_time: Option<u16>,
+    pub prefix_limit: u32,
+    pub description: Option<String>,
+}
+
+/// One neighbor as `wgd bgp summary` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighborStatus {
+    pub address: IpAddr,
+    pub tunnel: Option<String>,
+    pub remote_as: Asn,
+    pub description: Option<String>,
+    pub state: State,
+    pub since: SystemTime,
+    pub prefixes_received: u64,
+    pub prefixes_accepted: u64,
+    pub prefixes_sent: u64,
+    pub messages_received: u64,
+    pub messages_sent: u64,
+    pub resets: u64,
+    pub last_error: String,
+}
+
+/// One path as `wgd bgp routes` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStatus {
+    pub prefix: IpNet,
+    pub neighbor: Option<IpAddr>,
+    pub attributes: Arc<Attributes>,
+    pub best: bool,
+    pub stale: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SpeakerStatus {
+    pub asn: Asn,
+    pub router_id: Option<Ipv4Addr>,
+    pub neighbors: Vec<NeighborStatus>,
+    pub paths: Vec<PathStatus>,
+}
+
+/// The handle the daemon keeps: the status for the API, and the tunnel
+/// view it passes on.
+#[derive(Debug, Clone)]
+pub struct Speaker {
+    status: Arc<Mutex<SpeakerStatus>>,
+    tunnels: watch::Sender<TunnelView>,
+}
+
+impl Speaker {
+    /// Starts listening and connecting. The tunnel view resolves nexthops
+    /// (a nexthop must be on a tunnel that is up with a live peer).
+    pub async fn start(
+        config: SpeakerConfig,
+        bridge: Bridge,
+        view: TunnelView,
+    ) -> std::io::Result<Speaker> {
+        let listener = TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, config.port))
+            .await
+            .or_else(|_| {
+                std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, config.port)).and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    TcpListener::from_std(l)
+                })
+            })?;
+        let (tunnels, tunnel_updates) = watch::channel(view);
+        let status = Arc::new(Mutex::new(SpeakerStatus {
+            asn: config.asn,
+            router_id: Some(config.router_id),
+            ..SpeakerStatus::default()
+        }));
+        let (events, incoming) = mpsc::unbounded_channel();
+        let accept_events = events.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, from)) => {
+                        if accept_events.send(Event::Accepted(stream, from)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "BGP listener"),
+                }
+            }
+        });
+        let core = Core::new(config, bridge, events, status.clone())?;
+        tokio::spawn(core.run(incoming, tunnel_updates));
+        Ok(Speaker { status, tunnels })
+    }
+
+    pub fn set_tunnels(&self, view: TunnelView) {
+        self.tunnels.send_if_modified(|current| {
+            let changed = *current != view;
+            *current = view;
+            changed
+        });
+    }
+
+    pub fn status(&self) -> SpeakerStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+enum Event {
+    Accepted(TcpStream, SocketAddr),
+    Connected(IpAddr, u64, TcpStream),
+    ConnectFailed(IpAddr, u64),
+    Received(IpAddr, ConnectionId, Vec<u8>),
+    Closed(IpAddr, ConnectionId),
+}
+
+/// A neighbor's session and what the speaker keeps about it.
+struct Peer {
+    config: NeighborConfig,
+    session: Session,
+    /// Writers of its open connections.
+    writers: HashMap<ConnectionId, mpsc::UnboundedSender<Writing>>,
+    /// The connect attempt in flight, by its number.
+    connecting: Option<u64>,
+    negotiated: Option<Negotiated>,
+    /// The bridge session of owner `bgp:<address>`, when open.
+    bridge_session: Option<u64>,
+    status: NeighborStatus,
+    /// Our addresses on the neighbor's tunnel (nexthop self).
+    local_v4: Option<Ipv4Addr>,
+    local_v6: Option<Ipv6Addr>,
+    /// Routes kept through a graceful restart go when this passes.
+    stale_until: Option<(Instant, Vec<Family>)>,
+}
+
+enum Writing {
+    Bytes(Vec<u8>),
+    Close,
+}
+
+struct Core {
+    config: SpeakerConfig,
+    bridge: Bridge,
+    events: mpsc::UnboundedSender<Event>,
+    status: Arc<Mutex<SpeakerStatus>>,
+    peers: BTreeMap<IpAddr, Peer>,
+    rib: LocRib,
+    view: TunnelView,
+    /// Which bridge owner carries each prefix now.
+    fed: HashMap<IpNet, IpAddr>,
+    next_connection: u64,
+}
+
+impl Core {
+    fn new(
+        config: SpeakerConfig,
+        bridge: Bridge,
+        events: mpsc::UnboundedSender<Event>,
+        status: Arc<Mutex<SpeakerStatus>>,
+    ) -> std::io::Result<Self> {
+        let mut peers = BTreeMap::new();
+        for neighbor in &config.neighbors {
+            let mut session_config =
+                SessionConfig::new(config.asn, neighbor.remote_as, config.router_id);
+            session_config.hold_time = neighbor.hold_time.unwrap_or(config.hold_time);
+            session_config.passive = neighbor.passive;
+            session_config.extended_next_hop_ipv4 = false;
+            if config.graceful_restart {
+                session_config.graceful_restart = Some(GracefulRestartConfig {
+                    restart_time: config.restart_time,
+                    restarting: false,
+                    forwarding_preserved: true,
+                });
+            }
+            let session = Session::new(session_config).map_err(|error| {
+                std::io::Error::other(format!("neighbor {}: {error:?}", neighbor.address))
+            })?;
+            peers.insert(
+                neighbor.address,
+                Peer {
+                    status: NeighborStatus {
+                        address: neighbor.address,
+                        tunnel: neighbor.tunnel.clone(),
+                        remote_as: neighbor.remote_as,
+                        description: neighbor.description.clone(),
+                        state: State::Idle,
+                        since: SystemTime::now(),
+                        prefixes_received: 0,
+                        prefixes_accepted: 0,
+                        prefixes_sent: 0,
+                        messages_received: 0,
+                        messages_sent: 0,
+                        resets: 0,
+                        last_error: String::new(),
+                    },
+                    config: neighbor.clone(),
+                    session,
+                    writers: HashMap::new(),
+                    connecting: None,
+                    negotiated: None,
+                    bridge_session: None,
+                    local_v4: None,
+                    local_v6: None,
+                    stale_until: None,
+                },
+            );
+        }
+        let rib = LocRib::new(decision::Config {
+            local_as: config.asn,
+            router_id: config.router_id,
+            max_paths: usize::from(config.max_paths.max(1)),
+        });
+        Ok(Self {
+            config,
+            bridge,
+            events,
+            status,
+            peers,
+            rib,
+            view: TunnelView::default(),
+            fed: HashMap::new(),
+            next_connection: 1,
+        })
+    }
+
+    async fn run(
+        mut self,
+        mut incoming: mpsc::UnboundedReceiver<Event>,
+        mut tunnels: watch::Receiver<TunnelView>,
+    ) {
+        self.view = tunnels.borrow_and_update().clone();
+        self.locate_addresses();
+        let networks = self.config.networks.clone();
+        let changes = self.rib.set_networks(&networks, &resolver(&self.view));
+        self.after_changes(changes).await;
+        let addresses: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for address in addresses {
+            self.drive(address, Input::Start).await;
+        }
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                event = incoming.recv() => match event {
+                    Some(event) => self.event(event).await,
+                    None => break,
+                },
+                Ok(()) = tunnels.changed() => {
+                    self.view = tunnels.borrow_and_update().clone();
+                    self.locate_addresses();
+                    let changes = self.rib.revalidate(&resolver(&self.view));
+                    self.after_changes(changes).await;
+                }
+                () = sleep_until(deadline) => self.tick().await,
+            }
+            self.publish_status();
+        }
+    }
+
+    /// Our addresses on each neighbor's tunnel: the tunnel whose subnet
+    /// holds the neighbor's address.
+    fn locate_addresses(&mut self) {
+        for peer in self.peers.values_mut() {
+            let tunnel = self.view.tunnels.iter().find(|tunnel| {
+                peer.config.tunnel.as_deref() == Some(tunnel.name.as_str())
+                    || tunnel
+                        .addresses
+                        .iter()
+                        .any(|net| net.contains(&peer.config.address))
+            });
+            let Some(tunnel) = tunnel else {
+                continue;
+            };
+            for net in &tunnel.addresses {
+                match net.addr() {
+                    IpAddr::V4(address) => peer.local_v4 = Some(address),
+                    IpAddr::V6(address) if !address.is_unicast_link_local() => {
+                        peer.local_v6 = Some(address)
+                    }
+                    IpAddr::V6(_) => {}
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .flat_map(|peer| {
+                let session = peer.session.next_deadline().map(Instant::from_std);
+                let stale = peer.stale_until.as_ref().map(|(at, _)| *at);
+                session.into_iter().chain(stale)
+            })
+            .min()
+    }
+
+    async fn tick(&mut self) {
+        let now = Instant::now();
+        let addresses: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for address in addresses {
+            let due = self.peers[&address]
+                .session
+                .next_deadline()
+                .is_some_and(|at| Instant::from_std(at) <= now);
+            if due {
+                self.drive(address, Input::Tick).await;
+            }
+            let stale_due = self.peers[&address]
+                .stale_until
+                .as_ref()
+                .is_some_and(|(at, _)| *at <= now);
+            if stale_due {
+                let families = self
+                    .peers
+                    .get_mut(&address)
+                    .and_then(|peer| peer.stale_until.take())
+                    .map(|(_, families)| families)
+                    .unwrap_or_default();
+                tracing::info!(neighbor = %address, "graceful restart time over: stale routes withdrawn");
+                let changes = self
+                    .rib
+                    .sweep_stale(address, &families, &resolver(&self.view));
+                self.after_changes(changes).await;
+            }
+        }
+    }
+
+    async fn event(&mut self, event: Event) {
+        match event {
+            Event::Accepted(stream, from) => {
+                let address = canonical(from.ip());
+                if !self.peers.contains_key(&address) {
+                    tracing::info!(%from, "BGP connection from an address that is no neighbor; closed");
+                    return;
+                }
+                let id = self.connection(address, stream);
+                self.drive(address, Input::Accepted(id)).await;
+            }
+            Event::Connected(address, attempt, stream) => {
+                let current = self
+                    .peers
+                    .get(&address)
+                    .is_some_and(|peer| peer.connecting == Some(attempt));
+                if !current {
+                    return;
+                }
+                if let Some(peer) = self.peers.get_mut(&address) {
+                    peer.connecting = None;
+                }
+                let id = self.connection(address, stream);
+                self.drive(address, Input::Connected(id)).await;
+            }
+            Event::ConnectFailed(address, attempt) => {
+                let current = self
+                    .peers
+                    .get(&address)
+                    .is_some_and(|peer| peer.connecting == Some(attempt));
+                if current {
+                    if let Some(peer) = self.peers.get_mut(&address) {
+                        peer.connecting = None;
+                    }
+                    self.drive(address, Input::ConnectFailed).await;
+                }
+            }
+            Event::Received(address, id, bytes) => {
+                self.drive(address, Input::Received(id, &bytes)).await;
+            }
+            Event::Closed(address, id) => {
+                if let Some(peer) = self.peers.get_mut(&address) {
+                    peer.writers.remove(&id);
+                }
+                self.drive(address, Input::Closed(id)).await;
+            }
+        }
+    }
+
+    /// Starts the reader and writer tasks of a connection.
+    fn connection(&mut self, address: IpAddr, stream: TcpStream) -> ConnectionId {
+        let id = ConnectionId(self.next_connection);
+        self.next_connection += 1;
+        let _ = stream.set_nodelay(true);
+        let (mut reader, mut writer) = stream.into_split();
+        let (writing, mut to_write) = mpsc::unbounded_channel::<Writing>();
+        tokio::spawn(async move {
+            while let Some(item) = to_write.recv().await {
+                match item {
+                    Writing::Bytes(bytes) => {
+                        if writer.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    Writing::Close => break,
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let mut buffer = vec![0u8; 65536];
+            loop {
+                match reader.read(&mut buffer).await {
+                    Ok(0) | Err(_) => {
+                        let _ = events.send(Event::Closed(address, id));
+                        break;
+                    }
+                    Ok(read) => {
+                        if events
+                            .send(Event::Received(address, id, buffer[..read].to_vec()))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.writers.insert(id, writing);
+        }
+        id
+    }
+
+    /// Feeds one input to a neighbor's session and carries out what it
+    /// asks, following UPDATE decoding and resets back into it.
+    async fn drive(&mut self, address: IpAddr, input: Input<'_>) {
+        let mut pending: Vec<Vec<Action>> = Vec::new();
+        {
+            let Some(peer) = self.peers.get_mut(&address) else {
+                return;
+            };
+            if matches!(input, Input::Received(..)) {
+                peer.status.messages_received += 1;
+            }
+            pending.push(peer.session.handle(std::time::Instant::now(), input));
+        }
+        while let Some(actions) = pending.pop() {
+            for action in actions {
+                if let Some(more) = self.act(address, action).await {
+                    pending.push(more);
+                }
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(&address) {
+            let state = peer.session.state();
+            if state != peer.status.state {
+                peer.status.state = state;
+                peer.status.since = SystemTime::now();
+            }
+        }
+    }
+
+    async fn act(&mut self, address: IpAddr, action: Action) -> Option<Vec<Action>> {
+        match action {
+            Action::Connect => {
+                let attempt = self.next_connection;
+                self.next_connection += 1;
+                let peer = self.peers.get_mut(&address)?;
+                peer.connecting = Some(attempt);
+                let events = self.events.clone();
+                let target = SocketAddr::new(address, self.config.port);
+                tokio::spawn(async move {
+                    let event = match tokio::time::timeout(
+                        Duration::from_secs(30),
+                        TcpStream::connect(target),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => Event::Connected(address, attempt, stream),
+                        _ => Event::ConnectFailed(address, attempt),
+                    };
+                    let _ = events.send(event);
+                });
+                None
+            }
+            Action::CancelConnect => {
+                self.peers.get_mut(&address)?.connecting = None;
+                None
+            }
+            Action::Send(id, bytes) => {
+                let peer = self.peers.get_mut(&address)?;
+                peer.status.messages_sent += 1;
+                if let Some(writer) = peer.writers.get(&id) {
+                    let _ = writer.send(Writing::Bytes(bytes));
+                }
+                None
+            }
+            Action::Disconnect(id) => {
+                let peer = self.peers.get_mut(&address)?;
+                if let Some(writer) = peer.writers.remove(&id) {
+                    let _ = writer.send(Writing::Close);
+                }
+                None
+            }
+            Action::Established(negotiated) => {
+                self.established(address, negotiated).await;
+                None
+            }
+            Action::Update(body) => self.received_update(address, &body).await,
+            Action::RouteRefresh(family) => {
+                // Send the family's routes again, then its End-of-RIB.
+                let export = self.rib.refresh(address);
+                self.send_export(address, export, Some(family));
+                self.send_update(address, update::end_of_rib(family));
+                None
+            }
+            Action::Down(down) => {
+                self.down(address, down).await;
+                None
+            }
+        }
+    }
+
+    async fn established(&mut self, address: IpAddr, negotiated: Negotiated) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        tracing::info!(neighbor = %address, remote_as = negotiated.remote_as, families = ?negotiated.families, "BGP session established");
+        peer.negotiated = Some(negotiated.clone());
+        peer.status.last_error.clear();
+        let neighbor = decision::Neighbor {
+            address,
+            remote_as: negotiated.remote_as,
+            router_id: negotiated.remote_id,
+            families: negotiated.families.clone(),
+            next_hop_ipv4: peer.local_v4,
+            next_hop_ipv6: peer.local_v6,
+            import: Policy::default(),
+            export: Policy::default(),
+        };
+        let hold = Duration::from_secs(u64::from(self.config.restart_time.max(1)));
+        if peer.bridge_session.is_none() {
+            let (nexthops, _ignored) = mpsc::unbounded_channel();
+            match self.bridge.open(owner(address), Some(hold), nexthops).await {
+                Ok(welcome) => {
+                    if let Some(peer) = self.peers.get_mut(&address) {
+                        peer.bridge_session = Some(welcome.session);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(neighbor = %address, %error, "cannot open the bridge session")
+                }
+            }
+        }
+        let export = self.rib.neighbor_up(neighbor);
+        self.send_export(address, export, None);
+        for family in &negotiated.families {
+            self.send_update(address, update::end_of_rib(*family));
+        }
+    }
+
+    async fn received_update(&mut self, address: IpAddr, body: &[u8]) -> Option<Vec<Action>> {
+        let negotiated = self.peers.get(&address)?.negotiated.clone()?;
+        match update::decode(body, &negotiated) {
+            Decoded::Reset(notification) => {
+                tracing::warn!(neighbor = %address, notification = %session::describe(&notification), "malformed UPDATE: session reset");
+                let peer = self.peers.get_mut(&address)?;
+                Some(
+                    peer.session
+                        .handle(std::time::Instant::now(), Input::Reset(notification)),
+                )
+            }
+            Decoded::Update { update, problems } => {
+                for problem in &problems {
+                    tracing::warn!(neighbor = %address, %problem, "UPDATE error handled (RFC 7606)");
+                }
+                let limit = self.peers.get(&address)?.config.prefix_limit;
+                let received = self.rib.adj_rib_in(address).count() + update.announced.len();
+                if limit > 0 && received > limit as usize {
+                    tracing::warn!(neighbor = %address, limit, "prefix limit exceeded: session reset");
+                    let peer = self.peers.get_mut(&address)?;
+                    // Cease / Maximum Number of Prefixes Reached (RFC 4486).
+                    let notification = super::types::Notification {
+                        code: 6,
+                        subcode: 1,
+                        data: Vec::new(),
+                    };
+                    return Some(
+                        peer.session
+                            .handle(std::time::Instant::now(), Input::Reset(notification)),
+                    );
+                }
+                let eor = !update.end_of_rib.is_empty();
+                let changes = self.rib.apply(address, &update, &resolver(&self.view));
+                if let Some(peer) = self.peers.get_mut(&address) {
+                    peer.status.prefixes_received = self.rib.adj_rib_in(address).count() as u64;
+                    if eor {
+                        peer.stale_until = None;
+                    }
+                }
+                self.after_changes(changes).await;
+                if eor {
+                    self.reclaim(address).await;
+                }
+                None
+            }
+        }
+    }
+
+    /// After a neighbor's End-of-RIB: its routes in the bridge are offered
+    /// again (unchanged ones change nothing in the kernel), then the bridge
+    /// drops those it no longer sends.
+    async fn reclaim(&mut self, address: IpAddr) {
+        let Some(session) = self
+            .peers
+            .get(&address)
+            .and_then(|peer| peer.bridge_session)
+        else {
+            return;
+        };
+        let mut updates = Vec::new();
+        for (prefix, owner_address) in &self.fed {
+            if *owner_address == address
+                && let Some(spec) = self.route_spec(*prefix)
+            {
+                updates.push(BridgeUpdate::Offer(spec));
+            }
+        }
+        if !updates.is_empty() {
+            let _ = self
+                .bridge
+                .session_updates(owner(address), session, updates)
+                .await;
+        }
+        let _ = self.bridge.end_of_rib(owner(address)).await;
+    }
+
+    async fn down(&mut self, address: IpAddr, down: session::Down) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        if !down.was_established {
+            peer.status.last_error = down.reason.to_string();
+            return;
+        }
+        peer.status.resets += 1;
+        peer.status.last_error = down.reason.to_string();
+        peer.negotiated = None;
+        tracing::warn!(neighbor = %address, reason = %down.reason, retain = ?down.retain, "BGP session down");
+        match down.retain {
+            Some(retention) => {
+                peer.stale_until = Some((Instant::now() + retention.duration, retention.families));
+                self.rib.mark_stale(address);
+                // The kernel keeps the routes for the bridge's hold (the restart time).
+                if let Some(session) = peer.bridge_session.take() {
+                    self.bridge.close(owner(address), session);
+                }
+            }
+            None => {
+                let changes = self.rib.neighbor_down(address, &resolver(&self.view));
+                self.after_changes(changes).await;
+                if let Some(peer) = self.peers.get_mut(&address)
+                    && let Some(session) = peer.bridge_session.take()
+                {
+                    self.bridge.close(owner(address), session);
+                }
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.status.prefixes_received = 0;
+            peer.status.prefixes_sent = 0;
+        }
+    }
+
+    /// New best paths: to the bridge, and to every neighbor.
+    async fn after_changes(&mut self, changes: Vec<BestChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        self.feed_bridge(&changes).await;
+        let exports = self.rib.export(&changes);
+        for (address, export) in exports {
+            self.send_export(address, export, None);
+        }
+    }
+
+    fn send_export(&mut self, address: IpAddr, export: decision::Export, only: Option<Family>) {
+        let Some(negotiated) = self
+            .peers
+            .get(&address)
+            .and_then(|peer| peer.negotiated.clone())
+        else {
+            return;
+        };
+        let mut sent = 0;
+        for family in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
+            if only.is_some_and(|only| only != family) {
+                continue;
+            }
+            let announced: Vec<(IpNet, Arc<Attributes>)> = export
+                .announced
+                .iter()
+                .filter(|(prefix, _)| Family::of(prefix) == family)
+                .cloned()
+                .collect();
+            let withdrawn: Vec<IpNet> = export
+                .withdrawn
+                .iter()
+                .filter(|prefix| Family::of(prefix) == family)
+                .copied()
+                .collect();
+            sent += announced.len() as u64;
+            for message in update::encode(family, &announced, &withdrawn, &negotiated) {
+                self.send_update(address, message);
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.status.prefixes_sent += sent;
+        }
+    }
+
+    fn send_update(&mut self, address: IpAddr, message: Vec<u8>) {
+        let actions = match self.peers.get_mut(&address) {
+            Some(peer) => peer
+                .session
+                .handle(std::time::Instant::now(), Input::SendUpdate(message)),
+            None => return,
+        };
+        for action in actions {
+            if let Action::Send(id, bytes) = action
+                && let Some(peer) = self.peers.get_mut(&address)
+            {
+                peer.status.messages_sent += 1;
+                if let Some(writer) = peer.writers.get(&id) {
+                    let _ = writer.send(Writing::Bytes(bytes));
+                }
+            }
+        }
+    }
+
+    /// The bridge's view of a prefix's best paths: their nexthops, under
+    /// the owner of the first neighbor path; local networks are not fed.
+    fn route_spec(&self, prefix: IpNet) -> Option<RouteSpec> {
+        let paths = self.rib.best(&prefix);
+        let first = paths.iter().find_map(|path| match path.source {
+            Source::Neighbor(address) => Some(address),
+            Source::Local => None,
+        })?;
+        let mut nexthops: Vec<NexthopSpec> = Vec::new();
+        for path in paths {
+            if let Source::Neighbor(_) = path.source
+                && let Some(next_hop) = path.attributes.next_hop
+            {
+                let nexthop = NexthopSpec::Address(next_hop);
+                if !nexthops.contains(&nexthop) {
+                    nexthops.push(nexthop);
+                }
+            }
+        }
+        let ebgp = self
+            .peers
+            .get(&first)
+            .is_some_and(|peer| peer.config.remote_as != self.config.asn);
+        Some(RouteSpec {
+            prefix,
+            nexthops,
+            distance: if ebgp { EBGP_DISTANCE } else { IBGP_DISTANCE },
+            metric: 0,
+        })
+    }
+
+    async fn feed_bridge(&mut self, changes: &[BestChange]) {
+        let mut offers: BTreeMap<IpAddr, Vec<BridgeUpdate>> = BTreeMap::new();
+        let mut withdrawals: BTreeMap<IpAddr, Vec<BridgeUpdate>> = BTreeMap::new();
+        for change in changes {
+            let spec = self.route_spec(change.prefix);
+            let new_owner = spec.as_ref().and_then(|_| {
+                change.paths.iter().find_map(|path| match path.source {
+                    Source::Neighbor(address) => Some(address),
+                    Source::Local => None,
+                })
+            });
+            let old_owner = self.fed.get(&change.prefix).copied();
+            if let (Some(spec), Some(owner_address)) = (spec, new_owner) {
+                offers
+                    .entry(owner_address)
+                    .or_default()
+                    .push(BridgeUpdate::Offer(spec));
+                self.fed.insert(change.prefix, owner_address);
+            } else {
+                self.fed.remove(&change.prefix);
+            }
+            if let Some(old) = old_owner
+                && Some(old) != new_owner
+            {
+                withdrawals
+                    .entry(old)
+                    .or_default()
+                    .push(BridgeUpdate::Withdraw(change.prefix));
+            }
+        }
+        // Offers first: a prefix moving between neighbors is replaced in
+        // place, never removed and added.
+        for (batches, what) in [(offers, "offer"), (withdrawals, "withdraw")] {
+            for (address, updates) in batches {
+                let Some(session) = self
+                    .peers
+                    .get(&address)
+                    .and_then(|peer| peer.bridge_session)
+                else {
+                    continue;
+                };
+                match self
+                    .bridge
+                    .session_updates(owner(address), session, updates)
+                    .await
+                {
+                    Ok(results) => {
+                        let accepted = results
+                            .iter()
+                            .filter(|result| {
+                                !matches!(result.status, crate::rib::RouteStatus::Refused(_))
+                            })
+                            .count();
+                        tracing::debug!(neighbor = %address, what, accepted, "fed the bridge");
+                    }
+                    Err(error) => {
+                        tracing::warn!(neighbor = %address, %error, "cannot feed the bridge")
+                    }
+                }
+            }
+        }
+        for peer in self.peers.values_mut() {
+            let address = peer.config.address;
+            peer.status.prefixes_accepted =
+                self.fed.values().filter(|owner| **owner == address).count() as u64;
+        }
+    }
+
+    fn publish_status(&self) {
+        let mut paths = Vec::new();
+        let best: BTreeSet<(IpNet, Option<IpAddr>)> = self
+            .rib
+            .best_paths()
+            .flat_map(|(prefix, paths)| {
+                paths.iter().map(move |path| {
+                    (
+                        *prefix,
+                        match path.source {
+                            Source::Neighbor(address) => Some(address),
+                            Source::Local => None,
+                        },
+                    )
+                })
+            })
+            .collect();
+        for (prefix, best_paths) in self.rib.best_paths() {
+            for path in best_paths {
+                if path.source == Source::Local {
+                    paths.push(PathStatus {
+                        prefix: *prefix,
+                        neighbor: None,
+                        attributes: Arc::clone(&path.attributes),
+                        best: true,
+                        stale: false,
+                    });
+                }
+            }
+        }
+        for address in self.peers.keys() {
+            for (prefix, attributes, stale) in self.rib.adj_rib_in(*address) {
+                paths.push(PathStatus {
+                    prefix: *prefix,
+                    neighbor: Some(*address),
+                    attributes: Arc::clone(attributes),
+                    best: best.contains(&(*prefix, Some(*address))),
+                    stale,
+                });
+            }
+        }
+        paths.sort_by_key(|path| (path.prefix, path.neighbor));
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.neighbors = self
+            .peers
+            .values()
+            .map(|peer| peer.status.clone())
+            .collect();
+        status.paths = paths;
+    }
+}
+
+fn owner(address: IpAddr) -> Owner {
+    Owner::new(format!("bgp:{address}"))
+}
+
+/// An IPv4 peer on a dual-stack socket shows as `::ffff:a.b.c.d`.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        IpAddr::V4(_) => address,
+    }
+}
+
+/// Nexthops resolve onto a tunnel that is up with a live peer, never over
+/// a route the speaker learned.
+fn resolver(view: &TunnelView) -> impl Resolver + '_ {
+    move |next_hop: IpAddr| {
+        view.tunnels.iter().any(|tunnel| {
+            tunnel.up
+                && tunnel.peers.iter().any(|peer| peer.reachable)
+                && tunnel
+                    .addresses
+                    .iter()
+                    .any(|net| net.contains(&next_hop) && net.addr() != next_hop)
+        })
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
