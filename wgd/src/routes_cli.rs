@@ -151,58 +151,6 @@ pub fn render_routes(routes: &[api::RouteEntry], json: bool) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn words(text: &str) -> Vec<String> {
-        text.split_whitespace().map(str::to_owned).collect()
-    }
-
-    #[test]
-    fn nexthops_read_like_ip_route() {
-        let nexthops =
-            parse_nexthops(&words("via 10.255.0.1 via 10.254.0.2 dev wg-hub dev wg-c")).unwrap();
-        let described: Vec<String> = nexthops.iter().map(describe_nexthop).collect();
-        assert_eq!(
-            described,
-            ["via 10.255.0.1", "via 10.254.0.2 dev wg-hub", "dev wg-c"]
-        );
-        assert_eq!(
-            parse_nexthops(&words("via")).unwrap_err(),
-            "\"via\" needs a value"
-        );
-        assert!(parse_nexthops(&words("gateway 1.2.3.4")).is_err());
-        assert!(parse_nexthops(&[]).is_err());
-    }
-
-    #[test]
-    fn routes_render_as_a_table() {
-        let routes = vec![api::RouteEntry {
-            prefix: "192.0.2.0/24".into(),
-            owner: "ctl".into(),
-            nexthops: vec![api::Nexthop {
-                address: "10.255.0.1".into(),
-                tunnel: String::new(),
-            }],
-            distance: 20,
-            metric: 0,
-            state: api::RouteState::Queued as i32,
-            reason: "tunnel wg-b is down".into(),
-            stale: true,
-        }];
-        let text = render_routes(&routes, false);
-        assert_eq!(
-            text,
-            "PREFIX        OWNER  NEXTHOPS        DIST/METRIC  STATE           WHY NOT\n\
-             192.0.2.0/24  ctl    via 10.255.0.1  20/0         queued (stale)  tunnel wg-b is down\n"
-        );
-        let json: serde_json::Value = serde_json::from_str(&render_routes(&routes, true)).unwrap();
-        assert_eq!(json[0]["state"], "queued");
-        assert_eq!(json[0]["installed"], false);
-    }
-}
-
 /// `wgd bgp summary`: one line per neighbor, or JSON.
 pub fn render_bgp_summary(summary: &api::BgpSummaryResponse, json: bool) -> String {
     if json {
@@ -339,4 +287,56 @@ pub fn render_bgp_paths(paths: &[api::BgpPath], json: bool) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn nexthops_read_like_ip_route() {
+        let nexthops =
+            parse_nexthops(&words("via 10.255.0.1 via 10.254.0.2 dev wg-hub dev wg-c")).unwrap();
+        let described: Vec<String> = nexthops.iter().map(describe_nexthop).collect();
+        assert_eq!(
+            described,
+            ["via 10.255.0.1", "via 10.254.0.2 dev wg-hub", "dev wg-c"]
+        );
+        assert_eq!(
+            parse_nexthops(&words("via")).unwrap_err(),
+            "\"via\" needs a value"
+        );
+        assert!(parse_nexthops(&words("gateway 1.2.3.4")).is_err());
+        assert!(parse_nexthops(&[]).is_err());
+    }
+
+    #[test]
+    fn routes_render_as_a_table() {
+        let routes = vec![api::RouteEntry {
+            prefix: "192.0.2.0/24".into(),
+            owner: "ctl".into(),
+            nexthops: vec![api::Nexthop {
+                address: "10.255.0.1".into(),
+                tunnel: String::new(),
+            }],
+            distance: 20,
+            metric: 0,
+            state: api::RouteState::Queued as i32,
+            reason: "tunnel wg-b is down".into(),
+            stale: true,
+        }];
+        let text = render_routes(&routes, false);
+        assert_eq!(
+            text,
+            "PREFIX        OWNER  NEXTHOPS        DIST/METRIC  STATE           WHY NOT\n\
+             192.0.2.0/24  ctl    via 10.255.0.1  20/0         queued (stale)  tunnel wg-b is down\n"
+        );
+        let json: serde_json::Value = serde_json::from_str(&render_routes(&routes, true)).unwrap();
+        assert_eq!(json[0]["state"], "queued");
+        assert_eq!(json[0]["installed"], false);
+    }
 }
