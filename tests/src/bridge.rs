@@ -46,7 +46,10 @@ impl BridgeLab {
     pub const TUNNEL_A: &'static str = "10.255.0.0";
     /// B's tunnel address: the nexthop of routes A learns.
     pub const TUNNEL_B: &'static str = "10.255.0.1";
+    pub const TUNNEL_B6: &'static str = "fd00:255::1";
     pub const FAR_LAN: &'static str = "192.168.77.0/24";
+    pub const FAR_LAN6: &'static str = "fd00:77::/64";
+    pub const FAR_LAN6_HOST: &'static str = "fd00:77::1";
     pub const FAR_LAN_HOST: &'static str = "192.168.77.1";
     /// A's Prometheus endpoint, on A's own loopback.
     pub const METRICS: &'static str = "127.0.0.1:9586";
@@ -107,13 +110,14 @@ impl BridgeLab {
             (None, underlay_a, Self::UNDERLAY_A, Self::UNDERLAY_B)
         };
         b.add_address("lo", &format!("{}/24", Self::FAR_LAN_HOST))?;
+        b.add_address("lo", &format!("{}/64", Self::FAR_LAN6_HOST))?;
         let (keys_a, keys_b) = (KeyPair::generate()?, KeyPair::generate()?);
         let (tunnel_a, tunnel_b) = (unique_name("wga"), unique_name("wgb"));
         let socket = a.dir().join("wgd.sock");
         let config_a = format!(
             "[daemon]\napi = \"{}\"\nmetrics = \"{}\"\n\n[bridge]\n{bridge}\n\n\
              [[tunnel]]\nname = \"{tunnel_a}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
-             address = [\"{}/31\"]\n\n\
+             address = [\"{}/31\", \"fd00:255::/127\"]\n\n\
              [[tunnel.peer]]\npublic_key = \"{}\"\nendpoint = \"{}:{PORT}\"\npersistent_keepalive = 1\n",
             socket.display(),
             Self::METRICS,
@@ -124,7 +128,7 @@ impl BridgeLab {
         );
         let config_b = format!(
             "[[tunnel]]\nname = \"{tunnel_b}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
-             address = [\"{}/31\"]\n\n\
+             address = [\"{}/31\", \"fd00:255::1/127\"]\n\n\
              [[tunnel.peer]]\npublic_key = \"{}\"\nendpoint = \"{}:{PORT}\"\npersistent_keepalive = 1\n",
             keys_b.private,
             Self::TUNNEL_B,

@@ -16,6 +16,7 @@
 //! `cargo build --workspace --bins` first.
 
 pub mod bridge;
+pub mod frr;
 pub mod routing;
 pub mod status;
 
