@@ -34,7 +34,8 @@
 //! route whose AS_PATH holds the neighbor's AS (we filter rather than send
 //! what the neighbor would drop). To iBGP neighbors: only routes we
 //! originate or learned over eBGP (no route reflection), with LOCAL_PREF.
-//! The export policy comes last and may still deny or change the route.
+//! The export policy comes last (it sees the route as it would be sent)
+//! and may still deny or change it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
