@@ -227,3 +227,43 @@ fn the_speaker_exchanges_routes_with_frr_and_rides_out_its_restart() -> anyhow::
     assert!(has_route(&lab, BridgeLab::FAR_LAN6));
     Ok(())
 }
+
+#[test]
+fn tcp_md5_and_ttl_security_with_frr() -> anyhow::Result<()> {
+    let config = speaker_config() + "password = \"wgd-md5-key\"\nttl_security = true\n";
+    let lab = BridgeLab::new(&config)?;
+    let remote_as = format!(" neighbor {} remote-as 65001\n", BridgeLab::TUNNEL_A);
+    let frr_config = frr_config().replace(
+        &remote_as,
+        &format!(
+            "{remote_as} neighbor {a} password wgd-md5-key\n neighbor {a} ttl-security hops 1\n",
+            a = BridgeLab::TUNNEL_A
+        ),
+    );
+    let frr = Frr::start(&lab.b, &frr_config)?;
+    wait_for(
+        Duration::from_secs(30),
+        "the signed session with FRR",
+        || established(&lab),
+    )
+    .map_err(|error| {
+        let bgp = frr.vtysh(&["show bgp neighbors"]).unwrap_or_default();
+        anyhow::anyhow!("{error}\nFRR:\n{bgp}\nwgd:\n{}", lab.log())
+    })?;
+    wait_for(Duration::from_secs(10), "B's prefix in A's kernel", || {
+        has_route(&lab, BridgeLab::FAR_LAN)
+    })?;
+    // The password is nowhere in what wgd prints.
+    let summary = lab.wgd.run(
+        &lab.a,
+        &[
+            "bgp",
+            "summary",
+            "--json",
+            "--api",
+            lab.socket.to_str().unwrap_or_default(),
+        ],
+    )?;
+    assert!(!summary.contains("wgd-md5-key") && !lab.log().contains("wgd-md5-key"));
+    Ok(())
+}

@@ -16,8 +16,9 @@
 
 pub mod decision;
 pub mod policy;
+pub mod service;
 pub mod session;
+pub mod socket;
+pub mod speaker;
 pub mod types;
 pub mod update;
-pub mod speaker;
-pub mod service;

@@ -65,6 +65,20 @@ pub struct NeighborConfig {
     pub hold_time: Option<u16>,
     pub prefix_limit: u32,
     pub description: Option<String>,
+    /// TCP MD5 (RFC 2385).
+    pub password: Option<Secret>,
+    /// RFC 5082, one hop.
+    pub ttl_security: bool,
+}
+
+/// A TCP MD5 key: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(hidden)")
+    }
 }
 
 /// One neighbor as `wgd bgp summary` shows it.
@@ -127,6 +141,11 @@ impl Speaker {
                     TcpListener::from_std(l)
                 })
             })?;
+        for neighbor in &config.neighbors {
+            if let Some(password) = &neighbor.password {
+                super::socket::set_md5(&listener, neighbor.address, password.0.as_bytes())?;
+            }
+        }
         let (tunnels, tunnel_updates) = watch::channel(view);
         let status = Arc::new(Mutex::new(SpeakerStatus {
             asn: config.asn,
@@ -390,8 +409,14 @@ impl Core {
         match event {
             Event::Accepted(stream, from) => {
                 let address = canonical(from.ip());
-                if !self.peers.contains_key(&address) {
+                let Some(peer) = self.peers.get(&address) else {
                     tracing::info!(%from, "BGP connection from an address that is no neighbor; closed");
+                    return;
+                };
+                if peer.config.ttl_security
+                    && let Err(error) = super::socket::set_ttl_security(&stream)
+                {
+                    tracing::warn!(neighbor = %address, %error, "cannot set the TTL security check");
                     return;
                 }
                 let id = self.connection(address, stream);
@@ -519,15 +544,29 @@ impl Core {
                 peer.connecting = Some(attempt);
                 let events = self.events.clone();
                 let target = SocketAddr::new(address, self.config.port);
+                let password = peer.config.password.clone();
+                let ttl_security = peer.config.ttl_security;
                 tokio::spawn(async move {
-                    let event = match tokio::time::timeout(
-                        Duration::from_secs(30),
-                        TcpStream::connect(target),
-                    )
-                    .await
-                    {
+                    let connect = async {
+                        let socket = match address {
+                            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                        };
+                        if let Some(password) = &password {
+                            super::socket::set_md5(&socket, address, password.0.as_bytes())?;
+                        }
+                        if ttl_security {
+                            super::socket::set_ttl_security(&socket)?;
+                        }
+                        socket.connect(target).await
+                    };
+                    let event = match tokio::time::timeout(Duration::from_secs(30), connect).await {
                         Ok(Ok(stream)) => Event::Connected(address, attempt, stream),
-                        _ => Event::ConnectFailed(address, attempt),
+                        Ok(Err(error)) => {
+                            tracing::debug!(neighbor = %address, %error, "connect failed");
+                            Event::ConnectFailed(address, attempt)
+                        }
+                        Err(_) => Event::ConnectFailed(address, attempt),
                     };
                     let _ = events.send(event);
                 });

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use bgp_bridge::bgp::speaker::{BGP_PORT, NeighborConfig, SpeakerConfig};
+use bgp_bridge::bgp::speaker::{BGP_PORT, NeighborConfig, Secret, SpeakerConfig};
 use bgp_bridge::engine::{AllowedExtras, BridgeConfig};
 use bgp_bridge::rib::RibConfig;
 use bgp_bridge::{PeerInfo, TunnelInfo, TunnelView};
@@ -125,6 +125,8 @@ pub fn speaker_config(settings: &BgpSettings) -> SpeakerConfig {
                 hold_time: neighbor.hold_time,
                 prefix_limit: neighbor.prefix_limit,
                 description: neighbor.description.clone(),
+                password: neighbor.password.clone().map(Secret),
+                ttl_security: neighbor.ttl_security,
             })
             .collect(),
     }
