@@ -700,10 +700,11 @@ impl<F: Fib> Engine<F> {
         let hold = *hold;
         self.rib.forget_registrations(&owner);
         let kept = self.rib.mark_stale(&owner);
-        tracing::info!(%owner, session, kept, ?hold, "session ended; routes kept for the hold time");
         if kept == 0 {
+            tracing::info!(%owner, session, "session ended; it had no routes left");
             self.owners.remove(&owner);
         } else {
+            tracing::info!(%owner, session, kept, ?hold, "session ended; routes kept for the hold time");
             self.owners.insert(
                 owner,
                 OwnerState::Away {

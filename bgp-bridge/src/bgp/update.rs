@@ -22,11 +22,10 @@
 //!   parsed, resets the session (RFC 7606 allows "AFI/SAFI disable"
 //!   instead; reset is simpler and loses nothing a restart would not);
 //! - an attribute list that cannot be walked to its end (an attribute runs
-//!   past the Total Path Attribute Length) is treated as withdraw only when
-//!   no MP_REACH_NLRI can hide behind the break: one was already seen (RFC
-//!   7606 5.1 has it encoded first) or the session carries IPv4 unicast
-//!   alone. Otherwise the session is reset, since routes we cannot see
-//!   could be neither taken nor withdrawn;
+//!   past the Total Path Attribute Length) is treated as withdraw, as RFC
+//!   7606 4 requires while the framing locates the NLRI: an MP_REACH_NLRI
+//!   not seen before the break is taken to be absent, since RFC 7606 5.1
+//!   has senders encode it first;
 //! - MP attributes of a family the session did not negotiate are ignored;
 //! - NEXT_HOP is checked only when the body carries NLRI (RFC 4760 3);
 //! - an eBGP neighbor's AS_PATH must start with its AS (the "MAY" check of
@@ -439,15 +438,11 @@ impl<'s> Walk<'s> {
         Ok(())
     }
 
-    /// The attribute list cannot be walked to its end (RFC 7606 4): treat
-    /// as withdraw, unless an MP_REACH_NLRI could be hiding behind the
-    /// break (see the module comment).
+    /// The attribute list cannot be walked to its end, but the framing
+    /// still locates the NLRI: treat as withdraw (a MUST in RFC 7606 4).
+    /// An MP_REACH_NLRI comes first when there is one (RFC 7606 5.1), so
+    /// one not seen before the break is taken to be absent.
     fn broken_list(&mut self, short_header: bool) -> Result<(), Notification> {
-        let ipv4_only =
-            self.session.families == [Family::Ipv4Unicast] && !self.session.extended_next_hop_ipv4;
-        if !self.reach_seen && !ipv4_only {
-            return Err(malformed_attribute_list());
-        }
         let reason = if short_header {
             "the attribute list ends inside an attribute header"
         } else {
@@ -1878,13 +1873,13 @@ mod tests {
         let mut attributes = [origin(), as_path(&[PEER_AS]), next_hop([10, 0, 0, 1])].concat();
         attributes.extend_from_slice(&[OPT_TRANS, code::COMMUNITIES, 8, 0, 1, 0, 1]);
         let body = update_body(&[], &attributes, &prefixes(&["192.0.2.0/24"]));
-        // IPv4 alone: nothing can hide behind the break, treat as withdraw.
-        let (update, problems) = accepted(&body, &ipv4_only());
-        assert_withdrawn(&update, &["192.0.2.0/24"]);
-        assert!(has(&problems, None, Action::TreatAsWithdraw));
-        // With IPv6 negotiated and no MP_REACH_NLRI seen: reset.
-        let notification = reset_by(&body, &ebgp());
-        assert_eq!((notification.code, notification.subcode), (3, 1));
+        // The framing still locates the NLRI: treat as withdraw, with IPv6
+        // negotiated too (an MP_REACH_NLRI would have come first).
+        for session in [ipv4_only(), ebgp()] {
+            let (update, problems) = accepted(&body, &session);
+            assert_withdrawn(&update, &["192.0.2.0/24"]);
+            assert!(has(&problems, None, Action::TreatAsWithdraw));
+        }
         // A header cut short counts the same.
         let mut attributes = [origin(), as_path(&[PEER_AS]), next_hop([10, 0, 0, 1])].concat();
         attributes.extend_from_slice(&[OPT_TRANS | flag::EXTENDED_LENGTH, code::COMMUNITIES, 0]);
