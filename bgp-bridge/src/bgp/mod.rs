@@ -15,6 +15,7 @@
 //! bridge as owner `bgp:<neighbor>`.
 
 pub mod decision;
+pub mod metrics;
 pub mod policy;
 pub mod service;
 pub mod session;

@@ -69,6 +69,8 @@ pub struct NeighborConfig {
     pub password: Option<Secret>,
     /// RFC 5082, one hop.
     pub ttl_security: bool,
+    pub import: Policy,
+    pub export: Policy,
 }
 
 /// A TCP MD5 key: never printed.
@@ -245,7 +247,8 @@ impl Core {
                 SessionConfig::new(config.asn, neighbor.remote_as, config.router_id);
             session_config.hold_time = neighbor.hold_time.unwrap_or(config.hold_time);
             session_config.passive = neighbor.passive;
-            session_config.extended_next_hop_ipv4 = false;
+            // RFC 8950: IPv4 routes with an IPv6 nexthop, where the peer offers it.
+            session_config.extended_next_hop_ipv4 = true;
             if config.graceful_restart {
                 session_config.graceful_restart = Some(GracefulRestartConfig {
                     restart_time: config.restart_time,
@@ -624,8 +627,8 @@ impl Core {
             families: negotiated.families.clone(),
             next_hop_ipv4: peer.local_v4,
             next_hop_ipv6: peer.local_v6,
-            import: Policy::default(),
-            export: Policy::default(),
+            import: peer.config.import.clone(),
+            export: peer.config.export.clone(),
         };
         let hold = Duration::from_secs(u64::from(self.config.restart_time.max(1)));
         if peer.bridge_session.is_none() {

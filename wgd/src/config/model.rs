@@ -83,6 +83,9 @@ pub struct NeighborSettings {
     /// Routes accepted from this neighbor; 0 is no limit.
     pub prefix_limit: u32,
     pub description: Option<String>,
+    /// What is taken from the neighbor, and what is sent to it.
+    pub import: bgp_bridge::bgp::policy::Policy,
+    pub export: bgp_bridge::bgp::policy::Policy,
 }
 
 impl fmt::Debug for NeighborSettings {
@@ -98,6 +101,8 @@ impl fmt::Debug for NeighborSettings {
             .field("ttl_security", &self.ttl_security)
             .field("prefix_limit", &self.prefix_limit)
             .field("description", &self.description)
+            .field("import", &self.import)
+            .field("export", &self.export)
             .finish()
     }
 }

@@ -93,6 +93,8 @@ mod raw {
         pub ttl_security: Option<bool>,
         pub prefix_limit: Option<Spanned<i64>>,
         pub description: Option<String>,
+        pub import: Option<bgp_bridge::bgp::policy::Policy>,
+        pub export: Option<bgp_bridge::bgp::policy::Policy>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -637,6 +639,8 @@ impl Reader<'_, '_> {
             ttl_security: raw.ttl_security.unwrap_or(false),
             prefix_limit,
             description: raw.description,
+            import: raw.import.unwrap_or_default(),
+            export: raw.export.unwrap_or_default(),
         })
     }
 
@@ -1650,6 +1654,23 @@ listen_port = 51822
                 "{error} does not end with {expected}"
             );
         }
+    }
+
+    #[test]
+    fn bgp_policies_are_read_with_the_neighbor() {
+        let text = format!(
+            "{TUNNEL}\n[bgp]\nasn = 65001\n[[bgp.neighbor]]\ntunnel = \"wg-b\"\nremote_as = 65002\n\
+             [[bgp.neighbor.import.rules]]\naction = \"deny\"\nmatch.prefix_list = [{{ prefix = \"10.0.0.0/8\", le = 32 }}]\n\
+             [[bgp.neighbor.export.rules]]\naction = \"permit\"\nset.med = 50\n"
+        );
+        let config = parse_str(Path::new("wgd.toml"), &text).unwrap();
+        let neighbor = &config.daemon.bgp.as_ref().unwrap().neighbors[0];
+        assert_eq!(neighbor.import.rules.len(), 1);
+        assert_eq!(neighbor.export.rules[0].set.med, Some(50));
+        let bad = text.replace("le = 32", "le = 33");
+        let error = error_line("wgd.toml", &bad);
+        assert!(error.starts_with("wgd.toml:"), "{error}");
+        assert!(error.contains("33"), "{error}");
     }
 
     #[test]

@@ -496,6 +496,9 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     if let Some(address) = daemon.config.daemon.metrics {
         let mut registry = daemon.metrics.register(daemon.snapshot.clone());
         bgp_bridge::metrics::register(&mut registry, &daemon.bridge);
+        if let Some(speaker) = &daemon.speaker {
+            bgp_bridge::bgp::metrics::register(&mut registry, speaker);
+        }
         let registry = Arc::new(registry);
         tokio::spawn(async move {
             if let Err(error) = metrics::serve(address, registry).await {

@@ -127,6 +127,8 @@ pub fn speaker_config(settings: &BgpSettings) -> SpeakerConfig {
                 description: neighbor.description.clone(),
                 password: neighbor.password.clone().map(Secret),
                 ttl_security: neighbor.ttl_security,
+                import: neighbor.import.clone(),
+                export: neighbor.export.clone(),
             })
             .collect(),
     }

@@ -1,0 +1,122 @@
+//! The BGP speaker's Prometheus metrics, read from its status at scrape
+//! time: session state, prefixes per neighbor, messages in and out, and
+//! resets with the latest reason.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::TypedMetric;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use super::service::state_name;
+use super::session::State;
+use super::speaker::{NeighborStatus, Speaker};
+
+/// Adds the speaker's metrics to `registry`.
+pub fn register(registry: &mut Registry, speaker: &Speaker) {
+    registry.register_collector(Box::new(SpeakerCollector {
+        speaker: speaker.clone(),
+    }));
+}
+
+#[derive(Debug)]
+struct SpeakerCollector {
+    speaker: Speaker,
+}
+
+impl Collector for SpeakerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let status = self.speaker.status();
+        let neighbors = &status.neighbors;
+        per_neighbor(
+            &mut encoder,
+            neighbors,
+            "bgp_session_established",
+            "1 when the BGP session is established.",
+            |n| ConstGauge::new(i64::from(n.state == State::Established)),
+        )?;
+        let mut family = encoder.encode_descriptor(
+            "bgp_session_state",
+            "The session's state, as a label (1 for the current one).",
+            None,
+            ConstGauge::<i64>::TYPE,
+        )?;
+        for neighbor in neighbors {
+            let address = neighbor.address.to_string();
+            let labels = [
+                ("neighbor", address.as_str()),
+                ("state", state_name(neighbor.state)),
+            ];
+            ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "bgp_prefixes",
+            "Prefixes per neighbor: received, accepted (carried to the kernel), sent.",
+            None,
+            ConstGauge::<i64>::TYPE,
+        )?;
+        for neighbor in neighbors {
+            let address = neighbor.address.to_string();
+            for (kind, value) in [
+                ("received", neighbor.prefixes_received),
+                ("accepted", neighbor.prefixes_accepted),
+                ("sent", neighbor.prefixes_sent),
+            ] {
+                let labels = [("neighbor", address.as_str()), ("kind", kind)];
+                ConstGauge::new(value as i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        per_neighbor(
+            &mut encoder,
+            neighbors,
+            "bgp_messages_received",
+            "BGP messages received.",
+            |n| ConstCounter::new(n.messages_received),
+        )?;
+        per_neighbor(
+            &mut encoder,
+            neighbors,
+            "bgp_messages_sent",
+            "BGP messages sent.",
+            |n| ConstCounter::new(n.messages_sent),
+        )?;
+        per_neighbor(
+            &mut encoder,
+            neighbors,
+            "bgp_resets",
+            "Established sessions that went down.",
+            |n| ConstCounter::new(n.resets),
+        )?;
+        let mut family = encoder.encode_descriptor(
+            "bgp_last_reset",
+            "Why the session last went down (the reason is the label).",
+            None,
+            ConstGauge::<i64>::TYPE,
+        )?;
+        for neighbor in neighbors.iter().filter(|n| !n.last_error.is_empty()) {
+            let address = neighbor.address.to_string();
+            let labels = [
+                ("neighbor", address.as_str()),
+                ("reason", neighbor.last_error.as_str()),
+            ];
+            ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn per_neighbor<M: EncodeMetric + TypedMetric>(
+    encoder: &mut DescriptorEncoder,
+    neighbors: &[NeighborStatus],
+    name: &str,
+    help: &str,
+    value: impl Fn(&NeighborStatus) -> M,
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, M::TYPE)?;
+    for neighbor in neighbors {
+        let address = neighbor.address.to_string();
+        value(neighbor).encode(family.encode_family(&[("neighbor", address.as_str())])?)?;
+    }
+    Ok(())
+}
