@@ -15,8 +15,10 @@
 //! itself is not built by `cargo test -p wgd-tests`: run
 //! `cargo build --workspace --bins` first.
 
+pub mod bird;
 pub mod bridge;
 pub mod frr;
+pub mod gobgp;
 pub mod routing;
 pub mod status;
 

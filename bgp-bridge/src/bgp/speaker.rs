@@ -404,6 +404,13 @@ impl Core {
                     .rib
                     .sweep_stale(address, &families, &resolver(&self.view));
                 self.after_changes(changes).await;
+                // Still not back: its bridge session goes with its routes.
+                if let Some(peer) = self.peers.get_mut(&address)
+                    && peer.negotiated.is_none()
+                    && let Some(session) = peer.bridge_session.take()
+                {
+                    self.bridge.close(owner(address), session);
+                }
             }
         }
     }
@@ -741,12 +748,11 @@ impl Core {
         tracing::warn!(neighbor = %address, reason = %down.reason, retain = ?down.retain, "BGP session down");
         match down.retain {
             Some(retention) => {
+                // The bridge session stays open: the kernel keeps the routes
+                // until the peer is back or its own restart time runs out,
+                // when the speaker withdraws them through it.
                 peer.stale_until = Some((Instant::now() + retention.duration, retention.families));
                 self.rib.mark_stale(address);
-                // The kernel keeps the routes for the bridge's hold (the restart time).
-                if let Some(session) = peer.bridge_session.take() {
-                    self.bridge.close(owner(address), session);
-                }
             }
             None => {
                 let changes = self.rib.neighbor_down(address, &resolver(&self.view));
@@ -758,8 +764,9 @@ impl Core {
                 }
             }
         }
+        let kept = self.rib.adj_rib_in(address).count() as u64;
         if let Some(peer) = self.peers.get_mut(&address) {
-            peer.status.prefixes_received = 0;
+            peer.status.prefixes_received = kept;
             peer.status.prefixes_sent = 0;
         }
     }
