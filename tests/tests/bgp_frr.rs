@@ -225,6 +225,35 @@ fn the_speaker_exchanges_routes_with_frr_and_rides_out_its_restart() -> anyhow::
         "pings were lost while bgpd restarted"
     );
     assert!(has_route(&lab, BridgeLab::FAR_LAN6));
+
+    // A network is announced while the kernel has it: A's LAN address goes,
+    // and B loses the route; it comes back with the address.
+    let b_has_lan = || {
+        lab.b
+            .check(&["ip", "route", "show", "192.168.10.0/24"])
+            .is_ok_and(|route| route.contains("proto bgp"))
+    };
+    lab.a.check(&[
+        "ip",
+        "address",
+        "del",
+        &format!("{LOCAL_LAN_HOST}/24"),
+        "dev",
+        "lo",
+    ])?;
+    wait_for(
+        Duration::from_secs(15),
+        "B to lose A's LAN once A has it no more",
+        || !b_has_lan(),
+    )
+    .map_err(context)?;
+    lab.a.add_address("lo", &format!("{LOCAL_LAN_HOST}/24"))?;
+    wait_for(
+        Duration::from_secs(15),
+        "B to learn A's LAN again",
+        b_has_lan,
+    )
+    .map_err(context)?;
     Ok(())
 }
 

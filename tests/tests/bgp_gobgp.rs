@@ -278,6 +278,9 @@ fn failure(error: wgd_labs::Error, lab: &BridgeLab, gobgp: &Gobgp) -> anyhow::Er
 #[test]
 fn the_speaker_exchanges_routes_with_gobgp_and_rides_out_its_restart() -> anyhow::Result<()> {
     let lab = BridgeLab::new(&speaker_config())?;
+    // A originates its LAN while the kernel has it.
+    lab.a.add_address("lo", "192.168.10.1/24")?;
+    lab.a.add_address("lo", "fd00:10::1/64")?;
     let mut gobgp = Gobgp::start(&lab.b, &gobgp_config(false))?;
     let tunnel_a = BridgeLab::TUNNEL_A;
     wait_for(Duration::from_secs(30), "the session with GoBGP", || {

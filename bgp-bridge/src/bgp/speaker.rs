@@ -37,6 +37,8 @@ use crate::engine::{Bridge, Update as BridgeUpdate};
 use crate::route::{NexthopSpec, Owner, RouteSpec, TunnelView};
 
 pub const BGP_PORT: u16 = 179;
+/// How often the kernel is read for the networks to originate.
+const NETWORKS_INTERVAL: Duration = Duration::from_secs(5);
 /// zebra's distances: eBGP routes beat most others, iBGP ones few.
 const EBGP_DISTANCE: u8 = 20;
 const IBGP_DISTANCE: u8 = 200;
@@ -53,6 +55,10 @@ pub struct SpeakerConfig {
     pub restart_time: u16,
     /// Port to listen on and connect to (179).
     pub port: u16,
+    /// wgd restarted with its routes still in the kernel (the bridge
+    /// adopted them): the sessions announce the restart (the R bit of
+    /// RFC 4724) with the forwarding state preserved.
+    pub restarting: bool,
     pub neighbors: Vec<NeighborConfig>,
 }
 
@@ -130,10 +136,14 @@ pub struct Speaker {
 impl Speaker {
     /// Starts listening and connecting. The tunnel view resolves nexthops
     /// (a nexthop must be on a tunnel that is up with a live peer).
+    /// `kernel` is read to announce each of `networks` only while the
+    /// kernel has a route for it that wgd did not add (a connected LAN, a
+    /// static route).
     pub async fn start(
         config: SpeakerConfig,
         bridge: Bridge,
         view: TunnelView,
+        kernel: crate::fib::KernelFib,
     ) -> std::io::Result<Speaker> {
         let listener = TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, config.port))
             .await
@@ -168,7 +178,7 @@ impl Speaker {
                 }
             }
         });
-        let core = Core::new(config, bridge, events, status.clone())?;
+        let core = Core::new(config, bridge, events, status.clone(), kernel)?;
         tokio::spawn(core.run(incoming, tunnel_updates));
         Ok(Speaker { status, tunnels })
     }
@@ -232,6 +242,10 @@ struct Core {
     /// Which bridge owner carries each prefix now.
     fed: HashMap<IpNet, IpAddr>,
     next_connection: u64,
+    /// Read for the networks to originate.
+    kernel: crate::fib::KernelFib,
+    /// The configured networks the kernel has a route for, announced.
+    present: Vec<IpNet>,
 }
 
 impl Core {
@@ -240,6 +254,7 @@ impl Core {
         bridge: Bridge,
         events: mpsc::UnboundedSender<Event>,
         status: Arc<Mutex<SpeakerStatus>>,
+        kernel: crate::fib::KernelFib,
     ) -> std::io::Result<Self> {
         let mut peers = BTreeMap::new();
         for neighbor in &config.neighbors {
@@ -252,7 +267,7 @@ impl Core {
             if config.graceful_restart {
                 session_config.graceful_restart = Some(GracefulRestartConfig {
                     restart_time: config.restart_time,
-                    restarting: false,
+                    restarting: config.restarting,
                     forwarding_preserved: true,
                 });
             }
@@ -304,6 +319,8 @@ impl Core {
             view: TunnelView::default(),
             fed: HashMap::new(),
             next_connection: 1,
+            kernel,
+            present: Vec::new(),
         })
     }
 
@@ -314,13 +331,13 @@ impl Core {
     ) {
         self.view = tunnels.borrow_and_update().clone();
         self.locate_addresses();
-        let networks = self.config.networks.clone();
-        let changes = self.rib.set_networks(&networks, &resolver(&self.view));
-        self.after_changes(changes).await;
+        self.check_networks().await;
         let addresses: Vec<IpAddr> = self.peers.keys().copied().collect();
         for address in addresses {
             self.drive(address, Input::Start).await;
         }
+        let mut networks = tokio::time::interval(NETWORKS_INTERVAL);
+        networks.reset();
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -335,9 +352,52 @@ impl Core {
                     self.after_changes(changes).await;
                 }
                 () = sleep_until(deadline) => self.tick().await,
+                _ = networks.tick() => self.check_networks().await,
             }
             self.publish_status();
         }
+    }
+
+    /// Originates the configured networks the kernel has a route for
+    /// (exactly that prefix, not added by wgd), and stops originating the
+    /// others: a LAN whose interface went away is not announced.
+    async fn check_networks(&mut self) {
+        if self.config.networks.is_empty() {
+            return;
+        }
+        let found = match self.kernel.present(&self.config.networks) {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the kernel's routes for the networks to originate");
+                return;
+            }
+        };
+        let present: Vec<IpNet> = self
+            .config
+            .networks
+            .iter()
+            .zip(found)
+            .filter(|(_, found)| *found)
+            .map(|(network, _)| *network)
+            .collect();
+        if present == self.present {
+            return;
+        }
+        for network in self
+            .config
+            .networks
+            .iter()
+            .filter(|n| present.contains(n) != self.present.contains(n))
+        {
+            if present.contains(network) {
+                tracing::info!(%network, "originating: the kernel has a route for it");
+            } else {
+                tracing::info!(%network, "not originating: the kernel has no route for it");
+            }
+        }
+        self.present = present;
+        let changes = self.rib.set_networks(&self.present, &resolver(&self.view));
+        self.after_changes(changes).await;
     }
 
     /// Our addresses on each neighbor's tunnel: the tunnel whose subnet

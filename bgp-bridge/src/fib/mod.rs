@@ -36,6 +36,10 @@ use wire::{AF_INET, AF_INET6, RouteHeader, RouteView};
 
 /// The kernel's main routing table.
 pub const MAIN_TABLE: u32 = wire::RT_TABLE_MAIN;
+/// The table of the host's own addresses.
+const LOCAL_TABLE: u32 = 255;
+/// A route of the local table (`local 192.0.2.0/24 dev lo`).
+const RTN_LOCAL: u8 = 2;
 
 /// Receive buffer asked for; the kernel caps it at `net.core.rmem_max` (and
 /// doubles it). It bounds how many requests go in one `send`: in the worst
@@ -471,6 +475,37 @@ impl KernelFib {
                 })?;
             }
             Ok(best)
+        })
+    }
+
+    /// Whether the kernel has a route for exactly each of `prefixes` that
+    /// wgd did not add: a unicast route in the main table (a connected
+    /// subnet, a static route) or a local one (an address with that prefix
+    /// on `lo`). What a BGP speaker needs to originate a network only while
+    /// it is there.
+    pub fn present(&mut self, prefixes: &[IpNet]) -> Result<Vec<bool>, FibError> {
+        self.consistently(|fib| {
+            let mut present = vec![false; prefixes.len()];
+            for family in [AF_INET, AF_INET6] {
+                if !prefixes
+                    .iter()
+                    .any(|prefix| family_of(prefix.addr()) == family)
+                {
+                    continue;
+                }
+                for (table, kind) in [(MAIN_TABLE, wire::RTN_UNICAST), (LOCAL_TABLE, RTN_LOCAL)] {
+                    fib.dump(family, table, 0, |view| {
+                        if view.protocol == RTPROT_WGD || view.kind != kind {
+                            return;
+                        }
+                        let Some(found) = view.prefix() else { return };
+                        for (prefix, present) in prefixes.iter().zip(&mut present) {
+                            *present |= *prefix == found;
+                        }
+                    })?;
+                }
+            }
+            Ok(present)
         })
     }
 

@@ -424,15 +424,28 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     .await
     .map_err(DaemonError::Bridge)?;
     let speaker = match &config.daemon.bgp {
-        Some(bgp) => Some(
-            bgp_bridge::bgp::speaker::Speaker::start(
-                routes::speaker_config(bgp),
-                bridge.clone(),
-                view,
+        Some(bgp) => Some({
+            let mut speaker_config = routes::speaker_config(bgp);
+            // Routes adopted from a previous run: announce the restart.
+            speaker_config.restarting = bridge
+                .statistics()
+                .await
+                .map(|statistics| {
+                    statistics
+                        .owners
+                        .iter()
+                        .any(|owner| owner.owner.as_str() == "adopted" && owner.counts.routes > 0)
+                })
+                .unwrap_or(false);
+            let kernel = bgp_bridge::fib::KernelFib::open(
+                bgp_bridge::fib::MAIN_TABLE,
+                settings.kernel_metric,
             )
-            .await
-            .map_err(DaemonError::Bgp)?,
-        ),
+            .map_err(DaemonError::Fib)?;
+            bgp_bridge::bgp::speaker::Speaker::start(speaker_config, bridge.clone(), view, kernel)
+                .await
+                .map_err(DaemonError::Bgp)?
+        }),
         None => None,
     };
     let mut allowed = bridge.allowed_ips();

@@ -111,6 +111,7 @@ pub fn speaker_config(settings: &BgpSettings) -> SpeakerConfig {
         graceful_restart: settings.graceful_restart,
         restart_time: settings.restart_time,
         port: BGP_PORT,
+        restarting: false,
         neighbors: settings
             .neighbors
             .iter()
