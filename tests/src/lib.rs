@@ -15,6 +15,7 @@
 //! itself is not built by `cargo test -p wgd-tests`: run
 //! `cargo build --workspace --bins` first.
 
+pub mod bgp;
 pub mod bird;
 pub mod bridge;
 pub mod frr;

@@ -5,30 +5,16 @@
 //! bird crashes and comes back with graceful restart, traffic keeps flowing
 //! throughout.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wgd_labs::{Daemon, Namespace, wait_for};
+use wgd_labs::wait_for;
+use wgd_tests::bgp::{
+    LAN_TO_LAN, LOCAL_LAN, LOCAL_LAN_HOST, LOCAL_LAN6, LOCAL_LAN6_HOST, RouteMonitor, Sampler,
+    TUNNEL_A6, add_local_lan, b_route, established, has_route, listed_route, pings_from, reclaimed,
+    routed_via_tunnel, speaker_config,
+};
 use wgd_tests::bird::Bird;
 use wgd_tests::bridge::BridgeLab;
-
-const LOCAL_LAN: &str = "192.168.10.0/24";
-const LOCAL_LAN6: &str = "fd00:10::/64";
-const LOCAL_LAN_HOST: &str = "192.168.10.1";
-const LOCAL_LAN6_HOST: &str = "fd00:10::1";
-/// A's IPv6 tunnel address: the nexthop of A's IPv6 routes at B.
-const TUNNEL_A6: &str = "fd00:255::";
-
-/// Site A's `[bgp]`: AS 65001, its LAN, B (BIRD) as neighbor on the tunnel.
-fn speaker_config() -> String {
-    format!(
-        "\n[bgp]\nasn = 65001\nnetworks = [\"{LOCAL_LAN}\", \"{LOCAL_LAN6}\"]\nhold_time = 9\nrestart_time = 30\n\
-         [[bgp.neighbor]]\naddress = \"{}\"\nremote_as = 65002\n",
-        BridgeLab::TUNNEL_B
-    )
-}
 
 /// B's bird.conf: AS 65002, its LAN as static routes (with the IPv4 one
 /// only if `announce_lan`), A as neighbor on the tunnel.
@@ -72,44 +58,10 @@ fn bird_config(announce_lan: bool) -> String {
     )
 }
 
-fn established(lab: &BridgeLab) -> bool {
-    lab.wgd
-        .run(
-            &lab.a,
-            &[
-                "bgp",
-                "summary",
-                "--json",
-                "--api",
-                lab.socket.to_str().unwrap_or_default(),
-            ],
-        )
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .is_some_and(|summary| summary["neighbors"][0]["state"] == "established")
-}
-
 /// Whether bird's side of the session (protocol `site_a`) is established.
 fn bird_established(bird: &Bird) -> bool {
     bird.birdc(&["show", "protocols", "site_a"])
         .is_ok_and(|text| text.contains("Established"))
-}
-
-fn has_route(lab: &BridgeLab, prefix: &str) -> bool {
-    lab.kernel_routes().is_ok_and(|routes| {
-        routes
-            .iter()
-            .any(|line| line.starts_with(&format!("{prefix} ")))
-    })
-}
-
-/// B's kernel route to `prefix`, as `ip route show <prefix>` prints it
-/// (empty if there is none).
-fn b_route(lab: &BridgeLab, prefix: &str) -> String {
-    let family = if prefix.contains(':') { "-6" } else { "-4" };
-    lab.b
-        .check(&["ip", family, "route", "show", prefix])
-        .unwrap_or_default()
 }
 
 /// Whether B's kernel has `prefix` from bird, through the tunnel.
@@ -118,157 +70,10 @@ fn b_has_bird_route(lab: &BridgeLab, prefix: &str, via: &str) -> bool {
     route.contains("proto bird") && route.contains(&format!("via {via} dev {}", lab.tunnel_b))
 }
 
-fn pings_from(lab: &BridgeLab, source: &str, target: &str) -> bool {
-    lab.a
-        .run(&["ping", "-c", "1", "-W", "1", "-I", source, target])
-        .is_ok_and(|output| output.status.success())
-}
-
-/// The route wgd lists for `prefix`, from `wgd routes --json`.
-fn listed_route(lab: &BridgeLab, prefix: &str) -> serde_json::Value {
-    lab.wgd
-        .run(&lab.a, &["routes", "--json", "--prefix", prefix])
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .map(|routes| routes[0].clone())
-        .unwrap_or_default()
-}
-
-/// `ip monitor route` in a namespace, listening from the moment
-/// [`start`](RouteMonitor::start) returns: it sees a route that goes away
-/// even for an instant, where a ping could miss it.
-struct RouteMonitor(Daemon);
-
-impl RouteMonitor {
-    /// A route of TEST-NET-2, added and removed to see the monitor listen.
-    const MARKER: &str = "198.51.100.0/24";
-
-    fn start(namespace: &Namespace) -> anyhow::Result<Self> {
-        let monitor = namespace.spawn(&["ip", "-ts", "monitor", "route"])?;
-        // Each round adds the marker and takes it away again: one of them
-        // shows once it listens.
-        wait_for(Duration::from_secs(5), "ip monitor to listen", || {
-            let _ = namespace.run(&["ip", "route", "add", "unreachable", Self::MARKER]);
-            let _ = namespace.run(&["ip", "route", "del", Self::MARKER]);
-            monitor.log().contains(Self::MARKER)
-        })?;
-        Ok(Self(monitor))
-    }
-
-    /// The removals of `prefixes` it saw.
-    fn deletions(&self, prefixes: &[&str]) -> Vec<String> {
-        self.0
-            .log()
-            .lines()
-            .filter(|line| {
-                line.contains("Deleted ")
-                    && prefixes
-                        .iter()
-                        .any(|prefix| line.contains(&format!(" {prefix} ")))
-            })
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// One ping from A's LAN to B's.
-#[derive(Debug)]
-struct Probe {
-    /// When it was sent, from the sampler's start.
-    at: Duration,
-    target: &'static str,
-    ok: bool,
-}
-
-/// Pings from A's LAN to B's on a thread of its own, IPv4 and IPv6 in
-/// turn, one every 200 ms or so, until [`finish`](Sampler::finish).
-struct Sampler {
-    started: Instant,
-    running: Arc<AtomicBool>,
-    sent: Arc<AtomicUsize>,
-    thread: JoinHandle<Vec<Probe>>,
-}
-
-impl Sampler {
-    fn start(lab: &BridgeLab) -> Self {
-        let started = Instant::now();
-        let running = Arc::new(AtomicBool::new(true));
-        let sent = Arc::new(AtomicUsize::new(0));
-        let namespace = lab.a.name().to_owned();
-        let thread = {
-            let (running, sent) = (running.clone(), sent.clone());
-            std::thread::spawn(move || {
-                let targets = [
-                    (LOCAL_LAN_HOST, BridgeLab::FAR_LAN_HOST),
-                    (LOCAL_LAN6_HOST, BridgeLab::FAR_LAN6_HOST),
-                ];
-                let mut probes = Vec::new();
-                for (source, target) in targets.into_iter().cycle() {
-                    if !running.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let at = started.elapsed();
-                    let ok = std::process::Command::new("ip")
-                        .args([
-                            "netns", "exec", &namespace, "ping", "-c", "1", "-W", "1", "-I",
-                            source, target,
-                        ])
-                        .output()
-                        .is_ok_and(|output| output.status.success());
-                    probes.push(Probe { at, target, ok });
-                    sent.fetch_add(1, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                probes
-            })
-        };
-        Self {
-            started,
-            running,
-            sent,
-            thread,
-        }
-    }
-
-    /// How many probes it has sent so far.
-    fn sent(&self) -> usize {
-        self.sent.load(Ordering::SeqCst)
-    }
-
-    /// `what` happened now, for the timeline.
-    fn event(&self, what: &'static str) -> (Duration, &'static str) {
-        (self.started.elapsed(), what)
-    }
-
-    fn finish(self) -> Vec<Probe> {
-        self.running.store(false, Ordering::SeqCst);
-        self.thread.join().expect("the sampler ran")
-    }
-}
-
-/// Probes and events in time order, one a line, for failure messages.
-fn timeline(probes: &[Probe], events: &[(Duration, &str)]) -> String {
-    let mut lines: Vec<(Duration, String)> = probes
-        .iter()
-        .map(|probe| {
-            let result = if probe.ok { "ok" } else { "LOST" };
-            (probe.at, format!("ping {} {result}", probe.target))
-        })
-        .chain(events.iter().map(|(at, what)| (*at, format!("-- {what}"))))
-        .collect();
-    lines.sort();
-    lines
-        .iter()
-        .map(|(at, line)| format!("{:>8.3}s {line}", at.as_secs_f64()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn the_speaker_exchanges_routes_with_bird_and_rides_out_its_restart() -> anyhow::Result<()> {
     let lab = BridgeLab::new(&speaker_config())?;
-    lab.a.add_address("lo", &format!("{LOCAL_LAN_HOST}/24"))?;
-    lab.a.add_address("lo", &format!("{LOCAL_LAN6_HOST}/64"))?;
+    add_local_lan(&lab)?;
     let bird = Bird::start(&lab.b, &bird_config(true))?;
     let context = |error: wgd_labs::Error| {
         let routes = lab.kernel_routes().unwrap_or_default().join("\n");
@@ -298,21 +103,11 @@ fn the_speaker_exchanges_routes_with_bird_and_rides_out_its_restart() -> anyhow:
     .map_err(context)?;
     let routes = lab.kernel_routes()?;
     assert!(
-        routes.contains(&format!(
-            "{} via {} dev {} metric 20 onlink",
-            BridgeLab::FAR_LAN,
-            BridgeLab::TUNNEL_B,
-            lab.tunnel_a
-        )),
+        routed_via_tunnel(&lab, &routes, BridgeLab::FAR_LAN),
         "{routes:#?}"
     );
     assert!(
-        routes.iter().any(|line| line.starts_with(&format!(
-            "{} via {} dev {} metric 20",
-            BridgeLab::FAR_LAN6,
-            BridgeLab::TUNNEL_B6,
-            lab.tunnel_a
-        ))),
+        routed_via_tunnel(&lab, &routes, BridgeLab::FAR_LAN6),
         "{routes:#?}"
     );
     let listed = listed_route(&lab, BridgeLab::FAR_LAN);
@@ -376,15 +171,14 @@ fn the_speaker_exchanges_routes_with_bird_and_rides_out_its_restart() -> anyhow:
     // session is back and both sides have re-claimed their routes.
     let monitor_a = RouteMonitor::start(&lab.a)?;
     let monitor_b = RouteMonitor::start(&lab.b)?;
-    let sampler = Sampler::start(&lab);
-    let mut events = Vec::new();
+    let mut sampler = Sampler::start(&lab.a, LAN_TO_LAN);
     bird.kill()?;
-    events.push(sampler.event("bird killed"));
+    sampler.event("bird killed");
     wait_for(Duration::from_secs(15), "A to see the session go", || {
         !established(&lab)
     })
     .map_err(context)?;
-    events.push(sampler.event("A saw the session go"));
+    sampler.event("A saw the session go");
     assert!(
         has_route(&lab, BridgeLab::FAR_LAN) && has_route(&lab, BridgeLab::FAR_LAN6),
         "A dropped B's routes at once, without graceful restart"
@@ -395,26 +189,19 @@ fn the_speaker_exchanges_routes_with_bird_and_rides_out_its_restart() -> anyhow:
         b_route(&lab, LOCAL_LAN)
     );
     // Traffic crosses while bird is down: a few probes of each family.
-    let down_from = sampler.sent();
-    wait_for(Duration::from_secs(10), "probes with bird down", || {
-        sampler.sent() >= down_from + 4
-    })
-    .map_err(context)?;
-    events.push(sampler.event("bird started again (-R)"));
+    sampler
+        .wait_for_more(4, Duration::from_secs(10), "probes with bird down")
+        .map_err(context)?;
+    sampler.event("bird started again (-R)");
     bird.start_daemon(&lab.b, true)?;
     wait_for(Duration::from_secs(30), "the session back", || {
         established(&lab) && bird_established(&bird)
     })
     .map_err(context)?;
-    events.push(sampler.event("the session is back"));
+    sampler.event("the session is back");
     // Re-claimed after B's End-of-RIB: still there, no longer stale.
     wait_for(Duration::from_secs(15), "the routes re-claimed", || {
-        [BridgeLab::FAR_LAN, BridgeLab::FAR_LAN6]
-            .iter()
-            .all(|prefix| {
-                let route = listed_route(&lab, prefix);
-                route["stale"] == false && route["state"] == "installed"
-            })
+        reclaimed(&lab, &[BridgeLab::FAR_LAN, BridgeLab::FAR_LAN6])
     })
     .map_err(context)?;
     // bird's recovery is over (it had A's End-of-RIB), and B's kernel has
@@ -435,19 +222,18 @@ fn the_speaker_exchanges_routes_with_bird_and_rides_out_its_restart() -> anyhow:
         b_route(&lab, LOCAL_LAN),
         b_route(&lab, LOCAL_LAN6)
     );
-    events.push(sampler.event("bird recovered"));
-    let probes = sampler.finish();
+    sampler.event("bird recovered");
+    let samples = sampler.finish();
     // Neither kernel lost the other's routes, even for an instant.
     let gone = monitor_a.deletions(&[BridgeLab::FAR_LAN, BridgeLab::FAR_LAN6]);
     assert!(gone.is_empty(), "A's kernel lost B's routes: {gone:#?}");
     let gone = monitor_b.deletions(&[LOCAL_LAN, LOCAL_LAN6]);
     assert!(gone.is_empty(), "B's kernel lost A's routes: {gone:#?}");
-    let lost = probes.iter().filter(|probe| !probe.ok).count();
     assert_eq!(
-        lost,
+        samples.lost(),
         0,
         "pings were lost while bird restarted:\n{}",
-        timeline(&probes, &events)
+        samples.timeline()
     );
     Ok(())
 }
@@ -472,7 +258,7 @@ fn stale_routes_leave_after_the_peers_restart_time() -> anyhow::Result<()> {
         has_route(&lab, BridgeLab::FAR_LAN)
     })?;
     bird.kill()?;
-    let killed = std::time::Instant::now();
+    let killed = Instant::now();
     wait_for(
         Duration::from_secs(20),
         "the stale route to leave A's kernel",

@@ -4,26 +4,19 @@
 //! traffic crosses, a withdrawal propagates, and when bgpd crashes and
 //! comes back with graceful restart, traffic keeps flowing throughout.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wgd_labs::wait_for;
+use wgd_tests::bgp::{
+    LAN_TO_LAN, LOCAL_LAN, LOCAL_LAN_HOST, LOCAL_LAN6, LOCAL_LAN6_HOST, RouteMonitor, Sampler,
+    add_local_lan, api, b_route, established, has_route, listed_route, pings_from, reclaimed,
+    routed_via_tunnel, speaker_config, summary_text,
+};
 use wgd_tests::bridge::BridgeLab;
 use wgd_tests::frr::Frr;
 
-const LOCAL_LAN_HOST: &str = "192.168.10.1";
-const LOCAL_LAN6_HOST: &str = "fd00:10::1";
-
-/// Site A's `[bgp]`: AS 65001, its LAN, B (FRR) as neighbor on the tunnel.
-fn speaker_config() -> String {
-    format!(
-        "\n[bgp]\nasn = 65001\nnetworks = [\"192.168.10.0/24\", \"fd00:10::/64\"]\nhold_time = 9\nrestart_time = 30\n\
-         [[bgp.neighbor]]\naddress = \"{}\"\nremote_as = 65002\n",
-        BridgeLab::TUNNEL_B
-    )
-}
-
+/// B's frr.conf: AS 65002, its LAN (both families), A as neighbor on the
+/// tunnel, graceful restart, keepalive 3 s and hold time 9 s.
 fn frr_config() -> String {
     format!(
         "frr defaults traditional\nhostname site-b\n\
@@ -38,42 +31,10 @@ fn frr_config() -> String {
     )
 }
 
-fn established(lab: &BridgeLab) -> bool {
-    lab.wgd
-        .run(
-            &lab.a,
-            &[
-                "bgp",
-                "summary",
-                "--json",
-                "--api",
-                lab.socket.to_str().unwrap_or_default(),
-            ],
-        )
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .is_some_and(|summary| summary["neighbors"][0]["state"] == "established")
-}
-
-fn has_route(lab: &BridgeLab, prefix: &str) -> bool {
-    lab.kernel_routes().is_ok_and(|routes| {
-        routes
-            .iter()
-            .any(|line| line.starts_with(&format!("{prefix} ")))
-    })
-}
-
-fn pings_from(lab: &BridgeLab, source: &str, target: &str) -> bool {
-    lab.a
-        .run(&["ping", "-c", "1", "-W", "1", "-I", source, target])
-        .is_ok_and(|output| output.status.success())
-}
-
 #[test]
 fn the_speaker_exchanges_routes_with_frr_and_rides_out_its_restart() -> anyhow::Result<()> {
     let lab = BridgeLab::new(&speaker_config())?;
-    lab.a.add_address("lo", &format!("{LOCAL_LAN_HOST}/24"))?;
-    lab.a.add_address("lo", &format!("{LOCAL_LAN6_HOST}/64"))?;
+    add_local_lan(&lab)?;
     let frr = Frr::start(&lab.b, &frr_config())?;
     let context = |error: wgd_labs::Error| {
         let bgp = frr.vtysh(&["show bgp summary"]).unwrap_or_default();
@@ -93,29 +54,15 @@ fn the_speaker_exchanges_routes_with_frr_and_rides_out_its_restart() -> anyhow::
     .map_err(context)?;
     let routes = lab.kernel_routes()?;
     assert!(
-        routes.contains(&format!(
-            "{} via {} dev {} metric 20 onlink",
-            BridgeLab::FAR_LAN,
-            BridgeLab::TUNNEL_B,
-            lab.tunnel_a
-        )),
+        routed_via_tunnel(&lab, &routes, BridgeLab::FAR_LAN),
         "{routes:#?}"
     );
     // B (FRR, through zebra) installed A's.
+    let b_has = |prefix| b_route(&lab, prefix).contains("proto bgp");
     wait_for(
         Duration::from_secs(10),
         "A's prefixes in B's kernel",
-        || {
-            let v4 = lab
-                .b
-                .check(&["ip", "route", "show", "192.168.10.0/24"])
-                .unwrap_or_default();
-            let v6 = lab
-                .b
-                .check(&["ip", "-6", "route", "show", "fd00:10::/64"])
-                .unwrap_or_default();
-            v4.contains("proto bgp") && v6.contains("proto bgp")
-        },
+        || b_has(LOCAL_LAN) && b_has(LOCAL_LAN6),
     )
     .map_err(context)?;
     assert!(
@@ -126,12 +73,8 @@ fn the_speaker_exchanges_routes_with_frr_and_rides_out_its_restart() -> anyhow::
         pings_from(&lab, LOCAL_LAN6_HOST, BridgeLab::FAR_LAN6_HOST),
         "no IPv6 ping LAN to LAN"
     );
-    let routes_json = lab.wgd.run(
-        &lab.a,
-        &["routes", "--json", "--prefix", BridgeLab::FAR_LAN],
-    )?;
-    let listed: serde_json::Value = serde_json::from_str(&routes_json)?;
-    assert_eq!(listed[0]["owner"], format!("bgp:{}", BridgeLab::TUNNEL_B));
+    let listed = listed_route(&lab, BridgeLab::FAR_LAN);
+    assert_eq!(listed["owner"], format!("bgp:{}", BridgeLab::TUNNEL_B));
 
     // A withdrawal at B leaves A's kernel; the announcement brings it back.
     let network = |no: &str| {
@@ -159,80 +102,56 @@ fn the_speaker_exchanges_routes_with_frr_and_rides_out_its_restart() -> anyhow::
     })
     .map_err(context)?;
 
-    // bgpd crashes: with graceful restart, both kernels keep the routes and
-    // pings keep crossing until it is back and the session re-established.
-    let sampling = Arc::new(AtomicBool::new(true));
-    let lost = Arc::new(AtomicUsize::new(0));
-    let sampler = {
-        let (sampling, lost) = (sampling.clone(), lost.clone());
-        let namespace = lab.a.name().to_owned();
-        std::thread::spawn(move || {
-            while sampling.load(Ordering::SeqCst) {
-                let ok = std::process::Command::new("ip")
-                    .args([
-                        "netns",
-                        "exec",
-                        &namespace,
-                        "ping",
-                        "-c",
-                        "1",
-                        "-W",
-                        "1",
-                        "-I",
-                        LOCAL_LAN_HOST,
-                        BridgeLab::FAR_LAN_HOST,
-                    ])
-                    .output()
-                    .is_ok_and(|output| output.status.success());
-                if !ok {
-                    lost.fetch_add(1, Ordering::SeqCst);
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
-    };
+    // bgpd crashes: with graceful restart, both kernels keep the routes
+    // and pings keep crossing, both families, while bgpd is down and until
+    // it is back and the session re-established. A's kernel never drops
+    // B's routes, even for an instant. (B's is not watched that way: when
+    // bgpd is back, zebra replaces A's IPv6 route by deleting it and adding
+    // it again at once, which `ip monitor` reports as a deletion.)
+    let monitor = RouteMonitor::start(&lab.a)?;
+    let mut sampler = Sampler::start(&lab.a, LAN_TO_LAN);
     frr.kill("bgpd")?;
+    sampler.event("bgpd killed");
     wait_for(Duration::from_secs(15), "A to see the session go", || {
         !established(&lab)
     })
     .map_err(context)?;
+    sampler.event("A saw the session go");
     assert!(
         has_route(&lab, BridgeLab::FAR_LAN),
         "A dropped B's routes at once, without graceful restart"
     );
+    // Traffic crosses while bgpd is down: a few probes of each family.
+    sampler
+        .wait_for_more(4, Duration::from_secs(10), "probes with bgpd down")
+        .map_err(context)?;
+    sampler.event("bgpd started again");
     frr.start_daemon(&lab.b, "bgpd")?;
     wait_for(Duration::from_secs(30), "the session back", || {
         established(&lab)
     })
     .map_err(context)?;
+    sampler.event("the session is back");
     // Re-claimed after B's End-of-RIB: still there, no longer stale.
     wait_for(Duration::from_secs(15), "the routes re-claimed", || {
-        lab.wgd
-            .run(
-                &lab.a,
-                &["routes", "--json", "--prefix", BridgeLab::FAR_LAN],
-            )
-            .ok()
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .is_some_and(|routes| routes[0]["stale"] == false && routes[0]["state"] == "installed")
+        reclaimed(&lab, &[BridgeLab::FAR_LAN])
     })
     .map_err(context)?;
-    sampling.store(false, Ordering::SeqCst);
-    sampler.join().expect("the sampler ran");
+    sampler.event("A re-claimed the routes");
+    let samples = sampler.finish();
+    let gone = monitor.deletions(&[BridgeLab::FAR_LAN, BridgeLab::FAR_LAN6]);
+    assert!(gone.is_empty(), "A's kernel lost B's routes: {gone:#?}");
     assert_eq!(
-        lost.load(Ordering::SeqCst),
+        samples.lost(),
         0,
-        "pings were lost while bgpd restarted"
+        "pings were lost while bgpd restarted:\n{}",
+        samples.timeline()
     );
     assert!(has_route(&lab, BridgeLab::FAR_LAN6));
 
     // A network is announced while the kernel has it: A's LAN address goes,
     // and B loses the route; it comes back with the address.
-    let b_has_lan = || {
-        lab.b
-            .check(&["ip", "route", "show", "192.168.10.0/24"])
-            .is_ok_and(|route| route.contains("proto bgp"))
-    };
+    let b_has_lan = || b_has(LOCAL_LAN);
     lab.a.check(&[
         "ip",
         "address",
@@ -283,16 +202,7 @@ fn tcp_md5_and_ttl_security_with_frr() -> anyhow::Result<()> {
         has_route(&lab, BridgeLab::FAR_LAN)
     })?;
     // The password is nowhere in what wgd prints.
-    let summary = lab.wgd.run(
-        &lab.a,
-        &[
-            "bgp",
-            "summary",
-            "--json",
-            "--api",
-            lab.socket.to_str().unwrap_or_default(),
-        ],
-    )?;
+    let summary = summary_text(&lab.wgd, &lab.a, api(&lab))?;
     assert!(!summary.contains("wgd-md5-key") && !lab.log().contains("wgd-md5-key"));
     Ok(())
 }

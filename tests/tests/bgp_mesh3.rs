@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use wgd_labs::{Daemon, Namespace, unique_name, wait_for};
+use wgd_tests::bgp::{ping, summary};
 use wgd_tests::{KeyPair, Wgd, underlay, write_config};
 
 const PORT: u16 = 51820;
@@ -41,35 +42,15 @@ fn tunnel_name(names: &[[String; 3]; 3], i: usize, j: usize) -> &str {
     &names[i][j]
 }
 
-fn state(wgd: &Wgd, site: &Site) -> serde_json::Value {
-    wgd.run(
-        &site.namespace,
-        &["bgp", "summary", "--json", "--api", &site.socket],
-    )
-    .ok()
-    .and_then(|text| serde_json::from_str(&text).ok())
-    .unwrap_or_default()
-}
-
 fn route_dev(site: &Site, prefix: &str) -> String {
     site.namespace
         .check(&["ip", "route", "show", prefix])
         .unwrap_or_default()
 }
 
+/// Whether `from`'s LAN host gets an answer from `to`'s.
 fn pings(from: &Site, to: &Site) -> bool {
-    from.namespace
-        .run(&[
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "1",
-            "-I",
-            &from.lan_host(),
-            &to.lan_host(),
-        ])
-        .is_ok_and(|output| output.status.success())
+    ping(from.namespace.name(), &from.lan_host(), &to.lan_host())
 }
 
 #[test]
@@ -156,7 +137,7 @@ fn a_three_site_mesh_converges_and_reroutes_around_a_cut_tunnel() -> anyhow::Res
 
     wait_for(Duration::from_secs(40), "every session established", || {
         sites.iter().all(|site| {
-            let summary = state(&wgd, site);
+            let summary = summary(&wgd, &site.namespace, &site.socket);
             summary["neighbors"]
                 .as_array()
                 .is_some_and(|n| n.len() == 2 && n.iter().all(|n| n["state"] == "established"))
