@@ -227,6 +227,27 @@ impl LocRib {
             .map(|(prefix, received)| (prefix, &received.attributes, received.stale))
     }
 
+    /// How many paths a neighbor announced (stale ones included).
+    pub fn received(&self, neighbor: IpAddr) -> usize {
+        self.neighbors
+            .get(&neighbor)
+            .map_or(0, |state| state.adj_rib_in.len())
+    }
+
+    /// Whether a neighbor announced a path for `prefix`.
+    pub fn has_received(&self, neighbor: IpAddr, prefix: &IpNet) -> bool {
+        self.neighbors
+            .get(&neighbor)
+            .is_some_and(|state| state.adj_rib_in.contains_key(prefix))
+    }
+
+    /// How many routes a neighbor was sent and holds now.
+    pub fn sent(&self, neighbor: IpAddr) -> usize {
+        self.neighbors
+            .get(&neighbor)
+            .map_or(0, |state| state.adj_rib_out.len())
+    }
+
     /// A neighbor's session is established: its settings are (re)set, paths
     /// kept through a graceful restart stay (stale until announced again),
     /// and the answer is the whole table to send it.

@@ -101,9 +101,8 @@ impl BgpService for BgpApi {
         request: Request<api::BgpPathsRequest>,
     ) -> Result<Response<api::BgpPathsResponse>, Status> {
         let request = request.into_inner();
-        let status = self.speaker()?.status();
-        let paths = status
-            .paths
+        let paths = self.speaker()?.paths().await;
+        let paths = paths
             .iter()
             .filter(|path| {
                 request.neighbor.is_empty()

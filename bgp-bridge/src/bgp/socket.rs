@@ -99,6 +99,16 @@ pub fn set_ttl_security(socket: &impl AsRawFd) -> io::Result<()> {
     }
 }
 
+/// Sends with TTL (hop limit) 255 without checking what arrives: for a
+/// listening socket, whose accepted connections get the check one by one.
+pub fn send_with_ttl_255(socket: &impl AsRawFd) -> io::Result<()> {
+    let max: libc::c_int = 255;
+    if socket_family(socket)? == libc::AF_INET6 {
+        setsockopt(socket, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &max)?;
+    }
+    setsockopt(socket, libc::IPPROTO_IP, libc::IP_TTL, &max)
+}
+
 fn socket_family(socket: &impl AsRawFd) -> io::Result<libc::c_int> {
     // SAFETY: an all-zero `sockaddr_storage` is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };

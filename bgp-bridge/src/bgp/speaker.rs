@@ -122,7 +122,6 @@ pub struct SpeakerStatus {
     pub asn: Asn,
     pub router_id: Option<Ipv4Addr>,
     pub neighbors: Vec<NeighborStatus>,
-    pub paths: Vec<PathStatus>,
 }
 
 /// The handle the daemon keeps: the status for the API, and the tunnel
@@ -131,6 +130,8 @@ pub struct SpeakerStatus {
 pub struct Speaker {
     status: Arc<Mutex<SpeakerStatus>>,
     tunnels: watch::Sender<TunnelView>,
+    /// Asks the speaker's task for its paths (listing them walks the table).
+    paths: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<Vec<PathStatus>>>,
 }
 
 impl Speaker {
@@ -158,6 +159,14 @@ impl Speaker {
                 super::socket::set_md5(&listener, neighbor.address, password.0.as_bytes())?;
             }
         }
+        // The SYN-ACK to a neighbor with TTL security must leave with 255.
+        if config
+            .neighbors
+            .iter()
+            .any(|neighbor| neighbor.ttl_security)
+        {
+            super::socket::send_with_ttl_255(&listener)?;
+        }
         let (tunnels, tunnel_updates) = watch::channel(view);
         let status = Arc::new(Mutex::new(SpeakerStatus {
             asn: config.asn,
@@ -174,13 +183,22 @@ impl Speaker {
                             break;
                         }
                     }
-                    Err(error) => tracing::warn!(%error, "BGP listener"),
+                    Err(error) => {
+                        tracing::warn!(%error, "BGP listener");
+                        // Out of file descriptors, say: do not spin.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
             }
         });
         let core = Core::new(config, bridge, events, status.clone(), kernel)?;
-        tokio::spawn(core.run(incoming, tunnel_updates));
-        Ok(Speaker { status, tunnels })
+        let (paths, path_requests) = mpsc::unbounded_channel();
+        tokio::spawn(core.run(incoming, tunnel_updates, path_requests));
+        Ok(Speaker {
+            status,
+            tunnels,
+            paths,
+        })
     }
 
     pub fn set_tunnels(&self, view: TunnelView) {
@@ -189,6 +207,15 @@ impl Speaker {
             *current = view;
             changed
         });
+    }
+
+    /// Every path received or originated, best ones marked.
+    pub async fn paths(&self) -> Vec<PathStatus> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self.paths.send(reply).is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
     }
 
     pub fn status(&self) -> SpeakerStatus {
@@ -328,6 +355,7 @@ impl Core {
         mut self,
         mut incoming: mpsc::UnboundedReceiver<Event>,
         mut tunnels: watch::Receiver<TunnelView>,
+        mut path_requests: mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<Vec<PathStatus>>>,
     ) {
         self.view = tunnels.borrow_and_update().clone();
         self.locate_addresses();
@@ -353,8 +381,11 @@ impl Core {
                 }
                 () = sleep_until(deadline) => self.tick().await,
                 _ = networks.tick() => self.check_networks().await,
+                Some(reply) = path_requests.recv() => {
+                    let _ = reply.send(self.paths());
+                }
             }
-            self.publish_status();
+            self.publish_neighbors();
         }
     }
 
@@ -365,7 +396,11 @@ impl Core {
         if self.config.networks.is_empty() {
             return;
         }
-        let found = match self.kernel.present(&self.config.networks) {
+        let networks = &self.config.networks;
+        let kernel = &mut self.kernel;
+        // A dump of the main table: long with a full table; let the
+        // runtime move other tasks off this thread meanwhile.
+        let found = match tokio::task::block_in_place(|| kernel.present(networks)) {
             Ok(found) => found,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the kernel's routes for the networks to originate");
@@ -414,15 +449,30 @@ impl Core {
             let Some(tunnel) = tunnel else {
                 continue;
             };
-            for net in &tunnel.addresses {
-                match net.addr() {
-                    IpAddr::V4(address) => peer.local_v4 = Some(address),
-                    IpAddr::V6(address) if !address.is_unicast_link_local() => {
-                        peer.local_v6 = Some(address)
-                    }
-                    IpAddr::V6(_) => {}
-                }
-            }
+            // Our address on the neighbor's subnet for its family, and the
+            // tunnel's first global address of the other.
+            let on_subnet = |net: &&IpNet| net.contains(&peer.config.address);
+            let pick = |v4: bool| {
+                let family = |net: &&IpNet| match net.addr() {
+                    IpAddr::V4(_) => v4,
+                    IpAddr::V6(address) => !v4 && !address.is_unicast_link_local(),
+                };
+                tunnel
+                    .addresses
+                    .iter()
+                    .filter(family)
+                    .find(on_subnet)
+                    .or_else(|| tunnel.addresses.iter().find(family))
+                    .map(IpNet::addr)
+            };
+            peer.local_v4 = match pick(true) {
+                Some(IpAddr::V4(address)) => Some(address),
+                _ => None,
+            };
+            peer.local_v6 = match pick(false) {
+                Some(IpAddr::V6(address)) => Some(address),
+                _ => None,
+            };
         }
     }
 
@@ -712,6 +762,29 @@ impl Core {
             }
         }
         let export = self.rib.neighbor_up(neighbor);
+        // Back from a graceful restart: families it no longer carries go
+        // now; the others wait for their End-of-RIB a restart time more.
+        let restart = Duration::from_secs(u64::from(self.config.restart_time.max(1)));
+        let gone: Vec<Family> = match self.peers.get_mut(&address) {
+            Some(peer) => match &mut peer.stale_until {
+                Some((until, families)) => {
+                    let gone = families
+                        .iter()
+                        .filter(|family| !negotiated.families.contains(family))
+                        .copied()
+                        .collect();
+                    families.retain(|family| negotiated.families.contains(family));
+                    *until = Instant::now() + restart;
+                    gone
+                }
+                None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        if !gone.is_empty() {
+            let changes = self.rib.sweep_stale(address, &gone, &resolver(&self.view));
+            self.after_changes(changes).await;
+        }
         self.send_export(address, export, None);
         for family in &negotiated.families {
             self.send_update(address, update::end_of_rib(*family));
@@ -719,7 +792,12 @@ impl Core {
     }
 
     async fn received_update(&mut self, address: IpAddr, body: &[u8]) -> Option<Vec<Action>> {
-        let negotiated = self.peers.get(&address)?.negotiated.clone()?;
+        let peer = self.peers.get(&address)?;
+        // An UPDATE read together with one that reset the session is not taken.
+        if peer.session.state() != State::Established {
+            return None;
+        }
+        let negotiated = peer.negotiated.clone()?;
         match update::decode(body, &negotiated) {
             Decoded::Reset(notification) => {
                 tracing::warn!(neighbor = %address, notification = %session::describe(&notification), "malformed UPDATE: session reset");
@@ -734,7 +812,17 @@ impl Core {
                     tracing::warn!(neighbor = %address, %problem, "UPDATE error handled (RFC 7606)");
                 }
                 let limit = self.peers.get(&address)?.config.prefix_limit;
-                let received = self.rib.adj_rib_in(address).count() + update.announced.len();
+                let added = update
+                    .announced
+                    .iter()
+                    .filter(|(prefix, _)| !self.rib.has_received(address, prefix))
+                    .count();
+                let removed = update
+                    .withdrawn
+                    .iter()
+                    .filter(|prefix| self.rib.has_received(address, prefix))
+                    .count();
+                let received = (self.rib.received(address) + added).saturating_sub(removed);
                 if limit > 0 && received > limit as usize {
                     tracing::warn!(neighbor = %address, limit, "prefix limit exceeded: session reset");
                     let peer = self.peers.get_mut(&address)?;
@@ -751,10 +839,15 @@ impl Core {
                 }
                 let eor = !update.end_of_rib.is_empty();
                 let changes = self.rib.apply(address, &update, &resolver(&self.view));
+                let received = self.rib.received(address) as u64;
                 if let Some(peer) = self.peers.get_mut(&address) {
-                    peer.status.prefixes_received = self.rib.adj_rib_in(address).count() as u64;
-                    if eor {
-                        peer.stale_until = None;
+                    peer.status.prefixes_received = received;
+                    // Each family's End-of-RIB ends its own wait.
+                    if let Some((_, families)) = &mut peer.stale_until {
+                        families.retain(|family| !update.end_of_rib.contains(family));
+                        if families.is_empty() {
+                            peer.stale_until = None;
+                        }
                     }
                 }
                 self.after_changes(changes).await;
@@ -811,8 +904,19 @@ impl Core {
                 // The bridge session stays open: the kernel keeps the routes
                 // until the peer is back or its own restart time runs out,
                 // when the speaker withdraws them through it.
+                let dropped: Vec<Family> = [Family::Ipv4Unicast, Family::Ipv6Unicast]
+                    .into_iter()
+                    .filter(|family| !retention.families.contains(family))
+                    .collect();
                 peer.stale_until = Some((Instant::now() + retention.duration, retention.families));
                 self.rib.mark_stale(address);
+                // Families the peer did not ask to keep go now.
+                if !dropped.is_empty() {
+                    let changes = self
+                        .rib
+                        .sweep_stale(address, &dropped, &resolver(&self.view));
+                    self.after_changes(changes).await;
+                }
             }
             None => {
                 let changes = self.rib.neighbor_down(address, &resolver(&self.view));
@@ -824,7 +928,7 @@ impl Core {
                 }
             }
         }
-        let kept = self.rib.adj_rib_in(address).count() as u64;
+        let kept = self.rib.received(address) as u64;
         if let Some(peer) = self.peers.get_mut(&address) {
             peer.status.prefixes_received = kept;
             peer.status.prefixes_sent = 0;
@@ -851,7 +955,6 @@ impl Core {
         else {
             return;
         };
-        let mut sent = 0;
         for family in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
             if only.is_some_and(|only| only != family) {
                 continue;
@@ -868,13 +971,13 @@ impl Core {
                 .filter(|prefix| Family::of(prefix) == family)
                 .copied()
                 .collect();
-            sent += announced.len() as u64;
             for message in update::encode(family, &announced, &withdrawn, &negotiated) {
                 self.send_update(address, message);
             }
         }
+        let held = self.rib.sent(address) as u64;
         if let Some(peer) = self.peers.get_mut(&address) {
-            peer.status.prefixes_sent += sent;
+            peer.status.prefixes_sent = held;
         }
     }
 
@@ -949,6 +1052,20 @@ impl Core {
             } else {
                 self.fed.remove(&change.prefix);
             }
+            // Routes each neighbor carries to the kernel, kept as they move.
+            if old_owner != new_owner.filter(|_| self.fed.contains_key(&change.prefix)) {
+                if let Some(peer) = old_owner.and_then(|old| self.peers.get_mut(&old)) {
+                    peer.status.prefixes_accepted = peer.status.prefixes_accepted.saturating_sub(1);
+                }
+                if let Some(peer) = self
+                    .fed
+                    .get(&change.prefix)
+                    .copied()
+                    .and_then(|new| self.peers.get_mut(&new))
+                {
+                    peer.status.prefixes_accepted += 1;
+                }
+            }
             if let Some(old) = old_owner
                 && Some(old) != new_owner
             {
@@ -989,14 +1106,18 @@ impl Core {
                 }
             }
         }
-        for peer in self.peers.values_mut() {
-            let address = peer.config.address;
-            peer.status.prefixes_accepted =
-                self.fed.values().filter(|owner| **owner == address).count() as u64;
-        }
     }
 
-    fn publish_status(&self) {
+    fn publish_neighbors(&self) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.neighbors = self
+            .peers
+            .values()
+            .map(|peer| peer.status.clone())
+            .collect();
+    }
+
+    fn paths(&self) -> Vec<PathStatus> {
         let mut paths = Vec::new();
         let best: BTreeSet<(IpNet, Option<IpAddr>)> = self
             .rib
@@ -1038,13 +1159,7 @@ impl Core {
             }
         }
         paths.sort_by_key(|path| (path.prefix, path.neighbor));
-        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-        status.neighbors = self
-            .peers
-            .values()
-            .map(|peer| peer.status.clone())
-            .collect();
-        status.paths = paths;
+        paths
     }
 }
 

@@ -40,6 +40,8 @@ pub const MAIN_TABLE: u32 = wire::RT_TABLE_MAIN;
 const LOCAL_TABLE: u32 = 255;
 /// A route of the local table (`local 192.0.2.0/24 dev lo`).
 const RTN_LOCAL: u8 = 2;
+const RTN_BLACKHOLE: u8 = 6;
+const RTN_UNREACHABLE: u8 = 7;
 
 /// Receive buffer asked for; the kernel caps it at `net.core.rmem_max` (and
 /// doubles it). It bounds how many requests go in one `send`: in the worst
@@ -493,9 +495,16 @@ impl KernelFib {
                 {
                     continue;
                 }
-                for (table, kind) in [(MAIN_TABLE, wire::RTN_UNICAST), (LOCAL_TABLE, RTN_LOCAL)] {
+                for (table, kinds) in [
+                    // Blackhole and unreachable routes anchor aggregates.
+                    (
+                        MAIN_TABLE,
+                        &[wire::RTN_UNICAST, RTN_BLACKHOLE, RTN_UNREACHABLE][..],
+                    ),
+                    (LOCAL_TABLE, &[RTN_LOCAL][..]),
+                ] {
                     fib.dump(family, table, 0, |view| {
-                        if view.protocol == RTPROT_WGD || view.kind != kind {
+                        if view.protocol == RTPROT_WGD || !kinds.contains(&view.kind) {
                             return;
                         }
                         let Some(found) = view.prefix() else { return };
