@@ -469,6 +469,8 @@ pub struct Session {
     /// exponent.
     failures: u32,
     connections: Vec<Connection>,
+    /// Whole messages received, on every connection (for statistics).
+    messages_received: u64,
 }
 
 #[derive(Debug)]
@@ -548,7 +550,13 @@ impl Session {
             retry_at: None,
             failures: 0,
             connections: Vec::new(),
+            messages_received: 0,
         })
+    }
+
+    /// Whole messages received so far, on every connection.
+    pub fn messages_received(&self) -> u64 {
+        self.messages_received
     }
 
     pub fn config(&self) -> &SessionConfig {
@@ -804,6 +812,7 @@ impl Session {
         let Some(index) = self.index_of(id) else {
             return;
         };
+        self.messages_received += 1;
         let body = &message[HEADER_LEN..];
         let connection = &mut self.connections[index];
         match (message[HEADER_LEN - 1], &connection.phase) {
@@ -1642,6 +1651,8 @@ mod tests {
             ] if *keepalive == keepalive_message() => {
                 assert_eq!(session.state(), State::Established);
                 assert_eq!(session.negotiated(), Some(negotiated));
+                // The OPEN and the KEEPALIVE, however they were split.
+                assert_eq!(session.messages_received(), 2);
                 (session, negotiated.clone())
             }
             other => panic!("not established: {other:?}"),

@@ -634,10 +634,8 @@ impl Core {
             let Some(peer) = self.peers.get_mut(&address) else {
                 return;
             };
-            if matches!(input, Input::Received(..)) {
-                peer.status.messages_received += 1;
-            }
             pending.push(peer.session.handle(std::time::Instant::now(), input));
+            peer.status.messages_received = peer.session.messages_received();
         }
         while let Some(actions) = pending.pop() {
             for action in actions {
