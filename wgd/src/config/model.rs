@@ -45,6 +45,23 @@ pub struct DaemonConfig {
     pub bridge: BridgeSettings,
     /// `[bgp]`: the built-in BGP speaker, when configured.
     pub bgp: Option<BgpSettings>,
+    /// `[fpm]`: FRR's zebra streaming its routes to the bridge, when
+    /// configured.
+    pub fpm: Option<FpmSettings>,
+}
+
+/// `[fpm]` of wgd.toml: where zebra connects with `fpm address`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FpmSettings {
+    pub line: usize,
+    /// Where to listen for zebra (127.0.0.1:2620 by default).
+    pub listen: SocketAddr,
+    /// How long zebra's routes stay once it is gone; the bridge's
+    /// `hold_time` when not set.
+    pub hold_time: Option<Duration>,
+    /// zebra's kernel table, whose routes are taken (main by default).
+    /// Never the bridge's own table.
+    pub table: RouteTable,
 }
 
 /// `[bgp]` of wgd.toml: the built-in BGP speaker.
@@ -155,6 +172,7 @@ impl Default for DaemonConfig {
             peer_dead_after: Duration::from_secs(180),
             bridge: BridgeSettings::default(),
             bgp: None,
+            fpm: None,
         }
     }
 }

@@ -19,8 +19,8 @@ use toml::Spanned;
 use zeroize::Zeroizing;
 
 use super::model::{
-    BackendChoice, BgpSettings, BridgeSettings, DaemonConfig, Hooks, NeighborSettings, PeerConfig,
-    RouteTable, RoutesMode, TunnelConfig, TunnelName, default_allowed_ips,
+    BackendChoice, BgpSettings, BridgeSettings, DaemonConfig, FpmSettings, Hooks, NeighborSettings,
+    PeerConfig, RouteTable, RoutesMode, TunnelConfig, TunnelName, default_allowed_ips,
 };
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice, line_at};
@@ -38,6 +38,7 @@ mod raw {
         pub daemon: Option<Spanned<Daemon>>,
         pub bridge: Option<Spanned<Bridge>>,
         pub bgp: Option<Spanned<Bgp>>,
+        pub fpm: Option<Spanned<Fpm>>,
         #[serde(default)]
         pub tunnel: Vec<Spanned<Tunnel>>,
     }
@@ -64,6 +65,14 @@ mod raw {
         pub prefix_limit: Option<Spanned<i64>>,
         #[serde(default)]
         pub prefix_limits: std::collections::BTreeMap<String, Spanned<i64>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Fpm {
+        pub listen: Option<Spanned<String>>,
+        pub hold_time: Option<Spanned<i64>>,
+        pub table: Option<Spanned<i64>>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -160,6 +169,7 @@ pub(super) fn parse(text: &str, report: &mut Report) -> (DaemonConfig, Vec<Tunne
         .filter_map(|tunnel| reader.tunnel(tunnel))
         .collect();
     daemon.bgp = file.bgp.and_then(|bgp| reader.bgp(bgp, &tunnels));
+    daemon.fpm = file.fpm.map(|fpm| reader.fpm(fpm, &daemon.bridge));
     (daemon, tunnels)
 }
 
@@ -412,6 +422,65 @@ impl Reader<'_, '_> {
             }
         }
         bridge
+    }
+
+    /// `[fpm]`: where zebra connects, how long its routes outlive it, and
+    /// which of its tables is taken: never the bridge's own, since zebra
+    /// puts its selected routes in its table itself, takes any other
+    /// program's route there for a kernel route that beats its own, and
+    /// then stops sending its own.
+    fn fpm(&mut self, raw: Spanned<raw::Fpm>, bridge: &BridgeSettings) -> FpmSettings {
+        let line = self.line(raw.span());
+        let raw = raw.into_inner();
+        let mut fpm = FpmSettings {
+            line,
+            listen: SocketAddr::from(([127, 0, 0, 1], bgp_bridge::fpm::decode::FPM_DEFAULT_PORT)),
+            hold_time: None,
+            table: RouteTable::Main,
+        };
+        if let Some(listen) = raw.listen {
+            let text = listen.get_ref();
+            // A bare address listens on zebra's default port.
+            let parsed = text.parse::<SocketAddr>().or_else(|_| {
+                text.parse::<std::net::IpAddr>().map(|address| {
+                    SocketAddr::new(address, bgp_bridge::fpm::decode::FPM_DEFAULT_PORT)
+                })
+            });
+            match parsed {
+                Ok(address) => fpm.listen = address,
+                Err(_) => self.error(
+                    &listen,
+                    format!("listen \"{text}\": {}", Invalid::SocketAddress),
+                ),
+            }
+        }
+        if let Some(hold) = raw.hold_time {
+            match values::seconds(*hold.get_ref()) {
+                Ok(seconds) => fpm.hold_time = Some(seconds),
+                Err(reason) => self.error(&hold, format!("hold_time {}: {reason}", hold.get_ref())),
+            }
+        }
+        let mut table_line = line;
+        if let Some(table) = raw.table {
+            table_line = self.line(table.span());
+            match values::table(*table.get_ref()) {
+                Ok(id) => fpm.table = id,
+                Err(reason) => self.error(&table, format!("table {}: {reason}", table.get_ref())),
+            }
+        }
+        if fpm.table == bridge.table {
+            self.report.error(
+                table_line,
+                format!(
+                    "[fpm]: zebra's table ({}) is the bridge's table too: zebra puts its own routes \
+                     there and would take wgd's for kernel routes that beat them, then stop \
+                     sending its own; give the bridge a table of its own ([bridge] table = N, \
+                     with `ip rule add lookup N`), or take another of zebra's tables ([fpm] table)",
+                    fpm.table.id()
+                ),
+            );
+        }
+        fpm
     }
 
     /// A whole number in `range`, or an error naming the key.
@@ -1328,7 +1397,7 @@ listen_port = 51822
         );
         assert_eq!(
             error_line("wgd.toml", "[deamon]\n"),
-            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"bgp\", \"tunnel\""
+            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"bgp\", \"fpm\", \"tunnel\""
         );
     }
 
@@ -1605,6 +1674,66 @@ listen_port = 51822
         assert!(
             error_line("wgd.toml", "[bridge]\ntabel = 1\n")
                 .starts_with("wgd.toml:2: unknown key \"tabel\"")
+        );
+    }
+
+    #[test]
+    fn fpm_values_are_read_and_checked() {
+        let config = parse_str(Path::new("wgd.toml"), "[bridge]\ntable = 100\n[fpm]\n").unwrap();
+        let fpm = config.daemon.fpm.as_ref().unwrap();
+        assert_eq!(fpm.listen, "127.0.0.1:2620".parse().unwrap());
+        assert_eq!(fpm.hold_time, None);
+        assert_eq!(fpm.table, RouteTable::Main);
+        assert_eq!(fpm.line, 3);
+        assert!(
+            parse_str(Path::new("wgd.toml"), "")
+                .unwrap()
+                .daemon
+                .fpm
+                .is_none()
+        );
+        let config = parse_str(
+            Path::new("wgd.toml"),
+            "[fpm]\nlisten = \"::1\"\nhold_time = 30\ntable = 100\n",
+        )
+        .unwrap();
+        let fpm = config.daemon.fpm.as_ref().unwrap();
+        assert_eq!(fpm.listen, "[::1]:2620".parse().unwrap());
+        assert_eq!(fpm.hold_time, Some(std::time::Duration::from_secs(30)));
+        assert_eq!(fpm.table, RouteTable::Id(100));
+        let config = parse_str(
+            Path::new("wgd.toml"),
+            "[bridge]\ntable = 100\n[fpm]\nlisten = \"127.0.0.1:2621\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.daemon.fpm.unwrap().listen,
+            "127.0.0.1:2621".parse().unwrap()
+        );
+        assert_eq!(
+            error_lines(
+                "wgd.toml",
+                "[bridge]\ntable = 100\n[fpm]\nlisten = \"localhost:x\"\nhold_time = 0\ntable = 0\n"
+            ),
+            [
+                "wgd.toml:4: listen \"localhost:x\": expected address:port, like 127.0.0.1:9586",
+                "wgd.toml:5: hold_time 0: must be at least 1 (seconds)",
+                "wgd.toml:6: table 0: out of range (1..=4294967295)",
+            ]
+        );
+        // zebra's table may not be the bridge's.
+        let error = error_line("wgd.toml", "[fpm]\nlisten = \"127.0.0.1:2620\"\n");
+        assert!(
+            error.starts_with("wgd.toml:1: [fpm]: zebra's table (254) is the bridge's table too"),
+            "{error}"
+        );
+        assert!(
+            error_line("wgd.toml", "[bridge]\ntable = 100\n[fpm]\ntable = 100\n")
+                .starts_with("wgd.toml:4: [fpm]: zebra's table (100)")
+        );
+        assert!(
+            error_line("wgd.toml", "[bridge]\ntable = 100\n[fpm]\nport = 1\n")
+                .starts_with("wgd.toml:4: unknown key \"port\"")
         );
     }
 

@@ -82,6 +82,8 @@ pub enum DaemonError {
     Bridge(std::io::Error),
     #[error("cannot start the BGP speaker: {0}")]
     Bgp(std::io::Error),
+    #[error("cannot listen for zebra over FPM: {0}")]
+    Fpm(std::io::Error),
 }
 
 struct Daemon {
@@ -105,6 +107,8 @@ struct Daemon {
     bridge: Bridge,
     /// The built-in BGP speaker, when the config has `[bgp]`.
     speaker: Option<bgp_bridge::bgp::speaker::Speaker>,
+    /// The FPM listener (FRR's zebra), when the config has `[fpm]`.
+    fpm: Option<bgp_bridge::fpm::Fpm>,
     extras: AllowedExtras,
     /// Tunnel events for the bridge's sessions, as the API sends them.
     tunnel_events: broadcast::Sender<wgd_proto::v1::TunnelEvent>,
@@ -319,6 +323,9 @@ impl Daemon {
                 if old.bgp != new.bgp {
                     tracing::warn!("[bgp] changed; it takes effect when wgd restarts");
                 }
+                if old.fpm != new.fpm {
+                    tracing::warn!("[fpm] changed; it takes effect when wgd restarts");
+                }
                 self.dead_after.send_replace(new.peer_dead_after);
                 self.config = config;
                 true
@@ -358,6 +365,9 @@ impl Daemon {
         let view = routes::tunnel_view(&self.config, &actual, &status, &self.tracker);
         if let Some(speaker) = &self.speaker {
             speaker.set_tunnels(view.clone());
+        }
+        if let Some(fpm) = &self.fpm {
+            fpm.set_tunnels(view.clone());
         }
         self.bridge.set_tunnels(view);
         let missing = self
@@ -423,6 +433,23 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     )
     .await
     .map_err(DaemonError::Bridge)?;
+    // zebra over FPM: the tunnel view names the interfaces of its routes.
+    let fpm = match &config.daemon.fpm {
+        Some(settings) => Some(
+            bgp_bridge::fpm::Fpm::start(
+                bgp_bridge::fpm::FpmConfig::new(
+                    settings.listen,
+                    settings.table.id(),
+                    settings.hold_time,
+                ),
+                bridge.clone(),
+                view.clone(),
+            )
+            .await
+            .map_err(DaemonError::Fpm)?,
+        ),
+        None => None,
+    };
     let speaker = match &config.daemon.bgp {
         Some(bgp) => Some({
             let mut speaker_config = routes::speaker_config(bgp);
@@ -464,6 +491,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         retry: Backoff::default(),
         bridge,
         speaker,
+        fpm,
         extras,
         tunnel_events: broadcast::channel(1024).0,
         host,
