@@ -13,6 +13,10 @@ use wgd_labs::{Namespace, unique_name, wait_for};
 pub struct Frr {
     /// The namespace's name (the daemons are in it).
     namespace: String,
+    /// The daemons started, zebra first.
+    daemons: Vec<String>,
+    /// Modules zebra loads (`-M`), such as `dplane_fpm_nl`.
+    zebra_modules: Vec<String>,
     /// FRR's path space: `/var/run/frr/<name>/`.
     name: String,
     /// Config, pid files and log, readable by the `frr` user.
@@ -22,6 +26,17 @@ pub struct Frr {
 impl Frr {
     /// Starts zebra and bgpd in `namespace` with `config` (frr.conf text).
     pub fn start(namespace: &Namespace, config: &str) -> anyhow::Result<Self> {
+        Self::start_with(namespace, config, &["zebra", "bgpd"], &[])
+    }
+
+    /// Starts `daemons` (zebra first) in `namespace` with `config`, zebra
+    /// loading `zebra_modules`.
+    pub fn start_with(
+        namespace: &Namespace,
+        config: &str,
+        daemons: &[&str],
+        zebra_modules: &[&str],
+    ) -> anyhow::Result<Self> {
         let name = unique_name("frr");
         let dir = std::env::temp_dir().join(format!("wgd-{name}"));
         std::fs::create_dir_all(&dir)?;
@@ -36,11 +51,17 @@ impl Frr {
         }
         let frr = Self {
             namespace: namespace.name().to_owned(),
+            daemons: daemons.iter().map(|daemon| (*daemon).to_owned()).collect(),
+            zebra_modules: zebra_modules
+                .iter()
+                .map(|module| (*module).to_owned())
+                .collect(),
             name,
             dir,
         };
-        frr.start_daemon(namespace, "zebra")?;
-        frr.start_daemon(namespace, "bgpd")?;
+        for daemon in daemons {
+            frr.start_daemon(namespace, daemon)?;
+        }
         Ok(frr)
     }
 
@@ -49,8 +70,8 @@ impl Frr {
         let binary = format!("/usr/lib/frr/{daemon}");
         let config = self.dir.join("frr.conf");
         let pid = self.dir.join(format!("{daemon}.pid"));
-        namespace.check(&[
-            &binary,
+        let mut argv = vec![
+            binary.as_str(),
             "-d",
             "-N",
             &self.name,
@@ -58,7 +79,13 @@ impl Frr {
             config.to_str().context("a UTF-8 path")?,
             "-i",
             pid.to_str().context("a UTF-8 path")?,
-        ])?;
+        ];
+        if daemon == "zebra" {
+            for module in &self.zebra_modules {
+                argv.extend(["-M", module.as_str()]);
+            }
+        }
+        namespace.check(&argv)?;
         wait_for(
             Duration::from_secs(10),
             &format!("{daemon} to answer vtysh"),
@@ -101,9 +128,24 @@ impl Frr {
     }
 }
 
+impl Frr {
+    /// The protocol of zebra's selected route for `prefix` (`static`,
+    /// `kernel`, ...), if it has one.
+    pub fn selected(&self, prefix: &str) -> Option<String> {
+        let family = if prefix.contains(':') { "ipv6" } else { "ip" };
+        let text = self
+            .vtysh(&[&format!("show {family} route {prefix} json")])
+            .ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json[prefix].as_array()?.iter().find_map(|route| {
+            (route["selected"] == true).then(|| route["protocol"].as_str().map(str::to_owned))?
+        })
+    }
+}
+
 impl Drop for Frr {
     fn drop(&mut self) {
-        for daemon in ["bgpd", "zebra"] {
+        for daemon in self.daemons.iter().rev() {
             if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{daemon}.pid"))) {
                 let _ = std::process::Command::new("kill")
                     .args(["-9", pid.trim()])

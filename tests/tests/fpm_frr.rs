@@ -18,140 +18,18 @@
 //! back, and the bridge waits for them), and that a static route
 //! withdrawn in FRR leaves the bridge and the kernel.
 
-use std::path::PathBuf;
 use std::sync::Arc;
+
+use anyhow::Context;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use wgd_labs::{Namespace, unique_name, wait_for};
+use wgd_labs::wait_for;
 use wgd_tests::bridge::BridgeLab;
+use wgd_tests::frr::Frr;
 
 const BRIDGE_TABLE: &str = "100";
 const FAR_LAN6_ROUTE: &str = "fd00:77::/64";
-
-/// zebra (with the FPM plugin) and staticd in a namespace, with a path
-/// space of their own (`-N`), asked with `vtysh -N`, killed in `Drop`.
-#[derive(Debug)]
-struct Zebra {
-    namespace: String,
-    name: String,
-    dir: PathBuf,
-}
-
-impl Zebra {
-    const DAEMONS: [&'static str; 2] = ["zebra", "staticd"];
-
-    fn start(namespace: &Namespace, config: &str) -> anyhow::Result<Self> {
-        let name = unique_name("fpm");
-        let dir = std::env::temp_dir().join(format!("wgd-{name}"));
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("frr.conf"), config)?;
-        let run = PathBuf::from("/var/run/frr").join(&name);
-        std::fs::create_dir_all(&run)?;
-        for path in [&dir, &run, &dir.join("frr.conf")] {
-            let status = std::process::Command::new("chown")
-                .args(["frr:frr", path.to_str().context("a UTF-8 path")?])
-                .status()?;
-            anyhow::ensure!(status.success(), "chown frr {}", path.display());
-        }
-        let zebra = Self {
-            namespace: namespace.name().to_owned(),
-            name,
-            dir,
-        };
-        for daemon in Self::DAEMONS {
-            zebra.start_daemon(namespace, daemon)?;
-        }
-        Ok(zebra)
-    }
-
-    /// Starts one daemon (again, after [`kill`](Self::kill)); zebra with
-    /// the FPM plugin.
-    fn start_daemon(&self, namespace: &Namespace, daemon: &str) -> anyhow::Result<()> {
-        let binary = format!("/usr/lib/frr/{daemon}");
-        let config = self.dir.join("frr.conf");
-        let pid = self.dir.join(format!("{daemon}.pid"));
-        let mut argv = vec![
-            binary.as_str(),
-            "-d",
-            "-N",
-            &self.name,
-            "-f",
-            config.to_str().context("a UTF-8 path")?,
-            "-i",
-            pid.to_str().context("a UTF-8 path")?,
-        ];
-        if daemon == "zebra" {
-            argv.extend(["-M", "dplane_fpm_nl"]);
-        }
-        namespace.check(&argv)?;
-        wait_for(
-            Duration::from_secs(10),
-            &format!("{daemon} to answer vtysh"),
-            || self.vtysh(&["show version"]).is_ok(),
-        )?;
-        Ok(())
-    }
-
-    /// `kill -9` of one daemon, as a crash.
-    fn kill(&self, daemon: &str) -> anyhow::Result<()> {
-        let pid = std::fs::read_to_string(self.dir.join(format!("{daemon}.pid")))?;
-        let pid = pid.trim().to_owned();
-        let status = std::process::Command::new("kill")
-            .args(["-9", &pid])
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -9 {daemon} ({pid})");
-        wait_for(Duration::from_secs(5), &format!("{daemon} to die"), || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map_or(true, |stat| stat.contains(") Z "))
-        })?;
-        Ok(())
-    }
-
-    fn vtysh(&self, commands: &[&str]) -> anyhow::Result<String> {
-        let mut command = std::process::Command::new("vtysh");
-        command.args(["-N", &self.name]);
-        for line in commands {
-            command.args(["-c", line]);
-        }
-        let output = command.output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "vtysh {commands:?} in {}: {}",
-            self.namespace,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    /// The protocol of zebra's selected route for `prefix` (`static`,
-    /// `kernel`, ...), if it has one.
-    fn selected(&self, prefix: &str) -> Option<String> {
-        let family = if prefix.contains(':') { "ipv6" } else { "ip" };
-        let text = self
-            .vtysh(&[&format!("show {family} route {prefix} json")])
-            .ok()?;
-        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-        json[prefix].as_array()?.iter().find_map(|route| {
-            (route["selected"] == true).then(|| route["protocol"].as_str().map(str::to_owned))?
-        })
-    }
-}
-
-impl Drop for Zebra {
-    fn drop(&mut self) {
-        for daemon in Self::DAEMONS {
-            if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{daemon}.pid"))) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", pid.trim()])
-                    .status();
-            }
-        }
-        let _ = std::fs::remove_dir_all(PathBuf::from("/var/run/frr").join(&self.name));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// The bridge's routes of owner `fpm`, from `wgd routes --json`.
 fn fpm_routes(lab: &BridgeLab) -> Vec<serde_json::Value> {
@@ -210,7 +88,7 @@ fn frr_zebra_feeds_the_bridge_over_fpm() -> anyhow::Result<()> {
             BRIDGE_TABLE,
         ])?;
     }
-    let zebra = Zebra::start(
+    let zebra = Frr::start_with(
         &lab.a,
         &format!(
             "frr defaults traditional\nhostname site-a\nfpm address 127.0.0.1\n\
@@ -220,6 +98,8 @@ fn frr_zebra_feeds_the_bridge_over_fpm() -> anyhow::Result<()> {
             lan6 = FAR_LAN6_ROUTE,
             b6 = BridgeLab::TUNNEL_B6,
         ),
+        &["zebra", "staticd"],
+        &["dplane_fpm_nl"],
     )?;
     let context = |error: wgd_labs::Error, lab: &BridgeLab| {
         let rib = zebra
