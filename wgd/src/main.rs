@@ -414,13 +414,10 @@ fn api_socket(host: &Host, config: Option<&Config>, api: Option<PathBuf>) -> Opt
 
 /// The route client of this namespace's daemon (never another
 /// namespace's, whose socket path may be the same).
-async fn route_client(
-    config: Option<&Config>,
-    api: Option<PathBuf>,
-) -> Result<
-    wgd_proto::v1::route_service_client::RouteServiceClient<tonic::transport::Channel>,
-    ExitCode,
-> {
+/// The socket of this namespace's daemon, checked to be this namespace's
+/// (every namespace sees the same file system, so a socket path may lead
+/// to another namespace's daemon).
+async fn daemon_socket(config: Option<&Config>, api: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
     let host = Host::open().map_err(fail)?;
     let Some(path) = api_socket(&host, config, api) else {
         return Err(fail(
@@ -430,6 +427,18 @@ async fn route_client(
     if let Err(error) = wgd::daemon::api::fetch_status(&path).await {
         return Err(fail(format!("{}: {error}", path.display())));
     }
+    Ok(path)
+}
+
+/// The route client of this namespace's daemon.
+async fn route_client(
+    config: Option<&Config>,
+    api: Option<PathBuf>,
+) -> Result<
+    wgd_proto::v1::route_service_client::RouteServiceClient<tonic::transport::Channel>,
+    ExitCode,
+> {
+    let path = daemon_socket(config, api).await?;
     wgd::daemon::api::connect_routes(&path)
         .await
         .map_err(|error| fail(format!("{}: {error}", path.display())))
@@ -516,16 +525,10 @@ async fn routes(
 }
 
 async fn bgp(what: BgpCommand, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {
-    let host = match Host::open() {
-        Ok(host) => host,
-        Err(error) => return fail(error),
+    let path = match daemon_socket(config.as_ref(), api).await {
+        Ok(path) => path,
+        Err(code) => return code,
     };
-    let Some(path) = api_socket(&host, config.as_ref(), api) else {
-        return fail("no daemon runs in this namespace (give -c FILE or --api SOCKET)");
-    };
-    if let Err(error) = wgd::daemon::api::fetch_status(&path).await {
-        return fail(format!("{}: {error}", path.display()));
-    }
     let mut client = match wgd::daemon::api::connect_bgp(&path).await {
         Ok(client) => client,
         Err(error) => return fail(format!("{}: {error}", path.display())),
@@ -562,17 +565,10 @@ async fn bgp(what: BgpCommand, config: Option<Config>, api: Option<PathBuf>) -> 
 }
 
 async fn events(json: bool, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {
-    let host = match Host::open() {
-        Ok(host) => host,
-        Err(error) => return fail(error),
+    let path = match daemon_socket(config.as_ref(), api).await {
+        Ok(path) => path,
+        Err(code) => return code,
     };
-    let Some(path) = api_socket(&host, config.as_ref(), api) else {
-        return fail("no daemon runs in this namespace (give -c FILE or --api SOCKET)");
-    };
-    // The socket path may be shared with other namespaces' daemons.
-    if let Err(error) = wgd::daemon::api::fetch_status(&path).await {
-        return fail(format!("{}: {error}", path.display()));
-    }
     let mut client = match wgd::daemon::api::connect(&path).await {
         Ok(client) => client,
         Err(error) => return fail(format!("{}: {error}", path.display())),
