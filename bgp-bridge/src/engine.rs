@@ -508,11 +508,13 @@ impl<F: Fib> Engine<F> {
                 return;
             }
         };
+        // Put back exclusively: if someone else's route took the place,
+        // it stays, and ours is reported as refused.
         let mut ops: Vec<FibOp> = self
             .rib
             .installed()
             .filter(|(prefix, _)| !present.contains(prefix))
-            .map(|(prefix, nexthops)| FibOp::Replace {
+            .map(|(prefix, nexthops)| FibOp::Add {
                 prefix,
                 nexthops: nexthops.to_vec(),
             })
@@ -521,7 +523,7 @@ impl<F: Fib> Engine<F> {
             self.pins
                 .iter()
                 .filter(|(endpoint, _)| !present.contains(&IpNet::from(**endpoint)))
-                .map(|(endpoint, nexthops)| FibOp::Replace {
+                .map(|(endpoint, nexthops)| FibOp::Add {
                     prefix: IpNet::from(*endpoint),
                     nexthops: nexthops.clone(),
                 }),
@@ -1130,6 +1132,8 @@ mod tests {
     struct MemoryFib {
         routes: Arc<Mutex<BTreeMap<IpNet, Vec<FibNexthop>>>>,
         applied: Arc<Mutex<Vec<FibOp>>>,
+        /// Routes someone else added: not ours to dump.
+        foreign: Arc<Mutex<BTreeSet<IpNet>>>,
     }
 
     impl MemoryFib {
@@ -1168,11 +1172,13 @@ mod tests {
         }
 
         fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>)>, String> {
+            let foreign = self.foreign.lock().unwrap();
             Ok(self
                 .routes
                 .lock()
                 .unwrap()
                 .iter()
+                .filter(|(prefix, _)| !foreign.contains(prefix))
                 .map(|(prefix, nexthops)| (*prefix, nexthops.clone()))
                 .collect())
         }
@@ -1509,5 +1515,26 @@ mod tests {
         tokio::time::sleep(AUDIT_INTERVAL + Duration::from_secs(1)).await;
         settle(&bridge).await;
         assert_eq!(fib.count(), 3);
+        // Ours goes again, and someone else's route takes its place: the
+        // audit leaves theirs and reports ours as refused.
+        let theirs = vec![FibNexthop {
+            tunnel: String::new(),
+            ifindex: 99,
+            gateway: None,
+            peer: None,
+        }];
+        let prefix: IpNet = "192.0.2.0/24".parse().unwrap();
+        fib.routes.lock().unwrap().insert(prefix, theirs.clone());
+        fib.foreign.lock().unwrap().insert(prefix);
+        tokio::time::sleep(AUDIT_INTERVAL + Duration::from_secs(1)).await;
+        settle(&bridge).await;
+        assert_eq!(fib.routes.lock().unwrap()[&prefix], theirs);
+        let routes = bridge.routes(RouteFilter::default()).await.unwrap();
+        let ours = routes.iter().find(|r| r.prefix == prefix).unwrap();
+        assert!(
+            matches!(ours.status, RouteStatus::Failed(_)),
+            "{:?}",
+            ours.status
+        );
     }
 }
