@@ -120,8 +120,6 @@ pub enum BridgeError {
 pub struct Counters {
     pub fib_operations: u64,
     pub fib_errors: u64,
-    pub batches: u64,
-    pub batch_seconds_total: f64,
     pub kernel_routes: u64,
     pub endpoint_pins: u64,
     pub owners: BTreeMap<Owner, OwnerCounts>,
@@ -875,8 +873,6 @@ impl<F: Fib> Engine<F> {
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         counters.fib_operations += ops.len() as u64;
         counters.fib_errors += errors;
-        counters.batches += 1;
-        counters.batch_seconds_total += elapsed;
     }
 
     /// The underlay may have moved under a pin (a new default gateway):
@@ -1122,26 +1118,26 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// A twin of the kernel for the tests of the engine and of its clients.
 #[cfg(test)]
-mod tests {
+pub(crate) mod memory {
     use super::*;
-    use crate::route::{NexthopSpec, PeerInfo, TunnelInfo};
 
     /// The kernel in memory: routes by prefix, and every op applied.
     #[derive(Debug, Clone, Default)]
-    struct MemoryFib {
-        routes: Arc<Mutex<BTreeMap<IpNet, Vec<FibNexthop>>>>,
-        applied: Arc<Mutex<Vec<FibOp>>>,
+    pub(crate) struct MemoryFib {
+        pub(crate) routes: Arc<Mutex<BTreeMap<IpNet, Vec<FibNexthop>>>>,
+        pub(crate) applied: Arc<Mutex<Vec<FibOp>>>,
         /// Routes someone else added: not ours to dump.
-        foreign: Arc<Mutex<BTreeSet<IpNet>>>,
+        pub(crate) foreign: Arc<Mutex<BTreeSet<IpNet>>>,
     }
 
     impl MemoryFib {
-        fn count(&self) -> usize {
+        pub(crate) fn count(&self) -> usize {
             self.routes.lock().unwrap().len()
         }
 
-        fn applied(&self) -> Vec<FibOp> {
+        pub(crate) fn applied(&self) -> Vec<FibOp> {
             std::mem::take(&mut self.applied.lock().unwrap())
         }
     }
@@ -1199,6 +1195,13 @@ mod tests {
                 .collect())
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory::MemoryFib;
+    use super::*;
+    use crate::route::{NexthopSpec, PeerInfo, TunnelInfo};
 
     fn view() -> TunnelView {
         TunnelView {

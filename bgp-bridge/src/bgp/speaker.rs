@@ -40,7 +40,7 @@ pub const BGP_PORT: u16 = 179;
 /// How often the kernel is read for the networks to originate.
 const NETWORKS_INTERVAL: Duration = Duration::from_secs(5);
 /// zebra's distances: eBGP routes beat most others, iBGP ones few.
-const EBGP_DISTANCE: u8 = 20;
+const EBGP_DISTANCE: u8 = crate::route::DEFAULT_DISTANCE;
 const IBGP_DISTANCE: u8 = 200;
 
 /// The speaker's settings, from `[bgp]`.

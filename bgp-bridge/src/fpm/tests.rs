@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -17,9 +16,10 @@ use super::decode::{
 };
 use super::listener::{self, FpmConfig, Stream};
 use super::*;
-use crate::engine::{Bridge, BridgeConfig, Fib};
+use crate::engine::memory::MemoryFib;
+use crate::engine::{Bridge, BridgeConfig};
 use crate::rib::{RouteFilter, RouteStatus};
-use crate::route::{FibNexthop, FibOp, Owner, PeerInfo, TunnelInfo};
+use crate::route::{Owner, PeerInfo, TunnelInfo};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -862,47 +862,6 @@ fn fuzz_body_takes_the_recorded_replay_and_junk() {
 }
 
 // ---- the listener ---------------------------------------------------------
-
-#[derive(Default, Clone)]
-struct MemoryFib {
-    routes: Arc<Mutex<BTreeMap<IpNet, Vec<FibNexthop>>>>,
-}
-
-impl Fib for MemoryFib {
-    fn apply(&mut self, ops: &[FibOp]) -> Vec<Result<(), String>> {
-        let mut routes = self.routes.lock().unwrap();
-        ops.iter()
-            .map(|op| {
-                match op {
-                    FibOp::Add { prefix, nexthops } | FibOp::Replace { prefix, nexthops } => {
-                        routes.insert(*prefix, nexthops.clone());
-                    }
-                    FibOp::Remove { prefix } => {
-                        routes.remove(prefix);
-                    }
-                }
-                Ok(())
-            })
-            .collect()
-    }
-
-    fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>)>, String> {
-        Ok(self
-            .routes
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(prefix, nexthops)| (*prefix, nexthops.clone()))
-            .collect())
-    }
-
-    fn underlay_routes(
-        &mut self,
-        destinations: &[IpAddr],
-    ) -> Result<Vec<Option<Vec<FibNexthop>>>, String> {
-        Ok(vec![None; destinations.len()])
-    }
-}
 
 struct Lab {
     bridge: Bridge,
