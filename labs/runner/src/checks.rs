@@ -475,12 +475,16 @@ impl Check {
                     .as_ref()
                     .is_none_or(|text| stdout.contains(text.as_str()));
                 let mut seen = format!("{}", output.status);
-                let first = stdout.lines().next().unwrap_or_default();
-                if !first.is_empty() {
-                    seen.push_str(&format!(
-                        ", printed \"{}\"",
-                        first.chars().take(120).collect::<String>()
-                    ));
+                // The line that matched, else the first one.
+                let shown = command
+                    .contains
+                    .as_ref()
+                    .and_then(|text| stdout.lines().find(|line| line.contains(text.as_str())))
+                    .or_else(|| stdout.lines().next())
+                    .unwrap_or_default();
+                if !shown.is_empty() {
+                    let shown: String = shown.chars().take(120).collect();
+                    seen.push_str(&format!(", printed \"{shown}\""));
                 }
                 Outcome::new(ran && printed, seen)
             }

@@ -34,6 +34,10 @@ use topology::Topology;
     about = "Run containerlab topologies as network namespaces and check them"
 )]
 struct Cli {
+    /// Run the lab under this name instead of the file's (as
+    /// `containerlab deploy --name`): namespaces are `<name>-<node>`.
+    #[arg(long, global = true, value_name = "NAME")]
+    name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,7 +77,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
+    match run(cli.command, cli.name.as_deref()) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("wgd-lab: {error:#}");
@@ -82,7 +86,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<ExitCode> {
+fn run(command: Command, name: Option<&str>) -> anyhow::Result<ExitCode> {
+    let load = |file: &Path| -> anyhow::Result<Topology> {
+        let mut topology = Topology::load(file)?;
+        if let Some(name) = name {
+            topology.name = topology::checked_name(name)?;
+        }
+        Ok(topology)
+    };
     match command {
         Command::Up {
             file,
@@ -90,7 +101,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             wgd,
             svg,
         } => {
-            let topology = Topology::load(&file)?;
+            let topology = load(&file)?;
             let checks = Checks::load(&topology)?;
             let bin_dir = wgd_dir(wgd.as_deref())?;
             let state = lab::up(&topology, &bin_dir).with_context(|| {
@@ -108,13 +119,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             report(&topology, &state, &checks, !no_check, svg.as_deref())
         }
         Command::Check { file, svg } => {
-            let topology = Topology::load(&file)?;
+            let topology = load(&file)?;
             let checks = Checks::load(&topology)?;
             let state = up_state(&topology.name, &file)?;
             report(&topology, &state, &checks, true, svg.as_deref())
         }
         Command::Down { file } => {
-            let lab = topology::lab_name(&file)?;
+            let lab = match name {
+                Some(name) => topology::checked_name(name)?,
+                None => topology::lab_name(&file)?,
+            };
             let removed = lab::down(&lab)?;
             if removed.namespaces.is_empty() && removed.directory.is_none() {
                 println!("lab {lab}: nothing to remove");
@@ -136,7 +150,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             node,
             command,
         } => {
-            let topology = Topology::load(&file)?;
+            let topology = load(&file)?;
             let state = up_state(&topology.name, &file)?;
             let shell = lab::shell(&state, &topology, &node)?;
             let argv: Vec<&str> = command.iter().map(String::as_str).collect();

@@ -155,6 +155,15 @@ pub fn lab_name(file: &Path) -> Result<String, TopologyError> {
     Ok(name.to_owned())
 }
 
+/// `name` if it can name a lab (for `--name`).
+pub fn checked_name(name: &str) -> anyhow::Result<String> {
+    if is_name(name) {
+        Ok(name.to_owned())
+    } else {
+        anyhow::bail!("lab name \"{name}\": {NAME_RULE}")
+    }
+}
+
 const NAME_RULE: &str = "expected letters, digits, '-' and '_' only";
 
 fn is_name(name: &str) -> bool {
