@@ -3,9 +3,9 @@
 //! `up` turns a [`Topology`] into namespaces, in this order: per node a
 //! network namespace (`<lab>-<node>`, its `net.*` sysctls set), a holder
 //! process keeping a private mount namespace, in which the node gets its
-//! own `/run` (as a container has: `/run/wgd`, `/run/wireguard`, `/run/frr`
-//! are the node's own, so that two nodes or two labs may use the same
-//! socket paths and interface names) and its binds (a missing target is
+//! own `/run` and `/var/tmp` (as a container has: `/run/wgd`,
+//! `/run/wireguard`, `/run/frr` are the node's own, so that two nodes or
+//! two labs may use the same socket paths and interface names) and its binds (a missing target is
 //! created in an overlay over its nearest existing parent, never in the
 //! host's file system); then the links (veth pairs named as the endpoints,
 //! made inside the namespaces so no name ever exists on the host); then
@@ -31,6 +31,14 @@ use anyhow::{Context, bail};
 use crate::node::NodeShell;
 use crate::state::{LabState, NodeState, lab_dir, node_dir};
 use crate::topology::{Bind, Node, Topology};
+
+/// Directories a node has of its own, as a container does (the node's
+/// directory under the lab's state → where the node sees it): /run for
+/// daemons' sockets and pid files (wgd, wireguard-go, FRR), /var/tmp for
+/// what daemons keep there (FRR's per-process directories). /run comes
+/// last: the node's own directories are under the host's /run, which the
+/// node no longer sees once its own is mounted.
+const PRIVATE_DIRECTORIES: &[(&str, &str)] = &[("var-tmp", "/var/tmp"), ("run", "/run")];
 
 /// How long a holder gets to enter its mount namespace.
 const HOLDER_DEADLINE: Duration = Duration::from_secs(10);
@@ -161,7 +169,7 @@ fn make_node(topology: &Topology, node: &Node, state: &mut LabState) -> anyhow::
     // `ip netns exec` gives the holder a mount namespace with the node's
     // /sys; `unshare` makes it private, so the mounts below stay in it.
     let dir = node_dir(&topology.name, &node.name);
-    std::fs::create_dir_all(dir.join("run"))?;
+    std::fs::create_dir_all(&dir)?;
     let holder = spawn_detached(
         &[
             "ip",
@@ -228,7 +236,11 @@ fn make_node(topology: &Topology, node: &Node, state: &mut LabState) -> anyhow::
                 )
             })?;
     }
-    shell.check(&["mount", "--bind", path(&dir.join("run"))?, "/run"])?;
+    for (own, shown) in PRIVATE_DIRECTORIES {
+        let own = dir.join(own);
+        std::fs::create_dir_all(&own)?;
+        shell.check(&["mount", "--bind", path(&own)?, shown])?;
+    }
     for bind in &node.binds {
         mount_bind(&shell, bind)
             .with_context(|| format!("bind {}:{}", bind.source.display(), bind.target.display()))?;
@@ -236,13 +248,19 @@ fn make_node(topology: &Topology, node: &Node, state: &mut LabState) -> anyhow::
     Ok(())
 }
 
-/// The nearest existing parents of missing bind targets outside /run, each
+/// The nearest existing parents of missing bind targets outside the node's
+/// private directories, each
 /// to be overlaid (shallowest first, once each), so that the targets can be
 /// created there without touching the host's file system.
 fn overlays(binds: &[Bind]) -> Vec<PathBuf> {
     let mut anchors: Vec<PathBuf> = binds
         .iter()
-        .filter(|bind| !bind.target.starts_with("/run") && !bind.target.exists())
+        .filter(|bind| {
+            let private = PRIVATE_DIRECTORIES
+                .iter()
+                .any(|(_, shown)| bind.target.starts_with(shown));
+            !private && !bind.target.exists()
+        })
         .filter_map(|bind| {
             bind.target
                 .ancestors()
@@ -261,8 +279,10 @@ fn overlays(binds: &[Bind]) -> Vec<PathBuf> {
 fn mount_bind(shell: &NodeShell, bind: &Bind) -> anyhow::Result<()> {
     let target = path(&bind.target)?;
     let source = path(&bind.source)?;
-    if bind.source.starts_with("/run") {
-        bail!("a bind source under /run is not supported (the node has its own /run)");
+    for (_, shown) in PRIVATE_DIRECTORIES {
+        if bind.source.starts_with(shown) {
+            bail!("a bind source under {shown} is not supported (the node has its own {shown})");
+        }
     }
     let exists = shell.output(&["test", "-e", target])?.status.success();
     if !exists {

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use crate::report::NodeView;
+use crate::report::{NodeView, PeerView, TunnelView};
 use crate::topology::Topology;
 
 const WIDTH: f64 = 960.0;
@@ -92,25 +92,36 @@ pub fn draw(topology: &Topology, views: &[NodeView]) -> String {
         }
     }
 
-    // Tunnels between two nodes of the lab, found by public key; drawn once
-    // per pair of interfaces.
-    let owner: BTreeMap<&str, (&str, &str)> = views
-        .iter()
-        .flat_map(|view| {
-            view.tunnels.iter().map(move |tunnel| {
-                (
-                    tunnel.public_key.as_str(),
-                    (view.name.as_str(), tunnel.interface.as_str()),
-                )
-            })
-        })
-        .collect();
+    // Tunnels between two nodes of the lab, found by public key (a node
+    // may use one key for several tunnels: then the tunnel that has us as
+    // a peer); drawn once per pair of interfaces.
+    let mut owners: BTreeMap<&str, Vec<(&str, &TunnelView)>> = BTreeMap::new();
+    for view in views {
+        for tunnel in &view.tunnels {
+            owners
+                .entry(tunnel.public_key.as_str())
+                .or_default()
+                .push((view.name.as_str(), tunnel));
+        }
+    }
+    let owner = |tunnel: &TunnelView, peer: &PeerView| -> Option<(&str, &str)> {
+        let candidates = owners.get(peer.public_key.as_str())?;
+        let facing = candidates.iter().find(|(_, other)| {
+            other
+                .peers
+                .iter()
+                .any(|back| back.public_key == tunnel.public_key)
+        });
+        facing
+            .or(candidates.first())
+            .map(|(node, other)| (*node, other.interface.as_str()))
+    };
     let mut drawn = BTreeSet::new();
     let mut outside: BTreeMap<&str, Vec<(String, bool)>> = BTreeMap::new();
     for view in views {
         for tunnel in &view.tunnels {
             for peer in &tunnel.peers {
-                let Some(&(other, other_interface)) = owner.get(peer.public_key.as_str()) else {
+                let Some((other, other_interface)) = owner(tunnel, peer) else {
                     let endpoint = peer.endpoint.as_deref().unwrap_or("no endpoint");
                     outside
                         .entry(view.name.as_str())
@@ -224,7 +235,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{LearnedRoute, PeerView, TunnelView};
+    use crate::report::LearnedRoute;
     use std::path::Path;
 
     #[test]

@@ -234,6 +234,22 @@ fn hub_spoke_lab_passes_and_leaves_nothing() {
 }
 
 #[test]
+fn frr_bgp2_lab_passes_and_leaves_nothing() {
+    passes(
+        "frr-bgp2.clab.yml",
+        &["[pass] ping host-a -> 192.168.2.10: answers", "proto bgp"],
+    );
+}
+
+#[test]
+fn frr_ospf3_lab_passes_and_leaves_nothing() {
+    passes(
+        "frr-ospf3.clab.yml",
+        &["[pass] route site1 192.168.2.0/24 dev wg12 proto ospf"],
+    );
+}
+
+#[test]
 fn two_copies_of_a_lab_run_at_once() {
     let (one, two) = (Lab::new("seed.clab.yml"), Lab::new("seed.clab.yml"));
     let sockets = wireguard_sockets();
