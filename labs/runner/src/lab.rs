@@ -139,15 +139,16 @@ fn section(label: &str, bytes: &[u8]) -> String {
 
 fn make_node(topology: &Topology, node: &Node, state: &mut LabState) -> anyhow::Result<()> {
     let namespace = topology.namespace(&node.name);
+    // Checked before it is recorded: `down` must not delete what is not ours.
+    if wgd_labs::host::namespace_exists(&namespace) {
+        bail!("namespace {namespace} exists already (another lab, or a leftover of one?)");
+    }
     state.nodes.push(NodeState {
         name: node.name.clone(),
         namespace: namespace.clone(),
         ..NodeState::default()
     });
     state.save()?;
-    if wgd_labs::host::namespace_exists(&namespace) {
-        bail!("namespace {namespace} exists already (another lab, or a leftover of one?)");
-    }
     wgd_labs::host::check(&["ip", "netns", "add", &namespace])?;
     let inode = std::fs::metadata(Path::new("/run/netns").join(&namespace))?.ino();
     record(state, &node.name, |recorded| {
@@ -368,20 +369,26 @@ pub fn down(lab: &str) -> anyhow::Result<Removed> {
             None
         }
     };
+    // Every node is tried, whatever failed before it; the state stays
+    // for another `down` if anything failed.
+    let mut failures = Vec::new();
     if let Some(state) = &state {
         for node in &state.nodes {
             let before = wgd_labs::host::namespace_pids(&node.namespace).len();
             if wgd_labs::host::namespace_exists(&node.namespace) {
-                let survivors = wgd_labs::host::delete_namespace(&node.namespace)
-                    .with_context(|| format!("deleting namespace {}", node.namespace))?;
-                if !survivors.is_empty() {
-                    bail!(
+                match wgd_labs::host::delete_namespace(&node.namespace) {
+                    Ok(survivors) if survivors.is_empty() => {
+                        removed.namespaces.push(node.namespace.clone());
+                        removed.processes += before;
+                    }
+                    Ok(survivors) => failures.push(format!(
                         "processes {survivors:?} survive in namespace {}",
                         node.namespace
-                    );
+                    )),
+                    Err(error) => {
+                        failures.push(format!("deleting namespace {}: {error}", node.namespace))
+                    }
                 }
-                removed.namespaces.push(node.namespace.clone());
-                removed.processes += before;
             }
             // A recorded process outside any namespace we could list (its
             // namespace deleted by an earlier, interrupted `down`).
@@ -392,6 +399,9 @@ pub fn down(lab: &str) -> anyhow::Result<Removed> {
                 }
             }
         }
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
     }
     if dir.exists() {
         // The node's mounts lived in its holder's mount namespace, gone

@@ -360,3 +360,42 @@ fn an_unsupported_option_is_refused_by_name() {
         "bad.clab.yml: node \"b\": option \"startup-config\" is not supported by wgd-lab",
     );
 }
+
+/// Deletes a namespace made by hand when dropped.
+struct Foreign(String);
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn a_namespace_that_is_not_the_labs_is_refused_and_kept() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("two.clab.yml");
+    std::fs::write(&file, GOOD_NODES).expect("written");
+    let file = file.to_str().expect("UTF-8");
+    let name = unique_name("own");
+    let foreign = Foreign(format!("{name}-b"));
+    let made = Command::new("ip")
+        .args(["netns", "add", &foreign.0])
+        .status()
+        .expect("ip netns add");
+    assert!(made.success());
+    let output = wgd_lab(&name, &["up", file, "--no-check"]);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains(&format!("namespace {} exists already", foreign.0)),
+        "{}",
+        text(&output)
+    );
+    let down = wgd_lab(&name, &["down", file]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(
+        Path::new("/run/netns").join(&foreign.0).exists(),
+        "down deleted a namespace the lab did not make"
+    );
+    assert!(!Path::new("/run/netns").join(format!("{name}-a")).exists());
+}
