@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::checks::{Verdict, short_key};
 use crate::node::NodeShell;
-use crate::state::LabState;
+use crate::state::{LabState, node_dir};
 use crate::topology::Topology;
 
 /// A handshake older than this means the peer is gone (REJECT_AFTER_TIME).
@@ -296,7 +296,12 @@ pub fn render(
         let daemon = match view.daemon {
             None => String::new(),
             Some((pid, true)) => format!("  cmd: pid {pid}, running"),
-            Some((pid, false)) => format!("  cmd: pid {pid}, NOT RUNNING (see its log: cmd.log)"),
+            Some((pid, false)) => format!(
+                "  cmd: pid {pid}, NOT RUNNING (its output: {})",
+                node_dir(&topology.name, &view.name)
+                    .join("cmd.log")
+                    .display()
+            ),
         };
         let _ = writeln!(
             out,

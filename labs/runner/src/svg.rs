@@ -13,7 +13,7 @@ use std::fmt::Write;
 use crate::report::{NodeView, PeerView, TunnelView};
 use crate::topology::Topology;
 
-const WIDTH: f64 = 960.0;
+const MIN_WIDTH: f64 = 960.0;
 const BOX_WIDTH: f64 = 210.0;
 const LINE: f64 = 15.0;
 const ALIVE: &str = "#2e9e44";
@@ -23,13 +23,19 @@ const UNDERLAY: &str = "#9a9a9a";
 /// The SVG document.
 pub fn draw(topology: &Topology, views: &[NodeView]) -> String {
     let count = views.len().max(1);
-    let height = if count <= 2 { 420.0 } else { 760.0 };
-    let (cx, cy) = (WIDTH / 2.0, height / 2.0 + 10.0);
+    // A circle wide enough that neighbouring boxes do not overlap.
     let radius = if count <= 2 {
         280.0
     } else {
-        height / 2.0 - 130.0
+        (count as f64 * 45.0).max(250.0)
     };
+    let width = (2.0 * radius + BOX_WIDTH + 80.0).max(MIN_WIDTH);
+    let height = if count <= 2 {
+        420.0
+    } else {
+        2.0 * radius + 260.0
+    };
+    let (cx, cy) = (width / 2.0, height / 2.0 + 10.0);
 
     // Node centres, the first at the top, clockwise.
     let mut centre: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
@@ -53,7 +59,7 @@ pub fn draw(topology: &Topology, views: &[NodeView]) -> String {
     let mut svg = String::new();
     let _ = writeln!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="monospace" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="monospace" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
