@@ -209,8 +209,7 @@ impl Drop for Site {
 }
 
 #[test]
-fn bird_ospf_over_a_wgd_tunnel_installs_the_far_lan_and_follows_the_tunnel()
--> anyhow::Result<()> {
+fn bird_ospf_over_a_wgd_tunnel_installs_the_far_lan_and_follows_the_tunnel() -> anyhow::Result<()> {
     let started = Instant::now();
     let wgd = Wgd::new()?;
     let (a_keys, b_keys) = (KeyPair::generate()?, KeyPair::generate()?);
@@ -237,9 +236,11 @@ fn bird_ospf_over_a_wgd_tunnel_installs_the_far_lan_and_follows_the_tunnel()
     )?);
     let context = |error: wgd_labs::Error| anyhow::anyhow!("{error}\n{}", describe(&a, &b));
 
-    wait_for(Duration::from_secs(30), "the adjacency Full at both", || {
-        a.full() && b.full()
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the adjacency Full at both",
+        || a.full() && b.full(),
+    )
     .map_err(context)?;
     eprintln!("adjacency Full after {:?}", started.elapsed());
     wait_for(
@@ -248,9 +249,11 @@ fn bird_ospf_over_a_wgd_tunnel_installs_the_far_lan_and_follows_the_tunnel()
         || a.routes_to(&B) && b.routes_to(&A),
     )
     .map_err(context)?;
-    wait_for(Duration::from_secs(10), "the hosts reaching each other", || {
-        a.host_pings(&B) && b.host_pings(&A)
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the hosts reaching each other",
+        || a.host_pings(&B) && b.host_pings(&A),
+    )
     .map_err(context)?;
     // Nothing but bird put the LAN routes there: wgd added no route.
     for site in [&a, &b] {
@@ -272,9 +275,11 @@ fn bird_ospf_over_a_wgd_tunnel_installs_the_far_lan_and_follows_the_tunnel()
     };
     let reconciled = reconciles(&a).context("wgd's metrics")?;
     sighup(&a.namespace, &a.daemon)?;
-    wait_for(Duration::from_secs(10), "wgd's reconcile after SIGHUP", || {
-        reconciles(&a).is_some_and(|count| count > reconciled)
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "wgd's reconcile after SIGHUP",
+        || reconciles(&a).is_some_and(|count| count > reconciled),
+    )
     .map_err(context)?;
     assert_eq!(a.route(B.lan), before, "{}", describe(&a, &b));
     assert!(a.full(), "{}", describe(&a, &b));
@@ -296,16 +301,19 @@ fn bird_ospf_over_a_wgd_tunnel_installs_the_far_lan_and_follows_the_tunnel()
 
     // The underlay is back: the adjacency and the routes return.
     let restored = Instant::now();
-    a.namespace.check(&["ip", "link", "set", &a_underlay, "up"])?;
+    a.namespace
+        .check(&["ip", "link", "set", &a_underlay, "up"])?;
     wait_for(
         Duration::from_secs(30),
         "the adjacency and the routes to come back",
         || a.full() && b.full() && a.routes_to(&B) && b.routes_to(&A),
     )
     .map_err(context)?;
-    wait_for(Duration::from_secs(10), "the hosts reaching each other", || {
-        a.host_pings(&B) && b.host_pings(&A)
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the hosts reaching each other",
+        || a.host_pings(&B) && b.host_pings(&A),
+    )
     .map_err(context)?;
     eprintln!("back {:?} after the repair", restored.elapsed());
     Ok(())
