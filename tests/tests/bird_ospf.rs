@@ -8,7 +8,8 @@
 //! AllowedIPs filters nothing. Each LAN is a veth to a host namespace
 //! whose default route points at its site. The test checks that the
 //! adjacency reaches Full, that each kernel has the other's LAN `proto
-//! bird` through the tunnel (and wgd installed nothing), that the hosts
+//! bird` through the tunnel (and wgd installed nothing), that bird leaves
+//! a route of wgd's bridge alone (each removes only its own), that the hosts
 //! ping each other, that a reconcile of wgd (SIGHUP) leaves bird's routes
 //! alone, and that when the tunnel's underlay is cut bird takes its
 //! route out after the dead interval, and puts it back when the underlay
@@ -25,6 +26,8 @@ use wgd_tests::{KeyPair, Wgd, scrape_metrics, sighup, underlay, write_config};
 const PORT: u16 = 51820;
 const HELLO_SECONDS: u64 = 1;
 const DEAD_SECONDS: u64 = 4;
+/// A route A's bridge holds while bird runs beside it.
+const BRIDGE_ROUTE: &str = "10.99.0.0/16";
 /// wgd's Prometheus endpoint, on each site's own loopback.
 const METRICS: &str = "127.0.0.1:9586";
 
@@ -226,6 +229,30 @@ fn bird_ospf_over_a_wgd_tunnel_installs_the_far_lan_and_follows_the_tunnel() -> 
         a.tunnel_ready(&A) && b.tunnel_ready(&B)
     })
     .map_err(|error| anyhow::anyhow!("{error}\n{}", describe(&a, &b)))?;
+    // A route of wgd's bridge at A before bird starts: bird's kernel
+    // protocol, which prunes what it does not know when it starts, must
+    // leave it alone (it only removes routes of its own protocol).
+    let socket = a.namespace.dir().join("wgd.sock");
+    wait_for(
+        Duration::from_secs(10),
+        "A's bridge to take a route",
+        || {
+            wgd.run(
+                &a.namespace,
+                &[
+                    "route",
+                    "add",
+                    BRIDGE_ROUTE,
+                    "via",
+                    B.tunnel_address,
+                    "--api",
+                    socket.to_str().unwrap_or_default(),
+                ],
+            )
+            .is_ok_and(|output| output.contains("installed"))
+        },
+    )
+    .map_err(|error| anyhow::anyhow!("{error}\n{}", describe(&a, &b)))?;
     a.bird = Some(Bird::start(
         &a.namespace,
         &bird_config(&A, &a.tunnel, &a.lan_if),
@@ -256,12 +283,20 @@ fn bird_ospf_over_a_wgd_tunnel_installs_the_far_lan_and_follows_the_tunnel() -> 
     )
     .map_err(context)?;
     // Nothing but bird put the LAN routes there: wgd added no route.
-    for site in [&a, &b] {
-        let ours = site
-            .namespace
-            .check(&["ip", "route", "show", "table", "all", "proto", "200"])?;
-        assert!(ours.trim().is_empty(), "{}: {ours}", site.namespace.name());
-    }
+    // Nothing but bird put the LAN routes there, and bird left the
+    // bridge's route alone.
+    let ours = |site: &Site| {
+        site.namespace
+            .check(&["ip", "route", "show", "table", "all", "proto", "200"])
+    };
+    assert!(ours(&b)?.trim().is_empty(), "{}", describe(&a, &b));
+    let at_a = ours(&a)?;
+    assert!(
+        at_a.lines().count() == 1
+            && at_a.starts_with(&format!("{BRIDGE_ROUTE} via {} ", B.tunnel_address)),
+        "{at_a}\n{}",
+        describe(&a, &b)
+    );
     eprintln!("converged after {:?}", started.elapsed());
 
     // A reconcile of wgd (SIGHUP re-reads the config and applies it)
