@@ -8,7 +8,7 @@
 //! AllowedIPs filters nothing. Each LAN is a veth to a host namespace
 //! whose default route points at its site. The test checks that the
 //! adjacency reaches Full, that each kernel has the other's LAN `proto
-//! bird` through the tunnel (and wgd installed nothing), that bird leaves
+//! bird` through the tunnel (none by wgd), that bird leaves
 //! a route of wgd's bridge alone (each removes only its own), that the hosts
 //! ping each other, that a reconcile of wgd (SIGHUP) leaves bird's routes
 //! alone, and that when the tunnel's underlay is cut bird takes its
