@@ -348,7 +348,7 @@ mod tests {
         assert_eq!(
             errors.to_string(),
             format!(
-                "{}:0: cannot read the file: no such file or directory",
+                "{}: cannot read the file: no such file or directory",
                 path.display()
             )
         );
@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(
             config.notices[0].to_string(),
             format!(
-                "{}:0: holds key material and is readable by group or others (mode 0644); fix it with: chmod 600 {}",
+                "{}: holds key material and is readable by group or others (mode 0644); fix it with: chmod 600 {}",
                 path.display(),
                 path.display()
             )
