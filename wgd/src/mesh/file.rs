@@ -254,6 +254,8 @@ struct ReadSite {
     endpoint_line: usize,
     /// Whether an endpoint was written (even one that was refused).
     endpoint_written: bool,
+    /// Whether an asn was written (even one that was refused).
+    asn_written: bool,
     lan_lines: Vec<usize>,
 }
 
@@ -278,6 +280,7 @@ impl Reader<'_> {
                 (1, None)
             }
         };
+        let mesh_present = mesh.is_some();
         let mesh = mesh.unwrap_or(raw::Mesh {
             pool: None,
             pool6: None,
@@ -285,15 +288,21 @@ impl Reader<'_> {
             persistent_keepalive: None,
             mtu: None,
         });
-        let pool = self.pool4(mesh_line, mesh.pool.as_ref());
+        // With no [mesh] at all, its missing pool is not news.
+        let pool = if mesh_present {
+            self.pool4(mesh_line, mesh.pool.as_ref())
+        } else {
+            None
+        };
         let pool6 = self.pool6(mesh.pool6.as_ref());
+        let written_sites = raw.site.len();
         let mut sites = Vec::new();
         for raw_site in raw.site {
             if let Some(site) = self.site(raw_site) {
                 sites.push(site);
             }
         }
-        self.unique_names(&sites, names);
+        let distinct = self.unique_names(&sites, names);
         let listen_port = self.listen_port(mesh_line, mesh.listen_port.as_ref(), sites.len());
         let persistent_keepalive = mesh.persistent_keepalive.and_then(|keepalive| {
             values::keepalive(*keepalive.get_ref())
@@ -320,19 +329,22 @@ impl Reader<'_> {
                 .ok()
         });
         let bgp = self.bgp(raw.bgp, &sites);
-        if sites.len() < 2 {
+        if written_sites < 2 {
             self.error(
                 mesh_line,
-                format!(
-                    "a mesh needs at least two [[site]]s, this one has {}",
-                    sites.len()
-                ),
+                format!("a mesh needs at least two [[site]]s, this one has {written_sites}"),
             );
         }
         if let Some(pool) = pool {
             self.capacity(mesh_line, pool, pool6, sites.len());
         }
-        self.tunnel_names(&sites);
+        // Two sites of one name make the same tunnel names: said once.
+        let distinct: Vec<&ReadSite> = sites
+            .iter()
+            .zip(distinct)
+            .filter_map(|(read, distinct)| distinct.then_some(read))
+            .collect();
+        self.tunnel_names(&distinct);
         self.endpoints(&sites);
         self.lans(&sites, pool, pool6, bgp.is_some());
         Some(Mesh {
@@ -537,16 +549,20 @@ impl Reader<'_> {
             },
             endpoint_line,
             endpoint_written: raw.endpoint.is_some(),
+            asn_written: raw.asn.is_some(),
             lan_lines,
         })
     }
 
     /// Names and short names, each once; the valid names go to `names`.
-    fn unique_names(&mut self, sites: &[ReadSite], names: &mut Vec<(String, usize)>) {
+    /// Whether each site's name and short name are its own.
+    fn unique_names(&mut self, sites: &[ReadSite], names: &mut Vec<(String, usize)>) -> Vec<bool> {
+        let mut distinct = Vec::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut short: HashMap<&str, (&str, usize)> = HashMap::new();
         for read in sites {
             let site = &read.site;
+            let mut own = true;
             match seen.entry(&site.name) {
                 Entry::Occupied(first) => {
                     let message = format!(
@@ -555,6 +571,7 @@ impl Reader<'_> {
                         first.get()
                     );
                     self.error(site.line, message);
+                    own = false;
                 }
                 Entry::Vacant(slot) => {
                     slot.insert(site.line);
@@ -569,17 +586,20 @@ impl Reader<'_> {
                         site.name, site.short_name
                     );
                     self.error(site.line, message);
+                    own = false;
                 }
                 Entry::Occupied(_) => {}
                 Entry::Vacant(slot) => {
                     slot.insert((&site.name, site.line));
                 }
             }
+            distinct.push(own);
         }
+        distinct
     }
 
     fn bgp(&mut self, raw: Option<Spanned<raw::Bgp>>, sites: &[ReadSite]) -> Option<BgpDefaults> {
-        let with_asn = sites.iter().filter(|read| read.site.asn.is_some()).count();
+        let with_asn = sites.iter().filter(|read| read.asn_written).count();
         let raw_line = raw.as_ref().map(|raw| self.line(raw));
         if with_asn == 0 {
             if let Some(line) = raw_line {
@@ -588,7 +608,7 @@ impl Reader<'_> {
             return None;
         }
         if with_asn < sites.len() {
-            for read in sites.iter().filter(|read| read.site.asn.is_none()) {
+            for read in sites.iter().filter(|read| !read.asn_written) {
                 let message = format!(
                     "site \"{}\": missing asn (other sites have one: every site speaks BGP or none does)",
                     read.site.name
@@ -667,7 +687,7 @@ impl Reader<'_> {
     /// Each site's tunnel names are interface names, and no two tunnels
     /// of the mesh share one (sites on one machine, as in a lab, share
     /// wireguard-go's socket directory).
-    fn tunnel_names(&mut self, sites: &[ReadSite]) {
+    fn tunnel_names(&mut self, sites: &[&ReadSite]) {
         let mut seen: HashMap<String, (&str, &str)> = HashMap::new();
         for own in sites {
             let mut reported = false;

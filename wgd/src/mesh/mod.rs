@@ -183,3 +183,6 @@ fn sorted(mut errors: Vec<ConfigError>) -> ConfigErrors {
     errors.sort_by_key(|error| error.line);
     ConfigErrors(errors)
 }
+
+#[cfg(test)]
+mod tests;
