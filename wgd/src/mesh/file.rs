@@ -31,7 +31,7 @@ mod raw {
         pub site: Vec<Spanned<Site>>,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub(super) struct Mesh {
         pub pool: Option<Spanned<String>>,
@@ -281,13 +281,7 @@ impl Reader<'_> {
             }
         };
         let mesh_present = mesh.is_some();
-        let mesh = mesh.unwrap_or(raw::Mesh {
-            pool: None,
-            pool6: None,
-            listen_port: None,
-            persistent_keepalive: None,
-            mtu: None,
-        });
+        let mesh = mesh.unwrap_or_default();
         // With no [mesh] at all, its missing pool is not news.
         let pool = if mesh_present {
             self.pool4(mesh_line, mesh.pool.as_ref())

@@ -64,7 +64,7 @@ pub struct Summary {
     pub pool: ipnet::Ipv4Net,
     /// Sites whose directory holds only `public.key` (their private key
     /// stays on the router): their configs are rendered there.
-    pub public_only: usize,
+    pub public_only: Vec<String>,
 }
 
 impl fmt::Display for Summary {
@@ -81,11 +81,11 @@ impl fmt::Display for Summary {
             self.capacity,
             self.pool
         )?;
-        if self.public_only > 0 {
+        if !self.public_only.is_empty() {
             write!(
                 f,
-                " ({} sites hold only public.key: not rendered here)",
-                self.public_only
+                " (not rendered here, holding only public.key: {})",
+                self.public_only.join(", ")
             )?;
         }
         Ok(())
@@ -120,7 +120,13 @@ pub fn check(path: &Path) -> Result<Summary, ConfigErrors> {
         pairs: layout::pairs(mesh.sites.len()),
         capacity: layout::capacity4(mesh.pool),
         pool: mesh.pool,
-        public_only: keys.iter().filter(|keys| !keys.private).count(),
+        public_only: mesh
+            .sites
+            .iter()
+            .zip(&keys)
+            .filter(|(_, keys)| !keys.private)
+            .map(|(site, _)| site.name.clone())
+            .collect(),
     })
 }
 
