@@ -541,3 +541,29 @@ fn twenty_sites_render_and_check() {
     // Site 20's tunnel to site 19 is pair 189: 10.255.1.122/31, the higher end.
     assert!(last.contains("name = \"site20-site19\"\nprivate_key_file = \"private.key\"\nlisten_port = 51839\naddress = [\"10.255.1.123/31\"]\n"), "{last}");
 }
+
+#[test]
+fn endpoints_are_addresses_or_host_names_without_ports() {
+    let endpoint = |text: &str| {
+        let mesh_text = mesh_text("10.255.0.0/24", 2).replace("198.18.2.2", text);
+        let reading = read_text(&mesh_text);
+        match reading.mesh {
+            Some(mesh) => Ok(mesh.sites[1].endpoint.clone().unwrap().with_port(51821)),
+            None => Err(reading.errors[0].message.clone()),
+        }
+    };
+    assert_eq!(endpoint("2001:db8::2"), Ok("[2001:db8::2]:51821".into()));
+    assert_eq!(endpoint("[2001:db8::2]"), Ok("[2001:db8::2]:51821".into()));
+    assert_eq!(endpoint("Site2.Example."), Ok("site2.example:51821".into()));
+    assert_eq!(
+        endpoint("site_2.example"),
+        Err(
+            "site \"site2\": endpoint \"site_2.example\": expected an IP address or a host name"
+                .into()
+        )
+    );
+    assert_eq!(
+        endpoint("0.0.0.0"),
+        Err("site \"site2\": endpoint \"0.0.0.0\": not an address a peer can send to".into())
+    );
+}
