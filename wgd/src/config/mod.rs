@@ -14,10 +14,11 @@
 
 mod model;
 mod toml_file;
-mod values;
+pub(crate) mod values;
 mod wg_quick;
 
 pub use model::*;
+pub(crate) use toml_file::serde_message;
 pub use values::offline;
 
 use std::path::{Path, PathBuf};
@@ -192,7 +193,7 @@ impl Report {
 }
 
 /// 1-based line of a byte offset in `text`.
-fn line_at(text: &str, offset: usize) -> usize {
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     1 + text.as_bytes()[..end]
         .iter()
