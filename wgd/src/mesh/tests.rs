@@ -412,7 +412,8 @@ fn renders_are_deterministic_and_read_back_as_wgd_up_reads_them() {
     );
     let unknown = render(&mesh, "site9").unwrap_err().to_string();
     assert!(
-        unknown.ends_with(":0: no site \"site9\" in the mesh (its sites: site1, site2, site3)"),
+        unknown
+            .ends_with("mesh.toml: no site \"site9\" in the mesh (its sites: site1, site2, site3)"),
         "{unknown}"
     );
 }
