@@ -71,8 +71,8 @@ pub struct Ping {
     pub expect: Expect,
 }
 
-/// The main table has a route for exactly `prefix`, with these attributes
-/// (or none, with `absent = true`).
+/// The main table (or `table`) has a route for exactly `prefix`, with
+/// these attributes (or none, with `absent = true`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
@@ -81,6 +81,8 @@ pub struct Route {
     pub via: Option<String>,
     pub dev: Option<String>,
     pub proto: Option<String>,
+    /// A table other than main (a number or a name).
+    pub table: Option<String>,
     #[serde(default)]
     pub absent: bool,
 }
@@ -254,6 +256,9 @@ impl std::fmt::Display for Check {
                         write!(f, " {label} {value}")?;
                     }
                 }
+                if let Some(table) = &route.table {
+                    write!(f, " (table {table})")?;
+                }
                 if route.absent {
                     write!(f, ": absent")?;
                 }
@@ -356,8 +361,11 @@ impl Check {
                 } else {
                     "-4"
                 };
-                let listing =
-                    shell.check(&["ip", family, "-o", "route", "show", "exact", &route.prefix])?;
+                let mut argv = vec!["ip", family, "-o", "route", "show", "exact", &route.prefix];
+                if let Some(table) = &route.table {
+                    argv.extend(["table", table.as_str()]);
+                }
+                let listing = shell.check(&argv)?;
                 let lines: Vec<&str> = listing
                     .lines()
                     .map(str::trim)

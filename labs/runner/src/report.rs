@@ -242,7 +242,10 @@ fn sessions(shell: &NodeShell) -> Vec<Session> {
 fn learned_routes(shell: &NodeShell) -> Vec<LearnedRoute> {
     let mut routes = Vec::new();
     for family in ["-4", "-6"] {
-        let Some(Value::Array(list)) = json(shell, &["ip", family, "-j", "route", "show"]) else {
+        let Some(Value::Array(list)) = json(
+            shell,
+            &["ip", family, "-j", "route", "show", "table", "all"],
+        ) else {
             continue;
         };
         for route in list {
@@ -259,6 +262,9 @@ fn learned_routes(shell: &NodeShell) -> Vec<LearnedRoute> {
                 text.push_str(&format!(" dev {dev}"));
             }
             text.push_str(&format!(" proto {protocol}"));
+            if let Some(table) = route.get("table").and_then(Value::as_str) {
+                text.push_str(&format!(" table {table}"));
+            }
             routes.push(LearnedRoute { prefix, text });
         }
     }

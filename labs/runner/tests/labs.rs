@@ -49,14 +49,22 @@ struct Lab {
 
 impl Lab {
     fn new(file: &str) -> Self {
-        let stem = file.split('.').next().unwrap_or(file);
+        Self::at(&labs_dir().join(file))
+    }
+
+    fn at(file: &Path) -> Self {
+        let stem = file
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.split('.').next())
+            .unwrap_or("lab");
         let prefix: String = stem
             .chars()
             .filter(char::is_ascii_alphanumeric)
             .take(4)
             .collect();
         Self {
-            file: labs_dir().join(file),
+            file: file.to_owned(),
             name: unique_name(&prefix),
         }
     }
@@ -184,7 +192,11 @@ fn wireguard_sockets() -> Vec<String> {
 /// Runs a shipped lab through up, check and down, and asserts the report
 /// and that nothing is left.
 fn passes(file: &str, report_has: &[&str]) {
-    let lab = Lab::new(file);
+    passes_at(&labs_dir().join(file), report_has);
+}
+
+fn passes_at(file: &Path, report_has: &[&str]) {
+    let lab = Lab::at(file);
     let sockets = wireguard_sockets();
     let report = lab.ok("up", &[]);
     for expected in report_has
@@ -246,6 +258,66 @@ fn frr_ospf3_lab_passes_and_leaves_nothing() {
     passes(
         "frr-ospf3.clab.yml",
         &["[pass] route site1 192.168.2.0/24 dev wg12 proto ospf"],
+    );
+}
+
+#[test]
+fn fpm_hub_lab_passes_and_leaves_nothing() {
+    passes(
+        "fpm-hub.clab.yml",
+        &[
+            "[pass] allowed_ips hub wg-hub peer spoke1",
+            "proto wgd table 100",
+        ],
+    );
+}
+
+#[test]
+fn bird_ospf2_lab_passes_and_leaves_nothing() {
+    passes(
+        "bird-ospf2.clab.yml",
+        &["[pass] route site-a 192.168.2.0/24 dev wg-ab proto bird"],
+    );
+}
+
+/// mesh3's sites are rendered by `wgd mesh` from `labs/mesh3/mesh.toml`;
+/// keys and rendered files are never committed, so the lab runs from a
+/// copy in a temporary directory, rendered there.
+#[test]
+fn mesh3_lab_rendered_by_wgd_mesh_passes_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let labs = labs_dir();
+    std::fs::create_dir(dir.path().join("mesh3")).expect("mesh3/");
+    for file in ["mesh3.clab.yml", "mesh3.checks.toml", "mesh3/mesh.toml"] {
+        std::fs::copy(labs.join(file), dir.path().join(file)).expect("copied");
+    }
+    let wgd = Path::new(env!("CARGO_BIN_EXE_wgd-lab")).with_file_name("wgd");
+    assert!(
+        wgd.is_file(),
+        "{} missing: `cargo build -p wgd --bins` first",
+        wgd.display()
+    );
+    let mesh = dir.path().join("mesh3/mesh.toml");
+    let mesh = mesh.to_str().expect("UTF-8");
+    let mut steps = vec![vec!["mesh", "init", mesh]];
+    for site in ["site1", "site2", "site3"] {
+        steps.push(vec!["mesh", "render", mesh, site]);
+    }
+    for args in steps {
+        let output = Command::new(&wgd).args(&args).output().expect("wgd runs");
+        assert!(
+            output.status.success(),
+            "wgd {}: {}",
+            args.join(" "),
+            text(&output)
+        );
+    }
+    passes_at(
+        &dir.path().join("mesh3.clab.yml"),
+        &[
+            "[pass] bgp site1: 2 established",
+            "[pass] ping host1 -> 192.168.3.10: answers",
+        ],
     );
 }
 
