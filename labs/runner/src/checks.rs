@@ -171,6 +171,13 @@ impl Checks {
         Self::parse(&path, &text, topology)
     }
 
+    /// The checks in `path`, which must exist, for `topology`.
+    pub fn load_from(path: &Path, topology: &Topology) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+        Self::parse(path, &text, topology)
+    }
+
     pub fn parse(path: &Path, text: &str, topology: &Topology) -> anyhow::Result<Self> {
         let file: File =
             toml::from_str(text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;

@@ -61,8 +61,13 @@ enum Command {
     /// Wait for the checks of a lab that is up to pass; print the report.
     Check {
         file: PathBuf,
+        /// Also write the picture here.
         #[arg(long, value_name = "PATH")]
         svg: Option<PathBuf>,
+        /// Another checks file instead of the lab's own (what must hold
+        /// after a change, such as a cut tunnel).
+        #[arg(long, value_name = "PATH")]
+        checks: Option<PathBuf>,
     },
     /// Remove everything the lab made (also after a crash of `up`).
     Down { file: PathBuf },
@@ -118,9 +123,12 @@ fn run(command: Command, name: Option<&str>) -> anyhow::Result<ExitCode> {
             );
             report(&topology, &state, &checks, !no_check, svg.as_deref())
         }
-        Command::Check { file, svg } => {
+        Command::Check { file, svg, checks } => {
             let topology = load(&file)?;
-            let checks = Checks::load(&topology)?;
+            let checks = match checks {
+                Some(path) => Checks::load_from(&path, &topology)?,
+                None => Checks::load(&topology)?,
+            };
             let state = up_state(&topology.name, &file)?;
             report(&topology, &state, &checks, true, svg.as_deref())
         }

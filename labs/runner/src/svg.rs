@@ -20,42 +20,104 @@ const ALIVE: &str = "#2e9e44";
 const DEAD: &str = "#d0342c";
 const UNDERLAY: &str = "#9a9a9a";
 
-/// The SVG document.
-pub fn draw(topology: &Topology, views: &[NodeView]) -> String {
-    let count = views.len().max(1);
+/// Where each node goes, and the picture's size. Routers (nodes with
+/// tunnels) stand on a circle; a node without tunnels linked to several
+/// others (the wan of a lab) stands in the middle (several: on a small
+/// inner circle); a node linked to one other only (a LAN host) stands
+/// outside its neighbour, on the same ray. Without routers, every node
+/// is on the circle.
+fn layout<'a>(
+    topology: &Topology,
+    views: &'a [NodeView],
+) -> (BTreeMap<&'a str, (f64, f64)>, f64, f64) {
+    let mut neighbours: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for link in &topology.links {
+        let [a, b] = &link.endpoints;
+        neighbours.entry(&a.node).or_default().insert(&b.node);
+        neighbours.entry(&b.node).or_default().insert(&a.node);
+    }
+    let degree = |name: &str| neighbours.get(name).map_or(0, BTreeSet::len);
+    let routers: Vec<&str> = views
+        .iter()
+        .filter(|view| !view.tunnels.is_empty())
+        .map(|view| view.name.as_str())
+        .collect();
+    let (ring, inner, outer): (Vec<&str>, Vec<&str>, Vec<&str>) = if routers.is_empty() {
+        let all = views.iter().map(|view| view.name.as_str()).collect();
+        (all, Vec::new(), Vec::new())
+    } else {
+        let others = views
+            .iter()
+            .map(|view| view.name.as_str())
+            .filter(|name| !routers.contains(name));
+        let (outer, inner): (Vec<&str>, Vec<&str>) = others.partition(|name| degree(name) <= 1);
+        (routers, inner, outer)
+    };
+    let count = ring.len().max(1);
     // A circle wide enough that neighbouring boxes do not overlap.
     let radius = if count <= 2 {
-        280.0
+        260.0
     } else {
-        (count as f64 * 45.0).max(250.0)
+        (count as f64 * 45.0).max(230.0)
     };
-    let width = (2.0 * radius + BOX_WIDTH + 80.0).max(MIN_WIDTH);
-    let height = if count <= 2 {
-        420.0
+    let reach = if outer.is_empty() {
+        radius
     } else {
-        2.0 * radius + 260.0
+        radius + 170.0
     };
-    let (cx, cy) = (width / 2.0, height / 2.0 + 10.0);
-
-    // Node centres, the first at the top, clockwise.
+    let width = (2.0 * reach + BOX_WIDTH + 80.0).max(MIN_WIDTH);
+    let height = 2.0 * reach + if outer.is_empty() { 200.0 } else { 120.0 };
+    let (cx, cy) = (width / 2.0, height / 2.0 + 20.0);
+    let at = |angle: f64, r: f64| (cx + r * angle.cos(), cy + r * angle.sin());
     let mut centre: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
-    for (index, view) in views.iter().enumerate() {
-        let angle = if count == 2 {
-            std::f64::consts::PI * index as f64
-        } else {
-            2.0 * std::f64::consts::PI * index as f64 / count as f64
-        } - std::f64::consts::FRAC_PI_2;
-        let angle = if count == 2 {
-            angle + std::f64::consts::FRAC_PI_2
-        } else {
-            angle
-        };
-        centre.insert(
-            &view.name,
-            (cx + radius * angle.cos(), cy + radius * angle.sin()),
-        );
+    let mut angles: BTreeMap<&str, f64> = BTreeMap::new();
+    // The first at the top, clockwise; two side by side.
+    let start = if count == 2 {
+        std::f64::consts::PI
+    } else {
+        -std::f64::consts::FRAC_PI_2
+    };
+    for (index, name) in ring.iter().enumerate() {
+        let angle = start + 2.0 * std::f64::consts::PI * index as f64 / count as f64;
+        angles.insert(name, angle);
+        centre.insert(name, at(angle, radius));
     }
+    for (index, name) in inner.iter().enumerate() {
+        let angle = start + 2.0 * std::f64::consts::PI * index as f64 / inner.len() as f64;
+        let r = if inner.len() == 1 { 0.0 } else { radius * 0.4 };
+        angles.insert(name, angle);
+        centre.insert(name, at(angle, r));
+    }
+    // Leaves of one neighbour fan out around its ray.
+    let mut fans: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for name in &outer {
+        let neighbour = neighbours
+            .get(name)
+            .and_then(|set| set.iter().next().copied())
+            .unwrap_or("");
+        fans.entry(neighbour).or_default().push(name);
+    }
+    let mut spare = 0.0;
+    for (neighbour, leaves) in fans {
+        let base = match angles.get(neighbour) {
+            Some(angle) if centre.get(neighbour).is_some_and(|c| *c != (cx, cy)) => *angle,
+            _ => {
+                spare += 0.7;
+                std::f64::consts::FRAC_PI_2 + spare
+            }
+        };
+        for (index, name) in leaves.iter().enumerate() {
+            let offset = (index as f64 - (leaves.len() - 1) as f64 / 2.0) * 0.35;
+            centre.insert(name, at(base + offset, reach));
+        }
+    }
+    (centre, width, height)
+}
 
+/// The SVG document.
+pub fn draw(topology: &Topology, views: &[NodeView]) -> String {
+    let (centre, width, height) = layout(topology, views);
+    let (cx, cy) = (width / 2.0, height / 2.0 + 20.0);
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -153,9 +215,10 @@ pub fn draw(topology: &Topology, views: &[NodeView]) -> String {
                     continue;
                 };
                 let colour = if peer.alive() { ALIVE } else { DEAD };
-                // Bowed, so that it does not hide the underlay line.
+                // Bowed outward, so that it hides no underlay line (those
+                // go to the middle, where the wan of a lab stands).
                 let (mx, my) = ((ax + bx) / 2.0, (ay + by) / 2.0);
-                let (qx, qy) = (mx + (cx - mx) * 0.35, my + (cy - my) * 0.35);
+                let (qx, qy) = (mx + (mx - cx) * 0.6, my + (my - cy) * 0.6);
                 let (qx, qy) = if (mx - cx).abs() < 1.0 && (my - cy).abs() < 1.0 {
                     (mx + 40.0, my - 40.0)
                 } else {
@@ -169,11 +232,20 @@ pub fn draw(topology: &Topology, views: &[NodeView]) -> String {
                     .handshake_age
                     .map(|age| format!("{age} s"))
                     .unwrap_or_else(|| "never".into());
+                // At the curve's apex, on its outer side.
+                let (px, py) = ((ax + 2.0 * qx + bx) / 4.0, (ay + 2.0 * qy + by) / 4.0);
+                let (lx, ly, anchor) = if px < cx - 20.0 {
+                    (px - 8.0, py, "end")
+                } else if px > cx + 20.0 {
+                    (px + 8.0, py, "start")
+                } else if py > cy {
+                    (px, py + 16.0, "middle")
+                } else {
+                    (px, py - 8.0, "middle")
+                };
                 let _ = writeln!(
                     svg,
-                    r#"<text x="{:.0}" y="{:.0}" fill="{colour}" text-anchor="middle">{} / {} ({})</text>"#,
-                    (ax + 2.0 * qx + bx) / 4.0,
-                    (ay + 2.0 * qy + by) / 4.0 - 4.0,
+                    r#"<text x="{lx:.0}" y="{ly:.0}" fill="{colour}" text-anchor="{anchor}">{} / {} ({})</text>"#,
                     escape(&tunnel.interface),
                     escape(other_interface),
                     escape(&age)

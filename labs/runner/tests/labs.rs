@@ -196,6 +196,12 @@ fn passes(file: &str, report_has: &[&str]) {
 }
 
 fn passes_at(file: &Path, report_has: &[&str]) {
+    passes_then(file, report_has, |_| {});
+}
+
+/// As [`passes_at`], with `meanwhile` run on the lab after its checks
+/// passed and before it is taken down.
+fn passes_then(file: &Path, report_has: &[&str], meanwhile: impl FnOnce(&Lab)) {
     let lab = Lab::at(file);
     let sockets = wireguard_sockets();
     let report = lab.ok("up", &[]);
@@ -213,6 +219,7 @@ fn passes_at(file: &Path, report_has: &[&str]) {
     assert!(std::fs::read_to_string(&svg).is_ok_and(|svg| svg.contains("</svg>")));
     let again = lab.ok("check", &[]);
     assert!(again.contains("converged in"), "{again}");
+    meanwhile(&lab);
     let processes = lab.processes();
     assert!(!processes.is_empty());
     let left = lab.down_and_leftovers(&processes, &sockets);
@@ -312,12 +319,65 @@ fn mesh3_lab_rendered_by_wgd_mesh_passes_and_leaves_nothing() {
             text(&output)
         );
     }
-    passes_at(
+    // The tunnel between site1 and site2 is cut at the wan, as
+    // scripts/lab does: traffic between them reroutes through site3 (the
+    // checks of mesh3.cut.checks.toml), and comes back to the direct
+    // tunnel when the cut is undone (the lab's own checks).
+    std::fs::copy(
+        labs.join("mesh3.cut.checks.toml"),
+        dir.path().join("mesh3.cut.checks.toml"),
+    )
+    .expect("copied");
+    let cut_checks = dir.path().join("mesh3.cut.checks.toml");
+    let cut = |lab: &Lab, action: &str| {
+        for (from, to) in [("198.18.1.2", "198.18.2.2"), ("198.18.2.2", "198.18.1.2")] {
+            lab.ok(
+                "exec",
+                &[
+                    "wan",
+                    "--",
+                    "ip",
+                    "rule",
+                    action,
+                    "from",
+                    from,
+                    "to",
+                    to,
+                    "blackhole",
+                ],
+            );
+        }
+    };
+    passes_then(
         &dir.path().join("mesh3.clab.yml"),
         &[
             "[pass] bgp site1: 2 established",
             "[pass] ping host1 -> 192.168.3.10: answers",
+            "[pass] route site1 192.168.2.0/24 dev site1-site2 proto wgd",
         ],
+        |lab| {
+            cut(lab, "add");
+            let rerouted = lab.ok(
+                "check",
+                &["--checks", cut_checks.to_str().expect("a UTF-8 path")],
+            );
+            for expected in [
+                "[pass] bgp site1: 1 established",
+                "[pass] route site1 192.168.2.0/24 dev site1-site3 proto wgd",
+                "[pass] ping host1 -> 192.168.2.10: answers",
+            ] {
+                assert!(
+                    rerouted.contains(expected),
+                    "{expected:?} not in:\n{rerouted}"
+                );
+            }
+            cut(lab, "del");
+            let back = lab.ok("check", &[]);
+            assert!(
+                back.contains("[pass] route site1 192.168.2.0/24 dev site1-site2 proto wgd"),
+                "{back}"
+            );
+        },
     );
 }
 
