@@ -38,6 +38,20 @@ pub fn command_line(argv: &[&str]) -> String {
     command::display(argv)
 }
 
+/// Whether process `pid` runs. A zombie (exited, not yet reaped) does
+/// not: it only waits for its parent.
+pub fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // "pid (comm) S ...": the state follows the last ')'.
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
 /// Whether `ip netns list` has `name`.
 pub fn namespace_exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()

@@ -94,7 +94,9 @@ pub fn observe(state: &LabState, shells: &BTreeMap<String, NodeShell>) -> Vec<No
             let mut view = NodeView {
                 name: node.name.clone(),
                 namespace: node.namespace.clone(),
-                daemon: node.daemon.map(|pid| (pid, running(pid))),
+                daemon: node
+                    .daemon
+                    .map(|pid| (pid, wgd_labs::host::process_running(pid))),
                 ..NodeView::default()
             };
             if let Some(shell) = shells.get(&node.name) {
@@ -106,18 +108,6 @@ pub fn observe(state: &LabState, shells: &BTreeMap<String, NodeShell>) -> Vec<No
             view
         })
         .collect()
-}
-
-/// Whether `pid` runs (a zombie does not).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 fn json(shell: &NodeShell, argv: &[&str]) -> Option<Value> {

@@ -139,7 +139,7 @@ impl Lab {
         left.extend(
             processes
                 .iter()
-                .filter(|pid| running(**pid))
+                .filter(|pid| wgd_labs::host::process_running(**pid))
                 .map(|pid| format!("process {pid}")),
         );
         if self.state_dir().exists() {
@@ -164,18 +164,6 @@ impl Drop for Lab {
             }
         }
     }
-}
-
-/// Whether `pid` runs (a zombie does not: it waits for init to reap it).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 fn wireguard_sockets() -> Vec<String> {
