@@ -4,8 +4,8 @@
 //! it. The lab runner's namespaces outlive the process that made them (a
 //! lab stays up from `wgd-lab up` to `wgd-lab down`), so it drives them by
 //! name: it runs commands with [`check`] and [`output`] and removes a
-//! namespace with [`delete_namespace`], the same teardown a `Namespace`
-//! does when dropped.
+//! namespace with [`delete_namespace`]; a `Namespace` dropped goes the
+//! same way ([`stop_processes`], then `ip netns del`).
 
 use std::path::Path;
 use std::process::Output;
@@ -68,34 +68,41 @@ pub fn namespace_pids(name: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Stops every process in namespace `name` (SIGTERM, then SIGKILL),
-/// removes the UAPI sockets its wireguard-go processes left behind, and
-/// deletes it, which removes every interface in it. Returns the processes
-/// that survived, if any (the namespace is deleted regardless).
-pub fn delete_namespace(name: &str) -> Result<Vec<u32>> {
-    let interfaces = namespace_interfaces(name);
-    let survivors = if signal_all(name, "-TERM") || signal_all(name, "-KILL") {
+/// Stops every process in namespace `name` (SIGTERM, then SIGKILL, each
+/// with a deadline); the processes that survived, if any.
+pub fn stop_processes(name: &str) -> Vec<u32> {
+    if signal_all(name, "-TERM") || signal_all(name, "-KILL") {
         Vec::new()
     } else {
         namespace_pids(name)
-    };
-    // A wireguard-go killed by SIGKILL leaves its socket behind; with
-    // nobody left inside, no socket of these names is in use by this
-    // namespace.
-    if survivors.is_empty() {
-        for interface in &interfaces {
-            let socket = Path::new(WIREGUARD_SOCKETS).join(format!("{interface}.sock"));
-            if socket.exists() && !socket_in_use(&socket) {
-                let _ = std::fs::remove_file(socket);
-            }
-        }
     }
+}
+
+/// Stops every process in namespace `name` and deletes it, which removes
+/// every interface in it. Returns the processes that survived, if any (the
+/// namespace is deleted regardless).
+pub fn delete_namespace(name: &str) -> Result<Vec<u32>> {
+    let survivors = stop_processes(name);
     check(&["ip", "netns", "del", name])?;
     Ok(survivors)
 }
 
+/// Removes the UAPI sockets wireguard-go left in the host's
+/// `/var/run/wireguard` for `interfaces` of a namespace whose processes
+/// are all gone (a wireguard-go killed by SIGKILL leaves its socket). Only
+/// for namespaces that share the host's `/run`, as the tests' do, and only
+/// sockets nobody listens on.
+pub fn remove_wireguard_sockets(interfaces: &[String]) {
+    for interface in interfaces {
+        let socket = Path::new(WIREGUARD_SOCKETS).join(format!("{interface}.sock"));
+        if socket.exists() && !socket_in_use(&socket) {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+}
+
 /// Interface names inside namespace `name`.
-fn namespace_interfaces(name: &str) -> Vec<String> {
+pub fn namespace_interfaces(name: &str) -> Vec<String> {
     check(&["ip", "-n", name, "-o", "link", "show"])
         .map(|listing| {
             // "2: name@peer: <FLAGS> ..." per line.
@@ -109,8 +116,13 @@ fn namespace_interfaces(name: &str) -> Vec<String> {
 }
 
 /// Whether a process anywhere still listens on the Unix socket `path`.
+/// Non-blocking: a listener with a full backlog counts as listening.
 fn socket_in_use(path: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(path).is_ok()
+    use std::os::unix::net::UnixStream;
+    match UnixStream::connect(path) {
+        Ok(_) => true,
+        Err(error) => error.kind() == std::io::ErrorKind::WouldBlock,
+    }
 }
 
 /// Signals every process in namespace `name` until none is left or the

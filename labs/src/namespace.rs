@@ -7,19 +7,12 @@
 
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::command::{self, check};
 use crate::daemon::Daemon;
 use crate::wait::wait_for;
-use crate::{Error, Result, unique_name};
-
-/// How long processes left in a namespace get to exit after SIGTERM, and
-/// then after SIGKILL, before the namespace is deleted regardless.
-const KILL_DEADLINE: Duration = Duration::from_secs(3);
-
-/// wireguard-go's UAPI sockets, one per interface, shared by all namespaces.
-const WIREGUARD_SOCKETS: &str = "/var/run/wireguard";
+use crate::{Error, Result, host, unique_name};
 
 /// A network namespace that lives as long as this value, with a private
 /// directory for the files of its node (configs, daemons' state), removed
@@ -161,51 +154,20 @@ impl Namespace {
         full.extend_from_slice(argv);
         full
     }
-
-    fn pids(&self) -> Vec<String> {
-        check(&["ip", "netns", "pids", &self.name])
-            .map(|pids| pids.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default()
-    }
-
-    /// Signals every process in the namespace until none is left or the
-    /// deadline passes; true if none is left.
-    fn signal_all(&self, signal: &str) -> bool {
-        let started = Instant::now();
-        loop {
-            let pids = self.pids();
-            if pids.is_empty() {
-                return true;
-            }
-            if started.elapsed() >= KILL_DEADLINE {
-                return false;
-            }
-            let mut argv = vec!["kill", signal];
-            argv.extend(pids.iter().map(String::as_str));
-            // Some may exit between listing and signalling.
-            let _ = check(&argv);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        let interfaces = self.interfaces().unwrap_or_default();
-        if !self.signal_all("-TERM") && !self.signal_all("-KILL") {
+        let interfaces = host::namespace_interfaces(&self.name);
+        let survivors = host::stop_processes(&self.name);
+        if survivors.is_empty() {
+            // The tests' namespaces share the host's /run.
+            host::remove_wireguard_sockets(&interfaces);
+        } else {
             eprintln!(
-                "wgd-labs: processes {:?} survive in namespace {}",
-                self.pids(),
+                "wgd-labs: processes {survivors:?} survive in namespace {}",
                 self.name
             );
-        }
-        // A wireguard-go killed by SIGKILL leaves its socket behind; the names
-        // are ours (unique), and their owners are gone.
-        for interface in &interfaces {
-            let socket = Path::new(WIREGUARD_SOCKETS).join(format!("{interface}.sock"));
-            if socket.exists() && self.pids().is_empty() {
-                let _ = std::fs::remove_file(socket);
-            }
         }
         if let Err(error) = check(&["ip", "netns", "del", &self.name]) {
             eprintln!("wgd-labs: {error}");

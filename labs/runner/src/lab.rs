@@ -48,9 +48,10 @@ const HOLDER_DEADLINE: Duration = Duration::from_secs(10);
 pub fn up(topology: &Topology, bin_dir: &Path) -> anyhow::Result<LabState> {
     if let Some(state) = LabState::load(&topology.name)? {
         bail!(
-            "lab \"{}\" is already up (state in {}): run `wgd-lab down {}` first",
+            "lab \"{}\" is already up (state in {}): run `wgd-lab --name {} down {}` first",
             topology.name,
             state.dir().display(),
+            topology.name,
             state.file.display()
         );
     }
@@ -149,7 +150,14 @@ fn make_node(topology: &Topology, node: &Node, state: &mut LabState) -> anyhow::
         ..NodeState::default()
     });
     state.save()?;
-    wgd_labs::host::check(&["ip", "netns", "add", &namespace])?;
+    if let Err(error) = wgd_labs::host::check(&["ip", "netns", "add", &namespace]) {
+        // Someone else made it since the check: not ours to delete.
+        state
+            .nodes
+            .retain(|recorded| recorded.namespace != namespace);
+        state.save()?;
+        return Err(error.into());
+    }
     let inode = std::fs::metadata(Path::new("/run/netns").join(&namespace))?.ino();
     record(state, &node.name, |recorded| {
         recorded.netns_inode = Some(inode)
@@ -270,9 +278,19 @@ fn overlays(binds: &[Bind]) -> Vec<PathBuf> {
                 .map(Path::to_owned)
         })
         .collect();
-    anchors.sort_by_key(|anchor| anchor.components().count());
+    // Shallowest first, each once, and none inside another: an overlay
+    // covers what is below it.
+    anchors.sort_by(|a, b| {
+        (a.components().count(), a.as_path()).cmp(&(b.components().count(), b.as_path()))
+    });
     anchors.dedup();
-    anchors
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for anchor in anchors {
+        if !kept.iter().any(|outer| anchor.starts_with(outer)) {
+            kept.push(anchor);
+        }
+    }
+    kept
 }
 
 /// Shows `bind.source` at `bind.target` in the node, creating the target
@@ -375,7 +393,20 @@ pub fn down(lab: &str) -> anyhow::Result<Removed> {
     if let Some(state) = &state {
         for node in &state.nodes {
             let before = wgd_labs::host::namespace_pids(&node.namespace).len();
-            if wgd_labs::host::namespace_exists(&node.namespace) {
+            let present = std::fs::metadata(Path::new("/run/netns").join(&node.namespace))
+                .ok()
+                .map(|meta| meta.ino());
+            // Only the namespace the lab made (same inode) is deleted: one
+            // of that name made by someone else after it is left alone, as
+            // is one whose making the lab did not live to record.
+            if present.is_some() && present != node.netns_inode {
+                failures.push(format!(
+                    "namespace {} is not the one this lab made (it was never recorded, or was \
+                     made again by someone else): left alone; `ip netns del {}` removes it if \
+                     it is a leftover",
+                    node.namespace, node.namespace
+                ));
+            } else if present.is_some() {
                 match wgd_labs::host::delete_namespace(&node.namespace) {
                     Ok(survivors) if survivors.is_empty() => {
                         removed.namespaces.push(node.namespace.clone());

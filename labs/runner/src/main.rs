@@ -111,7 +111,8 @@ fn run(command: Command, name: Option<&str>) -> anyhow::Result<ExitCode> {
             let bin_dir = wgd_dir(wgd.as_deref())?;
             let state = lab::up(&topology, &bin_dir).with_context(|| {
                 format!(
-                    "lab \"{}\" is left as far as it got; `wgd-lab down {}` removes it",
+                    "lab \"{}\" is left as far as it got; `wgd-lab --name {} down {}` removes it",
+                    topology.name,
                     topology.name,
                     file.display()
                 )
@@ -177,7 +178,7 @@ fn up_state(lab: &str, file: &Path) -> anyhow::Result<LabState> {
     match LabState::load(lab)? {
         Some(state) => Ok(state),
         None => bail!(
-            "lab \"{lab}\" is not up: `wgd-lab up {}` first",
+            "lab \"{lab}\" is not up: `wgd-lab --name {lab} up {}` first",
             file.display()
         ),
     }

@@ -6,6 +6,7 @@
 //! `nsenter`, under `env` with the node's environment and a `PATH` that
 //! starts with the directory of the `wgd` under test.
 
+use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Output, Stdio};
 
 use crate::state::{LabState, NodeState};
@@ -22,17 +23,25 @@ pub struct NodeShell {
 
 impl NodeShell {
     /// The node `state` describes, with the environment `env` (from the
-    /// topology) and `wgd` from `lab.bin_dir` first on the `PATH`.
+    /// topology) and `wgd` from `lab.bin_dir` first on the `PATH`; `None`
+    /// if its holder is gone (or its pid now belongs to another process).
     pub fn new(lab: &LabState, state: &NodeState, env: &[(String, String)]) -> Option<Self> {
         let mut full = vec![(
             "PATH".to_owned(),
             format!("{}:{SYSTEM_PATH}", lab.bin_dir.display()),
         )];
         full.extend(env.iter().cloned());
-        Some(Self {
-            holder: state.holder?,
-            env: full,
-        })
+        // The holder must still be the node's: a pid that died and was
+        // reused by another process would put every command in that
+        // process's namespaces (the host's, say).
+        let holder = state.holder?;
+        let net = std::fs::metadata(format!("/proc/{holder}/ns/net"))
+            .ok()
+            .map(|meta| meta.ino());
+        if net.is_none() || net != state.netns_inode {
+            return None;
+        }
+        Some(Self { holder, env: full })
     }
 
     /// `argv` wrapped to run inside the node.

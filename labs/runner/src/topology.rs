@@ -291,10 +291,24 @@ fn read_node(name: &str, value: &Value, base: &Path, problems: &mut Vec<String>)
     {
         problems.push(format!("{at}: image: expected a string"));
     }
-    let binds = strings(mapping.get("binds"), &format!("{at}: binds"), problems)
+    let binds: Vec<Bind> = strings(mapping.get("binds"), &format!("{at}: binds"), problems)
         .iter()
         .filter_map(|bind| read_bind(bind, base, &at, problems))
         .collect();
+    // A target inside another's would be made inside the other's source:
+    // in the host's directory.
+    for (index, outer) in binds.iter().enumerate() {
+        for inner in &binds[index + 1..] {
+            let (a, b) = (&outer.target, &inner.target);
+            if a.starts_with(b) || b.starts_with(a) {
+                problems.push(format!(
+                    "{at}: binds to {} and {}: one target is inside the other (not supported)",
+                    a.display(),
+                    b.display()
+                ));
+            }
+        }
+    }
     let exec = strings(mapping.get("exec"), &format!("{at}: exec"), problems);
     let cmd = match mapping.get("cmd") {
         None => None,
@@ -350,6 +364,21 @@ fn read_bind(bind: &str, base: &Path, at: &str, problems: &mut Vec<String>) -> O
         }
     };
     let target = PathBuf::from(target);
+    // "..", "." and doubled slashes would make a target that looks like it
+    // is in one place and is in another (out of the node's own /run, onto
+    // the host's file system).
+    if target.to_str().is_some_and(|text| {
+        text.trim_end_matches('/')
+            .split('/')
+            .skip(1)
+            .any(|part| matches!(part, "" | "." | ".."))
+    }) {
+        problems.push(format!(
+            "{at}: bind \"{bind}\": target \"{}\" has an empty, \".\" or \"..\" component",
+            target.display()
+        ));
+        return None;
+    }
     if !target.is_absolute() || target == Path::new("/") {
         problems.push(format!(
             "{at}: bind \"{bind}\": target \"{}\" is not an absolute path below /",
@@ -701,6 +730,28 @@ topology:
                 "{expected:?} not in {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn bind_targets_that_escape_or_nest_are_refused() {
+        let escaping = TWO.replace("Cargo.toml:/etc/x.toml", "Cargo.toml:/var/tmp/../../tmp/x");
+        let problems_escaping = problems(&escaping);
+        assert!(
+            problems_escaping.iter().any(|problem| problem.starts_with(
+                "node \"a\": bind \"Cargo.toml:/var/tmp/../../tmp/x\": target \"/var/tmp/../../tmp/x\" has an empty, \".\" or \"..\" component"
+            )),
+            "{problems_escaping:?}"
+        );
+        let nested = TWO.replace("Cargo.toml:/etc/x.toml", "Cargo.toml:/etc/wgd/daemons");
+        assert!(
+            problems(&nested).iter().any(|problem| problem
+                == "node \"a\": binds to /etc/wgd and /etc/wgd/daemons: one target is inside the other (not supported)"),
+            "{:?}",
+            problems(&nested)
+        );
+        // A trailing slash is only a directory's way of writing.
+        let trailing = TWO.replace("src:/etc/wgd:ro", "src:/etc/wgd/:ro");
+        assert!(parse(&trailing).is_ok(), "{:?}", problems(&trailing));
     }
 
     #[test]

@@ -130,6 +130,18 @@ impl Lab {
     /// `down`, then what is left of the lab (nothing, if all is well) given
     /// the processes it had.
     fn down_and_leftovers(&self, processes: &[u32], sockets_before: &[String]) -> Vec<String> {
+        // The lab's interfaces: a socket of one of these names in the
+        // host's /var/run/wireguard after `down` would be the lab's (its
+        // nodes keep wireguard-go's sockets in their own /run).
+        let interfaces: Vec<String> = self
+            .namespaces()
+            .iter()
+            .flat_map(|namespace| wgd_labs::host::namespace_interfaces(namespace))
+            .collect();
+        assert!(
+            interfaces.len() > self.namespaces().len(),
+            "the lab's interfaces could not be listed: {interfaces:?}"
+        );
         self.ok("down", &[]);
         let mut left: Vec<String> = self
             .namespaces()
@@ -148,7 +160,12 @@ impl Lab {
         left.extend(
             wireguard_sockets()
                 .into_iter()
-                .filter(|socket| !sockets_before.contains(socket) && socket.starts_with("wg0"))
+                .filter(|socket| {
+                    !sockets_before.contains(socket)
+                        && interfaces
+                            .iter()
+                            .any(|interface| *socket == format!("{interface}.sock"))
+                })
                 .map(|socket| format!("socket /var/run/wireguard/{socket}")),
         );
         left
@@ -518,4 +535,72 @@ fn a_namespace_that_is_not_the_labs_is_refused_and_kept() {
         "down deleted a namespace the lab did not make"
     );
     assert!(!Path::new("/run/netns").join(format!("{name}-a")).exists());
+}
+
+/// The lab's recorded state (`state.json`).
+fn recorded(lab: &Lab) -> serde_json::Value {
+    let bytes = std::fs::read(lab.state_dir().join("state.json")).expect("the lab's state");
+    serde_json::from_slice(&bytes).expect("state.json parses")
+}
+
+#[test]
+fn down_leaves_alone_a_namespace_of_the_labs_name_made_by_someone_else() {
+    let lab = Lab::new("seed.clab.yml");
+    lab.ok("up", &["--no-check"]);
+    let namespace = format!("{}-router", lab.name);
+    // The lab's router namespace goes, and someone else makes one of the
+    // same name with a process of theirs in it.
+    wgd_labs::host::check(&["ip", "netns", "del", &namespace]).expect("deleted");
+    wgd_labs::host::check(&["ip", "netns", "add", &namespace]).expect("made again");
+    let mut theirs = Command::new("ip")
+        .args(["netns", "exec", &namespace, "sleep", "600"])
+        .spawn()
+        .expect("their process");
+    let down = lab.run(&["down", lab.file()]);
+    let said = text(&down);
+    assert!(!down.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "namespace {namespace} is not the one this lab made"
+        )),
+        "{said}"
+    );
+    assert!(wgd_labs::host::namespace_exists(&namespace), "{said}");
+    assert!(
+        theirs.try_wait().expect("their process").is_none(),
+        "theirs was killed"
+    );
+    // Theirs gone, `down` finishes the lab.
+    theirs.kill().expect("killed");
+    theirs.wait().expect("reaped");
+    wgd_labs::host::check(&["ip", "netns", "del", &namespace]).expect("theirs deleted");
+    lab.ok("down", &[]);
+    assert!(lab.namespaces().is_empty() && !lab.state_dir().exists());
+}
+
+#[test]
+fn a_node_whose_holder_is_gone_runs_nothing() {
+    let lab = Lab::new("seed.clab.yml");
+    lab.ok("up", &["--no-check"]);
+    let state = recorded(&lab);
+    let holder = state["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|node| node["name"] == "router"))
+        .and_then(|node| node["holder"].as_u64())
+        .expect("the router's holder");
+    wgd_labs::host::check(&["kill", "-KILL", &holder.to_string()]).expect("killed");
+    wait_for(Duration::from_secs(5), "the holder to go", || {
+        !wgd_labs::host::process_running(u32::try_from(holder).unwrap_or(0))
+    })
+    .expect("gone");
+    // Its pid could now be anyone's: the node refuses commands rather than
+    // run them wherever that pid lives.
+    let exec = lab.run(&["exec", lab.file(), "router", "--", "true"]);
+    assert!(!exec.status.success(), "{}", text(&exec));
+    assert!(
+        text(&exec).contains("node \"router\" is not up"),
+        "{}",
+        text(&exec)
+    );
+    lab.ok("down", &[]);
 }
