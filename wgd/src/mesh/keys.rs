@@ -111,15 +111,36 @@ pub(super) fn init(mesh: &Mesh) -> Result<Vec<KeyOutcome>, WriteError> {
     Ok(outcomes)
 }
 
-/// Writes a new file (never over one) with `mode`.
+/// Writes a new file (never over one) with `mode`, whole or not at all:
+/// the contents go to a temporary file of that mode first, reach the disk,
+/// and are then linked in under `path` (which fails if `path` exists), so
+/// a crash or a full disk never leaves an empty or half key behind for
+/// the next `init` to keep.
 fn create_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
-    OpenOptions::new()
+    let directory = path.parent().unwrap_or(Path::new("."));
+    let temporary = directory.join(format!(
+        ".{}.new",
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("key")
+    ));
+    // A temporary file left by an interrupted run is nobody's.
+    let _ = std::fs::remove_file(&temporary);
+    let written = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(path)
-        .and_then(|mut file| file.write_all(contents))
-        .map_err(|error| write_error(path, &error))
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(contents)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::hard_link(&temporary, path));
+    let _ = std::fs::remove_file(&temporary);
+    written.map_err(|error| write_error(path, &error))?;
+    std::fs::File::open(directory)
+        .and_then(|directory| directory.sync_all())
+        .map_err(|error| write_error(directory, &error))
 }
 
 fn write_error(path: &Path, error: &std::io::Error) -> WriteError {
