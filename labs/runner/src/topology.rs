@@ -320,7 +320,14 @@ fn read_node(name: &str, value: &Value, base: &Path, problems: &mut Vec<String>)
     };
     let env = scalars(mapping.get("env"), &format!("{at}: env"), problems);
     for (variable, _) in &env {
-        if variable.is_empty() || variable.contains('=') {
+        // A shell variable name: anything else could read as an option of
+        // `env`, which the node's commands run under.
+        let mut characters = variable.chars();
+        let name_like = characters
+            .next()
+            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+            && characters.all(|rest| rest.is_ascii_alphanumeric() || rest == '_');
+        if !name_like {
             problems.push(format!("{at}: env: \"{variable}\" is not a variable name"));
         }
     }
