@@ -1,0 +1,7 @@
+//! `failover`: placeholder.
+use crate::Common;
+use crate::lab::Wgd;
+use crate::report::Report;
+pub fn run(_: &Wgd, _: &Common, _: &[usize], _: &mut Report) -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}
