@@ -28,10 +28,24 @@ pub struct Row {
 pub struct Report {
     pub machine: Machine,
     pub rows: Vec<Row>,
+    /// Routes each contender left in the kernel, checked in every run:
+    /// what a test compares (timings are never asserted).
+    pub counts: Vec<Count>,
     /// Anchors that could not run, and why.
     pub skipped: Vec<String>,
     /// Things worth knowing to read the numbers (poll resolution, ...).
     pub notes: Vec<String>,
+}
+
+/// What the kernel held after a contender's add and after its withdraw.
+#[derive(Debug, Clone, Serialize)]
+pub struct Count {
+    pub scenario: String,
+    pub contender: String,
+    pub size: usize,
+    pub run: usize,
+    pub after_add: usize,
+    pub after_withdraw: usize,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -89,6 +103,10 @@ impl Report {
             max: sorted[sorted.len() - 1],
             values,
         });
+    }
+
+    pub fn count(&mut self, count: Count) {
+        self.counts.push(count);
     }
 
     pub fn skip(&mut self, what: impl Into<String>) {

@@ -20,7 +20,7 @@ use super::{PROTO_IP_BATCH, PROTO_NETLINK, PROTO_WGD, block_on, confirmed};
 use crate::kernel::{self, Counter};
 use crate::lab::{Lab, Wgd, rss_bytes};
 use crate::prefixes::{self, Prefix};
-use crate::report::Report;
+use crate::report::{Count, Report};
 use crate::session::Session;
 use crate::{Common, progress};
 
@@ -71,10 +71,23 @@ struct Measured {
     batch_withdraw: Vec<f64>,
     packed_add: Vec<f64>,
     packed_withdraw: Vec<f64>,
+    /// (contender, after add, after withdraw), one per contender and run.
+    counts: Vec<(&'static str, usize, usize)>,
 }
 
 impl Measured {
     fn report(self, report: &mut Report, size: usize) {
+        let runs = self.wgd_add.len().max(1);
+        for (index, (contender, after_add, after_withdraw)) in self.counts.iter().enumerate() {
+            report.count(Count {
+                scenario: SCENARIO.to_owned(),
+                contender: (*contender).to_owned(),
+                size,
+                run: index / (self.counts.len() / runs).max(1) + 1,
+                after_add: *after_add,
+                after_withdraw: *after_withdraw,
+            });
+        }
         let seconds = |values: &Vec<f64>| values.clone();
         report.add(
             SCENARIO,
@@ -183,10 +196,15 @@ fn wgd_run(
         outcome.other
     );
     let after = rss_bytes(pid)?;
+    let after_add = counter.count(PROTO_WGD)?;
 
     let started = Instant::now();
     let outcome = block_on(runtime, session.push(deletes, false))?;
     let withdrawn = confirmed(counter, PROTO_WGD, 0, started, outcome.elapsed)?;
+    let after_withdraw = counter.count(PROTO_WGD)?;
+    measured
+        .counts
+        .push(("wgd session", after_add, after_withdraw));
     measured.wgd_add.push(added.as_secs_f64());
     measured.wgd_withdraw.push(withdrawn.as_secs_f64());
     measured
@@ -240,9 +258,14 @@ fn ip_batch(
     let started = Instant::now();
     let reported = run(&files.add)?;
     let added = confirmed(counter, PROTO_IP_BATCH, size, started, reported)?;
+    let after_add = counter.count(PROTO_IP_BATCH)?;
     let started = Instant::now();
     let reported = run(&files.delete)?;
     let withdrawn = confirmed(counter, PROTO_IP_BATCH, 0, started, reported)?;
+    let after_withdraw = counter.count(PROTO_IP_BATCH)?;
+    measured
+        .counts
+        .push(("ip -batch", after_add, after_withdraw));
     measured.batch_add.push(added.as_secs_f64());
     measured.batch_withdraw.push(withdrawn.as_secs_f64());
     Ok(())
@@ -269,9 +292,14 @@ fn packed(
     let started = Instant::now();
     let reported = write(kernel::Operation::Add)?;
     let added = confirmed(counter, PROTO_NETLINK, prefixes.len(), started, reported)?;
+    let after_add = counter.count(PROTO_NETLINK)?;
     let started = Instant::now();
     let reported = write(kernel::Operation::Delete)?;
     let withdrawn = confirmed(counter, PROTO_NETLINK, 0, started, reported)?;
+    let after_withdraw = counter.count(PROTO_NETLINK)?;
+    measured
+        .counts
+        .push(("netlink packed", after_add, after_withdraw));
     measured.packed_add.push(added.as_secs_f64());
     measured.packed_withdraw.push(withdrawn.as_secs_f64());
     Ok(())
