@@ -135,9 +135,26 @@ fn receive(socket: &Socket, buffer: &mut Vec<u8>, flags: libc::c_int) -> io::Res
     }
 }
 
+/// The outgoing interface of a route message (`RTA_OIF`), if it has one.
+fn route_oif(payload: &[u8]) -> Option<u32> {
+    let mut rest = payload.get(12..)?;
+    while rest.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+        let kind = u16::from_ne_bytes([rest[2], rest[3]]);
+        if len < 4 || len > rest.len() {
+            return None;
+        }
+        if kind == RTA_OIF && len >= 8 {
+            return Some(u32::from_ne_bytes(rest[4..8].try_into().ok()?));
+        }
+        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+    }
+    None
+}
+
 /// Routes of `protocol` in the main IPv4 table of the calling thread's
-/// namespace.
-fn count_here(socket: &Socket, protocol: u8) -> anyhow::Result<usize> {
+/// namespace (through interface `oif` only, if given).
+fn count_here(socket: &Socket, protocol: u8, oif: Option<u32>) -> anyhow::Result<usize> {
     'again: for _ in 0..5 {
         let mut request = Vec::with_capacity(64);
         let start = begin(&mut request, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1);
@@ -175,6 +192,7 @@ fn count_here(socket: &Socket, protocol: u8) -> anyhow::Result<usize> {
                             && payload[0] == AF_INET
                             && payload[4] == RT_TABLE_MAIN
                             && payload[5] == protocol
+                            && oif.is_none_or(|oif| route_oif(payload) == Some(oif))
                         {
                             count += 1;
                         }
@@ -187,17 +205,23 @@ fn count_here(socket: &Socket, protocol: u8) -> anyhow::Result<usize> {
     bail!("the route table kept changing while it was read")
 }
 
+/// (protocol, outgoing interface, where the answer goes).
+type Request = (
+    u8,
+    Option<u32>,
+    std::sync::mpsc::Sender<anyhow::Result<usize>>,
+);
+
 /// A counter of one protocol's routes in one namespace, on a thread that
 /// lives inside it (so polling costs one dump, not a thread and a socket).
 #[derive(Debug)]
 pub struct Counter {
-    requests: std::sync::mpsc::Sender<(u8, std::sync::mpsc::Sender<anyhow::Result<usize>>)>,
+    requests: std::sync::mpsc::Sender<Request>,
 }
 
 impl Counter {
     pub fn new(namespace: &str) -> anyhow::Result<Self> {
-        let (requests, incoming) =
-            std::sync::mpsc::channel::<(u8, std::sync::mpsc::Sender<anyhow::Result<usize>>)>();
+        let (requests, incoming) = std::sync::mpsc::channel::<Request>();
         let path = format!("/var/run/netns/{namespace}");
         let (ready, started) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -218,8 +242,8 @@ impl Counter {
                     return;
                 }
             };
-            for (protocol, reply) in incoming {
-                let _ = reply.send(count_here(&socket, protocol));
+            for (protocol, oif, reply) in incoming {
+                let _ = reply.send(count_here(&socket, protocol, oif));
             }
         });
         started
@@ -230,9 +254,14 @@ impl Counter {
 
     /// Routes of `protocol` in the main IPv4 table, now.
     pub fn count(&self, protocol: u8) -> anyhow::Result<usize> {
+        self.count_via(protocol, None)
+    }
+
+    /// Routes of `protocol` through interface `oif` (all, if `None`).
+    pub fn count_via(&self, protocol: u8, oif: Option<u32>) -> anyhow::Result<usize> {
         let (reply, answer) = std::sync::mpsc::channel();
         self.requests
-            .send((protocol, reply))
+            .send((protocol, oif, reply))
             .map_err(|_| anyhow::anyhow!("the counting thread is gone"))?;
         answer
             .recv()

@@ -161,6 +161,68 @@ impl Link {
     }
 }
 
+/// Tunnel `index` between `a` and `b`: the underlay veth (made now, with
+/// its addresses) and each side's `[[tunnel]]` section for wgd.
+pub fn tunnel(a: &Namespace, b: &Namespace, index: u8) -> anyhow::Result<(Link, String, String)> {
+    let link = Link {
+        index,
+        tunnel_a: unique_name("bwa"),
+        tunnel_b: unique_name("bwb"),
+        underlay_a: unique_name("bua"),
+        underlay_b: unique_name("bub"),
+    };
+    self::link(a, &link.underlay_a, b, &link.underlay_b)?;
+    a.add_address(
+        &link.underlay_a,
+        &format!("{}/30", link.underlay_address_a()),
+    )?;
+    b.add_address(
+        &link.underlay_b,
+        &format!("{}/30", link.underlay_address_b()),
+    )?;
+    let (keys_a, keys_b) = (Keys::generate()?, Keys::generate()?);
+    let section = |name: &str, keys: &Keys, address: String, peer: &Keys, endpoint: String| {
+        format!(
+            "\n[[tunnel]]\nname = \"{name}\"\nprivate_key = \"{}\"\nlisten_port = {}\n\
+             address = [\"{address}/31\"]\n\n[[tunnel.peer]]\npublic_key = \"{}\"\n\
+             endpoint = \"{endpoint}:{}\"\npersistent_keepalive = 1\n",
+            keys.private,
+            link.port(),
+            peer.public,
+            link.port(),
+        )
+    };
+    let section_a = section(
+        &link.tunnel_a,
+        &keys_a,
+        link.address_a(),
+        &keys_b,
+        link.underlay_address_b(),
+    );
+    let section_b = section(
+        &link.tunnel_b,
+        &keys_b,
+        link.address_b(),
+        &keys_a,
+        link.underlay_address_a(),
+    );
+    Ok((link, section_a, section_b))
+}
+
+/// Waits until `tunnel` in `namespace` has had a handshake.
+pub fn wait_for_handshake(namespace: &Namespace, tunnel: &str) -> anyhow::Result<()> {
+    wait_for(Duration::from_secs(15), "the first handshake", || {
+        namespace
+            .check(&["wg", "show", tunnel, "latest-handshakes"])
+            .is_ok_and(|text| {
+                text.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|epoch| epoch != "0")
+            })
+    })?;
+    Ok(())
+}
+
 /// Two sites joined by `links` tunnels, A's daemon running.
 #[derive(Debug)]
 pub struct Lab {
@@ -191,47 +253,9 @@ impl Lab {
         let mut config_b = String::new();
         let mut all = Vec::new();
         for index in 0..links {
-            let link = Link {
-                index,
-                tunnel_a: unique_name("bwa"),
-                tunnel_b: unique_name("bwb"),
-                underlay_a: unique_name("bua"),
-                underlay_b: unique_name("bub"),
-            };
-            self::link(&a, &link.underlay_a, &b, &link.underlay_b)?;
-            a.add_address(
-                &link.underlay_a,
-                &format!("{}/30", link.underlay_address_a()),
-            )?;
-            b.add_address(
-                &link.underlay_b,
-                &format!("{}/30", link.underlay_address_b()),
-            )?;
-            let (keys_a, keys_b) = (Keys::generate()?, Keys::generate()?);
-            config_a.push_str(&format!(
-                "\n[[tunnel]]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = {}\n\
-                 address = [\"{}/31\"]\n\n[[tunnel.peer]]\npublic_key = \"{}\"\n\
-                 endpoint = \"{}:{}\"\npersistent_keepalive = 1\n",
-                link.tunnel_a,
-                keys_a.private,
-                link.port(),
-                link.address_a(),
-                keys_b.public,
-                link.underlay_address_b(),
-                link.port(),
-            ));
-            config_b.push_str(&format!(
-                "\n[[tunnel]]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = {}\n\
-                 address = [\"{}/31\"]\n\n[[tunnel.peer]]\npublic_key = \"{}\"\n\
-                 endpoint = \"{}:{}\"\npersistent_keepalive = 1\n",
-                link.tunnel_b,
-                keys_b.private,
-                link.port(),
-                link.address_b(),
-                keys_a.public,
-                link.underlay_address_a(),
-                link.port(),
-            ));
+            let (link, section_a, section_b) = tunnel(&a, &b, index)?;
+            config_a.push_str(&section_a);
+            config_b.push_str(&section_b);
             all.push(link);
         }
         let path_a = a.dir().join("a.toml");
@@ -250,15 +274,7 @@ impl Lab {
         };
         lab.start_daemon()?;
         for link in &lab.links {
-            wait_for(Duration::from_secs(15), "the first handshake", || {
-                lab.a
-                    .check(&["wg", "show", &link.tunnel_a, "latest-handshakes"])
-                    .is_ok_and(|text| {
-                        text.split_whitespace()
-                            .nth(1)
-                            .is_some_and(|epoch| epoch != "0")
-                    })
-            })?;
+            wait_for_handshake(&lab.a, &link.tunnel_a)?;
         }
         Ok(lab)
     }

@@ -103,6 +103,15 @@ enum Scenario {
         #[arg(long, value_delimiter = ',', default_values_t = [10, 100])]
         tunnels: Vec<usize>,
     },
+    /// Writes the prefix set as an MRT file (TABLE_DUMP_V2), as the bgp
+    /// scenario feeds gobgpd, and prints the prefixes with `--list`.
+    Mrt {
+        #[arg(long, default_value_t = 100_000)]
+        prefixes: usize,
+        #[arg(long)]
+        list: bool,
+        output: PathBuf,
+    },
     /// A tunnel's underlay cut: time until its routes leave the kernel and
     /// traffic takes the other tunnel.
     Failover {
@@ -149,6 +158,13 @@ fn main() -> std::process::ExitCode {
     if let Err(error) = &result {
         eprintln!("wgd-bench: {error:#}");
     }
+    if matches!(cli.scenario, Scenario::Mrt { .. }) {
+        return if result.is_ok() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        };
+    }
     if common.json {
         match serde_json::to_string_pretty(&report) {
             Ok(json) => println!("{json}"),
@@ -176,6 +192,21 @@ fn run(
     report: &mut report::Report,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(cli.common.runs > 0, "--runs must be at least 1");
+    if let Scenario::Mrt {
+        prefixes,
+        list,
+        output,
+    } = &cli.scenario
+    {
+        let set = prefixes::generate(cli.common.seed, *prefixes);
+        mrt::write(output, &set, "10.255.0.1".parse()?, 65002, cli.common.seed)?;
+        if *list {
+            for prefix in &set {
+                println!("{prefix}");
+            }
+        }
+        return Ok(());
+    }
     let wgd = lab::Wgd::find(cli.common.wgd.as_deref())?;
     match &cli.scenario {
         Scenario::Fib { prefixes } => {
@@ -189,6 +220,7 @@ fn run(
             scenario::restart::run(runtime, &wgd, &cli.common, prefixes, report)
         }
         Scenario::Tunnels { tunnels } => scenario::tunnels::run(&wgd, &cli.common, tunnels, report),
+        Scenario::Mrt { .. } => Ok(()),
         Scenario::Failover { prefixes } => {
             scenario::failover::run(&wgd, &cli.common, prefixes, report)
         }
