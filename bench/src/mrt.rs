@@ -5,7 +5,7 @@
 //! Attributes are drawn from a small pool (as in a real table, where many
 //! prefixes share an AS path): ORIGIN, AS_PATH (one AS_SEQUENCE of one to
 //! six 4-octet ASNs from a private range the labs do not use) and
-//! NEXT_HOP.
+//! NEXT_HOP 0.0.0.0.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -72,7 +72,9 @@ pub fn write(
             let path: Vec<u32> = (0..len)
                 .map(|_| 4_200_000_000 + random.below(1_000_000))
                 .collect();
-            attributes(&path, peer)
+            // Unspecified: gobgpd sends its own address to each neighbor
+            // (it keeps a next hop given with a local path as it is).
+            attributes(&path, Ipv4Addr::UNSPECIFIED)
         })
         .collect();
     let repeats = prefixes.iter().take(padding(prefixes.len())).cycle();

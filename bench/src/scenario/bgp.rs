@@ -38,7 +38,11 @@ const SCENARIO: &str = "bgp";
 const PEER_AS: u32 = 65002;
 /// How often the receiver's kernel is counted while routes arrive.
 const POLL: Duration = Duration::from_millis(100);
-const DEADLINE: Duration = Duration::from_secs(900);
+/// Longest wait for the routes to arrive or leave: a minute, and a
+/// minute more per 10,000 prefixes.
+fn deadline(size: usize) -> Duration {
+    Duration::from_secs(60 + 6 * (size as u64 / 1_000))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -382,6 +386,35 @@ fn measure(
     let protocol = receiver.kind.protocol();
     let neighbor = receiver.link.address_a();
     let running = start(wgd, receiver)?;
+    let result = measure_running(gobgp, receiver, &running, size, rows);
+    if result.is_ok() {
+        return result;
+    }
+    let said = match &running {
+        Running::Wgd(daemon) => super::fib::tail(&daemon.log()),
+        Running::Bird(bird) => format!("{}\n{}", bird.protocols(), super::fib::tail(&bird.log())),
+        Running::Frr(frr) => frr
+            .vtysh(&["show bgp summary", "show ip route summary"])
+            .unwrap_or_else(|error| format!("{error:#}")),
+    };
+    result.with_context(|| {
+        format!(
+            "kernel routes of the receiver: {:?}\ngobgpd:\n{}\nreceiver:\n{said}",
+            receiver.counter.count(protocol),
+            gobgp.show(&neighbor)
+        )
+    })
+}
+
+fn measure_running(
+    gobgp: &Gobgp,
+    receiver: &Receiver,
+    running: &Running,
+    size: usize,
+    rows: &mut Rows,
+) -> anyhow::Result<()> {
+    let protocol = receiver.kind.protocol();
+    let neighbor = receiver.link.address_a();
     let before = rss(receiver)?;
 
     let enabled = Instant::now();
@@ -397,7 +430,7 @@ fn measure(
     let add = time_until(
         established,
         POLL,
-        DEADLINE,
+        deadline(size),
         "all routes in the kernel",
         || Ok(receiver.counter.count(protocol)? == size),
     )?;
@@ -405,11 +438,11 @@ fn measure(
 
     let withdrawing = Instant::now();
     gobgp.cli(&["global", "rib", "-a", "ipv4", "del", "all"])?;
-    let withdraw = time_until(withdrawing, POLL, DEADLINE, "no route left", || {
+    let withdraw = time_until(withdrawing, POLL, deadline(size), "no route left", || {
         Ok(receiver.counter.count(protocol)? == 0)
     })?;
     gobgp.cli(&["neighbor", &neighbor, "disable"])?;
-    drop(running);
+    let _ = running;
     rows.add.push(add.as_secs_f64());
     rows.withdraw.push(withdraw.as_secs_f64());
     rows.established.push(up.as_secs_f64());
