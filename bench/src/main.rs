@@ -112,6 +112,8 @@ enum Scenario {
         list: bool,
         output: PathBuf,
     },
+    /// Prints (and with --plot draws) reports saved with --json, merged.
+    Show { files: Vec<PathBuf> },
     /// A tunnel's underlay cut: time until its routes leave the kernel and
     /// traffic takes the other tunnel.
     Failover {
@@ -149,10 +151,10 @@ fn main() -> std::process::ExitCode {
         progress("interrupted: cleaning up");
     });
 
-    let mut report = report::Report {
-        machine: report::Machine::here(),
-        ..Default::default()
-    };
+    let mut report = report::Report::default();
+    if !matches!(cli.scenario, Scenario::Show { .. }) {
+        report.machine = report::Machine::here();
+    }
     let common = cli.common.clone();
     let result = run(&runtime, &cli, &mut report);
     if let Err(error) = &result {
@@ -207,6 +209,16 @@ fn run(
         }
         return Ok(());
     }
+    if let Scenario::Show { files } = &cli.scenario {
+        for file in files {
+            let text = std::fs::read_to_string(file)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
+            let saved: report::Report = serde_json::from_str(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
+            report.merge(saved);
+        }
+        return Ok(());
+    }
     let wgd = lab::Wgd::find(cli.common.wgd.as_deref())?;
     match &cli.scenario {
         Scenario::Fib { prefixes } => {
@@ -220,7 +232,7 @@ fn run(
             scenario::restart::run(runtime, &wgd, &cli.common, prefixes, report)
         }
         Scenario::Tunnels { tunnels } => scenario::tunnels::run(&wgd, &cli.common, tunnels, report),
-        Scenario::Mrt { .. } => Ok(()),
+        Scenario::Mrt { .. } | Scenario::Show { .. } => Ok(()),
         Scenario::Failover { prefixes } => {
             scenario::failover::run(&wgd, &cli.common, prefixes, report)
         }

@@ -3,10 +3,10 @@
 //! median, min and max, then the ratios of the median of wgd to each
 //! anchor's; `--json` prints the same as one JSON document.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One metric of one contender at one size, over every run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub scenario: String,
     /// What ran: `wgd session`, `ip -batch`, `netlink packed`, `bird`, ...
@@ -24,7 +24,7 @@ pub struct Row {
 }
 
 /// Everything one invocation measured.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     pub machine: Machine,
     pub rows: Vec<Row>,
@@ -38,7 +38,7 @@ pub struct Report {
 }
 
 /// What the kernel held after a contender's add and after its withdraw.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Count {
     pub scenario: String,
     pub contender: String,
@@ -48,7 +48,7 @@ pub struct Count {
     pub after_withdraw: usize,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Machine {
     pub cpus: usize,
     pub kernel: String,
@@ -105,6 +105,17 @@ impl Report {
         });
     }
 
+    /// Takes in another report's rows, counts and notes (for `show`).
+    pub fn merge(&mut self, other: Report) {
+        if self.rows.is_empty() {
+            self.machine = other.machine;
+        }
+        self.rows.extend(other.rows);
+        self.counts.extend(other.counts);
+        self.skipped.extend(other.skipped);
+        self.notes.extend(other.notes);
+    }
+
     pub fn count(&mut self, count: Count) {
         self.counts.push(count);
     }
@@ -115,25 +126,6 @@ impl Report {
 
     pub fn note(&mut self, what: impl Into<String>) {
         self.notes.push(what.into());
-    }
-
-    /// The median of one row, if it was measured.
-    pub fn median(
-        &self,
-        scenario: &str,
-        contender: &str,
-        metric: &str,
-        size: usize,
-    ) -> Option<f64> {
-        self.rows
-            .iter()
-            .find(|row| {
-                row.scenario == scenario
-                    && row.contender == contender
-                    && row.metric == metric
-                    && row.size == size
-            })
-            .map(|row| row.median)
     }
 
     /// The table, as printed.
@@ -253,7 +245,6 @@ mod tests {
         report.add("fib", "netlink packed", "add", 10, "s", vec![1.0, 1.0]);
         let row = &report.rows[0];
         assert_eq!((row.median, row.min, row.max), (2.0, 1.0, 3.0));
-        assert_eq!(report.median("fib", "netlink packed", "add", 10), Some(1.0));
         let table = report.table();
         assert!(
             table.contains("wgd session / netlink packed = 2.00x"),
