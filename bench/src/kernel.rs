@@ -185,17 +185,16 @@ fn count_here(socket: &Socket, protocol: u8, oif: Option<u32>) -> anyhow::Result
                         }
                         bail!("route dump: {}", io::Error::from_raw_os_error(-errno));
                     }
-                    RTM_NEWROUTE => {
-                        // Filtered by the kernel already (strict checking);
-                        // checked again for kernels that do not.
+                    // Filtered by the kernel already (strict checking);
+                    // checked again for kernels that do not.
+                    RTM_NEWROUTE
                         if payload.len() >= 12
                             && payload[0] == AF_INET
                             && payload[4] == RT_TABLE_MAIN
                             && payload[5] == protocol
-                            && oif.is_none_or(|oif| route_oif(payload) == Some(oif))
-                        {
-                            count += 1;
-                        }
+                            && oif.is_none_or(|oif| route_oif(payload) == Some(oif)) =>
+                    {
+                        count += 1;
                     }
                     _ => {}
                 }
