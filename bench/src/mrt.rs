@@ -126,11 +126,16 @@ mod tests {
         let second = &bytes[12 + first_len..];
         assert_eq!(u16::from_be_bytes([second[4], second[5]]), TABLE_DUMP_V2);
         assert_eq!(u16::from_be_bytes([second[6], second[7]]), RIB_IPV4_UNICAST);
-        let body = &second[12..];
-        assert_eq!(
-            body.len(),
-            u32::from_be_bytes(second[8..12].try_into().unwrap()) as usize
-        );
+        let len = u32::from_be_bytes(second[8..12].try_into().unwrap()) as usize;
+        let body = &second[12..12 + len];
         assert_eq!(&body[4..8], &[24, 203, 0, 113]);
+        // The rest: the padding, repeating the one prefix record for record.
+        let record = &second[..12 + len];
+        let rest = &second[12 + len..];
+        assert_eq!(rest.len(), padding(1) * record.len());
+        assert!(
+            rest.chunks(record.len())
+                .all(|repeat| repeat[16..] == record[16..])
+        );
     }
 }
