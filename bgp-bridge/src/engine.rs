@@ -328,6 +328,27 @@ impl Bridge {
         .await?
     }
 
+    /// The same, without waiting: the results come on the receiver. The
+    /// bridge takes commands in order, so what is sent after this (more
+    /// updates, End-of-RIB, a close) is applied after it.
+    pub fn submit_session_updates(
+        &self,
+        owner: Owner,
+        session: u64,
+        updates: Vec<Update>,
+    ) -> Result<oneshot::Receiver<Result<Vec<UpdateResult>, BridgeError>>, BridgeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Updates {
+                owner,
+                session: Some(session),
+                updates,
+                reply,
+            })
+            .map_err(|_| BridgeError::Stopped)?;
+        Ok(answer)
+    }
+
     /// Static routes (the unary API), kept until deleted.
     pub async fn static_updates(
         &self,

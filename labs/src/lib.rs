@@ -23,6 +23,7 @@
 mod command;
 mod daemon;
 mod error;
+pub mod host;
 mod link;
 mod name;
 mod namespace;

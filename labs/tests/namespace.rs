@@ -14,18 +14,6 @@ fn namespace_exists(name: &str) -> bool {
         .any(|line| line.split_whitespace().next() == Some(name))
 }
 
-fn process_exists(pid: u32) -> bool {
-    // A zombie (exited, not yet reaped) counts as gone.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
 #[test]
 fn a_namespace_exists_until_dropped_with_lo_up() -> Result<(), Error> {
     let node = Namespace::new("labs")?;
@@ -91,13 +79,16 @@ fn dropping_a_namespace_ends_its_processes() -> Result<(), Error> {
         .unwrap();
     let daemon = node.spawn(&["sleep", "600"])?;
     let daemon_pid = daemon.pid();
-    assert!(process_exists(pid) && process_exists(daemon_pid));
+    assert!(wgd_labs::host::process_running(pid) && wgd_labs::host::process_running(daemon_pid));
     // The namespace goes first here, the daemon guard after it.
     drop(node);
-    assert!(!process_exists(pid), "background process {pid} survived");
+    assert!(
+        !wgd_labs::host::process_running(pid),
+        "background process {pid} survived"
+    );
     assert!(!namespace_exists(&name), "{name} left behind");
     drop(daemon);
-    assert!(!process_exists(daemon_pid));
+    assert!(!wgd_labs::host::process_running(daemon_pid));
     Ok(())
 }
 
@@ -112,7 +103,7 @@ fn a_daemon_logs_and_stops_on_drop() -> Result<(), Error> {
     let pid = daemon.pid();
     let status = daemon.stop()?;
     assert!(!status.success(), "sleep ended by SIGTERM reports {status}");
-    assert!(!process_exists(pid));
+    assert!(!wgd_labs::host::process_running(pid));
     Ok(())
 }
 

@@ -4,7 +4,6 @@
 //! with `birdc -s`, reconfigured in place, killed and started again as a
 //! crash would, and stopped in `Drop`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -79,14 +78,13 @@ impl Bird {
     /// `kill -9` of bird, as a crash: it cleans nothing up.
     pub fn kill(&self) -> anyhow::Result<()> {
         let pid = self.pid()?;
+        let number: u32 = pid.parse().context("a pid file holds a number")?;
         let status = std::process::Command::new("kill")
             .args(["-9", &pid])
             .status()?;
         anyhow::ensure!(status.success(), "kill -9 bird ({pid})");
         wait_for(Duration::from_secs(5), "bird to die", || {
-            !Path::new(&format!("/proc/{pid}")).exists()
-                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|stat| stat.contains(") Z "))
+            !wgd_labs::host::process_running(number)
         })?;
         Ok(())
     }

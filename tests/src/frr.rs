@@ -98,14 +98,13 @@ impl Frr {
     pub fn kill(&self, daemon: &str) -> anyhow::Result<()> {
         let pid = std::fs::read_to_string(self.dir.join(format!("{daemon}.pid")))?;
         let pid = pid.trim();
+        let number: u32 = pid.parse().context("a pid file holds a number")?;
         let status = std::process::Command::new("kill")
             .args(["-9", pid])
             .status()?;
         anyhow::ensure!(status.success(), "kill -9 {daemon} ({pid})");
         wait_for(Duration::from_secs(5), &format!("{daemon} to die"), || {
-            !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|stat| stat.contains(") Z "))
+            !wgd_labs::host::process_running(number)
         })?;
         Ok(())
     }

@@ -21,6 +21,7 @@ pub mod bridge;
 pub mod frr;
 pub mod gobgp;
 pub mod routing;
+pub mod sites;
 pub mod status;
 
 use std::fmt;

@@ -578,7 +578,12 @@ fn assert_refused(
         "{kind}: `wgd {command}` should print exactly one line on stderr, printed:\n{stderr}"
     );
     let printed = stderr.trim_end();
-    let prefix = format!("{}:{line}: ", path.display());
+    // Line 0 is the file as a whole: "file: message".
+    let prefix = if line == 0 {
+        format!("{}: ", path.display())
+    } else {
+        format!("{}:{line}: ", path.display())
+    };
     let message = printed.strip_prefix(&prefix).unwrap_or_else(|| {
         panic!("{kind}: expected the error to start with {prefix:?}, got:\n{printed}")
     });

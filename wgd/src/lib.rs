@@ -5,13 +5,15 @@
 //! state: a list of actions) → `apply` (actions through the `system`
 //! adapters: WireGuard devices and rtnetlink) → `status`/`daemon` (state,
 //! events, API, metrics). Config, plan and keys are pure; only `system`,
-//! `apply` and `daemon` touch the host.
+//! `apply` and `daemon` touch the host. `mesh` sits before `config`: it
+//! writes the config files of every site of a mesh from one description.
 
 pub mod actual;
 pub mod apply;
 pub mod config;
 pub mod daemon;
 pub mod keys;
+pub mod mesh;
 pub mod plan;
 pub mod reconcile;
 pub mod routes_cli;

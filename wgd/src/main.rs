@@ -110,6 +110,11 @@ enum Command {
         #[arg(long, global = true)]
         api: Option<PathBuf>,
     },
+    /// Site meshes: key pairs and every site's wgd.toml from one mesh file.
+    Mesh {
+        #[command(subcommand)]
+        action: MeshCommand,
+    },
     /// Print a new private key.
     Genkey,
     /// Read a private key on stdin, print its public key.
@@ -142,6 +147,22 @@ enum BgpCommand {
         #[arg(long)]
         prefix: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum MeshCommand {
+    /// Make each site's missing key pair in <mesh dir>/<site>/ (never replaces a key).
+    Init { file: PathBuf },
+    /// Write one site's wgd.toml (default <mesh dir>/<site>/wgd.toml).
+    Render {
+        file: PathBuf,
+        site: String,
+        /// Where to write it; `-` prints it.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Check the mesh, its keys and every site's config; every problem, one per line.
+    Check { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +237,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Mesh { action } => mesh(action),
         Command::Genkey => {
             println!("{}", PrivateKey::generate().to_base64());
             ExitCode::SUCCESS
@@ -359,6 +381,65 @@ fn main() -> ExitCode {
                 }
             })
         }
+    }
+}
+
+fn mesh(action: MeshCommand) -> ExitCode {
+    let refused = |errors: config::ConfigErrors| {
+        eprintln!("{errors}");
+        ExitCode::from(2)
+    };
+    match action {
+        MeshCommand::Init { file } => {
+            let mesh = match wgd::mesh::load(&file) {
+                Ok(mesh) => mesh,
+                Err(errors) => return refused(errors),
+            };
+            match wgd::mesh::init(&mesh) {
+                Ok(outcomes) => {
+                    for outcome in outcomes {
+                        println!("{outcome}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(error),
+            }
+        }
+        MeshCommand::Render { file, site, output } => {
+            let mesh = match wgd::mesh::load(&file) {
+                Ok(mesh) => mesh,
+                Err(errors) => return refused(errors),
+            };
+            let text = match wgd::mesh::render(&mesh, &site) {
+                Ok(text) => text,
+                Err(errors) => return refused(errors),
+            };
+            let path = match output {
+                Some(path) if path.as_os_str() == "-" => {
+                    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+                    return ExitCode::SUCCESS;
+                }
+                Some(path) => path,
+                None => {
+                    let own = mesh.sites.iter().find(|each| each.name == site);
+                    wgd::mesh::config_path(&mesh, own.expect("render found the site"))
+                }
+            };
+            match wgd::mesh::write_rendered(&path, &text) {
+                Ok(()) => {
+                    println!("wrote {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(error),
+            }
+        }
+        MeshCommand::Check { file } => match wgd::mesh::check(&file) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => refused(errors),
+        },
     }
 }
 

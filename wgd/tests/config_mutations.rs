@@ -145,13 +145,22 @@ fn check(path: &str, original: &str, seed: u64) {
             let rest = printed
                 .strip_prefix(&format!("{path}:"))
                 .unwrap_or_else(|| panic!("round {round}: error without the file: {printed}"));
-            let (line, message) = rest
-                .split_once(": ")
-                .unwrap_or_else(|| panic!("round {round}: error without a line: {printed}"));
-            assert!(
-                line.parse::<usize>().is_ok(),
-                "round {round}: line is not a number: {printed}"
-            );
+            // "file:line: message", or "file: message" for the file as a
+            // whole (line 0).
+            let message = if error.line == 0 {
+                rest.strip_prefix(' ')
+                    .unwrap_or_else(|| panic!("round {round}: {printed}"))
+            } else {
+                let (line, message) = rest
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("round {round}: error without a line: {printed}"));
+                assert_eq!(
+                    line.parse::<usize>().ok(),
+                    Some(error.line),
+                    "round {round}: line is not the error's: {printed}"
+                );
+                message
+            };
             assert!(
                 !message.is_empty() && !printed.contains('\n'),
                 "round {round}: {printed:?}"

@@ -15,7 +15,7 @@
 //! kernel keeps them until it is back (and re-claims them before its
 //! End-of-RIB) or the time runs out.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::decision::{self, BestChange, LocRib, Resolver, Source};
@@ -33,7 +33,7 @@ use super::session::{
 };
 use super::types::{Asn, Attributes, Family, Negotiated};
 use super::update::{self, Decoded};
-use crate::engine::{Bridge, Update as BridgeUpdate};
+use crate::engine::{Bridge, BridgeError, Update as BridgeUpdate, UpdateResult};
 use crate::route::{NexthopSpec, Owner, RouteSpec, TunnelView};
 
 pub const BGP_PORT: u16 = 179;
@@ -42,6 +42,15 @@ const NETWORKS_INTERVAL: Duration = Duration::from_secs(5);
 /// zebra's distances: eBGP routes beat most others, iBGP ones few.
 const EBGP_DISTANCE: u8 = crate::route::DEFAULT_DISTANCE;
 const IBGP_DISTANCE: u8 = 200;
+/// Best-path changes are given to the bridge when no event is waiting,
+/// or when this many are pending, or when the oldest has waited
+/// [`FEED_DELAY`]: a burst of UPDATEs becomes a few large batches (one
+/// netlink write each) instead of one batch per UPDATE.
+const FEED_AT: usize = 16_384;
+const FEED_DELAY: Duration = Duration::from_millis(50);
+/// Batches given to the bridge whose results are not read yet: the
+/// speaker decodes the next UPDATEs while the bridge programs the kernel.
+const FEEDS_IN_FLIGHT: usize = 4;
 
 /// The speaker's settings, from `[bgp]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +282,21 @@ struct Core {
     kernel: crate::fib::KernelFib,
     /// The configured networks the kernel has a route for, announced.
     present: Vec<IpNet>,
+    /// Best-path changes not given to the bridge yet: the latest one per
+    /// prefix, in the order the prefixes first changed.
+    pending: Vec<BestChange>,
+    pending_index: HashMap<IpNet, usize>,
+    /// When the oldest pending change came.
+    pending_since: Option<Instant>,
+    /// Batches given to the bridge, with their results to come.
+    in_flight: VecDeque<InFlight>,
+}
+
+/// A batch given to the bridge for one neighbor's session.
+struct InFlight {
+    address: IpAddr,
+    what: &'static str,
+    results: oneshot::Receiver<Result<Vec<UpdateResult>, BridgeError>>,
 }
 
 impl Core {
@@ -348,6 +372,10 @@ impl Core {
             next_connection: 1,
             kernel,
             present: Vec::new(),
+            pending: Vec::new(),
+            pending_index: HashMap::new(),
+            pending_since: None,
+            in_flight: VecDeque::new(),
         })
     }
 
@@ -385,6 +413,13 @@ impl Core {
                     let _ = reply.send(self.paths());
                 }
             }
+            let overdue = self
+                .pending_since
+                .is_some_and(|since| since.elapsed() >= FEED_DELAY);
+            if incoming.is_empty() || overdue {
+                self.feed_bridge().await;
+            }
+            self.settle_feeds();
             self.publish_neighbors();
         }
     }
@@ -514,6 +549,7 @@ impl Core {
                     .rib
                     .sweep_stale(address, &families, &resolver(&self.view));
                 self.after_changes(changes).await;
+                self.feed_bridge().await;
                 // Still not back: its bridge session goes with its routes.
                 if let Some(peer) = self.peers.get_mut(&address)
                     && peer.negotiated.is_none()
@@ -747,6 +783,7 @@ impl Core {
         };
         let hold = Duration::from_secs(u64::from(self.config.restart_time.max(1)));
         if peer.bridge_session.is_none() {
+            self.feed_bridge().await;
             let (nexthops, _ignored) = mpsc::unbounded_channel();
             match self.bridge.open(owner(address), Some(hold), nexthops).await {
                 Ok(welcome) => {
@@ -861,6 +898,7 @@ impl Core {
     /// again (unchanged ones change nothing in the kernel), then the bridge
     /// drops those it no longer sends.
     async fn reclaim(&mut self, address: IpAddr) {
+        self.feed_bridge().await;
         let Some(session) = self
             .peers
             .get(&address)
@@ -919,6 +957,7 @@ impl Core {
             None => {
                 let changes = self.rib.neighbor_down(address, &resolver(&self.view));
                 self.after_changes(changes).await;
+                self.feed_bridge().await;
                 if let Some(peer) = self.peers.get_mut(&address)
                     && let Some(session) = peer.bridge_session.take()
                 {
@@ -938,10 +977,23 @@ impl Core {
         if changes.is_empty() {
             return;
         }
-        self.feed_bridge(&changes).await;
         let exports = self.rib.export(&changes);
         for (address, export) in exports {
             self.send_export(address, export, None);
+        }
+        for change in changes {
+            match self.pending_index.get(&change.prefix) {
+                // The latest change of a prefix is all the bridge needs.
+                Some(index) => self.pending[*index] = change,
+                None => {
+                    self.pending_index.insert(change.prefix, self.pending.len());
+                    self.pending.push(change);
+                }
+            }
+        }
+        self.pending_since.get_or_insert_with(Instant::now);
+        if self.pending.len() >= FEED_AT {
+            self.feed_bridge().await;
         }
     }
 
@@ -1029,10 +1081,19 @@ impl Core {
         })
     }
 
-    async fn feed_bridge(&mut self, changes: &[BestChange]) {
+    /// Gives the pending best-path changes to the bridge. The bridge takes
+    /// commands in order: a batch given here is applied before any later
+    /// open, close or End-of-RIB, without waiting for its results.
+    async fn feed_bridge(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut self.pending);
+        self.pending_index.clear();
+        self.pending_since = None;
         let mut offers: BTreeMap<IpAddr, Vec<BridgeUpdate>> = BTreeMap::new();
         let mut withdrawals: BTreeMap<IpAddr, Vec<BridgeUpdate>> = BTreeMap::new();
-        for change in changes {
+        for change in &changes {
             let spec = self.route_spec(change.prefix);
             let new_owner = spec.as_ref().and_then(|_| {
                 change.paths.iter().find_map(|path| match path.source {
@@ -1086,22 +1147,39 @@ impl Core {
                 };
                 match self
                     .bridge
-                    .session_updates(owner(address), session, updates)
-                    .await
+                    .submit_session_updates(owner(address), session, updates)
                 {
-                    Ok(results) => {
-                        let accepted = results
-                            .iter()
-                            .filter(|result| {
-                                !matches!(result.status, crate::rib::RouteStatus::Refused(_))
-                            })
-                            .count();
-                        tracing::debug!(neighbor = %address, what, accepted, "fed the bridge");
-                    }
+                    Ok(results) => self.in_flight.push_back(InFlight {
+                        address,
+                        what,
+                        results,
+                    }),
                     Err(error) => {
                         tracing::warn!(neighbor = %address, %error, "cannot feed the bridge")
                     }
                 }
+            }
+        }
+        while self.in_flight.len() > FEEDS_IN_FLIGHT {
+            if let Some(mut feed) = self.in_flight.pop_front() {
+                let results = (&mut feed.results)
+                    .await
+                    .unwrap_or(Err(BridgeError::Stopped));
+                feed.log(results);
+            }
+        }
+    }
+
+    /// Reads the results of the batches the bridge is done with.
+    fn settle_feeds(&mut self) {
+        while let Some(feed) = self.in_flight.front_mut() {
+            let results = match feed.results.try_recv() {
+                Ok(results) => results,
+                Err(oneshot::error::TryRecvError::Empty) => return,
+                Err(oneshot::error::TryRecvError::Closed) => Err(BridgeError::Stopped),
+            };
+            if let Some(feed) = self.in_flight.pop_front() {
+                feed.log(results);
             }
         }
     }
@@ -1158,6 +1236,22 @@ impl Core {
         }
         paths.sort_by_key(|path| (path.prefix, path.neighbor));
         paths
+    }
+}
+
+impl InFlight {
+    fn log(&self, results: Result<Vec<UpdateResult>, BridgeError>) {
+        let (address, what) = (self.address, self.what);
+        match results {
+            Ok(results) => {
+                let accepted = results
+                    .iter()
+                    .filter(|result| !matches!(result.status, crate::rib::RouteStatus::Refused(_)))
+                    .count();
+                tracing::debug!(neighbor = %address, what, accepted, "fed the bridge");
+            }
+            Err(error) => tracing::warn!(neighbor = %address, %error, "cannot feed the bridge"),
+        }
     }
 }
 

@@ -14,10 +14,11 @@
 
 mod model;
 mod toml_file;
-mod values;
+pub(crate) mod values;
 mod wg_quick;
 
 pub use model::*;
+pub(crate) use toml_file::serde_message;
 pub use values::offline;
 
 use std::path::{Path, PathBuf};
@@ -192,7 +193,7 @@ impl Report {
 }
 
 /// 1-based line of a byte offset in `text`.
-fn line_at(text: &str, offset: usize) -> usize {
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     1 + text.as_bytes()[..end]
         .iter()
@@ -348,7 +349,7 @@ mod tests {
         assert_eq!(
             errors.to_string(),
             format!(
-                "{}:0: cannot read the file: no such file or directory",
+                "{}: cannot read the file: no such file or directory",
                 path.display()
             )
         );
@@ -414,7 +415,7 @@ mod tests {
         assert_eq!(
             config.notices[0].to_string(),
             format!(
-                "{}:0: holds key material and is readable by group or others (mode 0644); fix it with: chmod 600 {}",
+                "{}: holds key material and is readable by group or others (mode 0644); fix it with: chmod 600 {}",
                 path.display(),
                 path.display()
             )

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -321,18 +321,38 @@ pub struct Notice {
 
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        write_located(f, &self.file, self.line, &self.message)
+    }
+}
+
+/// `file:line: message`, or `file: message` for line 0 (the file as a
+/// whole).
+fn write_located(
+    f: &mut fmt::Formatter<'_>,
+    file: &Path,
+    line: usize,
+    message: &str,
+) -> fmt::Result {
+    if line == 0 {
+        write!(f, "{}: {message}", file.display())
+    } else {
+        write!(f, "{}:{line}: {message}", file.display())
     }
 }
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}: {message}", file.display())]
 pub struct ConfigError {
     pub file: PathBuf,
     /// 1-based; 0 when the problem is the file as a whole (cannot be read).
     pub line: usize,
     pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_located(f, &self.file, self.line, &self.message)
+    }
 }
 
 /// Everything wrong with a config file, one per line when printed.

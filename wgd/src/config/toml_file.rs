@@ -206,7 +206,7 @@ fn peer_address(net: IpNet) -> Option<std::net::IpAddr> {
 
 /// serde's message, made to name keys as the user wrote them and never to
 /// echo a string value (it may be a key in the wrong place).
-fn serde_message(error: &toml::de::Error, text: &str) -> String {
+pub(crate) fn serde_message(error: &toml::de::Error, text: &str) -> String {
     let message = error.message().replace('\n', " ");
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some((key, expected)) = rest.split_once('`')

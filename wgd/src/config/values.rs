@@ -17,7 +17,7 @@ use crate::keys::KeyError;
 
 /// Why a value was refused. Never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(super) enum Invalid {
+pub(crate) enum Invalid {
     #[error("not a number")]
     NotNumber,
     #[error("port out of range")]
@@ -89,7 +89,7 @@ pub(super) fn integer_or_hex(text: &str) -> Result<i64, Invalid> {
 }
 
 /// A UDP port to listen on or to send to: 1..=65535.
-pub(super) fn port(value: i64) -> Result<u16, Invalid> {
+pub(crate) fn port(value: i64) -> Result<u16, Invalid> {
     match u16::try_from(value) {
         Ok(port) if port != 0 => Ok(port),
         _ => Err(Invalid::PortRange),
@@ -97,7 +97,7 @@ pub(super) fn port(value: i64) -> Result<u16, Invalid> {
 }
 
 /// PersistentKeepalive in seconds; 0 turns it off.
-pub(super) fn keepalive(value: i64) -> Result<Option<u16>, Invalid> {
+pub(crate) fn keepalive(value: i64) -> Result<Option<u16>, Invalid> {
     match u16::try_from(value) {
         Ok(0) => Ok(None),
         Ok(seconds) => Ok(Some(seconds)),
@@ -124,7 +124,7 @@ pub(super) fn table(value: i64) -> Result<RouteTable, Invalid> {
 }
 
 /// The MTU of a tunnel with these addresses: IPv6 needs at least 1280.
-pub(super) fn mtu(value: i64, addresses: &[IpNet]) -> Result<u32, Invalid> {
+pub(crate) fn mtu(value: i64, addresses: &[IpNet]) -> Result<u32, Invalid> {
     let ipv6 = addresses
         .iter()
         .any(|address| matches!(address, IpNet::V6(_)));
@@ -163,7 +163,7 @@ pub(super) fn prefix(text: &str) -> Result<IpNet, Invalid> {
 }
 
 /// A prefix with no host bits set (`10.0.0.0/24`, not `10.0.0.1/24`).
-pub(super) fn network(text: &str) -> Result<IpNet, Invalid> {
+pub(crate) fn network(text: &str) -> Result<IpNet, Invalid> {
     let prefix = prefix(text)?;
     if prefix.trunc() != prefix {
         return Err(Invalid::HostBits {
@@ -227,7 +227,7 @@ pub(super) fn endpoint(text: &str) -> Result<Endpoint, Invalid> {
 /// Reads a key from a file that only its owner may read. `what` names the
 /// key in messages ("private key", "preshared key"); the message never
 /// holds the key.
-pub(super) fn key_file<K>(
+pub(crate) fn key_file<K>(
     directory: &Path,
     written: &str,
     what: &str,
@@ -254,7 +254,7 @@ pub(super) fn key_file<K>(
 }
 
 /// An I/O error as a short phrase, without the "(os error N)" noise.
-pub(super) fn describe_io(error: &io::Error) -> String {
+pub(crate) fn describe_io(error: &io::Error) -> String {
     match error.kind() {
         io::ErrorKind::NotFound => "no such file or directory".into(),
         io::ErrorKind::PermissionDenied => "permission denied".into(),

@@ -1012,7 +1012,7 @@ Endpoint = 192.168.100.61:51820
         );
         assert_eq!(
             error_line("wg0.conf", "# nothing\n"),
-            "wg0.conf:0: no [Interface] section"
+            "wg0.conf: no [Interface] section"
         );
     }
 
@@ -1020,7 +1020,7 @@ Endpoint = 192.168.100.61:51820
     fn file_name_must_be_an_interface_name() {
         assert_eq!(
             error_line("/etc/wireguard/wg-averyverylongname.conf", SEED),
-            "/etc/wireguard/wg-averyverylongname.conf:0: tunnel name \"wg-averyverylongname\" \
+            "/etc/wireguard/wg-averyverylongname.conf: tunnel name \"wg-averyverylongname\" \
              is 20 bytes, interface names have at most 15 (a wg-quick file names its tunnel \
              after the file)"
         );

@@ -1,0 +1,271 @@
+//! `wgd-lab`: runs a containerlab topology file with network namespaces,
+//! on a machine without containers, and checks what the lab claims.
+//!
+//! `up` reads the topology ([`topology`]) and its checks file ([`checks`]),
+//! makes the nodes and links ([`lab`], recording each step in [`state`]),
+//! waits for the checks to pass, and prints a report ([`report`]) with a
+//! picture ([`svg`]). `check` does the last two for a lab that is up,
+//! `exec` runs a command in a node ([`node`]), `down` removes everything.
+
+mod checks;
+mod lab;
+mod node;
+mod report;
+mod state;
+mod svg;
+mod topology;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use checks::{Checks, Verdict};
+use node::NodeShell;
+use state::LabState;
+use topology::Topology;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wgd-lab",
+    version,
+    about = "Run containerlab topologies as network namespaces and check them"
+)]
+struct Cli {
+    /// Run the lab under this name instead of the file's (as
+    /// `containerlab deploy --name`): namespaces are `<name>-<node>`.
+    #[arg(long, global = true, value_name = "NAME")]
+    name: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make the lab, wait for its checks to pass, print the report.
+    Up {
+        file: PathBuf,
+        /// Make the lab and report, without waiting for the checks.
+        #[arg(long)]
+        no_check: bool,
+        /// The `wgd` that node commands run (default: the one beside
+        /// wgd-lab, else the first on PATH).
+        #[arg(long, value_name = "PATH")]
+        wgd: Option<PathBuf>,
+        /// Also write the picture here.
+        #[arg(long, value_name = "PATH")]
+        svg: Option<PathBuf>,
+    },
+    /// Wait for the checks of a lab that is up to pass; print the report.
+    Check {
+        file: PathBuf,
+        /// Also write the picture here.
+        #[arg(long, value_name = "PATH")]
+        svg: Option<PathBuf>,
+        /// Another checks file instead of the lab's own (what must hold
+        /// after a change, such as a cut tunnel).
+        #[arg(long, value_name = "PATH")]
+        checks: Option<PathBuf>,
+    },
+    /// Remove everything the lab made (also after a crash of `up`).
+    Down { file: PathBuf },
+    /// Run a command in a node: `wgd-lab exec FILE NODE -- CMD...`.
+    Exec {
+        file: PathBuf,
+        node: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command, cli.name.as_deref()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("wgd-lab: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, name: Option<&str>) -> anyhow::Result<ExitCode> {
+    let load = |file: &Path| -> anyhow::Result<Topology> {
+        let mut topology = Topology::load(file)?;
+        if let Some(name) = name {
+            topology.name = topology::checked_name(name)?;
+        }
+        Ok(topology)
+    };
+    match command {
+        Command::Up {
+            file,
+            no_check,
+            wgd,
+            svg,
+        } => {
+            let topology = load(&file)?;
+            let checks = Checks::load(&topology)?;
+            let bin_dir = wgd_dir(wgd.as_deref())?;
+            let state = lab::up(&topology, &bin_dir).with_context(|| {
+                format!(
+                    "lab \"{}\" is left as far as it got; `wgd-lab down {}` removes it",
+                    topology.name,
+                    file.display()
+                )
+            })?;
+            println!(
+                "lab {} is up: {} namespaces",
+                topology.name,
+                state.nodes.len()
+            );
+            report(&topology, &state, &checks, !no_check, svg.as_deref())
+        }
+        Command::Check { file, svg, checks } => {
+            let topology = load(&file)?;
+            let checks = match checks {
+                Some(path) => Checks::load_from(&path, &topology)?,
+                None => Checks::load(&topology)?,
+            };
+            let state = up_state(&topology.name, &file)?;
+            report(&topology, &state, &checks, true, svg.as_deref())
+        }
+        Command::Down { file } => {
+            let lab = match name {
+                Some(name) => topology::checked_name(name)?,
+                None => topology::lab_name(&file)?,
+            };
+            let removed = lab::down(&lab)?;
+            if removed.namespaces.is_empty() && removed.directory.is_none() {
+                println!("lab {lab}: nothing to remove");
+            } else {
+                println!(
+                    "lab {lab} is down: removed namespaces [{}], stopped {} processes, removed {}",
+                    removed.namespaces.join(", "),
+                    removed.processes,
+                    removed
+                        .directory
+                        .map(|dir| dir.display().to_string())
+                        .unwrap_or_else(|| "no state directory".into())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec {
+            file,
+            node,
+            command,
+        } => {
+            let topology = load(&file)?;
+            let state = up_state(&topology.name, &file)?;
+            let shell = lab::shell(&state, &topology, &node)?;
+            let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+            let status = shell
+                .command(&argv)
+                .status()
+                .with_context(|| format!("running {} in node \"{node}\"", command.join(" ")))?;
+            Ok(ExitCode::from(
+                status.code().map_or(1, |code| code.clamp(0, 255) as u8),
+            ))
+        }
+    }
+}
+
+fn up_state(lab: &str, file: &Path) -> anyhow::Result<LabState> {
+    match LabState::load(lab)? {
+        Some(state) => Ok(state),
+        None => bail!(
+            "lab \"{lab}\" is not up: `wgd-lab up {}` first",
+            file.display()
+        ),
+    }
+}
+
+/// The directory whose `wgd` the nodes run. Never under /run: a node has
+/// its own.
+fn wgd_dir(asked: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let binary = match asked {
+        Some(path) => {
+            if path.file_name().and_then(|name| name.to_str()) != Some("wgd") {
+                bail!(
+                    "--wgd {}: the binary must be named wgd (node commands call it by that name)",
+                    path.display()
+                );
+            }
+            path.canonicalize()
+                .with_context(|| format!("--wgd {}", path.display()))?
+        }
+        None => {
+            let beside = std::env::current_exe()?.with_file_name("wgd");
+            let on_path = std::env::var_os("PATH")
+                .map(|path| {
+                    std::env::split_paths(&path)
+                        .map(|dir| dir.join("wgd"))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            std::iter::once(beside)
+                .chain(on_path)
+                .find(|candidate| candidate.is_file())
+                .context("no wgd binary beside wgd-lab or on PATH: build it (`cargo build -p wgd --bins`) or give --wgd")?
+        }
+    };
+    let dir = binary.parent().unwrap_or(Path::new("/")).to_owned();
+    if dir.starts_with("/run") {
+        bail!(
+            "{}: a wgd under /run is not visible in the nodes (each has its own /run)",
+            binary.display()
+        );
+    }
+    Ok(dir)
+}
+
+fn shells(topology: &Topology, state: &LabState) -> BTreeMap<String, NodeShell> {
+    state
+        .nodes
+        .iter()
+        .filter_map(|node| {
+            Some((
+                node.name.clone(),
+                lab::shell(state, topology, &node.name).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Runs the checks (if asked), reads the nodes, prints the report and
+/// writes the picture; fails if a check failed.
+fn report(
+    topology: &Topology,
+    state: &LabState,
+    checks: &Checks,
+    run_checks: bool,
+    svg: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let shells = shells(topology, state);
+    let verdict: Option<Verdict> = run_checks.then(|| checks::converge(checks, &shells));
+    let views = report::observe(state, &shells);
+    let picture = svg::draw(topology, &views);
+    let mut written = Vec::new();
+    let own = state.dir().join(format!("{}.svg", topology.name));
+    for path in std::iter::once(own.as_path()).chain(svg) {
+        std::fs::write(path, &picture).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    print!(
+        "{}",
+        report::render(
+            topology,
+            &views,
+            verdict.as_ref(),
+            checks.file.as_deref(),
+            &written
+        )
+    );
+    Ok(match verdict {
+        Some(verdict) if !verdict.passed() => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}

@@ -1,0 +1,521 @@
+//! The shipped labs, run by the real `wgd-lab` the way an operator would:
+//! `up` (which waits for the lab's checks), `check`, `exec`, `down`, and
+//! then nothing of the lab may be left: no namespace, no process that ran
+//! in it, no state directory (which held every node's /run, hence its
+//! sockets), no UAPI socket in the host's /var/run/wireguard.
+//!
+//! Needs root, and the `wgd` binary beside `wgd-lab` (`cargo build -p wgd
+//! --bins`). Each lab runs under a unique `--name`, so tests (and two
+//! copies of one lab) run side by side.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use wgd_labs::{unique_name, wait_for};
+
+fn labs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("labs/runner is inside labs/")
+        .to_owned()
+}
+
+fn wgd_lab(name: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgd-lab"))
+        .arg("--name")
+        .arg(name)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("wgd-lab runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A lab brought up under a unique name, taken down when dropped (also
+/// when the test fails) if the test did not take it down itself.
+struct Lab {
+    file: PathBuf,
+    name: String,
+}
+
+impl Lab {
+    fn new(file: &str) -> Self {
+        Self::at(&labs_dir().join(file))
+    }
+
+    fn at(file: &Path) -> Self {
+        let stem = file
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.split('.').next())
+            .unwrap_or("lab");
+        let prefix: String = stem
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(4)
+            .collect();
+        Self {
+            file: file.to_owned(),
+            name: unique_name(&prefix),
+        }
+    }
+
+    fn file(&self) -> &str {
+        self.file.to_str().expect("a UTF-8 path")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        wgd_lab(&self.name, args)
+    }
+
+    /// `wgd-lab <command> FILE <rest>`, which must succeed; its stdout.
+    fn ok(&self, command: &str, rest: &[&str]) -> String {
+        let mut args = vec![command, self.file()];
+        args.extend_from_slice(rest);
+        let output = self.run(&args);
+        assert!(
+            output.status.success(),
+            "wgd-lab {} failed: {}",
+            args.join(" "),
+            text(&output)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        Path::new("/run/wgd-lab").join(&self.name)
+    }
+
+    /// The lab's namespaces on the machine (made by anyone).
+    fn namespaces(&self) -> Vec<String> {
+        let listing = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip netns list");
+        let prefix = format!("{}-", self.name);
+        String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .filter(|name| name.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Every process in the lab's namespaces now.
+    fn processes(&self) -> Vec<u32> {
+        self.namespaces()
+            .iter()
+            .flat_map(|namespace| {
+                let pids = Command::new("ip")
+                    .args(["netns", "pids", namespace])
+                    .output()
+                    .expect("ip netns pids");
+                String::from_utf8_lossy(&pids.stdout)
+                    .split_whitespace()
+                    .filter_map(|pid| pid.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    }
+
+    /// `down`, then what is left of the lab (nothing, if all is well) given
+    /// the processes it had.
+    fn down_and_leftovers(&self, processes: &[u32], sockets_before: &[String]) -> Vec<String> {
+        self.ok("down", &[]);
+        let mut left: Vec<String> = self
+            .namespaces()
+            .into_iter()
+            .map(|namespace| format!("namespace {namespace}"))
+            .collect();
+        left.extend(
+            processes
+                .iter()
+                .filter(|pid| wgd_labs::host::process_running(**pid))
+                .map(|pid| format!("process {pid}")),
+        );
+        if self.state_dir().exists() {
+            left.push(format!("directory {}", self.state_dir().display()));
+        }
+        left.extend(
+            wireguard_sockets()
+                .into_iter()
+                .filter(|socket| !sockets_before.contains(socket) && socket.starts_with("wg0"))
+                .map(|socket| format!("socket /var/run/wireguard/{socket}")),
+        );
+        left
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.state_dir().exists() || !self.namespaces().is_empty() {
+            let output = self.run(&["down", self.file()]);
+            if !output.status.success() {
+                eprintln!("cleanup: {}", text(&output));
+            }
+        }
+    }
+}
+
+fn wireguard_sockets() -> Vec<String> {
+    std::fs::read_dir("/var/run/wireguard")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs a shipped lab through up, check and down, and asserts the report
+/// and that nothing is left.
+fn passes(file: &str, report_has: &[&str]) {
+    passes_at(&labs_dir().join(file), report_has);
+}
+
+fn passes_at(file: &Path, report_has: &[&str]) {
+    passes_then(file, report_has, |_| {});
+}
+
+/// As [`passes_at`], with `meanwhile` run on the lab after its checks
+/// passed and before it is taken down.
+fn passes_then(file: &Path, report_has: &[&str], meanwhile: impl FnOnce(&Lab)) {
+    let lab = Lab::at(file);
+    let sockets = wireguard_sockets();
+    let report = lab.ok("up", &[]);
+    for expected in report_has
+        .iter()
+        .chain(&["converged in", "picture: /run/wgd-lab/"])
+    {
+        assert!(
+            report.contains(expected),
+            "{expected:?} not in the report:\n{report}"
+        );
+    }
+    assert!(!report.contains("[FAIL]"), "{report}");
+    let svg = lab.state_dir().join(format!("{}.svg", lab.name));
+    assert!(std::fs::read_to_string(&svg).is_ok_and(|svg| svg.contains("</svg>")));
+    let again = lab.ok("check", &[]);
+    assert!(again.contains("converged in"), "{again}");
+    meanwhile(&lab);
+    let processes = lab.processes();
+    assert!(!processes.is_empty());
+    let left = lab.down_and_leftovers(&processes, &sockets);
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let again = lab.ok("down", &[]);
+    assert!(again.contains("nothing to remove"), "{again}");
+}
+
+#[test]
+fn seed_lab_passes_and_leaves_nothing() {
+    passes(
+        "seed.clab.yml",
+        &[
+            "[pass] ping quick -> 198.51.100.1: does not answer",
+            "[pass] ping router -> 198.51.100.1: answers",
+        ],
+    );
+}
+
+#[test]
+fn hub_spoke_lab_passes_and_leaves_nothing() {
+    passes(
+        "hub-spoke.clab.yml",
+        &[
+            "[pass] allowed_ips hub wg0 peer spoke1",
+            "[pass] ping spoke1 from 192.168.1.1 -> 192.168.2.1: answers",
+            "established",
+            "192.168.2.0/24 via 10.254.0.1 dev wg0 proto wgd",
+        ],
+    );
+}
+
+#[test]
+fn frr_bgp2_lab_passes_and_leaves_nothing() {
+    passes(
+        "frr-bgp2.clab.yml",
+        &["[pass] ping host-a -> 192.168.2.10: answers", "proto bgp"],
+    );
+}
+
+#[test]
+fn frr_ospf3_lab_passes_and_leaves_nothing() {
+    passes(
+        "frr-ospf3.clab.yml",
+        &["[pass] route site1 192.168.2.0/24 dev wg12 proto ospf"],
+    );
+}
+
+#[test]
+fn fpm_hub_lab_passes_and_leaves_nothing() {
+    passes(
+        "fpm-hub.clab.yml",
+        &[
+            "[pass] allowed_ips hub wg-hub peer spoke1",
+            "proto wgd table 100",
+        ],
+    );
+}
+
+#[test]
+fn bird_ospf2_lab_passes_and_leaves_nothing() {
+    passes(
+        "bird-ospf2.clab.yml",
+        &["[pass] route site-a 192.168.2.0/24 dev wg-ab proto bird"],
+    );
+}
+
+/// mesh3's sites are rendered by `wgd mesh` from `labs/mesh3/mesh.toml`;
+/// keys and rendered files are never committed, so the lab runs from a
+/// copy in a temporary directory, rendered there.
+#[test]
+fn mesh3_lab_rendered_by_wgd_mesh_passes_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let labs = labs_dir();
+    std::fs::create_dir(dir.path().join("mesh3")).expect("mesh3/");
+    for file in ["mesh3.clab.yml", "mesh3.checks.toml", "mesh3/mesh.toml"] {
+        std::fs::copy(labs.join(file), dir.path().join(file)).expect("copied");
+    }
+    let wgd = Path::new(env!("CARGO_BIN_EXE_wgd-lab")).with_file_name("wgd");
+    assert!(
+        wgd.is_file(),
+        "{} missing: `cargo build -p wgd --bins` first",
+        wgd.display()
+    );
+    let mesh = dir.path().join("mesh3/mesh.toml");
+    let mesh = mesh.to_str().expect("UTF-8");
+    let mut steps = vec![vec!["mesh", "init", mesh]];
+    for site in ["site1", "site2", "site3"] {
+        steps.push(vec!["mesh", "render", mesh, site]);
+    }
+    for args in steps {
+        let output = Command::new(&wgd).args(&args).output().expect("wgd runs");
+        assert!(
+            output.status.success(),
+            "wgd {}: {}",
+            args.join(" "),
+            text(&output)
+        );
+    }
+    // The tunnel between site1 and site2 is cut at the wan, as
+    // scripts/lab does: traffic between them reroutes through site3 (the
+    // checks of mesh3.cut.checks.toml), and comes back to the direct
+    // tunnel when the cut is undone (the lab's own checks).
+    std::fs::copy(
+        labs.join("mesh3.cut.checks.toml"),
+        dir.path().join("mesh3.cut.checks.toml"),
+    )
+    .expect("copied");
+    let cut_checks = dir.path().join("mesh3.cut.checks.toml");
+    let cut = |lab: &Lab, action: &str| {
+        for (from, to) in [("198.18.1.2", "198.18.2.2"), ("198.18.2.2", "198.18.1.2")] {
+            lab.ok(
+                "exec",
+                &[
+                    "wan",
+                    "--",
+                    "ip",
+                    "rule",
+                    action,
+                    "from",
+                    from,
+                    "to",
+                    to,
+                    "blackhole",
+                ],
+            );
+        }
+    };
+    passes_then(
+        &dir.path().join("mesh3.clab.yml"),
+        &[
+            "[pass] bgp site1: 2 established",
+            "[pass] ping host1 -> 192.168.3.10: answers",
+            "[pass] route site1 192.168.2.0/24 dev site1-site2 proto wgd",
+        ],
+        |lab| {
+            cut(lab, "add");
+            let rerouted = lab.ok(
+                "check",
+                &["--checks", cut_checks.to_str().expect("a UTF-8 path")],
+            );
+            for expected in [
+                "[pass] bgp site1: 1 established",
+                "[pass] route site1 192.168.2.0/24 dev site1-site3 proto wgd",
+                "[pass] ping host1 -> 192.168.2.10: answers",
+            ] {
+                assert!(
+                    rerouted.contains(expected),
+                    "{expected:?} not in:\n{rerouted}"
+                );
+            }
+            cut(lab, "del");
+            let back = lab.ok("check", &[]);
+            assert!(
+                back.contains("[pass] route site1 192.168.2.0/24 dev site1-site2 proto wgd"),
+                "{back}"
+            );
+        },
+    );
+}
+
+#[test]
+fn two_copies_of_a_lab_run_at_once() {
+    let (one, two) = (Lab::new("seed.clab.yml"), Lab::new("seed.clab.yml"));
+    let sockets = wireguard_sockets();
+    one.ok("up", &["--no-check"]);
+    two.ok("up", &[]);
+    // Both have a wg0, each in its own namespace with its own /run.
+    for lab in [&one, &two] {
+        let links = lab.ok(
+            "exec",
+            &["router", "--", "ip", "-br", "link", "show", "wg0"],
+        );
+        assert!(links.starts_with("wg0"), "{links}");
+    }
+    let failed = one.run(&["exec", one.file(), "router", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(failed.status.code(), Some(7), "{}", text(&failed));
+    let (p1, p2) = (one.processes(), two.processes());
+    assert!(one.down_and_leftovers(&p1, &sockets).is_empty());
+    // The other is untouched by the first one's `down`.
+    assert!(two.ok("check", &[]).contains("converged in"));
+    assert!(two.down_and_leftovers(&p2, &sockets).is_empty());
+}
+
+#[test]
+fn down_after_up_was_killed_midway_leaves_nothing() {
+    let lab = Lab::new("hub-spoke.clab.yml");
+    let sockets = wireguard_sockets();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_wgd-lab"))
+        .args(["--name", &lab.name, "up", lab.file(), "--no-check"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("wgd-lab up starts");
+    // Killed once it has made some nodes and started a daemon.
+    let state = lab.state_dir().join("state.json");
+    wait_for(
+        Duration::from_secs(30),
+        "up to start a node's daemon",
+        || {
+            std::fs::read(&state)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .is_some_and(|state| {
+                    state["nodes"]
+                        .as_array()
+                        .is_some_and(|nodes| nodes.iter().any(|node| node["daemon"].is_u64()))
+                })
+        },
+    )
+    .expect("a daemon recorded");
+    up.kill().expect("kill -9");
+    up.wait().expect("reaped");
+    assert!(!lab.namespaces().is_empty());
+    let processes = lab.processes();
+    let left = lab.down_and_leftovers(&processes, &sockets);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A topology file in a temporary directory; `up` must refuse it, name
+/// the fault, and make nothing.
+fn refused(topology: &str, expected: &str) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("bad.clab.yml");
+    std::fs::write(&file, topology).expect("written");
+    let name = unique_name("bad");
+    let output = wgd_lab(&name, &["up", file.to_str().expect("UTF-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(stderr.contains(expected), "{expected:?} not in:\n{stderr}");
+    assert!(!Path::new("/run/wgd-lab").join(&name).exists());
+}
+
+const GOOD_NODES: &str =
+    "name: bad\ntopology:\n  nodes:\n    a:\n      kind: linux\n    b:\n      kind: linux\n";
+
+#[test]
+fn an_unsupported_kind_is_refused_by_name() {
+    refused(
+        &format!("{GOOD_NODES}    r1:\n      kind: nokia_srlinux\n"),
+        "bad.clab.yml: node \"r1\": kind \"nokia_srlinux\" is not supported by wgd-lab (supported: linux)",
+    );
+}
+
+#[test]
+fn a_link_to_an_unknown_node_is_refused_by_name() {
+    refused(
+        &format!(
+            "{GOOD_NODES}  links:\n    - endpoints: [\"a:eth1\", \"b:eth1\"]\n    - endpoints: [\"a:eth2\", \"r9:eth1\"]\n"
+        ),
+        "bad.clab.yml: link 2: endpoint \"r9:eth1\": no node \"r9\"",
+    );
+}
+
+#[test]
+fn a_duplicate_endpoint_is_refused_by_name() {
+    refused(
+        &format!(
+            "{GOOD_NODES}  links:\n    - endpoints: [\"a:eth1\", \"b:eth1\"]\n    - endpoints: [\"a:eth2\", \"b:eth2\"]\n    - endpoints: [\"a:eth1\", \"b:eth3\"]\n"
+        ),
+        "bad.clab.yml: endpoint \"a:eth1\" appears twice (links 1 and 3)",
+    );
+}
+
+#[test]
+fn an_unsupported_option_is_refused_by_name() {
+    refused(
+        &format!("{GOOD_NODES}      startup-config: x.cfg\n"),
+        "bad.clab.yml: node \"b\": option \"startup-config\" is not supported by wgd-lab",
+    );
+}
+
+/// Deletes a namespace made by hand when dropped.
+struct Foreign(String);
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn a_namespace_that_is_not_the_labs_is_refused_and_kept() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("two.clab.yml");
+    std::fs::write(&file, GOOD_NODES).expect("written");
+    let file = file.to_str().expect("UTF-8");
+    let name = unique_name("own");
+    let foreign = Foreign(format!("{name}-b"));
+    let made = Command::new("ip")
+        .args(["netns", "add", &foreign.0])
+        .status()
+        .expect("ip netns add");
+    assert!(made.success());
+    let output = wgd_lab(&name, &["up", file, "--no-check"]);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains(&format!("namespace {} exists already", foreign.0)),
+        "{}",
+        text(&output)
+    );
+    let down = wgd_lab(&name, &["down", file]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(
+        Path::new("/run/netns").join(&foreign.0).exists(),
+        "down deleted a namespace the lab did not make"
+    );
+    assert!(!Path::new("/run/netns").join(format!("{name}-a")).exists());
+}
