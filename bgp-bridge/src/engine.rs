@@ -775,9 +775,11 @@ impl<F: Fib> Engine<F> {
             };
             results.push(UpdateResult { prefix, status });
         }
-        self.program(changes);
-        // The kernel may have refused some: tell the owner what is true now.
-        for (index, prefix) in touched {
+        let refused = self.program(changes);
+        // The kernel may have refused some: tell the owner what is true now
+        // (only then: a second lookup per route costs a full table dearly).
+        let recheck = if refused > 0 { touched } else { Vec::new() };
+        for (index, prefix) in recheck {
             if let Some(status) = self.rib.status_of(prefix, owner)
                 && !matches!(results[index].status, RouteStatus::Refused(_))
             {
@@ -794,8 +796,9 @@ impl<F: Fib> Engine<F> {
     }
 
     /// Writes the RIB's changes to the kernel and to wgd: new endpoint
-    /// pins first, then the routes, then the pins no longer needed.
-    fn program(&mut self, changes: Changes) {
+    /// pins first, then the routes, then the pins no longer needed. How
+    /// many operations the kernel refused.
+    fn program(&mut self, changes: Changes) -> u64 {
         let Changes {
             fib,
             allowed_ips,
@@ -845,7 +848,7 @@ impl<F: Fib> Engine<F> {
                 prefix: IpNet::from(*endpoint),
             });
         }
-        self.apply(ops, pins_added);
+        let refused = self.apply(ops, pins_added);
         if !allowed_ips.is_empty() {
             let extras = self.rib.allowed_ips().clone();
             self.allowed.send_if_modified(|current| {
@@ -860,13 +863,14 @@ impl<F: Fib> Engine<F> {
             }
         }
         self.counters_stale = true;
+        refused
     }
 
     /// Writes `ops` to the kernel; the first `pins` are endpoint pins. What
-    /// the kernel refuses goes back into the RIB.
-    fn apply(&mut self, ops: Vec<FibOp>, pins: usize) {
+    /// the kernel refuses goes back into the RIB; how many it refused.
+    fn apply(&mut self, ops: Vec<FibOp>, pins: usize) -> u64 {
         if ops.is_empty() {
-            return;
+            return 0;
         }
         let started = std::time::Instant::now();
         let results = self.fib.apply(&ops);
@@ -894,6 +898,7 @@ impl<F: Fib> Engine<F> {
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         counters.fib_operations += ops.len() as u64;
         counters.fib_errors += errors;
+        errors
     }
 
     /// The underlay may have moved under a pin (a new default gateway):

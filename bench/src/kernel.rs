@@ -1,0 +1,403 @@
+//! The harness's own view of a namespace's kernel, over raw rtnetlink: how
+//! many routes of a protocol the main table holds (a dump, counted), and
+//! the packed writer that is the machine's floor for installing routes.
+//!
+//! Each call runs on a short-lived thread that enters the namespace
+//! (`setns` changes only the calling thread), so the harness itself stays
+//! in the root namespace. Messages are built by hand here: the writer must
+//! be the thinnest thing that can put a route in the kernel, with nothing
+//! of wgd's own code in it.
+
+use std::fs::File;
+use std::io;
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, bail};
+use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
+
+use crate::prefixes::Prefix;
+
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const RTM_GETROUTE: u16 = 26;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_DUMP_INTR: u16 = 0x10;
+const AF_INET: u8 = 2;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PRIORITY: u16 = 6;
+const RTA_TABLE: u16 = 15;
+const RT_TABLE_MAIN: u8 = 254;
+const RTN_UNICAST: u8 = 1;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const RT_SCOPE_NOWHERE: u8 = 255;
+const RTNH_F_ONLINK: u32 = 4;
+
+/// Bytes per `send` for the packed writer: the kernel takes a datagram
+/// this size at once, and more per call gains little.
+const SEND_BYTES: usize = 64 << 10;
+const RECEIVE_BYTES: usize = 256 << 10;
+
+/// Runs `work` on a thread inside namespace `namespace` and returns its
+/// result.
+pub fn in_namespace<T: Send + 'static>(
+    namespace: &str,
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let path = format!("/var/run/netns/{namespace}");
+    let handle = std::thread::spawn(move || -> anyhow::Result<T> {
+        let file = File::open(&path).with_context(|| format!("opening {path}"))?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("entering {path}"))?;
+        work()
+    });
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("the netlink thread panicked"))?
+}
+
+/// A NETLINK_ROUTE socket opened in the calling thread's namespace.
+fn open_socket() -> anyhow::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_ROUTE).context("netlink socket")?;
+    socket.bind_auto().context("netlink bind")?;
+    let _ = socket.set_netlink_get_strict_chk(true);
+    let _ = socket.set_cap_ack(true);
+    let _ = socket.set_rx_buf_sz(8 << 20);
+    Ok(socket)
+}
+
+fn begin(buf: &mut Vec<u8>, kind: u16, flags: u16, seq: u32) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(&flags.to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    start
+}
+
+fn end(buf: &mut [u8], start: usize) {
+    let len = (buf.len() - start) as u32;
+    buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route_header(buf: &mut Vec<u8>, dst_len: u8, protocol: u8, scope: u8, kind: u8, flags: u32) {
+    buf.extend_from_slice(&[AF_INET, dst_len, 0, 0, RT_TABLE_MAIN, protocol, scope, kind]);
+    buf.extend_from_slice(&flags.to_ne_bytes());
+}
+
+fn attribute(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    let len = 4 + value.len() as u16;
+    buf.extend_from_slice(&len.to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(value);
+    while !buf.len().is_multiple_of(4) {
+        buf.push(0);
+    }
+}
+
+/// One netlink message out of a datagram: (type, flags, seq, payload).
+fn messages(datagram: &[u8]) -> impl Iterator<Item = (u16, u16, u32, &[u8])> {
+    let mut rest = datagram;
+    std::iter::from_fn(move || {
+        if rest.len() < 16 {
+            return None;
+        }
+        let len = u32::from_ne_bytes(rest[0..4].try_into().ok()?) as usize;
+        if len < 16 || len > rest.len() {
+            return None;
+        }
+        let kind = u16::from_ne_bytes(rest[4..6].try_into().ok()?);
+        let flags = u16::from_ne_bytes(rest[6..8].try_into().ok()?);
+        let seq = u32::from_ne_bytes(rest[8..12].try_into().ok()?);
+        let payload = &rest[16..len];
+        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+        Some((kind, flags, seq, payload))
+    })
+}
+
+fn receive(socket: &Socket, buffer: &mut Vec<u8>, flags: libc::c_int) -> io::Result<usize> {
+    loop {
+        buffer.clear();
+        match socket.recv(buffer, flags) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The outgoing interface of a route message (`RTA_OIF`), if it has one.
+fn route_oif(payload: &[u8]) -> Option<u32> {
+    let mut rest = payload.get(12..)?;
+    while rest.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+        let kind = u16::from_ne_bytes([rest[2], rest[3]]);
+        if len < 4 || len > rest.len() {
+            return None;
+        }
+        if kind == RTA_OIF && len >= 8 {
+            return Some(u32::from_ne_bytes(rest[4..8].try_into().ok()?));
+        }
+        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+    }
+    None
+}
+
+/// Routes of `protocol` in the main IPv4 table of the calling thread's
+/// namespace (through interface `oif` only, if given).
+fn count_here(socket: &Socket, protocol: u8, oif: Option<u32>) -> anyhow::Result<usize> {
+    'again: for _ in 0..5 {
+        let mut request = Vec::with_capacity(64);
+        let start = begin(&mut request, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1);
+        route_header(&mut request, 0, protocol, RT_SCOPE_UNIVERSE, 0, 0);
+        attribute(
+            &mut request,
+            RTA_TABLE,
+            &u32::from(RT_TABLE_MAIN).to_ne_bytes(),
+        );
+        end(&mut request, start);
+        socket.send(&request, 0).context("netlink send")?;
+        let mut buffer = Vec::with_capacity(RECEIVE_BYTES);
+        let mut count = 0;
+        let mut interrupted = false;
+        loop {
+            let len = receive(socket, &mut buffer, 0).context("netlink receive")?;
+            for (kind, flags, _, payload) in messages(&buffer[..len]) {
+                interrupted |= flags & NLM_F_DUMP_INTR != 0;
+                match kind {
+                    NLMSG_DONE if interrupted => continue 'again,
+                    NLMSG_DONE => return Ok(count),
+                    NLMSG_ERROR => {
+                        let errno = payload
+                            .get(..4)
+                            .map_or(0, |b| i32::from_ne_bytes(b.try_into().unwrap_or_default()));
+                        if errno == 0 {
+                            return Ok(count);
+                        }
+                        bail!("route dump: {}", io::Error::from_raw_os_error(-errno));
+                    }
+                    // Filtered by the kernel already (strict checking);
+                    // checked again for kernels that do not.
+                    RTM_NEWROUTE
+                        if payload.len() >= 12
+                            && payload[0] == AF_INET
+                            && payload[4] == RT_TABLE_MAIN
+                            && payload[5] == protocol
+                            && oif.is_none_or(|oif| route_oif(payload) == Some(oif)) =>
+                    {
+                        count += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    bail!("the route table kept changing while it was read")
+}
+
+/// (protocol, outgoing interface, where the answer goes).
+type Request = (
+    u8,
+    Option<u32>,
+    std::sync::mpsc::Sender<anyhow::Result<usize>>,
+);
+
+/// A counter of one protocol's routes in one namespace, on a thread that
+/// lives inside it (so polling costs one dump, not a thread and a socket).
+#[derive(Debug)]
+pub struct Counter {
+    requests: std::sync::mpsc::Sender<Request>,
+}
+
+impl Counter {
+    pub fn new(namespace: &str) -> anyhow::Result<Self> {
+        let (requests, incoming) = std::sync::mpsc::channel::<Request>();
+        let path = format!("/var/run/netns/{namespace}");
+        let (ready, started) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let socket = File::open(&path)
+                .with_context(|| format!("opening {path}"))
+                .and_then(|file| {
+                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .with_context(|| format!("entering {path}"))
+                })
+                .and_then(|()| open_socket());
+            let socket = match socket {
+                Ok(socket) => {
+                    let _ = ready.send(Ok(()));
+                    socket
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                    return;
+                }
+            };
+            for (protocol, oif, reply) in incoming {
+                let _ = reply.send(count_here(&socket, protocol, oif));
+            }
+        });
+        started
+            .recv()
+            .context("the counting thread did not start")??;
+        Ok(Self { requests })
+    }
+
+    /// Routes of `protocol` in the main IPv4 table, now.
+    pub fn count(&self, protocol: u8) -> anyhow::Result<usize> {
+        self.count_via(protocol, None)
+    }
+
+    /// Routes of `protocol` through interface `oif` (all, if `None`).
+    pub fn count_via(&self, protocol: u8, oif: Option<u32>) -> anyhow::Result<usize> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.requests
+            .send((protocol, oif, reply))
+            .map_err(|_| anyhow::anyhow!("the counting thread is gone"))?;
+        answer
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the counting thread is gone"))?
+    }
+}
+
+/// What the packed writer does to each prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Add,
+    Delete,
+}
+
+/// Writes `prefixes` (via `gateway` dev `ifindex` onlink, `protocol`,
+/// `metric`) the fastest simple way: as many requests per `send` as fit in
+/// 64 KiB, none asking for an acknowledgement (the kernel answers only
+/// refusals), and one acknowledged no-op at the end as a barrier. Returns
+/// how many requests the kernel refused. Runs in the calling thread's
+/// namespace: call it through [`in_namespace`].
+pub fn write_packed(
+    prefixes: &[Prefix],
+    operation: Operation,
+    gateway: Ipv4Addr,
+    ifindex: u32,
+    protocol: u8,
+    metric: u32,
+) -> anyhow::Result<usize> {
+    let socket = open_socket()?;
+    let mut buffer = Vec::with_capacity(SEND_BYTES + 256);
+    let mut answers = Vec::with_capacity(RECEIVE_BYTES);
+    let mut refused = 0;
+    let mut seq = 1u32;
+    let drain = |answers: &mut Vec<u8>, refused: &mut usize| -> anyhow::Result<()> {
+        loop {
+            match receive(&socket, answers, libc::MSG_DONTWAIT) {
+                Ok(len) => {
+                    *refused += messages(&answers[..len])
+                        .filter(|(kind, ..)| *kind == NLMSG_ERROR)
+                        .count();
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) => return Err(error).context("netlink receive"),
+            }
+        }
+    };
+    for chunk in prefixes.chunks(512) {
+        buffer.clear();
+        for prefix in chunk {
+            let (kind, flags, scope) = match operation {
+                Operation::Add => (
+                    RTM_NEWROUTE,
+                    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL,
+                    RT_SCOPE_UNIVERSE,
+                ),
+                Operation::Delete => (RTM_DELROUTE, NLM_F_REQUEST, RT_SCOPE_NOWHERE),
+            };
+            let start = begin(&mut buffer, kind, flags, seq);
+            seq = seq.wrapping_add(1);
+            let route_flags = if operation == Operation::Add {
+                RTNH_F_ONLINK
+            } else {
+                0
+            };
+            route_header(
+                &mut buffer,
+                prefix.len,
+                protocol,
+                scope,
+                RTN_UNICAST,
+                route_flags,
+            );
+            attribute(&mut buffer, RTA_DST, &prefix.address.to_be_bytes());
+            attribute(&mut buffer, RTA_PRIORITY, &metric.to_ne_bytes());
+            if operation == Operation::Add {
+                attribute(&mut buffer, RTA_OIF, &ifindex.to_ne_bytes());
+                attribute(&mut buffer, RTA_GATEWAY, &gateway.octets());
+            }
+            end(&mut buffer, start);
+        }
+        socket.send(&buffer, 0).context("netlink send")?;
+        drain(&mut answers, &mut refused)?;
+    }
+    // The barrier: every request before it has been processed once it is
+    // acknowledged.
+    buffer.clear();
+    let barrier = seq;
+    let start = begin(&mut buffer, NLMSG_NOOP, NLM_F_REQUEST | NLM_F_ACK, barrier);
+    end(&mut buffer, start);
+    socket.send(&buffer, 0).context("netlink send")?;
+    loop {
+        let len = receive(&socket, &mut answers, 0).context("netlink receive")?;
+        let mut done = false;
+        for (kind, _, message_seq, _) in messages(&answers[..len]) {
+            if kind != NLMSG_ERROR {
+                continue;
+            }
+            if message_seq == barrier {
+                done = true;
+            } else {
+                refused += 1;
+            }
+        }
+        if done {
+            return Ok(refused);
+        }
+    }
+}
+
+/// The index of interface `name` in namespace `namespace`.
+pub fn ifindex(namespace: &str, name: &str) -> anyhow::Result<u32> {
+    let output = std::process::Command::new("ip")
+        .args(["-n", namespace, "-o", "link", "show", "dev", name])
+        .output()
+        .context("running ip")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split(':')
+        .next()
+        .and_then(|index| index.trim().parse().ok())
+        .with_context(|| format!("no interface {name} in {namespace}: {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_walked_by_their_lengths() {
+        let mut buf = Vec::new();
+        let a = begin(&mut buf, NLMSG_NOOP, NLM_F_REQUEST, 7);
+        attribute(&mut buf, RTA_DST, &[1, 2, 3]);
+        end(&mut buf, a);
+        let b = begin(&mut buf, NLMSG_DONE, 0, 8);
+        end(&mut buf, b);
+        let seen: Vec<_> = messages(&buf)
+            .map(|(kind, _, seq, _)| (kind, seq))
+            .collect();
+        assert_eq!(seen, [(NLMSG_NOOP, 7), (NLMSG_DONE, 8)]);
+    }
+}

@@ -1,0 +1,240 @@
+//! `wgd-bench`: wgd's benchmark harness.
+//!
+//! Each scenario builds its lab in network namespaces of its own (unique
+//! names, removed on exit, on error and on Ctrl-C: everything is held by
+//! `Drop` guards, and a signal only sets a flag that the waits check), runs
+//! wgd and the anchors beside it on the same machine in the same run, N
+//! times, and adds one [`report::Row`] per contender and metric. The report
+//! is printed as a table (median, min, max, and wgd's ratio to each
+//! anchor) or with `--json` as JSON; `--plot FILE` also draws it.
+//!
+//! Prefix sets come from a seed ([`prefixes`]); the kernel is read and the
+//! packed-netlink anchor written over raw rtnetlink ([`kernel`]); wgd is
+//! fed through its gRPC session ([`session`]) or its BGP speaker.
+
+mod kernel;
+mod lab;
+mod mrt;
+mod plot;
+mod prefixes;
+mod report;
+mod scenario;
+mod session;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Args, Parser, Subcommand};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// An error once SIGINT or SIGTERM has arrived: the scenario unwinds and
+/// its guards remove what it made.
+pub fn check_interrupted() -> anyhow::Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        anyhow::bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Prints a line of progress on stderr (stdout is the report's).
+pub fn progress(line: impl AsRef<str>) {
+    eprintln!("wgd-bench: {}", line.as_ref());
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wgd-bench",
+    version,
+    about = "Benchmarks of wgd beside anchors measured in the same run"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// Runs per measurement (the table shows median, min and max).
+    #[arg(long, global = true, default_value_t = 3)]
+    pub runs: usize,
+    /// Seed of the prefix sets.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Also draw the report as a PNG chart into this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// The wgd binary (default: the one beside wgd-bench, else on PATH).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub wgd: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Prefixes through a gRPC session into the kernel and withdrawn,
+    /// beside `ip -batch` and a packed raw-netlink writer.
+    Fib {
+        /// Sizes of the prefix sets, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [100_000, 1_000_000])]
+        prefixes: Vec<usize>,
+    },
+    /// A GoBGP peer sends prefixes over a wgd tunnel to the built-in
+    /// speaker; BIRD 2 and FRR receive the same when installed.
+    Bgp {
+        #[arg(long, value_delimiter = ',', default_values_t = [100_000, 1_000_000])]
+        prefixes: Vec<usize>,
+        /// Only these receivers (wgd, bird, frr).
+        #[arg(long, value_delimiter = ',', default_values_t = ["wgd".to_owned(), "bird".to_owned(), "frr".to_owned()])]
+        receivers: Vec<String>,
+    },
+    /// wgd run killed with N routes installed and restarted: time until
+    /// every route is re-claimed, and the lowest kernel count meanwhile.
+    Restart {
+        #[arg(long, value_delimiter = ',', default_values_t = [100_000])]
+        prefixes: Vec<usize>,
+    },
+    /// T tunnels from one config with `wgd up`, and a no-change reconcile.
+    Tunnels {
+        #[arg(long, value_delimiter = ',', default_values_t = [10, 100])]
+        tunnels: Vec<usize>,
+    },
+    /// Writes the prefix set as an MRT file (TABLE_DUMP_V2), as the bgp
+    /// scenario feeds gobgpd, and prints the prefixes with `--list`.
+    Mrt {
+        #[arg(long, default_value_t = 100_000)]
+        prefixes: usize,
+        #[arg(long)]
+        list: bool,
+        output: PathBuf,
+    },
+    /// Prints (and with --plot draws) reports saved with --json, merged.
+    Show { files: Vec<PathBuf> },
+    /// A tunnel's underlay cut: time until its routes leave the kernel and
+    /// traffic takes the other tunnel.
+    Failover {
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000])]
+        prefixes: Vec<usize>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("wgd-bench: cannot start a runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.spawn(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        progress("interrupted: cleaning up");
+    });
+
+    let mut report = report::Report::default();
+    if !matches!(cli.scenario, Scenario::Show { .. }) {
+        report.machine = report::Machine::here();
+    }
+    let common = cli.common.clone();
+    let result = run(&runtime, &cli, &mut report);
+    if let Err(error) = &result {
+        eprintln!("wgd-bench: {error:#}");
+    }
+    if matches!(cli.scenario, Scenario::Mrt { .. }) {
+        return if result.is_ok() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        };
+    }
+    if common.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(error) => eprintln!("wgd-bench: {error}"),
+        }
+    } else {
+        print!("{}", report.table());
+    }
+    if let Some(path) = &common.plot {
+        match plot::draw(&report, path) {
+            Ok(()) => progress(format!("chart written to {}", path.display())),
+            Err(error) => eprintln!("wgd-bench: plot: {error:#}"),
+        }
+    }
+    if result.is_err() {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
+fn run(
+    runtime: &tokio::runtime::Runtime,
+    cli: &Cli,
+    report: &mut report::Report,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(cli.common.runs > 0, "--runs must be at least 1");
+    if let Scenario::Mrt {
+        prefixes,
+        list,
+        output,
+    } = &cli.scenario
+    {
+        let set = prefixes::generate(cli.common.seed, *prefixes);
+        mrt::write(output, &set, "10.255.0.1".parse()?, 65002, cli.common.seed)?;
+        if *list {
+            for prefix in &set {
+                println!("{prefix}");
+            }
+        }
+        return Ok(());
+    }
+    if let Scenario::Show { files } = &cli.scenario {
+        for file in files {
+            let text = std::fs::read_to_string(file)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
+            let saved: report::Report = serde_json::from_str(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
+            report.merge(saved);
+        }
+        return Ok(());
+    }
+    let wgd = lab::Wgd::find(cli.common.wgd.as_deref())?;
+    match &cli.scenario {
+        Scenario::Fib { prefixes } => {
+            scenario::fib::run(runtime, &wgd, &cli.common, prefixes, report)
+        }
+        Scenario::Bgp {
+            prefixes,
+            receivers,
+        } => scenario::bgp::run(&wgd, &cli.common, prefixes, receivers, report),
+        Scenario::Restart { prefixes } => {
+            scenario::restart::run(runtime, &wgd, &cli.common, prefixes, report)
+        }
+        Scenario::Tunnels { tunnels } => scenario::tunnels::run(&wgd, &cli.common, tunnels, report),
+        Scenario::Mrt { .. } | Scenario::Show { .. } => Ok(()),
+        Scenario::Failover { prefixes } => {
+            scenario::failover::run(&wgd, &cli.common, prefixes, report)
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Deterministic sets of IPv4 prefixes shaped like a full Internet table.
+//!
+//! A seed goes in, a list of distinct prefixes comes out, always the same
+//! for the same seed and count. Lengths follow a mix close to the public
+//! table's (mostly /24, a good share of /16 to /23, a few shorter), and
+//! addresses avoid everything a router would refuse or that the labs use
+//! themselves (private, loopback, link-local, multicast, the benchmark
+//! ranges 198.18.0.0/15 where the labs' underlays live).
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+/// An IPv4 prefix, host bits zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Prefix {
+    pub address: u32,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub fn addr(self) -> Ipv4Addr {
+        Ipv4Addr::from(self.address)
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr(), self.len)
+    }
+}
+
+/// Share (in 1/1000) of each prefix length, from the shape of the public
+/// IPv4 table: about 60 % /24, 35 % /16 to /23, 1 % shorter.
+const LENGTH_MIX: &[(u8, u32)] = &[
+    (24, 597),
+    (23, 95),
+    (22, 120),
+    (21, 50),
+    (20, 50),
+    (19, 30),
+    (18, 18),
+    (17, 12),
+    (16, 18),
+    (15, 3),
+    (14, 3),
+    (13, 2),
+    (12, 1),
+    (11, 1),
+];
+
+/// splitmix64: small, fast and good enough to spread addresses.
+#[derive(Debug, Clone)]
+pub struct Random(u64);
+
+impl Random {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..bound`.
+    pub fn below(&mut self, bound: u32) -> u32 {
+        (((self.next_u64() >> 32) * u64::from(bound)) >> 32) as u32
+    }
+}
+
+/// `count` distinct prefixes for `seed`.
+pub fn generate(seed: u64, count: usize) -> Vec<Prefix> {
+    let total: u32 = LENGTH_MIX.iter().map(|(_, share)| share).sum();
+    let mut random = Random::new(seed);
+    let mut seen = HashSet::with_capacity(count);
+    let mut prefixes = Vec::with_capacity(count);
+    while prefixes.len() < count {
+        let mut pick = random.below(total);
+        let len = LENGTH_MIX
+            .iter()
+            .find(|(_, share)| {
+                if pick < *share {
+                    true
+                } else {
+                    pick -= share;
+                    false
+                }
+            })
+            .map_or(24, |(len, _)| *len);
+        let mask = u32::MAX << (32 - u32::from(len));
+        let address = (random.next_u64() as u32) & mask;
+        let prefix = Prefix { address, len };
+        if usable(prefix) && seen.insert(prefix) {
+            prefixes.push(prefix);
+        }
+    }
+    prefixes
+}
+
+/// Whether a prefix is public unicast space and clear of the labs' own.
+fn usable(prefix: Prefix) -> bool {
+    const AVOID: &[(u32, u8)] = &[
+        (0x0000_0000, 8),  // 0/8
+        (0x0a00_0000, 8),  // 10/8: tunnels
+        (0x6440_0000, 10), // 100.64/10
+        (0x7f00_0000, 8),  // loopback
+        (0xa9fe_0000, 16), // link-local
+        (0xac10_0000, 12), // 172.16/12
+        (0xc000_0200, 24), // TEST-NET-1
+        (0xc0a8_0000, 16), // 192.168/16: LANs
+        (0xc612_0000, 15), // 198.18/15: underlays
+        (0xe000_0000, 3),  // multicast and reserved
+    ];
+    !AVOID.iter().any(|&(base, len)| {
+        // They overlap when they agree on the bits of the shorter one.
+        let shorter = u32::from(len.min(prefix.len));
+        let common = u32::MAX.checked_shl(32 - shorter).unwrap_or(0);
+        (base & common) == (prefix.address & common)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_set() {
+        assert_eq!(generate(7, 1000), generate(7, 1000));
+        assert_ne!(generate(7, 1000), generate(8, 1000));
+    }
+
+    #[test]
+    fn prefixes_are_distinct_clean_and_mostly_slash_24() {
+        let prefixes = generate(1, 20_000);
+        let distinct: HashSet<_> = prefixes.iter().collect();
+        assert_eq!(distinct.len(), prefixes.len());
+        for prefix in &prefixes {
+            let host_bits = u32::MAX.checked_shr(u32::from(prefix.len)).unwrap_or(0);
+            assert_eq!(prefix.address & host_bits, 0, "{prefix}");
+            let first_octet = prefix.address >> 24;
+            assert!(
+                ![0, 10, 127].contains(&first_octet) && first_octet < 224,
+                "{prefix}"
+            );
+        }
+        let slash24 = prefixes.iter().filter(|p| p.len == 24).count();
+        assert!((11_000..13_000).contains(&slash24), "{slash24} /24s");
+        assert!(prefixes.iter().any(|p| p.len < 16));
+    }
+}

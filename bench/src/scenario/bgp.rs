@@ -1,0 +1,458 @@
+//! `bgp`: one GoBGP peer (`gobgpd`, its RIB loaded with `gobgp mrt
+//! inject` from an MRT file the harness writes) sends N prefixes over a
+//! WireGuard tunnel to each receiver in turn: wgd's built-in speaker
+//! (`wgd run` with `[bgp]`), BIRD 2 and FRR (`bgpd` + `zebra`) when they
+//! are installed. One receiver at a time, so that none competes with
+//! another for the two cores:
+//!
+//! ```text
+//!            ┌── tunnel 0 ── receiver wgd  (wgd run, speaker)
+//! peer ──────┼── tunnel 1 ── receiver bird (wgd up, bird)
+//! (gobgpd)   └── tunnel 2 ── receiver frr  (wgd up, zebra + bgpd)
+//! ```
+//!
+//! Per receiver and run: its daemon starts, gobgpd's neighbor is enabled,
+//! and the harness times from the session established (as gobgpd sees
+//! it) to all N routes in the receiver's kernel; then `gobgp global rib
+//! del all` and the time until none is left. Memory per prefix is the
+//! receiver's daemons' RSS with N routes minus before the session, over N.
+//! The peer's RIB is loaded again before each receiver (not timed).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use wgd_labs::{Daemon, Namespace, wait_for};
+use wgd_tests::bird::Bird;
+use wgd_tests::frr::Frr;
+use wgd_tests::gobgp::Gobgp;
+
+use super::{PROTO_BIRD, PROTO_FRR_BGP, PROTO_WGD};
+use crate::kernel::Counter;
+use crate::lab::{Link, Wgd, rss_bytes, time_until, tunnel, wait_for_handshake, write_private};
+use crate::prefixes;
+use crate::report::{Count, Report};
+use crate::{Common, check_interrupted, mrt, progress};
+
+const SCENARIO: &str = "bgp";
+const PEER_AS: u32 = 65002;
+/// How often the receiver's kernel is counted while routes arrive.
+const POLL: Duration = Duration::from_millis(100);
+/// Longest wait for the routes to arrive or leave: a minute, and a
+/// minute more per 10,000 prefixes.
+fn deadline(size: usize) -> Duration {
+    Duration::from_secs(60 + 6 * (size as u64 / 1_000))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Wgd,
+    Bird,
+    Frr,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Wgd => "wgd speaker",
+            Kind::Bird => "bird",
+            Kind::Frr => "frr",
+        }
+    }
+    fn asn(self) -> u32 {
+        match self {
+            Kind::Wgd => 65001,
+            Kind::Bird => 65010,
+            Kind::Frr => 65020,
+        }
+    }
+    fn protocol(self) -> u8 {
+        match self {
+            Kind::Wgd => PROTO_WGD,
+            Kind::Bird => PROTO_BIRD,
+            Kind::Frr => PROTO_FRR_BGP,
+        }
+    }
+    /// The process names whose memory counts for this receiver.
+    fn processes(self) -> &'static [&'static str] {
+        match self {
+            Kind::Wgd => &["wgd"],
+            Kind::Bird => &["bird"],
+            Kind::Frr => &["bgpd", "zebra"],
+        }
+    }
+}
+
+/// A receiver's namespace and its tunnel to the peer.
+#[derive(Debug)]
+struct Receiver {
+    kind: Kind,
+    namespace: Namespace,
+    link: Link,
+    /// For wgd: the config of `wgd run`.
+    config: std::path::PathBuf,
+    counter: Counter,
+}
+
+/// Whatever runs the receiver's BGP; dropped to stop it.
+#[derive(Debug)]
+#[allow(dead_code)] // held for their Drop
+enum Running {
+    Wgd(Daemon),
+    Bird(Bird),
+    Frr(Frr),
+}
+
+pub fn run(
+    wgd: &Wgd,
+    common: &Common,
+    sizes: &[usize],
+    wanted: &[String],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        installed("gobgpd") && installed("gobgp"),
+        "the bgp scenario needs gobgpd and gobgp (Debian package gobgpd)"
+    );
+    let mut kinds = Vec::new();
+    for name in wanted {
+        match name.as_str() {
+            "wgd" => kinds.push(Kind::Wgd),
+            "bird" if installed("bird") && installed("birdc") => kinds.push(Kind::Bird),
+            "bird" => report.skip("bgp: bird (bird2 is not installed)"),
+            "frr" if Path::new("/usr/lib/frr/bgpd").exists() && installed("vtysh") => {
+                kinds.push(Kind::Frr);
+            }
+            "frr" => report.skip("bgp: frr (frr is not installed)"),
+            other => anyhow::bail!("unknown receiver {other:?} (wgd, bird, frr)"),
+        }
+    }
+    progress(format!(
+        "bgp: receivers {}",
+        kinds
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+
+    let peer = Namespace::new("bp")?;
+    let mut receivers = Vec::new();
+    let mut peer_config = String::new();
+    for (index, kind) in kinds.iter().enumerate() {
+        let namespace = Namespace::new("br")?;
+        let (link, section, peer_section) = tunnel(&namespace, &peer, index as u8)?;
+        peer_config.push_str(&peer_section);
+        let config = namespace.dir().join("wgd.toml");
+        let text = match kind {
+            Kind::Wgd => format!(
+                "[daemon]\napi = \"{}\"\nmetrics = \"127.0.0.1:9586\"\n\n[bgp]\nasn = {}\n\n\
+                 [[bgp.neighbor]]\naddress = \"{}\"\nremote_as = {PEER_AS}\n{section}",
+                namespace.dir().join("wgd.sock").display(),
+                kind.asn(),
+                link.address_b(),
+            ),
+            _ => section,
+        };
+        write_private(&config, &text)?;
+        if *kind != Kind::Wgd {
+            wgd.run(
+                &namespace,
+                &["up", config.to_str().context("a UTF-8 path")?],
+            )?;
+        }
+        let counter = Counter::new(namespace.name())?;
+        receivers.push(Receiver {
+            kind: *kind,
+            namespace,
+            link,
+            config,
+            counter,
+        });
+    }
+    let peer_path = peer.dir().join("peer.toml");
+    write_private(&peer_path, &peer_config)?;
+    wgd.run(&peer, &["up", peer_path.to_str().context("a UTF-8 path")?])?;
+    let gobgp = Gobgp::start(&peer, &gobgp_config(&receivers))?;
+
+    for &size in sizes {
+        let prefixes = prefixes::generate(common.seed, size);
+        let mrt_path = peer.dir().join(format!("rib-{size}.mrt"));
+        mrt::write(
+            &mrt_path,
+            &prefixes,
+            "10.255.0.1".parse()?,
+            PEER_AS,
+            common.seed,
+        )?;
+        let mrt_path = mrt_path.to_str().context("a UTF-8 path")?.to_owned();
+        let mut rows: Vec<Rows> = receivers.iter().map(|_| Rows::default()).collect();
+        for run in 1..=common.runs {
+            for (receiver, rows) in receivers.iter().zip(&mut rows) {
+                check_interrupted()?;
+                progress(format!(
+                    "bgp: {size} prefixes to {}, run {run}/{}: loading gobgpd",
+                    receiver.kind.name(),
+                    common.runs
+                ));
+                let started = Instant::now();
+                load(&gobgp, &mrt_path, size)?;
+                progress(format!(
+                    "bgp: gobgpd loaded in {:.1} s; measuring",
+                    started.elapsed().as_secs_f64()
+                ));
+                measure(wgd, &gobgp, receiver, size, rows).with_context(|| {
+                    format!("{} receiving {size} prefixes", receiver.kind.name())
+                })?;
+                report.count(Count {
+                    scenario: SCENARIO.to_owned(),
+                    contender: receiver.kind.name().to_owned(),
+                    size,
+                    run,
+                    after_add: size,
+                    after_withdraw: receiver.counter.count(receiver.kind.protocol())?,
+                });
+            }
+        }
+        for (receiver, rows) in receivers.iter().zip(rows) {
+            let name = receiver.kind.name();
+            report.add(SCENARIO, name, "add", size, "s", rows.add);
+            report.add(SCENARIO, name, "withdraw", size, "s", rows.withdraw);
+            report.add(SCENARIO, name, "session up", size, "s", rows.established);
+            report.add(SCENARIO, name, "enable to all", size, "s", rows.total);
+            report.add(SCENARIO, name, "rss per prefix", size, "bytes", rows.rss);
+        }
+    }
+    report.note(format!(
+        "bgp: add is from the session established (gobgpd's view, polled at 50 ms) to all \
+         routes in the receiver's kernel (counted every {} ms plus the dump's own time); \
+         withdraw from `gobgp global rib del all` to none left; session up is from enabling \
+         the neighbor, and enable to all is both together (gobgpd with a large RIB reports the \
+         session late, so add alone can miss routes that arrived before)",
+        POLL.as_millis()
+    ));
+    drop(receivers);
+    drop(gobgp);
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct Rows {
+    add: Vec<f64>,
+    withdraw: Vec<f64>,
+    established: Vec<f64>,
+    /// From enabling the neighbor to all routes in the kernel: the robust
+    /// figure when gobgpd is slow to report the session (a large RIB).
+    total: Vec<f64>,
+    rss: Vec<f64>,
+}
+
+fn installed(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// gobgpd: AS 65002, every receiver a neighbor on its tunnel, each
+/// administratively down until its turn.
+fn gobgp_config(receivers: &[Receiver]) -> String {
+    let mut text = format!(
+        "[global.config]\n  as = {PEER_AS}\n  router-id = \"{}\"\n",
+        receivers
+            .first()
+            .map_or("10.255.0.1".to_owned(), |r| r.link.address_b())
+    );
+    for receiver in receivers {
+        text.push_str(&format!(
+            "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {}\n\
+             \x20   admin-down = true\n\
+             \x20 [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 90\n    keepalive-interval = 30\n\
+             \x20 [neighbors.transport.config]\n    local-address = \"{}\"\n\
+             \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n",
+            receiver.link.address_a(),
+            receiver.kind.asn(),
+            receiver.link.address_b(),
+        ));
+    }
+    text
+}
+
+/// Loads the MRT file into gobgpd's RIB (emptied first) and waits until
+/// it holds all `size` prefixes. The file is injected again if the RIB
+/// stops growing short of that (see [`mrt::padding`]).
+pub fn load(gobgp: &Gobgp, mrt: &str, size: usize) -> anyhow::Result<()> {
+    gobgp.cli(&["global", "rib", "-a", "ipv4", "del", "all"])?;
+    for _ in 0..3 {
+        gobgp.cli(&["mrt", "inject", "global", mrt])?;
+        let mut last = (usize::MAX, Instant::now());
+        loop {
+            check_interrupted()?;
+            let have = rib_size(gobgp)?;
+            if have == size {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                have < size,
+                "gobgpd holds {have} prefixes, more than {size}"
+            );
+            if have != last.0 {
+                last = (have, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(3) {
+                progress(format!(
+                    "bgp: gobgpd took {have} of {size} prefixes; injecting again"
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    anyhow::bail!("gobgpd did not take all {size} prefixes from {mrt}")
+}
+
+/// gobgpd's global export policy: next-hop self towards every neighbor
+/// (the MRT file carries one next hop; each receiver must see its own
+/// tunnel's).
+pub const NEXT_HOP_SELF: &str = "\n[global.apply-policy.config]\n  export-policy-list = [\"next-hop-self\"]\n\
+  default-export-policy = \"accept-route\"\n\n[[policy-definitions]]\n  name = \"next-hop-self\"\n\
+  [[policy-definitions.statements]]\n    name = \"all\"\n\
+    [policy-definitions.statements.actions]\n      route-disposition = \"accept-route\"\n\
+    [policy-definitions.statements.actions.bgp-actions]\n      set-next-hop = \"self\"\n";
+
+/// Destinations in gobgpd's IPv4 RIB.
+fn rib_size(gobgp: &Gobgp) -> anyhow::Result<usize> {
+    let text = gobgp.cli(&["global", "rib", "-a", "ipv4", "summary"])?;
+    // "Table ipv4-unicast\nDestination: 100000, Path: 100000"
+    Ok(text
+        .split("Destination:")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|number| number.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// RSS of the receiver's daemons (by process name) in its namespace.
+fn rss(receiver: &Receiver) -> anyhow::Result<u64> {
+    let pids = crate::scenario::command(&["ip", "netns", "pids", receiver.namespace.name()])?;
+    let mut total = 0;
+    for pid in pids.split_whitespace() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if receiver.kind.processes().contains(&comm.trim()) {
+            total += rss_bytes(pid.parse()?)?;
+        }
+    }
+    Ok(total)
+}
+
+fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
+    let namespace = &receiver.namespace;
+    let (local, peer) = (receiver.link.address_a(), receiver.link.address_b());
+    let asn = receiver.kind.asn();
+    Ok(match receiver.kind {
+        Kind::Wgd => {
+            let config = receiver.config.to_str().context("a UTF-8 path")?;
+            let daemon = wgd.spawn(namespace, &["run", "-c", config])?;
+            let socket = namespace.dir().join("wgd.sock");
+            let socket = socket.to_str().context("a UTF-8 path")?.to_owned();
+            wait_for(Duration::from_secs(30), "wgd run's API", || {
+                wgd.run(namespace, &["bgp", "summary", "--api", &socket])
+                    .is_ok()
+            })?;
+            wait_for_handshake(namespace, &receiver.link.tunnel_a)?;
+            Running::Wgd(daemon)
+        }
+        Kind::Bird => Running::Bird(Bird::start(
+            namespace,
+            &format!(
+                "router id {local};\nprotocol device {{\n}}\n\
+                 protocol kernel kernel4 {{\n  ipv4 {{ import none; export all; }};\n}}\n\
+                 protocol bgp peer {{\n  local {local} as {asn};\n  neighbor {peer} as {PEER_AS};\n\
+                 \x20 connect delay time 1;\n  connect retry time 1;\n\
+                 \x20 ipv4 {{ import all; export none; }};\n}}\n"
+            ),
+        )?),
+        Kind::Frr => Running::Frr(Frr::start(
+            namespace,
+            &format!(
+                "frr defaults traditional\nhostname bench\n\
+                 router bgp {asn}\n bgp router-id {local}\n no bgp ebgp-requires-policy\n\
+                 no bgp network import-check\n neighbor {peer} remote-as {PEER_AS}\n\
+                 address-family ipv4 unicast\n  neighbor {peer} activate\n exit-address-family\n"
+            ),
+        )?),
+    })
+}
+
+fn measure(
+    wgd: &Wgd,
+    gobgp: &Gobgp,
+    receiver: &Receiver,
+    size: usize,
+    rows: &mut Rows,
+) -> anyhow::Result<()> {
+    let protocol = receiver.kind.protocol();
+    let neighbor = receiver.link.address_a();
+    let running = start(wgd, receiver)?;
+    let result = measure_running(gobgp, receiver, &running, size, rows);
+    if result.is_ok() {
+        return result;
+    }
+    let said = match &running {
+        Running::Wgd(daemon) => super::fib::tail(&daemon.log()),
+        Running::Bird(bird) => format!("{}\n{}", bird.protocols(), super::fib::tail(&bird.log())),
+        Running::Frr(frr) => frr
+            .vtysh(&["show bgp summary", "show ip route summary"])
+            .unwrap_or_else(|error| format!("{error:#}")),
+    };
+    result.with_context(|| {
+        format!(
+            "kernel routes of the receiver: {:?}\ngobgpd:\n{}\nreceiver:\n{said}",
+            receiver.counter.count(protocol),
+            gobgp.show(&neighbor)
+        )
+    })
+}
+
+fn measure_running(
+    gobgp: &Gobgp,
+    receiver: &Receiver,
+    running: &Running,
+    size: usize,
+    rows: &mut Rows,
+) -> anyhow::Result<()> {
+    let protocol = receiver.kind.protocol();
+    let neighbor = receiver.link.address_a();
+    let before = rss(receiver)?;
+
+    let enabled = Instant::now();
+    gobgp.cli(&["neighbor", &neighbor, "enable"])?;
+    let up = time_until(
+        enabled,
+        Duration::from_millis(50),
+        Duration::from_secs(120),
+        "the session to be established",
+        || Ok(gobgp.established(&neighbor)),
+    )?;
+    let established = Instant::now();
+    let add = time_until(
+        established,
+        POLL,
+        deadline(size),
+        "all routes in the kernel",
+        || Ok(receiver.counter.count(protocol)? == size),
+    )?;
+    let after = rss(receiver)?;
+
+    let withdrawing = Instant::now();
+    gobgp.cli(&["global", "rib", "-a", "ipv4", "del", "all"])?;
+    let withdraw = time_until(withdrawing, POLL, deadline(size), "no route left", || {
+        Ok(receiver.counter.count(protocol)? == 0)
+    })?;
+    gobgp.cli(&["neighbor", &neighbor, "disable"])?;
+    let _ = running;
+    rows.add.push(add.as_secs_f64());
+    rows.withdraw.push(withdraw.as_secs_f64());
+    rows.established.push(up.as_secs_f64());
+    rows.total.push((up + add).as_secs_f64());
+    rows.rss
+        .push(after.saturating_sub(before) as f64 / size as f64);
+    Ok(())
+}
