@@ -19,8 +19,9 @@
 //! bridge installed, so a learned route cannot make its own nexthop look
 //! reachable.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -115,8 +116,18 @@ pub struct OwnerCounts {
 #[derive(Debug, Clone)]
 struct Candidate {
     owner: Owner,
-    spec: RouteSpec,
+    spec: Stored,
     stale: bool,
+}
+
+/// A route as the RIB keeps it: a [`RouteSpec`] whose nexthops are shared
+/// by every route with the same ones (see [`Rib::intern_spec`]).
+#[derive(Debug, Clone)]
+struct Stored {
+    prefix: IpNet,
+    nexthops: Arc<[NexthopSpec]>,
+    distance: u8,
+    metric: u32,
 }
 
 /// What wgd believes the kernel has for a prefix.
@@ -124,7 +135,8 @@ struct Candidate {
 struct Installed {
     /// `None`: adopted at start, no owner has claimed it yet.
     owner: Option<Owner>,
-    nexthops: Vec<FibNexthop>,
+    /// Shared by every route with the same nexthops (see [`Rib::intern`]).
+    nexthops: Arc<[FibNexthop]>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -157,6 +169,11 @@ pub struct Rib {
     /// The prefixes the bridge put in a multi-peer tunnel's peer's
     /// AllowedIPs, by (tunnel, peer public key).
     allowed: BTreeMap<(String, String), BTreeSet<IpNet>>,
+    /// Every distinct set of installed nexthops, once: a full table through
+    /// a few tunnels has a handful, not one copy per route.
+    nexthop_sets: HashSet<Arc<[FibNexthop]>>,
+    /// The same for the nexthops owners give.
+    spec_sets: HashSet<Arc<[NexthopSpec]>>,
 }
 
 impl Rib {
@@ -165,6 +182,33 @@ impl Rib {
             config,
             ..Self::default()
         }
+    }
+
+    /// The shared copy of `nexthops`. Sets no route uses any more are
+    /// dropped now and then (they are few: one per tunnel and gateway).
+    fn intern(&mut self, nexthops: Vec<FibNexthop>) -> Arc<[FibNexthop]> {
+        if let Some(shared) = self.nexthop_sets.get(nexthops.as_slice()) {
+            return shared.clone();
+        }
+        if self.nexthop_sets.len() >= 1024 {
+            self.nexthop_sets.retain(|set| Arc::strong_count(set) > 1);
+        }
+        let shared: Arc<[FibNexthop]> = nexthops.into();
+        self.nexthop_sets.insert(shared.clone());
+        shared
+    }
+
+    /// The shared copy of an owner's `nexthops`, as [`intern`](Self::intern).
+    fn intern_spec(&mut self, nexthops: Vec<NexthopSpec>) -> Arc<[NexthopSpec]> {
+        if let Some(shared) = self.spec_sets.get(nexthops.as_slice()) {
+            return shared.clone();
+        }
+        if self.spec_sets.len() >= 1024 {
+            self.spec_sets.retain(|set| Arc::strong_count(set) > 1);
+        }
+        let shared: Arc<[NexthopSpec]> = nexthops.into();
+        self.spec_sets.insert(shared.clone());
+        shared
     }
 
     pub fn set_config(&mut self, config: RibConfig) {
@@ -186,6 +230,12 @@ impl Rib {
             return RouteStatus::Refused(refusal.to_string());
         }
         let prefix = spec.prefix;
+        let spec = Stored {
+            prefix,
+            nexthops: self.intern_spec(spec.nexthops),
+            distance: spec.distance,
+            metric: spec.metric,
+        };
         let slot = self.slots.entry(prefix).or_default();
         match slot
             .candidates
@@ -244,7 +294,7 @@ impl Rib {
         if limit > 0 && !has && live >= limit {
             return Err(Refusal::OverPrefixLimit { limit });
         }
-        if let Resolution::Invalid(refusal) = self.resolve(spec) {
+        if let Resolution::Invalid(refusal) = self.resolve(&spec.prefix, &spec.nexthops) {
             return Err(refusal);
         }
         Ok(())
@@ -342,7 +392,7 @@ impl Rib {
         nexthops.sort();
         let installed = Some(Installed {
             owner: None,
-            nexthops,
+            nexthops: self.intern(nexthops),
         });
         // The device still has the AllowedIPs the previous run gave it.
         self.note_allowed(prefix, &[], &installed, &mut Changes::default());
@@ -450,13 +500,8 @@ impl Rib {
     }
 
     fn nexthop_event(&self, owner: &Owner, address: IpAddr) -> NexthopEvent {
-        let spec = RouteSpec {
-            prefix: IpNet::from(address),
-            nexthops: vec![NexthopSpec::Address(address)],
-            distance: 0,
-            metric: 0,
-        };
-        let (reachable, tunnel, reason) = match self.resolve(&spec) {
+        let nexthop = [NexthopSpec::Address(address)];
+        let (reachable, tunnel, reason) = match self.resolve(&IpNet::from(address), &nexthop) {
             Resolution::Up(nexthops) => (true, Some(nexthops[0].tunnel.clone()), String::new()),
             Resolution::Down(reason) => (false, None, reason),
             Resolution::Invalid(refusal) => (false, None, refusal.to_string()),
@@ -487,7 +532,7 @@ impl Rib {
         let nexthops: Vec<FibNexthop> = slot
             .installed
             .take()
-            .map(|installed| installed.nexthops)
+            .map(|installed| installed.nexthops.to_vec())
             .unwrap_or_default();
         self.note_allowed(prefix, &nexthops, &None, &mut Changes::default());
     }
@@ -513,7 +558,7 @@ impl Rib {
             slot.installed
                 .as_ref()
                 .filter(|_| slot.failed.is_none())
-                .map(|installed| (*prefix, installed.nexthops.as_slice()))
+                .map(|installed| (*prefix, &installed.nexthops[..]))
         })
     }
 
@@ -589,7 +634,7 @@ impl Rib {
                 records.push(RouteRecord {
                     prefix: *prefix,
                     owner: candidate.owner.clone(),
-                    nexthops: candidate.spec.nexthops.clone(),
+                    nexthops: candidate.spec.nexthops.to_vec(),
                     distance: candidate.spec.distance,
                     metric: candidate.spec.metric,
                     status: self.candidate_status(slot, candidate),
@@ -680,8 +725,8 @@ impl Rib {
         counts
     }
 
-    fn spec_uses_tunnel(&self, spec: &RouteSpec, tunnel: &str) -> bool {
-        match self.resolve(spec) {
+    fn spec_uses_tunnel(&self, spec: &Stored, tunnel: &str) -> bool {
+        match self.resolve(&spec.prefix, &spec.nexthops) {
             Resolution::Up(nexthops) => nexthops.iter().any(|n| n.tunnel == tunnel),
             _ => spec.nexthops.iter().any(|nexthop| match nexthop {
                 NexthopSpec::Tunnel(name) | NexthopSpec::AddressOnTunnel { tunnel: name, .. } => {
@@ -709,7 +754,7 @@ impl Rib {
                 None => RouteStatus::Installed,
             };
         }
-        match self.resolve(&candidate.spec) {
+        match self.resolve(&candidate.spec.prefix, &candidate.spec.nexthops) {
             Resolution::Down(reason) => RouteStatus::Queued(reason),
             Resolution::Invalid(refusal) => RouteStatus::Queued(refusal.to_string()),
             Resolution::Up(_) => match (&slot.failed, installed_owner) {
@@ -732,7 +777,7 @@ impl Rib {
         let current_owner = slot.installed.as_ref().and_then(|i| i.owner.clone());
         let mut best: Option<(&Candidate, Vec<FibNexthop>)> = None;
         for candidate in &slot.candidates {
-            let Resolution::Up(nexthops) = self.resolve(&candidate.spec) else {
+            let Resolution::Up(nexthops) = self.resolve(&prefix, &candidate.spec.nexthops) else {
                 continue;
             };
             let better = match &best {
@@ -778,7 +823,7 @@ impl Rib {
                 changes.fib.extend(op);
                 Some(Installed {
                     owner: Some(owner),
-                    nexthops,
+                    nexthops: self.intern(nexthops),
                 })
             }
             // Nothing can take an adopted route's place yet: during the
@@ -791,7 +836,7 @@ impl Rib {
                 None
             }
         };
-        let old_nexthops = old.map(|i| i.nexthops).unwrap_or_default();
+        let old_nexthops = old.map(|i| i.nexthops.to_vec()).unwrap_or_default();
         self.note_allowed(prefix, &old_nexthops, &new, changes);
         let slot = self.slots.get_mut(&prefix).expect("looked up above");
         // A new attempt (or nothing to install) forgets the kernel's last refusal.
@@ -868,14 +913,14 @@ impl Rib {
     /// Resolves each nexthop onto a tunnel; the route is up when at least
     /// one is (the kernel gets those), invalid when any cannot be on a
     /// tunnel at all.
-    fn resolve(&self, spec: &RouteSpec) -> Resolution {
+    fn resolve(&self, prefix: &IpNet, nexthops: &[NexthopSpec]) -> Resolution {
         // An endpoint may roam onto a learned host route: that route goes.
-        if let Some(tunnel) = self.endpoint_host_route(&spec.prefix) {
+        if let Some(tunnel) = self.endpoint_host_route(prefix) {
             return Resolution::Down(Refusal::EndpointHostRoute { tunnel }.to_string());
         }
         let mut up = Vec::new();
         let mut down = None;
-        for nexthop in &spec.nexthops {
+        for nexthop in nexthops {
             match self.resolve_one(nexthop) {
                 Resolution::Up(mut nexthops) => up.append(&mut nexthops),
                 Resolution::Down(reason) => {

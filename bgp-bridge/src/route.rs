@@ -25,12 +25,15 @@ pub const DEFAULT_DISTANCE: u8 = 20;
 
 /// Who offers a route: a gRPC session's name, `cli`, `fpm`, `bgp:<peer>`,
 /// or `adopted` for routes found in the kernel at start.
+///
+/// Every route of an owner shares its name (one allocation per owner, not
+/// per route).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Owner(pub String);
+pub struct Owner(std::sync::Arc<str>);
 
 impl Owner {
     pub fn new(name: impl Into<String>) -> Self {
-        Self(name.into())
+        Self(name.into().into())
     }
 
     /// Routes found in the kernel at start, until an owner claims them.
