@@ -131,6 +131,16 @@ pub fn routed_via_tunnel(lab: &BridgeLab, routes: &[String], prefix: &str) -> bo
     }
 }
 
+/// Whether A's kernel routes every one of `prefixes` through the tunnel
+/// as [`routed_via_tunnel`] says.
+pub fn learned_via_tunnel(lab: &BridgeLab, prefixes: &[&str]) -> bool {
+    lab.kernel_routes().is_ok_and(|routes| {
+        prefixes
+            .iter()
+            .all(|prefix| routed_via_tunnel(lab, &routes, prefix))
+    })
+}
+
 /// B's kernel route to `prefix`, as `ip route show <prefix>` prints it
 /// (empty if there is none).
 pub fn b_route(lab: &BridgeLab, prefix: &str) -> String {

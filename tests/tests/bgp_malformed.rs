@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
 use wgd_labs::wait_for;
+use wgd_tests::bgp::has_route;
 use wgd_tests::bridge::BridgeLab;
 
 const LOCAL_AS: u32 = 65001;
@@ -530,14 +531,6 @@ fn paths(lab: &BridgeLab, prefix: &str) -> anyhow::Result<Vec<serde_json::Value>
         ],
     )?;
     Ok(serde_json::from_str(&text)?)
-}
-
-fn has_route(lab: &BridgeLab, prefix: &str) -> bool {
-    lab.kernel_routes().is_ok_and(|routes| {
-        routes
-            .iter()
-            .any(|line| line.starts_with(&format!("{prefix} ")))
-    })
 }
 
 /// A line of A's log holding every one of `words`.

@@ -5,25 +5,9 @@
 use std::time::Duration;
 
 use wgd_labs::wait_for;
+use wgd_tests::bgp::{api, summary};
 use wgd_tests::bridge::BridgeLab;
 use wgd_tests::frr::Frr;
-
-fn summary(lab: &BridgeLab) -> serde_json::Value {
-    lab.wgd
-        .run(
-            &lab.a,
-            &[
-                "bgp",
-                "summary",
-                "--json",
-                "--api",
-                lab.socket.to_str().unwrap_or_default(),
-            ],
-        )
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_default()
-}
 
 #[test]
 fn a_neighbor_over_its_prefix_limit_is_reset() -> anyhow::Result<()> {
@@ -48,7 +32,7 @@ fn a_neighbor_over_its_prefix_limit_is_reset() -> anyhow::Result<()> {
         Duration::from_secs(30),
         "the reset over the prefix limit",
         || {
-            let summary = summary(&lab);
+            let summary = summary(&lab.wgd, &lab.a, api(&lab));
             summary["neighbors"][0]["last_error"]
                 .as_str()
                 .is_some_and(|error| error.contains("(6/1)"))
@@ -58,7 +42,7 @@ fn a_neighbor_over_its_prefix_limit_is_reset() -> anyhow::Result<()> {
         let bgp = frr.vtysh(&["show bgp summary"]).unwrap_or_default();
         anyhow::anyhow!("{error}\nFRR:\n{bgp}\nwgd:\n{}", lab.log())
     })?;
-    let error = summary(&lab)["neighbors"][0]["last_error"].clone();
+    let error = summary(&lab.wgd, &lab.a, api(&lab))["neighbors"][0]["last_error"].clone();
     assert!(
         error
             .as_str()

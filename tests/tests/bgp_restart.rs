@@ -9,27 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wgd_labs::wait_for;
+use wgd_tests::bgp::{LOCAL_LAN_HOST, established};
 use wgd_tests::bridge::BridgeLab;
 use wgd_tests::frr::Frr;
-
-const LOCAL_LAN_HOST: &str = "192.168.10.1";
-
-fn established(lab: &BridgeLab) -> bool {
-    lab.wgd
-        .run(
-            &lab.a,
-            &[
-                "bgp",
-                "summary",
-                "--json",
-                "--api",
-                lab.socket.to_str().unwrap_or_default(),
-            ],
-        )
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .is_some_and(|summary| summary["neighbors"][0]["state"] == "established")
-}
 
 #[test]
 fn a_killed_wgd_keeps_bgp_traffic_flowing_while_it_restarts() -> anyhow::Result<()> {
