@@ -121,7 +121,7 @@ struct Candidate {
 }
 
 /// A route as the RIB keeps it: a [`RouteSpec`] whose nexthops are shared
-/// by every route with the same ones (see [`Rib::intern_spec`]).
+/// by every route with the same ones (see [`intern`]).
 #[derive(Debug, Clone)]
 struct Stored {
     prefix: IpNet,
@@ -135,7 +135,7 @@ struct Stored {
 struct Installed {
     /// `None`: adopted at start, no owner has claimed it yet.
     owner: Option<Owner>,
-    /// Shared by every route with the same nexthops (see [`Rib::intern`]).
+    /// Shared by every route with the same nexthops (see [`intern`]).
     nexthops: Arc<[FibNexthop]>,
 }
 
@@ -145,6 +145,21 @@ struct Slot {
     installed: Option<Installed>,
     /// The kernel refused the selected route: why.
     failed: Option<String>,
+}
+
+/// The shared copy of `items` in `sets`: a full table through a few
+/// tunnels has a handful of nexthop sets, not one copy per route. Sets no
+/// route uses any more are dropped now and then (there are few).
+fn intern<T: Eq + std::hash::Hash>(sets: &mut HashSet<Arc<[T]>>, items: Vec<T>) -> Arc<[T]> {
+    if let Some(shared) = sets.get(items.as_slice()) {
+        return shared.clone();
+    }
+    if sets.len() >= 1024 {
+        sets.retain(|set| Arc::strong_count(set) > 1);
+    }
+    let shared: Arc<[T]> = items.into();
+    sets.insert(shared.clone());
+    shared
 }
 
 /// How a route's nexthops stand against the tunnels.
@@ -184,33 +199,6 @@ impl Rib {
         }
     }
 
-    /// The shared copy of `nexthops`. Sets no route uses any more are
-    /// dropped now and then (they are few: one per tunnel and gateway).
-    fn intern(&mut self, nexthops: Vec<FibNexthop>) -> Arc<[FibNexthop]> {
-        if let Some(shared) = self.nexthop_sets.get(nexthops.as_slice()) {
-            return shared.clone();
-        }
-        if self.nexthop_sets.len() >= 1024 {
-            self.nexthop_sets.retain(|set| Arc::strong_count(set) > 1);
-        }
-        let shared: Arc<[FibNexthop]> = nexthops.into();
-        self.nexthop_sets.insert(shared.clone());
-        shared
-    }
-
-    /// The shared copy of an owner's `nexthops`, as [`intern`](Self::intern).
-    fn intern_spec(&mut self, nexthops: Vec<NexthopSpec>) -> Arc<[NexthopSpec]> {
-        if let Some(shared) = self.spec_sets.get(nexthops.as_slice()) {
-            return shared.clone();
-        }
-        if self.spec_sets.len() >= 1024 {
-            self.spec_sets.retain(|set| Arc::strong_count(set) > 1);
-        }
-        let shared: Arc<[NexthopSpec]> = nexthops.into();
-        self.spec_sets.insert(shared.clone());
-        shared
-    }
-
     pub fn set_config(&mut self, config: RibConfig) {
         self.config = config;
     }
@@ -232,7 +220,7 @@ impl Rib {
         let prefix = spec.prefix;
         let spec = Stored {
             prefix,
-            nexthops: self.intern_spec(spec.nexthops),
+            nexthops: intern(&mut self.spec_sets, spec.nexthops),
             distance: spec.distance,
             metric: spec.metric,
         };
@@ -392,7 +380,7 @@ impl Rib {
         nexthops.sort();
         let installed = Some(Installed {
             owner: None,
-            nexthops: self.intern(nexthops),
+            nexthops: intern(&mut self.nexthop_sets, nexthops),
         });
         // The device still has the AllowedIPs the previous run gave it.
         self.note_allowed(prefix, &[], &installed, &mut Changes::default());
@@ -823,7 +811,7 @@ impl Rib {
                 changes.fib.extend(op);
                 Some(Installed {
                     owner: Some(owner),
-                    nexthops: self.intern(nexthops),
+                    nexthops: intern(&mut self.nexthop_sets, nexthops),
                 })
             }
             // Nothing can take an adopted route's place yet: during the
