@@ -71,7 +71,8 @@ pub fn namespace_pids(name: &str) -> Vec<u32> {
 /// Stops every process in namespace `name` (SIGTERM, then SIGKILL, each
 /// with a deadline); the processes that survived, if any.
 pub fn stop_processes(name: &str) -> Vec<u32> {
-    if signal_all(name, "-TERM") || signal_all(name, "-KILL") {
+    let mut seen = Vec::new();
+    if signal_all(name, "-TERM", &mut seen) || signal_all(name, "-KILL", &mut seen) {
         Vec::new()
     } else {
         namespace_pids(name)
@@ -126,22 +127,32 @@ fn socket_in_use(path: &Path) -> bool {
 }
 
 /// Signals every process in namespace `name` until none is left or the
-/// deadline passes; true if none is left.
-fn signal_all(name: &str, signal: &str) -> bool {
+/// deadline passes; true if none is left. A process leaves its namespace
+/// early in its exit, before it closes its files (a TUN device's close can
+/// take a while), so the processes seen in it (`seen`, kept across calls)
+/// must also have finished: afterwards none of them runs.
+fn signal_all(name: &str, signal: &str, seen: &mut Vec<u32>) -> bool {
     let started = Instant::now();
     loop {
         let pids = namespace_pids(name);
-        if pids.is_empty() {
+        for pid in &pids {
+            if !seen.contains(pid) {
+                seen.push(*pid);
+            }
+        }
+        if pids.is_empty() && !seen.iter().any(|pid| process_running(*pid)) {
             return true;
         }
         if started.elapsed() >= KILL_DEADLINE {
             return false;
         }
-        let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
-        let mut argv = vec!["kill", signal];
-        argv.extend(pids.iter().map(String::as_str));
-        // Some may exit between listing and signalling.
-        let _ = check(&argv);
+        if !pids.is_empty() {
+            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+            let mut argv = vec!["kill", signal];
+            argv.extend(pids.iter().map(String::as_str));
+            // Some may exit between listing and signalling.
+            let _ = check(&argv);
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
