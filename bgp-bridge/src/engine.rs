@@ -7,7 +7,11 @@
 //! turns each into `Changes`; the FIB programmer writes them to the kernel
 //! in one batch (endpoint pins first, so a learned route never carries a
 //! tunnel's own packets, not even for a moment); kernel refusals flow back
-//! into the RIB; then the answer goes back to the caller. AllowedIPs of
+//! into the RIB; then the answer goes back to the caller. In the daemon the
+//! FIB programmer has a thread of its own (`writer`): while the kernel
+//! takes one batch of updates the engine prepares the next, and answers
+//! each when its writes are done; any other command first waits for the
+//! batches on their way. AllowedIPs of
 //! multi-peer tunnels go out to wgd through a watch channel, nexthop
 //! changes to the sessions that registered them.
 //!
@@ -16,7 +20,9 @@
 //! when the startup hold ends. Routes of the unary API are kept in a state
 //! file and offered again at start.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod writer;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +36,7 @@ use tokio::time::Instant;
 
 use crate::rib::{OwnerCounts, Rib, RibConfig, RouteFilter, RouteRecord, RouteStatus};
 use crate::route::{Changes, FibNexthop, FibOp, NexthopEvent, Owner, RouteSpec, TunnelView};
+use writer::{Done, Writer};
 
 /// The kernel side, as the engine needs it: the Linux FIB, or a twin in
 /// memory for tests.
@@ -213,7 +220,9 @@ impl Bridge {
         fib: F,
         view: TunnelView,
     ) -> std::io::Result<Bridge> {
-        let (bridge, mut engine, receiver) = Self::new(config, fib);
+        let (wake, woken) = mpsc::unbounded_channel();
+        let writer = Writer::thread(fib, wake)?;
+        let (bridge, mut engine, receiver) = Self::new(config, writer);
         let (ready, started) = oneshot::channel();
         std::thread::Builder::new()
             .name("wgd-bridge".into())
@@ -231,7 +240,7 @@ impl Bridge {
                 runtime.block_on(async move {
                     engine.start(view);
                     let _ = ready.send(());
-                    engine.run(receiver).await;
+                    engine.run(receiver, Some(woken)).await;
                 });
             })?;
         started
@@ -243,15 +252,15 @@ impl Bridge {
     /// Starts the engine as a task of the current runtime (tests, with
     /// tokio's paused clock).
     pub fn start_here<F: Fib>(config: BridgeConfig, fib: F, view: TunnelView) -> Bridge {
-        let (bridge, mut engine, receiver) = Self::new(config, fib);
+        let (bridge, mut engine, receiver) = Self::new(config, Writer::here(fib));
         engine.start(view);
-        tokio::spawn(engine.run(receiver));
+        tokio::spawn(engine.run(receiver, None));
         bridge
     }
 
     fn new<F: Fib>(
         config: BridgeConfig,
-        fib: F,
+        writer: Writer<F>,
     ) -> (Bridge, Engine<F>, mpsc::UnboundedReceiver<Command>) {
         let (commands, receiver) = mpsc::unbounded_channel();
         let counters = Arc::new(Mutex::new(Counters::default()));
@@ -261,7 +270,8 @@ impl Bridge {
         let engine = Engine {
             batch_seconds: batch_seconds.clone(),
             rib: Rib::new(config.rib.clone()),
-            fib,
+            writer,
+            pending: VecDeque::new(),
             config,
             owners: BTreeMap::new(),
             pins: BTreeMap::new(),
@@ -429,9 +439,31 @@ enum OwnerState {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StaticRoutes(BTreeMap<String, Vec<RouteSpec>>);
 
+/// A batch on its way to the kernel: how many of its first operations
+/// are endpoint pins, and whom to answer once the kernel has taken it.
+struct Pending {
+    pins: usize,
+    answer: Option<Answer>,
+}
+
+/// The answer to a batch of updates, sent when its kernel writes are done.
+struct Answer {
+    owner: Owner,
+    session: Option<u64>,
+    results: Vec<UpdateResult>,
+    /// Offers, by index in `results`: their status may change if the
+    /// kernel refuses something.
+    touched: Vec<(usize, IpNet)>,
+    reply: oneshot::Sender<Result<Vec<UpdateResult>, BridgeError>>,
+}
+
 struct Engine<F: Fib> {
     rib: Rib,
-    fib: F,
+    /// The FIB, on a writer thread of its own in the daemon: the engine
+    /// prepares the next batch while the kernel takes the last.
+    writer: Writer<F>,
+    /// Batches submitted to the writer and not yet back, in order.
+    pending: VecDeque<Pending>,
     config: BridgeConfig,
     owners: BTreeMap<Owner, OwnerState>,
     /// Endpoint host routes pinned to the underlay, with their nexthops.
@@ -448,7 +480,7 @@ struct Engine<F: Fib> {
 impl<F: Fib> Engine<F> {
     fn start(&mut self, view: TunnelView) {
         self.rib.set_tunnels(view, &mut Changes::default());
-        match self.fib.dump_ours() {
+        match self.writer.call(|fib| fib.dump_ours()) {
             Ok(routes) => {
                 let endpoints = self.endpoints();
                 let tunnels: BTreeSet<u32> = self
@@ -493,7 +525,12 @@ impl<F: Fib> Engine<F> {
         self.program(changes);
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    /// `woken` brings a signal each time the writer thread finished a batch.
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut woken: Option<mpsc::UnboundedReceiver<()>>,
+    ) {
         let mut counters = tokio::time::interval(COUNTERS_INTERVAL);
         let mut audit = tokio::time::interval(AUDIT_INTERVAL);
         audit.reset();
@@ -505,6 +542,7 @@ impl<F: Fib> Engine<F> {
                     None => break,
                 },
                 () = sleep_until(deadline) => self.expire(),
+                Some(()) = next_wake(&mut woken) => self.complete_ready(),
                 _ = counters.tick() => {
                     if self.counters_stale {
                         self.update_counters();
@@ -520,7 +558,9 @@ impl<F: Fib> Engine<F> {
     /// them), follows the underlay under the endpoint pins, and tries
     /// again the routes the kernel refused.
     fn audit(&mut self) {
-        let present: BTreeSet<IpNet> = match self.fib.dump_ours() {
+        // Routes on their way in would look missing.
+        self.drain();
+        let present: BTreeSet<IpNet> = match self.writer.call(|fib| fib.dump_ours()) {
             Ok(routes) => routes.into_iter().map(|(prefix, _)| prefix).collect(),
             Err(error) => {
                 tracing::warn!(%error, "cannot read wgd's routes for the audit");
@@ -570,6 +610,7 @@ impl<F: Fib> Engine<F> {
     }
 
     fn expire(&mut self) {
+        self.drain();
         let now = Instant::now();
         let mut changes = Changes::default();
         if self.startup_until.is_some_and(|at| at <= now) {
@@ -600,6 +641,11 @@ impl<F: Fib> Engine<F> {
     }
 
     fn handle(&mut self, command: Command) {
+        // Only updates go on while the kernel takes earlier batches; every
+        // other command sees their outcome.
+        if !matches!(command, Command::Updates { .. }) {
+            self.drain();
+        }
         match command {
             Command::Open {
                 owner,
@@ -616,7 +662,8 @@ impl<F: Fib> Engine<F> {
                 updates,
                 reply,
             } => {
-                let _ = reply.send(self.updates(&owner, session, updates));
+                self.updates(owner, session, updates, reply);
+                self.complete_ready();
             }
             Command::EndOfRib { owner, reply } => {
                 let mut changes = Changes::default();
@@ -735,26 +782,34 @@ impl<F: Fib> Engine<F> {
         }
     }
 
+    /// Applies a batch of updates to the RIB and hands its kernel writes
+    /// to the writer; the answer goes to `reply` once they are done.
     fn updates(
         &mut self,
-        owner: &Owner,
+        owner: Owner,
         session: Option<u64>,
         updates: Vec<Update>,
-    ) -> Result<Vec<UpdateResult>, BridgeError> {
-        match (self.owners.get(owner), session) {
+        reply: oneshot::Sender<Result<Vec<UpdateResult>, BridgeError>>,
+    ) {
+        let refusal = match (self.owners.get(&owner), session) {
             (
                 Some(OwnerState::Connected {
                     session: current, ..
                 }),
                 Some(session),
-            ) if *current == session => {}
+            ) if *current == session => None,
             (Some(OwnerState::Connected { .. } | OwnerState::Away { .. }), None) => {
-                return Err(BridgeError::SessionOwner(owner.to_string()));
+                Some(BridgeError::SessionOwner(owner.to_string()))
             }
-            (_, Some(_)) => return Err(BridgeError::SessionClosed(owner.to_string())),
+            (_, Some(_)) => Some(BridgeError::SessionClosed(owner.to_string())),
             (Some(OwnerState::Static) | None, None) => {
                 self.owners.insert(owner.clone(), OwnerState::Static);
+                None
             }
+        };
+        if let Some(refusal) = refusal {
+            let _ = reply.send(Err(refusal));
+            return;
         }
         let mut changes = Changes::default();
         let mut results = Vec::with_capacity(updates.len());
@@ -763,42 +818,39 @@ impl<F: Fib> Engine<F> {
             let (prefix, status) = match update {
                 Update::Offer(spec) => {
                     let prefix = spec.prefix;
-                    let status = self.rib.offer(owner, spec, &mut changes);
+                    let status = self.rib.offer(&owner, spec, &mut changes);
                     touched.push((results.len(), prefix));
                     (prefix.to_string(), status)
                 }
                 Update::Withdraw(prefix) => (
                     prefix.to_string(),
-                    self.rib.withdraw(owner, prefix, &mut changes),
+                    self.rib.withdraw(&owner, prefix, &mut changes),
                 ),
                 Update::Invalid { prefix, reason } => (prefix, RouteStatus::Refused(reason)),
             };
             results.push(UpdateResult { prefix, status });
         }
-        let refused = self.program(changes);
-        // The kernel may have refused some: tell the owner what is true now
-        // (only then: a second lookup per route costs a full table dearly).
-        let recheck = if refused > 0 { touched } else { Vec::new() };
-        for (index, prefix) in recheck {
-            if let Some(status) = self.rib.status_of(prefix, owner)
-                && !matches!(results[index].status, RouteStatus::Refused(_))
-            {
-                results[index].status = status;
-            }
-        }
-        if session.is_none() {
-            if self.rib.owner_routes(owner) == 0 {
-                self.owners.remove(owner);
-            }
-            self.save_static();
-        }
-        Ok(results)
+        let answer = Answer {
+            owner,
+            session,
+            results,
+            touched,
+            reply,
+        };
+        self.submit(changes, Some(answer));
     }
 
-    /// Writes the RIB's changes to the kernel and to wgd: new endpoint
-    /// pins first, then the routes, then the pins no longer needed. How
-    /// many operations the kernel refused.
+    /// Writes the RIB's changes to the kernel and to wgd, and waits for
+    /// the kernel: how many operations it refused.
     fn program(&mut self, changes: Changes) -> u64 {
+        self.submit(changes, None);
+        self.drain()
+    }
+
+    /// Hands the RIB's changes to the writer (new endpoint pins first,
+    /// then the routes, then the pins no longer needed) and tells wgd and
+    /// the sessions; `answer` goes out when the kernel has taken them.
+    fn submit(&mut self, changes: Changes, answer: Option<Answer>) {
         let Changes {
             fib,
             allowed_ips,
@@ -812,7 +864,8 @@ impl<F: Fib> Engine<F> {
             .copied()
             .collect();
         if !new_pins.is_empty() {
-            match self.fib.underlay_routes(&new_pins) {
+            let asked = new_pins.clone();
+            match self.writer.call(move |fib| fib.underlay_routes(&asked)) {
                 Ok(routes) => {
                     for (endpoint, route) in new_pins.iter().zip(routes) {
                         match route {
@@ -834,7 +887,7 @@ impl<F: Fib> Engine<F> {
                 }
             }
         }
-        let pins_added = ops.len();
+        let pins = ops.len();
         ops.extend(coalesce(fib));
         let stale_pins: Vec<IpAddr> = self
             .pins
@@ -848,14 +901,15 @@ impl<F: Fib> Engine<F> {
                 prefix: IpNet::from(*endpoint),
             });
         }
-        let refused = self.apply(ops, pins_added);
+        let pending = Pending { pins, answer };
+        if ops.is_empty() && self.pending.is_empty() {
+            self.finish(pending, 0);
+        } else {
+            self.pending.push_back(pending);
+            self.writer.submit(ops);
+        }
         if !allowed_ips.is_empty() {
-            let extras = self.rib.allowed_ips().clone();
-            self.allowed.send_if_modified(|current| {
-                let changed = *current != extras;
-                *current = extras;
-                changed
-            });
+            self.publish_allowed();
         }
         for event in nexthops {
             if let Some(OwnerState::Connected { nexthops, .. }) = self.owners.get(&event.owner) {
@@ -863,42 +917,122 @@ impl<F: Fib> Engine<F> {
             }
         }
         self.counters_stale = true;
+    }
+
+    fn publish_allowed(&mut self) {
+        let extras = self.rib.allowed_ips().clone();
+        self.allowed.send_if_modified(|current| {
+            let changed = *current != extras;
+            *current = extras;
+            changed
+        });
+    }
+
+    /// Writes `ops` to the kernel and waits; the first `pins` are endpoint
+    /// pins. How many the kernel refused.
+    fn apply(&mut self, ops: Vec<FibOp>, pins: usize) -> u64 {
+        self.pending.push_back(Pending { pins, answer: None });
+        self.writer.submit(ops);
+        self.drain()
+    }
+
+    /// Waits for every batch on its way; how many operations the kernel
+    /// refused in them.
+    fn drain(&mut self) -> u64 {
+        let mut refused = 0;
+        while !self.pending.is_empty() {
+            let done = self.writer.wait();
+            refused += self.complete(done);
+        }
         refused
     }
 
-    /// Writes `ops` to the kernel; the first `pins` are endpoint pins. What
-    /// the kernel refuses goes back into the RIB; how many it refused.
-    fn apply(&mut self, ops: Vec<FibOp>, pins: usize) -> u64 {
-        if ops.is_empty() {
-            return 0;
+    /// Takes in the batches the kernel has finished, without waiting.
+    fn complete_ready(&mut self) {
+        while let Some(done) = self.writer.ready() {
+            self.complete(done);
         }
-        let started = std::time::Instant::now();
-        let results = self.fib.apply(&ops);
-        let elapsed = started.elapsed().as_secs_f64();
+    }
+
+    /// The kernel has taken the oldest pending batch: what it refused goes
+    /// back into the RIB, then its answer goes out. How many it refused.
+    fn complete(&mut self, done: Done) -> u64 {
+        let Some(pending) = self.pending.pop_front() else {
+            tracing::error!("the FIB writer finished a batch nobody sent");
+            return 0;
+        };
+        let Done {
+            ops,
+            results,
+            seconds,
+        } = done;
         let mut errors = 0;
+        let mut unrouted = false;
         for (index, (op, result)) in ops.iter().zip(results).enumerate() {
             let Err(reason) = result else {
                 continue;
             };
             errors += 1;
             tracing::warn!(prefix = %op.prefix(), %reason, "the kernel refused a route");
-            if index < pins {
+            if index < pending.pins {
                 self.pins.remove(&op.prefix().addr());
             } else {
                 match op {
                     // The old route stays in the kernel, and it is ours.
                     FibOp::Replace { .. } => self.rib.fib_failed(op.prefix(), reason, true),
-                    FibOp::Add { .. } => self.rib.fib_failed(op.prefix(), reason, false),
+                    FibOp::Add { .. } => {
+                        self.rib.fib_failed(op.prefix(), reason, false);
+                        unrouted = true;
+                    }
                     FibOp::Remove { .. } => {}
                 }
             }
         }
-        tracing::debug!(ops = ops.len(), errors, seconds = elapsed, "FIB batch");
-        self.batch_seconds.observe(elapsed);
-        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        counters.fib_operations += ops.len() as u64;
-        counters.fib_errors += errors;
+        if !ops.is_empty() {
+            tracing::debug!(ops = ops.len(), errors, seconds, "FIB batch");
+            self.batch_seconds.observe(seconds);
+            let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+            counters.fib_operations += ops.len() as u64;
+            counters.fib_errors += errors;
+        }
+        if unrouted {
+            // A route that is not in the kernel is not in AllowedIPs either.
+            self.publish_allowed();
+        }
+        self.finish(pending, errors);
         errors
+    }
+
+    /// Answers a batch of updates whose kernel writes are done (`refused`
+    /// of them refused).
+    fn finish(&mut self, pending: Pending, refused: u64) {
+        let Some(Answer {
+            owner,
+            session,
+            mut results,
+            touched,
+            reply,
+        }) = pending.answer
+        else {
+            return;
+        };
+        // The kernel may have refused some: tell the owner what is true now
+        // (only then: a second lookup per route costs a full table dearly).
+        let recheck = if refused > 0 { touched } else { Vec::new() };
+        for (index, prefix) in recheck {
+            if let Some(status) = self.rib.status_of(prefix, &owner)
+                && !matches!(results[index].status, RouteStatus::Refused(_))
+            {
+                results[index].status = status;
+            }
+        }
+        if session.is_none() {
+            if self.rib.owner_routes(&owner) == 0 {
+                self.owners.remove(&owner);
+            }
+            self.save_static();
+        }
+        let _ = reply.send(Ok(results));
     }
 
     /// The underlay may have moved under a pin (a new default gateway):
@@ -908,7 +1042,8 @@ impl<F: Fib> Engine<F> {
             return;
         }
         let endpoints: Vec<IpAddr> = self.pins.keys().copied().collect();
-        let routes = match self.fib.underlay_routes(&endpoints) {
+        let asked = endpoints.clone();
+        let routes = match self.writer.call(move |fib| fib.underlay_routes(&asked)) {
             Ok(routes) => routes,
             Err(error) => {
                 tracing::warn!(%error, "cannot check the endpoint pins against the underlay");
@@ -928,7 +1063,9 @@ impl<F: Fib> Engine<F> {
             }
         }
         if !ops.is_empty() {
-            let results = self.fib.apply(&ops);
+            let ops = Arc::new(ops);
+            let applied = ops.clone();
+            let results = self.writer.call(move |fib| fib.apply(&applied));
             for (op, result) in ops.iter().zip(results) {
                 if let Err(reason) = result {
                     tracing::warn!(prefix = %op.prefix(), %reason, "cannot move an endpoint pin");
@@ -1135,6 +1272,14 @@ fn kernel_nexthops(nexthops: &[crate::fib::KernelNexthop]) -> Vec<FibNexthop> {
             peer: None,
         })
         .collect()
+}
+
+/// The writer's next signal; never, without a writer thread.
+async fn next_wake(woken: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> {
+    match woken {
+        Some(woken) => woken.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -1523,6 +1668,72 @@ mod tests {
             fib.routes.lock().unwrap()[&"192.0.2.0/24".parse::<IpNet>().unwrap()],
             foreign
         );
+    }
+
+    /// With the FIB on its writer thread, batches sent back to back are
+    /// prepared while earlier ones are in the kernel: every answer still
+    /// tells what the kernel did, in order, and a route someone else put
+    /// in the kernel is never overwritten, whenever the engine hears of
+    /// its refusal.
+    #[tokio::test]
+    async fn batches_in_flight_on_the_writer_thread_are_answered_in_order_and_spare_foreign_routes()
+    {
+        let fib = MemoryFib::default();
+        let theirs = vec![FibNexthop {
+            tunnel: String::new(),
+            ifindex: 99,
+            gateway: None,
+            peer: None,
+        }];
+        let contested: IpNet = "192.0.2.0/24".parse().unwrap();
+        fib.routes.lock().unwrap().insert(contested, theirs.clone());
+        fib.foreign.lock().unwrap().insert(contested);
+        let bridge = Bridge::start(config(), fib.clone(), view()).await.unwrap();
+        let id = session(&bridge, "ctl", 30).await;
+        let owner = Owner::new("ctl");
+        let on_tunnel = |prefix: &str| {
+            Update::Offer(RouteSpec {
+                prefix: prefix.parse().unwrap(),
+                nexthops: vec![NexthopSpec::Tunnel("wg-b".into())],
+                distance: 20,
+                metric: 0,
+            })
+        };
+        let batches: Vec<Vec<Update>> = (0..20u8)
+            .map(|batch| {
+                let mut updates: Vec<Update> = (0..=255u8)
+                    .map(|i| route(&format!("10.{batch}.{i}.0/24")))
+                    .collect();
+                // The contested prefix, offered with other nexthops each time.
+                updates.push(if batch % 2 == 0 {
+                    route("192.0.2.0/24")
+                } else {
+                    on_tunnel("192.0.2.0/24")
+                });
+                updates
+            })
+            .collect();
+        let answers: Vec<_> = batches
+            .into_iter()
+            .map(|updates| {
+                bridge
+                    .submit_session_updates(owner.clone(), id, updates)
+                    .unwrap()
+            })
+            .collect();
+        for answer in answers {
+            let results = answer.await.unwrap().unwrap();
+            let (last, rest) = results.split_last().unwrap();
+            assert!(
+                rest.iter().all(|r| r.status == RouteStatus::Installed),
+                "{rest:?}"
+            );
+            assert!(matches!(last.status, RouteStatus::Failed(_)), "{last:?}");
+        }
+        assert_eq!(fib.routes.lock().unwrap()[&contested], theirs);
+        assert_eq!(fib.count(), 20 * 256 + 1);
+        let listed = bridge.routes(RouteFilter::default()).await.unwrap();
+        assert_eq!(listed.len(), 20 * 256 + 1);
     }
 
     #[tokio::test(start_paused = true)]
