@@ -120,11 +120,11 @@ struct Candidate {
     stale: bool,
 }
 
-/// A route as the RIB keeps it: a [`RouteSpec`] whose nexthops are shared
-/// by every route with the same ones (see [`intern`]).
+/// A route as the RIB keeps it: a [`RouteSpec`] without its prefix (the
+/// slot's key), whose nexthops are shared by every route with the same
+/// ones (see [`intern`]).
 #[derive(Debug, Clone)]
 struct Stored {
-    prefix: IpNet,
     nexthops: Arc<[NexthopSpec]>,
     distance: u8,
     metric: u32,
@@ -141,10 +141,12 @@ struct Installed {
 
 #[derive(Debug, Clone, Default)]
 struct Slot {
+    /// Most prefixes have one: the vector is allocated to size, not with
+    /// room for four.
     candidates: Vec<Candidate>,
     installed: Option<Installed>,
     /// The kernel refused the selected route: why.
-    failed: Option<String>,
+    failed: Option<Box<str>>,
 }
 
 /// The shared copy of `items` in `sets`: a full table through a few
@@ -219,7 +221,6 @@ impl Rib {
         }
         let prefix = spec.prefix;
         let spec = Stored {
-            prefix,
             nexthops: intern(&mut self.spec_sets, spec.nexthops),
             distance: spec.distance,
             metric: spec.metric,
@@ -240,6 +241,7 @@ impl Rib {
                 }
             }
             None => {
+                slot.candidates.reserve_exact(1);
                 slot.candidates.push(Candidate {
                     owner: owner.clone(),
                     spec,
@@ -269,18 +271,21 @@ impl Rib {
             return Err(Refusal::EndpointHostRoute { tunnel });
         }
         let limit = self.config.limit_of(owner);
-        let has = self
-            .slots
-            .get(&spec.prefix)
-            .is_some_and(|slot| slot.candidates.iter().any(|c| &c.owner == owner));
-        let live = self
-            .counts
-            .get(owner)
-            .copied()
-            .unwrap_or(0)
-            .saturating_sub(self.stale.get(owner).copied().unwrap_or(0));
-        if limit > 0 && !has && live >= limit {
-            return Err(Refusal::OverPrefixLimit { limit });
+        if limit > 0 {
+            let live = self
+                .counts
+                .get(owner)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(self.stale.get(owner).copied().unwrap_or(0));
+            let has = || {
+                self.slots
+                    .get(&spec.prefix)
+                    .is_some_and(|slot| slot.candidates.iter().any(|c| &c.owner == owner))
+            };
+            if live >= limit && !has() {
+                return Err(Refusal::OverPrefixLimit { limit });
+            }
         }
         if let Resolution::Invalid(refusal) = self.resolve(&spec.prefix, &spec.nexthops) {
             return Err(refusal);
@@ -513,7 +518,7 @@ impl Rib {
         let Some(slot) = self.slots.get_mut(&prefix) else {
             return;
         };
-        slot.failed = Some(reason);
+        slot.failed = Some(reason.into_boxed_str());
         if still_ours {
             return;
         }
@@ -615,7 +620,7 @@ impl Rib {
                     continue;
                 }
                 if let Some(tunnel) = &filter.tunnel
-                    && !self.spec_uses_tunnel(&candidate.spec, tunnel)
+                    && !self.spec_uses_tunnel(prefix, &candidate.spec, tunnel)
                 {
                     continue;
                 }
@@ -625,7 +630,7 @@ impl Rib {
                     nexthops: candidate.spec.nexthops.to_vec(),
                     distance: candidate.spec.distance,
                     metric: candidate.spec.metric,
-                    status: self.candidate_status(slot, candidate),
+                    status: self.candidate_status(prefix, slot, candidate),
                     stale: candidate.stale,
                 });
             }
@@ -664,7 +669,7 @@ impl Rib {
         let mut by_owner: Vec<(&Owner, OwnerCounts)> = Vec::new();
         let mut adopted = OwnerCounts::default();
         let mut last = 0;
-        for slot in self.slots.values() {
+        for (prefix, slot) in &self.slots {
             for candidate in &slot.candidates {
                 let index = if by_owner
                     .get(last)
@@ -686,7 +691,7 @@ impl Rib {
                 if candidate.stale {
                     entry.stale += 1;
                 }
-                match self.candidate_status(slot, candidate) {
+                match self.candidate_status(prefix, slot, candidate) {
                     RouteStatus::Installed => entry.installed += 1,
                     RouteStatus::Queued(_) => entry.queued += 1,
                     RouteStatus::Standby { .. } => entry.standby += 1,
@@ -713,8 +718,8 @@ impl Rib {
         counts
     }
 
-    fn spec_uses_tunnel(&self, spec: &Stored, tunnel: &str) -> bool {
-        match self.resolve(&spec.prefix, &spec.nexthops) {
+    fn spec_uses_tunnel(&self, prefix: &IpNet, spec: &Stored, tunnel: &str) -> bool {
+        match self.resolve(prefix, &spec.nexthops) {
             Resolution::Up(nexthops) => nexthops.iter().any(|n| n.tunnel == tunnel),
             _ => spec.nexthops.iter().any(|nexthop| match nexthop {
                 NexthopSpec::Tunnel(name) | NexthopSpec::AddressOnTunnel { tunnel: name, .. } => {
@@ -731,25 +736,25 @@ impl Rib {
     pub fn status_of(&self, prefix: IpNet, owner: &Owner) -> Option<RouteStatus> {
         let slot = self.slots.get(&prefix)?;
         let candidate = slot.candidates.iter().find(|c| &c.owner == owner)?;
-        Some(self.candidate_status(slot, candidate))
+        Some(self.candidate_status(&prefix, slot, candidate))
     }
 
-    fn candidate_status(&self, slot: &Slot, candidate: &Candidate) -> RouteStatus {
+    fn candidate_status(&self, prefix: &IpNet, slot: &Slot, candidate: &Candidate) -> RouteStatus {
         let installed_owner = slot.installed.as_ref().and_then(|i| i.owner.as_ref());
         if installed_owner == Some(&candidate.owner) {
             return match &slot.failed {
-                Some(reason) => RouteStatus::Failed(reason.clone()),
+                Some(reason) => RouteStatus::Failed(reason.to_string()),
                 None => RouteStatus::Installed,
             };
         }
-        match self.resolve(&candidate.spec.prefix, &candidate.spec.nexthops) {
+        match self.resolve(prefix, &candidate.spec.nexthops) {
             Resolution::Down(reason) => RouteStatus::Queued(reason),
             Resolution::Invalid(refusal) => RouteStatus::Queued(refusal.to_string()),
             Resolution::Up(_) => match (&slot.failed, installed_owner) {
                 (_, Some(other)) => RouteStatus::Standby {
                     installed_owner: other.clone(),
                 },
-                (Some(reason), None) => RouteStatus::Failed(reason.clone()),
+                (Some(reason), None) => RouteStatus::Failed(reason.to_string()),
                 (None, None) => RouteStatus::Queued("waiting for the startup hold".into()),
             },
         }
@@ -787,7 +792,6 @@ impl Rib {
         }
         let best = best.map(|(candidate, nexthops)| (candidate.owner.clone(), nexthops));
         let fib_before = changes.fib.len();
-        let slot = self.slots.get(&prefix).expect("looked up above");
         let old = slot.installed.clone();
         let retrying = slot.failed.is_some();
         let adopted = old.as_ref().is_some_and(|i| i.owner.is_none());
@@ -1557,3 +1561,4 @@ mod tests {
         );
     }
 }
+
