@@ -115,9 +115,14 @@ pub fn check_prefix(prefix: &IpNet) -> Result<(), Refusal> {
     if network != *prefix {
         return Err(Refusal::HostBitsSet { network });
     }
-    for (range, what) in SPECIAL {
-        let range_net: IpNet = range.parse().expect("a valid range");
-        if range_net.contains(prefix) {
+    static RANGES: std::sync::LazyLock<Vec<IpNet>> = std::sync::LazyLock::new(|| {
+        SPECIAL
+            .iter()
+            .map(|(range, _)| range.parse().expect("a valid range"))
+            .collect()
+    });
+    for (net, (range, what)) in RANGES.iter().zip(SPECIAL) {
+        if net.contains(prefix) {
             return Err(Refusal::Special { range, what });
         }
     }

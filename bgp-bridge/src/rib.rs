@@ -662,12 +662,24 @@ impl Rib {
 
     /// Counts per owner (adopted routes under `adopted`).
     pub fn counts(&self) -> BTreeMap<Owner, OwnerCounts> {
+        self.census().0
+    }
+
+    /// An owner's stale routes (kept from before it went away).
+    pub fn stale_count(&self, owner: &Owner) -> u64 {
+        self.stale.get(owner).copied().map_or(0, u64::from)
+    }
+
+    /// Counts per owner, and how many routes wgd believes the kernel has:
+    /// one walk of the RIB for both.
+    pub fn census(&self) -> (BTreeMap<Owner, OwnerCounts>, u64) {
         // Keyed by reference while walking (a full table walks a million
         // candidates every second: no clone, no allocation per route), and
         // the owner of the previous candidate tried first: most runs of
         // prefixes share one.
         let mut by_owner: Vec<(&Owner, OwnerCounts)> = Vec::new();
         let mut adopted = OwnerCounts::default();
+        let mut installed = 0;
         let mut last = 0;
         for (prefix, slot) in &self.slots {
             for candidate in &slot.candidates {
@@ -699,6 +711,9 @@ impl Rib {
                     RouteStatus::Refused(_) | RouteStatus::Withdrawn => {}
                 }
             }
+            if slot.installed.is_some() {
+                installed += 1;
+            }
             if slot.installed.as_ref().is_some_and(|i| i.owner.is_none()) {
                 adopted.routes += 1;
                 adopted.installed += 1;
@@ -715,7 +730,7 @@ impl Rib {
             entry.installed += adopted.installed;
             entry.stale += adopted.stale;
         }
-        counts
+        (counts, installed)
     }
 
     fn spec_uses_tunnel(&self, prefix: &IpNet, spec: &Stored, tunnel: &str) -> bool {
@@ -1561,4 +1576,3 @@ mod tests {
         );
     }
 }
-
