@@ -194,6 +194,13 @@ pub struct Rib {
 }
 
 impl Rib {
+    fn resolver(&self) -> Resolver<'_> {
+        Resolver {
+            view: &self.view,
+            config: &self.config,
+        }
+    }
+
     pub fn new(config: RibConfig) -> Self {
         Self {
             config,
@@ -250,9 +257,27 @@ impl Rib {
                 *self.counts.entry(owner.clone()).or_default() += 1;
             }
         }
-        self.reselect(prefix, false, changes);
-        self.status_of(prefix, owner)
-            .unwrap_or(RouteStatus::Withdrawn)
+        // One lookup of the slot for the whole offer (a full table is a
+        // million of them).
+        let resolver = Resolver {
+            view: &self.view,
+            config: &self.config,
+        };
+        reselect_slot(
+            &resolver,
+            &mut self.nexthop_sets,
+            &mut self.allowed,
+            prefix,
+            slot,
+            false,
+            changes,
+        );
+        slot.candidates
+            .iter()
+            .find(|candidate| &candidate.owner == owner)
+            .map_or(RouteStatus::Withdrawn, |candidate| {
+                resolver.candidate_status(&prefix, slot, candidate)
+            })
     }
 
     fn check(&self, owner: &Owner, spec: &RouteSpec) -> Result<(), Refusal> {
@@ -267,7 +292,7 @@ impl Rib {
                 policy::check_nexthop(*address)?;
             }
         }
-        if let Some(tunnel) = self.endpoint_host_route(&spec.prefix) {
+        if let Some(tunnel) = self.resolver().endpoint_host_route(&spec.prefix) {
             return Err(Refusal::EndpointHostRoute { tunnel });
         }
         let limit = self.config.limit_of(owner);
@@ -287,24 +312,11 @@ impl Rib {
                 return Err(Refusal::OverPrefixLimit { limit });
             }
         }
-        if let Resolution::Invalid(refusal) = self.resolve(&spec.prefix, &spec.nexthops) {
+        if let Resolution::Invalid(refusal) = self.resolver().resolve(&spec.prefix, &spec.nexthops)
+        {
             return Err(refusal);
         }
         Ok(())
-    }
-
-    /// The tunnel whose peer's endpoint has exactly this host route.
-    fn endpoint_host_route(&self, prefix: &IpNet) -> Option<String> {
-        if prefix.prefix_len() != prefix.max_prefix_len() {
-            return None;
-        }
-        self.view.tunnels.iter().find_map(|tunnel| {
-            tunnel
-                .peers
-                .iter()
-                .any(|peer| peer.endpoint.is_some_and(|e| e.ip() == prefix.addr()))
-                .then(|| tunnel.name.clone())
-        })
     }
 
     /// Withdraws an owner's route for a prefix.
@@ -323,7 +335,22 @@ impl Rib {
         if let Some(count) = self.counts.get_mut(owner) {
             *count = count.saturating_sub(1);
         }
-        self.reselect(prefix, false, changes);
+        let resolver = Resolver {
+            view: &self.view,
+            config: &self.config,
+        };
+        let empty = reselect_slot(
+            &resolver,
+            &mut self.nexthop_sets,
+            &mut self.allowed,
+            prefix,
+            slot,
+            false,
+            changes,
+        );
+        if empty {
+            self.slots.remove(&prefix);
+        }
         RouteStatus::Withdrawn
     }
 
@@ -388,7 +415,13 @@ impl Rib {
             nexthops: intern(&mut self.nexthop_sets, nexthops),
         });
         // The device still has the AllowedIPs the previous run gave it.
-        self.note_allowed(prefix, &[], &installed, &mut Changes::default());
+        note_allowed(
+            &mut self.allowed,
+            prefix,
+            &[],
+            &installed,
+            &mut Changes::default(),
+        );
         self.slots.entry(prefix).or_default().installed = installed;
     }
 
@@ -494,11 +527,12 @@ impl Rib {
 
     fn nexthop_event(&self, owner: &Owner, address: IpAddr) -> NexthopEvent {
         let nexthop = [NexthopSpec::Address(address)];
-        let (reachable, tunnel, reason) = match self.resolve(&IpNet::from(address), &nexthop) {
-            Resolution::Up(nexthops) => (true, Some(nexthops[0].tunnel.clone()), String::new()),
-            Resolution::Down(reason) => (false, None, reason),
-            Resolution::Invalid(refusal) => (false, None, refusal.to_string()),
-        };
+        let (reachable, tunnel, reason) =
+            match self.resolver().resolve(&IpNet::from(address), &nexthop) {
+                Resolution::Up(nexthops) => (true, Some(nexthops[0].tunnel.clone()), String::new()),
+                Resolution::Down(reason) => (false, None, reason),
+                Resolution::Invalid(refusal) => (false, None, refusal.to_string()),
+            };
         NexthopEvent {
             owner: owner.clone(),
             address,
@@ -527,7 +561,13 @@ impl Rib {
             .take()
             .map(|installed| installed.nexthops.to_vec())
             .unwrap_or_default();
-        self.note_allowed(prefix, &nexthops, &None, &mut Changes::default());
+        note_allowed(
+            &mut self.allowed,
+            prefix,
+            &nexthops,
+            &None,
+            &mut Changes::default(),
+        );
     }
 
     /// Tries again the routes the kernel refused (a foreign route may have
@@ -630,7 +670,7 @@ impl Rib {
                     nexthops: candidate.spec.nexthops.to_vec(),
                     distance: candidate.spec.distance,
                     metric: candidate.spec.metric,
-                    status: self.candidate_status(prefix, slot, candidate),
+                    status: self.resolver().candidate_status(prefix, slot, candidate),
                     stale: candidate.stale,
                 });
             }
@@ -703,7 +743,7 @@ impl Rib {
                 if candidate.stale {
                     entry.stale += 1;
                 }
-                match self.candidate_status(prefix, slot, candidate) {
+                match self.resolver().candidate_status(prefix, slot, candidate) {
                     RouteStatus::Installed => entry.installed += 1,
                     RouteStatus::Queued(_) => entry.queued += 1,
                     RouteStatus::Standby { .. } => entry.standby += 1,
@@ -734,13 +774,14 @@ impl Rib {
     }
 
     fn spec_uses_tunnel(&self, prefix: &IpNet, spec: &Stored, tunnel: &str) -> bool {
-        match self.resolve(prefix, &spec.nexthops) {
+        match self.resolver().resolve(prefix, &spec.nexthops) {
             Resolution::Up(nexthops) => nexthops.iter().any(|n| n.tunnel == tunnel),
             _ => spec.nexthops.iter().any(|nexthop| match nexthop {
                 NexthopSpec::Tunnel(name) | NexthopSpec::AddressOnTunnel { tunnel: name, .. } => {
                     name == tunnel
                 }
                 NexthopSpec::Address(address) => self
+                    .resolver()
                     .tunnel_of_address(*address)
                     .is_some_and(|found| found.name == tunnel),
             }),
@@ -751,7 +792,56 @@ impl Rib {
     pub fn status_of(&self, prefix: IpNet, owner: &Owner) -> Option<RouteStatus> {
         let slot = self.slots.get(&prefix)?;
         let candidate = slot.candidates.iter().find(|c| &c.owner == owner)?;
-        Some(self.candidate_status(&prefix, slot, candidate))
+        Some(self.resolver().candidate_status(&prefix, slot, candidate))
+    }
+
+    /// Chooses the prefix's route again and says what the kernel and the
+    /// AllowedIPs must do about it. `sweeping` lets an adopted route go
+    /// when no owner's route can take its place.
+    fn reselect(&mut self, prefix: IpNet, sweeping: bool, changes: &mut Changes) {
+        let Some(slot) = self.slots.get_mut(&prefix) else {
+            return;
+        };
+        let resolver = Resolver {
+            view: &self.view,
+            config: &self.config,
+        };
+        let empty = reselect_slot(
+            &resolver,
+            &mut self.nexthop_sets,
+            &mut self.allowed,
+            prefix,
+            slot,
+            sweeping,
+            changes,
+        );
+        if empty {
+            self.slots.remove(&prefix);
+        }
+    }
+}
+
+/// The tunnels as the RIB sees them, for resolving nexthops: borrowed
+/// apart from the slots, so a slot can be changed while its routes are
+/// resolved.
+struct Resolver<'a> {
+    view: &'a TunnelView,
+    config: &'a RibConfig,
+}
+
+impl Resolver<'_> {
+    /// The tunnel whose peer's endpoint has exactly this host route.
+    fn endpoint_host_route(&self, prefix: &IpNet) -> Option<String> {
+        if prefix.prefix_len() != prefix.max_prefix_len() {
+            return None;
+        }
+        self.view.tunnels.iter().find_map(|tunnel| {
+            tunnel
+                .peers
+                .iter()
+                .any(|peer| peer.endpoint.is_some_and(|e| e.ip() == prefix.addr()))
+                .then(|| tunnel.name.clone())
+        })
     }
 
     fn candidate_status(&self, prefix: &IpNet, slot: &Slot, candidate: &Candidate) -> RouteStatus {
@@ -772,137 +862,6 @@ impl Rib {
                 (Some(reason), None) => RouteStatus::Failed(reason.to_string()),
                 (None, None) => RouteStatus::Queued("waiting for the startup hold".into()),
             },
-        }
-    }
-
-    /// Chooses the prefix's route again and says what the kernel and the
-    /// AllowedIPs must do about it. `sweeping` lets an adopted route go
-    /// when no owner's route can take its place.
-    fn reselect(&mut self, prefix: IpNet, sweeping: bool, changes: &mut Changes) {
-        let Some(slot) = self.slots.get(&prefix) else {
-            return;
-        };
-        let current_owner = slot.installed.as_ref().and_then(|i| i.owner.clone());
-        let mut best: Option<(&Candidate, Vec<FibNexthop>)> = None;
-        for candidate in &slot.candidates {
-            let Resolution::Up(nexthops) = self.resolve(&prefix, &candidate.spec.nexthops) else {
-                continue;
-            };
-            let better = match &best {
-                None => true,
-                Some((chosen, _)) => {
-                    let key = |c: &Candidate| {
-                        (
-                            c.spec.distance,
-                            c.spec.metric,
-                            current_owner.as_ref() != Some(&c.owner),
-                        )
-                    };
-                    (key(candidate), &candidate.owner) < (key(chosen), &chosen.owner)
-                }
-            };
-            if better {
-                best = Some((candidate, nexthops));
-            }
-        }
-        let best = best.map(|(candidate, nexthops)| (candidate.owner.clone(), nexthops));
-        let fib_before = changes.fib.len();
-        let old = slot.installed.clone();
-        let retrying = slot.failed.is_some();
-        let adopted = old.as_ref().is_some_and(|i| i.owner.is_none());
-        let new = match best {
-            Some((owner, nexthops)) => {
-                let op = match &old {
-                    None => Some(FibOp::Add {
-                        prefix,
-                        nexthops: nexthops.clone(),
-                    }),
-                    Some(installed)
-                        if !retrying && same_kernel_route(&installed.nexthops, &nexthops) =>
-                    {
-                        None
-                    }
-                    Some(_) => Some(FibOp::Replace {
-                        prefix,
-                        nexthops: nexthops.clone(),
-                    }),
-                };
-                changes.fib.extend(op);
-                Some(Installed {
-                    owner: Some(owner),
-                    nexthops: intern(&mut self.nexthop_sets, nexthops),
-                })
-            }
-            // Nothing can take an adopted route's place yet: during the
-            // startup hold it stays, carrying traffic as before.
-            None if adopted && !sweeping => old.clone(),
-            None => {
-                if old.is_some() {
-                    changes.fib.push(FibOp::Remove { prefix });
-                }
-                None
-            }
-        };
-        let old_nexthops = old.map(|i| i.nexthops.to_vec()).unwrap_or_default();
-        self.note_allowed(prefix, &old_nexthops, &new, changes);
-        let slot = self.slots.get_mut(&prefix).expect("looked up above");
-        // A new attempt (or nothing to install) forgets the kernel's last refusal.
-        if changes.fib.len() > fib_before || new.is_none() {
-            slot.failed = None;
-        }
-        slot.installed = new;
-        if slot.candidates.is_empty() && slot.installed.is_none() {
-            self.slots.remove(&prefix);
-        }
-    }
-
-    /// Moves the prefix between multi-peer tunnel peers' AllowedIPs as its
-    /// installed nexthops change. WireGuard gives a prefix to one peer of a
-    /// device: with ECMP over two peers of one tunnel, the first takes it.
-    fn note_allowed(
-        &mut self,
-        prefix: IpNet,
-        old: &[FibNexthop],
-        new: &Option<Installed>,
-        changes: &mut Changes,
-    ) {
-        let peers = |nexthops: &[FibNexthop]| -> BTreeSet<(String, String)> {
-            let mut seen_tunnels = BTreeSet::new();
-            nexthops
-                .iter()
-                .filter_map(|n| Some((n.tunnel.clone(), n.peer.clone()?)))
-                .filter(|(tunnel, _)| seen_tunnels.insert(tunnel.clone()))
-                .collect()
-        };
-        let before = peers(old);
-        let after = new
-            .as_ref()
-            .map(|installed| peers(&installed.nexthops))
-            .unwrap_or_default();
-        for (tunnel, peer) in before.difference(&after) {
-            let key = (tunnel.clone(), peer.clone());
-            if let Some(set) = self.allowed.get_mut(&key) {
-                set.remove(&prefix);
-                if set.is_empty() {
-                    self.allowed.remove(&key);
-                }
-            }
-            changes.allowed_ips.push(AllowedIpsOp::Remove {
-                tunnel: tunnel.clone(),
-                peer: peer.clone(),
-                prefix,
-            });
-        }
-        for (tunnel, peer) in after.difference(&before) {
-            self.allowed
-                .entry((tunnel.clone(), peer.clone()))
-                .or_default()
-                .insert(prefix);
-            changes.allowed_ips.push(AllowedIpsOp::Add {
-                tunnel: tunnel.clone(),
-                peer: peer.clone(),
-                prefix,
-            });
         }
     }
 
@@ -1018,6 +977,138 @@ impl Rib {
             gateway,
             peer: (tunnel.peers.len() > 1).then(|| peer.public_key.clone()),
         }])
+    }
+}
+
+/// Chooses a prefix's route again (see [`Rib::reselect`]) in its slot;
+/// whether the slot is left empty (to be removed).
+fn reselect_slot(
+    resolver: &Resolver<'_>,
+    nexthop_sets: &mut HashSet<Arc<[FibNexthop]>>,
+    allowed: &mut BTreeMap<(String, String), BTreeSet<IpNet>>,
+    prefix: IpNet,
+    slot: &mut Slot,
+    sweeping: bool,
+    changes: &mut Changes,
+) -> bool {
+    let current_owner = slot.installed.as_ref().and_then(|i| i.owner.clone());
+    let mut best: Option<(&Candidate, Vec<FibNexthop>)> = None;
+    for candidate in &slot.candidates {
+        let Resolution::Up(nexthops) = resolver.resolve(&prefix, &candidate.spec.nexthops) else {
+            continue;
+        };
+        let better = match &best {
+            None => true,
+            Some((chosen, _)) => {
+                let key = |c: &Candidate| {
+                    (
+                        c.spec.distance,
+                        c.spec.metric,
+                        current_owner.as_ref() != Some(&c.owner),
+                    )
+                };
+                (key(candidate), &candidate.owner) < (key(chosen), &chosen.owner)
+            }
+        };
+        if better {
+            best = Some((candidate, nexthops));
+        }
+    }
+    let best = best.map(|(candidate, nexthops)| (candidate.owner.clone(), nexthops));
+    let fib_before = changes.fib.len();
+    let old = slot.installed.clone();
+    let retrying = slot.failed.is_some();
+    let adopted = old.as_ref().is_some_and(|i| i.owner.is_none());
+    let new = match best {
+        Some((owner, nexthops)) => {
+            let op = match &old {
+                None => Some(FibOp::Add {
+                    prefix,
+                    nexthops: nexthops.clone(),
+                }),
+                Some(installed)
+                    if !retrying && same_kernel_route(&installed.nexthops, &nexthops) =>
+                {
+                    None
+                }
+                Some(_) => Some(FibOp::Replace {
+                    prefix,
+                    nexthops: nexthops.clone(),
+                }),
+            };
+            changes.fib.extend(op);
+            Some(Installed {
+                owner: Some(owner),
+                nexthops: intern(nexthop_sets, nexthops),
+            })
+        }
+        // Nothing can take an adopted route's place yet: during the
+        // startup hold it stays, carrying traffic as before.
+        None if adopted && !sweeping => old.clone(),
+        None => {
+            if old.is_some() {
+                changes.fib.push(FibOp::Remove { prefix });
+            }
+            None
+        }
+    };
+    let old_nexthops = old.as_ref().map_or(&[][..], |i| &i.nexthops[..]);
+    note_allowed(allowed, prefix, old_nexthops, &new, changes);
+    // A new attempt (or nothing to install) forgets the kernel's last refusal.
+    if changes.fib.len() > fib_before || new.is_none() {
+        slot.failed = None;
+    }
+    slot.installed = new;
+    slot.candidates.is_empty() && slot.installed.is_none()
+}
+
+/// Moves the prefix between multi-peer tunnel peers' AllowedIPs as its
+/// installed nexthops change. WireGuard gives a prefix to one peer of a
+/// device: with ECMP over two peers of one tunnel, the first takes it.
+fn note_allowed(
+    allowed: &mut BTreeMap<(String, String), BTreeSet<IpNet>>,
+    prefix: IpNet,
+    old: &[FibNexthop],
+    new: &Option<Installed>,
+    changes: &mut Changes,
+) {
+    let peers = |nexthops: &[FibNexthop]| -> BTreeSet<(String, String)> {
+        let mut seen_tunnels = BTreeSet::new();
+        nexthops
+            .iter()
+            .filter_map(|n| Some((n.tunnel.clone(), n.peer.clone()?)))
+            .filter(|(tunnel, _)| seen_tunnels.insert(tunnel.clone()))
+            .collect()
+    };
+    let before = peers(old);
+    let after = new
+        .as_ref()
+        .map(|installed| peers(&installed.nexthops))
+        .unwrap_or_default();
+    for (tunnel, peer) in before.difference(&after) {
+        let key = (tunnel.clone(), peer.clone());
+        if let Some(set) = allowed.get_mut(&key) {
+            set.remove(&prefix);
+            if set.is_empty() {
+                allowed.remove(&key);
+            }
+        }
+        changes.allowed_ips.push(AllowedIpsOp::Remove {
+            tunnel: tunnel.clone(),
+            peer: peer.clone(),
+            prefix,
+        });
+    }
+    for (tunnel, peer) in after.difference(&before) {
+        allowed
+            .entry((tunnel.clone(), peer.clone()))
+            .or_default()
+            .insert(prefix);
+        changes.allowed_ips.push(AllowedIpsOp::Add {
+            tunnel: tunnel.clone(),
+            peer: peer.clone(),
+            prefix,
+        });
     }
 }
 
