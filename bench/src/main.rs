@@ -12,6 +12,7 @@
 //! packed-netlink anchor written over raw rtnetlink ([`kernel`]); wgd is
 //! fed through its gRPC session ([`session`]) or its BGP speaker.
 
+mod feeder;
 mod kernel;
 mod lab;
 mod mrt;
@@ -91,6 +92,11 @@ enum Scenario {
         /// Only these receivers (wgd, bird, frr).
         #[arg(long, value_delimiter = ',', default_values_t = ["wgd".to_owned(), "bird".to_owned(), "frr".to_owned()])]
         receivers: Vec<String>,
+        /// The peer: gobgpd loaded from an MRT file, or the harness
+        /// replaying UPDATEs it encoded before the session (measures the
+        /// receivers alone).
+        #[arg(long, value_enum, default_value = "gobgpd")]
+        feeder: scenario::bgp::FeederKind,
     },
     /// wgd run killed with N routes installed and restarted: time until
     /// every route is re-claimed, and the lowest kernel count meanwhile.
@@ -227,7 +233,8 @@ fn run(
         Scenario::Bgp {
             prefixes,
             receivers,
-        } => scenario::bgp::run(&wgd, &cli.common, prefixes, receivers, report),
+            feeder,
+        } => scenario::bgp::run(&wgd, &cli.common, prefixes, receivers, *feeder, report),
         Scenario::Restart { prefixes } => {
             scenario::restart::run(runtime, &wgd, &cli.common, prefixes, report)
         }

@@ -28,7 +28,7 @@ fn record(out: &mut impl Write, subtype: u16, body: &[u8]) -> std::io::Result<()
 }
 
 /// Path attributes: ORIGIN IGP, AS_PATH, NEXT_HOP.
-fn attributes(path: &[u32], next_hop: Ipv4Addr) -> Vec<u8> {
+pub fn attributes(path: &[u32], next_hop: Ipv4Addr) -> Vec<u8> {
     let mut attributes = vec![0x40, 1, 1, 0];
     let as_path_len = 2 + 4 * path.len();
     attributes.extend_from_slice(&[0x40, 2, as_path_len as u8, 2, path.len() as u8]);
@@ -64,18 +64,11 @@ pub fn write(
     body.extend_from_slice(&peer_as.to_be_bytes());
     record(&mut out, PEER_INDEX_TABLE, &body)?;
 
-    let mut random = Random::new(seed ^ 0x6d72_7400);
-    let pool: Vec<Vec<u8>> = (0..ATTRIBUTE_POOL)
-        .map(|_| {
-            let len = 1 + random.below(6) as usize;
-            // 4200000000-4200999999: private 4-octet ASNs, none of the labs'.
-            let path: Vec<u32> = (0..len)
-                .map(|_| 4_200_000_000 + random.below(1_000_000))
-                .collect();
-            // Unspecified: gobgpd sends its own address to each neighbor
-            // (it keeps a next hop given with a local path as it is).
-            attributes(&path, Ipv4Addr::UNSPECIFIED)
-        })
+    // Unspecified next hop: gobgpd sends its own address to each neighbor
+    // (it keeps a next hop given with a local path as it is).
+    let pool: Vec<Vec<u8>> = path_pool(seed)
+        .iter()
+        .map(|path| attributes(path, Ipv4Addr::UNSPECIFIED))
         .collect();
     let repeats = prefixes.iter().take(padding(prefixes.len())).cycle();
     let repeats = repeats.take(if prefixes.is_empty() {
@@ -84,10 +77,7 @@ pub fn write(
         padding(prefixes.len())
     });
     for (sequence, prefix) in prefixes.iter().chain(repeats).enumerate() {
-        // Chosen by the prefix, so that a repeat carries the same path.
-        let mut by_prefix =
-            Random::new(seed ^ (u64::from(prefix.address) << 8 | u64::from(prefix.len)));
-        let attributes = &pool[by_prefix.below(ATTRIBUTE_POOL as u32) as usize];
+        let attributes = &pool[path_of(seed, prefix)];
         body.clear();
         body.extend_from_slice(&(sequence as u32).to_be_bytes());
         body.push(prefix.len);
@@ -101,6 +91,28 @@ pub fn write(
         record(&mut out, RIB_IPV4_UNICAST, &body)?;
     }
     out.flush()
+}
+
+/// The AS paths of the table: one AS_SEQUENCE of one to six ASNs each.
+pub fn path_pool(seed: u64) -> Vec<Vec<u32>> {
+    let mut random = Random::new(seed ^ 0x6d72_7400);
+    (0..ATTRIBUTE_POOL)
+        .map(|_| {
+            let len = 1 + random.below(6) as usize;
+            // 4200000000-4200999999: private 4-octet ASNs, none of the labs'.
+            (0..len)
+                .map(|_| 4_200_000_000 + random.below(1_000_000))
+                .collect()
+        })
+        .collect()
+}
+
+/// The index in [`path_pool`] of the path `prefix` carries: chosen by the
+/// prefix, so that a repeat carries the same path.
+pub fn path_of(seed: u64, prefix: &Prefix) -> usize {
+    let mut by_prefix =
+        Random::new(seed ^ (u64::from(prefix.address) << 8 | u64::from(prefix.len)));
+    by_prefix.below(ATTRIBUTE_POOL as u32) as usize
 }
 
 /// Repeated records at the end of a file of `count` prefixes.

@@ -17,6 +17,13 @@
 //! del all` and the time until none is left. Memory per prefix is the
 //! receiver's daemons' RSS with N routes minus before the session, over N.
 //! The peer's RIB is loaded again before each receiver (not timed).
+//!
+//! With `--feeder replay` the peer is the harness's own ([`feeder`]): it
+//! takes the session the receiver opens and writes the same table as
+//! UPDATEs encoded beforehand, then the withdrawals, as fast as the
+//! receiver reads. Add is then timed from the session established as the
+//! peer saw it (exactly), withdraw from the first withdrawal sent; the
+//! rows go under scenario `bgp-replay`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,13 +35,27 @@ use wgd_tests::frr::Frr;
 use wgd_tests::gobgp::Gobgp;
 
 use super::{PROTO_BIRD, PROTO_FRR_BGP, PROTO_WGD};
+use crate::feeder::{self, Feeder};
 use crate::kernel::Counter;
 use crate::lab::{Link, Wgd, rss_bytes, time_until, tunnel, wait_for_handshake, write_private};
 use crate::prefixes;
 use crate::report::{Count, Report};
 use crate::{Common, check_interrupted, mrt, progress};
 
-const SCENARIO: &str = "bgp";
+/// Who sends the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FeederKind {
+    /// gobgpd, its RIB loaded from an MRT file.
+    Gobgpd,
+    /// The harness, replaying UPDATEs encoded before the session.
+    Replay,
+}
+
+/// The peer at work: gobgpd, or one replaying feeder per receiver.
+enum Peer {
+    Gobgp(Gobgp),
+    Replay(Vec<Feeder>),
+}
 const PEER_AS: u32 = 65002;
 /// How often the receiver's kernel is counted while routes arrive.
 const POLL: Duration = Duration::from_millis(100);
@@ -108,11 +129,16 @@ pub fn run(
     common: &Common,
     sizes: &[usize],
     wanted: &[String],
+    feeding: FeederKind,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    let scenario = match feeding {
+        FeederKind::Gobgpd => "bgp",
+        FeederKind::Replay => "bgp-replay",
+    };
     anyhow::ensure!(
-        installed("gobgpd") && installed("gobgp"),
-        "the bgp scenario needs gobgpd and gobgp (Debian package gobgpd)"
+        feeding == FeederKind::Replay || (installed("gobgpd") && installed("gobgp")),
+        "the bgp scenario needs gobgpd and gobgp (Debian package gobgpd), or --feeder replay"
     );
     let mut kinds = Vec::new();
     for name in wanted {
@@ -173,39 +199,67 @@ pub fn run(
     let peer_path = peer.dir().join("peer.toml");
     write_private(&peer_path, &peer_config)?;
     wgd.run(&peer, &["up", peer_path.to_str().context("a UTF-8 path")?])?;
-    let gobgp = Gobgp::start(&peer, &gobgp_config(&receivers))?;
+    let speaker = match feeding {
+        FeederKind::Gobgpd => Peer::Gobgp(Gobgp::start(&peer, &gobgp_config(&receivers))?),
+        FeederKind::Replay => Peer::Replay(
+            receivers
+                .iter()
+                .map(|receiver| {
+                    Feeder::listen(peer.name(), receiver.link.address_b().parse()?, PEER_AS)
+                })
+                .collect::<anyhow::Result<_>>()?,
+        ),
+    };
 
     for &size in sizes {
         let prefixes = prefixes::generate(common.seed, size);
         let mrt_path = peer.dir().join(format!("rib-{size}.mrt"));
-        mrt::write(
-            &mrt_path,
-            &prefixes,
-            "10.255.0.1".parse()?,
-            PEER_AS,
-            common.seed,
-        )?;
+        if let Peer::Gobgp(_) = speaker {
+            mrt::write(
+                &mrt_path,
+                &prefixes,
+                "10.255.0.1".parse()?,
+                PEER_AS,
+                common.seed,
+            )?;
+        }
         let mrt_path = mrt_path.to_str().context("a UTF-8 path")?.to_owned();
         let mut rows: Vec<Rows> = receivers.iter().map(|_| Rows::default()).collect();
         for run in 1..=common.runs {
-            for (receiver, rows) in receivers.iter().zip(&mut rows) {
+            for (index, (receiver, rows)) in receivers.iter().zip(&mut rows).enumerate() {
                 check_interrupted()?;
-                progress(format!(
-                    "bgp: {size} prefixes to {}, run {run}/{}: loading gobgpd",
-                    receiver.kind.name(),
-                    common.runs
-                ));
-                let started = Instant::now();
-                load(&gobgp, &mrt_path, size)?;
-                progress(format!(
-                    "bgp: gobgpd loaded in {:.1} s; measuring",
-                    started.elapsed().as_secs_f64()
-                ));
-                measure(wgd, &gobgp, receiver, size, rows).with_context(|| {
+                let measured = match &speaker {
+                    Peer::Gobgp(gobgp) => {
+                        progress(format!(
+                            "bgp: {size} prefixes to {}, run {run}/{}: loading gobgpd",
+                            receiver.kind.name(),
+                            common.runs
+                        ));
+                        let started = Instant::now();
+                        load(gobgp, &mrt_path, size)?;
+                        progress(format!(
+                            "bgp: gobgpd loaded in {:.1} s; measuring",
+                            started.elapsed().as_secs_f64()
+                        ));
+                        measure(wgd, gobgp, receiver, size, rows)
+                    }
+                    Peer::Replay(feeders) => {
+                        let next_hop = receiver.link.address_b().parse()?;
+                        let updates = feeder::encode(&prefixes, common.seed, PEER_AS, next_hop);
+                        progress(format!(
+                            "bgp: {size} prefixes to {} in {} UPDATEs, run {run}/{}",
+                            receiver.kind.name(),
+                            updates.announce.messages,
+                            common.runs
+                        ));
+                        measure_replay(wgd, &feeders[index], &updates, receiver, size, rows)
+                    }
+                };
+                measured.with_context(|| {
                     format!("{} receiving {size} prefixes", receiver.kind.name())
                 })?;
                 report.count(Count {
-                    scenario: SCENARIO.to_owned(),
+                    scenario: scenario.to_owned(),
                     contender: receiver.kind.name().to_owned(),
                     size,
                     run,
@@ -216,12 +270,28 @@ pub fn run(
         }
         for (receiver, rows) in receivers.iter().zip(rows) {
             let name = receiver.kind.name();
-            report.add(SCENARIO, name, "add", size, "s", rows.add);
-            report.add(SCENARIO, name, "withdraw", size, "s", rows.withdraw);
-            report.add(SCENARIO, name, "session up", size, "s", rows.established);
-            report.add(SCENARIO, name, "enable to all", size, "s", rows.total);
-            report.add(SCENARIO, name, "rss per prefix", size, "bytes", rows.rss);
+            report.add(scenario, name, "add", size, "s", rows.add);
+            report.add(scenario, name, "withdraw", size, "s", rows.withdraw);
+            report.add(scenario, name, "session up", size, "s", rows.established);
+            let total = match speaker {
+                Peer::Gobgp(_) => "enable to all",
+                Peer::Replay(_) => "start to all",
+            };
+            report.add(scenario, name, total, size, "s", rows.total);
+            report.add(scenario, name, "rss per prefix", size, "bytes", rows.rss);
         }
+    }
+    if let Peer::Replay(_) = speaker {
+        report.note(format!(
+            "bgp-replay: the peer is the harness's own, replaying UPDATEs encoded before the \
+             session; add is from the session established (the peer's KEEPALIVE received) to \
+             all routes in the receiver's kernel (counted every {} ms plus the dump's own \
+             time); withdraw from the first withdrawal sent to none left; session up is from \
+             the receiver's start to established, start to all both together",
+            POLL.as_millis()
+        ));
+        drop(receivers);
+        return Ok(());
     }
     report.note(format!(
         "bgp: add is from the session established (gobgpd's view, polled at 50 ms) to all \
@@ -232,7 +302,7 @@ pub fn run(
         POLL.as_millis()
     ));
     drop(receivers);
-    drop(gobgp);
+    drop(speaker);
     Ok(())
 }
 
@@ -395,18 +465,79 @@ fn measure(
     if result.is_ok() {
         return result;
     }
-    let said = match &running {
+    result.with_context(|| {
+        format!(
+            "kernel routes of the receiver: {:?}\ngobgpd:\n{}\nreceiver:\n{}",
+            receiver.counter.count(protocol),
+            gobgp.show(&neighbor),
+            said(&running)
+        )
+    })
+}
+
+/// What the receiver's daemons say about themselves, for an error.
+fn said(running: &Running) -> String {
+    match running {
         Running::Wgd(daemon) => super::fib::tail(&daemon.log()),
         Running::Bird(bird) => format!("{}\n{}", bird.protocols(), super::fib::tail(&bird.log())),
         Running::Frr(frr) => frr
             .vtysh(&["show bgp summary", "show ip route summary"])
             .unwrap_or_else(|error| format!("{error:#}")),
-    };
+    }
+}
+
+/// One run with the replaying peer: the receiver starts and opens the
+/// session; the table goes out, then its withdrawal.
+fn measure_replay(
+    wgd: &Wgd,
+    feeder: &Feeder,
+    updates: &feeder::Updates,
+    receiver: &Receiver,
+    size: usize,
+    rows: &mut Rows,
+) -> anyhow::Result<()> {
+    let protocol = receiver.kind.protocol();
+    let starting = Instant::now();
+    let running = start(wgd, receiver)?;
+    let before = rss(receiver)?;
+    let result = (|| -> anyhow::Result<()> {
+        let session = feeder.accept(Duration::from_secs(60))?;
+        let up = starting.elapsed();
+        let established = Instant::now();
+        let counted = || -> anyhow::Result<usize> {
+            let count = receiver.counter.count(protocol)?;
+            if let Some(end) = session.ended() {
+                anyhow::bail!("the receiver ended the session ({end}) with {count} routes in");
+            }
+            Ok(count)
+        };
+        session.send(&updates.announce)?;
+        let add = time_until(
+            established,
+            POLL,
+            deadline(size),
+            "all routes in the kernel",
+            || Ok(counted()? == size),
+        )?;
+        let after = rss(receiver)?;
+        let withdrawing = Instant::now();
+        session.send(&updates.withdraw)?;
+        let withdraw = time_until(withdrawing, POLL, deadline(size), "no route left", || {
+            Ok(counted()? == 0)
+        })?;
+        rows.add.push(add.as_secs_f64());
+        rows.withdraw.push(withdraw.as_secs_f64());
+        rows.established.push(up.as_secs_f64());
+        rows.total.push((up + add).as_secs_f64());
+        rows.rss
+            .push(after.saturating_sub(before) as f64 / size as f64);
+        Ok(())
+    })();
     result.with_context(|| {
         format!(
-            "kernel routes of the receiver: {:?}\ngobgpd:\n{}\nreceiver:\n{said}",
+            "kernel routes of the receiver: {:?}\nreceiver:\n{}",
             receiver.counter.count(protocol),
-            gobgp.show(&neighbor)
+            said(&running)
         )
     })
 }
