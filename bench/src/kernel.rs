@@ -1,6 +1,7 @@
 //! The harness's own view of a namespace's kernel, over raw rtnetlink: how
-//! many routes of a protocol the main table holds (a dump, counted), and
-//! the packed writer that is the machine's floor for installing routes.
+//! many routes of a protocol the main table holds (a dump, counted, or
+//! followed from route notifications: [`Watch`]), and the packed writer
+//! that is the machine's floor for installing routes.
 //!
 //! Each call runs on a short-lived thread that enters the namespace
 //! (`setns` changes only the calling thread), so the harness itself stays
@@ -8,9 +9,13 @@
 //! be the thinnest thing that can put a route in the kernel, with nothing
 //! of wgd's own code in it.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
@@ -35,6 +40,8 @@ const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_PRIORITY: u16 = 6;
 const RTA_TABLE: u16 = 15;
+/// The multicast group of IPv4 route changes.
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
 const RT_TABLE_MAIN: u8 = 254;
 const RTN_UNICAST: u8 = 1;
 const RT_SCOPE_UNIVERSE: u8 = 0;
@@ -155,6 +162,19 @@ fn route_oif(payload: &[u8]) -> Option<u32> {
 /// Routes of `protocol` in the main IPv4 table of the calling thread's
 /// namespace (through interface `oif` only, if given).
 fn count_here(socket: &Socket, protocol: u8, oif: Option<u32>) -> anyhow::Result<usize> {
+    let mut count = 0;
+    dump(socket, protocol, |payload| {
+        if oif.is_none_or(|oif| route_oif(payload) == Some(oif)) {
+            count += 1;
+        }
+    })?;
+    Ok(count)
+}
+
+/// Dumps the main IPv4 table and gives `visit` each route message of
+/// `protocol`; a dump the kernel flags as interrupted is read again (and
+/// `visit` sees its routes again).
+fn dump(socket: &Socket, protocol: u8, mut visit: impl FnMut(&[u8])) -> anyhow::Result<()> {
     'again: for _ in 0..5 {
         let mut request = Vec::with_capacity(64);
         let start = begin(&mut request, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1);
@@ -167,7 +187,6 @@ fn count_here(socket: &Socket, protocol: u8, oif: Option<u32>) -> anyhow::Result
         end(&mut request, start);
         socket.send(&request, 0).context("netlink send")?;
         let mut buffer = Vec::with_capacity(RECEIVE_BYTES);
-        let mut count = 0;
         let mut interrupted = false;
         loop {
             let len = receive(socket, &mut buffer, 0).context("netlink receive")?;
@@ -175,13 +194,13 @@ fn count_here(socket: &Socket, protocol: u8, oif: Option<u32>) -> anyhow::Result
                 interrupted |= flags & NLM_F_DUMP_INTR != 0;
                 match kind {
                     NLMSG_DONE if interrupted => continue 'again,
-                    NLMSG_DONE => return Ok(count),
+                    NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
                         let errno = payload
                             .get(..4)
                             .map_or(0, |b| i32::from_ne_bytes(b.try_into().unwrap_or_default()));
                         if errno == 0 {
-                            return Ok(count);
+                            return Ok(());
                         }
                         bail!("route dump: {}", io::Error::from_raw_os_error(-errno));
                     }
@@ -191,10 +210,9 @@ fn count_here(socket: &Socket, protocol: u8, oif: Option<u32>) -> anyhow::Result
                         if payload.len() >= 12
                             && payload[0] == AF_INET
                             && payload[4] == RT_TABLE_MAIN
-                            && payload[5] == protocol
-                            && oif.is_none_or(|oif| route_oif(payload) == Some(oif)) =>
+                            && payload[5] == protocol =>
                     {
-                        count += 1;
+                        visit(payload);
                     }
                     _ => {}
                 }
@@ -202,6 +220,223 @@ fn count_here(socket: &Socket, protocol: u8, oif: Option<u32>) -> anyhow::Result
         }
     }
     bail!("the route table kept changing while it was read")
+}
+
+/// A protocol's routes in a namespace's main IPv4 table, followed from the
+/// kernel's route notifications on a thread of its own, so that waiting
+/// for a count costs no dump per look: a dump of a million routes takes a
+/// core a third of a second, which polling would take from the daemons
+/// being measured. Notifications lost to a full socket buffer (`ENOBUFS`)
+/// cost one dump to catch up.
+#[derive(Debug)]
+pub struct Watch {
+    seen: Arc<(Mutex<Seen>, Condvar)>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    count: usize,
+    /// When the count last changed (as the watching thread read it).
+    changed: Instant,
+    failed: Option<String>,
+}
+
+impl Watch {
+    pub fn new(namespace: &str, protocol: u8) -> anyhow::Result<Self> {
+        let seen = Arc::new((
+            Mutex::new(Seen {
+                count: 0,
+                changed: Instant::now(),
+                failed: None,
+            }),
+            Condvar::new(),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let path = format!("/var/run/netns/{namespace}");
+        let (ready, started) = std::sync::mpsc::channel();
+        let (shared, stopping) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let opened = File::open(&path)
+                .with_context(|| format!("opening {path}"))
+                .and_then(|file| {
+                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .with_context(|| format!("entering {path}"))
+                })
+                .and_then(|()| Ok((subscribe()?, open_socket()?)));
+            let (notices, dumps) = match opened {
+                Ok(sockets) => sockets,
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            if let Err(error) = follow(&notices, &dumps, protocol, &shared, &stopping) {
+                let (seen, wake) = &*shared;
+                seen.lock().unwrap_or_else(PoisonError::into_inner).failed =
+                    Some(format!("{error:#}"));
+                wake.notify_all();
+            }
+        });
+        started
+            .recv()
+            .context("the watching thread did not start")??;
+        Ok(Watch {
+            seen,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits until `condition` holds for the count (it is asked again at
+    /// each change, and every 200 ms), at most `deadline` after `since`;
+    /// returns the time from `since` to the change that made it hold.
+    pub fn until(
+        &self,
+        since: Instant,
+        deadline: Duration,
+        what: &str,
+        mut condition: impl FnMut(usize) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<Duration> {
+        let (lock, wake) = &*self.seen;
+        let mut seen = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            crate::check_interrupted()?;
+            if let Some(failed) = &seen.failed {
+                bail!("watching the routes: {failed}");
+            }
+            if condition(seen.count)? {
+                return Ok(seen.changed.saturating_duration_since(since));
+            }
+            if since.elapsed() > deadline {
+                bail!(
+                    "timed out after {deadline:?} waiting for {what} ({} routes)",
+                    seen.count
+                );
+            }
+            seen = wake
+                .wait_timeout(seen, Duration::from_millis(200))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A socket on the IPv4 route group, with a buffer for a burst of a
+/// million changes and a receive timeout (so that its thread can stop).
+fn subscribe() -> anyhow::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_ROUTE).context("netlink socket")?;
+    socket.bind_auto().context("netlink bind")?;
+    socket
+        .add_membership(RTNLGRP_IPV4_ROUTE)
+        .context("joining the IPv4 route group")?;
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &(1 << 30))
+        .context("SO_RCVBUFFORCE")?;
+    nix::sys::socket::setsockopt(
+        &socket,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(0, 200_000),
+    )
+    .context("SO_RCVTIMEO")?;
+    Ok(socket)
+}
+
+/// Reads route notifications into the set of `protocol`'s prefixes until
+/// told to stop; dumps the table at the start and after lost messages.
+fn follow(
+    notices: &Socket,
+    dumps: &Socket,
+    protocol: u8,
+    shared: &(Mutex<Seen>, Condvar),
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let mut prefixes = dump_prefixes(dumps, protocol)?;
+    let (lock, wake) = shared;
+    let publish = |count: usize| {
+        let mut seen = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.count != count {
+            seen.count = count;
+            seen.changed = Instant::now();
+            wake.notify_all();
+        }
+    };
+    publish(prefixes.len());
+    let mut buffer = Vec::with_capacity(RECEIVE_BYTES);
+    while !stop.load(Ordering::SeqCst) {
+        match receive(notices, &mut buffer, 0) {
+            Ok(len) => {
+                for (kind, _, _, payload) in messages(&buffer[..len]) {
+                    let Some(prefix) = route_prefix(payload, protocol) else {
+                        continue;
+                    };
+                    match kind {
+                        RTM_NEWROUTE => prefixes.insert(prefix),
+                        RTM_DELROUTE => prefixes.remove(&prefix),
+                        _ => false,
+                    };
+                }
+                publish(prefixes.len());
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                prefixes = dump_prefixes(dumps, protocol)?;
+                publish(prefixes.len());
+            }
+            Err(error) => return Err(error).context("reading route notifications"),
+        }
+    }
+    Ok(())
+}
+
+/// (address, length) of an IPv4 route of `protocol` in the main table.
+fn route_prefix(payload: &[u8], protocol: u8) -> Option<(u32, u8)> {
+    if payload.len() < 12
+        || payload[0] != AF_INET
+        || payload[4] != RT_TABLE_MAIN
+        || payload[5] != protocol
+    {
+        return None;
+    }
+    let mut rest = payload.get(12..)?;
+    while rest.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+        let kind = u16::from_ne_bytes([rest[2], rest[3]]);
+        if len < 4 || len > rest.len() {
+            return None;
+        }
+        if kind == RTA_DST && len >= 8 {
+            return Some((u32::from_be_bytes(rest[4..8].try_into().ok()?), payload[1]));
+        }
+        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+    }
+    // The default route has no destination attribute.
+    Some((0, payload[1]))
+}
+
+/// The prefixes of `protocol` in the main IPv4 table, by one dump.
+fn dump_prefixes(socket: &Socket, protocol: u8) -> anyhow::Result<HashSet<(u32, u8)>> {
+    let mut prefixes = HashSet::new();
+    dump(socket, protocol, |payload| {
+        if let Some(prefix) = route_prefix(payload, protocol) {
+            prefixes.insert(prefix);
+        }
+    })?;
+    Ok(prefixes)
 }
 
 /// (protocol, outgoing interface, where the answer goes).

@@ -36,7 +36,7 @@ use wgd_tests::gobgp::Gobgp;
 
 use super::{PROTO_BIRD, PROTO_FRR_BGP, PROTO_WGD};
 use crate::feeder::{self, Feeder};
-use crate::kernel::Counter;
+use crate::kernel::{Counter, Watch};
 use crate::lab::{Link, Wgd, rss_bytes, time_until, tunnel, wait_for_handshake, write_private};
 use crate::prefixes;
 use crate::report::{Count, Report};
@@ -57,8 +57,6 @@ enum Peer {
     Replay(Vec<Feeder>),
 }
 const PEER_AS: u32 = 65002;
-/// How often the receiver's kernel is counted while routes arrive.
-const POLL: Duration = Duration::from_millis(100);
 /// Longest wait for the routes to arrive or leave: a minute, and a
 /// minute more per 10,000 prefixes.
 fn deadline(size: usize) -> Duration {
@@ -282,25 +280,25 @@ pub fn run(
         }
     }
     if let Peer::Replay(_) = speaker {
-        report.note(format!(
+        report.note(
             "bgp-replay: the peer is the harness's own, replaying UPDATEs encoded before the \
              session; add is from the session established (the peer's KEEPALIVE received) to \
-             all routes in the receiver's kernel (counted every {} ms plus the dump's own \
-             time); withdraw from the first withdrawal sent to none left; session up is from \
-             the receiver's start to established, start to all both together",
-            POLL.as_millis()
-        ));
+             the route notification that made all routes present in the receiver's kernel; \
+             withdraw from the first withdrawal sent to the one that left none; session up is \
+             from the receiver's start to established, start to all both together"
+                .to_owned(),
+        );
         drop(receivers);
         return Ok(());
     }
-    report.note(format!(
-        "bgp: add is from the session established (gobgpd's view, polled at 50 ms) to all \
-         routes in the receiver's kernel (counted every {} ms plus the dump's own time); \
-         withdraw from `gobgp global rib del all` to none left; session up is from enabling \
-         the neighbor, and enable to all is both together (gobgpd with a large RIB reports the \
-         session late, so add alone can miss routes that arrived before)",
-        POLL.as_millis()
-    ));
+    report.note(
+        "bgp: add is from the session established (gobgpd's view, polled at 50 ms) to the \
+         route notification that made all routes present in the receiver's kernel; withdraw \
+         from `gobgp global rib del all` to the one that left none; session up is from \
+         enabling the neighbor, and enable to all is both together (gobgpd with a large RIB \
+         reports the session late, so add alone can miss routes that arrived before)"
+            .to_owned(),
+    );
     drop(receivers);
     drop(speaker);
     Ok(())
@@ -501,30 +499,30 @@ fn measure_replay(
     let running = start(wgd, receiver)?;
     let before = rss(receiver)?;
     let result = (|| -> anyhow::Result<()> {
+        let watch = Watch::new(receiver.namespace.name(), protocol)?;
         let session = feeder.accept(Duration::from_secs(60))?;
         let up = starting.elapsed();
         let established = Instant::now();
-        let counted = || -> anyhow::Result<usize> {
-            let count = receiver.counter.count(protocol)?;
-            if let Some(end) = session.ended() {
-                anyhow::bail!("the receiver ended the session ({end}) with {count} routes in");
+        let reached = |target: usize| {
+            let session = &session;
+            move |count: usize| -> anyhow::Result<bool> {
+                if let Some(end) = session.ended() {
+                    anyhow::bail!("the receiver ended the session ({end}) with {count} routes in");
+                }
+                Ok(count == target)
             }
-            Ok(count)
         };
         session.send(&updates.announce)?;
-        let add = time_until(
+        let add = watch.until(
             established,
-            POLL,
             deadline(size),
             "all routes in the kernel",
-            || Ok(counted()? == size),
+            reached(size),
         )?;
         let after = rss(receiver)?;
         let withdrawing = Instant::now();
         session.send(&updates.withdraw)?;
-        let withdraw = time_until(withdrawing, POLL, deadline(size), "no route left", || {
-            Ok(counted()? == 0)
-        })?;
+        let withdraw = watch.until(withdrawing, deadline(size), "no route left", reached(0))?;
         rows.add.push(add.as_secs_f64());
         rows.withdraw.push(withdraw.as_secs_f64());
         rows.established.push(up.as_secs_f64());
@@ -552,6 +550,7 @@ fn measure_running(
     let protocol = receiver.kind.protocol();
     let neighbor = receiver.link.address_a();
     let before = rss(receiver)?;
+    let watch = Watch::new(receiver.namespace.name(), protocol)?;
 
     let enabled = Instant::now();
     gobgp.cli(&["neighbor", &neighbor, "enable"])?;
@@ -563,19 +562,18 @@ fn measure_running(
         || Ok(gobgp.established(&neighbor)),
     )?;
     let established = Instant::now();
-    let add = time_until(
+    let add = watch.until(
         established,
-        POLL,
         deadline(size),
         "all routes in the kernel",
-        || Ok(receiver.counter.count(protocol)? == size),
+        |count| Ok(count == size),
     )?;
     let after = rss(receiver)?;
 
     let withdrawing = Instant::now();
     gobgp.cli(&["global", "rib", "-a", "ipv4", "del", "all"])?;
-    let withdraw = time_until(withdrawing, POLL, deadline(size), "no route left", || {
-        Ok(receiver.counter.count(protocol)? == 0)
+    let withdraw = watch.until(withdrawing, deadline(size), "no route left", |count| {
+        Ok(count == 0)
     })?;
     gobgp.cli(&["neighbor", &neighbor, "disable"])?;
     let _ = running;
