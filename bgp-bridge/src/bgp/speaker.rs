@@ -276,7 +276,7 @@ struct Core {
     rib: LocRib,
     view: TunnelView,
     /// Which bridge owner carries each prefix now.
-    fed: HashMap<IpNet, IpAddr>,
+    fed: HashMap<IpNet, IpAddr, foldhash::fast::FixedState>,
     next_connection: u64,
     /// Read for the networks to originate.
     kernel: crate::fib::KernelFib,
@@ -285,7 +285,7 @@ struct Core {
     /// Best-path changes not given to the bridge yet: the latest one per
     /// prefix, in the order the prefixes first changed.
     pending: Vec<BestChange>,
-    pending_index: HashMap<IpNet, usize>,
+    pending_index: HashMap<IpNet, usize, foldhash::fast::FixedState>,
     /// When the oldest pending change came.
     pending_since: Option<Instant>,
     /// Batches given to the bridge, with their results to come.
@@ -368,12 +368,12 @@ impl Core {
             peers,
             rib,
             view: TunnelView::default(),
-            fed: HashMap::new(),
+            fed: HashMap::default(),
             next_connection: 1,
             kernel,
             present: Vec::new(),
             pending: Vec::new(),
-            pending_index: HashMap::new(),
+            pending_index: HashMap::default(),
             pending_since: None,
             in_flight: VecDeque::new(),
         })
@@ -847,18 +847,21 @@ impl Core {
                     tracing::warn!(neighbor = %address, %problem, "UPDATE error handled (RFC 7606)");
                 }
                 let limit = self.peers.get(&address)?.config.prefix_limit;
-                let added = update
-                    .announced
-                    .iter()
-                    .filter(|(prefix, _)| !self.rib.has_received(address, prefix))
-                    .count();
-                let removed = update
-                    .withdrawn
-                    .iter()
-                    .filter(|prefix| self.rib.has_received(address, prefix))
-                    .count();
-                let received = (self.rib.received(address) + added).saturating_sub(removed);
-                if limit > 0 && received > limit as usize {
+                // Counted only under a limit: two lookups per prefix.
+                let over_limit = limit > 0 && {
+                    let added = update
+                        .announced
+                        .iter()
+                        .filter(|(prefix, _)| !self.rib.has_received(address, prefix))
+                        .count();
+                    let removed = update
+                        .withdrawn
+                        .iter()
+                        .filter(|prefix| self.rib.has_received(address, prefix))
+                        .count();
+                    (self.rib.received(address) + added).saturating_sub(removed) > limit as usize
+                };
+                if over_limit {
                     tracing::warn!(neighbor = %address, limit, "prefix limit exceeded: session reset");
                     let peer = self.peers.get_mut(&address)?;
                     // Cease / Maximum Number of Prefixes Reached (RFC 4486).
@@ -909,7 +912,7 @@ impl Core {
         let mut updates = Vec::new();
         for (prefix, owner_address) in &self.fed {
             if *owner_address == address
-                && let Some(spec) = self.route_spec(*prefix)
+                && let Some(spec) = self.route_spec(*prefix, self.rib.best(prefix))
             {
                 updates.push(BridgeUpdate::Offer(spec));
             }
@@ -1052,8 +1055,7 @@ impl Core {
 
     /// The bridge's view of a prefix's best paths: their nexthops, under
     /// the owner of the first neighbor path; local networks are not fed.
-    fn route_spec(&self, prefix: IpNet) -> Option<RouteSpec> {
-        let paths = self.rib.best(&prefix);
+    fn route_spec(&self, prefix: IpNet, paths: &[decision::Path]) -> Option<RouteSpec> {
         let first = paths.iter().find_map(|path| match path.source {
             Source::Neighbor(address) => Some(address),
             Source::Local => None,
@@ -1094,7 +1096,8 @@ impl Core {
         let mut offers: BTreeMap<IpAddr, Vec<BridgeUpdate>> = BTreeMap::new();
         let mut withdrawals: BTreeMap<IpAddr, Vec<BridgeUpdate>> = BTreeMap::new();
         for change in &changes {
-            let spec = self.route_spec(change.prefix);
+            // The change carries the best paths: no lookup of them.
+            let spec = self.route_spec(change.prefix, &change.paths);
             let new_owner = spec.as_ref().and_then(|_| {
                 change.paths.iter().find_map(|path| match path.source {
                     Source::Neighbor(address) => Some(address),
