@@ -234,6 +234,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// A full table is a million small allocations made on one thread (the
+/// speaker) and freed on another (the bridge): glibc's malloc spent a
+/// third of the bridge thread's time consolidating them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
