@@ -1202,7 +1202,7 @@ fn coalesce(ops: Vec<FibOp>) -> Vec<FibOp> {
         return ops;
     }
     let mut order: Vec<IpNet> = Vec::with_capacity(ops.len());
-    let mut last: std::collections::HashMap<IpNet, (bool, FibOp), foldhash::fast::FixedState> =
+    let mut last: std::collections::HashMap<IpNet, (bool, FibOp), foldhash::fast::RandomState> =
         std::collections::HashMap::with_capacity_and_hasher(ops.len(), Default::default());
     for op in ops {
         let prefix = op.prefix();

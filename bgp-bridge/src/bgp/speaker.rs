@@ -276,7 +276,7 @@ struct Core {
     rib: LocRib,
     view: TunnelView,
     /// Which bridge owner carries each prefix now.
-    fed: HashMap<IpNet, IpAddr, foldhash::fast::FixedState>,
+    fed: HashMap<IpNet, IpAddr, foldhash::fast::RandomState>,
     next_connection: u64,
     /// Read for the networks to originate.
     kernel: crate::fib::KernelFib,
@@ -285,7 +285,7 @@ struct Core {
     /// Best-path changes not given to the bridge yet: the latest one per
     /// prefix, in the order the prefixes first changed.
     pending: Vec<BestChange>,
-    pending_index: HashMap<IpNet, usize, foldhash::fast::FixedState>,
+    pending_index: HashMap<IpNet, usize, foldhash::fast::RandomState>,
     /// When the oldest pending change came.
     pending_since: Option<Instant>,
     /// Batches given to the bridge, with their results to come.
