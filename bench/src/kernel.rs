@@ -59,16 +59,48 @@ pub fn in_namespace<T: Send + 'static>(
     namespace: &str,
     work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
-    let path = format!("/var/run/netns/{namespace}");
+    let namespace = namespace.to_owned();
     let handle = std::thread::spawn(move || -> anyhow::Result<T> {
-        let file = File::open(&path).with_context(|| format!("opening {path}"))?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .with_context(|| format!("entering {path}"))?;
+        enter(&namespace)?;
         work()
     });
     handle
         .join()
         .map_err(|_| anyhow::anyhow!("the netlink thread panicked"))?
+}
+
+/// Moves the calling thread into network namespace `namespace`.
+fn enter(namespace: &str) -> anyhow::Result<()> {
+    let path = format!("/var/run/netns/{namespace}");
+    let file = File::open(&path).with_context(|| format!("opening {path}"))?;
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("entering {path}"))
+}
+
+/// Starts a thread inside namespace `namespace` that runs `open` there,
+/// then `work` with what it opened; returns once `open` has succeeded,
+/// or with its error.
+fn spawn_in<S: 'static>(
+    namespace: &str,
+    what: &str,
+    open: impl FnOnce() -> anyhow::Result<S> + Send + 'static,
+    work: impl FnOnce(S) + Send + 'static,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let namespace = namespace.to_owned();
+    let (ready, started) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || match enter(&namespace).and_then(|()| open()) {
+        Ok(opened) => {
+            let _ = ready.send(Ok(()));
+            work(opened);
+        }
+        Err(error) => {
+            let _ = ready.send(Err(error));
+        }
+    });
+    started
+        .recv()
+        .with_context(|| format!("the {what} thread did not start"))??;
+    Ok(thread)
 }
 
 /// A NETLINK_ROUTE socket opened in the calling thread's namespace.
@@ -142,8 +174,8 @@ fn receive(socket: &Socket, buffer: &mut Vec<u8>, flags: libc::c_int) -> io::Res
     }
 }
 
-/// The outgoing interface of a route message (`RTA_OIF`), if it has one.
-fn route_oif(payload: &[u8]) -> Option<u32> {
+/// The value of attribute `wanted` of a route message, if it has one.
+fn route_attribute(payload: &[u8], wanted: u16) -> Option<&[u8]> {
     let mut rest = payload.get(12..)?;
     while rest.len() >= 4 {
         let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
@@ -151,12 +183,22 @@ fn route_oif(payload: &[u8]) -> Option<u32> {
         if len < 4 || len > rest.len() {
             return None;
         }
-        if kind == RTA_OIF && len >= 8 {
-            return Some(u32::from_ne_bytes(rest[4..8].try_into().ok()?));
+        if kind == wanted {
+            return Some(&rest[4..len]);
         }
         rest = &rest[len.next_multiple_of(4).min(rest.len())..];
     }
     None
+}
+
+/// The outgoing interface of a route message (`RTA_OIF`), if it has one.
+fn route_oif(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(
+        route_attribute(payload, RTA_OIF)?
+            .get(..4)?
+            .try_into()
+            .ok()?,
+    ))
 }
 
 /// Routes of `protocol` in the main IPv4 table of the calling thread's
@@ -254,35 +296,20 @@ impl Watch {
             Condvar::new(),
         ));
         let stop = Arc::new(AtomicBool::new(false));
-        let path = format!("/var/run/netns/{namespace}");
-        let (ready, started) = std::sync::mpsc::channel();
         let (shared, stopping) = (seen.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let opened = File::open(&path)
-                .with_context(|| format!("opening {path}"))
-                .and_then(|file| {
-                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .with_context(|| format!("entering {path}"))
-                })
-                .and_then(|()| Ok((subscribe()?, open_socket()?)));
-            let (notices, dumps) = match opened {
-                Ok(sockets) => sockets,
-                Err(error) => {
-                    let _ = ready.send(Err(error));
-                    return;
+        let thread = spawn_in(
+            namespace,
+            "watching",
+            || Ok((subscribe()?, open_socket()?)),
+            move |(notices, dumps)| {
+                if let Err(error) = follow(&notices, &dumps, protocol, &shared, &stopping) {
+                    let (seen, wake) = &*shared;
+                    seen.lock().unwrap_or_else(PoisonError::into_inner).failed =
+                        Some(format!("{error:#}"));
+                    wake.notify_all();
                 }
-            };
-            let _ = ready.send(Ok(()));
-            if let Err(error) = follow(&notices, &dumps, protocol, &shared, &stopping) {
-                let (seen, wake) = &*shared;
-                seen.lock().unwrap_or_else(PoisonError::into_inner).failed =
-                    Some(format!("{error:#}"));
-                wake.notify_all();
-            }
-        });
-        started
-            .recv()
-            .context("the watching thread did not start")??;
+            },
+        )?;
         Ok(Watch {
             seen,
             stop,
@@ -412,20 +439,12 @@ fn route_prefix(payload: &[u8], protocol: u8) -> Option<(u32, u8)> {
     {
         return None;
     }
-    let mut rest = payload.get(12..)?;
-    while rest.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
-        let kind = u16::from_ne_bytes([rest[2], rest[3]]);
-        if len < 4 || len > rest.len() {
-            return None;
-        }
-        if kind == RTA_DST && len >= 8 {
-            return Some((u32::from_be_bytes(rest[4..8].try_into().ok()?), payload[1]));
-        }
-        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
-    }
     // The default route has no destination attribute.
-    Some((0, payload[1]))
+    let address = match route_attribute(payload, RTA_DST) {
+        Some(value) => u32::from_be_bytes(value.get(..4)?.try_into().ok()?),
+        None => 0,
+    };
+    Some((address, payload[1]))
 }
 
 /// The prefixes of `protocol` in the main IPv4 table, by one dump.
@@ -456,33 +475,11 @@ pub struct Counter {
 impl Counter {
     pub fn new(namespace: &str) -> anyhow::Result<Self> {
         let (requests, incoming) = std::sync::mpsc::channel::<Request>();
-        let path = format!("/var/run/netns/{namespace}");
-        let (ready, started) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let socket = File::open(&path)
-                .with_context(|| format!("opening {path}"))
-                .and_then(|file| {
-                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .with_context(|| format!("entering {path}"))
-                })
-                .and_then(|()| open_socket());
-            let socket = match socket {
-                Ok(socket) => {
-                    let _ = ready.send(Ok(()));
-                    socket
-                }
-                Err(error) => {
-                    let _ = ready.send(Err(error));
-                    return;
-                }
-            };
+        spawn_in(namespace, "counting", open_socket, move |socket| {
             for (protocol, oif, reply) in incoming {
                 let _ = reply.send(count_here(&socket, protocol, oif));
             }
-        });
-        started
-            .recv()
-            .context("the counting thread did not start")??;
+        })?;
         Ok(Self { requests })
     }
 

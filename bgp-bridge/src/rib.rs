@@ -174,26 +174,33 @@ enum Resolution {
 
 #[derive(Debug, Default)]
 pub struct Rib {
-    config: RibConfig,
-    view: TunnelView,
     slots: BTreeMap<IpNet, Slot>,
+    /// What choosing a route needs besides its slot, apart from the slots
+    /// so that a slot can be changed while its routes are chosen.
+    context: Context,
     /// Routes per owner (for the prefix limit), and how many of them are
     /// stale (kept from before; they do not count against the limit).
     counts: BTreeMap<Owner, u32>,
     stale: BTreeMap<Owner, u32>,
     /// Registered nexthops per owner, with what they were last told.
     registered: BTreeMap<Owner, BTreeMap<IpAddr, NexthopEvent>>,
+    /// Every distinct set of nexthops owners give, once (see [`intern`]).
+    spec_sets: HashSet<Arc<[NexthopSpec]>>,
+}
+
+#[derive(Debug, Default)]
+struct Context {
+    config: RibConfig,
+    view: TunnelView,
     /// The prefixes the bridge put in a multi-peer tunnel's peer's
     /// AllowedIPs, by (tunnel, peer public key).
     allowed: BTreeMap<(String, String), BTreeSet<IpNet>>,
     /// Every distinct set of installed nexthops, once: a full table through
     /// a few tunnels has a handful, not one copy per route.
     nexthop_sets: HashSet<Arc<[FibNexthop]>>,
-    /// The same for the nexthops owners give.
-    spec_sets: HashSet<Arc<[NexthopSpec]>>,
 }
 
-impl Rib {
+impl Context {
     fn resolver(&self) -> Resolver<'_> {
         Resolver {
             view: &self.view,
@@ -201,23 +208,56 @@ impl Rib {
         }
     }
 
+    /// Chooses the prefix's route again in its slot (see [`Rib::reselect`]);
+    /// whether the slot is left empty, to be removed.
+    fn reselect(
+        &mut self,
+        prefix: IpNet,
+        slot: &mut Slot,
+        sweeping: bool,
+        changes: &mut Changes,
+    ) -> bool {
+        let resolver = Resolver {
+            view: &self.view,
+            config: &self.config,
+        };
+        reselect_slot(
+            &resolver,
+            &mut self.nexthop_sets,
+            &mut self.allowed,
+            prefix,
+            slot,
+            sweeping,
+            changes,
+        )
+    }
+}
+
+impl Rib {
+    fn resolver(&self) -> Resolver<'_> {
+        self.context.resolver()
+    }
+
     pub fn new(config: RibConfig) -> Self {
         Self {
-            config,
+            context: Context {
+                config,
+                ..Context::default()
+            },
             ..Self::default()
         }
     }
 
     pub fn set_config(&mut self, config: RibConfig) {
-        self.config = config;
+        self.context.config = config;
     }
 
     pub fn config(&self) -> &RibConfig {
-        &self.config
+        &self.context.config
     }
 
     pub fn tunnels(&self) -> &TunnelView {
-        &self.view
+        &self.context.view
     }
 
     /// An owner's route for a prefix, added or replacing the owner's
@@ -259,24 +299,14 @@ impl Rib {
         }
         // One lookup of the slot for the whole offer (a full table is a
         // million of them).
-        let resolver = Resolver {
-            view: &self.view,
-            config: &self.config,
-        };
-        reselect_slot(
-            &resolver,
-            &mut self.nexthop_sets,
-            &mut self.allowed,
-            prefix,
-            slot,
-            false,
-            changes,
-        );
+        self.context.reselect(prefix, slot, false, changes);
         slot.candidates
             .iter()
             .find(|candidate| &candidate.owner == owner)
             .map_or(RouteStatus::Withdrawn, |candidate| {
-                resolver.candidate_status(&prefix, slot, candidate)
+                self.context
+                    .resolver()
+                    .candidate_status(&prefix, slot, candidate)
             })
     }
 
@@ -295,7 +325,7 @@ impl Rib {
         if let Some(tunnel) = self.resolver().endpoint_host_route(&spec.prefix) {
             return Err(Refusal::EndpointHostRoute { tunnel });
         }
-        let limit = self.config.limit_of(owner);
+        let limit = self.context.config.limit_of(owner);
         if limit > 0 {
             let live = self
                 .counts
@@ -335,19 +365,7 @@ impl Rib {
         if let Some(count) = self.counts.get_mut(owner) {
             *count = count.saturating_sub(1);
         }
-        let resolver = Resolver {
-            view: &self.view,
-            config: &self.config,
-        };
-        let empty = reselect_slot(
-            &resolver,
-            &mut self.nexthop_sets,
-            &mut self.allowed,
-            prefix,
-            slot,
-            false,
-            changes,
-        );
+        let empty = self.context.reselect(prefix, slot, false, changes);
         if empty {
             self.slots.remove(&prefix);
         }
@@ -412,11 +430,11 @@ impl Rib {
         nexthops.sort();
         let installed = Some(Installed {
             owner: None,
-            nexthops: intern(&mut self.nexthop_sets, nexthops),
+            nexthops: intern(&mut self.context.nexthop_sets, nexthops),
         });
         // The device still has the AllowedIPs the previous run gave it.
         note_allowed(
-            &mut self.allowed,
+            &mut self.context.allowed,
             prefix,
             &[],
             &installed,
@@ -428,6 +446,7 @@ impl Rib {
     /// Names the tunnel and peer of an adopted nexthop from the view.
     fn locate(&self, mut nexthop: FibNexthop) -> FibNexthop {
         if let Some(tunnel) = self
+            .context
             .view
             .tunnels
             .iter()
@@ -476,10 +495,10 @@ impl Rib {
     /// registered nexthops whose reachability changed are reported.
     /// Returns whether the view changed.
     pub fn set_tunnels(&mut self, view: TunnelView, changes: &mut Changes) -> bool {
-        if view == self.view {
+        if view == self.context.view {
             return false;
         }
-        self.view = view;
+        self.context.view = view;
         let prefixes: Vec<IpNet> = self.slots.keys().copied().collect();
         for prefix in prefixes {
             self.reselect(prefix, false, changes);
@@ -562,7 +581,7 @@ impl Rib {
             .map(|installed| installed.nexthops.to_vec())
             .unwrap_or_default();
         note_allowed(
-            &mut self.allowed,
+            &mut self.context.allowed,
             prefix,
             &nexthops,
             &None,
@@ -600,7 +619,7 @@ impl Rib {
     /// that the tunnel's own packets do not go into a tunnel.
     pub fn covered_endpoints(&self) -> BTreeSet<IpAddr> {
         let mut covered = BTreeSet::new();
-        for tunnel in &self.view.tunnels {
+        for tunnel in &self.context.view.tunnels {
             for peer in &tunnel.peers {
                 let Some(endpoint) = peer.endpoint.map(|e| e.ip()) else {
                     continue;
@@ -624,7 +643,7 @@ impl Rib {
     /// The prefixes the bridge put in each multi-peer tunnel peer's
     /// AllowedIPs, by (tunnel, peer public key).
     pub fn allowed_ips(&self) -> &BTreeMap<(String, String), BTreeSet<IpNet>> {
-        &self.allowed
+        &self.context.allowed
     }
 
     /// Whether wgd believes it has a kernel route for the prefix.
@@ -802,19 +821,7 @@ impl Rib {
         let Some(slot) = self.slots.get_mut(&prefix) else {
             return;
         };
-        let resolver = Resolver {
-            view: &self.view,
-            config: &self.config,
-        };
-        let empty = reselect_slot(
-            &resolver,
-            &mut self.nexthop_sets,
-            &mut self.allowed,
-            prefix,
-            slot,
-            sweeping,
-            changes,
-        );
+        let empty = self.context.reselect(prefix, slot, sweeping, changes);
         if empty {
             self.slots.remove(&prefix);
         }

@@ -239,7 +239,7 @@ pub fn run(
                             "bgp: gobgpd loaded in {:.1} s; measuring",
                             started.elapsed().as_secs_f64()
                         ));
-                        measure(wgd, gobgp, receiver, size, rows)
+                        measure(wgd, Feeding::Gobgp(gobgp), receiver, size, rows)
                     }
                     Peer::Replay(feeders) => {
                         let next_hop = receiver.link.address_b().parse()?;
@@ -250,7 +250,13 @@ pub fn run(
                             updates.announce.messages,
                             common.runs
                         ));
-                        measure_replay(wgd, &feeders[index], &updates, receiver, size, rows)
+                        measure(
+                            wgd,
+                            Feeding::Replay(&feeders[index], &updates),
+                            receiver,
+                            size,
+                            rows,
+                        )
                     }
                 };
                 measured.with_context(|| {
@@ -449,25 +455,35 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
     })
 }
 
+/// Who sends the table in one run.
+#[derive(Clone, Copy)]
+enum Feeding<'a> {
+    Gobgp(&'a Gobgp),
+    Replay(&'a Feeder, &'a feeder::Updates),
+}
+
+/// One run: the receiver starts, the peer brings the session up and sends
+/// the table, then withdraws it.
 fn measure(
     wgd: &Wgd,
-    gobgp: &Gobgp,
+    feeding: Feeding<'_>,
     receiver: &Receiver,
     size: usize,
     rows: &mut Rows,
 ) -> anyhow::Result<()> {
-    let protocol = receiver.kind.protocol();
-    let neighbor = receiver.link.address_a();
+    let starting = Instant::now();
     let running = start(wgd, receiver)?;
-    let result = measure_running(gobgp, receiver, &running, size, rows);
-    if result.is_ok() {
-        return result;
-    }
+    let result = measure_running(feeding, receiver, starting, size, rows);
     result.with_context(|| {
+        let peer = match feeding {
+            Feeding::Gobgp(gobgp) => {
+                format!("\ngobgpd:\n{}", gobgp.show(&receiver.link.address_a()))
+            }
+            Feeding::Replay(..) => String::new(),
+        };
         format!(
-            "kernel routes of the receiver: {:?}\ngobgpd:\n{}\nreceiver:\n{}",
-            receiver.counter.count(protocol),
-            gobgp.show(&neighbor),
+            "kernel routes of the receiver: {:?}{peer}\nreceiver:\n{}",
+            receiver.counter.count(receiver.kind.protocol()),
             said(&running)
         )
     })
@@ -484,99 +500,108 @@ fn said(running: &Running) -> String {
     }
 }
 
-/// One run with the replaying peer: the receiver starts and opens the
-/// session; the table goes out, then its withdrawal.
-fn measure_replay(
-    wgd: &Wgd,
-    feeder: &Feeder,
-    updates: &feeder::Updates,
-    receiver: &Receiver,
-    size: usize,
-    rows: &mut Rows,
-) -> anyhow::Result<()> {
-    let protocol = receiver.kind.protocol();
-    let starting = Instant::now();
-    let running = start(wgd, receiver)?;
-    let before = rss(receiver)?;
-    let result = (|| -> anyhow::Result<()> {
-        let watch = Watch::new(receiver.namespace.name(), protocol)?;
-        let session = feeder.accept(Duration::from_secs(60))?;
-        let up = starting.elapsed();
-        let established = Instant::now();
-        let reached = |target: usize| {
-            let session = &session;
-            move |count: usize| -> anyhow::Result<bool> {
-                if let Some(end) = session.ended() {
-                    anyhow::bail!("the receiver ended the session ({end}) with {count} routes in");
-                }
-                Ok(count == target)
-            }
-        };
-        session.send(&updates.announce)?;
-        let add = watch.until(
-            established,
-            deadline(size),
-            "all routes in the kernel",
-            reached(size),
-        )?;
-        let after = rss(receiver)?;
-        let withdrawing = Instant::now();
-        session.send(&updates.withdraw)?;
-        let withdraw = watch.until(withdrawing, deadline(size), "no route left", reached(0))?;
-        rows.add.push(add.as_secs_f64());
-        rows.withdraw.push(withdraw.as_secs_f64());
-        rows.established.push(up.as_secs_f64());
-        rows.total.push((up + add).as_secs_f64());
-        rows.rss
-            .push(after.saturating_sub(before) as f64 / size as f64);
+/// The peer's side of a session that is up.
+enum Live<'a> {
+    Gobgp {
+        gobgp: &'a Gobgp,
+        neighbor: String,
+    },
+    Replay {
+        session: feeder::Session,
+        updates: &'a feeder::Updates,
+    },
+}
+
+impl Live<'_> {
+    /// Sends the table (gobgpd sends its RIB on its own).
+    fn announce(&self) -> anyhow::Result<()> {
+        match self {
+            Live::Gobgp { .. } => Ok(()),
+            Live::Replay { session, updates } => session.send(&updates.announce),
+        }
+    }
+
+    fn withdraw(&self) -> anyhow::Result<()> {
+        match self {
+            Live::Gobgp { gobgp, .. } => gobgp
+                .cli(&["global", "rib", "-a", "ipv4", "del", "all"])
+                .map(drop),
+            Live::Replay { session, updates } => session.send(&updates.withdraw),
+        }
+    }
+
+    /// An error if the receiver ended the session (only the replaying
+    /// peer hears of it), saying how many routes it had in.
+    fn still_up(&self, count: usize) -> anyhow::Result<()> {
+        if let Live::Replay { session, .. } = self
+            && let Some(end) = session.ended()
+        {
+            anyhow::bail!("the receiver ended the session ({end}) with {count} routes in");
+        }
         Ok(())
-    })();
-    result.with_context(|| {
-        format!(
-            "kernel routes of the receiver: {:?}\nreceiver:\n{}",
-            receiver.counter.count(protocol),
-            said(&running)
-        )
-    })
+    }
+
+    /// Ends the session: gobgpd's neighbor goes down, the replaying peer
+    /// sends a Cease.
+    fn end(self) -> anyhow::Result<()> {
+        match self {
+            Live::Gobgp { gobgp, neighbor } => {
+                gobgp.cli(&["neighbor", &neighbor, "disable"]).map(drop)
+            }
+            Live::Replay { .. } => Ok(()),
+        }
+    }
 }
 
 fn measure_running(
-    gobgp: &Gobgp,
+    feeding: Feeding<'_>,
     receiver: &Receiver,
-    running: &Running,
+    starting: Instant,
     size: usize,
     rows: &mut Rows,
 ) -> anyhow::Result<()> {
-    let protocol = receiver.kind.protocol();
-    let neighbor = receiver.link.address_a();
     let before = rss(receiver)?;
-    let watch = Watch::new(receiver.namespace.name(), protocol)?;
-
-    let enabled = Instant::now();
-    gobgp.cli(&["neighbor", &neighbor, "enable"])?;
-    let up = time_until(
-        enabled,
-        Duration::from_millis(50),
-        Duration::from_secs(120),
-        "the session to be established",
-        || Ok(gobgp.established(&neighbor)),
-    )?;
+    let watch = Watch::new(receiver.namespace.name(), receiver.kind.protocol())?;
+    // Session up: from enabling gobgpd's neighbor, or from the receiver's
+    // start to the replaying peer's session.
+    let (up, live) = match feeding {
+        Feeding::Gobgp(gobgp) => {
+            let neighbor = receiver.link.address_a();
+            let enabled = Instant::now();
+            gobgp.cli(&["neighbor", &neighbor, "enable"])?;
+            let up = time_until(
+                enabled,
+                Duration::from_millis(50),
+                Duration::from_secs(120),
+                "the session to be established",
+                || Ok(gobgp.established(&neighbor)),
+            )?;
+            (up, Live::Gobgp { gobgp, neighbor })
+        }
+        Feeding::Replay(feeder, updates) => {
+            let session = feeder.accept(Duration::from_secs(60))?;
+            (starting.elapsed(), Live::Replay { session, updates })
+        }
+    };
     let established = Instant::now();
+    live.announce()?;
     let add = watch.until(
         established,
         deadline(size),
         "all routes in the kernel",
-        |count| Ok(count == size),
+        |count| {
+            live.still_up(count)?;
+            Ok(count == size)
+        },
     )?;
     let after = rss(receiver)?;
-
     let withdrawing = Instant::now();
-    gobgp.cli(&["global", "rib", "-a", "ipv4", "del", "all"])?;
+    live.withdraw()?;
     let withdraw = watch.until(withdrawing, deadline(size), "no route left", |count| {
+        live.still_up(count)?;
         Ok(count == 0)
     })?;
-    gobgp.cli(&["neighbor", &neighbor, "disable"])?;
-    let _ = running;
+    live.end()?;
     rows.add.push(add.as_secs_f64());
     rows.withdraw.push(withdraw.as_secs_f64());
     rows.established.push(up.as_secs_f64());
