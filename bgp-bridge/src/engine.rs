@@ -1387,6 +1387,7 @@ mod tests {
                 ifindex: 7,
                 up: true,
                 addresses: vec!["10.255.0.0/31".parse().unwrap()],
+                peer_addresses: Vec::new(),
                 peers: vec![PeerInfo {
                     public_key: "key".into(),
                     allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],

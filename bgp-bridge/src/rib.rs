@@ -1183,6 +1183,7 @@ mod tests {
                     ifindex: 7,
                     up: true,
                     addresses: vec![net("10.255.0.0/31"), net("fd00:255::/127")],
+                    peer_addresses: Vec::new(),
                     peers: vec![peer(KEY_B, &["0.0.0.0/0", "::/0"], "198.51.100.2:51820")],
                 },
                 TunnelInfo {
@@ -1190,6 +1191,7 @@ mod tests {
                     ifindex: 9,
                     up: true,
                     addresses: vec![net("10.254.0.1/24")],
+                    peer_addresses: Vec::new(),
                     peers: vec![
                         peer("spoke-1", &["10.254.0.2/32"], "198.51.100.6:51820"),
                         peer(KEY_C, &["10.254.0.3/32"], "198.51.100.10:51820"),

@@ -128,8 +128,12 @@ pub struct TunnelInfo {
     /// The interface exists, is up and its device answers.
     pub up: bool,
     /// The tunnel's own addresses with their prefix length (the subnets a
-    /// gateway address may be on).
+    /// gateway address may be on), link-local ones included.
     pub addresses: Vec<IpNet>,
+    /// The far ends of point-to-point addresses (`172.20.1.1/32 peer
+    /// 172.20.2.1/32`): reachable straight through the tunnel, so they are
+    /// gateways on it too.
+    pub peer_addresses: Vec<IpNet>,
     pub peers: Vec<PeerInfo>,
 }
 

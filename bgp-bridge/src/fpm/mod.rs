@@ -378,6 +378,7 @@ pub fn fuzz(data: &[u8]) {
             ifindex: 3,
             up: true,
             addresses: vec!["10.255.0.0/31".parse().expect("a prefix")],
+            peer_addresses: Vec::new(),
             peers: vec![PeerInfo {
                 public_key: "key".into(),
                 allowed_ips: Vec::new(),

@@ -217,6 +217,7 @@ fn tunnel(name: &str, ifindex: u32, subnet: &str) -> TunnelInfo {
         ifindex,
         up: true,
         addresses: vec![net(subnet)],
+        peer_addresses: Vec::new(),
         peers: vec![PeerInfo {
             public_key: format!("key-{name}"),
             allowed_ips: vec![net("0.0.0.0/0"), net("::/0")],

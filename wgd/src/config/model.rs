@@ -141,6 +141,10 @@ pub struct BridgeSettings {
     pub prefix_limit: u32,
     /// Per owner, over `prefix_limit`.
     pub prefix_limits: std::collections::BTreeMap<String, u32>,
+    /// `source`: the preferred source address (`src`, BIRD's
+    /// `krt_prefsrc`) of the routes the bridge installs, one per family at
+    /// most. A tunnel's own `source` wins for routes through it.
+    pub source: Vec<std::net::IpAddr>,
 }
 
 impl Default for BridgeSettings {
@@ -153,6 +157,7 @@ impl Default for BridgeSettings {
             hold_time: Duration::from_secs(90),
             prefix_limit: 0,
             prefix_limits: std::collections::BTreeMap::new(),
+            source: Vec::new(),
         }
     }
 }
@@ -244,6 +249,10 @@ pub struct TunnelConfig {
     pub mtu: Option<u32>,
     pub fwmark: Option<u32>,
     pub routes: RoutesMode,
+    /// `source` of the tunnel: the preferred source address of the routes
+    /// the bridge installs through it, one per family at most (over
+    /// `[bridge] source`).
+    pub source: Vec<std::net::IpAddr>,
     pub hooks: Hooks,
     pub peers: Vec<PeerConfig>,
 }

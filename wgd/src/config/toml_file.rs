@@ -836,6 +836,7 @@ impl Reader<'_, '_> {
             mtu,
             fwmark,
             routes,
+            source: Vec::new(),
             hooks,
             peers: peers.into_iter().map(|peer| peer.config).collect(),
         })

@@ -105,6 +105,7 @@ pub(super) fn parse(text: &str, report: &mut Report) -> Option<TunnelConfig> {
         mtu: interface.mtu,
         fwmark: interface.fwmark,
         routes: interface.routes,
+        source: Vec::new(),
         hooks: interface.hooks,
         peers: peers.into_iter().map(|peer| peer.config).collect(),
     })

@@ -38,6 +38,8 @@ pub fn tunnel_view(
                 ifindex: actual.links.get(name).map_or(0, |link| link.index),
                 up: seen.is_some_and(|seen| seen.up),
                 addresses: tunnel.addresses.clone(),
+                // Filled once tunnel addresses can name their far end (issue 12).
+                peer_addresses: Vec::new(),
                 peers: tunnel
                     .peers
                     .iter()
