@@ -81,6 +81,8 @@ pub struct Route {
     pub via: Option<String>,
     pub dev: Option<String>,
     pub proto: Option<String>,
+    /// The preferred source address (`src`).
+    pub src: Option<String>,
     /// A table other than main (a number or a name).
     pub table: Option<String>,
     #[serde(default)]
@@ -258,6 +260,7 @@ impl std::fmt::Display for Check {
                     ("via", &route.via),
                     ("dev", &route.dev),
                     ("proto", &route.proto),
+                    ("src", &route.src),
                 ] {
                     if let Some(value) = value {
                         write!(f, " {label} {value}")?;
@@ -384,6 +387,7 @@ impl Check {
                         ("via", &route.via),
                         ("dev", &route.dev),
                         ("proto", &route.proto),
+                        ("src", &route.src),
                     ]
                     .iter()
                     .all(|(label, want)| {
@@ -508,8 +512,13 @@ impl Check {
 }
 
 /// `ip -o route` fields: `via 10.0.0.1 dev wg0 proto wgd` → {via: .., ..}.
+/// A gateway of the other family (`via inet6 fe80::2`, RFC 8950) is read
+/// as its address.
 fn route_fields(line: &str) -> BTreeMap<&str, &str> {
-    let words: Vec<&str> = line.split_whitespace().collect();
+    let words: Vec<&str> = line
+        .split_whitespace()
+        .filter(|word| !matches!(*word, "inet" | "inet6"))
+        .collect();
     words
         .windows(2)
         .filter(|pair| matches!(pair[0], "via" | "dev" | "proto" | "src" | "metric"))
@@ -693,5 +702,11 @@ contains = "peer"
         let fields = route_fields("192.168.2.0/24 via 10.254.0.3 dev wg0 proto wgd metric 20");
         assert_eq!(fields.get("via"), Some(&"10.254.0.3"));
         assert_eq!(fields.get("proto"), Some(&"wgd"));
+        let fields = route_fields(
+            "172.20.2.0/27 via inet6 fe80::2 dev dn42-bird proto wgd src 172.20.1.1 metric 20",
+        );
+        assert_eq!(fields.get("via"), Some(&"fe80::2"));
+        assert_eq!(fields.get("dev"), Some(&"dn42-bird"));
+        assert_eq!(fields.get("src"), Some(&"172.20.1.1"));
     }
 }

@@ -292,6 +292,137 @@ fn bird_ospf2_lab_passes_and_leaves_nothing() {
     );
 }
 
+/// The peering lab (issue 12): wgd peers with BIRD and FRR the way
+/// BGP-over-WireGuard communities do, one tunnel per peer and one session
+/// over link-local addresses carrying both families. Past the lab's own
+/// checks, what an operator of such a node relies on: a reload (SIGHUP)
+/// changes nothing anyone can see, and after `kill -9` of wgd its peers
+/// keep its routes (graceful restart) until it is back.
+#[test]
+fn peering_lab_rides_out_a_reload_and_a_crash_of_wgd() {
+    passes_then(
+        &labs_dir().join("peering.clab.yml"),
+        &[
+            "[pass] bgp wgd: 2 established",
+            "[pass] route wgd 172.20.2.0/27 via fe80::2 dev dn42-bird proto wgd",
+            "[pass] route frr 172.20.1.0/27 via fe80::1 dev dn42-wgd-f proto bgp",
+            "[pass] ping bird from fd42:2::1 -> fd42:3::1: answers",
+        ],
+        |lab| {
+            let exec = |node: &str, script: &str| lab.ok("exec", &[node, "--", "sh", "-c", script]);
+            // What the peers and wgd's kernel show: bird's session (its
+            // `since` changes when it flaps), FRR's count of sessions
+            // established, wgd's routes and the hook-made addresses.
+            let seen = || {
+                let bird = exec("bird", "birdc show protocols wgd");
+                let frr: serde_json::Value = serde_json::from_str(&exec(
+                    "frr",
+                    "vtysh -c 'show bgp neighbors fe80::1 json'",
+                ))
+                .expect("vtysh prints JSON");
+                let routes = exec(
+                    "wgd",
+                    "ip -o -4 route show proto wgd; ip -o -6 route show proto wgd",
+                );
+                let addresses = exec("wgd", "ip -o address show dev dn42-bird");
+                (
+                    bird.lines().last().unwrap_or_default().to_owned(),
+                    frr["fe80::1"]["connectionsEstablished"].clone(),
+                    routes,
+                    addresses,
+                )
+            };
+            let reconciles = || {
+                exec("wgd", "curl -s http://127.0.0.1:9586/metrics")
+                    .lines()
+                    .find_map(|line| line.strip_prefix("wgd_reconciles_total "))
+                    .and_then(|value| value.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            let wgd_daemon = || {
+                lab.processes()
+                    .into_iter()
+                    .filter(|pid| {
+                        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                            .is_ok_and(|comm| comm.trim() == "wgd")
+                    })
+                    .collect::<Vec<u32>>()
+            };
+            let before = seen();
+            assert!(before.1 == 1, "FRR's session flapped already: {before:?}");
+
+            let reloads = reconciles();
+            for pid in wgd_daemon() {
+                exec("wgd", &format!("kill -HUP {pid}"));
+            }
+            wait_for(
+                Duration::from_secs(20),
+                "wgd's reconcile after SIGHUP",
+                || reconciles() > reloads,
+            )
+            .expect("wgd reloaded");
+            assert_eq!(
+                seen(),
+                before,
+                "a reload changed what the peers or the kernel show"
+            );
+
+            // kill -9: the peers keep wgd's routes in their kernels while it
+            // is gone (graceful restart), and wgd's own stay in its kernel.
+            let daemon = wgd_daemon();
+            assert_eq!(daemon.len(), 1, "one wgd daemon: {daemon:?}");
+            exec("wgd", &format!("kill -9 {}", daemon[0]));
+            let kept = |node: &str, prefix: &str| {
+                !exec(node, &format!("ip -o route show exact {prefix}"))
+                    .trim()
+                    .is_empty()
+            };
+            let all_kept = || {
+                kept("bird", "172.20.1.0/27")
+                    && kept("bird", "fd42:1::/48")
+                    && kept("frr", "172.20.1.0/27")
+                    && kept("frr", "fd42:1::/48")
+                    && kept("wgd", "172.20.2.0/27")
+                    && kept("wgd", "172.20.3.0/27")
+            };
+            wait_for(
+                Duration::from_secs(20),
+                "bird to see the session go",
+                || !exec("bird", "birdc show protocols wgd").contains("Established"),
+            )
+            .expect("bird noticed wgd's crash");
+            assert!(all_kept(), "routes went with wgd's crash");
+            exec(
+                "wgd",
+                "setsid wgd run -c /etc/wgd/wgd.toml </dev/null >/run/wgd-restarted.log 2>&1 &",
+            );
+            // Every route stays while the sessions come back.
+            let mut gone = Vec::new();
+            wait_for(Duration::from_secs(60), "both sessions back", || {
+                if !all_kept() {
+                    gone.push(exec("bird", "ip -o route; ip -o -6 route"));
+                }
+                let summary: serde_json::Value =
+                    serde_json::from_str(&exec("wgd", "wgd bgp summary --json || true"))
+                        .unwrap_or_default();
+                summary["neighbors"].as_array().is_some_and(|neighbors| {
+                    neighbors
+                        .iter()
+                        .filter(|neighbor| neighbor["state"] == "established")
+                        .count()
+                        == 2
+                })
+            })
+            .unwrap_or_else(|error| {
+                panic!("{error}\n{}", exec("wgd", "cat /run/wgd-restarted.log"))
+            });
+            assert!(gone.is_empty(), "routes went while wgd restarted: {gone:?}");
+            let back = lab.ok("check", &[]);
+            assert!(!back.contains("[FAIL]"), "{back}");
+        },
+    );
+}
+
 /// mesh3's sites are rendered by `wgd mesh` from `labs/mesh3/mesh.toml`;
 /// keys and rendered files are never committed, so the lab runs from a
 /// copy in a temporary directory, rendered there.
