@@ -45,8 +45,8 @@ use writer::{Done, Writer};
 pub trait Fib: Send + 'static {
     /// One result per op, in order; an error is the kernel's reason.
     fn apply(&mut self, ops: &[FibOp]) -> Vec<Result<(), String>>;
-    /// wgd's routes in the kernel (by protocol number), with their `src`.
-    fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>, Option<IpAddr>)>, String>;
+    /// wgd's routes in the kernel (by protocol number).
+    fn dump_ours(&mut self) -> Result<Vec<FoundRoute>, String>;
     /// The host's addresses (those a route's `src` may name).
     fn local_addresses(&mut self) -> Result<BTreeSet<IpAddr>, String>;
     /// The route to each destination without wgd's routes (the
@@ -55,6 +55,16 @@ pub trait Fib: Send + 'static {
         &mut self,
         destinations: &[IpAddr],
     ) -> Result<Vec<Option<Vec<FibNexthop>>>, String>;
+}
+
+/// One of wgd's routes as found in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundRoute {
+    pub prefix: IpNet,
+    /// Without tunnel names (the RIB finds them from the interface index).
+    pub nexthops: Vec<FibNexthop>,
+    /// `src`, if the route has one.
+    pub source: Option<IpAddr>,
 }
 
 /// Settings of the bridge, from `[bridge]` in the config.
@@ -529,7 +539,12 @@ impl<F: Fib> Engine<F> {
                     .iter()
                     .map(|tunnel| tunnel.ifindex)
                     .collect();
-                for (prefix, nexthops, source) in routes {
+                for FoundRoute {
+                    prefix,
+                    nexthops,
+                    source,
+                } in routes
+                {
                     let host = prefix.prefix_len() == prefix.max_prefix_len();
                     let off_tunnels = nexthops.iter().all(|n| !tunnels.contains(&n.ifindex));
                     if host && off_tunnels && endpoints.contains(&prefix.addr()) {
@@ -607,7 +622,7 @@ impl<F: Fib> Engine<F> {
         self.refresh_sources(&mut changes);
         self.program(changes);
         let present: BTreeSet<IpNet> = match self.writer.call(|fib| fib.dump_ours()) {
-            Ok(routes) => routes.into_iter().map(|(prefix, ..)| prefix).collect(),
+            Ok(routes) => routes.into_iter().map(|route| route.prefix).collect(),
             Err(error) => {
                 tracing::warn!(%error, "cannot read wgd's routes for the audit");
                 return;
@@ -1363,11 +1378,15 @@ impl Fib for crate::fib::KernelFib {
             .collect()
     }
 
-    fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>, Option<IpAddr>)>, String> {
+    fn dump_ours(&mut self) -> Result<Vec<FoundRoute>, String> {
         let routes = crate::fib::KernelFib::dump_ours(self).map_err(|error| error.to_string())?;
         Ok(routes
             .into_iter()
-            .map(|route| (route.prefix, kernel_nexthops(&route.nexthops), route.source))
+            .map(|route| FoundRoute {
+                prefix: route.prefix,
+                nexthops: kernel_nexthops(&route.nexthops),
+                source: route.source,
+            })
             .collect())
     }
 
@@ -1487,7 +1506,7 @@ pub(crate) mod memory {
                 .collect()
         }
 
-        fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>, Option<IpAddr>)>, String> {
+        fn dump_ours(&mut self) -> Result<Vec<FoundRoute>, String> {
             let foreign = self.foreign.lock().unwrap();
             let sources = self.sources.lock().unwrap();
             Ok(self
@@ -1496,7 +1515,11 @@ pub(crate) mod memory {
                 .unwrap()
                 .iter()
                 .filter(|(prefix, _)| !foreign.contains(prefix))
-                .map(|(prefix, nexthops)| (*prefix, nexthops.clone(), sources.get(prefix).copied()))
+                .map(|(prefix, nexthops)| FoundRoute {
+                    prefix: *prefix,
+                    nexthops: nexthops.clone(),
+                    source: sources.get(prefix).copied(),
+                })
                 .collect())
         }
 

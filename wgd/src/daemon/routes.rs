@@ -144,14 +144,13 @@ pub fn missing_sources(config: &Config, host: &BTreeSet<IpAddr>, coming: bool) -
         .iter()
         .flat_map(|tunnel| tunnel.addresses.iter().map(|net| net.addr()))
         .collect();
-    let absent = |address: &IpAddr| {
-        !host.contains(address) && !(coming && tunnel_addresses.contains(address))
-    };
+    let present =
+        |address: &IpAddr| host.contains(address) || (coming && tunnel_addresses.contains(address));
     let why = "wgd puts it in the `src` of the routes it installs, and the kernel takes only \
                an address of this host: add it to an interface (lo, say) or take it out";
     let mut errors = Vec::new();
     let bridge_line = section_line(&config.source, "[bridge]");
-    for address in config.daemon.bridge.source.iter().filter(|a| absent(a)) {
+    for address in config.daemon.bridge.source.iter().filter(|a| !present(a)) {
         errors.push(ConfigError {
             file: config.source.clone(),
             line: bridge_line,
@@ -159,7 +158,7 @@ pub fn missing_sources(config: &Config, host: &BTreeSet<IpAddr>, coming: bool) -
         });
     }
     for tunnel in &config.tunnels {
-        for address in tunnel.source.iter().filter(|a| absent(a)) {
+        for address in tunnel.source.iter().filter(|a| !present(a)) {
             errors.push(ConfigError {
                 file: config.source.clone(),
                 line: tunnel.line,
