@@ -15,6 +15,13 @@
 //! multi-peer tunnels go out to wgd through a watch channel, nexthop
 //! changes to the sessions that registered them.
 //!
+//! The routes' preferred source addresses (`src`, from the config's
+//! `source`) go on only while the host has them: the engine reads the
+//! host's addresses when the sources or the tunnels change, on each audit,
+//! and when the kernel refuses a route with a source; an address that is
+//! missing is warned about once and left off the routes (they still carry
+//! traffic) until it is back, and each change is a replace in place.
+//!
 //! At start the engine adopts wgd's routes found in the kernel (they keep
 //! carrying traffic through a restart) and sweeps those no owner re-claims
 //! when the startup hold ends. Routes of the unary API are kept in a state

@@ -5,19 +5,23 @@
 //! In: `offer`/`withdraw` (an owner's routes), `mark_stale`/`sweep_stale`
 //! (an owner that went away and came back), `adopt`/`sweep_adopted` (what
 //! was in the kernel at start), `set_tunnels` (wgd's view of the tunnels),
-//! `register`/`unregister` (nexthop tracking), `fib_failed` (the kernel
-//! refused a route). Out: a `Changes` per call (FIB operations, AllowedIPs
-//! operations for multi-peer tunnels, nexthop events), a `RouteStatus` per
-//! route, and listings.
+//! `register`/`unregister` (nexthop tracking), `set_sources` (the routes'
+//! preferred source addresses, and which of them the host has),
+//! `fib_failed` (the kernel refused a route). Out: a `Changes` per call
+//! (FIB operations, AllowedIPs operations for multi-peer tunnels, nexthop
+//! events), a `RouteStatus` per route, and listings.
 //!
 //! Per prefix, the best route among those whose nexthops resolve onto a
 //! tunnel that is up with a live peer is installed: lowest distance, then
 //! lowest metric, then the route already installed (no flap on a tie), then
 //! the owner's name. A route whose nexthops are down is queued, kept and
 //! installed when they come back; one beaten by a better route waits in
-//! standby. Nexthops resolve onto tunnel subnets only, never over routes the
-//! bridge installed, so a learned route cannot make its own nexthop look
-//! reachable.
+//! standby. Nexthops resolve onto tunnel subnets (and the far ends of
+//! point-to-point addresses) only, never over routes the bridge installed,
+//! so a learned route cannot make its own nexthop look reachable. An IPv4
+//! route may go through an IPv6 nexthop (RFC 8950): it resolves as the
+//! same nexthop of an IPv6 route would, and a link-local one must name its
+//! tunnel.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
@@ -1035,6 +1039,10 @@ impl Resolver<'_> {
                     });
                 }
             },
+            // On the named tunnel whatever its subnets: a link-local
+            // gateway needs no link-local address of ours there (the
+            // kernel takes `via inet6 fe80::2 dev X` on any device with
+            // IPv6 on, and a tunnel has no neighbors to find).
             NexthopSpec::AddressOnTunnel { address, tunnel } => match self.tunnel_named(tunnel) {
                 Some(found) => (found, Some(*address)),
                 None => {

@@ -16,6 +16,11 @@
 //!   `RTM_GETROUTE` dump per family (filtered by the kernel to the table,
 //!   and to `RTPROT_WGD` for our own) → [`KernelRoute`] values.
 //!
+//! An IPv4 route through an IPv6 gateway (RFC 8950) is written with
+//! `RTA_VIA` (`via inet6 fe80::2 dev X`) and read back the same way; a
+//! route's preferred source (`src`) is `RTA_PREFSRC`, which the kernel
+//! takes only for an address of the host ([`KernelFib::local_addresses`]).
+//!
 //! Every route wgd writes carries `RTPROT_WGD` and the one priority given at
 //! [`KernelFib::open`]: that is how wgd finds its own routes again after a
 //! restart, how a delete is kept from touching a route someone else added,

@@ -8,7 +8,9 @@
 //! unless configured with `no fpm use-next-hop-groups`,
 //! `RTM_NEWNEXTHOP`/`RTM_DELNEXTHOP` for the nexthop objects those routes
 //! point at (`RTA_NH_ID`). An update of a route may come as a delete and an
-//! add in one frame. Other messages (MAC, neighbour, MPLS) are passed over.
+//! add in one frame. An IPv4 route through an IPv6 gateway (RFC 8950) has
+//! it as `RTA_VIA`, or in a nexthop object; zebra itself writes such a
+//! route as `169.254.0.1 onlink` on its interface. Other messages (MAC, neighbour, MPLS) are passed over.
 //!
 //! [`Frames`] splits a buffer into frames: a frame not all there yet is
 //! left for the next read; a header that cannot be right (version, type, a
