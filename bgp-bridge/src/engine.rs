@@ -15,6 +15,13 @@
 //! multi-peer tunnels go out to wgd through a watch channel, nexthop
 //! changes to the sessions that registered them.
 //!
+//! The routes' preferred source addresses (`src`, from the config's
+//! `source`) go on only while the host has them: the engine reads the
+//! host's addresses when the sources or the tunnels change, on each audit,
+//! and when the kernel refuses a route with a source; an address that is
+//! missing is warned about once and left off the routes (they still carry
+//! traffic) until it is back, and each change is a replace in place.
+//!
 //! At start the engine adopts wgd's routes found in the kernel (they keep
 //! carrying traffic through a restart) and sweeps those no owner re-claims
 //! when the startup hold ends. Routes of the unary API are kept in a state
@@ -35,7 +42,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::rib::{OwnerCounts, Rib, RibConfig, RouteFilter, RouteRecord, RouteStatus};
-use crate::route::{Changes, FibNexthop, FibOp, NexthopEvent, Owner, RouteSpec, TunnelView};
+use crate::route::{
+    Changes, FibNexthop, FibOp, NexthopEvent, Owner, RouteSpec, ScopedAddress, Sources, TunnelView,
+};
 use writer::{Done, Writer};
 
 /// The kernel side, as the engine needs it: the Linux FIB, or a twin in
@@ -44,13 +53,25 @@ pub trait Fib: Send + 'static {
     /// One result per op, in order; an error is the kernel's reason.
     fn apply(&mut self, ops: &[FibOp]) -> Vec<Result<(), String>>;
     /// wgd's routes in the kernel (by protocol number).
-    fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>)>, String>;
+    fn dump_ours(&mut self) -> Result<Vec<FoundRoute>, String>;
+    /// The host's addresses (those a route's `src` may name).
+    fn local_addresses(&mut self) -> Result<BTreeSet<IpAddr>, String>;
     /// The route to each destination without wgd's routes (the
     /// underlay's), in order; one read of the table for all of them.
     fn underlay_routes(
         &mut self,
         destinations: &[IpAddr],
     ) -> Result<Vec<Option<Vec<FibNexthop>>>, String>;
+}
+
+/// One of wgd's routes as found in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundRoute {
+    pub prefix: IpNet,
+    /// Without tunnel names (the RIB finds them from the interface index).
+    pub nexthops: Vec<FibNexthop>,
+    /// `src`, if the route has one.
+    pub source: Option<IpAddr>,
 }
 
 /// Settings of the bridge, from `[bridge]` in the config.
@@ -67,6 +88,9 @@ pub struct BridgeConfig {
     pub default_hold: Duration,
     /// Where the unary API's routes are kept across restarts.
     pub state_file: Option<PathBuf>,
+    /// The preferred source addresses (`src`) of the routes; changed
+    /// while running with [`Bridge::set_sources`].
+    pub sources: Sources,
 }
 
 impl Default for BridgeConfig {
@@ -78,6 +102,7 @@ impl Default for BridgeConfig {
             startup_hold: Duration::from_secs(120),
             default_hold: Duration::from_secs(90),
             state_file: None,
+            sources: Sources::default(),
         }
     }
 }
@@ -186,10 +211,11 @@ enum Command {
     },
     Register {
         owner: Owner,
-        register: Vec<IpAddr>,
-        unregister: Vec<IpAddr>,
+        register: Vec<ScopedAddress>,
+        unregister: Vec<ScopedAddress>,
     },
     Tunnels(TunnelView),
+    Sources(Sources),
     List {
         filter: RouteFilter,
         reply: oneshot::Sender<Vec<RouteRecord>>,
@@ -285,6 +311,8 @@ impl Bridge {
             counting_after: Instant::now(),
             counters: counters.clone(),
             allowed: allowed_sender,
+            missing_sources: BTreeSet::new(),
+            recheck_sources: false,
         };
         let bridge = Bridge {
             commands,
@@ -384,7 +412,14 @@ impl Bridge {
         self.ask(|reply| Command::EndOfRib { owner, reply }).await
     }
 
-    pub fn register(&self, owner: Owner, register: Vec<IpAddr>, unregister: Vec<IpAddr>) {
+    /// Follows (and stops following) nexthops for a session's owner; a
+    /// link-local one is scoped to its tunnel (`fe80::2%dn42b`).
+    pub fn register(
+        &self,
+        owner: Owner,
+        register: Vec<ScopedAddress>,
+        unregister: Vec<ScopedAddress>,
+    ) {
         let _ = self.commands.send(Command::Register {
             owner,
             register,
@@ -395,6 +430,12 @@ impl Bridge {
     /// wgd's latest view of its tunnels.
     pub fn set_tunnels(&self, view: TunnelView) {
         let _ = self.commands.send(Command::Tunnels(view));
+    }
+
+    /// New preferred source addresses (a reloaded config): the installed
+    /// routes whose `src` changes are replaced in place.
+    pub fn set_sources(&self, sources: Sources) {
+        let _ = self.commands.send(Command::Sources(sources));
     }
 
     pub async fn routes(&self, filter: RouteFilter) -> Result<Vec<RouteRecord>, BridgeError> {
@@ -482,11 +523,19 @@ struct Engine<F: Fib> {
     counters: Arc<Mutex<Counters>>,
     allowed: watch::Sender<AllowedExtras>,
     batch_seconds: Histogram,
+    /// Configured source addresses the host lacked when last looked at
+    /// (each is warned about once, until it is back).
+    missing_sources: BTreeSet<IpAddr>,
+    /// The kernel refused a route with a source (see `recheck_sources`).
+    recheck_sources: bool,
 }
 
 impl<F: Fib> Engine<F> {
     fn start(&mut self, view: TunnelView) {
         self.rib.set_tunnels(view, &mut Changes::default());
+        // Before adoption: an adopted route gets the `src` they say.
+        let mut changes = Changes::default();
+        self.refresh_sources(&mut changes);
         match self.writer.call(|fib| fib.dump_ours()) {
             Ok(routes) => {
                 let endpoints = self.endpoints();
@@ -497,13 +546,18 @@ impl<F: Fib> Engine<F> {
                     .iter()
                     .map(|tunnel| tunnel.ifindex)
                     .collect();
-                for (prefix, nexthops) in routes {
+                for FoundRoute {
+                    prefix,
+                    nexthops,
+                    source,
+                } in routes
+                {
                     let host = prefix.prefix_len() == prefix.max_prefix_len();
                     let off_tunnels = nexthops.iter().all(|n| !tunnels.contains(&n.ifindex));
                     if host && off_tunnels && endpoints.contains(&prefix.addr()) {
                         self.pins.insert(prefix.addr(), nexthops);
                     } else {
-                        self.rib.adopt(prefix, nexthops);
+                        self.rib.adopt(prefix, nexthops, source, &mut changes);
                     }
                 }
                 let adopted = self.rib.adopted_count();
@@ -521,7 +575,6 @@ impl<F: Fib> Engine<F> {
         // The devices still have the AllowedIPs the previous run gave them.
         self.allowed.send_replace(self.rib.allowed_ips().clone());
         let kept = self.load_static();
-        let mut changes = Changes::default();
         for (owner, specs) in kept.0 {
             let owner = Owner::new(owner);
             self.owners.insert(owner.clone(), OwnerState::Static);
@@ -542,6 +595,9 @@ impl<F: Fib> Engine<F> {
         let mut audit = tokio::time::interval(AUDIT_INTERVAL);
         audit.reset();
         loop {
+            if std::mem::take(&mut self.recheck_sources) {
+                self.recheck_sources();
+            }
             let deadline = self.next_deadline();
             tokio::select! {
                 command = commands.recv() => match command {
@@ -567,8 +623,13 @@ impl<F: Fib> Engine<F> {
     fn audit(&mut self) {
         // Routes on their way in would look missing.
         self.drain();
+        // A source address that went away: the kernel dropped its IPv4
+        // routes with it, and they come back (below) without it.
+        let mut changes = Changes::default();
+        self.refresh_sources(&mut changes);
+        self.program(changes);
         let present: BTreeSet<IpNet> = match self.writer.call(|fib| fib.dump_ours()) {
-            Ok(routes) => routes.into_iter().map(|(prefix, _)| prefix).collect(),
+            Ok(routes) => routes.into_iter().map(|route| route.prefix).collect(),
             Err(error) => {
                 tracing::warn!(%error, "cannot read wgd's routes for the audit");
                 return;
@@ -583,16 +644,14 @@ impl<F: Fib> Engine<F> {
             .map(|(prefix, nexthops)| FibOp::Add {
                 prefix,
                 nexthops: nexthops.to_vec(),
+                source: self.rib.source_of(&prefix, nexthops),
             })
             .collect();
         ops.extend(
             self.pins
                 .iter()
                 .filter(|(endpoint, _)| !present.contains(&IpNet::from(**endpoint)))
-                .map(|(endpoint, nexthops)| FibOp::Add {
-                    prefix: IpNet::from(*endpoint),
-                    nexthops: nexthops.clone(),
-                }),
+                .map(|(endpoint, nexthops)| FibOp::add(IpNet::from(*endpoint), nexthops.clone())),
         );
         if !ops.is_empty() {
             tracing::warn!(
@@ -688,7 +747,7 @@ impl<F: Fib> Engine<F> {
                 unregister,
             } => {
                 for address in unregister {
-                    self.rib.unregister(&owner, address);
+                    self.rib.unregister(&owner, &address);
                 }
                 let Some(OwnerState::Connected { nexthops, .. }) = self.owners.get(&owner) else {
                     return;
@@ -701,9 +760,17 @@ impl<F: Fib> Engine<F> {
             Command::Tunnels(view) => {
                 let mut changes = Changes::default();
                 if self.rib.set_tunnels(view, &mut changes) {
+                    // A tunnel that came up may bring a source address.
+                    self.refresh_sources(&mut changes);
                     self.program(changes);
                     self.check_pins();
                 }
+            }
+            Command::Sources(sources) => {
+                self.config.sources = sources;
+                let mut changes = Changes::default();
+                self.refresh_sources(&mut changes);
+                self.program(changes);
             }
             Command::List { filter, reply } => {
                 let _ = reply.send(self.rib.routes(&filter));
@@ -712,6 +779,44 @@ impl<F: Fib> Engine<F> {
                 let _ = reply.send(self.statistics());
             }
         }
+    }
+
+    /// Reads which configured source addresses the host has and gives the
+    /// RIB the sources (their changes re-program the routes). An address
+    /// the host lacks is left off the routes rather than have the kernel
+    /// refuse each of them: the routes carry traffic without it, and the
+    /// operator is told once.
+    fn refresh_sources(&mut self, changes: &mut Changes) {
+        let sources = self.config.sources.clone();
+        if sources.is_empty() && self.rib.sources().is_empty() {
+            return;
+        }
+        let configured = sources.addresses();
+        let present = if configured.is_empty() {
+            BTreeSet::new()
+        } else {
+            match self.writer.call(|fib| fib.local_addresses()) {
+                Ok(local) => local,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the host's addresses for the routes' source");
+                    return;
+                }
+            }
+        };
+        let missing: BTreeSet<IpAddr> = configured.difference(&present).copied().collect();
+        for address in missing.difference(&self.missing_sources) {
+            tracing::warn!(
+                %address,
+                "source address is not on this host: routes go in without it until it is"
+            );
+        }
+        for address in self.missing_sources.difference(&missing) {
+            if configured.contains(address) {
+                tracing::info!(%address, "source address is on this host again: routes take it");
+            }
+        }
+        self.missing_sources = missing;
+        self.rib.set_sources(sources, present, changes);
     }
 
     fn open(
@@ -873,10 +978,7 @@ impl<F: Fib> Engine<F> {
                     for (endpoint, route) in new_pins.iter().zip(routes) {
                         match route {
                             Some(nexthops) => {
-                                ops.push(FibOp::Add {
-                                    prefix: IpNet::from(*endpoint),
-                                    nexthops: nexthops.clone(),
-                                });
+                                ops.push(FibOp::add(IpNet::from(*endpoint), nexthops.clone()));
                                 self.pins.insert(*endpoint, nexthops);
                             }
                             None => {
@@ -971,11 +1073,22 @@ impl<F: Fib> Engine<F> {
         } = done;
         let mut errors = 0;
         let mut unrouted = false;
+        let mut with_source = false;
         for (index, (op, result)) in ops.iter().zip(results).enumerate() {
             let Err(reason) = result else {
                 continue;
             };
             errors += 1;
+            with_source |= matches!(
+                op,
+                FibOp::Add {
+                    source: Some(_),
+                    ..
+                } | FibOp::Replace {
+                    source: Some(_),
+                    ..
+                }
+            );
             tracing::warn!(prefix = %op.prefix(), %reason, "the kernel refused a route");
             if index < pending.pins {
                 self.pins.remove(&op.prefix().addr());
@@ -1002,8 +1115,22 @@ impl<F: Fib> Engine<F> {
             // A route that is not in the kernel is not in AllowedIPs either.
             self.publish_allowed();
         }
+        // Its source address may have gone: looked at once this is done.
+        self.recheck_sources |= with_source;
         self.finish(pending, errors);
         errors
+    }
+
+    /// After the kernel refused routes with a source: if a source address
+    /// went away, the routes go in again without it.
+    fn recheck_sources(&mut self) {
+        let before = self.missing_sources.clone();
+        let mut changes = Changes::default();
+        self.refresh_sources(&mut changes);
+        if self.missing_sources != before {
+            self.rib.retry_failed(&mut changes);
+        }
+        self.program(changes);
     }
 
     /// Answers a batch of updates whose kernel writes are done (`refused`
@@ -1059,10 +1186,7 @@ impl<F: Fib> Engine<F> {
                 && self.pins.get(endpoint) != Some(&now)
             {
                 self.pins.insert(*endpoint, now.clone());
-                ops.push(FibOp::Replace {
-                    prefix: IpNet::from(*endpoint),
-                    nexthops: now,
-                });
+                ops.push(FibOp::replace(IpNet::from(*endpoint), now));
             }
         }
         if !ops.is_empty() {
@@ -1220,12 +1344,30 @@ fn coalesce(ops: Vec<FibOp>) -> Vec<FibOp> {
         .filter_map(|prefix| {
             let (ours_before, op) = last.remove(&prefix)?;
             match (ours_before, op) {
-                (true, FibOp::Add { prefix, nexthops }) => {
-                    Some(FibOp::Replace { prefix, nexthops })
-                }
-                (false, FibOp::Replace { prefix, nexthops }) => {
-                    Some(FibOp::Add { prefix, nexthops })
-                }
+                (
+                    true,
+                    FibOp::Add {
+                        prefix,
+                        nexthops,
+                        source,
+                    },
+                ) => Some(FibOp::Replace {
+                    prefix,
+                    nexthops,
+                    source,
+                }),
+                (
+                    false,
+                    FibOp::Replace {
+                        prefix,
+                        nexthops,
+                        source,
+                    },
+                ) => Some(FibOp::Add {
+                    prefix,
+                    nexthops,
+                    source,
+                }),
                 (false, FibOp::Remove { .. }) => None,
                 (_, op) => Some(op),
             }
@@ -1243,12 +1385,20 @@ impl Fib for crate::fib::KernelFib {
             .collect()
     }
 
-    fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>)>, String> {
+    fn dump_ours(&mut self) -> Result<Vec<FoundRoute>, String> {
         let routes = crate::fib::KernelFib::dump_ours(self).map_err(|error| error.to_string())?;
         Ok(routes
             .into_iter()
-            .map(|route| (route.prefix, kernel_nexthops(&route.nexthops)))
+            .map(|route| FoundRoute {
+                prefix: route.prefix,
+                nexthops: kernel_nexthops(&route.nexthops),
+                source: route.source,
+            })
             .collect())
+    }
+
+    fn local_addresses(&mut self) -> Result<BTreeSet<IpAddr>, String> {
+        crate::fib::KernelFib::local_addresses(self).map_err(|error| error.to_string())
     }
 
     fn underlay_routes(
@@ -1307,6 +1457,10 @@ pub(crate) mod memory {
         pub(crate) applied: Arc<Mutex<Vec<FibOp>>>,
         /// Routes someone else added: not ours to dump.
         pub(crate) foreign: Arc<Mutex<BTreeSet<IpNet>>>,
+        /// The `src` of the routes that have one.
+        pub(crate) sources: Arc<Mutex<BTreeMap<IpNet, IpAddr>>>,
+        /// The host's addresses: a `src` must be one of them.
+        pub(crate) local: Arc<Mutex<BTreeSet<IpAddr>>>,
     }
 
     impl MemoryFib {
@@ -1322,38 +1476,62 @@ pub(crate) mod memory {
     impl Fib for MemoryFib {
         fn apply(&mut self, ops: &[FibOp]) -> Vec<Result<(), String>> {
             let mut routes = self.routes.lock().unwrap();
+            let mut sources = self.sources.lock().unwrap();
+            let local = self.local.lock().unwrap();
             self.applied.lock().unwrap().extend(ops.iter().cloned());
             ops.iter()
                 .map(|op| match op {
-                    FibOp::Add { prefix, nexthops } => {
-                        if routes.contains_key(prefix) {
+                    FibOp::Add {
+                        prefix,
+                        nexthops,
+                        source,
+                    }
+                    | FibOp::Replace {
+                        prefix,
+                        nexthops,
+                        source,
+                    } => {
+                        if matches!(op, FibOp::Add { .. }) && routes.contains_key(prefix) {
                             return Err("File exists".into());
                         }
+                        if source.is_some_and(|source| !local.contains(&source)) {
+                            return Err("Invalid argument: Invalid prefsrc address".into());
+                        }
                         routes.insert(*prefix, nexthops.clone());
-                        Ok(())
-                    }
-                    FibOp::Replace { prefix, nexthops } => {
-                        routes.insert(*prefix, nexthops.clone());
+                        match source {
+                            Some(source) => sources.insert(*prefix, *source),
+                            None => sources.remove(prefix),
+                        };
                         Ok(())
                     }
                     FibOp::Remove { prefix } => {
                         routes.remove(prefix);
+                        sources.remove(prefix);
                         Ok(())
                     }
                 })
                 .collect()
         }
 
-        fn dump_ours(&mut self) -> Result<Vec<(IpNet, Vec<FibNexthop>)>, String> {
+        fn dump_ours(&mut self) -> Result<Vec<FoundRoute>, String> {
             let foreign = self.foreign.lock().unwrap();
+            let sources = self.sources.lock().unwrap();
             Ok(self
                 .routes
                 .lock()
                 .unwrap()
                 .iter()
                 .filter(|(prefix, _)| !foreign.contains(prefix))
-                .map(|(prefix, nexthops)| (*prefix, nexthops.clone()))
+                .map(|(prefix, nexthops)| FoundRoute {
+                    prefix: *prefix,
+                    nexthops: nexthops.clone(),
+                    source: sources.get(prefix).copied(),
+                })
                 .collect())
+        }
+
+        fn local_addresses(&mut self) -> Result<BTreeSet<IpAddr>, String> {
+            Ok(self.local.lock().unwrap().clone())
         }
 
         fn underlay_routes(
@@ -1624,10 +1802,12 @@ mod tests {
         let add = |ifindex| FibOp::Add {
             prefix,
             nexthops: vec![nexthop(ifindex)],
+            source: None,
         };
         let replace = |ifindex| FibOp::Replace {
             prefix,
             nexthops: vec![nexthop(ifindex)],
+            source: None,
         };
         // New, then changed: one exclusive add of the last nexthops.
         assert_eq!(coalesce(vec![add(1), replace(2)]), vec![add(2)]);
@@ -1782,6 +1962,165 @@ mod tests {
             matches!(ours.status, RouteStatus::Failed(_)),
             "{:?}",
             ours.status
+        );
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn net(text: &str) -> IpNet {
+        text.parse().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn routes_carry_the_source_of_their_family_the_host_has_and_follow_its_changes() {
+        let fib = MemoryFib::default();
+        fib.local.lock().unwrap().insert(ip("172.20.1.1"));
+        let config = BridgeConfig {
+            sources: Sources {
+                bridge: vec![ip("172.20.1.1"), ip("fd42:1::1")],
+                tunnels: BTreeMap::new(),
+            },
+            ..config()
+        };
+        let mut view = view();
+        view.tunnels[0].addresses.push(net("fd00:255::/127"));
+        let bridge = Bridge::start_here(config.clone(), fib.clone(), view);
+        let owner = Owner::new("cli");
+        let v6 = Update::Offer(RouteSpec {
+            prefix: net("fd42:2::/48"),
+            nexthops: vec![NexthopSpec::Address(ip("fd00:255::1"))],
+            distance: 20,
+            metric: 0,
+        });
+        // An IPv4 route through an IPv6 gateway takes the IPv4 source.
+        let rfc8950 = Update::Offer(RouteSpec {
+            prefix: net("172.20.2.0/27"),
+            nexthops: vec![NexthopSpec::AddressOnTunnel {
+                address: ip("fe80::2"),
+                tunnel: "wg-b".into(),
+            }],
+            distance: 20,
+            metric: 0,
+        });
+        let results = bridge
+            .static_updates(owner.clone(), vec![route("192.0.2.0/24"), v6, rfc8950])
+            .await
+            .unwrap();
+        assert!(
+            results.iter().all(|r| r.status == RouteStatus::Installed),
+            "{results:?}"
+        );
+        let sources = || fib.sources.lock().unwrap().clone();
+        // fd42:1::1 is not on the host: the IPv6 route goes in without it.
+        assert_eq!(
+            sources(),
+            BTreeMap::from([
+                (net("192.0.2.0/24"), ip("172.20.1.1")),
+                (net("172.20.2.0/27"), ip("172.20.1.1")),
+            ])
+        );
+        // It comes: the route takes it, in place.
+        fib.local.lock().unwrap().insert(ip("fd42:1::1"));
+        fib.applied();
+        bridge.set_sources(config.sources.clone());
+        settle(&bridge).await;
+        assert_eq!(sources()[&net("fd42:2::/48")], ip("fd42:1::1"));
+        assert!(
+            fib.applied()
+                .iter()
+                .all(|op| matches!(op, FibOp::Replace { .. })),
+            "replaced in place"
+        );
+        // A tunnel's own source wins for routes through it.
+        fib.local.lock().unwrap().insert(ip("10.255.0.0"));
+        bridge.set_sources(Sources {
+            tunnels: BTreeMap::from([("wg-b".to_owned(), vec![ip("10.255.0.0")])]),
+            ..config.sources.clone()
+        });
+        settle(&bridge).await;
+        assert_eq!(sources()[&net("192.0.2.0/24")], ip("10.255.0.0"));
+        assert_eq!(sources()[&net("172.20.2.0/27")], ip("10.255.0.0"));
+        assert_eq!(sources()[&net("fd42:2::/48")], ip("fd42:1::1"));
+        // The address leaves the host: a route that the kernel refuses
+        // for it goes in again without it, and so do the others.
+        fib.local.lock().unwrap().remove(&ip("10.255.0.0"));
+        let results = bridge
+            .static_updates(owner.clone(), vec![route("198.18.0.0/15")])
+            .await
+            .unwrap();
+        // (The answer is the kernel's refusal; the route follows at once.)
+        assert!(
+            matches!(results[0].status, RouteStatus::Failed(_)),
+            "{results:?}"
+        );
+        settle(&bridge).await;
+        let listed = bridge
+            .routes(RouteFilter {
+                prefix: Some(net("198.18.0.0/15")),
+                ..RouteFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed[0].status, RouteStatus::Installed);
+        assert!(
+            fib.routes
+                .lock()
+                .unwrap()
+                .contains_key(&net("198.18.0.0/15"))
+        );
+        assert_eq!(
+            sources(),
+            BTreeMap::from([(net("fd42:2::/48"), ip("fd42:1::1"))])
+        );
+        // No source at all: every route without one.
+        bridge.set_sources(Sources::default());
+        settle(&bridge).await;
+        assert!(sources().is_empty());
+        assert_eq!(fib.count(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_adopted_route_takes_the_configured_source_in_place() {
+        let fib = MemoryFib::default();
+        fib.local.lock().unwrap().insert(ip("172.20.1.1"));
+        let nexthop = FibNexthop {
+            tunnel: String::new(),
+            ifindex: 7,
+            gateway: Some(ip("10.255.0.1")),
+            peer: None,
+        };
+        for prefix in ["192.0.2.0/24", "198.18.0.0/15"] {
+            fib.routes
+                .lock()
+                .unwrap()
+                .insert(net(prefix), vec![nexthop.clone()]);
+        }
+        fib.sources
+            .lock()
+            .unwrap()
+            .insert(net("198.18.0.0/15"), ip("172.20.1.1"));
+        let config = BridgeConfig {
+            sources: Sources {
+                bridge: vec![ip("172.20.1.1")],
+                tunnels: BTreeMap::new(),
+            },
+            ..config()
+        };
+        let bridge = Bridge::start_here(config, fib.clone(), view());
+        settle(&bridge).await;
+        let tunnel_nexthop = FibNexthop {
+            tunnel: "wg-b".into(),
+            ..nexthop
+        };
+        assert_eq!(
+            fib.applied(),
+            vec![FibOp::Replace {
+                prefix: net("192.0.2.0/24"),
+                nexthops: vec![tunnel_nexthop],
+                source: Some(ip("172.20.1.1")),
+            }]
         );
     }
 }

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::route::NexthopSpec;
+
 /// Why a route was not taken. The text is what the owner and `wgd routes`
 /// show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,16 @@ pub enum Refusal {
         what: &'static str,
     },
     NexthopNotOnTunnel {
+        address: IpAddr,
+    },
+    /// A link-local address is the same on every link: only its tunnel
+    /// says which neighbor it is.
+    LinkLocalNeedsTunnel {
+        address: IpAddr,
+    },
+    /// An IPv6 route through an IPv4 gateway (the kernel has IPv4 routes
+    /// through IPv6 gateways, RFC 8950, but not the other way).
+    NexthopFamily {
         address: IpAddr,
     },
     UnknownTunnel {
@@ -66,6 +78,14 @@ impl fmt::Display for Refusal {
             Refusal::NexthopNotOnTunnel { address } => write!(
                 f,
                 "nexthop {address} is not on any of wgd's tunnels (allow_other_interfaces is off)"
+            ),
+            Refusal::LinkLocalNeedsTunnel { address } => write!(
+                f,
+                "nexthop {address} is link-local: name its tunnel (via {address} dev TUNNEL)"
+            ),
+            Refusal::NexthopFamily { address } => write!(
+                f,
+                "nexthop {address} is IPv4: an IPv6 route needs an IPv6 nexthop"
             ),
             Refusal::UnknownTunnel { tunnel } => write!(f, "no tunnel named \"{tunnel}\""),
             Refusal::NexthopIsOwnAddress { address, tunnel } => {
@@ -143,6 +163,36 @@ pub fn check_nexthop(address: IpAddr) -> Result<(), Refusal> {
     Err(Refusal::BadNexthop { address, what })
 }
 
+/// The checks of one nexthop of a route for `prefix`, on their own: its
+/// address, its family against the prefix's (an IPv4 route may go through
+/// an IPv6 gateway, RFC 8950, as `via inet6 fe80::2 dev dn42b`), and a
+/// link-local address without its tunnel.
+pub fn check_route_nexthop(prefix: &IpNet, nexthop: &NexthopSpec) -> Result<(), Refusal> {
+    let (address, scoped) = match nexthop {
+        NexthopSpec::Tunnel(_) => return Ok(()),
+        NexthopSpec::Address(address) => (*address, false),
+        NexthopSpec::AddressOnTunnel { address, .. } => (*address, true),
+    };
+    check_nexthop(address)?;
+    if matches!((prefix, address), (IpNet::V6(_), IpAddr::V4(_))) {
+        return Err(Refusal::NexthopFamily { address });
+    }
+    if !scoped && is_link_local(address) {
+        return Err(Refusal::LinkLocalNeedsTunnel { address });
+    }
+    Ok(())
+}
+
+/// `fe80::/10`: the same address on every link (IPv4's 169.254.0.0/16 is
+/// not taken as one: zebra writes 169.254.0.1 for RFC 5549 routes, always
+/// with its interface).
+pub fn is_link_local(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(_) => false,
+        IpAddr::V6(address) => address.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
 /// Owner names wgd gives its own sources; a gRPC session may not take them.
 pub fn check_owner(owner: &str) -> Result<(), Refusal> {
     if owner == "fpm" || owner == "adopted" || owner.starts_with("bgp:") {
@@ -211,5 +261,42 @@ mod tests {
         assert!(check_owner("controller").is_ok());
         assert!(check_owner("bgp:10.0.0.1").is_err());
         assert!(check_owner("fpm").is_err());
+    }
+
+    #[test]
+    fn an_ipv4_route_may_go_through_an_ipv6_gateway_named_with_its_tunnel() {
+        let v4: IpNet = "172.20.2.0/27".parse().unwrap();
+        let v6: IpNet = "fd42:2::/48".parse().unwrap();
+        let scoped = |address: &str| NexthopSpec::AddressOnTunnel {
+            address: address.parse().unwrap(),
+            tunnel: "dn42b".into(),
+        };
+        let bare = |address: &str| NexthopSpec::Address(address.parse().unwrap());
+        let refusal = |prefix: &IpNet, nexthop: NexthopSpec| {
+            check_route_nexthop(prefix, &nexthop)
+                .err()
+                .map(|refusal| refusal.to_string())
+        };
+        assert_eq!(refusal(&v4, scoped("fe80::2")), None);
+        assert_eq!(refusal(&v4, bare("fd42:1::2")), None);
+        assert_eq!(refusal(&v6, scoped("fe80::2")), None);
+        assert_eq!(refusal(&v4, NexthopSpec::Tunnel("dn42b".into())), None);
+        for prefix in [&v4, &v6] {
+            assert_eq!(
+                refusal(prefix, bare("fe80::2")).as_deref(),
+                Some("nexthop fe80::2 is link-local: name its tunnel (via fe80::2 dev TUNNEL)")
+            );
+        }
+        assert_eq!(
+            refusal(&v6, bare("172.20.1.2")).as_deref(),
+            Some("nexthop 172.20.1.2 is IPv4: an IPv6 route needs an IPv6 nexthop")
+        );
+        assert_eq!(
+            refusal(&v4, scoped("::1")).as_deref(),
+            Some("nexthop ::1 is a loopback address")
+        );
+        assert!(is_link_local("febf::1".parse().unwrap()));
+        assert!(!is_link_local("fec0::1".parse().unwrap()));
+        assert!(!is_link_local("169.254.0.1".parse().unwrap()));
     }
 }

@@ -5,19 +5,23 @@
 //! In: `offer`/`withdraw` (an owner's routes), `mark_stale`/`sweep_stale`
 //! (an owner that went away and came back), `adopt`/`sweep_adopted` (what
 //! was in the kernel at start), `set_tunnels` (wgd's view of the tunnels),
-//! `register`/`unregister` (nexthop tracking), `fib_failed` (the kernel
-//! refused a route). Out: a `Changes` per call (FIB operations, AllowedIPs
-//! operations for multi-peer tunnels, nexthop events), a `RouteStatus` per
-//! route, and listings.
+//! `register`/`unregister` (nexthop tracking), `set_sources` (the routes'
+//! preferred source addresses, and which of them the host has),
+//! `fib_failed` (the kernel refused a route). Out: a `Changes` per call
+//! (FIB operations, AllowedIPs operations for multi-peer tunnels, nexthop
+//! events), a `RouteStatus` per route, and listings.
 //!
 //! Per prefix, the best route among those whose nexthops resolve onto a
 //! tunnel that is up with a live peer is installed: lowest distance, then
 //! lowest metric, then the route already installed (no flap on a tie), then
 //! the owner's name. A route whose nexthops are down is queued, kept and
 //! installed when they come back; one beaten by a better route waits in
-//! standby. Nexthops resolve onto tunnel subnets only, never over routes the
-//! bridge installed, so a learned route cannot make its own nexthop look
-//! reachable.
+//! standby. Nexthops resolve onto tunnel subnets (and the far ends of
+//! point-to-point addresses) only, never over routes the bridge installed,
+//! so a learned route cannot make its own nexthop look reachable. An IPv4
+//! route may go through an IPv6 nexthop (RFC 8950): it resolves as the
+//! same nexthop of an IPv6 route would, and a link-local one must name its
+//! tunnel.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
@@ -28,7 +32,7 @@ use ipnet::IpNet;
 use crate::policy::{self, Refusal};
 use crate::route::{
     AllowedIpsOp, Changes, FibNexthop, FibOp, NexthopEvent, NexthopSpec, Owner, RouteSpec,
-    TunnelInfo, TunnelView,
+    ScopedAddress, Sources, TunnelInfo, TunnelView,
 };
 
 /// Settings of the RIB, from `[bridge]` in the config.
@@ -183,7 +187,7 @@ pub struct Rib {
     counts: BTreeMap<Owner, u32>,
     stale: BTreeMap<Owner, u32>,
     /// Registered nexthops per owner, with what they were last told.
-    registered: BTreeMap<Owner, BTreeMap<IpAddr, NexthopEvent>>,
+    registered: BTreeMap<Owner, BTreeMap<ScopedAddress, NexthopEvent>>,
     /// Every distinct set of nexthops owners give, once (see [`intern`]).
     spec_sets: HashSet<Arc<[NexthopSpec]>>,
 }
@@ -198,6 +202,36 @@ struct Context {
     /// Every distinct set of installed nexthops, once: a full table through
     /// a few tunnels has a handful, not one copy per route.
     nexthop_sets: HashSet<Arc<[FibNexthop]>>,
+    sources: SourceChoice,
+}
+
+/// The `src` of the routes: the configured sources, of those the host
+/// has. Not kept per route: the kernel's routes always carry what this
+/// gives for their nexthops, and a change of it re-programs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct SourceChoice {
+    sources: Sources,
+    /// The configured addresses the host has now.
+    present: BTreeSet<IpAddr>,
+}
+
+impl SourceChoice {
+    /// The source of a route through `nexthops` (sorted): the one of its
+    /// first nexthop's tunnel (a kernel route has one `src`, and ECMP
+    /// over tunnels with sources of their own is rare), else the
+    /// bridge's; none while the host lacks that address, rather than a
+    /// route the kernel refuses.
+    fn of(&self, prefix: &IpNet, nexthops: &[FibNexthop]) -> Option<IpAddr> {
+        if self.present.is_empty() {
+            return None;
+        }
+        let tunnel = nexthops
+            .first()
+            .map_or("", |nexthop| nexthop.tunnel.as_str());
+        self.sources
+            .for_route(prefix, tunnel)
+            .filter(|address| self.present.contains(address))
+    }
 }
 
 impl Context {
@@ -205,6 +239,7 @@ impl Context {
         Resolver {
             view: &self.view,
             config: &self.config,
+            sources: &self.sources,
         }
     }
 
@@ -220,6 +255,7 @@ impl Context {
         let resolver = Resolver {
             view: &self.view,
             config: &self.config,
+            sources: &self.sources,
         };
         reselect_slot(
             &resolver,
@@ -316,11 +352,7 @@ impl Rib {
             return Err(Refusal::NoNexthop);
         }
         for nexthop in &spec.nexthops {
-            if let NexthopSpec::Address(address) | NexthopSpec::AddressOnTunnel { address, .. } =
-                nexthop
-            {
-                policy::check_nexthop(*address)?;
-            }
+            policy::check_route_nexthop(&spec.prefix, nexthop)?;
         }
         if let Some(tunnel) = self.resolver().endpoint_host_route(&spec.prefix) {
             return Err(Refusal::EndpointHostRoute { tunnel });
@@ -415,10 +447,61 @@ impl Rib {
         prefixes.len() as u64
     }
 
+    /// The preferred source addresses of the routes, and which of them
+    /// the host has (`present`): the installed routes whose `src` changes
+    /// with them are replaced in place. Returns whether anything changed.
+    pub fn set_sources(
+        &mut self,
+        sources: Sources,
+        present: BTreeSet<IpAddr>,
+        changes: &mut Changes,
+    ) -> bool {
+        let present = present
+            .intersection(&sources.addresses())
+            .copied()
+            .collect();
+        let new = SourceChoice { sources, present };
+        if new == self.context.sources {
+            return false;
+        }
+        let old = std::mem::replace(&mut self.context.sources, new);
+        let new = &self.context.sources;
+        for (prefix, slot) in &self.slots {
+            let Some(installed) = &slot.installed else {
+                continue;
+            };
+            let source = new.of(prefix, &installed.nexthops);
+            if source != old.of(prefix, &installed.nexthops) {
+                changes.fib.push(FibOp::Replace {
+                    prefix: *prefix,
+                    nexthops: installed.nexthops.to_vec(),
+                    source,
+                });
+            }
+        }
+        true
+    }
+
+    /// The `src` an installed route through `nexthops` carries.
+    pub fn source_of(&self, prefix: &IpNet, nexthops: &[FibNexthop]) -> Option<IpAddr> {
+        self.context.sources.of(prefix, nexthops)
+    }
+
+    pub fn sources(&self) -> &Sources {
+        &self.context.sources.sources
+    }
+
     /// Takes a route found in the kernel at start as installed, with no
     /// owner: it stays as it is until an owner claims the prefix or
-    /// `sweep_adopted` runs.
-    pub fn adopt(&mut self, prefix: IpNet, nexthops: Vec<FibNexthop>) {
+    /// `sweep_adopted` runs. Its `src` (`source`) is made what the
+    /// sources say, in place.
+    pub fn adopt(
+        &mut self,
+        prefix: IpNet,
+        nexthops: Vec<FibNexthop>,
+        source: Option<IpAddr>,
+        changes: &mut Changes,
+    ) {
         if self.is_installed(&prefix) {
             return;
         }
@@ -428,6 +511,14 @@ impl Rib {
             .collect();
         // In the order the RIB's own choices have, so a claim compares alike.
         nexthops.sort();
+        let wanted = self.context.sources.of(&prefix, &nexthops);
+        if wanted != source {
+            changes.fib.push(FibOp::Replace {
+                prefix,
+                nexthops: nexthops.clone(),
+                source: wanted,
+            });
+        }
         let installed = Some(Installed {
             owner: None,
             nexthops: intern(&mut self.context.nexthop_sets, nexthops),
@@ -505,9 +596,9 @@ impl Rib {
         }
         let owners: Vec<Owner> = self.registered.keys().cloned().collect();
         for owner in owners {
-            let addresses: Vec<IpAddr> = self.registered[&owner].keys().copied().collect();
+            let addresses: Vec<ScopedAddress> = self.registered[&owner].keys().cloned().collect();
             for address in addresses {
-                let event = self.nexthop_event(&owner, address);
+                let event = self.nexthop_event(&owner, address.clone());
                 let known = self
                     .registered
                     .get_mut(&owner)
@@ -524,8 +615,8 @@ impl Rib {
 
     /// Follows a nexthop for an owner: the current state at once, then
     /// every change through `set_tunnels`.
-    pub fn register(&mut self, owner: &Owner, address: IpAddr) -> NexthopEvent {
-        let event = self.nexthop_event(owner, address);
+    pub fn register(&mut self, owner: &Owner, address: ScopedAddress) -> NexthopEvent {
+        let event = self.nexthop_event(owner, address.clone());
         self.registered
             .entry(owner.clone())
             .or_default()
@@ -533,9 +624,9 @@ impl Rib {
         event
     }
 
-    pub fn unregister(&mut self, owner: &Owner, address: IpAddr) {
+    pub fn unregister(&mut self, owner: &Owner, address: &ScopedAddress) {
         if let Some(map) = self.registered.get_mut(owner) {
-            map.remove(&address);
+            map.remove(address);
         }
     }
 
@@ -544,14 +635,21 @@ impl Rib {
         self.registered.remove(owner);
     }
 
-    fn nexthop_event(&self, owner: &Owner, address: IpAddr) -> NexthopEvent {
-        let nexthop = [NexthopSpec::Address(address)];
-        let (reachable, tunnel, reason) =
-            match self.resolver().resolve(&IpNet::from(address), &nexthop) {
-                Resolution::Up(nexthops) => (true, Some(nexthops[0].tunnel.clone()), String::new()),
-                Resolution::Down(reason) => (false, None, reason),
-                Resolution::Invalid(refusal) => (false, None, refusal.to_string()),
-            };
+    fn nexthop_event(&self, owner: &Owner, address: ScopedAddress) -> NexthopEvent {
+        let nexthop = [address.to_spec()];
+        // A route of the address's own family: it is checked as a gateway
+        // of that family would be (a link-local one needs its tunnel).
+        let host = IpNet::from(address.address);
+        let checked = policy::check_route_nexthop(&host, &nexthop[0]).map_err(Resolution::Invalid);
+        let resolution = checked.map_or_else(
+            |invalid| invalid,
+            |()| self.resolver().resolve(&host, &nexthop),
+        );
+        let (reachable, tunnel, reason) = match resolution {
+            Resolution::Up(nexthops) => (true, Some(nexthops[0].tunnel.clone()), String::new()),
+            Resolution::Down(reason) => (false, None, reason),
+            Resolution::Invalid(refusal) => (false, None, refusal.to_string()),
+        };
         NexthopEvent {
             owner: owner.clone(),
             address,
@@ -834,6 +932,7 @@ impl Rib {
 struct Resolver<'a> {
     view: &'a TunnelView,
     config: &'a RibConfig,
+    sources: &'a SourceChoice,
 }
 
 impl Resolver<'_> {
@@ -872,11 +971,17 @@ impl Resolver<'_> {
         }
     }
 
+    /// The tunnel with a subnet that holds the address, or whose far end
+    /// (of a point-to-point address) it is. An IPv6 gateway of an IPv4
+    /// route is found the same way as one of an IPv6 route.
     fn tunnel_of_address(&self, address: IpAddr) -> Option<&TunnelInfo> {
-        self.view
-            .tunnels
-            .iter()
-            .find(|tunnel| tunnel.addresses.iter().any(|net| net.contains(&address)))
+        self.view.tunnels.iter().find(|tunnel| {
+            tunnel.addresses.iter().any(|net| net.contains(&address))
+                || tunnel
+                    .peer_addresses
+                    .iter()
+                    .any(|net| net.contains(&address))
+        })
     }
 
     fn tunnel_named(&self, name: &str) -> Option<&TunnelInfo> {
@@ -934,6 +1039,10 @@ impl Resolver<'_> {
                     });
                 }
             },
+            // On the named tunnel whatever its subnets: a link-local
+            // gateway needs no link-local address of ours there (the
+            // kernel takes `via inet6 fe80::2 dev X` on any device with
+            // IPv6 on, and a tunnel has no neighbors to find).
             NexthopSpec::AddressOnTunnel { address, tunnel } => match self.tunnel_named(tunnel) {
                 Some(found) => (found, Some(*address)),
                 None => {
@@ -1028,11 +1137,14 @@ fn reselect_slot(
     let adopted = old.as_ref().is_some_and(|i| i.owner.is_none());
     let new = match best {
         Some((owner, nexthops)) => {
+            let source = resolver.sources.of(&prefix, &nexthops);
             let op = match &old {
                 None => Some(FibOp::Add {
                     prefix,
                     nexthops: nexthops.clone(),
+                    source,
                 }),
+                // The same nexthops have the same source (see SourceChoice).
                 Some(installed)
                     if !retrying && same_kernel_route(&installed.nexthops, &nexthops) =>
                 {
@@ -1041,6 +1153,7 @@ fn reselect_slot(
                 Some(_) => Some(FibOp::Replace {
                     prefix,
                     nexthops: nexthops.clone(),
+                    source,
                 }),
             };
             changes.fib.extend(op);
@@ -1246,6 +1359,7 @@ mod tests {
             vec![FibOp::Add {
                 prefix: net("192.0.2.0/24"),
                 nexthops: vec![nexthop("wg-b", 7, Some("10.255.0.1"), None)],
+                source: None,
             }]
         );
         // The same route again: nothing for the kernel.
@@ -1262,6 +1376,7 @@ mod tests {
             vec![FibOp::Replace {
                 prefix: net("192.0.2.0/24"),
                 nexthops: vec![nexthop("wg-b", 7, None, None)],
+                source: None,
             }]
         );
         let mut changes = Changes::default();
@@ -1313,6 +1428,7 @@ mod tests {
             vec![FibOp::Replace {
                 prefix: net("192.0.2.0/24"),
                 nexthops: vec![nexthop("wg-b", 7, Some("10.255.0.1"), None)],
+                source: None,
             }]
         );
         assert_eq!(
@@ -1324,7 +1440,7 @@ mod tests {
     #[test]
     fn a_tunnel_going_down_queues_its_routes_and_coming_back_restores_them() {
         let mut rib = rib();
-        rib.register(&Owner::new("a"), ip("10.255.0.1"));
+        rib.register(&Owner::new("a"), "10.255.0.1".parse().unwrap());
         offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
         let mut down = view();
         down.tunnels[0].up = false;
@@ -1387,8 +1503,15 @@ mod tests {
         rib.adopt(
             net("192.0.2.0/24"),
             vec![nexthop("", 7, Some("10.255.0.1"), None)],
+            None,
+            &mut Changes::default(),
         );
-        rib.adopt(net("203.0.113.0/24"), vec![nexthop("", 7, None, None)]);
+        rib.adopt(
+            net("203.0.113.0/24"),
+            vec![nexthop("", 7, None, None)],
+            None,
+            &mut Changes::default(),
+        );
         assert_eq!(rib.adopted_count(), 2);
         let listed = rib.routes(&RouteFilter::default());
         assert_eq!(listed[0].owner, Owner::adopted());
@@ -1577,6 +1700,7 @@ mod tests {
             vec![FibOp::Replace {
                 prefix: net("192.0.2.0/24"),
                 nexthops: vec![nexthop("wg-b", 7, Some("10.255.0.1"), None)],
+                source: None,
             }]
         );
     }
@@ -1674,5 +1798,247 @@ mod tests {
                     .into()
             ))
         );
+    }
+
+    /// dn42b: a peering as dn42 sets them up (our /32 with the peer's /32
+    /// as a point-to-point address, fe80::1/64, one peer); dn42hub: two
+    /// peers told apart by their AllowedIPs.
+    fn peering_view() -> TunnelView {
+        let mut view = view();
+        view.tunnels.push(TunnelInfo {
+            name: "dn42b".into(),
+            ifindex: 11,
+            up: true,
+            addresses: vec![net("172.20.1.1/32"), net("fe80::1/64")],
+            peer_addresses: vec![net("172.20.2.1/32"), net("fd42:2::1/128")],
+            peers: vec![peer(
+                "dn42b-key",
+                &["0.0.0.0/0", "::/0"],
+                "198.51.100.20:51820",
+            )],
+        });
+        view.tunnels.push(TunnelInfo {
+            name: "dn42hub".into(),
+            ifindex: 12,
+            up: true,
+            addresses: vec![net("fe80::1/64")],
+            peer_addresses: Vec::new(),
+            peers: vec![
+                peer(
+                    "hub-2",
+                    &["172.20.8.0/24", "fe80::2/128"],
+                    "198.51.100.22:51820",
+                ),
+                peer(
+                    "hub-3",
+                    &["172.20.9.0/24", "fe80::3/128"],
+                    "198.51.100.23:51820",
+                ),
+            ],
+        });
+        view
+    }
+
+    fn on(address: &str, tunnel: &str) -> NexthopSpec {
+        NexthopSpec::AddressOnTunnel {
+            address: ip(address),
+            tunnel: tunnel.into(),
+        }
+    }
+
+    fn route(prefix: &str, nexthops: Vec<NexthopSpec>) -> RouteSpec {
+        RouteSpec {
+            prefix: net(prefix),
+            nexthops,
+            distance: 20,
+            metric: 0,
+        }
+    }
+
+    #[test]
+    fn ipv4_routes_through_ipv6_nexthops_resolve_onto_their_tunnels() {
+        let mut rib = Rib::new(RibConfig::default());
+        rib.set_tunnels(peering_view(), &mut Changes::default());
+        // Link-local, with its tunnel (which has a link-local address; one
+        // without would do as well: the kernel only needs IPv6 on the
+        // device, and a tunnel has no neighbors to find).
+        let (status, changes) = offer(
+            &mut rib,
+            "bgp:fe80::2%dn42b",
+            route("172.20.2.0/27", vec![on("fe80::2", "dn42b")]),
+        );
+        assert_eq!(status, RouteStatus::Installed);
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Add {
+                prefix: net("172.20.2.0/27"),
+                nexthops: vec![nexthop("dn42b", 11, Some("fe80::2"), None)],
+                source: None,
+            }]
+        );
+        // A global IPv6 gateway on a tunnel's IPv6 subnet, as for an IPv6
+        // route.
+        let (status, changes) = offer(
+            &mut rib,
+            "a",
+            route(
+                "172.20.3.0/24",
+                vec![NexthopSpec::Address(ip("fd00:255::1"))],
+            ),
+        );
+        assert_eq!(status, RouteStatus::Installed);
+        assert_eq!(
+            changes.fib[0],
+            FibOp::Add {
+                prefix: net("172.20.3.0/24"),
+                nexthops: vec![nexthop("wg-b", 7, Some("fd00:255::1"), None)],
+                source: None,
+            }
+        );
+        // The far end of a point-to-point address, either family.
+        for (prefix, gateway) in [
+            ("172.20.4.0/24", "172.20.2.1"),
+            ("172.20.5.0/24", "fd42:2::1"),
+        ] {
+            let (status, changes) = offer(
+                &mut rib,
+                "a",
+                route(prefix, vec![NexthopSpec::Address(ip(gateway))]),
+            );
+            assert_eq!(status, RouteStatus::Installed, "{prefix}");
+            assert_eq!(
+                changes.fib[0],
+                FibOp::Add {
+                    prefix: net(prefix),
+                    nexthops: vec![nexthop("dn42b", 11, Some(gateway), None)],
+                    source: None,
+                }
+            );
+        }
+        // A multi-peer tunnel: the peer whose AllowedIPs hold the
+        // link-local gateway, and the prefix goes in its AllowedIPs.
+        let (status, changes) = offer(
+            &mut rib,
+            "a",
+            route("172.20.30.0/24", vec![on("fe80::3", "dn42hub")]),
+        );
+        assert_eq!(status, RouteStatus::Installed);
+        assert_eq!(
+            changes.fib[0],
+            FibOp::Add {
+                prefix: net("172.20.30.0/24"),
+                nexthops: vec![nexthop("dn42hub", 12, Some("fe80::3"), Some("hub-3"))],
+                source: None,
+            }
+        );
+        assert_eq!(
+            changes.allowed_ips,
+            vec![AllowedIpsOp::Add {
+                tunnel: "dn42hub".into(),
+                peer: "hub-3".into(),
+                prefix: net("172.20.30.0/24"),
+            }]
+        );
+        let (status, _) = offer(
+            &mut rib,
+            "a",
+            route("172.20.31.0/24", vec![on("fe80::4", "dn42hub")]),
+        );
+        assert_eq!(
+            status,
+            RouteStatus::Refused(
+                "nexthop fe80::4 is in none of the AllowedIPs of tunnel dn42hub's peers".into()
+            )
+        );
+    }
+
+    #[test]
+    fn link_local_and_cross_family_nexthops_are_refused_with_their_reason() {
+        let mut rib = Rib::new(RibConfig::default());
+        rib.set_tunnels(peering_view(), &mut Changes::default());
+        let refused = |rib: &mut Rib, spec: RouteSpec| match offer(rib, "a", spec).0 {
+            RouteStatus::Refused(reason) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            refused(
+                &mut rib,
+                route("172.20.2.0/27", vec![NexthopSpec::Address(ip("fe80::2"))])
+            ),
+            "nexthop fe80::2 is link-local: name its tunnel (via fe80::2 dev TUNNEL)"
+        );
+        assert_eq!(
+            refused(
+                &mut rib,
+                route("fd42:2::/48", vec![NexthopSpec::Address(ip("172.20.2.1"))])
+            ),
+            "nexthop 172.20.2.1 is IPv4: an IPv6 route needs an IPv6 nexthop"
+        );
+        assert_eq!(
+            refused(
+                &mut rib,
+                route("172.20.2.0/27", vec![on("fe80::1", "dn42b")])
+            ),
+            "nexthop fe80::1 is this host's own address on dn42b"
+        );
+        // The recursive-routing guard holds whatever the nexthop's family.
+        assert_eq!(
+            refused(
+                &mut rib,
+                route("198.51.100.20/32", vec![on("fe80::2", "dn42b")])
+            ),
+            "is the host route of a peer endpoint of tunnel dn42b: the tunnel would carry itself"
+        );
+        assert_eq!(
+            refused(
+                &mut rib,
+                route("169.254.0.0/16", vec![on("fe80::2", "dn42b")])
+            ),
+            "link-local prefix (within 169.254.0.0/16)"
+        );
+        assert_eq!(rib.installed_count(), 0);
+    }
+
+    #[test]
+    fn a_link_local_nexthop_is_tracked_on_its_tunnel() {
+        let mut rib = Rib::new(RibConfig::default());
+        rib.set_tunnels(peering_view(), &mut Changes::default());
+        let owner = Owner::new("a");
+        let scoped: ScopedAddress = "fe80::2%dn42b".parse().unwrap();
+        let event = rib.register(&owner, scoped.clone());
+        assert!(event.reachable, "{event:?}");
+        assert_eq!(event.tunnel.as_deref(), Some("dn42b"));
+        assert_eq!(event.address.to_string(), "fe80::2%dn42b");
+        // Bare, it names no link.
+        let event = rib.register(&owner, "fe80::2".parse().unwrap());
+        assert!(!event.reachable);
+        assert_eq!(
+            event.reason,
+            "nexthop fe80::2 is link-local: name its tunnel (via fe80::2 dev TUNNEL)"
+        );
+        offer(
+            &mut rib,
+            "a",
+            route("172.20.2.0/27", vec![on("fe80::2", "dn42b")]),
+        );
+        let mut down = peering_view();
+        down.tunnels[2].up = false;
+        let mut changes = Changes::default();
+        rib.set_tunnels(down, &mut changes);
+        assert_eq!(
+            changes.fib,
+            vec![FibOp::Remove {
+                prefix: net("172.20.2.0/27")
+            }]
+        );
+        assert_eq!(changes.nexthops.len(), 1);
+        assert_eq!(changes.nexthops[0].address, scoped);
+        assert!(!changes.nexthops[0].reachable);
+        assert_eq!(changes.nexthops[0].reason, "tunnel dn42b is down");
+        let mut changes = Changes::default();
+        rib.set_tunnels(peering_view(), &mut changes);
+        assert!(matches!(changes.fib[..], [FibOp::Add { .. }]));
+        assert!(changes.nexthops[0].reachable);
+        rib.unregister(&owner, &scoped);
     }
 }

@@ -3,6 +3,7 @@
 //! given by wgd), and what the RIB asks of the kernel and the devices
 //! (`Changes`). No I/O here.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -73,6 +74,55 @@ impl fmt::Display for NexthopSpec {
                 write!(f, "via {address} dev {tunnel}")
             }
         }
+    }
+}
+
+/// An address a nexthop is tracked by, with the tunnel that scopes it
+/// where it is link-local: written `fe80::2%dn42b`, as the neighbor names
+/// of link-local BGP sessions are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ScopedAddress {
+    pub address: IpAddr,
+    pub tunnel: Option<String>,
+}
+
+impl ScopedAddress {
+    /// The nexthop the RIB resolves for it.
+    pub fn to_spec(&self) -> NexthopSpec {
+        match &self.tunnel {
+            Some(tunnel) => NexthopSpec::AddressOnTunnel {
+                address: self.address,
+                tunnel: tunnel.clone(),
+            },
+            None => NexthopSpec::Address(self.address),
+        }
+    }
+}
+
+impl fmt::Display for ScopedAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.tunnel {
+            Some(tunnel) => write!(f, "{}%{tunnel}", self.address),
+            None => write!(f, "{}", self.address),
+        }
+    }
+}
+
+impl std::str::FromStr for ScopedAddress {
+    type Err = String;
+
+    /// `10.0.0.1`, `fe80::2`, or `fe80::2%dn42b`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (address, tunnel) = match text.split_once('%') {
+            Some((address, tunnel)) if !tunnel.is_empty() => (address, Some(tunnel.to_owned())),
+            Some(_) => return Err(format!("\"{text}\": no tunnel after %")),
+            None => (text, None),
+        };
+        let address = address
+            .parse()
+            .map_err(|_| format!("\"{}\" is not an address", text.escape_default()))?;
+        Ok(ScopedAddress { address, tunnel })
     }
 }
 
@@ -152,6 +202,50 @@ pub struct PeerInfo {
     pub reachable: bool,
 }
 
+/// The preferred source addresses (`src`, as BIRD's `krt_prefsrc`) of
+/// the routes the bridge installs, so that the host's own traffic leaves
+/// with its router address and not with whichever tunnel address the
+/// kernel would pick. At most one per family in each list (the config
+/// checks it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// `[bridge] source`.
+    pub bridge: Vec<IpAddr>,
+    /// A tunnel's own `source`, by tunnel name: it wins for routes through
+    /// that tunnel.
+    pub tunnels: BTreeMap<String, Vec<IpAddr>>,
+}
+
+impl Sources {
+    pub fn is_empty(&self) -> bool {
+        self.bridge.is_empty() && self.tunnels.values().all(Vec::is_empty)
+    }
+
+    /// The source of a route for `prefix` through `tunnel`: of the
+    /// prefix's family (an IPv4 route through an IPv6 gateway gets the
+    /// IPv4 one), the tunnel's, else the bridge's.
+    pub fn for_route(&self, prefix: &IpNet, tunnel: &str) -> Option<IpAddr> {
+        let of_family = |list: &[IpAddr]| {
+            list.iter()
+                .find(|address| address.is_ipv4() == prefix.addr().is_ipv4())
+                .copied()
+        };
+        self.tunnels
+            .get(tunnel)
+            .and_then(|list| of_family(list))
+            .or_else(|| of_family(&self.bridge))
+    }
+
+    /// Every address named.
+    pub fn addresses(&self) -> BTreeSet<IpAddr> {
+        self.bridge
+            .iter()
+            .chain(self.tunnels.values().flatten())
+            .copied()
+            .collect()
+    }
+}
+
 /// One change to the kernel's routing table. Routes carry `RTPROT_WGD` and
 /// one kernel priority of wgd's own (set when the FIB is opened): the
 /// distance and metric choose between owners inside the RIB, so a prefix is
@@ -164,12 +258,15 @@ pub enum FibOp {
     Add {
         prefix: IpNet,
         nexthops: Vec<FibNexthop>,
+        /// `src`: an address the host has (see [`Sources`]).
+        source: Option<IpAddr>,
     },
     /// One of wgd's own routes, replaced in place (`ip route replace`),
     /// never deleted then added.
     Replace {
         prefix: IpNet,
         nexthops: Vec<FibNexthop>,
+        source: Option<IpAddr>,
     },
     /// One of wgd's own routes, deleted (only a route with `RTPROT_WGD`
     /// matches; one already gone is not an error).
@@ -177,6 +274,24 @@ pub enum FibOp {
 }
 
 impl FibOp {
+    /// A route without `src` (what a source of its own needs is the
+    /// RIB's to say).
+    pub fn add(prefix: IpNet, nexthops: Vec<FibNexthop>) -> Self {
+        FibOp::Add {
+            prefix,
+            nexthops,
+            source: None,
+        }
+    }
+
+    pub fn replace(prefix: IpNet, nexthops: Vec<FibNexthop>) -> Self {
+        FibOp::Replace {
+            prefix,
+            nexthops,
+            source: None,
+        }
+    }
+
     pub fn prefix(&self) -> IpNet {
         match self {
             FibOp::Add { prefix, .. }
@@ -205,7 +320,8 @@ pub enum AllowedIpsOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NexthopEvent {
     pub owner: Owner,
-    pub address: IpAddr,
+    /// As the owner registered it.
+    pub address: ScopedAddress,
     pub reachable: bool,
     /// The tunnel it resolves onto, when reachable.
     pub tunnel: Option<String>,

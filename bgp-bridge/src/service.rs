@@ -23,7 +23,7 @@ use wgd_proto::v1::route_service_server::RouteService;
 use crate::engine::{Bridge, BridgeError, Update, UpdateResult};
 use crate::policy;
 use crate::rib::{RouteFilter, RouteRecord, RouteStatus};
-use crate::route::{DEFAULT_DISTANCE, NexthopEvent, NexthopSpec, Owner, RouteSpec};
+use crate::route::{DEFAULT_DISTANCE, NexthopEvent, NexthopSpec, Owner, RouteSpec, ScopedAddress};
 
 /// Answers a session may have waiting for its client before it stops
 /// reading the client's requests.
@@ -88,25 +88,34 @@ pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("\"{text}\" is not a prefix"))
 }
 
+/// A nexthop: an address, a tunnel, or both; a link-local address may
+/// carry its tunnel as `fe80::2%dn42b` instead of in `tunnel`.
 fn parse_nexthop(nexthop: &api::Nexthop) -> Result<NexthopSpec, String> {
     let tunnel = nexthop.tunnel.trim();
     let address = nexthop.address.trim();
-    let address = if address.is_empty() {
+    let scoped = if address.is_empty() {
         None
     } else {
         Some(
             address
-                .parse::<IpAddr>()
-                .map_err(|_| format!("nexthop \"{address}\" is not an address"))?,
+                .parse::<ScopedAddress>()
+                .map_err(|reason| format!("nexthop {reason}"))?,
         )
     };
-    match (address, tunnel.is_empty()) {
+    let scope = scoped.as_ref().and_then(|scoped| scoped.tunnel.clone());
+    let tunnel = match (scope, tunnel) {
+        (Some(scope), "") => scope,
+        (Some(scope), tunnel) if scope != tunnel => {
+            return Err(format!(
+                "nexthop \"{address}\" names tunnel {scope}, and the nexthop's tunnel is {tunnel}"
+            ));
+        }
+        (_, tunnel) => tunnel.to_owned(),
+    };
+    match (scoped.map(|scoped| scoped.address), tunnel.is_empty()) {
         (Some(address), true) => Ok(NexthopSpec::Address(address)),
-        (Some(address), false) => Ok(NexthopSpec::AddressOnTunnel {
-            address,
-            tunnel: tunnel.to_owned(),
-        }),
-        (None, false) => Ok(NexthopSpec::Tunnel(tunnel.to_owned())),
+        (Some(address), false) => Ok(NexthopSpec::AddressOnTunnel { address, tunnel }),
+        (None, false) => Ok(NexthopSpec::Tunnel(tunnel)),
         (None, true) => Err("a nexthop needs an address or a tunnel".into()),
     }
 }
@@ -311,16 +320,9 @@ impl RouteService for RouteApi {
                         }
                     },
                     Some(In::Nexthops(registration)) => {
-                        let parse = |list: &[String]| -> Result<Vec<IpAddr>, String> {
+                        let parse = |list: &[String]| -> Result<Vec<ScopedAddress>, String> {
                             list.iter()
-                                .map(|text| {
-                                    text.trim().parse().map_err(|_| {
-                                        format!(
-                                            "nexthop \"{}\" is not an address",
-                                            text.escape_default()
-                                        )
-                                    })
-                                })
+                                .map(|text| text.parse::<ScopedAddress>())
                                 .collect()
                         };
                         match (
@@ -332,7 +334,11 @@ impl RouteService for RouteApi {
                                 continue;
                             }
                             (Err(reason), _) | (_, Err(reason)) => {
-                                let _ = out.send(Err(Status::invalid_argument(reason))).await;
+                                let _ = out
+                                    .send(Err(Status::invalid_argument(format!(
+                                        "nexthop {reason}"
+                                    ))))
+                                    .await;
                                 break;
                             }
                         }
@@ -499,6 +505,36 @@ mod tests {
         assert_eq!(
             parse_route(&bad).unwrap_err(),
             "a nexthop needs an address or a tunnel"
+        );
+        // RFC 8950: an IPv4 route through a link-local IPv6 nexthop, its
+        // tunnel given either way.
+        let nexthop = |address: &str, tunnel: &str| api::Nexthop {
+            address: address.into(),
+            tunnel: tunnel.into(),
+        };
+        let on_dn42b = NexthopSpec::AddressOnTunnel {
+            address: "fe80::2".parse().unwrap(),
+            tunnel: "dn42b".into(),
+        };
+        assert_eq!(
+            parse_nexthop(&nexthop("fe80::2", "dn42b")),
+            Ok(on_dn42b.clone())
+        );
+        assert_eq!(
+            parse_nexthop(&nexthop("fe80::2%dn42b", "")),
+            Ok(on_dn42b.clone())
+        );
+        assert_eq!(
+            parse_nexthop(&nexthop("fe80::2%dn42b", "dn42b")),
+            Ok(on_dn42b)
+        );
+        assert_eq!(
+            parse_nexthop(&nexthop("fe80::2%dn42b", "dn42c")).unwrap_err(),
+            "nexthop \"fe80::2%dn42b\" names tunnel dn42b, and the nexthop's tunnel is dn42c"
+        );
+        assert_eq!(
+            parse_nexthop(&nexthop("fe80::2%", "")).unwrap_err(),
+            "nexthop \"fe80::2%\": no tunnel after %"
         );
         assert!(owner_of("", None).is_err());
         assert_eq!(owner_of("", Some("cli")).unwrap(), Owner::new("cli"));

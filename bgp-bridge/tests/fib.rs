@@ -113,6 +113,7 @@ fn add(prefix: &str, nexthops: Vec<FibNexthop>) -> FibOp {
     FibOp::Add {
         prefix: prefix.parse().unwrap(),
         nexthops,
+        source: None,
     }
 }
 
@@ -120,6 +121,7 @@ fn replace(prefix: &str, nexthops: Vec<FibNexthop>) -> FibOp {
     FibOp::Replace {
         prefix: prefix.parse().unwrap(),
         nexthops,
+        source: None,
     }
 }
 
@@ -296,6 +298,7 @@ fn ecmp_routes_spread_over_two_tunnels() {
                 ],
                 priority: PRIORITY,
                 protocol: RTPROT_WGD,
+                source: None,
             }
         );
         assert_eq!(
@@ -481,10 +484,12 @@ fn a_batch_of_20000_routes_goes_in_and_out() {
         ops.push(FibOp::Add {
             prefix: format!("10.{}.{low}.0/24", 128 + high).parse().unwrap(),
             nexthops: vec![via("10.77.0.2", "tun0", tun0)],
+            source: None,
         });
         ops.push(FibOp::Add {
             prefix: format!("198.18.{high}.{low}/32").parse().unwrap(),
             nexthops: vec![dev("tun0", tun0)],
+            source: None,
         });
     }
     // One bad op in the middle: an interface that does not exist.
@@ -594,12 +599,14 @@ fn routes_go_in_another_table() {
                     nexthops: vec![kernel_nexthop(tun0, Some("10.77.0.2"))],
                     priority: PRIORITY,
                     protocol: RTPROT_WGD,
+                    source: None,
                 },
                 KernelRoute {
                     prefix: "fd00:21::/64".parse().unwrap(),
                     nexthops: vec![kernel_nexthop(tun0, None)],
                     priority: PRIORITY,
                     protocol: RTPROT_WGD,
+                    source: None,
                 },
             ]
         );
@@ -624,6 +631,163 @@ fn an_ipv4_route_through_an_ipv6_gateway() {
         );
         let routes = fib.dump_ours().unwrap();
         assert_eq!(routes[0].nexthops, [kernel_nexthop(tun0, Some("fe80::9"))]);
+    });
+}
+
+#[test]
+fn ipv4_routes_through_ipv6_gateways_in_ecmp_read_back_for_a_restart() {
+    let lab = Lab::new();
+    // No link-local address on tun1: the kernel needs only IPv6 on it.
+    let tun0 = lab.tunnel("tun0", &["fe80::1/64"]);
+    let tun1 = lab.tunnel("tun1", &[]);
+    lab.ip(&["-6", "address", "flush", "dev", "tun1", "scope", "link"]);
+    lab.with_fib(MAIN_TABLE, PRIORITY, |fib| {
+        apply_all(
+            fib,
+            &[
+                add("172.20.2.0/27", vec![via("fe80::2", "tun0", tun0)]),
+                add(
+                    "172.20.3.0/24",
+                    vec![via("fe80::2", "tun0", tun0), via("fe80::3", "tun1", tun1)],
+                ),
+            ],
+        );
+        // As an operator reads it, with the protocol's name as wgd's
+        // rt_protos.d entry gives it (or its number).
+        let shown = lab.ip(&["-4", "route", "show", "172.20.2.0/27"]);
+        assert!(
+            shown.starts_with("172.20.2.0/27 via inet6 fe80::2 dev tun0 proto ")
+                && (shown.contains(" proto wgd ") || shown.contains(" proto 200 ")),
+            "{shown}"
+        );
+        assert_eq!(
+            lab.ours_v4(),
+            [
+                "172.20.2.0/27 via inet6 fe80::2 dev tun0 metric 50 onlink",
+                "172.20.3.0/24 metric 50",
+                "\tnexthop via inet6 fe80::2 dev tun0 weight 1 onlink",
+                "\tnexthop via inet6 fe80::3 dev tun1 weight 1 onlink",
+            ]
+        );
+        // What a restart reads back to adopt them.
+        let mut routes = fib.dump_ours().unwrap();
+        routes.sort_by_key(|route| route.prefix);
+        assert_eq!(routes[0].nexthops, [kernel_nexthop(tun0, Some("fe80::2"))]);
+        assert_eq!(
+            routes[1].nexthops,
+            [
+                kernel_nexthop(tun0, Some("fe80::2")),
+                kernel_nexthop(tun1, Some("fe80::3"))
+            ]
+        );
+        // Replaced in place by an IPv4 gateway, and back.
+        apply_all(fib, &[replace("172.20.2.0/27", vec![dev("tun1", tun1)])]);
+        apply_all(
+            fib,
+            &[replace("172.20.2.0/27", vec![via("fe80::3", "tun1", tun1)])],
+        );
+        assert_eq!(
+            lab.ours_v4()[0],
+            "172.20.2.0/27 via inet6 fe80::3 dev tun1 metric 50 onlink"
+        );
+        apply_all(fib, &[remove("172.20.2.0/27"), remove("172.20.3.0/24")]);
+        assert_eq!(fib.count_ours().unwrap(), 0);
+    });
+}
+
+fn with_source(op: FibOp, address: &str) -> FibOp {
+    let address = Some(address.parse().unwrap());
+    match op {
+        FibOp::Add {
+            prefix, nexthops, ..
+        } => FibOp::Add {
+            prefix,
+            nexthops,
+            source: address,
+        },
+        FibOp::Replace {
+            prefix, nexthops, ..
+        } => FibOp::Replace {
+            prefix,
+            nexthops,
+            source: address,
+        },
+        remove => remove,
+    }
+}
+
+#[test]
+fn routes_carry_a_source_the_host_has_and_the_kernel_refuses_one_it_lacks() {
+    let lab = Lab::new();
+    let tun0 = lab.tunnel("tun0", &["10.77.0.1/24", "fe80::1/64", "fd77::1/64"]);
+    lab.ip(&["address", "add", "172.20.1.1/32", "dev", "lo"]);
+    lab.ip(&["address", "add", "fd42:1::1/128", "dev", "lo", "nodad"]);
+    lab.ip(&["link", "set", "lo", "up"]);
+    lab.with_fib(MAIN_TABLE, PRIORITY, |fib| {
+        let local = fib.local_addresses().unwrap();
+        for address in [
+            "172.20.1.1",
+            "fd42:1::1",
+            "10.77.0.1",
+            "fd77::1",
+            "127.0.0.1",
+        ] {
+            assert!(
+                local.contains(&address.parse().unwrap()),
+                "{address} not in {local:?}"
+            );
+        }
+        assert!(!local.contains(&"172.20.9.9".parse().unwrap()));
+        apply_all(
+            fib,
+            &[
+                with_source(
+                    add("10.40.0.0/24", vec![via("10.77.0.2", "tun0", tun0)]),
+                    "172.20.1.1",
+                ),
+                // RFC 8950: the IPv4 source, whatever the gateway's family.
+                with_source(
+                    add("172.20.2.0/27", vec![via("fe80::2", "tun0", tun0)]),
+                    "172.20.1.1",
+                ),
+                with_source(
+                    add("fd42:2::/48", vec![via("fe80::2", "tun0", tun0)]),
+                    "fd42:1::1",
+                ),
+            ],
+        );
+        assert_eq!(
+            lab.ours_v4(),
+            [
+                "10.40.0.0/24 via 10.77.0.2 dev tun0 src 172.20.1.1 metric 50 onlink",
+                "172.20.2.0/27 via inet6 fe80::2 dev tun0 src 172.20.1.1 metric 50 onlink",
+            ]
+        );
+        assert_eq!(
+            lab.ours_v6(),
+            ["fd42:2::/48 via fe80::2 dev tun0 src fd42:1::1 metric 50 onlink pref medium"]
+        );
+        let routes = fib.dump_ours().unwrap();
+        assert_eq!(routes[0].source, Some("172.20.1.1".parse().unwrap()));
+        // What the bridge keeps from happening: a source the host lacks is
+        // the kernel's "Invalid argument", route by route.
+        let results = fib.apply(&[with_source(
+            add("10.41.0.0/24", vec![via("10.77.0.2", "tun0", tun0)]),
+            "172.20.9.9",
+        )]);
+        assert_eq!(results[0].as_ref().unwrap_err().errno(), Some(libc::EINVAL));
+        // Replaced in place without it.
+        apply_all(
+            fib,
+            &[replace(
+                "10.40.0.0/24",
+                vec![via("10.77.0.2", "tun0", tun0)],
+            )],
+        );
+        assert_eq!(
+            lab.ours_v4()[0],
+            "10.40.0.0/24 via 10.77.0.2 dev tun0 metric 50 onlink"
+        );
     });
 }
 
@@ -688,6 +852,7 @@ fn the_underlay_route_ignores_wgds_own() {
                 nexthops: vec![kernel_nexthop(up0, Some("192.0.2.252"))],
                 priority: 200,
                 protocol: 3, // boot: `ip route add`
+                source: None,
             })
         );
         assert_eq!(
@@ -697,6 +862,7 @@ fn the_underlay_route_ignores_wgds_own() {
                 nexthops: vec![kernel_nexthop(up0, Some("192.0.2.254"))],
                 priority: 0,
                 protocol: 3,
+                source: None,
             })
         );
         let connected = underlay(fib, "192.0.2.77").unwrap();

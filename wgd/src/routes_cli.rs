@@ -6,8 +6,10 @@ use std::fmt::Write as _;
 
 use wgd_proto::v1 as api;
 
-/// Reads `via ADDR [dev TUNNEL]` and `dev TUNNEL` groups, as `ip route`
-/// writes them; several groups make an ECMP route.
+/// Reads `via [inet|inet6] ADDR [dev TUNNEL]` and `dev TUNNEL` groups, as
+/// `ip route` writes them; several groups make an ECMP route. An IPv4 route
+/// may go through an IPv6 address (`via fe80::2 dev dn42b`, RFC 8950); a
+/// link-local one names its tunnel with `dev`, or as `fe80::2%dn42b`.
 pub fn parse_nexthops(words: &[String]) -> Result<Vec<api::Nexthop>, String> {
     let mut nexthops: Vec<api::Nexthop> = Vec::new();
     let mut words = words.iter().map(String::as_str).peekable();
@@ -20,6 +22,10 @@ pub fn parse_nexthops(words: &[String]) -> Result<Vec<api::Nexthop>, String> {
         };
         match word {
             "via" => {
+                // `ip route`'s family word: the address says it already.
+                if matches!(words.peek(), Some(&("inet" | "inet6"))) {
+                    words.next();
+                }
                 let address = value(&mut words)?;
                 let mut tunnel = String::new();
                 if words.peek() == Some(&"dev") {
@@ -65,6 +71,17 @@ pub fn describe_nexthop(nexthop: &api::Nexthop) -> String {
     }
 }
 
+/// A nexthop of a route for `prefix`, as `ip route` shows it: an IPv6
+/// gateway of an IPv4 route reads `via inet6 fe80::2 dev dn42b`.
+pub fn describe_route_nexthop(prefix: &str, nexthop: &api::Nexthop) -> String {
+    let text = describe_nexthop(nexthop);
+    let prefix_v4 = !prefix.contains(':');
+    if prefix_v4 && nexthop.address.contains(':') {
+        return text.replacen("via ", "via inet6 ", 1);
+    }
+    text
+}
+
 /// One line per result: `192.0.2.0/24: installed`, with the reason if any.
 pub fn describe_result(result: &api::RouteResult) -> String {
     let state = state_name(result.state);
@@ -87,6 +104,10 @@ pub fn render_routes(routes: &[api::RouteEntry], json: bool) -> String {
                     "nexthops": route.nexthops.iter().map(|n| serde_json::json!({
                         "address": (!n.address.is_empty()).then_some(&n.address),
                         "tunnel": (!n.tunnel.is_empty()).then_some(&n.tunnel),
+                        // `inet6` for an IPv4 route's IPv6 gateway (RFC 8950).
+                        "family": (!n.address.is_empty()).then(|| {
+                            if n.address.contains(':') { "inet6" } else { "inet" }
+                        }),
                     })).collect::<Vec<_>>(),
                     "distance": route.distance,
                     "metric": route.metric,
@@ -102,7 +123,11 @@ pub fn render_routes(routes: &[api::RouteEntry], json: bool) -> String {
     let rows: Vec<[String; 6]> = routes
         .iter()
         .map(|route| {
-            let nexthops: Vec<String> = route.nexthops.iter().map(describe_nexthop).collect();
+            let nexthops: Vec<String> = route
+                .nexthops
+                .iter()
+                .map(|nexthop| describe_route_nexthop(&route.prefix, nexthop))
+                .collect();
             let mut state = state_name(route.state).to_owned();
             if route.stale {
                 state.push_str(" (stale)");
@@ -311,6 +336,27 @@ mod tests {
             "\"via\" needs a value"
         );
         assert!(parse_nexthops(&words("gateway 1.2.3.4")).is_err());
+        // RFC 8950, in ip route's words too.
+        let nexthops = parse_nexthops(&words(
+            "via fe80::2 dev dn42b via inet6 fe80::3 dev dn42c via fe80::4%dn42d",
+        ))
+        .unwrap();
+        let described: Vec<String> = nexthops
+            .iter()
+            .map(|nexthop| describe_route_nexthop("172.20.2.0/27", nexthop))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "via inet6 fe80::2 dev dn42b",
+                "via inet6 fe80::3 dev dn42c",
+                "via inet6 fe80::4%dn42d"
+            ]
+        );
+        assert_eq!(
+            describe_route_nexthop("fd42::/48", &nexthops[0]),
+            "via fe80::2 dev dn42b"
+        );
         assert!(parse_nexthops(&[]).is_err());
     }
 
@@ -338,5 +384,29 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&render_routes(&routes, true)).unwrap();
         assert_eq!(json[0]["state"], "queued");
         assert_eq!(json[0]["installed"], false);
+        assert_eq!(json[0]["nexthops"][0]["family"], "inet");
+
+        let routes = vec![api::RouteEntry {
+            prefix: "172.20.2.0/27".into(),
+            owner: "cli".into(),
+            nexthops: vec![api::Nexthop {
+                address: "fe80::2".into(),
+                tunnel: "dn42b".into(),
+            }],
+            distance: 1,
+            metric: 0,
+            state: api::RouteState::Installed as i32,
+            reason: String::new(),
+            stale: false,
+        }];
+        assert_eq!(
+            render_routes(&routes, false),
+            "PREFIX         OWNER  NEXTHOPS                     DIST/METRIC  STATE      WHY NOT\n\
+             172.20.2.0/27  cli    via inet6 fe80::2 dev dn42b  1/0          installed\n"
+        );
+        let json: serde_json::Value = serde_json::from_str(&render_routes(&routes, true)).unwrap();
+        assert_eq!(json[0]["nexthops"][0]["address"], "fe80::2");
+        assert_eq!(json[0]["nexthops"][0]["tunnel"], "dn42b");
+        assert_eq!(json[0]["nexthops"][0]["family"], "inet6");
     }
 }

@@ -152,12 +152,17 @@ impl<F: Fib> Guarded<F> {
     pub(super) fn apply(&mut self, mut ops: Vec<FibOp>) -> Done {
         if !self.refused.is_empty() {
             for op in &mut ops {
-                if let FibOp::Replace { prefix, nexthops } = op
+                if let FibOp::Replace {
+                    prefix,
+                    nexthops,
+                    source,
+                } = op
                     && self.refused.contains(prefix)
                 {
                     *op = FibOp::Add {
                         prefix: *prefix,
                         nexthops: std::mem::take(nexthops),
+                        source: *source,
                     };
                 }
             }
@@ -209,11 +214,13 @@ mod tests {
         writer.submit(vec![FibOp::Add {
             prefix,
             nexthops: nexthops(7),
+            source: None,
         }]);
         // Prepared while the add was on its way.
         writer.submit(vec![FibOp::Replace {
             prefix,
             nexthops: nexthops(8),
+            source: None,
         }]);
         let first = writer.wait();
         assert!(first.results[0].is_err(), "{first:?}");
@@ -228,10 +235,12 @@ mod tests {
         writer.submit(vec![FibOp::Add {
             prefix,
             nexthops: nexthops(7),
+            source: None,
         }]);
         writer.submit(vec![FibOp::Replace {
             prefix,
             nexthops: nexthops(8),
+            source: None,
         }]);
         assert!(writer.wait().results[0].is_ok());
         let replaced = writer.wait();
@@ -248,6 +257,7 @@ mod tests {
             .map(|i| FibOp::Add {
                 prefix: IpNet::from(std::net::IpAddr::from([192, 0, 2, i])),
                 nexthops: nexthops(7),
+                source: None,
             })
             .collect();
         writer.submit(ops);

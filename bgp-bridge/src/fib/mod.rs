@@ -16,6 +16,11 @@
 //!   `RTM_GETROUTE` dump per family (filtered by the kernel to the table,
 //!   and to `RTPROT_WGD` for our own) → [`KernelRoute`] values.
 //!
+//! An IPv4 route through an IPv6 gateway (RFC 8950) is written with
+//! `RTA_VIA` (`via inet6 fe80::2 dev X`) and read back the same way; a
+//! route's preferred source (`src`) is `RTA_PREFSRC`, which the kernel
+//! takes only for an address of the host ([`KernelFib::local_addresses`]).
+//!
 //! Every route wgd writes carries `RTPROT_WGD` and the one priority given at
 //! [`KernelFib::open`]: that is how wgd finds its own routes again after a
 //! restart, how a delete is kept from touching a route someone else added,
@@ -23,6 +28,7 @@
 
 mod wire;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
@@ -147,6 +153,8 @@ pub struct KernelRoute {
     pub nexthops: Vec<KernelNexthop>,
     pub priority: u32,
     pub protocol: u8,
+    /// `src`, the preferred source address, if the route has one.
+    pub source: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -166,6 +174,7 @@ impl KernelRoute {
                 .collect(),
             priority: view.priority,
             protocol: view.protocol,
+            source: view.source,
         }
     }
 }
@@ -518,6 +527,28 @@ impl KernelFib {
         })
     }
 
+    /// The addresses of this host (of every interface, `lo` included):
+    /// the host routes of the local table, which is where the kernel looks
+    /// when a route names a preferred source (`src`).
+    pub fn local_addresses(&mut self) -> Result<BTreeSet<IpAddr>, FibError> {
+        self.consistently(|fib| {
+            let mut addresses = BTreeSet::new();
+            for family in [AF_INET, AF_INET6] {
+                fib.dump(family, LOCAL_TABLE, 0, |view| {
+                    if view.kind != RTN_LOCAL {
+                        return;
+                    }
+                    if let Some(prefix) = view.prefix()
+                        && prefix.prefix_len() == prefix.max_prefix_len()
+                    {
+                        addresses.insert(prefix.addr());
+                    }
+                })?;
+            }
+            Ok(addresses)
+        })
+    }
+
     /// Runs `read` again while the kernel says a dump it made was
     /// interrupted by a concurrent change.
     fn consistently<T>(
@@ -631,20 +662,30 @@ fn encode(
     table: u32,
     priority: u32,
 ) -> Result<(), FibError> {
-    let (kind, flags, prefix, nexthops) = match op {
-        FibOp::Add { prefix, nexthops } => (
+    let (kind, flags, prefix, nexthops, source) = match op {
+        FibOp::Add {
+            prefix,
+            nexthops,
+            source,
+        } => (
             wire::RTM_NEWROUTE,
             wire::NLM_F_CREATE | wire::NLM_F_EXCL,
             prefix,
             nexthops.as_slice(),
+            *source,
         ),
-        FibOp::Replace { prefix, nexthops } => (
+        FibOp::Replace {
+            prefix,
+            nexthops,
+            source,
+        } => (
             wire::RTM_NEWROUTE,
             wire::NLM_F_CREATE | wire::NLM_F_REPLACE,
             prefix,
             nexthops.as_slice(),
+            *source,
         ),
-        FibOp::Remove { prefix } => (wire::RTM_DELROUTE, 0, prefix, &[][..]),
+        FibOp::Remove { prefix } => (wire::RTM_DELROUTE, 0, prefix, &[][..], None),
     };
     let family = family_of(prefix.addr());
     let scope = if kind == wire::RTM_DELROUTE {
@@ -684,6 +725,16 @@ fn encode(
         }
     }
     wire::put_u32_attribute(buf, wire::RTA_PRIORITY, priority);
+    // Only of the route's own family: the kernel has no other.
+    match (family, source) {
+        (AF_INET, Some(IpAddr::V4(source))) => {
+            wire::put_attribute(buf, wire::RTA_PREFSRC, &source.octets());
+        }
+        (AF_INET6, Some(IpAddr::V6(source))) => {
+            wire::put_attribute(buf, wire::RTA_PREFSRC, &source.octets());
+        }
+        _ => {}
+    }
     match nexthops {
         [] => {}
         [single] => {
@@ -755,10 +806,7 @@ mod tests {
     #[test]
     fn an_add_without_nexthop_is_refused_before_the_kernel() {
         let mut buf = Vec::new();
-        let op = FibOp::Add {
-            prefix: "10.0.0.0/8".parse().unwrap(),
-            nexthops: Vec::new(),
-        };
+        let op = FibOp::add("10.0.0.0/8".parse().unwrap(), Vec::new());
         assert!(matches!(
             encode(&mut buf, &op, 1, MAIN_TABLE, 20),
             Err(FibError::NoNexthop)
@@ -777,10 +825,7 @@ mod tests {
                 peer: None,
             })
             .collect();
-        let op = FibOp::Replace {
-            prefix: "10.0.0.0/8".parse().unwrap(),
-            nexthops,
-        };
+        let op = FibOp::replace("10.0.0.0/8".parse().unwrap(), nexthops);
         assert!(matches!(
             encode(&mut buf, &op, 1, MAIN_TABLE, 20),
             Err(FibError::TooManyNexthops(5000))

@@ -41,6 +41,7 @@ pub const RTA_DST: u16 = 1;
 pub const RTA_OIF: u16 = 4;
 pub const RTA_GATEWAY: u16 = 5;
 pub const RTA_PRIORITY: u16 = 6;
+pub const RTA_PREFSRC: u16 = 7;
 pub const RTA_MULTIPATH: u16 = 9;
 pub const RTA_TABLE: u16 = 15;
 pub const RTA_VIA: u16 = 18;
@@ -280,6 +281,8 @@ pub struct RouteView<'a> {
     pub priority: u32,
     pub oif: u32,
     pub gateway: Option<IpAddr>,
+    /// `RTA_PREFSRC`: the route's preferred source address (`src`).
+    pub source: Option<IpAddr>,
     pub multipath: Option<&'a [u8]>,
 }
 
@@ -298,6 +301,7 @@ pub fn parse_route(payload: &[u8]) -> Result<RouteView<'_>, Malformed> {
         priority: 0,
         oif: 0,
         gateway: None,
+        source: None,
         multipath: None,
     };
     for (kind, value) in attributes(&payload[RTMSG_LEN..]) {
@@ -308,6 +312,7 @@ pub fn parse_route(payload: &[u8]) -> Result<RouteView<'_>, Malformed> {
             RTA_OIF if value.len() == 4 => view.oif = read_u32(value, 0),
             RTA_GATEWAY => view.gateway = address(family, value),
             RTA_VIA => view.gateway = via(value),
+            RTA_PREFSRC => view.source = address(family, value),
             RTA_MULTIPATH => view.multipath = Some(value),
             _ => {}
         }
@@ -405,6 +410,7 @@ mod tests {
         put_u32_attribute(&mut buf, RTA_TABLE, 1000);
         put_attribute(&mut buf, RTA_DST, &[10, 1, 2, 0]);
         put_u32_attribute(&mut buf, RTA_PRIORITY, 20);
+        put_attribute(&mut buf, RTA_PREFSRC, &[172, 20, 1, 1]);
         let multipath = begin_nested(&mut buf, RTA_MULTIPATH);
         let first = begin_nexthop(&mut buf, RTNH_F_ONLINK, 3);
         put_gateway(&mut buf, AF_INET, "10.9.0.1".parse().unwrap());
@@ -424,6 +430,7 @@ mod tests {
             (route.table, route.protocol, route.priority),
             (1000, 200, 20)
         );
+        assert_eq!(route.source, Some("172.20.1.1".parse().unwrap()));
         let nexthops: Vec<_> = route.nexthops().collect();
         assert_eq!(
             nexthops,

@@ -8,7 +8,9 @@
 //! unless configured with `no fpm use-next-hop-groups`,
 //! `RTM_NEWNEXTHOP`/`RTM_DELNEXTHOP` for the nexthop objects those routes
 //! point at (`RTA_NH_ID`). An update of a route may come as a delete and an
-//! add in one frame. Other messages (MAC, neighbour, MPLS) are passed over.
+//! add in one frame. An IPv4 route through an IPv6 gateway (RFC 8950) has
+//! it as `RTA_VIA`, or in a nexthop object; zebra itself writes such a
+//! route as `169.254.0.1 onlink` on its interface. Other messages (MAC, neighbour, MPLS) are passed over.
 //!
 //! [`Frames`] splits a buffer into frames: a frame not all there yet is
 //! left for the next read; a header that cannot be right (version, type, a
@@ -372,12 +374,13 @@ fn decode_nexthop(body: &[u8]) -> Result<NexthopObject, String> {
             NHA_ID => id = Some(u32_of(value, "NHA_ID")?),
             NHA_OIF => nexthop.ifindex = u32_of(value, "NHA_OIF")?,
             NHA_BLACKHOLE => blackhole = true,
+            // By its length rather than the message's family: zebra gives
+            // the nexthop of an IPv4 route through an IPv6 gateway (RFC
+            // 8950) the route's family and the gateway's 16 bytes.
             NHA_GATEWAY => {
-                nexthop.gateway = Some(match (family, value.len()) {
-                    (AF_INET, 4) => {
-                        IpAddr::V4(Ipv4Addr::new(value[0], value[1], value[2], value[3]))
-                    }
-                    (AF_INET6, 16) => {
+                nexthop.gateway = Some(match value.len() {
+                    4 => IpAddr::V4(Ipv4Addr::new(value[0], value[1], value[2], value[3])),
+                    16 => {
                         let mut octets = [0u8; 16];
                         octets.copy_from_slice(value);
                         IpAddr::V6(Ipv6Addr::from(octets))

@@ -301,11 +301,14 @@ pub fn translate(
             .iter()
             .find(|tunnel| hop.ifindex != 0 && tunnel.ifindex == hop.ifindex)
             .map(|tunnel| tunnel.name.clone());
+        // An IPv4 route may come through an IPv6 gateway (RFC 8950, as
+        // `RTA_VIA`); zebra itself writes such a route as `169.254.0.1
+        // onlink` on the interface, which is installed as it comes (a
+        // tunnel needs no neighbor entry for it). The RIB's policy refuses
+        // the rest (a link-local gateway off wgd's tunnels, say).
         let spec = match (hop.gateway, tunnel) {
-            (Some(gateway), _) if family_differs(gateway, route.prefix) => {
-                return Err(format!(
-                    "nexthop {gateway} is of the other address family (RFC 5549 is not supported)"
-                ));
+            (Some(address @ IpAddr::V4(_)), _) if route.prefix.addr().is_ipv6() => {
+                return Err(crate::policy::Refusal::NexthopFamily { address }.to_string());
             }
             (Some(address), Some(tunnel)) => NexthopSpec::AddressOnTunnel { address, tunnel },
             // Not on a tunnel: the bridge refuses it, unless it may
@@ -358,13 +361,6 @@ fn resolve_object(
             )
             .collect(),
     }
-}
-
-fn family_differs(address: IpAddr, prefix: IpNet) -> bool {
-    matches!(
-        (address, prefix),
-        (IpAddr::V4(_), IpNet::V6(_)) | (IpAddr::V6(_), IpNet::V4(_))
-    )
 }
 
 /// Runs arbitrary bytes as a stream from zebra through the frame reader,

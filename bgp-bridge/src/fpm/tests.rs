@@ -150,6 +150,27 @@ fn via_v4(text: &str) -> Vec<u8> {
     nla(RTA_VIA, &value)
 }
 
+/// `RTA_VIA` of an IPv6 address: how the kernel (and `ip route add …
+/// via inet6`) writes an IPv4 route through an IPv6 gateway (RFC 8950).
+fn via_v6(text: &str) -> Vec<u8> {
+    let mut value = u16::from(AF_INET6).to_ne_bytes().to_vec();
+    value.extend(address(text));
+    nla(RTA_VIA, &value)
+}
+
+/// `RTA_MULTIPATH` of (attribute, ifindex) pairs, the attribute as given.
+fn multipath_with(hops: &[(Vec<u8>, u32)]) -> Vec<u8> {
+    let mut value = Vec::new();
+    for (attribute, index) in hops {
+        let length = u16::try_from(8 + attribute.len()).unwrap();
+        value.extend_from_slice(&length.to_ne_bytes());
+        value.extend_from_slice(&[0, 0]);
+        value.extend_from_slice(&index.to_ne_bytes());
+        value.extend_from_slice(attribute);
+    }
+    nla(RTA_MULTIPATH, &value)
+}
+
 fn oif(index: u32) -> Vec<u8> {
     u32_nla(RTA_OIF, index)
 }
@@ -772,6 +793,91 @@ fn a_nexthop_group_that_changes_moves_its_routes() {
 }
 
 #[test]
+fn ipv4_routes_through_ipv6_gateways_are_taken_as_each_encoding_gives_them() {
+    let mut feed = Feed::new(254);
+    // RTNH_F_ONLINK in rtm_flags, as zebra sets it for RFC 5549 routes.
+    let mut zebra_5549 = new_route(
+        "172.20.5.0/24",
+        RTPROT_BGP,
+        &[gateway("169.254.0.1"), oif(WG_B)],
+    );
+    zebra_5549[16 + 8] = 4;
+    let batch = fed(
+        &mut feed,
+        &frame(&[
+            // RTA_VIA with its interface: the nexthop on that tunnel.
+            new_route("172.20.2.0/27", RTPROT_BGP, &[via_v6("fe80::2"), oif(WG_A)]),
+            // ECMP, each nexthop's RTA_VIA inside RTA_MULTIPATH.
+            new_route(
+                "172.20.3.0/24",
+                RTPROT_BGP,
+                &[multipath_with(&[
+                    (via_v6("fe80::2"), WG_A),
+                    (via_v6("fe80::3"), WG_B),
+                ])],
+            ),
+            // A nexthop object of the route's family with the IPv6
+            // gateway's 16 bytes, as zebra sends it for such a route.
+            new_nexthop(
+                AF_INET,
+                &[
+                    u32_nla(NHA_ID, 40),
+                    nla(NHA_GATEWAY, &address("fe80::3")),
+                    u32_nla(NHA_OIF, WG_B),
+                ],
+            ),
+            new_route("172.20.4.0/24", RTPROT_BGP, &[u32_nla(RTA_NH_ID, 40)]),
+            // zebra's own encoding of RFC 5549 toward the kernel.
+            zebra_5549,
+        ]),
+    );
+    assert!(batch.skipped.is_empty(), "{:?}", batch.skipped);
+    assert_eq!(
+        offers(&batch),
+        vec![
+            spec("172.20.2.0/27", vec![on_tunnel("fe80::2", "wg-a")], 20),
+            spec(
+                "172.20.3.0/24",
+                vec![on_tunnel("fe80::2", "wg-a"), on_tunnel("fe80::3", "wg-b")],
+                20
+            ),
+            spec("172.20.4.0/24", vec![on_tunnel("fe80::3", "wg-b")], 20),
+            spec("172.20.5.0/24", vec![on_tunnel("169.254.0.1", "wg-b")], 20),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ipv4_route_through_a_link_local_gateway_reaches_the_kernel() {
+    let fib = MemoryFib::default();
+    let bridge = Bridge::start_here(BridgeConfig::default(), fib.clone(), view());
+    let mut feed = Feed::new(254);
+    let batch = fed(
+        &mut feed,
+        &frame(&[
+            new_route("172.20.2.0/27", RTPROT_BGP, &[via_v6("fe80::2"), oif(WG_A)]),
+            // Not on a tunnel: a link-local gateway alone names no link.
+            new_route("172.20.6.0/24", RTPROT_BGP, &[via_v6("fe80::6")]),
+        ]),
+    );
+    let owner = Owner::new("fpm");
+    let results = bridge.static_updates(owner, batch.updates).await.unwrap();
+    assert_eq!(results[0].status, RouteStatus::Installed);
+    assert_eq!(
+        results[1].status,
+        RouteStatus::Refused(
+            "nexthop fe80::6 is link-local: name its tunnel (via fe80::6 dev TUNNEL)".into()
+        )
+    );
+    let routes = fib.routes.lock().unwrap().clone();
+    assert_eq!(
+        routes[&net("172.20.2.0/27")][0].gateway,
+        Some(ip("fe80::2"))
+    );
+    assert_eq!(routes[&net("172.20.2.0/27")][0].ifindex, WG_A);
+}
+
+#[test]
 fn routes_the_bridge_cannot_take_are_skipped_with_a_reason() {
     let mut feed = Feed::new(254);
     let mut blackhole = new_route("192.168.90.0/24", RTPROT_ZSTATIC, &[]);
@@ -783,7 +889,8 @@ fn routes_the_bridge_cannot_take_are_skipped_with_a_reason() {
             new_route("192.168.80.0/24", RTPROT_ZSTATIC, &[oif(42)]),
             blackhole,
             new_route("192.168.81.0/24", RTPROT_BGP, &[u32_nla(RTA_NH_ID, 99)]),
-            // RFC 5549: an IPv4 nexthop (`RTA_VIA`) for an IPv6 route.
+            // An IPv4 nexthop (`RTA_VIA`) for an IPv6 route: the kernel
+            // has no such routes.
             new_route(
                 "fd00:81::/64",
                 RTPROT_BGP,
@@ -796,7 +903,7 @@ fn routes_the_bridge_cannot_take_are_skipped_with_a_reason() {
     assert!(reasons[&net("192.168.80.0/24")].contains("interface index 42"));
     assert!(reasons[&net("192.168.90.0/24")].contains("type 6"));
     assert!(reasons[&net("192.168.81.0/24")].contains("nexthop id 99 is unknown"));
-    assert!(reasons[&net("fd00:81::/64")].contains("other address family"));
+    assert!(reasons[&net("fd00:81::/64")].contains("an IPv6 route needs an IPv6 nexthop"));
     // A gateway off the tunnels goes as an address: the bridge decides.
     let batch = fed(
         &mut feed,

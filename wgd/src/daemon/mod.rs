@@ -317,8 +317,14 @@ impl Daemon {
                         "[daemon] metrics changed; it takes effect when wgd restarts"
                     );
                 }
-                if old.bridge != new.bridge {
+                if routes::restart_settings(&old.bridge) != routes::restart_settings(&new.bridge) {
                     tracing::warn!("[bridge] changed; it takes effect when wgd restarts");
+                }
+                if let Err(errors) = routes::check_sources(&config, true) {
+                    for error in &errors.0 {
+                        tracing::error!(%error, "config rejected, keeping the previous one");
+                    }
+                    return false;
                 }
                 if old.bgp != new.bgp {
                     tracing::warn!("[bgp] changed; it takes effect when wgd restarts");
@@ -327,6 +333,7 @@ impl Daemon {
                     tracing::warn!("[fpm] changed; it takes effect when wgd restarts");
                 }
                 self.dead_after.send_replace(new.peer_dead_after);
+                self.bridge.set_sources(routes::sources(&config));
                 self.config = config;
                 true
             }
@@ -427,7 +434,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     let fib = bgp_bridge::fib::KernelFib::open(settings.table.id(), settings.kernel_metric)
         .map_err(DaemonError::Fib)?;
     let bridge = Bridge::start(
-        routes::bridge_config(settings, host.state.path()),
+        routes::bridge_config(&config, host.state.path()),
         fib,
         view.clone(),
     )
@@ -549,6 +556,13 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     }
 
     daemon.reconcile("start").await;
+    // Source addresses may come with the tunnels (or their hooks): they
+    // are looked for once those are up.
+    if let Err(errors) = routes::check_sources(&daemon.config, false) {
+        let _ = std::fs::remove_file(&pointer);
+        let _ = std::fs::remove_file(&api_path);
+        return Err(DaemonError::Config(errors));
+    }
     tracing::info!(config = %daemon.path.display(), api = %api_path.display(), "wgd running");
     let mut reconcile_timer = tokio::time::interval(daemon.config.daemon.reconcile_interval);
     reconcile_timer.reset();

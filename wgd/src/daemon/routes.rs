@@ -5,17 +5,18 @@
 //! the planner applies (so a reconcile keeps them instead of undoing them).
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::Path;
 
 use bgp_bridge::bgp::speaker::{BGP_PORT, NeighborConfig, Secret, SpeakerConfig};
 use bgp_bridge::engine::{AllowedExtras, BridgeConfig};
 use bgp_bridge::rib::RibConfig;
-use bgp_bridge::{PeerInfo, TunnelInfo, TunnelView};
+use bgp_bridge::{PeerInfo, Sources, TunnelInfo, TunnelView};
 use ipnet::IpNet;
 
 use super::events::EventTracker;
 use crate::actual::ActualState;
-use crate::config::{BgpSettings, BridgeSettings, Config};
+use crate::config::{BgpSettings, BridgeSettings, Config, ConfigError, ConfigErrors};
 use crate::status::Status;
 
 /// The config's tunnels as the bridge sees them: addresses and peers from
@@ -65,9 +66,11 @@ pub fn tunnel_view(
     TunnelView { tunnels }
 }
 
-/// The bridge's settings; the unary API's routes are kept in the state
-/// folder of this namespace (beside the tunnel records' folder).
-pub fn bridge_config(settings: &BridgeSettings, records: &Path) -> BridgeConfig {
+/// The bridge's settings (`[bridge]`, and the tunnels' sources); the
+/// unary API's routes are kept in the state folder of this namespace
+/// (beside the tunnel records' folder).
+pub fn bridge_config(config: &Config, records: &Path) -> BridgeConfig {
+    let settings = &config.daemon.bridge;
     let state = records.parent().unwrap_or(records);
     BridgeConfig {
         rib: RibConfig {
@@ -80,7 +83,105 @@ pub fn bridge_config(settings: &BridgeSettings, records: &Path) -> BridgeConfig 
         startup_hold: settings.startup_hold,
         default_hold: settings.hold_time,
         state_file: Some(state.join("routes.json")),
+        sources: sources(config),
     }
+}
+
+/// The preferred source addresses of the routes: `[bridge] source`, and
+/// each tunnel's own.
+pub fn sources(config: &Config) -> Sources {
+    Sources {
+        bridge: config.daemon.bridge.source.clone(),
+        tunnels: config
+            .tunnels
+            .iter()
+            .filter(|tunnel| !tunnel.source.is_empty())
+            .map(|tunnel| (tunnel.name.as_str().to_owned(), tunnel.source.clone()))
+            .collect(),
+    }
+}
+
+/// `[bridge]` apart from the sources, which a reload changes in place.
+pub fn restart_settings(settings: &BridgeSettings) -> BridgeSettings {
+    BridgeSettings {
+        source: Vec::new(),
+        ..settings.clone()
+    }
+}
+
+/// Refuses a config whose source addresses this host does not have (the
+/// kernel would refuse every route naming one, each with "Invalid
+/// argument"). At start it runs after the first reconcile, when the
+/// tunnels and their hooks have added their addresses; on a reload,
+/// before it, so an address the new config gives one of its tunnels
+/// counts (`coming`).
+pub fn check_sources(config: &Config, coming: bool) -> Result<(), ConfigErrors> {
+    if sources(config).is_empty() {
+        return Ok(());
+    }
+    let host = bgp_bridge::fib::KernelFib::open(bgp_bridge::fib::MAIN_TABLE, 0)
+        .and_then(|mut fib| fib.local_addresses());
+    let host = match host {
+        Ok(host) => host,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the host's addresses to check the sources");
+            return Ok(());
+        }
+    };
+    let missing = missing_sources(config, &host, coming);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(missing))
+    }
+}
+
+/// The source addresses of `config` that are not in `host` (nor, with
+/// `coming`, on one of the config's tunnels), each as an error at its line.
+pub fn missing_sources(config: &Config, host: &BTreeSet<IpAddr>, coming: bool) -> Vec<ConfigError> {
+    let tunnel_addresses: BTreeSet<IpAddr> = config
+        .tunnels
+        .iter()
+        .flat_map(|tunnel| tunnel.addresses.iter().map(|net| net.addr()))
+        .collect();
+    let present =
+        |address: &IpAddr| host.contains(address) || (coming && tunnel_addresses.contains(address));
+    let why = "wgd puts it in the `src` of the routes it installs, and the kernel takes only \
+               an address of this host: add it to an interface (lo, say) or take it out";
+    let mut errors = Vec::new();
+    let bridge_line = section_line(&config.source, "[bridge]");
+    for address in config.daemon.bridge.source.iter().filter(|a| !present(a)) {
+        errors.push(ConfigError {
+            file: config.source.clone(),
+            line: bridge_line,
+            message: format!("[bridge] source {address} is not an address of this host: {why}"),
+        });
+    }
+    for tunnel in &config.tunnels {
+        for address in tunnel.source.iter().filter(|a| !present(a)) {
+            errors.push(ConfigError {
+                file: config.source.clone(),
+                line: tunnel.line,
+                message: format!(
+                    "tunnel \"{}\": source {address} is not an address of this host: {why}",
+                    tunnel.name
+                ),
+            });
+        }
+    }
+    errors
+}
+
+/// The line of a section's header in the config file, for messages (0
+/// when it cannot be found).
+fn section_line(path: &Path, header: &str) -> usize {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .position(|line| line.trim_start().starts_with(header))
+        })
+        .map_or(0, |index| index + 1)
 }
 
 /// The config with the bridge's AllowedIPs added to their peers.
@@ -134,5 +235,53 @@ pub fn speaker_config(settings: &BgpSettings) -> SpeakerConfig {
                 export: neighbor.export.clone(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_the_host_lacks_are_refused_at_their_line() {
+        let dir = std::env::temp_dir().join(format!("wgd-sources-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wgd.toml");
+        // The source keys are set here rather than read (their parsing is
+        // the config's to test).
+        let text = "[bridge]\nkernel_metric = 20\n\n\
+                    [[tunnel]]\nname = \"dn42b\"\nprivate_key = \"iA8UXmdSVWJyF6B5ZUx0Frr06cKiwx16K3KxTBVrGng=\"\n\
+                    address = [\"172.20.1.2/32\"]\n";
+        std::fs::write(&path, text).unwrap();
+        let mut config = crate::config::parse_str(&path, text).unwrap();
+        config.daemon.bridge.source =
+            vec!["172.20.1.1".parse().unwrap(), "fd42:1::1".parse().unwrap()];
+        config.tunnels[0].source = vec!["172.20.1.2".parse().unwrap()];
+        let sources = sources(&config);
+        assert_eq!(sources.bridge.len(), 2);
+        assert_eq!(
+            sources.tunnels["dn42b"],
+            ["172.20.1.2".parse::<IpAddr>().unwrap()]
+        );
+        let host: BTreeSet<IpAddr> = ["172.20.1.1".parse().unwrap()].into();
+        let messages: Vec<String> = missing_sources(&config, &host, false)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        assert!(
+            messages[0]
+                .contains("wgd.toml:1: [bridge] source fd42:1::1 is not an address of this host"),
+            "{messages:#?}"
+        );
+        assert!(
+            messages[1].contains(
+                "wgd.toml:4: tunnel \"dn42b\": source 172.20.1.2 is not an address of this host"
+            ),
+            "{messages:#?}"
+        );
+        // On a reload, the tunnel's own address is on its way.
+        assert_eq!(missing_sources(&config, &host, true).len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
