@@ -8,7 +8,9 @@
 //! - a live tunnel is changed peer by peer, so other peers keep their
 //!   sessions; only a new private key, listen port or fwmark rewrites the
 //!   whole device;
-//! - routes and rules are removed only when wgd's record says it added them;
+//! - addresses, routes and rules are removed only when wgd's record says
+//!   it added them: what a hook or an operator added stays, and an
+//!   address the config names that is there already is not added again;
 //! - a tunnel recorded for this config file but gone from it is removed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +20,7 @@ use std::path::Path;
 use ipnet::IpNet;
 
 use crate::actual::{ActualState, Backend, Link, Route, Rule};
-use crate::config::{Config, PeerConfig, RouteTable, RoutesMode, TunnelConfig};
+use crate::config::{Config, InterfaceAddress, PeerConfig, RouteTable, RoutesMode, TunnelConfig};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::state::TunnelRecord;
 
@@ -70,11 +72,11 @@ pub enum Action {
     },
     AddAddress {
         tunnel: String,
-        address: IpNet,
+        address: InterfaceAddress,
     },
     RemoveAddress {
         tunnel: String,
-        address: IpNet,
+        address: InterfaceAddress,
     },
     /// Writes the whole device: key, port, fwmark and every peer.
     WriteDevice {
@@ -499,12 +501,7 @@ fn plan_create(
             mtu,
         });
     }
-    for address in &tunnel.addresses {
-        actions.push(Action::AddAddress {
-            tunnel: name.clone(),
-            address: *address,
-        });
-    }
+    // The device first: on the kernel, writing it flushes the addresses.
     actions.push(Action::WriteDevice {
         tunnel: name.clone(),
         private_key: tunnel.private_key.clone(),
@@ -512,6 +509,12 @@ fn plan_create(
         fwmark: intent.fwmark,
         peers: tunnel.peers.clone(),
     });
+    for address in &tunnel.addresses {
+        actions.push(Action::AddAddress {
+            tunnel: name.clone(),
+            address: *address,
+        });
+    }
     actions.push(Action::SetLinkUp {
         tunnel: name.clone(),
     });
@@ -597,25 +600,6 @@ fn plan_update(
             mtu,
         });
     }
-    for address in &link.addresses {
-        let link_local =
-            matches!(address, IpNet::V6(v6) if v6.addr().segments()[0] & 0xffc0 == 0xfe80);
-        if !tunnel.addresses.contains(address) && !link_local {
-            actions.push(Action::RemoveAddress {
-                tunnel: name.clone(),
-                address: *address,
-            });
-        }
-    }
-    for address in &tunnel.addresses {
-        if !link.addresses.contains(address) {
-            actions.push(Action::AddAddress {
-                tunnel: name.clone(),
-                address: *address,
-            });
-        }
-    }
-
     let key_changed = device.public_key != Some(tunnel.private_key.public_key());
     let port_changed = tunnel
         .listen_port
@@ -629,6 +613,28 @@ fn plan_update(
             listen_port: tunnel.listen_port,
             fwmark: Some(intent.fwmark.unwrap_or(0)),
         });
+    }
+    // Rewriting a kernel device flushes its addresses: the config's go
+    // back (what hooks added is lost then, as with the routes below).
+    let flushed = interface_changed && link.backend == Some(Backend::Kernel);
+    let present: &[InterfaceAddress] = if flushed { &[] } else { &link.addresses };
+    // Only what wgd added goes; a changed peer part is another address.
+    let made = record.map_or(&[][..], |record| record.made_addresses(&tunnel.addresses));
+    for address in present {
+        if made.contains(address) && !tunnel.addresses.contains(address) {
+            actions.push(Action::RemoveAddress {
+                tunnel: name.clone(),
+                address: *address,
+            });
+        }
+    }
+    for address in &tunnel.addresses {
+        if !present.contains(address) {
+            actions.push(Action::AddAddress {
+                tunnel: name.clone(),
+                address: *address,
+            });
+        }
     }
     let current: BTreeMap<PublicKey, &crate::actual::Peer> = device
         .peers
@@ -832,24 +838,45 @@ endpoint = "{endpoint_b}"
                         TunnelRecord::new(&name, config.source.clone(), *backend)
                     });
                     record.routes.clear();
+                    record.addresses = Some(vec![]);
                 }
                 Action::DeleteLink { .. } | Action::Forget { .. } => {
                     actual.links.remove(&name);
                     actual.records.remove(&name);
                 }
                 Action::SetMtu { mtu, .. } => actual.links.get_mut(&name).unwrap().mtu = *mtu,
-                Action::AddAddress { address, .. } => actual
-                    .links
-                    .get_mut(&name)
-                    .unwrap()
-                    .addresses
-                    .push(*address),
-                Action::RemoveAddress { address, .. } => actual
-                    .links
-                    .get_mut(&name)
-                    .unwrap()
-                    .addresses
-                    .retain(|kept| kept != address),
+                Action::AddAddress { address, .. } => {
+                    actual
+                        .links
+                        .get_mut(&name)
+                        .unwrap()
+                        .addresses
+                        .push(*address);
+                    let configured = configured_addresses(config, &name);
+                    actual
+                        .records
+                        .get_mut(&name)
+                        .unwrap()
+                        .addresses
+                        .get_or_insert(configured)
+                        .push(*address);
+                }
+                Action::RemoveAddress { address, .. } => {
+                    actual
+                        .links
+                        .get_mut(&name)
+                        .unwrap()
+                        .addresses
+                        .retain(|kept| kept != address);
+                    let configured = configured_addresses(config, &name);
+                    actual
+                        .records
+                        .get_mut(&name)
+                        .unwrap()
+                        .addresses
+                        .get_or_insert(configured)
+                        .retain(|kept| kept != address);
+                }
                 Action::WriteDevice {
                     private_key,
                     listen_port,
@@ -949,6 +976,15 @@ endpoint = "{endpoint_b}"
                 }
             }
         }
+    }
+
+    fn configured_addresses(config: &Config, name: &str) -> Vec<InterfaceAddress> {
+        config
+            .tunnels
+            .iter()
+            .find(|tunnel| tunnel.name.as_str() == name)
+            .map(|tunnel| tunnel.addresses.clone())
+            .unwrap_or_default()
     }
 
     fn peer_state(peer: &PeerConfig) -> Peer {
@@ -1241,5 +1277,144 @@ endpoint = "192.0.2.1:51820"
             lines(&down),
             vec!["wg-a: forget record (interface already gone)".to_owned()]
         );
+    }
+
+    /// The wg-quick file of a dn42 peering: its addresses come from hooks.
+    fn hooked_peering(address_line: &str) -> Config {
+        let text = format!(
+            "[Interface]\nPrivateKey = {}\nListenPort = 51921\n{address_line}\
+             PostUp = ip addr add dev %i 172.20.1.1/32 peer 172.20.2.1/32\n\
+             PostUp = ip addr add dev %i fe80::1/64\nTable = off\n\
+             [Peer]\nPublicKey = {}\nEndpoint = 198.51.100.2:51922\n\
+             AllowedIPs = 172.16.0.0/12, 10.0.0.0/8, fd00::/8, fe80::/10\n",
+            key(11).to_base64(),
+            key(12).public_key()
+        );
+        parse_str(Path::new("/etc/wireguard/dn42b.conf"), &text)
+            .unwrap_or_else(|errors| panic!("{errors}"))
+    }
+
+    fn address(text: &str) -> InterfaceAddress {
+        text.parse().unwrap()
+    }
+
+    /// What the PostUp hooks of `hooked_peering` add.
+    fn run_post_up(actual: &mut ActualState) {
+        let link = actual.links.get_mut("dn42b").unwrap();
+        link.addresses
+            .push(address("172.20.1.1/32 peer 172.20.2.1/32"));
+        link.addresses.push(address("fe80::1/64"));
+    }
+
+    #[test]
+    fn addresses_a_hook_added_are_left_alone() {
+        let config = hooked_peering("");
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        assert!(
+            !actions
+                .iter()
+                .any(|action| matches!(action, Action::AddAddress { .. }))
+        );
+        simulate(&mut actual, &config, &actions);
+        run_post_up(&mut actual);
+        // `wgd up` again, and the daemon's reconcile: nothing to do.
+        let again = plan(&config, &actual, Backend::Userspace).unwrap();
+        assert!(again.is_empty(), "{:?}", lines(&again));
+        // An operator's address stays too.
+        let link = actual.links.get_mut("dn42b").unwrap();
+        link.addresses.push(address("192.0.2.77/32"));
+        assert!(
+            plan(&config, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_address_a_hook_added_too_is_not_added_twice_nor_taken_for_wgds() {
+        let config = hooked_peering("Address = fe80::1/64, 172.20.1.1/32 peer 172.20.2.1/32\n");
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        assert_eq!(
+            lines(&actions)
+                .iter()
+                .filter(|line| line.contains("add address"))
+                .collect::<Vec<_>>(),
+            [
+                "dn42b: add address fe80::1/64",
+                "dn42b: add address 172.20.1.1/32 peer 172.20.2.1/32"
+            ]
+        );
+        simulate(&mut actual, &config, &actions);
+        assert!(
+            plan(&config, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+
+        // A config that names what a hook added: not added again, and,
+        // being the hook's, not removed when the config stops naming it.
+        let hooked = hooked_peering("");
+        let mut actual = ActualState::default();
+        let actions = plan(&hooked, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &hooked, &actions);
+        run_post_up(&mut actual);
+        let naming = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.1/32\n");
+        assert!(
+            plan(&naming, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            plan(&hooked, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn wgds_own_address_goes_when_the_config_drops_it_and_a_new_peer_is_a_new_address() {
+        let before = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.1/32, fe80::1/64\n");
+        let mut actual = ActualState::default();
+        let actions = plan(&before, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &before, &actions);
+        let after = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.9/32\n");
+        let actions = plan(&after, &actual, Backend::Userspace).unwrap();
+        assert_eq!(
+            lines(&actions),
+            [
+                "dn42b: remove address 172.20.1.1/32 peer 172.20.2.1/32",
+                "dn42b: remove address fe80::1/64",
+                "dn42b: add address 172.20.1.1/32 peer 172.20.2.9/32",
+            ]
+        );
+        simulate(&mut actual, &after, &actions);
+        assert!(
+            plan(&after, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_record_without_addresses_takes_the_configs_for_wgds() {
+        let config = hooked_peering("Address = 10.9.0.1/24\n");
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &config, &actions);
+        run_post_up(&mut actual);
+        // As a record written before wgd kept its addresses reads.
+        actual.records.get_mut("dn42b").unwrap().addresses = None;
+        assert!(
+            plan(&config, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+        let moved = hooked_peering("Address = 10.9.0.2/24\n");
+        let actions = plan(&moved, &actual, Backend::Userspace).unwrap();
+        // 10.9.0.1/24 is not the config's any more, so not known for
+        // wgd's: it stays, as the hook's addresses do.
+        assert_eq!(lines(&actions), ["dn42b: add address 10.9.0.2/24"]);
     }
 }

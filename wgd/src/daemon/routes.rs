@@ -33,13 +33,27 @@ pub fn tunnel_view(
         .map(|tunnel| {
             let name = tunnel.name.as_str();
             let seen = status.tunnels.iter().find(|seen| seen.name == name);
+            let mut addresses = tunnel.addresses.clone();
+            for present in actual
+                .links
+                .get(name)
+                .map_or(&[][..], |link| &link.addresses)
+            {
+                if !addresses.contains(present) {
+                    addresses.push(*present);
+                }
+            }
             TunnelInfo {
                 name: name.to_owned(),
                 ifindex: actual.links.get(name).map_or(0, |link| link.index),
                 up: seen.is_some_and(|seen| seen.up),
-                addresses: tunnel.addresses.clone(),
-                // Filled once tunnel addresses can name their far end (issue 12).
-                peer_addresses: Vec::new(),
+                // The config's, then what hooks added (a wg-quick file's
+                // `PostUp = ip addr add ...`) while the interface is there.
+                addresses: addresses.iter().map(|address| address.local()).collect(),
+                peer_addresses: addresses
+                    .iter()
+                    .filter_map(|address| address.peer())
+                    .collect(),
                 peers: tunnel
                     .peers
                     .iter()

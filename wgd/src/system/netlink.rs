@@ -10,8 +10,11 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoKind, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -19,6 +22,7 @@ use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessa
 use rtnetlink::{Handle, IpVersion, LinkUnspec, LinkWireguard, RouteMessageBuilder};
 
 use crate::actual::{Route, Rule};
+use crate::config::InterfaceAddress;
 
 /// A netlink failure, with what wgd was doing.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +200,10 @@ impl Netlink {
             .map_err(context(|| format!("set {name} mtu {mtu}")))
     }
 
-    fn address_of(message: &AddressMessage) -> Option<IpNet> {
+    /// An address as the kernel keeps it: IFA_LOCAL is the interface's
+    /// own, IFA_ADDRESS the far end of a point-to-point address (the same
+    /// as IFA_LOCAL otherwise; IPv6 sends only IFA_ADDRESS then).
+    fn address_of(message: &AddressMessage) -> Option<InterfaceAddress> {
         let mut local = None;
         let mut address = None;
         for attribute in &message.attributes {
@@ -206,7 +213,15 @@ impl Netlink {
                 _ => {}
             }
         }
-        IpNet::new(local.or(address)?, message.header.prefix_len).ok()
+        let length = message.header.prefix_len;
+        match (local, address) {
+            (Some(local), Some(peer)) if local != peer => {
+                InterfaceAddress::point_to_point(local, IpNet::new(peer, length).ok()?).ok()
+            }
+            (local, address) => Some(InterfaceAddress::plain(
+                IpNet::new(local.or(address)?, length).ok()?,
+            )),
+        }
     }
 
     async fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>, NetlinkError> {
@@ -220,28 +235,43 @@ impl Netlink {
             .map_err(context(|| format!("list addresses of interface {index}")))
     }
 
-    /// Addresses of a link, without the link-scope ones the kernel adds.
-    pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>, NetlinkError> {
+    /// Every address of a link, link-local ones included.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<InterfaceAddress>, NetlinkError> {
         let messages = self.address_messages(index).await?;
         Ok(messages
             .iter()
-            .filter(|message| {
-                message.header.index == index && message.header.scope != AddressScope::Link
-            })
+            .filter(|message| message.header.index == index)
             .filter_map(Self::address_of)
             .collect())
     }
 
+    /// `ip address add LOCAL/LEN [peer PEER/LEN] dev NAME`.
     pub async fn add_address(
         &self,
         index: u32,
         name: &str,
-        address: IpNet,
+        address: InterfaceAddress,
     ) -> Result<(), NetlinkError> {
-        self.handle
+        let local = address.local();
+        let mut request = self
+            .handle
             .address()
-            .add(index, address.addr(), address.prefix_len())
-            .replace()
+            .add(index, local.addr(), local.prefix_len())
+            .replace();
+        if let Some(peer) = address.peer() {
+            // IFA_LOCAL stays ours; IFA_ADDRESS becomes the far end, and a
+            // point-to-point address has no broadcast.
+            let message = request.message_mut();
+            message
+                .attributes
+                .retain(|attribute| !matches!(attribute, AddressAttribute::Broadcast(_)));
+            for attribute in &mut message.attributes {
+                if let AddressAttribute::Address(ip) = attribute {
+                    *ip = peer.addr();
+                }
+            }
+        }
+        request
             .execute()
             .await
             .map_err(context(|| format!("add address {address} to {name}")))
@@ -251,7 +281,7 @@ impl Netlink {
         &self,
         index: u32,
         name: &str,
-        address: IpNet,
+        address: InterfaceAddress,
     ) -> Result<(), NetlinkError> {
         let messages = self.address_messages(index).await?;
         for message in messages {
@@ -265,6 +295,32 @@ impl Netlink {
             }
         }
         Ok(())
+    }
+
+    /// Stops the kernel from giving the link IPv6 addresses of its own
+    /// making (`ip link set NAME addrgenmode none`): a TUN device would
+    /// otherwise get a random `fe80::` address when it goes up, which a
+    /// kernel WireGuard device never has, and a BGP session over the
+    /// tunnel must start from the link-local address the config gives.
+    pub async fn set_no_address_generation(
+        &self,
+        index: u32,
+        name: &str,
+    ) -> Result<(), NetlinkError> {
+        let mode =
+            LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+                In6AddrGenMode::None,
+            )])]);
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .append_extra_attribute(mode)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(context(|| format!("set {name} addrgenmode none")))
     }
 
     async fn route_messages(&self) -> Result<Vec<RouteMessage>, NetlinkError> {
