@@ -46,7 +46,6 @@ struct Peering {
     a: Namespace,
     b: Namespace,
     a_tunnel: String,
-    b_tunnel: String,
     a_file: String,
     b_file: String,
     /// A's wgd.toml for the daemon, taking in A's file.
@@ -96,7 +95,6 @@ impl Peering {
             a,
             b,
             a_tunnel,
-            b_tunnel,
             a_file,
             b_file,
             daemon_config,

@@ -391,4 +391,41 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn addresses_the_hooks_add_serve_the_neighbors() {
+        // The file as the dn42 guide writes it: addresses from PostUp only.
+        let directory = tempfile::tempdir().unwrap();
+        let peers = directory.path().join("peers");
+        std::fs::create_dir(&peers).unwrap();
+        let hooked = |peer: &str| {
+            format!(
+                "[Interface]\nPrivateKey = GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SEE=\n\
+                 ListenPort = 5192{}\n\
+                 PostUp = ip addr add dev %i 172.20.1.1/32 peer {peer}/32\n\
+                 PostUp = ip addr add dev %i fe80::1/64\nTable = off\n\
+                 [Peer]\nPublicKey = uKjZpzBmrsp7YGqhpTLajsk2XiKj0HHYoRMkLVOaE2c=\n\
+                 Endpoint = 198.51.100.2:51922\n\
+                 AllowedIPs = 172.16.0.0/12, 10.0.0.0/8, fd00::/8, fe80::/10\n",
+                peer.len() % 10
+            )
+        };
+        write(&peers, "dn42a.conf", &hooked("172.20.2.1"));
+        write(&peers, "dn42b.conf", &hooked("172.20.3.11"));
+        let path = write(directory.path(), "wgd.toml", WGD_TOML);
+        let config = super::super::load(&path).unwrap_or_else(|errors| panic!("{errors}"));
+        let dn42a = &config.tunnels[1];
+        assert!(dn42a.addresses.is_empty());
+        assert_eq!(
+            dn42a
+                .hook_addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["172.20.1.1/32 peer 172.20.2.1/32", "fe80::1/64"]
+        );
+        let neighbors = &config.daemon.bgp.as_ref().unwrap().neighbors;
+        assert_eq!(neighbors[0].address.to_string(), "fe80::2");
+        assert_eq!(neighbors[1].address.to_string(), "172.20.3.11");
+    }
 }

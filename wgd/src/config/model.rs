@@ -273,6 +273,10 @@ pub struct TunnelConfig {
     /// Interface addresses wgd adds, with their prefix length (host bits
     /// allowed) and, for a point-to-point address, the far end.
     pub addresses: Vec<InterfaceAddress>,
+    /// Addresses the `PostUp` hooks add (read from their `ip address add
+    /// ... dev %i` commands): known, so that BGP and the bridge can use
+    /// them, but never added or removed by wgd.
+    pub hook_addresses: Vec<InterfaceAddress>,
     pub mtu: Option<u32>,
     pub fwmark: Option<u32>,
     pub routes: RoutesMode,
@@ -385,6 +389,17 @@ impl<'de> serde::Deserialize<'de> for InterfaceAddress {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl TunnelConfig {
+    /// The config's addresses, then those its hooks add.
+    pub fn known_addresses(&self) -> impl Iterator<Item = &InterfaceAddress> {
+        self.addresses.iter().chain(
+            self.hook_addresses
+                .iter()
+                .filter(|hooked| !self.addresses.contains(hooked)),
+        )
     }
 }
 

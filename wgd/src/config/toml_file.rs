@@ -230,13 +230,11 @@ fn scoped_address(text: &str) -> Result<(std::net::IpAddr, Option<String>), Stri
 /// first point-to-point address, else the other end of a /31 or /30.
 fn neighbor_address_on(tunnel: &TunnelConfig) -> Option<std::net::IpAddr> {
     tunnel
-        .addresses
-        .iter()
+        .known_addresses()
         .find_map(|address| address.peer().map(|peer| peer.addr()))
         .or_else(|| {
             tunnel
-                .addresses
-                .iter()
+                .known_addresses()
                 .filter(|address| address.peer().is_none())
                 .find_map(|address| peer_address(address.local()))
         })
@@ -651,7 +649,7 @@ impl Reader<'_, '_> {
             None => {
                 let lowest = tunnels
                     .iter()
-                    .flat_map(|tunnel| &tunnel.addresses)
+                    .flat_map(TunnelConfig::known_addresses)
                     .filter_map(|address| match address.addr() {
                         std::net::IpAddr::V4(address) => Some(address),
                         std::net::IpAddr::V6(_) => None,
@@ -819,7 +817,7 @@ impl Reader<'_, '_> {
             }
             (Some(address), Some(Known::Config(found)))
                 if is_link_local(address)
-                    && !found.addresses.iter().any(|own| own.is_link_local()) =>
+                    && !found.known_addresses().any(|own| own.is_link_local()) =>
             {
                 self.report.error(
                     tunnel_name.as_ref().map_or(line, |(_, at)| *at),
@@ -1023,6 +1021,7 @@ impl Reader<'_, '_> {
             private_key: private_key?,
             listen_port,
             addresses,
+            hook_addresses: values::hook_addresses(&hooks.post_up),
             mtu,
             fwmark,
             routes,

@@ -198,6 +198,71 @@ pub(crate) fn interface_address(text: &str) -> Result<InterfaceAddress, Invalid>
     }
 }
 
+/// The addresses hook commands add to the tunnel: `ip address add
+/// LOCAL[/LEN] [peer PEER[/LEN]] dev %i` and its usual spellings (`ip -6
+/// addr add dev %i fe80::1/64`, `ip a add ...`, several commands joined
+/// by `;` or `&&`). wg-quick files of BGP peerings give their addresses
+/// this way; wgd then knows them (a link-local neighbor needs its tunnel's
+/// link-local address) without adding them itself. Anything else is not
+/// understood and gives nothing.
+pub(crate) fn hook_addresses(commands: &[String]) -> Vec<InterfaceAddress> {
+    let mut found = Vec::new();
+    for command in commands {
+        for part in command.split(';').flat_map(|part| part.split("&&")) {
+            if let Some(address) = hook_address(part)
+                && !found.contains(&address)
+            {
+                found.push(address);
+            }
+        }
+    }
+    found
+}
+
+fn hook_address(command: &str) -> Option<InterfaceAddress> {
+    let mut words = command.split_whitespace();
+    let program = words.next()?;
+    if program != "ip" && !program.ends_with("/ip") {
+        return None;
+    }
+    // Options before the object: -4, -6, -family inet6, ...
+    let mut object = words.next()?;
+    while object.starts_with('-') {
+        if matches!(object, "-f" | "-family") {
+            words.next()?;
+        }
+        object = words.next()?;
+    }
+    // iproute2 takes any abbreviation of "address".
+    if !"address".starts_with(object) || !matches!(words.next()?, "add" | "replace") {
+        return None;
+    }
+    let (mut local, mut peer, mut device) = (None, None, None);
+    while let Some(word) = words.next() {
+        match word {
+            "dev" => device = Some(words.next()?),
+            "peer" | "remote" => peer = Some(words.next()?),
+            "local" => local = Some(words.next()?),
+            "label" | "scope" | "broadcast" | "brd" | "anycast" | "valid_lft" | "preferred_lft"
+            | "metric" | "priority" | "proto" => {
+                words.next()?;
+            }
+            _ if local.is_none() && word.parse::<IpNet>().is_ok() => local = Some(word),
+            _ if local.is_none() && word.parse::<IpAddr>().is_ok() => local = Some(word),
+            // Flags: noprefixroute, nodad, home...
+            _ => {}
+        }
+    }
+    if device? != "%i" {
+        return None;
+    }
+    let text = match peer {
+        Some(peer) => format!("{} peer {peer}", local?),
+        None => local?.to_owned(),
+    };
+    interface_address(&text).ok()
+}
+
 /// An address alone, without a prefix length (`172.20.1.1`).
 pub(crate) fn plain_address(text: &str) -> Result<IpAddr, Invalid> {
     match text.parse::<IpAddr>() {
@@ -431,6 +496,34 @@ mod tests {
         assert_ne!(
             interface_address("172.20.1.1 peer 172.20.2.1"),
             interface_address("172.20.1.1 peer 172.20.2.2")
+        );
+    }
+
+    #[test]
+    fn addresses_hooks_add() {
+        let commands = [
+            "ip addr add dev %i 172.20.1.1/32 peer 172.20.2.1/32".to_owned(),
+            "ip -6 a add fe80::1/64 dev %i".to_owned(),
+            "/sbin/ip address add fd42:1::1/128 dev %i noprefixroute; ip link set %i mtu 1400"
+                .to_owned(),
+            "ip addr add 10.9.9.9/24 dev eth0".to_owned(),
+            "ip route add 10.0.0.0/8 dev %i".to_owned(),
+            "ip addr add dev %i 172.20.1.1/32 peer 172.20.2.1/32".to_owned(),
+            "ip -family inet6 addr replace dev %i fd42:1::2 remote fd42:2::2 && true".to_owned(),
+            "ip addr add dev %i".to_owned(),
+        ];
+        let found: Vec<String> = hook_addresses(&commands)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "172.20.1.1/32 peer 172.20.2.1/32",
+                "fe80::1/64",
+                "fd42:1::1/128",
+                "fd42:1::2/128 peer fd42:2::2/128",
+            ]
         );
     }
 

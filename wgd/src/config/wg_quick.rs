@@ -104,6 +104,7 @@ pub(super) fn parse(text: &str, report: &mut Report) -> Option<TunnelConfig> {
         private_key: interface.private_key?,
         listen_port: interface.listen_port,
         addresses: interface.addresses,
+        hook_addresses: values::hook_addresses(&interface.hooks.post_up),
         mtu: interface.mtu,
         fwmark: interface.fwmark,
         routes: interface.routes,

@@ -33,7 +33,7 @@ pub fn tunnel_view(
         .map(|tunnel| {
             let name = tunnel.name.as_str();
             let seen = status.tunnels.iter().find(|seen| seen.name == name);
-            let mut addresses = tunnel.addresses.clone();
+            let mut addresses: Vec<_> = tunnel.known_addresses().copied().collect();
             for present in actual
                 .links
                 .get(name)
@@ -47,8 +47,8 @@ pub fn tunnel_view(
                 name: name.to_owned(),
                 ifindex: actual.links.get(name).map_or(0, |link| link.index),
                 up: seen.is_some_and(|seen| seen.up),
-                // The config's, then what hooks added (a wg-quick file's
-                // `PostUp = ip addr add ...`) while the interface is there.
+                // The config's, what its hooks add (a wg-quick file's
+                // `PostUp = ip addr add ...`), and any other on the interface.
                 addresses: addresses.iter().map(|address| address.local()).collect(),
                 peer_addresses: addresses
                     .iter()

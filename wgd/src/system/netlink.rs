@@ -585,6 +585,49 @@ mod tests {
     }
 
     #[test]
+    fn point_to_point_addresses_as_the_kernel_dumps_them() {
+        let message = |length: u8, attributes: Vec<AddressAttribute>| {
+            let mut message = AddressMessage::default();
+            message.header.prefix_len = length;
+            message.attributes = attributes;
+            message
+        };
+        let local: IpAddr = "172.20.1.1".parse().unwrap();
+        let peer: IpAddr = "172.20.2.1".parse().unwrap();
+        let point_to_point = message(
+            32,
+            vec![
+                AddressAttribute::Address(peer),
+                AddressAttribute::Local(local),
+            ],
+        );
+        assert_eq!(
+            Netlink::address_of(&point_to_point).map(|address| address.to_string()),
+            Some("172.20.1.1/32 peer 172.20.2.1/32".into())
+        );
+        let plain = message(
+            24,
+            vec![
+                AddressAttribute::Address(local),
+                AddressAttribute::Local(local),
+            ],
+        );
+        assert_eq!(
+            Netlink::address_of(&plain).map(|address| address.to_string()),
+            Some("172.20.1.1/24".into())
+        );
+        // IPv6 sends IFA_ADDRESS alone for a plain address.
+        let link_local = message(
+            64,
+            vec![AddressAttribute::Address("fe80::1".parse().unwrap())],
+        );
+        assert_eq!(
+            Netlink::address_of(&link_local).map(|address| address.to_string()),
+            Some("fe80::1/64".into())
+        );
+    }
+
+    #[test]
     fn rules_as_the_kernel_dumps_them_are_recognised() {
         let not_fwmark = dumped(
             RuleFlags::Invert,
