@@ -57,6 +57,10 @@ impl Peering {
         let wgd = Wgd::new().expect("wgd");
         let a = Namespace::new("ha").expect("namespace");
         let b = Namespace::new("hb").expect("namespace");
+        // A host that makes interfaces without IPv6: wgd turns it on for a
+        // tunnel that has (or whose hooks add) IPv6 addresses.
+        a.check(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])
+            .expect("sysctl");
         underlay(&a, "198.51.100.1/24", &b, "198.51.100.2/24").expect("veth");
         let (a_keys, b_keys) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
         let (a_tunnel, b_tunnel) = (unique_name("dn42b"), unique_name("dn42a"));

@@ -114,17 +114,25 @@ impl Applier<'_> {
     /// get a random `fe80::` address when it goes up), and, should one be
     /// there already, it goes (wgd just made this interface, and no hook
     /// has run on it yet).
-    async fn only_configured_addresses(&self, tunnel: &str, index: u32) {
+    async fn only_configured_addresses(&self, tunnel: &str, index: u32) -> Result<(), ApplyError> {
         if let Err(error) = self.netlink.set_no_address_generation(index, tunnel).await {
             // IPv6 may be off on the whole host; nothing to generate then.
             tracing::warn!(tunnel, %error, "cannot turn off IPv6 address generation");
-            return;
+            return Ok(());
+        }
+        // Its hooks may add IPv6 addresses too (`PostUp = ip addr add dev
+        // %i fe80::1/64`): IPv6 goes on before they run.
+        let ipv6 = self
+            .tunnel_config(tunnel)
+            .is_some_and(|config| config.known_addresses().any(|address| address.is_ipv6()));
+        if ipv6 {
+            enable_ipv6(tunnel)?;
         }
         let present = match self.netlink.addresses(index).await {
             Ok(present) => present,
             Err(error) => {
                 tracing::warn!(tunnel, %error, "cannot read the new interface's addresses");
-                return;
+                return Ok(());
             }
         };
         for address in present.iter().filter(|address| address.is_link_local()) {
@@ -137,6 +145,7 @@ impl Applier<'_> {
                 }
             }
         }
+        Ok(())
     }
 
     fn tunnel_config(&self, name: &str) -> Option<&TunnelConfig> {
@@ -333,7 +342,7 @@ impl Applier<'_> {
                     let record = record.clone();
                     self.save(&record)?;
                 }
-                self.only_configured_addresses(tunnel, index).await;
+                self.only_configured_addresses(tunnel, index).await?;
             }
             Action::DeleteLink { .. } => {
                 if let Some(link) = self
