@@ -52,7 +52,7 @@ impl Node {
     fn write(&self, tunnel: &str, port: &str) {
         let keys = KeyPair::generate().expect("keys");
         let text = format!(
-            "[Interface]\nPrivateKey = {}\nListenPort = {port}\nAddress = 172.20.1.1/32 peer 172.20.9.5/32\n\
+            "[Interface]\nPrivateKey = {}\nListenPort = {port}\nAddress = 172.20.1.1/32 peer 172.20.9.5/32, fd42:1::1/128 peer fd42:9::5/128, fe80::1/64\n\
              Table = off\n[Peer]\nPublicKey = {}\nAllowedIPs = 172.16.0.0/12\n",
             keys.private, self.peer.public
         );
@@ -119,6 +119,11 @@ fn one_daemon_takes_in_many_wg_quick_files() {
     let log = daemon.log();
     assert!(log.contains("keeps the last good version"), "{log}");
     assert!(log.contains("ListenPort \"5193x\": not a number"), "{log}");
+
+    // wgd reads its addresses back as it wrote them: the reconciles since
+    // added none again.
+    let added = daemon.log().matches(&format!("{one}: add address")).count();
+    assert_eq!(added, 3, "{}", daemon.log());
 
     // A removed file: its tunnel goes, the others stay as they are.
     std::fs::remove_file(node.peers.join(format!("{one}.conf"))).expect("remove a file");
