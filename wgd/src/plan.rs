@@ -1417,4 +1417,43 @@ endpoint = "192.0.2.1:51820"
         // wgd's: it stays, as the hook's addresses do.
         assert_eq!(lines(&actions), ["dn42b: add address 10.9.0.2/24"]);
     }
+
+    #[test]
+    fn a_rewritten_kernel_device_gets_its_addresses_back() {
+        // The device library's kernel path flushes the addresses when it
+        // writes the device; the config's go back right after.
+        let config = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.1/32\n");
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Kernel).unwrap();
+        let order: Vec<String> = lines(&actions);
+        let device = order
+            .iter()
+            .position(|line| line.contains("configure device"));
+        let address = order.iter().position(|line| line.contains("add address"));
+        assert!(device < address, "{order:?}");
+        simulate(&mut actual, &config, &actions);
+        let moved = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.1/32\n")
+            .tunnels
+            .into_iter()
+            .map(|mut tunnel| {
+                tunnel.listen_port = Some(51999);
+                tunnel
+            })
+            .collect();
+        let moved = Config {
+            tunnels: moved,
+            ..config.clone()
+        };
+        let actions = plan(&moved, &actual, Backend::Kernel).unwrap();
+        assert_eq!(
+            lines(&actions)
+                .iter()
+                .map(|line| line.split(" public-key").next().unwrap_or_default())
+                .collect::<Vec<_>>(),
+            [
+                "dn42b: set device",
+                "dn42b: add address 172.20.1.1/32 peer 172.20.2.1/32"
+            ]
+        );
+    }
 }
