@@ -185,6 +185,39 @@ fn addresses_that_hooks_add_are_never_removed() {
     assert!(!said.contains("remove address"), "{said}");
     lab.assert_hook_addresses("after the second up");
 
+    // A tunnel made before wgd turned the kernel's IPv6 address generation
+    // off: cycled, it has a random link-local address beside the hook's.
+    let tunnel = lab.a_tunnel.as_str();
+    for step in [
+        vec!["ip", "link", "set", "dev", tunnel, "addrgenmode", "random"],
+        vec!["ip", "link", "set", "dev", tunnel, "down"],
+        vec!["ip", "link", "set", "dev", tunnel, "up"],
+        // IPv6 addresses go with the link; the hook's comes back.
+        vec!["ip", "address", "add", "dev", tunnel, "fe80::1/64"],
+    ] {
+        lab.a.check(&step).expect("make an older tunnel");
+    }
+    wait_for(SETTLE, "the kernel's own link-local address", || {
+        lab.a_addresses().contains("stable-privacy")
+    })
+    .unwrap_or_else(|error| panic!("{error}\n{}", lab.a_addresses()));
+    let third = lab
+        .wgd
+        .output(&lab.a, &["up", &lab.a_file])
+        .expect("wgd up");
+    let said = String::from_utf8_lossy(&third.stdout).into_owned();
+    assert!(third.status.success(), "{said}");
+    assert!(
+        said.contains("set addrgenmode none, remove the kernel's address fe80::"),
+        "{said}"
+    );
+    lab.assert_hook_addresses("after an up over an older tunnel");
+    let link = lab
+        .a
+        .check(&["ip", "-d", "link", "show", "dev", tunnel])
+        .unwrap_or_default();
+    assert!(link.contains("addrgenmode none"), "{link}");
+
     // Down takes the whole interface, hook addresses and all.
     lab.wgd
         .run(&lab.a, &["down", &lab.a_file])

@@ -55,6 +55,10 @@ pub struct Link {
     /// Every address on the interface, link-local ones included, whoever
     /// added them (wgd's record says which are its own).
     pub addresses: Vec<crate::config::InterfaceAddress>,
+    /// Those among `addresses` the kernel generated itself (a TUN device's
+    /// random `fe80::` address, on an interface made before wgd turned
+    /// that off).
+    pub kernel_made: Vec<crate::config::InterfaceAddress>,
     /// `None` when the WireGuard device could not be read (a stale UAPI
     /// socket after wireguard-go died, say).
     pub device: Option<Device>,

@@ -128,14 +128,14 @@ impl Applier<'_> {
         if ipv6 {
             enable_ipv6(tunnel)?;
         }
-        let present = match self.netlink.addresses(index).await {
-            Ok(present) => present,
+        let generated = match self.netlink.addresses(index).await {
+            Ok(present) => present.kernel_made,
             Err(error) => {
                 tracing::warn!(tunnel, %error, "cannot read the new interface's addresses");
                 return Ok(());
             }
         };
-        for address in present.iter().filter(|address| address.is_link_local()) {
+        for address in &generated {
             match self.netlink.remove_address(index, tunnel, *address).await {
                 Ok(()) => {
                     tracing::info!(tunnel, %address, "removed the kernel's link-local address")
@@ -365,6 +365,19 @@ impl Applier<'_> {
             }
             Action::Forget { .. } => {
                 deleted.insert(tunnel.to_owned());
+            }
+            Action::StopAddressGeneration { generated, .. } => {
+                let index = self.index(tunnel).await?;
+                self.netlink
+                    .set_no_address_generation(index, tunnel)
+                    .await
+                    .map_err(|error| fail(tunnel, error))?;
+                for address in generated {
+                    self.netlink
+                        .remove_address(index, tunnel, *address)
+                        .await
+                        .map_err(|error| fail(tunnel, error))?;
+                }
             }
             Action::SetMtu { mtu, .. } => {
                 let index = self.index(tunnel).await?;

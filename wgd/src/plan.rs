@@ -70,6 +70,13 @@ pub enum Action {
         tunnel: String,
         mtu: u32,
     },
+    /// Turns off the kernel's IPv6 address generation on an interface wgd
+    /// made before it did so at creation, and removes what the kernel
+    /// generated.
+    StopAddressGeneration {
+        tunnel: String,
+        generated: Vec<InterfaceAddress>,
+    },
     AddAddress {
         tunnel: String,
         address: InterfaceAddress,
@@ -141,6 +148,7 @@ impl Action {
             | Action::DeleteLink { tunnel }
             | Action::Forget { tunnel }
             | Action::SetMtu { tunnel, .. }
+            | Action::StopAddressGeneration { tunnel, .. }
             | Action::AddAddress { tunnel, .. }
             | Action::RemoveAddress { tunnel, .. }
             | Action::WriteDevice { tunnel, .. }
@@ -207,6 +215,13 @@ impl fmt::Display for Action {
                 write!(f, "{tunnel}: forget record (interface already gone)")
             }
             Action::SetMtu { tunnel, mtu } => write!(f, "{tunnel}: set mtu {mtu}"),
+            Action::StopAddressGeneration { tunnel, generated } => {
+                write!(f, "{tunnel}: set addrgenmode none")?;
+                for address in generated {
+                    write!(f, ", remove the kernel's address {address}")?;
+                }
+                Ok(())
+            }
             Action::AddAddress { tunnel, address } => write!(f, "{tunnel}: add address {address}"),
             Action::RemoveAddress { tunnel, address } => {
                 write!(f, "{tunnel}: remove address {address}")
@@ -614,6 +629,14 @@ fn plan_update(
             fwmark: Some(intent.fwmark.unwrap_or(0)),
         });
     }
+    // An interface made before wgd turned the kernel's address generation
+    // off carries an address of the kernel's making: it goes.
+    if !link.kernel_made.is_empty() {
+        actions.push(Action::StopAddressGeneration {
+            tunnel: name.clone(),
+            generated: link.kernel_made.clone(),
+        });
+    }
     // Rewriting a kernel device flushes its addresses: the config's go
     // back (what hooks added is lost then, as with the routes below).
     let flushed = interface_changed && link.backend == Some(Backend::Kernel);
@@ -830,6 +853,7 @@ endpoint = "{endpoint_b}"
                             up: false,
                             mtu: 1420,
                             addresses: vec![],
+                            kernel_made: vec![],
                             device: Some(Device::default()),
                             routes: vec![],
                         },
@@ -845,6 +869,11 @@ endpoint = "{endpoint_b}"
                     actual.records.remove(&name);
                 }
                 Action::SetMtu { mtu, .. } => actual.links.get_mut(&name).unwrap().mtu = *mtu,
+                Action::StopAddressGeneration { generated, .. } => {
+                    let link = actual.links.get_mut(&name).unwrap();
+                    link.addresses.retain(|kept| !generated.contains(kept));
+                    link.kernel_made.clear();
+                }
                 Action::AddAddress { address, .. } => {
                     actual
                         .links
@@ -1075,6 +1104,7 @@ endpoint = "{endpoint_b}"
                 up: true,
                 mtu: 1420,
                 addresses: vec![],
+                kernel_made: vec![],
                 device: None,
                 routes: vec![],
             },
@@ -1454,6 +1484,37 @@ endpoint = "192.0.2.1:51820"
                 "dn42b: set device",
                 "dn42b: add address 172.20.1.1/32 peer 172.20.2.1/32"
             ]
+        );
+    }
+
+    #[test]
+    fn the_kernels_link_local_address_on_an_older_tunnel_goes_and_the_hooks_stays() {
+        let config = hooked_peering("");
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &config, &actions);
+        run_post_up(&mut actual);
+        let link = actual.links.get_mut("dn42b").unwrap();
+        let generated = address("fe80::d892:c5e6:a6cb:fd56/64");
+        link.addresses.push(generated);
+        link.kernel_made.push(generated);
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        assert_eq!(
+            lines(&actions),
+            [
+                "dn42b: set addrgenmode none, remove the kernel's address fe80::d892:c5e6:a6cb:fd56/64"
+            ]
+        );
+        simulate(&mut actual, &config, &actions);
+        assert!(
+            actual.links["dn42b"]
+                .addresses
+                .contains(&address("fe80::1/64"))
+        );
+        assert!(
+            plan(&config, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
         );
     }
 }

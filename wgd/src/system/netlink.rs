@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoKind, LinkAttribute, LinkFlags, LinkInfo,
     LinkMessage,
@@ -58,6 +58,14 @@ pub struct LinkInfoSummary {
     pub kind: Option<InfoKind>,
     pub up: bool,
     pub mtu: u32,
+}
+
+/// The addresses of a link.
+#[derive(Debug, Clone, Default)]
+pub struct LinkAddresses {
+    pub all: Vec<InterfaceAddress>,
+    /// Those among `all` that the kernel generated itself.
+    pub kernel_made: Vec<InterfaceAddress>,
 }
 
 /// A connection to the kernel's routing netlink, in this namespace.
@@ -235,14 +243,33 @@ impl Netlink {
             .map_err(context(|| format!("list addresses of interface {index}")))
     }
 
-    /// Every address of a link, link-local ones included.
-    pub async fn addresses(&self, index: u32) -> Result<Vec<InterfaceAddress>, NetlinkError> {
+    /// Every address of a link, link-local ones included, and which of
+    /// them the kernel made itself.
+    pub async fn addresses(&self, index: u32) -> Result<LinkAddresses, NetlinkError> {
         let messages = self.address_messages(index).await?;
-        Ok(messages
+        let mut found = LinkAddresses::default();
+        for message in messages
             .iter()
             .filter(|message| message.header.index == index)
-            .filter_map(Self::address_of)
-            .collect())
+        {
+            let Some(address) = Self::address_of(message) else {
+                continue;
+            };
+            found.all.push(address);
+            if Self::kernel_made(message) {
+                found.kernel_made.push(address);
+            }
+        }
+        Ok(found)
+    }
+
+    /// An IPv6 address of the kernel's own generation (random or stable
+    /// privacy, IFA_F_STABLE_PRIVACY): `ip address add` cannot set that
+    /// flag, so no hook or operator made it.
+    fn kernel_made(message: &AddressMessage) -> bool {
+        message.attributes.iter().any(|attribute| {
+            matches!(attribute, AddressAttribute::Flags(flags) if flags.contains(AddressFlags::StablePrivacy))
+        })
     }
 
     /// `ip address add LOCAL/LEN [peer PEER/LEN] dev NAME`.
@@ -616,6 +643,15 @@ mod tests {
             Netlink::address_of(&plain).map(|address| address.to_string()),
             Some("172.20.1.1/24".into())
         );
+        let generated = message(
+            64,
+            vec![
+                AddressAttribute::Address("fe80::d892:c5e6:a6cb:fd56".parse().unwrap()),
+                AddressAttribute::Flags(AddressFlags::StablePrivacy | AddressFlags::Permanent),
+            ],
+        );
+        assert!(Netlink::kernel_made(&generated));
+        assert!(!Netlink::kernel_made(&plain));
         // IPv6 sends IFA_ADDRESS alone for a plain address.
         let link_local = message(
             64,
