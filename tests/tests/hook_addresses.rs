@@ -1,15 +1,16 @@
 //! A dn42-style peering written as its community's guide writes it: a
 //! wg-quick file whose `PostUp` hooks add a point-to-point IPv4 address and
 //! an `fe80::` address, with `Table = off`. wgd must never remove what the
-//! hooks added: not on a second `wgd up`, not on the daemon's reconciles
-//! (SIGHUP and periodic), and `wgd down` takes the tunnel away whole. The
+//! hooks added: not on a second `wgd up`, not on the reconciles of a daemon
+//! that takes the file in (SIGHUP and periodic; it takes the running tunnel
+//! over, or makes it itself), and `wgd down` takes the tunnel away whole. The
 //! interface carries no IPv6 address of the kernel's making, so the
 //! configured `fe80::1` is its only link-local one, and the far ends
 //! answer through the tunnel over both.
 
 use std::time::Duration;
 
-use wgd_labs::{Namespace, unique_name, wait_for};
+use wgd_labs::{Daemon, Namespace, unique_name, wait_for};
 use wgd_tests::{KeyPair, Wgd, rewrite_config, scrape_metrics, sighup, underlay};
 
 const SETTLE: Duration = Duration::from_secs(20);
@@ -145,6 +146,67 @@ impl Peering {
         .unwrap_or_else(|error| panic!("{error}\nA:\n{}", self.a_addresses()));
     }
 
+    /// `wgd run` with A's wgd.toml, until it has reconciled after a
+    /// SIGHUP and after a periodic tick, with the hooks' addresses intact
+    /// and the far ends answering; `when` names the case in messages.
+    fn run_daemon(&self, when: &str) -> Daemon {
+        let daemon = self
+            .wgd
+            .spawn(&self.a, &["run", "-c", &self.daemon_config])
+            .expect("wgd run");
+        let fail = |error: wgd_labs::Error| panic!("{when}: {error}\n{}", daemon.log());
+        wait_for(SETTLE, "the tunnel and its hooks' addresses", || {
+            self.a_addresses().contains("inet6 fe80::1/64")
+        })
+        .unwrap_or_else(fail);
+        wait_for(SETTLE, "the metrics endpoint", || {
+            self.reconciles().is_some()
+        })
+        .unwrap_or_else(fail);
+        sighup(&self.a, &daemon).expect("SIGHUP");
+        // Reconciles run one after another: two past now, one whole one ran
+        // after the SIGHUP was sent; a third is a periodic one.
+        let target = self.reconciles().unwrap_or_default() + 3;
+        wait_for(SETTLE, "reconciles after the SIGHUP", || {
+            self.reconciles().is_some_and(|count| count >= target)
+        })
+        .unwrap_or_else(fail);
+        self.assert_hook_addresses(when);
+        self.assert_far_ends_answer();
+        // Status (through the daemon's API) shows the far end of the
+        // point-to-point address.
+        let status = self.wgd.status(&self.a).expect("wgd status");
+        let tunnel = status
+            .tunnel(&self.a_tunnel)
+            .expect("A's tunnel in the status");
+        assert_eq!(
+            tunnel
+                .peer_addresses
+                .get("172.20.1.1/32")
+                .map(String::as_str),
+            Some("172.20.2.1/32"),
+            "{when}: {tunnel:?}"
+        );
+        assert!(
+            tunnel.addresses.contains(&"fe80::1/64".to_owned()),
+            "{when}: {tunnel:?}"
+        );
+        let log = daemon.log();
+        assert!(!log.contains("remove address"), "{when}: {log}");
+        daemon
+    }
+
+    /// Stops the daemon (the tunnel stays), then `wgd down` of its config
+    /// takes the whole interface, hooks' addresses and all.
+    fn stop_and_down(&self, mut daemon: Daemon) {
+        daemon.stop().expect("stop wgd run");
+        assert!(self.a_addresses().contains("inet6 fe80::1/64"));
+        self.wgd
+            .run(&self.a, &["down", &self.daemon_config])
+            .expect("wgd down");
+        assert!(self.a_addresses().is_empty(), "{}", self.a_addresses());
+    }
+
     fn reconciles(&self) -> Option<u64> {
         scrape_metrics(&self.a, METRICS)
             .lines()
@@ -218,63 +280,18 @@ fn addresses_that_hooks_add_are_never_removed() {
         .unwrap_or_default();
     assert!(link.contains("addrgenmode none"), "{link}");
 
-    // Down takes the whole interface, hook addresses and all.
-    lab.wgd
-        .run(&lab.a, &["down", &lab.a_file])
-        .expect("wgd down");
-    assert!(lab.a_addresses().is_empty(), "{}", lab.a_addresses());
+    // The daemon, whose wgd.toml takes the file in, takes the tunnel over
+    // and reconciles it (SIGHUP, and every second): the hooks' addresses
+    // stay.
+    let daemon = lab.run_daemon("taken over");
+    assert!(daemon.log().contains("take over from"), "{}", daemon.log());
+    lab.stop_and_down(daemon);
 
-    // The daemon, with the file taken in by its wgd.toml: it brings the
-    // tunnel up (the hooks run), and its reconciles leave the hooks'
-    // addresses be.
-    let mut daemon = lab
-        .wgd
-        .spawn(&lab.a, &["run", "-c", &lab.daemon_config])
-        .expect("wgd run");
-    wait_for(SETTLE, "the daemon to bring the tunnel up", || {
-        lab.a_addresses().contains("inet6 fe80::1/64")
-    })
-    .unwrap_or_else(|error| panic!("{error}\n{}", daemon.log()));
-    wait_for(SETTLE, "the metrics endpoint", || {
-        lab.reconciles().is_some()
-    })
-    .unwrap_or_else(|error| panic!("{error}\n{}", daemon.log()));
-    sighup(&lab.a, &daemon).expect("SIGHUP");
-    // Reconciles run one after another: two past now, one whole one ran
-    // after the SIGHUP was sent (and the periodic ones, every second).
-    let target = lab.reconciles().unwrap_or_default() + 3;
-    wait_for(SETTLE, "reconciles after the SIGHUP", || {
-        lab.reconciles().is_some_and(|count| count >= target)
-    })
-    .unwrap_or_else(|error| panic!("{error}\n{}", daemon.log()));
-    lab.assert_hook_addresses("after the daemon's reconciles");
-    lab.assert_far_ends_answer();
-    // Status shows the far end of the point-to-point address.
-    let status = lab.wgd.status(&lab.a).expect("wgd status");
-    let tunnel = status
-        .tunnel(&lab.a_tunnel)
-        .expect("A's tunnel in the status");
-    assert_eq!(
-        tunnel
-            .peer_addresses
-            .get("172.20.1.1/32")
-            .map(String::as_str),
-        Some("172.20.2.1/32"),
-        "{tunnel:?}"
-    );
-    assert!(
-        tunnel.addresses.contains(&"fe80::1/64".to_owned()),
-        "{tunnel:?}"
-    );
-    let log = daemon.log();
-    assert!(!log.contains("remove address"), "{log}");
-    daemon.stop().expect("stop wgd run");
+    // The daemon making the tunnel itself (the hooks run), the same.
+    let daemon = lab.run_daemon("made by the daemon");
+    assert!(!daemon.log().contains("take over from"), "{}", daemon.log());
+    lab.stop_and_down(daemon);
 
-    // The daemon left the tunnel up; down takes it.
-    lab.wgd
-        .run(&lab.a, &["down", &lab.daemon_config])
-        .expect("wgd down");
-    assert!(lab.a_addresses().is_empty(), "{}", lab.a_addresses());
     lab.wgd
         .run(&lab.b, &["down", &lab.b_file])
         .expect("wgd down in B");

@@ -366,6 +366,18 @@ impl Applier<'_> {
             Action::Forget { .. } => {
                 deleted.insert(tunnel.to_owned());
             }
+            Action::TakeOver { .. } => {
+                let source = self
+                    .config
+                    .map(|config| config.source.clone())
+                    .ok_or_else(|| fail(tunnel, "no config to take the tunnel over"))?;
+                let record = records
+                    .get_mut(tunnel)
+                    .ok_or_else(|| fail(tunnel, "no record of this tunnel"))?;
+                record.source = source;
+                let record = record.clone();
+                self.save(&record)?;
+            }
             Action::StopAddressGeneration { generated, .. } => {
                 let index = self.index(tunnel).await?;
                 self.netlink

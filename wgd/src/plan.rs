@@ -66,6 +66,12 @@ pub enum Action {
     Forget {
         tunnel: String,
     },
+    /// The tunnel was made from `from`, a file the config includes: the
+    /// config owns it from now on (it goes when the file does).
+    TakeOver {
+        tunnel: String,
+        from: std::path::PathBuf,
+    },
     SetMtu {
         tunnel: String,
         mtu: u32,
@@ -147,6 +153,7 @@ impl Action {
             | Action::CreateLink { tunnel, .. }
             | Action::DeleteLink { tunnel }
             | Action::Forget { tunnel }
+            | Action::TakeOver { tunnel, .. }
             | Action::SetMtu { tunnel, .. }
             | Action::StopAddressGeneration { tunnel, .. }
             | Action::AddAddress { tunnel, .. }
@@ -213,6 +220,9 @@ impl fmt::Display for Action {
             Action::DeleteLink { tunnel } => write!(f, "{tunnel}: delete interface"),
             Action::Forget { tunnel } => {
                 write!(f, "{tunnel}: forget record (interface already gone)")
+            }
+            Action::TakeOver { tunnel, from } => {
+                write!(f, "{tunnel}: take over from {}", from.display())
             }
             Action::SetMtu { tunnel, mtu } => write!(f, "{tunnel}: set mtu {mtu}"),
             Action::StopAddressGeneration { tunnel, generated } => {
@@ -426,7 +436,11 @@ pub fn plan(
             // A record without its interface is stale (the interface went,
             // or the namespace is new and reuses an old one's inode): the
             // name is free again.
-            (Some(_), Some(record)) if record.source != config.source => {
+            // A tunnel `wgd up x.conf` made is taken over by the config
+            // that includes x.conf.
+            (Some(_), Some(record))
+                if record.source != config.source && !config.includes(&record.source) =>
+            {
                 errors.push(PlanError::OtherSource {
                     name: name.into(),
                     owner: record.source.display().to_string(),
@@ -451,6 +465,15 @@ pub fn plan(
         let intent = routing_intent(tunnel, record, &used_tables);
         // Two full-tunnel tunnels planned together get tables of their own.
         used_tables.extend(intent.routes.iter().map(|route| route.table));
+        if let Some(record) = record
+            && actual.links.contains_key(name)
+            && record.source != config.source
+        {
+            actions.push(Action::TakeOver {
+                tunnel: name.into(),
+                from: record.source.clone(),
+            });
+        }
         match actual.links.get(name) {
             // A userspace device whose process died leaves an unusable
             // interface behind: recreate it.
@@ -863,6 +886,9 @@ endpoint = "{endpoint_b}"
                     });
                     record.routes.clear();
                     record.addresses = Some(vec![]);
+                }
+                Action::TakeOver { .. } => {
+                    actual.records.get_mut(&name).unwrap().source = config.source.clone();
                 }
                 Action::DeleteLink { .. } | Action::Forget { .. } => {
                     actual.links.remove(&name);
@@ -1516,5 +1542,38 @@ endpoint = "192.0.2.1:51820"
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_tunnel_up_from_an_included_file_is_taken_over() {
+        let file = hooked_peering("");
+        let mut actual = ActualState::default();
+        let actions = plan(&file, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &file, &actions);
+        // The daemon's config includes that file.
+        let daemon = Config {
+            source: SOURCE.into(),
+            included: vec![crate::config::IncludedFile {
+                path: file.source.clone(),
+                tunnel: Some(file.tunnels[0].name.clone()),
+                errors: vec![],
+                kept: false,
+            }],
+            ..file.clone()
+        };
+        let actions = plan(&daemon, &actual, Backend::Userspace).unwrap();
+        assert_eq!(
+            lines(&actions),
+            ["dn42b: take over from /etc/wireguard/dn42b.conf"]
+        );
+        simulate(&mut actual, &daemon, &actions);
+        assert!(
+            plan(&daemon, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+        // Another file's tunnel is still refused.
+        actual.records.get_mut("dn42b").unwrap().source = "/etc/wireguard/other.conf".into();
+        assert!(plan(&daemon, &actual, Backend::Userspace).is_err());
     }
 }

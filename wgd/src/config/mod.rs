@@ -267,6 +267,11 @@ fn default_route_notice(
 }
 
 impl Config {
+    /// Whether `path` is a file this config takes in with `[daemon] include`.
+    pub fn includes(&self, path: &Path) -> bool {
+        self.included.iter().any(|file| file.path == path)
+    }
+
     /// Resolves the endpoints written as host names again (dynamic DNS): an
     /// endpoint whose name no longer resolves keeps its last address.
     /// Returns how many endpoints changed.

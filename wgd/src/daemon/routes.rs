@@ -34,12 +34,10 @@ pub fn tunnel_view(
             let name = tunnel.name.as_str();
             let seen = status.tunnels.iter().find(|seen| seen.name == name);
             let mut addresses: Vec<_> = tunnel.known_addresses().copied().collect();
-            for present in actual
-                .links
-                .get(name)
-                .map_or(&[][..], |link| &link.addresses)
-            {
-                if !addresses.contains(present) {
+            let link = actual.links.get(name);
+            for present in link.map_or(&[][..], |link| &link.addresses) {
+                let generated = link.is_some_and(|link| link.kernel_made.contains(present));
+                if !generated && !addresses.contains(present) {
                     addresses.push(*present);
                 }
             }
