@@ -6,7 +6,11 @@
 //! every field with the parsers in `values`, write what is wrong into a
 //! `Report` (file, line, message) and hand back the typed pieces; `Report`
 //! turns them into a `Config` when nothing was wrong, or into every error
-//! found otherwise. A config is accepted or refused whole.
+//! found otherwise. A config is accepted or refused whole, with one
+//! exception: the wg-quick files a wgd.toml takes in with `[daemon]
+//! include` (`include`) are each read on their own, and a broken one is
+//! left out (or, on `reload`, its last good version kept) with its errors
+//! in `Config::included`.
 //!
 //! Reading is pure but for two things the file format asks for: key files
 //! (`private_key_file`, `preshared_key_file`) and endpoint host names,
