@@ -344,7 +344,7 @@ impl InterfaceAddress {
 
     /// An `fe80::/10` address: scoped to its interface.
     pub fn is_link_local(&self) -> bool {
-        matches!(self.local, IpNet::V6(net) if net.addr().segments()[0] & 0xffc0 == 0xfe80)
+        is_link_local(self.addr())
     }
 }
 
@@ -352,6 +352,11 @@ impl From<IpNet> for InterfaceAddress {
     fn from(local: IpNet) -> Self {
         Self::plain(local)
     }
+}
+
+/// `fe80::/10`: an address that means something on one interface only.
+pub fn is_link_local(address: std::net::IpAddr) -> bool {
+    matches!(address, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// The two parts of a point-to-point address are of different families.

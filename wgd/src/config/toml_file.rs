@@ -22,7 +22,7 @@ use super::include::{self, Candidate};
 use super::model::{
     BackendChoice, BgpSettings, BridgeSettings, Config, ConfigError, DaemonConfig, FpmSettings,
     Hooks, IncludedFile, NeighborSettings, PeerConfig, RouteTable, RoutesMode, TunnelConfig,
-    TunnelName, default_allowed_ips,
+    TunnelName, default_allowed_ips, is_link_local,
 };
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice, line_at};
@@ -200,11 +200,6 @@ pub(super) fn parse(
     daemon.bgp = file.bgp.and_then(|bgp| reader.bgp(bgp, &known));
     daemon.fpm = file.fpm.map(|fpm| reader.fpm(fpm, &daemon.bridge));
     (daemon, tunnels, included)
-}
-
-/// `fe80::/10`: an address that means something only on one interface.
-pub(crate) fn is_link_local(address: std::net::IpAddr) -> bool {
-    matches!(address, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// A neighbor's address as written: `fe80::2`, or `fe80::2%dn42b` with the
