@@ -26,6 +26,9 @@ pub struct TunnelStatus {
     pub public_key: Option<String>,
     pub listen_port: Option<u16>,
     pub addresses: Vec<String>,
+    /// The far end of each point-to-point address, by the address.
+    #[serde(default)]
+    pub peer_addresses: std::collections::BTreeMap<String, String>,
     pub mtu: Option<u32>,
     pub peers: Vec<PeerStatus>,
     #[serde(default)]

@@ -52,8 +52,13 @@ pub struct Link {
     pub backend: Option<Backend>,
     pub up: bool,
     pub mtu: u32,
-    /// Addresses with scope global or site (link-local ones the kernel adds are ignored).
-    pub addresses: Vec<IpNet>,
+    /// Every address on the interface, link-local ones included, whoever
+    /// added them (wgd's record says which are its own).
+    pub addresses: Vec<crate::config::InterfaceAddress>,
+    /// Those among `addresses` the kernel generated itself (a TUN device's
+    /// random `fe80::` address, on an interface made before wgd turned
+    /// that off).
+    pub kernel_made: Vec<crate::config::InterfaceAddress>,
     /// `None` when the WireGuard device could not be read (a stale UAPI
     /// socket after wireguard-go died, say).
     pub device: Option<Device>,

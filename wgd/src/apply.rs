@@ -9,12 +9,28 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::actual::Backend;
-use crate::config::{Config, TunnelConfig};
+use crate::config::{Config, InterfaceAddress, TunnelConfig};
 use crate::plan::{Action, HookStage};
 use crate::state::{StateDir, TunnelRecord};
 use crate::system::{DeviceHandle, Netlink, device};
 
 const SRC_VALID_MARK: &str = "/proc/sys/net/ipv4/conf/all/src_valid_mark";
+
+/// Turns IPv6 on for a tunnel about to get an IPv6 address: a host with
+/// `net.ipv6.conf.default.disable_ipv6 = 1` makes new interfaces without
+/// it, and the kernel then refuses IPv6 addresses on them.
+fn enable_ipv6(tunnel: &str) -> Result<(), ApplyError> {
+    let path = format!("/proc/sys/net/ipv6/conf/{tunnel}/disable_ipv6");
+    match std::fs::read_to_string(&path) {
+        Ok(value) if value.trim() == "0" => Ok(()),
+        Ok(_) => std::fs::write(&path, "0")
+            .map_err(|error| fail(tunnel, format!("enable IPv6 ({path}): {error}"))),
+        Err(error) => Err(fail(
+            tunnel,
+            format!("IPv6 is not available on this interface ({path}: {error})"),
+        )),
+    }
+}
 
 /// An action that failed, with the tunnel it was for.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +102,52 @@ pub fn run_hooks(tunnel: &str, stage: HookStage, commands: &[String]) -> Result<
 }
 
 impl Applier<'_> {
+    /// The addresses the config gives a tunnel (none when not in it).
+    fn configured_addresses(&self, name: &str) -> Vec<InterfaceAddress> {
+        self.tunnel_config(name)
+            .map(|tunnel| tunnel.addresses.clone())
+            .unwrap_or_default()
+    }
+
+    /// A new interface carries the addresses its config gives and none of
+    /// the kernel's making: no IPv6 address generation (a TUN device would
+    /// get a random `fe80::` address when it goes up), and, should one be
+    /// there already, it goes (wgd just made this interface, and no hook
+    /// has run on it yet).
+    async fn only_configured_addresses(&self, tunnel: &str, index: u32) -> Result<(), ApplyError> {
+        if let Err(error) = self.netlink.set_no_address_generation(index, tunnel).await {
+            // IPv6 may be off on the whole host; nothing to generate then.
+            tracing::warn!(tunnel, %error, "cannot turn off IPv6 address generation");
+            return Ok(());
+        }
+        // Its hooks may add IPv6 addresses too (`PostUp = ip addr add dev
+        // %i fe80::1/64`): IPv6 goes on before they run.
+        let ipv6 = self
+            .tunnel_config(tunnel)
+            .is_some_and(|config| config.known_addresses().any(|address| address.is_ipv6()));
+        if ipv6 {
+            enable_ipv6(tunnel)?;
+        }
+        let generated = match self.netlink.addresses(index).await {
+            Ok(present) => present.kernel_made,
+            Err(error) => {
+                tracing::warn!(tunnel, %error, "cannot read the new interface's addresses");
+                return Ok(());
+            }
+        };
+        for address in &generated {
+            match self.netlink.remove_address(index, tunnel, *address).await {
+                Ok(()) => {
+                    tracing::info!(tunnel, %address, "removed the kernel's link-local address")
+                }
+                Err(error) => {
+                    tracing::warn!(tunnel, %address, %error, "cannot remove the kernel's link-local address")
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn tunnel_config(&self, name: &str) -> Option<&TunnelConfig> {
         self.config?
             .tunnels
@@ -192,10 +254,16 @@ impl Applier<'_> {
                 if record.pre_down != tunnel.hooks.pre_down
                     || record.post_down != tunnel.hooks.post_down
                     || record.endpoints != endpoints
+                    || record.addresses.is_none()
                 {
                     record.pre_down = tunnel.hooks.pre_down.clone();
                     record.post_down = tunnel.hooks.post_down.clone();
                     record.endpoints = endpoints;
+                    // A record from before addresses were kept: the
+                    // config's count as wgd's (see `made_addresses`).
+                    record
+                        .addresses
+                        .get_or_insert_with(|| tunnel.addresses.clone());
                     if let Err(error) = self.save(record) {
                         report.errors.push(error);
                     }
@@ -236,6 +304,7 @@ impl Applier<'_> {
                 record.source = source;
                 record.ifindex = 0;
                 record.routes.clear();
+                record.addresses = Some(vec![]);
                 if let Some(config) = self.tunnel_config(tunnel) {
                     record.pre_down = config.hooks.pre_down.clone();
                     record.post_down = config.hooks.post_down.clone();
@@ -273,6 +342,7 @@ impl Applier<'_> {
                     let record = record.clone();
                     self.save(&record)?;
                 }
+                self.only_configured_addresses(tunnel, index).await?;
             }
             Action::DeleteLink { .. } => {
                 if let Some(link) = self
@@ -296,6 +366,31 @@ impl Applier<'_> {
             Action::Forget { .. } => {
                 deleted.insert(tunnel.to_owned());
             }
+            Action::TakeOver { .. } => {
+                let source = self
+                    .config
+                    .map(|config| config.source.clone())
+                    .ok_or_else(|| fail(tunnel, "no config to take the tunnel over"))?;
+                let record = records
+                    .get_mut(tunnel)
+                    .ok_or_else(|| fail(tunnel, "no record of this tunnel"))?;
+                record.source = source;
+                let record = record.clone();
+                self.save(&record)?;
+            }
+            Action::StopAddressGeneration { generated, .. } => {
+                let index = self.index(tunnel).await?;
+                self.netlink
+                    .set_no_address_generation(index, tunnel)
+                    .await
+                    .map_err(|error| fail(tunnel, error))?;
+                for address in generated {
+                    self.netlink
+                        .remove_address(index, tunnel, *address)
+                        .await
+                        .map_err(|error| fail(tunnel, error))?;
+                }
+            }
             Action::SetMtu { mtu, .. } => {
                 let index = self.index(tunnel).await?;
                 self.netlink
@@ -305,10 +400,23 @@ impl Applier<'_> {
             }
             Action::AddAddress { address, .. } => {
                 let index = self.index(tunnel).await?;
+                if address.is_ipv6() {
+                    enable_ipv6(tunnel)?;
+                }
                 self.netlink
                     .add_address(index, tunnel, *address)
                     .await
                     .map_err(|error| fail(tunnel, error))?;
+                let configured = self.configured_addresses(tunnel);
+                let record = records
+                    .get_mut(tunnel)
+                    .ok_or_else(|| fail(tunnel, "no record of this tunnel"))?;
+                let made = record.addresses.get_or_insert(configured);
+                if !made.contains(address) {
+                    made.push(*address);
+                }
+                let record = record.clone();
+                self.save(&record)?;
             }
             Action::RemoveAddress { address, .. } => {
                 let index = self.index(tunnel).await?;
@@ -316,6 +424,15 @@ impl Applier<'_> {
                     .remove_address(index, tunnel, *address)
                     .await
                     .map_err(|error| fail(tunnel, error))?;
+                let configured = self.configured_addresses(tunnel);
+                if let Some(record) = records.get_mut(tunnel) {
+                    record
+                        .addresses
+                        .get_or_insert(configured)
+                        .retain(|kept| kept != address);
+                    let record = record.clone();
+                    self.save(&record)?;
+                }
             }
             Action::WriteDevice {
                 private_key,
@@ -324,12 +441,9 @@ impl Applier<'_> {
                 peers,
                 ..
             } => {
-                let (addresses, mtu) = self
-                    .tunnel_config(tunnel)
-                    .map(|config| (config.addresses.clone(), config.mtu))
-                    .unwrap_or_default();
+                let mtu = self.tunnel_config(tunnel).and_then(|config| config.mtu);
                 DeviceHandle::new(tunnel, backend(records)?)
-                    .write(private_key, *listen_port, *fwmark, peers, &addresses, mtu)
+                    .write(private_key, *listen_port, *fwmark, peers, mtu)
                     .map_err(|error| fail(tunnel, error))?;
             }
             Action::SetInterface {
@@ -351,7 +465,6 @@ impl Applier<'_> {
                             *listen_port,
                             *fwmark,
                             &config.peers,
-                            &config.addresses,
                             config.mtu,
                         )
                     }

@@ -196,6 +196,17 @@ fn load(file: &Path) -> Result<Config, ExitCode> {
             for notice in &config.notices {
                 eprintln!("notice: {notice}");
             }
+            // A broken included file does not stop the others.
+            for file in config
+                .included
+                .iter()
+                .filter(|file| !file.errors.is_empty())
+            {
+                for error in &file.errors {
+                    eprintln!("error: {error}");
+                }
+                eprintln!("warning: {} is left out", file.path.display());
+            }
             Ok(config)
         }
         Err(errors) => {

@@ -8,7 +8,9 @@
 //! - a live tunnel is changed peer by peer, so other peers keep their
 //!   sessions; only a new private key, listen port or fwmark rewrites the
 //!   whole device;
-//! - routes and rules are removed only when wgd's record says it added them;
+//! - addresses, routes and rules are removed only when wgd's record says
+//!   it added them: what a hook or an operator added stays, and an
+//!   address the config names that is there already is not added again;
 //! - a tunnel recorded for this config file but gone from it is removed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +20,7 @@ use std::path::Path;
 use ipnet::IpNet;
 
 use crate::actual::{ActualState, Backend, Link, Route, Rule};
-use crate::config::{Config, PeerConfig, RouteTable, RoutesMode, TunnelConfig};
+use crate::config::{Config, InterfaceAddress, PeerConfig, RouteTable, RoutesMode, TunnelConfig};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::state::TunnelRecord;
 
@@ -64,17 +66,30 @@ pub enum Action {
     Forget {
         tunnel: String,
     },
+    /// The tunnel was made from `from`, a file the config includes: the
+    /// config owns it from now on (it goes when the file does).
+    TakeOver {
+        tunnel: String,
+        from: std::path::PathBuf,
+    },
     SetMtu {
         tunnel: String,
         mtu: u32,
     },
+    /// Turns off the kernel's IPv6 address generation on an interface wgd
+    /// made before it did so at creation, and removes what the kernel
+    /// generated.
+    StopAddressGeneration {
+        tunnel: String,
+        generated: Vec<InterfaceAddress>,
+    },
     AddAddress {
         tunnel: String,
-        address: IpNet,
+        address: InterfaceAddress,
     },
     RemoveAddress {
         tunnel: String,
-        address: IpNet,
+        address: InterfaceAddress,
     },
     /// Writes the whole device: key, port, fwmark and every peer.
     WriteDevice {
@@ -138,7 +153,9 @@ impl Action {
             | Action::CreateLink { tunnel, .. }
             | Action::DeleteLink { tunnel }
             | Action::Forget { tunnel }
+            | Action::TakeOver { tunnel, .. }
             | Action::SetMtu { tunnel, .. }
+            | Action::StopAddressGeneration { tunnel, .. }
             | Action::AddAddress { tunnel, .. }
             | Action::RemoveAddress { tunnel, .. }
             | Action::WriteDevice { tunnel, .. }
@@ -204,7 +221,17 @@ impl fmt::Display for Action {
             Action::Forget { tunnel } => {
                 write!(f, "{tunnel}: forget record (interface already gone)")
             }
+            Action::TakeOver { tunnel, from } => {
+                write!(f, "{tunnel}: take over from {}", from.display())
+            }
             Action::SetMtu { tunnel, mtu } => write!(f, "{tunnel}: set mtu {mtu}"),
+            Action::StopAddressGeneration { tunnel, generated } => {
+                write!(f, "{tunnel}: set addrgenmode none")?;
+                for address in generated {
+                    write!(f, ", remove the kernel's address {address}")?;
+                }
+                Ok(())
+            }
             Action::AddAddress { tunnel, address } => write!(f, "{tunnel}: add address {address}"),
             Action::RemoveAddress { tunnel, address } => {
                 write!(f, "{tunnel}: remove address {address}")
@@ -409,7 +436,11 @@ pub fn plan(
             // A record without its interface is stale (the interface went,
             // or the namespace is new and reuses an old one's inode): the
             // name is free again.
-            (Some(_), Some(record)) if record.source != config.source => {
+            // A tunnel `wgd up x.conf` made is taken over by the config
+            // that includes x.conf.
+            (Some(_), Some(record))
+                if record.source != config.source && !config.includes(&record.source) =>
+            {
                 errors.push(PlanError::OtherSource {
                     name: name.into(),
                     owner: record.source.display().to_string(),
@@ -434,6 +465,15 @@ pub fn plan(
         let intent = routing_intent(tunnel, record, &used_tables);
         // Two full-tunnel tunnels planned together get tables of their own.
         used_tables.extend(intent.routes.iter().map(|route| route.table));
+        if let Some(record) = record
+            && actual.links.contains_key(name)
+            && record.source != config.source
+        {
+            actions.push(Action::TakeOver {
+                tunnel: name.into(),
+                from: record.source.clone(),
+            });
+        }
         match actual.links.get(name) {
             // A userspace device whose process died leaves an unusable
             // interface behind: recreate it.
@@ -499,12 +539,7 @@ fn plan_create(
             mtu,
         });
     }
-    for address in &tunnel.addresses {
-        actions.push(Action::AddAddress {
-            tunnel: name.clone(),
-            address: *address,
-        });
-    }
+    // The device first: on the kernel, writing it flushes the addresses.
     actions.push(Action::WriteDevice {
         tunnel: name.clone(),
         private_key: tunnel.private_key.clone(),
@@ -512,6 +547,12 @@ fn plan_create(
         fwmark: intent.fwmark,
         peers: tunnel.peers.clone(),
     });
+    for address in &tunnel.addresses {
+        actions.push(Action::AddAddress {
+            tunnel: name.clone(),
+            address: *address,
+        });
+    }
     actions.push(Action::SetLinkUp {
         tunnel: name.clone(),
     });
@@ -597,25 +638,6 @@ fn plan_update(
             mtu,
         });
     }
-    for address in &link.addresses {
-        let link_local =
-            matches!(address, IpNet::V6(v6) if v6.addr().segments()[0] & 0xffc0 == 0xfe80);
-        if !tunnel.addresses.contains(address) && !link_local {
-            actions.push(Action::RemoveAddress {
-                tunnel: name.clone(),
-                address: *address,
-            });
-        }
-    }
-    for address in &tunnel.addresses {
-        if !link.addresses.contains(address) {
-            actions.push(Action::AddAddress {
-                tunnel: name.clone(),
-                address: *address,
-            });
-        }
-    }
-
     let key_changed = device.public_key != Some(tunnel.private_key.public_key());
     let port_changed = tunnel
         .listen_port
@@ -629,6 +651,36 @@ fn plan_update(
             listen_port: tunnel.listen_port,
             fwmark: Some(intent.fwmark.unwrap_or(0)),
         });
+    }
+    // An interface made before wgd turned the kernel's address generation
+    // off carries an address of the kernel's making: it goes.
+    if !link.kernel_made.is_empty() {
+        actions.push(Action::StopAddressGeneration {
+            tunnel: name.clone(),
+            generated: link.kernel_made.clone(),
+        });
+    }
+    // Rewriting a kernel device flushes its addresses: the config's go
+    // back (what hooks added is lost then, as with the routes below).
+    let flushed = interface_changed && link.backend == Some(Backend::Kernel);
+    let present: &[InterfaceAddress] = if flushed { &[] } else { &link.addresses };
+    // Only what wgd added goes; a changed peer part is another address.
+    let made = record.map_or(&[][..], |record| record.made_addresses(&tunnel.addresses));
+    for address in present {
+        if made.contains(address) && !tunnel.addresses.contains(address) {
+            actions.push(Action::RemoveAddress {
+                tunnel: name.clone(),
+                address: *address,
+            });
+        }
+    }
+    for address in &tunnel.addresses {
+        if !present.contains(address) {
+            actions.push(Action::AddAddress {
+                tunnel: name.clone(),
+                address: *address,
+            });
+        }
     }
     let current: BTreeMap<PublicKey, &crate::actual::Peer> = device
         .peers
@@ -824,6 +876,7 @@ endpoint = "{endpoint_b}"
                             up: false,
                             mtu: 1420,
                             addresses: vec![],
+                            kernel_made: vec![],
                             device: Some(Device::default()),
                             routes: vec![],
                         },
@@ -832,24 +885,53 @@ endpoint = "{endpoint_b}"
                         TunnelRecord::new(&name, config.source.clone(), *backend)
                     });
                     record.routes.clear();
+                    record.addresses = Some(vec![]);
+                }
+                Action::TakeOver { .. } => {
+                    actual.records.get_mut(&name).unwrap().source = config.source.clone();
                 }
                 Action::DeleteLink { .. } | Action::Forget { .. } => {
                     actual.links.remove(&name);
                     actual.records.remove(&name);
                 }
                 Action::SetMtu { mtu, .. } => actual.links.get_mut(&name).unwrap().mtu = *mtu,
-                Action::AddAddress { address, .. } => actual
-                    .links
-                    .get_mut(&name)
-                    .unwrap()
-                    .addresses
-                    .push(*address),
-                Action::RemoveAddress { address, .. } => actual
-                    .links
-                    .get_mut(&name)
-                    .unwrap()
-                    .addresses
-                    .retain(|kept| kept != address),
+                Action::StopAddressGeneration { generated, .. } => {
+                    let link = actual.links.get_mut(&name).unwrap();
+                    link.addresses.retain(|kept| !generated.contains(kept));
+                    link.kernel_made.clear();
+                }
+                Action::AddAddress { address, .. } => {
+                    actual
+                        .links
+                        .get_mut(&name)
+                        .unwrap()
+                        .addresses
+                        .push(*address);
+                    let configured = configured_addresses(config, &name);
+                    actual
+                        .records
+                        .get_mut(&name)
+                        .unwrap()
+                        .addresses
+                        .get_or_insert(configured)
+                        .push(*address);
+                }
+                Action::RemoveAddress { address, .. } => {
+                    actual
+                        .links
+                        .get_mut(&name)
+                        .unwrap()
+                        .addresses
+                        .retain(|kept| kept != address);
+                    let configured = configured_addresses(config, &name);
+                    actual
+                        .records
+                        .get_mut(&name)
+                        .unwrap()
+                        .addresses
+                        .get_or_insert(configured)
+                        .retain(|kept| kept != address);
+                }
                 Action::WriteDevice {
                     private_key,
                     listen_port,
@@ -951,6 +1033,15 @@ endpoint = "{endpoint_b}"
         }
     }
 
+    fn configured_addresses(config: &Config, name: &str) -> Vec<InterfaceAddress> {
+        config
+            .tunnels
+            .iter()
+            .find(|tunnel| tunnel.name.as_str() == name)
+            .map(|tunnel| tunnel.addresses.clone())
+            .unwrap_or_default()
+    }
+
     fn peer_state(peer: &PeerConfig) -> Peer {
         Peer {
             public_key: peer.public_key,
@@ -1039,6 +1130,7 @@ endpoint = "{endpoint_b}"
                 up: true,
                 mtu: 1420,
                 addresses: vec![],
+                kernel_made: vec![],
                 device: None,
                 routes: vec![],
             },
@@ -1241,5 +1333,247 @@ endpoint = "192.0.2.1:51820"
             lines(&down),
             vec!["wg-a: forget record (interface already gone)".to_owned()]
         );
+    }
+
+    /// The wg-quick file of a dn42 peering: its addresses come from hooks.
+    fn hooked_peering(address_line: &str) -> Config {
+        let text = format!(
+            "[Interface]\nPrivateKey = {}\nListenPort = 51921\n{address_line}\
+             PostUp = ip addr add dev %i 172.20.1.1/32 peer 172.20.2.1/32\n\
+             PostUp = ip addr add dev %i fe80::1/64\nTable = off\n\
+             [Peer]\nPublicKey = {}\nEndpoint = 198.51.100.2:51922\n\
+             AllowedIPs = 172.16.0.0/12, 10.0.0.0/8, fd00::/8, fe80::/10\n",
+            key(11).to_base64(),
+            key(12).public_key()
+        );
+        parse_str(Path::new("/etc/wireguard/dn42b.conf"), &text)
+            .unwrap_or_else(|errors| panic!("{errors}"))
+    }
+
+    fn address(text: &str) -> InterfaceAddress {
+        text.parse().unwrap()
+    }
+
+    /// What the PostUp hooks of `hooked_peering` add.
+    fn run_post_up(actual: &mut ActualState) {
+        let link = actual.links.get_mut("dn42b").unwrap();
+        link.addresses
+            .push(address("172.20.1.1/32 peer 172.20.2.1/32"));
+        link.addresses.push(address("fe80::1/64"));
+    }
+
+    #[test]
+    fn addresses_a_hook_added_are_left_alone() {
+        let config = hooked_peering("");
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        assert!(
+            !actions
+                .iter()
+                .any(|action| matches!(action, Action::AddAddress { .. }))
+        );
+        simulate(&mut actual, &config, &actions);
+        run_post_up(&mut actual);
+        // `wgd up` again, and the daemon's reconcile: nothing to do.
+        let again = plan(&config, &actual, Backend::Userspace).unwrap();
+        assert!(again.is_empty(), "{:?}", lines(&again));
+        // An operator's address stays too.
+        let link = actual.links.get_mut("dn42b").unwrap();
+        link.addresses.push(address("192.0.2.77/32"));
+        assert!(
+            plan(&config, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_address_a_hook_added_too_is_not_added_twice_nor_taken_for_wgds() {
+        let config = hooked_peering("Address = fe80::1/64, 172.20.1.1/32 peer 172.20.2.1/32\n");
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        assert_eq!(
+            lines(&actions)
+                .iter()
+                .filter(|line| line.contains("add address"))
+                .collect::<Vec<_>>(),
+            [
+                "dn42b: add address fe80::1/64",
+                "dn42b: add address 172.20.1.1/32 peer 172.20.2.1/32"
+            ]
+        );
+        simulate(&mut actual, &config, &actions);
+        assert!(
+            plan(&config, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+
+        // A config that names what a hook added: not added again, and,
+        // being the hook's, not removed when the config stops naming it.
+        let hooked = hooked_peering("");
+        let mut actual = ActualState::default();
+        let actions = plan(&hooked, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &hooked, &actions);
+        run_post_up(&mut actual);
+        let naming = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.1/32\n");
+        assert!(
+            plan(&naming, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            plan(&hooked, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn wgds_own_address_goes_when_the_config_drops_it_and_a_new_peer_is_a_new_address() {
+        let before = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.1/32, fe80::1/64\n");
+        let mut actual = ActualState::default();
+        let actions = plan(&before, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &before, &actions);
+        let after = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.9/32\n");
+        let actions = plan(&after, &actual, Backend::Userspace).unwrap();
+        assert_eq!(
+            lines(&actions),
+            [
+                "dn42b: remove address 172.20.1.1/32 peer 172.20.2.1/32",
+                "dn42b: remove address fe80::1/64",
+                "dn42b: add address 172.20.1.1/32 peer 172.20.2.9/32",
+            ]
+        );
+        simulate(&mut actual, &after, &actions);
+        assert!(
+            plan(&after, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_record_without_addresses_takes_the_configs_for_wgds() {
+        let config = hooked_peering("Address = 10.9.0.1/24\n");
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &config, &actions);
+        run_post_up(&mut actual);
+        // As a record written before wgd kept its addresses reads.
+        actual.records.get_mut("dn42b").unwrap().addresses = None;
+        assert!(
+            plan(&config, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+        let moved = hooked_peering("Address = 10.9.0.2/24\n");
+        let actions = plan(&moved, &actual, Backend::Userspace).unwrap();
+        // 10.9.0.1/24 is not the config's any more, so not known for
+        // wgd's: it stays, as the hook's addresses do.
+        assert_eq!(lines(&actions), ["dn42b: add address 10.9.0.2/24"]);
+    }
+
+    #[test]
+    fn a_rewritten_kernel_device_gets_its_addresses_back() {
+        // The device library's kernel path flushes the addresses when it
+        // writes the device; the config's go back right after.
+        let config = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.1/32\n");
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Kernel).unwrap();
+        let order: Vec<String> = lines(&actions);
+        let device = order
+            .iter()
+            .position(|line| line.contains("configure device"));
+        let address = order.iter().position(|line| line.contains("add address"));
+        assert!(device < address, "{order:?}");
+        simulate(&mut actual, &config, &actions);
+        let moved = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.1/32\n")
+            .tunnels
+            .into_iter()
+            .map(|mut tunnel| {
+                tunnel.listen_port = Some(51999);
+                tunnel
+            })
+            .collect();
+        let moved = Config {
+            tunnels: moved,
+            ..config.clone()
+        };
+        let actions = plan(&moved, &actual, Backend::Kernel).unwrap();
+        assert_eq!(
+            lines(&actions)
+                .iter()
+                .map(|line| line.split(" public-key").next().unwrap_or_default())
+                .collect::<Vec<_>>(),
+            [
+                "dn42b: set device",
+                "dn42b: add address 172.20.1.1/32 peer 172.20.2.1/32"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_kernels_link_local_address_on_an_older_tunnel_goes_and_the_hooks_stays() {
+        let config = hooked_peering("");
+        let mut actual = ActualState::default();
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &config, &actions);
+        run_post_up(&mut actual);
+        let link = actual.links.get_mut("dn42b").unwrap();
+        let generated = address("fe80::d892:c5e6:a6cb:fd56/64");
+        link.addresses.push(generated);
+        link.kernel_made.push(generated);
+        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
+        assert_eq!(
+            lines(&actions),
+            [
+                "dn42b: set addrgenmode none, remove the kernel's address fe80::d892:c5e6:a6cb:fd56/64"
+            ]
+        );
+        simulate(&mut actual, &config, &actions);
+        assert!(
+            actual.links["dn42b"]
+                .addresses
+                .contains(&address("fe80::1/64"))
+        );
+        assert!(
+            plan(&config, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_tunnel_up_from_an_included_file_is_taken_over() {
+        let file = hooked_peering("");
+        let mut actual = ActualState::default();
+        let actions = plan(&file, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, &file, &actions);
+        // The daemon's config includes that file.
+        let daemon = Config {
+            source: SOURCE.into(),
+            included: vec![crate::config::IncludedFile {
+                path: file.source.clone(),
+                tunnel: Some(file.tunnels[0].name.clone()),
+                errors: vec![],
+                kept: false,
+            }],
+            ..file.clone()
+        };
+        let actions = plan(&daemon, &actual, Backend::Userspace).unwrap();
+        assert_eq!(
+            lines(&actions),
+            ["dn42b: take over from /etc/wireguard/dn42b.conf"]
+        );
+        simulate(&mut actual, &daemon, &actions);
+        assert!(
+            plan(&daemon, &actual, Backend::Userspace)
+                .unwrap()
+                .is_empty()
+        );
+        // Another file's tunnel is still refused.
+        actual.records.get_mut("dn42b").unwrap().source = "/etc/wireguard/other.conf".into();
+        assert!(plan(&daemon, &actual, Backend::Userspace).is_err());
     }
 }

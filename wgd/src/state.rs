@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::actual::{Backend, Route, Rule};
+use crate::config::InterfaceAddress;
 
 pub const DEFAULT_STATE_DIR: &str = "/run/wgd";
 
@@ -35,6 +36,12 @@ pub struct TunnelRecord {
     /// in the config is enforced.
     #[serde(default)]
     pub endpoints: BTreeMap<String, SocketAddr>,
+    /// Addresses wgd added (only these are ever removed): not one a hook
+    /// or an operator added, even when the config names it too. `None` in
+    /// records written before wgd kept them; those count the config's
+    /// addresses as wgd's, see `made_addresses`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<InterfaceAddress>>,
     /// Routes wgd added (only these are ever removed).
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -59,6 +66,16 @@ impl TunnelRecord {
         self.ifindex == 0 || self.ifindex == link.index
     }
 
+    /// The addresses wgd added to the interface. A record from before wgd
+    /// kept them has none: then the addresses the config names are taken
+    /// for wgd's, as that wgd added exactly those.
+    pub fn made_addresses<'a>(
+        &'a self,
+        configured: &'a [InterfaceAddress],
+    ) -> &'a [InterfaceAddress] {
+        self.addresses.as_deref().unwrap_or(configured)
+    }
+
     /// The record of a tunnel just created: nothing added around it yet.
     pub fn new(name: &str, source: PathBuf, backend: Backend) -> Self {
         Self {
@@ -67,6 +84,7 @@ impl TunnelRecord {
             backend,
             ifindex: 0,
             endpoints: BTreeMap::new(),
+            addresses: Some(vec![]),
             routes: vec![],
             rules: vec![],
             src_valid_mark_before: None,
@@ -204,6 +222,7 @@ mod tests {
             backend: Backend::Userspace,
             ifindex: 7,
             endpoints: [("peer".to_owned(), "192.0.2.1:51820".parse().unwrap())].into(),
+            addresses: Some(vec!["172.20.1.1/32 peer 172.20.2.1/32".parse().unwrap()]),
             routes: vec![Route {
                 prefix: "10.1.0.0/16".parse().unwrap(),
                 table: 254,
@@ -215,8 +234,31 @@ mod tests {
         };
         state.save(&record).unwrap();
         assert_eq!(state.load_all().unwrap().get("wg-b"), Some(&record));
+        let text = std::fs::read_to_string(state.path().join("wg-b.json")).unwrap();
+        assert!(
+            text.contains("\"172.20.1.1/32 peer 172.20.2.1/32\""),
+            "{text}"
+        );
         state.remove("wg-b").unwrap();
         state.remove("wg-b").unwrap();
         assert!(state.load_all().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_record_from_before_addresses_were_kept_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::at(dir.path().to_path_buf());
+        std::fs::write(
+            dir.path().join("wg-old.json"),
+            r#"{"name": "wg-old", "source": "/etc/wgd/wgd.toml", "backend": "userspace",
+                "ifindex": 4, "routes": [], "rules": []}"#,
+        )
+        .unwrap();
+        let record = &state.load_all().unwrap()["wg-old"];
+        assert_eq!(record.addresses, None);
+        let configured: Vec<InterfaceAddress> = vec!["10.0.0.1/24".parse().unwrap()];
+        assert_eq!(record.made_addresses(&configured), configured.as_slice());
+        let fresh = TunnelRecord::new("wg-new", "/x".into(), Backend::Kernel);
+        assert!(fresh.made_addresses(&configured).is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! their state, built from an `ActualState` and wgd's records. Public keys
 //! only; private and preshared keys have no field here to leak into.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,12 @@ pub struct TunnelStatus {
     pub backend: Option<Backend>,
     pub public_key: Option<String>,
     pub listen_port: Option<u16>,
+    /// Every address of the interface, with its prefix length.
     pub addresses: Vec<String>,
+    /// The far end of each point-to-point address, by the address as in
+    /// `addresses` (`"172.20.1.1/32": "172.20.2.1/32"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peer_addresses: BTreeMap<String, String>,
     pub mtu: Option<u32>,
     pub peers: Vec<PeerStatus>,
     /// Why the tunnel is not up, when it is not.
@@ -92,6 +98,7 @@ pub fn collect(
                     public_key: None,
                     listen_port: None,
                     addresses: vec![],
+                    peer_addresses: BTreeMap::new(),
                     mtu: None,
                     peers: vec![],
                 };
@@ -138,7 +145,18 @@ pub fn collect(
                     .and_then(|device| device.public_key)
                     .map(|key| key.to_string()),
                 listen_port: device.map(|device| device.listen_port),
-                addresses: link.addresses.iter().map(ToString::to_string).collect(),
+                addresses: link
+                    .addresses
+                    .iter()
+                    .map(|address| address.local().to_string())
+                    .collect(),
+                peer_addresses: link
+                    .addresses
+                    .iter()
+                    .filter_map(|address| {
+                        Some((address.local().to_string(), address.peer()?.to_string()))
+                    })
+                    .collect(),
                 mtu: Some(link.mtu),
                 peers,
                 name,
@@ -179,7 +197,16 @@ impl std::fmt::Display for Status {
                 writeln!(f, "  listening port: {port}")?;
             }
             if !tunnel.addresses.is_empty() {
-                writeln!(f, "  addresses: {}", tunnel.addresses.join(", "))?;
+                // In iproute2's words: `172.20.1.1/32 peer 172.20.2.1/32`.
+                let addresses: Vec<String> = tunnel
+                    .addresses
+                    .iter()
+                    .map(|address| match tunnel.peer_addresses.get(address) {
+                        Some(peer) => format!("{address} peer {peer}"),
+                        None => address.clone(),
+                    })
+                    .collect();
+                writeln!(f, "  addresses: {}", addresses.join(", "))?;
             }
             for peer in &tunnel.peers {
                 write!(f, "  peer {}", peer.public_key)?;
@@ -227,6 +254,11 @@ impl From<&TunnelStatus> for api::Tunnel {
             public_key: tunnel.public_key.clone().unwrap_or_default(),
             listen_port: tunnel.listen_port.map(u32::from).unwrap_or_default(),
             addresses: tunnel.addresses.clone(),
+            peer_addresses: tunnel
+                .peer_addresses
+                .iter()
+                .map(|(local, peer)| (local.clone(), peer.clone()))
+                .collect(),
             mtu: tunnel.mtu.unwrap_or_default(),
             reason: tunnel.reason.clone().unwrap_or_default(),
             peers: tunnel
@@ -267,6 +299,7 @@ impl From<api::Tunnel> for TunnelStatus {
                 .ok()
                 .filter(|port| *port != 0),
             addresses: tunnel.addresses,
+            peer_addresses: tunnel.peer_addresses.into_iter().collect(),
             mtu: Some(tunnel.mtu).filter(|mtu| *mtu != 0),
             reason: non_empty(tunnel.reason),
             peers: tunnel
@@ -317,7 +350,8 @@ mod tests {
                 backend: None,
                 public_key: None,
                 listen_port: None,
-                addresses: vec![],
+                addresses: vec!["172.20.1.1/32".into(), "fe80::1/64".into()],
+                peer_addresses: [("172.20.1.1/32".into(), "172.20.2.1/32".into())].into(),
                 mtu: None,
                 reason: None,
                 peers: vec![
@@ -341,6 +375,15 @@ mod tests {
             ]
         );
         assert!(text.contains("    latest handshake: never\n"), "{text}");
+        assert!(
+            text.contains("  addresses: 172.20.1.1/32 peer 172.20.2.1/32, fe80::1/64\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&status.tunnels[0]).unwrap();
+        assert_eq!(json["peer_addresses"]["172.20.1.1/32"], "172.20.2.1/32");
+        // Through the API and back, the same.
+        let back = TunnelStatus::from(api::Tunnel::from(&status.tunnels[0]));
+        assert_eq!(back.peer_addresses, status.tunnels[0].peer_addresses);
         assert!(
             text.contains("    latest handshake: 6m 40s ago\n"),
             "{text}"

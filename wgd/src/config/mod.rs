@@ -6,12 +6,17 @@
 //! every field with the parsers in `values`, write what is wrong into a
 //! `Report` (file, line, message) and hand back the typed pieces; `Report`
 //! turns them into a `Config` when nothing was wrong, or into every error
-//! found otherwise. A config is accepted or refused whole.
+//! found otherwise. A config is accepted or refused whole, with one
+//! exception: the wg-quick files a wgd.toml takes in with `[daemon]
+//! include` (`include`) are each read on their own, and a broken one is
+//! left out (or, on `reload`, its last good version kept) with its errors
+//! in `Config::included`.
 //!
 //! Reading is pure but for two things the file format asks for: key files
 //! (`private_key_file`, `preshared_key_file`) and endpoint host names,
 //! which resolve when the file is read.
 
+mod include;
 mod model;
 mod toml_file;
 pub(crate) mod values;
@@ -31,6 +36,21 @@ use ipnet::IpNet;
 /// name is read as wg-quick when it has an `[Interface]` section. Errors and
 /// notices name the file by its absolute path.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_file(path, None, None)
+}
+
+/// Reads the config at `path` again, as `load` does; an included file that
+/// is broken now keeps the tunnel `previous` had from it (its last good
+/// version).
+pub fn reload(path: &Path, previous: &Config) -> Result<Config, ConfigErrors> {
+    load_file(path, None, Some(previous))
+}
+
+fn load_file(
+    path: &Path,
+    format: Option<Format>,
+    previous: Option<&Config>,
+) -> Result<Config, ConfigErrors> {
     let unreadable = |path: &Path, error: std::io::Error| {
         let mut report = Report::new(path);
         let reason = values::describe_io(&error);
@@ -42,7 +62,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(&path)
         .map(zeroize::Zeroizing::new)
         .map_err(|error| unreadable(&path, error))?;
-    let mut config = parse_str(&path, &text)?;
+    let mut config = parse_text(&path, &text, format, previous)?;
     // Key files others can read are refused; a config that holds keys
     // itself gets wg-quick's warning, so that existing setups still load.
     let mode = std::fs::metadata(&path)
@@ -89,16 +109,29 @@ fn holds_inline_keys(text: &str) -> bool {
 /// (in messages, in `Config::source`, and as the base of relative key file
 /// paths), so tests can name a file that does not exist.
 pub fn parse_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    parse_text(path, text, None, None)
+}
+
+fn parse_text(
+    path: &Path,
+    text: &str,
+    format: Option<Format>,
+    previous: Option<&Config>,
+) -> Result<Config, ConfigErrors> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut report = Report::new(path);
-    let (daemon, tunnels) = match Format::of(path, text) {
+    let (daemon, tunnels, included) = match format.unwrap_or_else(|| Format::of(path, text)) {
         Format::WgQuick => {
             let tunnel = wg_quick::parse(text, &mut report);
-            (DaemonConfig::default(), tunnel.into_iter().collect())
+            (
+                DaemonConfig::default(),
+                tunnel.into_iter().collect(),
+                vec![],
+            )
         }
-        Format::Toml => toml_file::parse(text, &mut report),
+        Format::Toml => toml_file::parse(text, &mut report, previous),
     };
-    report.finish(daemon, tunnels)
+    report.finish(daemon, tunnels, included)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,9 +194,11 @@ impl Report {
         mut self,
         daemon: DaemonConfig,
         tunnels: Vec<TunnelConfig>,
+        included: Vec<IncludedFile>,
     ) -> Result<Config, ConfigErrors> {
         // WireGuard silently drops a peer with the device's own key: the
         // tunnel would come up without it, and every `up` would add it again.
+        // (Included tunnels passed this in their own file.)
         for tunnel in &tunnels {
             let own = tunnel.private_key.public_key();
             for peer in tunnel.peers.iter().filter(|peer| peer.public_key == own) {
@@ -179,7 +214,10 @@ impl Report {
         // Readers check in passes (fields, then across tunnels and peers);
         // the user reads the file top to bottom.
         self.errors.sort_by_key(|error| error.line);
-        self.notices.sort_by_key(|notice| notice.line);
+        // The file's own notices first, then the included files'.
+        let own = self.file.clone();
+        self.notices
+            .sort_by_key(|notice| (notice.file != own, notice.file.clone(), notice.line));
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
@@ -188,6 +226,7 @@ impl Report {
             daemon,
             tunnels,
             notices: self.notices,
+            included,
         })
     }
 }
@@ -232,6 +271,11 @@ fn default_route_notice(
 }
 
 impl Config {
+    /// Whether `path` is a file this config takes in with `[daemon] include`.
+    pub fn includes(&self, path: &Path) -> bool {
+        self.included.iter().any(|file| file.path == path)
+    }
+
     /// Resolves the endpoints written as host names again (dynamic DNS): an
     /// endpoint whose name no longer resolves keeps its last address.
     /// Returns how many endpoints changed.

@@ -23,13 +23,38 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub tunnels: Vec<TunnelConfig>,
     /// Warnings and notices found while reading (ignored keys, the
-    /// default-route notice). Printed by the CLI, logged by the daemon.
+    /// default-route notice), the included files' among them. Printed by
+    /// the CLI, logged by the daemon.
     pub notices: Vec<Notice>,
+    /// The files `[daemon] include` took in, in the order read. Their
+    /// tunnels are in `tunnels`, owned by this config like its own.
+    pub included: Vec<IncludedFile>,
+}
+
+/// A wg-quick file taken in by `[daemon] include`, and what came of it. A
+/// broken file is left out (or its last good version kept) without
+/// refusing the config around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncludedFile {
+    /// Absolute.
+    pub path: PathBuf,
+    /// The tunnel named after the file, when that is a valid name.
+    pub tunnel: Option<TunnelName>,
+    /// Why the file as it is now was left out; empty when its tunnel is in
+    /// the config as written.
+    pub errors: Vec<ConfigError>,
+    /// The file is broken, and its tunnel in the config is the last good
+    /// version read before.
+    pub kept: bool,
 }
 
 /// `[daemon]` of wgd.toml. wg-quick files get the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
+    /// `include`: glob patterns of wg-quick files, each one tunnel named
+    /// after its file (relative ones are made absolute against the
+    /// wgd.toml's folder). Wildcards (`*`, `?`) in the file name only.
+    pub include: Vec<PathBuf>,
     /// Unix socket of the gRPC API.
     pub api: PathBuf,
     /// Address of the Prometheus endpoint, if any.
@@ -167,6 +192,7 @@ pub const DEFAULT_API_SOCKET: &str = "/run/wgd/wgd.sock";
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
+            include: Vec::new(),
             api: PathBuf::from(DEFAULT_API_SOCKET),
             metrics: None,
             backend: BackendChoice::Auto,
@@ -244,8 +270,13 @@ pub struct TunnelConfig {
     pub private_key: PrivateKey,
     /// `None` lets the device pick a port (a client that only dials out).
     pub listen_port: Option<u16>,
-    /// Interface addresses, with their prefix length (host bits allowed).
-    pub addresses: Vec<IpNet>,
+    /// Interface addresses wgd adds, with their prefix length (host bits
+    /// allowed) and, for a point-to-point address, the far end.
+    pub addresses: Vec<InterfaceAddress>,
+    /// Addresses the `PostUp` hooks add (read from their `ip address add
+    /// ... dev %i` commands): known, so that BGP and the bridge can use
+    /// them, but never added or removed by wgd.
+    pub hook_addresses: Vec<InterfaceAddress>,
     pub mtu: Option<u32>,
     pub fwmark: Option<u32>,
     pub routes: RoutesMode,
@@ -255,6 +286,126 @@ pub struct TunnelConfig {
     pub source: Vec<std::net::IpAddr>,
     pub hooks: Hooks,
     pub peers: Vec<PeerConfig>,
+}
+
+/// An address of an interface, as iproute2 words it: `10.0.0.1/24`, or a
+/// point-to-point `172.20.1.1/32 peer 172.20.2.1/32` whose far end is
+/// reached straight through the interface. The kernel keeps a
+/// point-to-point address as IFA_LOCAL = `local`, IFA_ADDRESS = `peer`,
+/// with the peer's prefix length; so does this type: with a peer, `local`
+/// has the peer's length, and two addresses are the same only when both
+/// parts are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InterfaceAddress {
+    local: IpNet,
+    peer: Option<IpNet>,
+}
+
+impl InterfaceAddress {
+    /// A plain address: `local` is the interface's, with its subnet.
+    pub fn plain(local: IpNet) -> Self {
+        Self { local, peer: None }
+    }
+
+    /// A point-to-point address. The local part takes the peer's prefix
+    /// length, as the kernel applies it; the two must be of one family.
+    pub fn point_to_point(
+        local: std::net::IpAddr,
+        peer: IpNet,
+    ) -> Result<Self, AddressFamilyMismatch> {
+        if local.is_ipv4() != peer.addr().is_ipv4() {
+            return Err(AddressFamilyMismatch);
+        }
+        let local = IpNet::new(local, peer.prefix_len()).map_err(|_| AddressFamilyMismatch)?;
+        Ok(Self {
+            local,
+            peer: Some(peer),
+        })
+    }
+
+    /// The interface's own address, with the prefix length the kernel
+    /// gives it.
+    pub fn local(&self) -> IpNet {
+        self.local
+    }
+
+    /// The far end of a point-to-point address.
+    pub fn peer(&self) -> Option<IpNet> {
+        self.peer
+    }
+
+    pub fn addr(&self) -> std::net::IpAddr {
+        self.local.addr()
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        matches!(self.local, IpNet::V6(_))
+    }
+
+    /// An `fe80::/10` address: scoped to its interface.
+    pub fn is_link_local(&self) -> bool {
+        is_link_local(self.addr())
+    }
+}
+
+impl From<IpNet> for InterfaceAddress {
+    fn from(local: IpNet) -> Self {
+        Self::plain(local)
+    }
+}
+
+/// `fe80::/10`: an address that means something on one interface only.
+pub fn is_link_local(address: std::net::IpAddr) -> bool {
+    matches!(address, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+}
+
+/// The two parts of a point-to-point address are of different families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the local address and the peer are of different families")]
+pub struct AddressFamilyMismatch;
+
+/// iproute2's words: `local/len` or `local/len peer remote/len`.
+impl fmt::Display for InterfaceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.local)?;
+        if let Some(peer) = self.peer {
+            write!(f, " peer {peer}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads what `Display` writes (wgd's records keep addresses as text).
+impl std::str::FromStr for InterfaceAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        super::values::interface_address(text).map_err(|reason| reason.to_string())
+    }
+}
+
+impl serde::Serialize for InterfaceAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for InterfaceAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl TunnelConfig {
+    /// The config's addresses, then those its hooks add.
+    pub fn known_addresses(&self) -> impl Iterator<Item = &InterfaceAddress> {
+        self.addresses.iter().chain(
+            self.hook_addresses
+                .iter()
+                .filter(|hooked| !self.addresses.contains(hooked)),
+        )
+    }
 }
 
 /// What routes a tunnel puts in the kernel. Routers want `None`: the

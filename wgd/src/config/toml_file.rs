@@ -18,9 +18,11 @@ use ipnet::IpNet;
 use toml::Spanned;
 use zeroize::Zeroizing;
 
+use super::include::{self, Candidate};
 use super::model::{
-    BackendChoice, BgpSettings, BridgeSettings, DaemonConfig, FpmSettings, Hooks, NeighborSettings,
-    PeerConfig, RouteTable, RoutesMode, TunnelConfig, TunnelName, default_allowed_ips,
+    BackendChoice, BgpSettings, BridgeSettings, Config, ConfigError, DaemonConfig, FpmSettings,
+    Hooks, IncludedFile, NeighborSettings, PeerConfig, RouteTable, RoutesMode, TunnelConfig,
+    TunnelName, default_allowed_ips, is_link_local,
 };
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice, line_at};
@@ -46,6 +48,8 @@ mod raw {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub(super) struct Daemon {
+        #[serde(default)]
+        pub include: Vec<Spanned<String>>,
         pub api: Option<Spanned<String>>,
         pub metrics: Option<Spanned<String>>,
         pub backend: Option<Spanned<String>>,
@@ -65,6 +69,8 @@ mod raw {
         pub prefix_limit: Option<Spanned<i64>>,
         #[serde(default)]
         pub prefix_limits: std::collections::BTreeMap<String, Spanned<i64>>,
+        #[serde(default)]
+        pub source: Vec<Spanned<String>>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -120,6 +126,8 @@ mod raw {
         pub routes: Option<Spanned<String>>,
         pub table: Option<Spanned<i64>>,
         #[serde(default)]
+        pub source: Vec<Spanned<String>>,
+        #[serde(default)]
         pub pre_up: Vec<String>,
         #[serde(default)]
         pub post_up: Vec<String>,
@@ -144,15 +152,22 @@ mod raw {
     }
 }
 
-/// Reads a wgd.toml into the daemon settings and its tunnels. With errors
-/// (in `report`), the values returned are incomplete and meant to be dropped.
-pub(super) fn parse(text: &str, report: &mut Report) -> (DaemonConfig, Vec<TunnelConfig>) {
+/// Reads a wgd.toml into the daemon settings, its tunnels (its own, then
+/// the included files'), and what came of each included file. With errors
+/// (in `report`), the values returned are incomplete and meant to be
+/// dropped. `previous` gives broken included files their last good
+/// version.
+pub(super) fn parse(
+    text: &str,
+    report: &mut Report,
+    previous: Option<&Config>,
+) -> (DaemonConfig, Vec<TunnelConfig>, Vec<IncludedFile>) {
     let file = match toml::from_str::<raw::File>(text) {
         Ok(file) => file,
         Err(error) => {
             let line = error.span().map_or(0, |span| line_at(text, span.start));
             report.error(line, serde_message(&error, text));
-            return (DaemonConfig::default(), Vec::new());
+            return (DaemonConfig::default(), Vec::new(), Vec::new());
         }
     };
     let mut reader = Reader {
@@ -163,14 +178,101 @@ pub(super) fn parse(text: &str, report: &mut Report) -> (DaemonConfig, Vec<Tunne
     };
     let mut daemon = reader.daemon(file.daemon);
     daemon.bridge = reader.bridge(file.bridge);
-    let tunnels: Vec<TunnelConfig> = file
+    let mut tunnels: Vec<TunnelConfig> = file
         .tunnel
         .into_iter()
         .filter_map(|tunnel| reader.tunnel(tunnel))
         .collect();
-    daemon.bgp = file.bgp.and_then(|bgp| reader.bgp(bgp, &tunnels));
+    let mut included = Vec::new();
+    let mut unreadable = Vec::new();
+    for candidate in include::candidates(&daemon.include, previous) {
+        let (tunnel, outcome) = reader.include(candidate, &tunnels);
+        match tunnel {
+            Some(tunnel) => tunnels.push(tunnel),
+            None => unreadable.extend(outcome.tunnel.clone()),
+        }
+        included.push(outcome);
+    }
+    let known = KnownTunnels {
+        configs: &tunnels,
+        unreadable: &unreadable,
+    };
+    daemon.bgp = file.bgp.and_then(|bgp| reader.bgp(bgp, &known));
     daemon.fpm = file.fpm.map(|fpm| reader.fpm(fpm, &daemon.bridge));
-    (daemon, tunnels)
+    (daemon, tunnels, included)
+}
+
+/// A neighbor's address as written: `fe80::2`, or `fe80::2%dn42b` with the
+/// tunnel it is on.
+fn scoped_address(text: &str) -> Result<(std::net::IpAddr, Option<String>), String> {
+    let (address, scope) = match text.split_once('%') {
+        Some((address, scope)) => (address, Some(scope)),
+        None => (text, None),
+    };
+    let parsed = address
+        .parse::<std::net::IpAddr>()
+        .map_err(|_| format!("address \"{text}\": not an IP address"))?;
+    match scope {
+        Some(scope) => match TunnelName::new(scope) {
+            Ok(name) => Ok((parsed, Some(name.as_str().to_owned()))),
+            Err(reason) => Err(format!("address \"{text}\": {reason}")),
+        },
+        None => Ok((parsed, None)),
+    }
+}
+
+/// Where a neighbor named by its tunnel alone is: the peer of the tunnel's
+/// first point-to-point address, else the other end of a /31 or /30.
+fn neighbor_address_on(tunnel: &TunnelConfig) -> Option<std::net::IpAddr> {
+    tunnel
+        .known_addresses()
+        .find_map(|address| address.peer().map(|peer| peer.addr()))
+        .or_else(|| {
+            tunnel
+                .known_addresses()
+                .filter(|address| address.peer().is_none())
+                .find_map(|address| peer_address(address.local()))
+        })
+}
+
+/// The tunnels a `[[bgp.neighbor]]` may name.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct KnownTunnels<'a> {
+    /// The file's `[[tunnel]]`s and the included ones read.
+    pub configs: &'a [TunnelConfig],
+    /// Included files that cannot be read now: their tunnels are known by
+    /// name only.
+    pub unreadable: &'a [TunnelName],
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Known<'a> {
+    Config(&'a TunnelConfig),
+    Unreadable(&'a TunnelName),
+}
+
+impl<'a> Known<'a> {
+    fn name(&self) -> &'a TunnelName {
+        match self {
+            Known::Config(tunnel) => &tunnel.name,
+            Known::Unreadable(name) => name,
+        }
+    }
+}
+
+impl<'a> KnownTunnels<'a> {
+    fn find(&self, name: &str) -> Option<Known<'a>> {
+        self.configs
+            .iter()
+            .find(|tunnel| tunnel.name.as_str() == name)
+            .map(Known::Config)
+            .or_else(|| {
+                self.unreadable
+                    .iter()
+                    .find(|known| known.as_str() == name)
+                    .map(Known::Unreadable)
+            })
+    }
 }
 
 /// The one other address of a point-to-point subnet (`/31` and `/127`:
@@ -303,6 +405,18 @@ impl Reader<'_, '_> {
         let Some(raw) = raw.map(Spanned::into_inner) else {
             return daemon;
         };
+        for pattern in &raw.include {
+            let written = pattern.get_ref();
+            if written.is_empty() {
+                self.error(pattern, format!("include: {}", Invalid::EmptyPath));
+                continue;
+            }
+            let path = self.report.directory().join(written);
+            match include::check_pattern(&path) {
+                Ok(()) => daemon.include.push(path),
+                Err(reason) => self.error(pattern, format!("include \"{written}\": {reason}")),
+            }
+        }
         if let Some(api) = raw.api {
             match api_socket(api.get_ref()) {
                 Ok(path) => daemon.api = path,
@@ -406,6 +520,7 @@ impl Reader<'_, '_> {
                 ),
             }
         }
+        bridge.source = self.sources("[bridge]", &raw.source);
         for (owner, limit) in raw.prefix_limits {
             match u32::try_from(*limit.get_ref()) {
                 Ok(value) => {
@@ -502,7 +617,8 @@ impl Reader<'_, '_> {
         T::try_from(number).ok()
     }
 
-    fn bgp(&mut self, raw: Spanned<raw::Bgp>, tunnels: &[TunnelConfig]) -> Option<BgpSettings> {
+    fn bgp(&mut self, raw: Spanned<raw::Bgp>, known: &KnownTunnels<'_>) -> Option<BgpSettings> {
+        let tunnels = known.configs;
         let line = self.line(raw.span());
         let raw = raw.into_inner();
         let asn = match &raw.asn {
@@ -528,8 +644,8 @@ impl Reader<'_, '_> {
             None => {
                 let lowest = tunnels
                     .iter()
-                    .flat_map(|tunnel| &tunnel.addresses)
-                    .filter_map(|net| match net.addr() {
+                    .flat_map(TunnelConfig::known_addresses)
+                    .filter_map(|address| match address.addr() {
                         std::net::IpAddr::V4(address) => Some(address),
                         std::net::IpAddr::V6(_) => None,
                     })
@@ -577,13 +693,25 @@ impl Reader<'_, '_> {
         };
         let mut neighbors: Vec<NeighborSettings> = Vec::new();
         for neighbor in raw.neighbor {
-            let Some(neighbor) = self.neighbor(neighbor, tunnels) else {
+            let Some(neighbor) = self.neighbor(neighbor, known) else {
                 continue;
             };
-            if let Some(first) = neighbors.iter().find(|n| n.address == neighbor.address) {
+            // A link-local address is one per tunnel; any other is one
+            // on the whole host.
+            let same = |other: &NeighborSettings| {
+                other.address == neighbor.address
+                    && (!is_link_local(neighbor.address) || other.tunnel == neighbor.tunnel)
+            };
+            if let Some(first) = neighbors.iter().find(|other| same(other)) {
+                let shown = match &neighbor.tunnel {
+                    Some(tunnel) if is_link_local(neighbor.address) => {
+                        format!("{}%{tunnel}", neighbor.address)
+                    }
+                    _ => neighbor.address.to_string(),
+                };
                 let message = format!(
-                    "[[bgp.neighbor]]: {} is already a neighbor (line {})",
-                    neighbor.address, first.line
+                    "[[bgp.neighbor]]: {shown} is already a neighbor (line {})",
+                    first.line
                 );
                 self.report.error(neighbor.line, message);
                 continue;
@@ -619,60 +747,113 @@ impl Reader<'_, '_> {
     fn neighbor(
         &mut self,
         raw: Spanned<raw::Neighbor>,
-        tunnels: &[TunnelConfig],
+        tunnels: &KnownTunnels<'_>,
     ) -> Option<NeighborSettings> {
         let line = self.line(raw.span());
         let raw = raw.into_inner();
-        let (address, tunnel) = match (&raw.address, &raw.tunnel) {
-            (Some(address), None) => match address.get_ref().parse::<std::net::IpAddr>() {
-                Ok(parsed) => (Some(parsed), None),
-                Err(_) => {
-                    let message = format!("address \"{}\": not an IP address", address.get_ref());
-                    self.error(address, message);
-                    (None, None)
+        // The address as written, and the tunnel its `%scope` names.
+        let written = match &raw.address {
+            Some(text) => match scoped_address(text.get_ref()) {
+                Ok(parsed) => Some(parsed),
+                Err(message) => {
+                    self.error(text, message);
+                    return None;
                 }
             },
-            (None, Some(name)) => {
-                match tunnels
-                    .iter()
-                    .find(|tunnel| tunnel.name.as_str() == name.get_ref())
-                {
-                    None => {
-                        let message = format!(
-                            "tunnel \"{}\": no such [[tunnel]] in this file",
-                            name.get_ref()
-                        );
-                        self.error(name, message);
-                        (None, None)
-                    }
-                    Some(found) => {
-                        match found.addresses.iter().find_map(|net| peer_address(*net)) {
-                            Some(address) => (Some(address), Some(found.name.clone())),
-                            None => {
-                                let message = format!(
-                                    "tunnel \"{}\": none of its addresses is a point-to-point subnet (/31, /30, /127, /126) with one other address; give the neighbor's address instead",
-                                    name.get_ref()
-                                );
-                                self.error(name, message);
-                                (None, None)
-                            }
-                        }
-                    }
-                }
-            }
-            (Some(_), Some(name)) => {
-                self.error(
-                    name,
-                    "[[bgp.neighbor]]: give address or tunnel, not both".into(),
+            None => None,
+        };
+        let scope = written.as_ref().and_then(|(_, scope)| scope.clone());
+        let tunnel_name = match (&raw.tunnel, scope) {
+            (Some(name), Some(scope)) if name.get_ref() != &scope => {
+                let message = format!(
+                    "[[bgp.neighbor]]: address \"{}\" names tunnel \"{scope}\" but tunnel = \"{}\"",
+                    raw.address
+                        .as_ref()
+                        .map_or("", |text| text.get_ref().as_str()),
+                    name.get_ref()
                 );
-                (None, None)
+                self.error(name, message);
+                return None;
+            }
+            (Some(name), _) => Some((name.get_ref().clone(), self.line(name.span()))),
+            (None, Some(scope)) => {
+                let at = raw
+                    .address
+                    .as_ref()
+                    .map_or(line, |text| self.line(text.span()));
+                Some((scope, at))
+            }
+            (None, None) => None,
+        };
+        // The tunnel: its config, or only its name when its included file
+        // cannot be read now.
+        let tunnel = match &tunnel_name {
+            None => None,
+            Some((name, at)) => match tunnels.find(name) {
+                Some(found) => Some(found),
+                None => {
+                    self.report.error(
+                        *at,
+                        format!("tunnel \"{name}\": no such tunnel ([[tunnel]] or included file)"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let address = match (written.map(|(address, _)| address), tunnel) {
+            (Some(address), None) if is_link_local(address) => {
+                self.report.error(
+                    raw.address.as_ref().map_or(line, |text| self.line(text.span())),
+                    format!(
+                        "[[bgp.neighbor]]: a link-local neighbor needs its tunnel: tunnel = \"...\" or {address}%tunnel"
+                    ),
+                );
+                None
+            }
+            (Some(address), Some(Known::Config(found)))
+                if is_link_local(address)
+                    && !found.known_addresses().any(|own| own.is_link_local()) =>
+            {
+                self.report.error(
+                    tunnel_name.as_ref().map_or(line, |(_, at)| *at),
+                    format!(
+                        "[[bgp.neighbor]]: tunnel \"{}\" has no link-local address of its own for the session to {address} to start from; give it one (address = [..., \"fe80::1/64\"])",
+                        found.name
+                    ),
+                );
+                None
+            }
+            (Some(address), _) => Some(address),
+            (None, Some(Known::Config(found))) => match neighbor_address_on(found) {
+                Some(address) => Some(address),
+                None => {
+                    self.report.error(
+                        tunnel_name.as_ref().map_or(line, |(_, at)| *at),
+                        format!(
+                            "tunnel \"{}\": none of its addresses has a peer (172.20.1.1/32 peer 172.20.2.1/32) or is a point-to-point subnet (/31, /30, /127, /126) with one other address; give the neighbor's address instead",
+                            found.name
+                        ),
+                    );
+                    None
+                }
+            },
+            (None, Some(Known::Unreadable(name))) => {
+                // Its file is broken: the neighbor waits for a good one.
+                self.report.notice(
+                    tunnel_name.as_ref().map_or(line, |(_, at)| *at),
+                    format!(
+                        "[[bgp.neighbor]] on tunnel \"{name}\" is left out: its included file cannot be read, and the neighbor's address comes from it"
+                    ),
+                );
+                return None;
             }
             (None, None) => {
                 self.report
                     .error(line, "[[bgp.neighbor]]: missing address or tunnel");
-                (None, None)
+                None
             }
         };
+        let tunnel = tunnel.map(|known| known.name().clone());
         let remote_as = match &raw.remote_as {
             Some(asn) => self.number::<u32>("remote_as", asn, 1..=i64::from(u32::MAX)),
             None => {
@@ -768,7 +949,7 @@ impl Reader<'_, '_> {
 
         let mut addresses = Vec::new();
         for address in &raw.address {
-            match values::prefix(address.get_ref()) {
+            match values::interface_address(address.get_ref()) {
                 Ok(prefix) => addresses.push(prefix),
                 Err(reason) => {
                     let message = format!("{label}: address \"{}\": {reason}", address.get_ref());
@@ -798,6 +979,8 @@ impl Reader<'_, '_> {
         });
 
         let routes = self.routes(&label, raw.routes, raw.table);
+
+        let source = self.sources(&label, &raw.source);
 
         let hooks = Hooks {
             pre_up: raw.pre_up,
@@ -833,10 +1016,11 @@ impl Reader<'_, '_> {
             private_key: private_key?,
             listen_port,
             addresses,
+            hook_addresses: values::hook_addresses(&hooks.post_up),
             mtu,
             fwmark,
             routes,
-            source: Vec::new(),
+            source,
             hooks,
             peers: peers.into_iter().map(|peer| peer.config).collect(),
         })
@@ -931,6 +1115,96 @@ impl Reader<'_, '_> {
                 .map_err(|message| self.error(&file, format!("{label}: {message}")))
                 .ok()
             }
+        }
+    }
+
+    /// `source`: preferred source addresses, plain addresses, one per
+    /// family at most.
+    fn sources(&mut self, label: &str, raw: &[Spanned<String>]) -> Vec<std::net::IpAddr> {
+        let mut sources: Vec<std::net::IpAddr> = Vec::new();
+        for written in raw {
+            let text = written.get_ref();
+            match values::plain_address(text) {
+                Ok(address) => {
+                    if let Some(first) = sources
+                        .iter()
+                        .find(|first| first.is_ipv4() == address.is_ipv4())
+                    {
+                        let family = if address.is_ipv4() { "IPv4" } else { "IPv6" };
+                        let message = format!(
+                            "{label}: source \"{text}\": a second {family} source (the first is {first}); give at most one per family"
+                        );
+                        self.error(written, message);
+                    } else {
+                        sources.push(address);
+                    }
+                }
+                Err(reason) => self.error(written, format!("{label}: source \"{text}\": {reason}")),
+            }
+        }
+        sources
+    }
+
+    /// Takes in an included file's tunnel, or its last good version when
+    /// the file is broken now or clashes with a tunnel before it (a name or
+    /// listen port taken). What is wrong is the included file's error, in
+    /// its own file: it never refuses the wgd.toml.
+    fn include(
+        &mut self,
+        candidate: Candidate,
+        before: &[TunnelConfig],
+    ) -> (Option<TunnelConfig>, IncludedFile) {
+        let toml = self.report.file.display().to_string();
+        let clash = |tunnel: &TunnelConfig| -> Option<ConfigError> {
+            let message = before.iter().find_map(|other| {
+                let place = match self.tunnel_names.get(&other.name) {
+                    Some(line) => format!("{toml}:{line}"),
+                    None => "an included file read before this one".into(),
+                };
+                if other.name == tunnel.name {
+                    return Some(format!(
+                        "tunnel \"{}\" is already defined ({place})",
+                        tunnel.name
+                    ));
+                }
+                match (tunnel.listen_port, other.listen_port) {
+                    (Some(port), Some(taken)) if port == taken => Some(format!(
+                        "ListenPort {port} is already used by tunnel \"{}\" ({place})",
+                        other.name
+                    )),
+                    _ => None,
+                }
+            })?;
+            Some(ConfigError {
+                file: candidate.path.clone(),
+                line: tunnel.line,
+                message,
+            })
+        };
+        let errors = match &candidate.read {
+            Ok(tunnel) => match clash(tunnel) {
+                None => {
+                    self.report
+                        .notices
+                        .extend(candidate.notices.iter().cloned());
+                    let tunnel = tunnel.clone();
+                    return (Some(tunnel), candidate.outcome(vec![], false));
+                }
+                Some(error) => vec![error],
+            },
+            Err(errors) if errors.is_empty() => vec![ConfigError {
+                file: candidate.path.clone(),
+                line: 0,
+                message: "gives no tunnel".into(),
+            }],
+            Err(errors) => errors.clone(),
+        };
+        match &candidate.last_good {
+            Some(last) if clash(last).is_none() => {
+                let last = last.clone();
+                (Some(last), candidate.outcome(errors, true))
+            }
+            _ => (None, candidate.outcome(errors, false)),
         }
     }
 
@@ -1225,8 +1499,12 @@ persistent_keepalive = 0
         assert!(tunnel.private_key == PrivateKey::from_base64(PRIVATE).unwrap());
         assert_eq!(tunnel.listen_port, Some(51821));
         assert_eq!(
-            tunnel.addresses,
-            prefixes(&["10.255.0.0/31", "fd00:255::/127"])
+            tunnel
+                .addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["10.255.0.0/31", "fd00:255::/127"]
         );
         assert_eq!(tunnel.mtu, Some(1420));
         assert_eq!(tunnel.fwmark, Some(0x1234));
@@ -1387,7 +1665,7 @@ listen_port = 51822
             error_line("wgd.toml", &text),
             "wgd.toml:4: unknown key \"foo\", expected one of \"name\", \"private_key\", \
              \"private_key_file\", \"listen_port\", \"address\", \"mtu\", \"fwmark\", \"routes\", \
-             \"table\", \"pre_up\", \"post_up\", \"pre_down\", \"post_down\", \"peer\""
+             \"table\", \"source\", \"pre_up\", \"post_up\", \"pre_down\", \"post_down\", \"peer\""
         );
         let text = TUNNEL.replace("endpoint", "endpiont");
         assert_eq!(
@@ -1624,7 +1902,7 @@ listen_port = 51822
                     api_socket = 1\n";
         assert_eq!(
             error_line("wgd.toml", text),
-            "wgd.toml:7: unknown key \"api_socket\", expected one of \"api\", \"metrics\", \
+            "wgd.toml:7: unknown key \"api_socket\", expected one of \"include\", \"api\", \"metrics\", \
              \"backend\", \"wireguard_go\", \"reconcile_interval\", \"peer_dead_after\""
         );
         let text = text.replace("api_socket = 1\n", "");
@@ -1773,9 +2051,8 @@ listen_port = 51822
             "router_id \"0.0.0.0\": expected an IPv4 address other than 0.0.0.0",
             "networks \"192.168.10.1/24\": host bits set (the network is 192.168.10.0/24)",
             "hold_time 2: must be 0 or at least 3 (seconds)",
-            "tunnel \"wg-x\": no such [[tunnel]] in this file",
+            "tunnel \"wg-x\": no such tunnel ([[tunnel]] or included file)",
             "[[bgp.neighbor]]: missing remote_as",
-            "[[bgp.neighbor]]: give address or tunnel, not both",
         ];
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");
         for (error, expected) in errors.iter().zip(expected) {
@@ -1857,6 +2134,204 @@ listen_port = 51822
                 "wgd.toml:16: tunnel \"wg-b\": listen_port 51821 is already used by tunnel \
                  \"wg-b\" (line 4)",
             ]
+        );
+    }
+
+    /// A dn42-style peering in wgd.toml: a point-to-point IPv4 address, a
+    /// link-local IPv6 one.
+    const PEERING: &str = r#"[[tunnel]]
+name = "dn42b"
+private_key = "GIWLRkDQXS/wym2pCWW2VDKTBpUp2a60AB+KSG18SEE="
+listen_port = 51921
+address = ["172.20.1.1/32 peer 172.20.2.1/32", "fd42:1::1/128 peer fd42:2::1/128", "fe80::1/64"]
+
+[[tunnel.peer]]
+public_key = "uKjZpzBmrsp7YGqhpTLajsk2XiKj0HHYoRMkLVOaE2c="
+endpoint = "198.51.100.2:51922"
+"#;
+
+    fn bgp_with(neighbors: &str) -> String {
+        format!("{PEERING}\n{TUNNEL}\n[bgp]\nasn = 65001\n{neighbors}")
+    }
+
+    #[test]
+    fn point_to_point_and_link_local_addresses() {
+        let config = parse(Path::new("wgd.toml"), PEERING);
+        let addresses: Vec<String> = config.tunnels[0]
+            .addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                "172.20.1.1/32 peer 172.20.2.1/32",
+                "fd42:1::1/128 peer fd42:2::1/128",
+                "fe80::1/64"
+            ]
+        );
+        let text = PEERING.replace("172.20.1.1/32 peer", "172.20.1.1/24 peer");
+        assert_eq!(
+            error_line("wgd.toml", &text),
+            "wgd.toml:5: tunnel \"dn42b\": address \"172.20.1.1/24 peer 172.20.2.1/32\": the \
+             local part's /24 does not apply with a peer: the kernel gives a point-to-point \
+             address the peer's length (/32); write the local address alone or with /32"
+        );
+    }
+
+    #[test]
+    fn a_neighbor_named_by_tunnel_is_its_point_to_point_peer() {
+        let config = parse(
+            Path::new("wgd.toml"),
+            &bgp_with("[[bgp.neighbor]]\ntunnel = \"dn42b\"\nremote_as = 4242420002\n"),
+        );
+        let bgp = config.daemon.bgp.unwrap();
+        assert_eq!(bgp.neighbors[0].address.to_string(), "172.20.2.1");
+        assert_eq!(bgp.neighbors[0].tunnel.as_ref().unwrap().as_str(), "dn42b");
+        // The router id defaults to the lowest IPv4 address of a tunnel.
+        assert_eq!(bgp.router_id.to_string(), "10.255.0.0");
+    }
+
+    #[test]
+    fn link_local_neighbors_are_scoped_to_their_tunnel() {
+        let config = parse(
+            Path::new("wgd.toml"),
+            &bgp_with(
+                "[[bgp.neighbor]]\ntunnel = \"dn42b\"\naddress = \"fe80::2\"\nremote_as = 4242420002\n",
+            ),
+        );
+        let neighbor = &config.daemon.bgp.as_ref().unwrap().neighbors[0];
+        assert_eq!(neighbor.address.to_string(), "fe80::2");
+        assert_eq!(neighbor.tunnel.as_ref().unwrap().as_str(), "dn42b");
+
+        let config = parse(
+            Path::new("wgd.toml"),
+            &bgp_with("[[bgp.neighbor]]\naddress = \"fe80::2%dn42b\"\nremote_as = 4242420002\n"),
+        );
+        let neighbor = &config.daemon.bgp.as_ref().unwrap().neighbors[0];
+        assert_eq!(neighbor.address.to_string(), "fe80::2");
+        assert_eq!(neighbor.tunnel.as_ref().unwrap().as_str(), "dn42b");
+
+        // A global address over a tunnel is fine: the session runs over it.
+        let config = parse(
+            Path::new("wgd.toml"),
+            &bgp_with(
+                "[[bgp.neighbor]]\naddress = \"fd42:2::1\"\ntunnel = \"dn42b\"\nremote_as = 4242420002\n",
+            ),
+        );
+        let neighbor = &config.daemon.bgp.as_ref().unwrap().neighbors[0];
+        assert_eq!(neighbor.address.to_string(), "fd42:2::1");
+        assert_eq!(neighbor.tunnel.as_ref().unwrap().as_str(), "dn42b");
+    }
+
+    #[test]
+    fn the_same_link_local_address_may_be_on_two_tunnels_but_not_twice_on_one() {
+        let two = PEERING.replace("dn42b", "dn42c").replace("51921", "51922");
+        let text = format!(
+            "{PEERING}\n{two}\n[bgp]\nasn = 65001\nrouter_id = \"172.20.1.1\"\n\
+             [[bgp.neighbor]]\naddress = \"fe80::2%dn42b\"\nremote_as = 1\n\
+             [[bgp.neighbor]]\naddress = \"fe80::2%dn42c\"\nremote_as = 1\n"
+        );
+        let config = parse(Path::new("wgd.toml"), &text);
+        assert_eq!(config.daemon.bgp.unwrap().neighbors.len(), 2);
+        let twice = format!(
+            "{text}[[bgp.neighbor]]\ntunnel = \"dn42c\"\naddress = \"fe80::2\"\nremote_as = 1\n"
+        );
+        let error = error_line("wgd.toml", &twice);
+        assert!(
+            error.ends_with("[[bgp.neighbor]]: fe80::2%dn42c is already a neighbor (line 27)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn link_local_neighbor_errors() {
+        let error = error_line(
+            "wgd.toml",
+            &bgp_with("[[bgp.neighbor]]\naddress = \"fe80::2\"\nremote_as = 1\n"),
+        );
+        assert!(
+            error.ends_with(
+                "[[bgp.neighbor]]: a link-local neighbor needs its tunnel: tunnel = \"...\" or fe80::2%tunnel"
+            ),
+            "{error}"
+        );
+        assert!(error.starts_with("wgd.toml:25:"), "{error}");
+        // wg-b has no link-local address of its own to start the session from.
+        let error = error_line(
+            "wgd.toml",
+            &bgp_with("[[bgp.neighbor]]\naddress = \"fe80::2%wg-b\"\nremote_as = 1\n"),
+        );
+        assert!(
+            error.contains("tunnel \"wg-b\" has no link-local address of its own"),
+            "{error}"
+        );
+        let error = error_line(
+            "wgd.toml",
+            &bgp_with("[[bgp.neighbor]]\naddress = \"fe80::2%nowhere\"\nremote_as = 1\n"),
+        );
+        assert!(
+            error.ends_with("tunnel \"nowhere\": no such tunnel ([[tunnel]] or included file)"),
+            "{error}"
+        );
+        let error = error_line(
+            "wgd.toml",
+            &bgp_with(
+                "[[bgp.neighbor]]\naddress = \"fe80::2%dn42b\"\ntunnel = \"wg-b\"\nremote_as = 1\n",
+            ),
+        );
+        assert!(
+            error.contains("names tunnel \"dn42b\" but tunnel = \"wg-b\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn source_addresses_one_per_family() {
+        let text = format!(
+            "[bridge]\nsource = [\"172.20.1.1\", \"fd42:1::1\"]\n{}",
+            PEERING.replace("listen_port", "source = [\"172.20.1.1\"]\nlisten_port")
+        );
+        let config = parse(Path::new("wgd.toml"), &text);
+        assert_eq!(
+            config.daemon.bridge.source,
+            [
+                "172.20.1.1".parse::<std::net::IpAddr>().unwrap(),
+                "fd42:1::1".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            config.tunnels[0].source,
+            ["172.20.1.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert!(
+            parse(Path::new("wgd.toml"), PEERING).tunnels[0]
+                .source
+                .is_empty()
+        );
+        assert_eq!(
+            error_lines(
+                "wgd.toml",
+                "[bridge]\nsource = [\"172.20.1.1\", \"172.20.1.2\", \"fd42::1/64\", \"x\"]\n"
+            ),
+            [
+                "wgd.toml:2: [bridge]: source \"172.20.1.2\": a second IPv4 source (the first is 172.20.1.1); give at most one per family",
+                "wgd.toml:2: [bridge]: source \"fd42::1/64\": expected an address without a prefix length, like 172.20.1.1",
+                "wgd.toml:2: [bridge]: source \"x\": not an IP address",
+            ]
+        );
+        let error = error_line(
+            "wgd.toml",
+            &PEERING.replace(
+                "listen_port",
+                "source = [\"fd42:1::1\", \"fd42:1::2\"]\nlisten_port",
+            ),
+        );
+        assert!(
+            error.starts_with(
+                "wgd.toml:4: tunnel \"dn42b\": source \"fd42:1::2\": a second IPv6 source"
+            ),
+            "{error}"
         );
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use ipnet::IpNet;
 use zeroize::Zeroizing;
 
-use super::model::{Endpoint, RouteTable};
+use super::model::{Endpoint, InterfaceAddress, RouteTable};
 use crate::keys::KeyError;
 
 /// Why a value was refused. Never carries key material.
@@ -54,6 +54,17 @@ pub(crate) enum Invalid {
     PrefixLength { max: u8 },
     #[error("host bits set (did you mean {network}?)")]
     HostBits { network: IpNet },
+    #[error("expected address/length, or address/length peer address/length")]
+    AddressForm,
+    #[error(
+        "the local part's /{local} does not apply with a peer: the kernel gives a point-to-point \
+         address the peer's length (/{peer}); write the local address alone or with /{peer}"
+    )]
+    PeerLength { local: u8, peer: u8 },
+    #[error("the local address and the peer are of different families")]
+    PeerFamily,
+    #[error("expected an address without a prefix length, like 172.20.1.1")]
+    PlainAddress,
     #[error("expected host:port or [IPv6]:port")]
     EndpointForm,
     #[error("an IPv6 address needs brackets, like [2001:db8::1]:51820")]
@@ -124,10 +135,8 @@ pub(super) fn table(value: i64) -> Result<RouteTable, Invalid> {
 }
 
 /// The MTU of a tunnel with these addresses: IPv6 needs at least 1280.
-pub(crate) fn mtu(value: i64, addresses: &[IpNet]) -> Result<u32, Invalid> {
-    let ipv6 = addresses
-        .iter()
-        .any(|address| matches!(address, IpNet::V6(_)));
+pub(crate) fn mtu(value: i64, addresses: &[InterfaceAddress]) -> Result<u32, Invalid> {
+    let ipv6 = addresses.iter().any(InterfaceAddress::is_ipv6);
     let minimum = if ipv6 { 1280 } else { 576 };
     match u32::try_from(value) {
         Ok(mtu) if (minimum..=65535).contains(&mtu) => Ok(mtu),
@@ -160,6 +169,107 @@ pub(super) fn prefix(text: &str) -> Result<IpNet, Invalid> {
         Err(_) => u8::MAX,
     };
     IpNet::new(address, length).map_err(|_| Invalid::PrefixLength { max })
+}
+
+/// An interface address in iproute2's words: `10.0.0.1/24`, or
+/// `172.20.1.1/32 peer 172.20.2.1/32` (`remote` reads as `peer`; either
+/// part's length may be left out and is then the host length).
+pub(crate) fn interface_address(text: &str) -> Result<InterfaceAddress, Invalid> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        [local] => prefix(local).map(InterfaceAddress::plain),
+        [local, keyword, peer] if matches!(*keyword, "peer" | "remote") => {
+            let local = prefix(local)?;
+            let peer = prefix(peer)?;
+            if local.addr().is_ipv4() != peer.addr().is_ipv4() {
+                return Err(Invalid::PeerFamily);
+            }
+            if local.prefix_len() != local.max_prefix_len()
+                && local.prefix_len() != peer.prefix_len()
+            {
+                return Err(Invalid::PeerLength {
+                    local: local.prefix_len(),
+                    peer: peer.prefix_len(),
+                });
+            }
+            InterfaceAddress::point_to_point(local.addr(), peer).map_err(|_| Invalid::PeerFamily)
+        }
+        _ => Err(Invalid::AddressForm),
+    }
+}
+
+/// The addresses hook commands add to the tunnel: `ip address add
+/// LOCAL[/LEN] [peer PEER[/LEN]] dev %i` and its usual spellings (`ip -6
+/// addr add dev %i fe80::1/64`, `ip a add ...`, several commands joined
+/// by `;` or `&&`). wg-quick files of BGP peerings give their addresses
+/// this way; wgd then knows them (a link-local neighbor needs its tunnel's
+/// link-local address) without adding them itself. Anything else is not
+/// understood and gives nothing.
+pub(crate) fn hook_addresses(commands: &[String]) -> Vec<InterfaceAddress> {
+    let mut found = Vec::new();
+    for command in commands {
+        for part in command.split(';').flat_map(|part| part.split("&&")) {
+            if let Some(address) = hook_address(part)
+                && !found.contains(&address)
+            {
+                found.push(address);
+            }
+        }
+    }
+    found
+}
+
+fn hook_address(command: &str) -> Option<InterfaceAddress> {
+    let mut words = command.split_whitespace();
+    let program = words.next()?;
+    if program != "ip" && !program.ends_with("/ip") {
+        return None;
+    }
+    // Options before the object: -4, -6, -family inet6, ...
+    let mut object = words.next()?;
+    while object.starts_with('-') {
+        if matches!(object, "-f" | "-family") {
+            words.next()?;
+        }
+        object = words.next()?;
+    }
+    // iproute2 takes any abbreviation of "address".
+    if !"address".starts_with(object) || !matches!(words.next()?, "add" | "replace") {
+        return None;
+    }
+    let (mut local, mut peer, mut device) = (None, None, None);
+    while let Some(word) = words.next() {
+        match word {
+            "dev" => device = Some(words.next()?),
+            "peer" | "remote" => peer = Some(words.next()?),
+            "local" => local = Some(words.next()?),
+            "label" | "scope" | "broadcast" | "brd" | "anycast" | "valid_lft" | "preferred_lft"
+            | "metric" | "priority" | "proto" => {
+                words.next()?;
+            }
+            _ if local.is_none() && word.parse::<IpNet>().is_ok() => local = Some(word),
+            _ if local.is_none() && word.parse::<IpAddr>().is_ok() => local = Some(word),
+            // Flags: noprefixroute, nodad, home...
+            _ => {}
+        }
+    }
+    if device? != "%i" {
+        return None;
+    }
+    let text = match peer {
+        Some(peer) => format!("{} peer {peer}", local?),
+        None => local?.to_owned(),
+    };
+    interface_address(&text).ok()
+}
+
+/// An address alone, without a prefix length (`172.20.1.1`).
+pub(crate) fn plain_address(text: &str) -> Result<IpAddr, Invalid> {
+    match text.parse::<IpAddr>() {
+        Ok(address) => Ok(address),
+        Err(_) if text.contains('/') && prefix(text).is_ok() => Err(Invalid::PlainAddress),
+        Err(_) => Err(Invalid::NotAddress),
+    }
 }
 
 /// A prefix with no host bits set (`10.0.0.0/24`, not `10.0.0.1/24`).
@@ -299,8 +409,8 @@ mod tests {
 
     #[test]
     fn mtu_depends_on_the_address_families() {
-        let v4: Vec<IpNet> = vec!["10.0.0.1/24".parse().unwrap()];
-        let v6: Vec<IpNet> = vec![
+        let v4: Vec<InterfaceAddress> = vec!["10.0.0.1/24".parse().unwrap()];
+        let v6: Vec<InterfaceAddress> = vec![
             "10.0.0.1/24".parse().unwrap(),
             "fd00::1/64".parse().unwrap(),
         ];
@@ -329,6 +439,102 @@ mod tests {
             })
         );
         assert_eq!(network("::/0"), Ok("::/0".parse().unwrap()));
+    }
+
+    #[test]
+    fn interface_addresses_read_as_iproute2_writes_them() {
+        let read = |text: &str| interface_address(text).map(|address| address.to_string());
+        assert_eq!(read("10.0.0.1/24").as_deref(), Ok("10.0.0.1/24"));
+        assert_eq!(read("fe80::1/64").as_deref(), Ok("fe80::1/64"));
+        assert_eq!(
+            read("172.20.1.1/32 peer 172.20.2.1/32").as_deref(),
+            Ok("172.20.1.1/32 peer 172.20.2.1/32")
+        );
+        // The lengths may be left out, and `remote` is `peer`, as in `ip`.
+        assert_eq!(
+            read("172.20.1.1  remote 172.20.2.1").as_deref(),
+            Ok("172.20.1.1/32 peer 172.20.2.1/32")
+        );
+        assert_eq!(
+            read("fd42:1::1/128 peer fd42:2::1").as_deref(),
+            Ok("fd42:1::1/128 peer fd42:2::1/128")
+        );
+        // A peer subnet: the local part takes its length.
+        let subnet = interface_address("172.20.1.1 peer 172.20.0.0/24").unwrap();
+        assert_eq!(subnet.local().to_string(), "172.20.1.1/24");
+        assert_eq!(subnet.peer().unwrap().to_string(), "172.20.0.0/24");
+        assert_eq!(
+            interface_address("172.20.1.1/24 peer 172.20.2.1/32"),
+            Err(Invalid::PeerLength {
+                local: 24,
+                peer: 32
+            })
+        );
+        assert_eq!(
+            interface_address("172.20.1.1 peer fd00::1"),
+            Err(Invalid::PeerFamily)
+        );
+        assert_eq!(
+            interface_address("172.20.1.1 via 172.20.2.1"),
+            Err(Invalid::AddressForm)
+        );
+        assert_eq!(
+            interface_address("172.20.1.1 peer"),
+            Err(Invalid::AddressForm)
+        );
+        assert_eq!(
+            interface_address("172.20.1.1/33 peer 172.20.2.1"),
+            Err(Invalid::PrefixLength { max: 32 })
+        );
+        assert!(interface_address("fe80::1/64").unwrap().is_link_local());
+        assert!(!interface_address("fd00::1/64").unwrap().is_link_local());
+        // Differently written, the same address.
+        assert_eq!(
+            interface_address("172.20.1.1 peer 172.20.2.1"),
+            interface_address("172.20.1.1/32 peer 172.20.2.1/32")
+        );
+        assert_ne!(
+            interface_address("172.20.1.1 peer 172.20.2.1"),
+            interface_address("172.20.1.1 peer 172.20.2.2")
+        );
+    }
+
+    #[test]
+    fn addresses_hooks_add() {
+        let commands = [
+            "ip addr add dev %i 172.20.1.1/32 peer 172.20.2.1/32".to_owned(),
+            "ip -6 a add fe80::1/64 dev %i".to_owned(),
+            "/sbin/ip address add fd42:1::1/128 dev %i noprefixroute; ip link set %i mtu 1400"
+                .to_owned(),
+            "ip addr add 10.9.9.9/24 dev eth0".to_owned(),
+            "ip route add 10.0.0.0/8 dev %i".to_owned(),
+            "ip addr add dev %i 172.20.1.1/32 peer 172.20.2.1/32".to_owned(),
+            "ip -family inet6 addr replace dev %i fd42:1::2 remote fd42:2::2 && true".to_owned(),
+            "ip addr add dev %i".to_owned(),
+        ];
+        let found: Vec<String> = hook_addresses(&commands)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "172.20.1.1/32 peer 172.20.2.1/32",
+                "fe80::1/64",
+                "fd42:1::1/128",
+                "fd42:1::2/128 peer fd42:2::2/128",
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_addresses() {
+        assert_eq!(
+            plain_address("172.20.1.1"),
+            Ok("172.20.1.1".parse().unwrap())
+        );
+        assert_eq!(plain_address("172.20.1.1/32"), Err(Invalid::PlainAddress));
+        assert_eq!(plain_address("x"), Err(Invalid::NotAddress));
     }
 
     #[test]

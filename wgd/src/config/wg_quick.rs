@@ -14,7 +14,9 @@ use std::collections::hash_map::Entry as MapEntry;
 
 use ipnet::IpNet;
 
-use super::model::{Hooks, PeerConfig, RouteTable, RoutesMode, TunnelConfig, TunnelName};
+use super::model::{
+    Hooks, InterfaceAddress, PeerConfig, RouteTable, RoutesMode, TunnelConfig, TunnelName,
+};
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice};
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
@@ -102,6 +104,7 @@ pub(super) fn parse(text: &str, report: &mut Report) -> Option<TunnelConfig> {
         private_key: interface.private_key?,
         listen_port: interface.listen_port,
         addresses: interface.addresses,
+        hook_addresses: values::hook_addresses(&interface.hooks.post_up),
         mtu: interface.mtu,
         fwmark: interface.fwmark,
         routes: interface.routes,
@@ -339,7 +342,7 @@ struct Interface {
     line: usize,
     private_key: Option<PrivateKey>,
     listen_port: Option<u16>,
-    addresses: Vec<IpNet>,
+    addresses: Vec<InterfaceAddress>,
     mtu: Option<u32>,
     fwmark: Option<u32>,
     routes: RoutesMode,
@@ -387,7 +390,7 @@ fn read_interface(section: &Section<'_>, report: &mut Report) -> Interface {
         match key {
             InterfaceKey::Address => {
                 for item in list(value) {
-                    match values::prefix(item) {
+                    match values::interface_address(item) {
                         Ok(address) => interface.addresses.push(address),
                         Err(reason) => report.error(line, format!("{field} \"{item}\": {reason}")),
                     }
@@ -642,6 +645,12 @@ Endpoint = 192.168.100.61:51820
         list.iter().map(|prefix| prefix.parse().unwrap()).collect()
     }
 
+    fn addresses(list: &[&str]) -> Vec<InterfaceAddress> {
+        list.iter()
+            .map(|address| address.parse().unwrap())
+            .collect()
+    }
+
     fn routes_of(table_line: &str) -> RoutesMode {
         let text = format!("[Interface]\nPrivateKey = {PRIVATE}\n{table_line}\n");
         parse("wg0.conf", &text).tunnels[0].routes
@@ -657,7 +666,7 @@ Endpoint = 192.168.100.61:51820
         };
         assert_eq!(tunnel.name.as_str(), "wg0");
         assert_eq!(tunnel.line, 1);
-        assert_eq!(tunnel.addresses, prefixes(&["10.0.0.1/24"]));
+        assert_eq!(tunnel.addresses, addresses(&["10.0.0.1/24"]));
         assert_eq!(tunnel.listen_port, Some(51820));
         assert!(tunnel.private_key == PrivateKey::from_base64(PRIVATE).unwrap());
         assert_eq!(tunnel.mtu, None);
@@ -762,7 +771,7 @@ Endpoint = 192.168.100.61:51820
         let tunnel = &config.tunnels[0];
         assert_eq!(
             tunnel.addresses,
-            prefixes(&["10.0.0.1/31", "fd00::1/127", "192.0.2.1/32"])
+            addresses(&["10.0.0.1/31", "fd00::1/127", "192.0.2.1/32"])
         );
         assert_eq!(tunnel.hooks.pre_up, ["echo one", "echo two"]);
         assert_eq!(tunnel.hooks.post_down, ["echo down %i"]);

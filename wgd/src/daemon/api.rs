@@ -333,6 +333,7 @@ mod tests {
                 public_key: None,
                 listen_port: None,
                 addresses: vec![],
+                peer_addresses: Default::default(),
                 mtu: None,
                 reason: None,
                 peers: vec![

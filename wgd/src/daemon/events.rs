@@ -170,6 +170,7 @@ mod tests {
                 public_key: None,
                 listen_port: None,
                 addresses: vec![],
+                peer_addresses: Default::default(),
                 mtu: None,
                 reason: if up {
                     None

@@ -295,12 +295,14 @@ impl Daemon {
     }
 
     /// Re-reads the config; a bad one is reported and the old one kept.
+    /// An included file that is broken now keeps its last good version.
     fn reload(&mut self) -> bool {
-        match config::load(&self.path) {
+        match config::reload(&self.path, &self.config) {
             Ok(config) => {
                 for notice in &config.notices {
                     tracing::warn!(%notice, "config");
                 }
+                log_broken_includes(&config);
                 // The API socket and the metrics listener are bound once.
                 let (old, new) = (&self.config.daemon, &config.daemon);
                 if old.api != new.api {
@@ -387,6 +389,28 @@ impl Daemon {
     }
 }
 
+/// Tells what is wrong with each broken included file, and what became of
+/// its tunnel.
+fn log_broken_includes(config: &Config) {
+    for file in config
+        .included
+        .iter()
+        .filter(|file| !file.errors.is_empty())
+    {
+        let tunnel = file
+            .tunnel
+            .as_ref()
+            .map_or(String::new(), ToString::to_string);
+        for error in &file.errors {
+            if file.kept {
+                tracing::error!(%error, %tunnel, "included file is broken; its tunnel keeps the last good version");
+            } else {
+                tracing::error!(%error, %tunnel, "included file is broken; it is left out");
+            }
+        }
+    }
+}
+
 /// Writes iproute2's name for wgd's route protocol, so that `ip route`
 /// says `proto wgd`, when no such file is there yet.
 fn name_our_protocol() {
@@ -410,6 +434,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     for notice in &config.notices {
         tracing::warn!(%notice, "config");
     }
+    log_broken_includes(&config);
     let host = Host::open()?;
     // The bridge starts before the first reconcile: it adopts the routes a
     // previous run left in the kernel, and the AllowedIPs that go with them

@@ -34,13 +34,25 @@ pub fn tunnel_view(
         .map(|tunnel| {
             let name = tunnel.name.as_str();
             let seen = status.tunnels.iter().find(|seen| seen.name == name);
+            let mut addresses: Vec<_> = tunnel.known_addresses().copied().collect();
+            let link = actual.links.get(name);
+            for present in link.map_or(&[][..], |link| &link.addresses) {
+                let generated = link.is_some_and(|link| link.kernel_made.contains(present));
+                if !generated && !addresses.contains(present) {
+                    addresses.push(*present);
+                }
+            }
             TunnelInfo {
                 name: name.to_owned(),
                 ifindex: actual.links.get(name).map_or(0, |link| link.index),
                 up: seen.is_some_and(|seen| seen.up),
-                addresses: tunnel.addresses.clone(),
-                // Filled once tunnel addresses can name their far end (issue 12).
-                peer_addresses: Vec::new(),
+                // The config's, what its hooks add (a wg-quick file's
+                // `PostUp = ip addr add ...`), and any other on the interface.
+                addresses: addresses.iter().map(|address| address.local()).collect(),
+                peer_addresses: addresses
+                    .iter()
+                    .filter_map(|address| address.peer())
+                    .collect(),
                 peers: tunnel
                     .peers
                     .iter()

@@ -311,10 +311,12 @@ impl Reader<'_> {
                 .flatten()
         });
         let mtu = mesh.mtu.and_then(|mtu| {
-            let families: Vec<IpNet> = std::iter::once(pool.map(IpNet::V4))
-                .chain(std::iter::once(pool6.map(IpNet::V6)))
-                .flatten()
-                .collect();
+            let families: Vec<crate::config::InterfaceAddress> =
+                std::iter::once(pool.map(IpNet::V4))
+                    .chain(std::iter::once(pool6.map(IpNet::V6)))
+                    .flatten()
+                    .map(crate::config::InterfaceAddress::plain)
+                    .collect();
             values::mtu(*mtu.get_ref(), &families)
                 .map_err(|reason| {
                     let line = self.line(&mtu);

@@ -165,14 +165,16 @@ impl DeviceHandle {
     }
 
     /// Writes key, port, fwmark and the whole peer list (peers not listed
-    /// are removed). On the kernel this also sets the addresses and MTU.
+    /// are removed). On the kernel this also sets the MTU, and removes
+    /// every address of the interface: the library's kernel path flushes
+    /// them, and cannot add a point-to-point one, so the planner adds the
+    /// config's back after (see `plan`).
     pub fn write(
         &self,
         private_key: &PrivateKey,
         listen_port: Option<u16>,
         fwmark: Option<u32>,
         peers: &[PeerConfig],
-        addresses: &[IpNet],
         mtu: Option<u32>,
     ) -> Result<(), DeviceError> {
         let key = Key::new(*private_key.as_bytes());
@@ -190,12 +192,10 @@ impl DeviceHandle {
                     .map_err(|error| self.error("configure device", error))
             }
             Backend::Kernel => {
-                // The kernel path of the library flushes and re-adds the
-                // addresses, so it is given the full desired set.
                 let configuration = InterfaceConfiguration {
                     name: self.name.clone(),
                     prvkey: key.to_string(),
-                    addresses: addresses.iter().map(mask).collect(),
+                    addresses: vec![],
                     port: listen_port.unwrap_or(0),
                     peers: peers.iter().map(to_wire_peer).collect(),
                     mtu,

@@ -79,6 +79,7 @@ pub async fn observe(
             },
             None => None,
         };
+        let addresses = netlink.addresses(summary.index).await?;
         let link = Link {
             index: summary.index,
             // A tun whose wireguard-go is gone is still ours to recreate.
@@ -88,7 +89,8 @@ pub async fn observe(
             }),
             up: summary.up,
             mtu: summary.mtu,
-            addresses: netlink.addresses(summary.index).await?,
+            addresses: addresses.all,
+            kernel_made: addresses.kernel_made,
             device,
             routes: routes
                 .iter()

@@ -10,8 +10,11 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoKind, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -19,6 +22,7 @@ use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessa
 use rtnetlink::{Handle, IpVersion, LinkUnspec, LinkWireguard, RouteMessageBuilder};
 
 use crate::actual::{Route, Rule};
+use crate::config::InterfaceAddress;
 
 /// A netlink failure, with what wgd was doing.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,14 @@ pub struct LinkInfoSummary {
     pub kind: Option<InfoKind>,
     pub up: bool,
     pub mtu: u32,
+}
+
+/// The addresses of a link.
+#[derive(Debug, Clone, Default)]
+pub struct LinkAddresses {
+    pub all: Vec<InterfaceAddress>,
+    /// Those among `all` that the kernel generated itself.
+    pub kernel_made: Vec<InterfaceAddress>,
 }
 
 /// A connection to the kernel's routing netlink, in this namespace.
@@ -196,7 +208,10 @@ impl Netlink {
             .map_err(context(|| format!("set {name} mtu {mtu}")))
     }
 
-    fn address_of(message: &AddressMessage) -> Option<IpNet> {
+    /// An address as the kernel keeps it: IFA_LOCAL is the interface's
+    /// own, IFA_ADDRESS the far end of a point-to-point address (the same
+    /// as IFA_LOCAL otherwise; IPv6 sends only IFA_ADDRESS then).
+    fn address_of(message: &AddressMessage) -> Option<InterfaceAddress> {
         let mut local = None;
         let mut address = None;
         for attribute in &message.attributes {
@@ -206,7 +221,15 @@ impl Netlink {
                 _ => {}
             }
         }
-        IpNet::new(local.or(address)?, message.header.prefix_len).ok()
+        let length = message.header.prefix_len;
+        match (local, address) {
+            (Some(local), Some(peer)) if local != peer => {
+                InterfaceAddress::point_to_point(local, IpNet::new(peer, length).ok()?).ok()
+            }
+            (local, address) => Some(InterfaceAddress::plain(
+                IpNet::new(local.or(address)?, length).ok()?,
+            )),
+        }
     }
 
     async fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>, NetlinkError> {
@@ -220,28 +243,62 @@ impl Netlink {
             .map_err(context(|| format!("list addresses of interface {index}")))
     }
 
-    /// Addresses of a link, without the link-scope ones the kernel adds.
-    pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>, NetlinkError> {
+    /// Every address of a link, link-local ones included, and which of
+    /// them the kernel made itself.
+    pub async fn addresses(&self, index: u32) -> Result<LinkAddresses, NetlinkError> {
         let messages = self.address_messages(index).await?;
-        Ok(messages
+        let mut found = LinkAddresses::default();
+        for message in messages
             .iter()
-            .filter(|message| {
-                message.header.index == index && message.header.scope != AddressScope::Link
-            })
-            .filter_map(Self::address_of)
-            .collect())
+            .filter(|message| message.header.index == index)
+        {
+            let Some(address) = Self::address_of(message) else {
+                continue;
+            };
+            found.all.push(address);
+            if Self::kernel_made(message) {
+                found.kernel_made.push(address);
+            }
+        }
+        Ok(found)
     }
 
+    /// An IPv6 address of the kernel's own generation (random or stable
+    /// privacy, IFA_F_STABLE_PRIVACY): `ip address add` cannot set that
+    /// flag, so no hook or operator made it.
+    fn kernel_made(message: &AddressMessage) -> bool {
+        message.attributes.iter().any(|attribute| {
+            matches!(attribute, AddressAttribute::Flags(flags) if flags.contains(AddressFlags::StablePrivacy))
+        })
+    }
+
+    /// `ip address add LOCAL/LEN [peer PEER/LEN] dev NAME`.
     pub async fn add_address(
         &self,
         index: u32,
         name: &str,
-        address: IpNet,
+        address: InterfaceAddress,
     ) -> Result<(), NetlinkError> {
-        self.handle
+        let local = address.local();
+        let mut request = self
+            .handle
             .address()
-            .add(index, address.addr(), address.prefix_len())
-            .replace()
+            .add(index, local.addr(), local.prefix_len())
+            .replace();
+        if let Some(peer) = address.peer() {
+            // IFA_LOCAL stays ours; IFA_ADDRESS becomes the far end, and a
+            // point-to-point address has no broadcast.
+            let message = request.message_mut();
+            message
+                .attributes
+                .retain(|attribute| !matches!(attribute, AddressAttribute::Broadcast(_)));
+            for attribute in &mut message.attributes {
+                if let AddressAttribute::Address(ip) = attribute {
+                    *ip = peer.addr();
+                }
+            }
+        }
+        request
             .execute()
             .await
             .map_err(context(|| format!("add address {address} to {name}")))
@@ -251,7 +308,7 @@ impl Netlink {
         &self,
         index: u32,
         name: &str,
-        address: IpNet,
+        address: InterfaceAddress,
     ) -> Result<(), NetlinkError> {
         let messages = self.address_messages(index).await?;
         for message in messages {
@@ -265,6 +322,32 @@ impl Netlink {
             }
         }
         Ok(())
+    }
+
+    /// Stops the kernel from giving the link IPv6 addresses of its own
+    /// making (`ip link set NAME addrgenmode none`): a TUN device would
+    /// otherwise get a random `fe80::` address when it goes up, which a
+    /// kernel WireGuard device never has, and a BGP session over the
+    /// tunnel must start from the link-local address the config gives.
+    pub async fn set_no_address_generation(
+        &self,
+        index: u32,
+        name: &str,
+    ) -> Result<(), NetlinkError> {
+        let mode =
+            LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+                In6AddrGenMode::None,
+            )])]);
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .append_extra_attribute(mode)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(context(|| format!("set {name} addrgenmode none")))
     }
 
     async fn route_messages(&self) -> Result<Vec<RouteMessage>, NetlinkError> {
@@ -526,6 +609,58 @@ mod tests {
         message.header.flags = flags;
         message.attributes = attributes;
         message
+    }
+
+    #[test]
+    fn point_to_point_addresses_as_the_kernel_dumps_them() {
+        let message = |length: u8, attributes: Vec<AddressAttribute>| {
+            let mut message = AddressMessage::default();
+            message.header.prefix_len = length;
+            message.attributes = attributes;
+            message
+        };
+        let local: IpAddr = "172.20.1.1".parse().unwrap();
+        let peer: IpAddr = "172.20.2.1".parse().unwrap();
+        let point_to_point = message(
+            32,
+            vec![
+                AddressAttribute::Address(peer),
+                AddressAttribute::Local(local),
+            ],
+        );
+        assert_eq!(
+            Netlink::address_of(&point_to_point).map(|address| address.to_string()),
+            Some("172.20.1.1/32 peer 172.20.2.1/32".into())
+        );
+        let plain = message(
+            24,
+            vec![
+                AddressAttribute::Address(local),
+                AddressAttribute::Local(local),
+            ],
+        );
+        assert_eq!(
+            Netlink::address_of(&plain).map(|address| address.to_string()),
+            Some("172.20.1.1/24".into())
+        );
+        let generated = message(
+            64,
+            vec![
+                AddressAttribute::Address("fe80::d892:c5e6:a6cb:fd56".parse().unwrap()),
+                AddressAttribute::Flags(AddressFlags::StablePrivacy | AddressFlags::Permanent),
+            ],
+        );
+        assert!(Netlink::kernel_made(&generated));
+        assert!(!Netlink::kernel_made(&plain));
+        // IPv6 sends IFA_ADDRESS alone for a plain address.
+        let link_local = message(
+            64,
+            vec![AddressAttribute::Address("fe80::1".parse().unwrap())],
+        );
+        assert_eq!(
+            Netlink::address_of(&link_local).map(|address| address.to_string()),
+            Some("fe80::1/64".into())
+        );
     }
 
     #[test]
