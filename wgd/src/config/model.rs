@@ -170,6 +170,8 @@ pub struct BridgeSettings {
     /// `krt_prefsrc`) of the routes the bridge installs, one per family at
     /// most. A tunnel's own `source` wins for routes through it.
     pub source: Vec<std::net::IpAddr>,
+    /// Where `source` is written, for messages about it (0: not given).
+    pub source_line: usize,
 }
 
 impl Default for BridgeSettings {
@@ -183,6 +185,7 @@ impl Default for BridgeSettings {
             prefix_limit: 0,
             prefix_limits: std::collections::BTreeMap::new(),
             source: Vec::new(),
+            source_line: 0,
         }
     }
 }

@@ -521,6 +521,10 @@ impl Reader<'_, '_> {
             }
         }
         bridge.source = self.sources("[bridge]", &raw.source);
+        bridge.source_line = raw
+            .source
+            .first()
+            .map_or(0, |first| self.line(first.span()));
         for (owner, limit) in raw.prefix_limits {
             match u32::try_from(*limit.get_ref()) {
                 Ok(value) => {

@@ -154,14 +154,16 @@ pub fn missing_sources(config: &Config, host: &BTreeSet<IpAddr>, coming: bool) -
     let tunnel_addresses: BTreeSet<IpAddr> = config
         .tunnels
         .iter()
-        .flat_map(|tunnel| tunnel.addresses.iter().map(|net| net.addr()))
+        // The addresses its hooks add (`PostUp = ip addr add ...`) count:
+        // the reconcile that brings a new tunnel up runs them.
+        .flat_map(|tunnel| tunnel.known_addresses().map(|address| address.addr()))
         .collect();
     let present =
         |address: &IpAddr| host.contains(address) || (coming && tunnel_addresses.contains(address));
     let why = "wgd puts it in the `src` of the routes it installs, and the kernel takes only \
                an address of this host: add it to an interface (lo, say) or take it out";
     let mut errors = Vec::new();
-    let bridge_line = section_line(&config.source, "[bridge]");
+    let bridge_line = config.daemon.bridge.source_line;
     for address in config.daemon.bridge.source.iter().filter(|a| !present(a)) {
         errors.push(ConfigError {
             file: config.source.clone(),
@@ -182,18 +184,6 @@ pub fn missing_sources(config: &Config, host: &BTreeSet<IpAddr>, coming: bool) -
         }
     }
     errors
-}
-
-/// The line of a section's header in the config file, for messages (0
-/// when it cannot be found).
-fn section_line(path: &Path, header: &str) -> usize {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .position(|line| line.trim_start().starts_with(header))
-        })
-        .map_or(0, |index| index + 1)
 }
 
 /// The config with the bridge's AllowedIPs added to their peers.
