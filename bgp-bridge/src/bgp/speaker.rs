@@ -1394,7 +1394,7 @@ fn connect_ends(
     let tunnel = view
         .tunnels
         .iter()
-        .find(|tunnel| tunnel.name == name)
+        .find(|tunnel| tunnel.name == name && tunnel.ifindex != 0)
         .ok_or_else(|| format!("tunnel {name} is not there yet"))?;
     let local = tunnel
         .addresses
@@ -1424,7 +1424,7 @@ fn accepted_from(from: SocketAddr, view: &TunnelView) -> Option<NeighborId> {
             let tunnel = view
                 .tunnels
                 .iter()
-                .find(|tunnel| tunnel.ifindex == v6.scope_id())?;
+                .find(|tunnel| tunnel.ifindex != 0 && tunnel.ifindex == v6.scope_id())?;
             NeighborId::new(address, Some(&tunnel.name)).ok()
         }
         _ => Some(NeighborId::global(address)),

@@ -1,0 +1,224 @@
+//! Two wgd speakers peering the way dn42 nodes do: one WireGuard tunnel
+//! between them whose only addresses are link-local (`fe80::1/64` and
+//! `fe80::2/64`), one BGP session over those addresses naming its tunnel
+//! (`address = "fe80::2"`, `tunnel = "..."`), carrying IPv4 and IPv6
+//! unicast with RFC 8950 extended next hop. Neither side has an IPv4
+//! address on the tunnel, so each IPv4 route can only go with the other
+//! side's link-local address as its nexthop: it must land in the kernel as
+//! `via inet6 fe80::.. dev <tunnel>` and carry pings between the LANs.
+//!
+//! Site 2 is passive and both sides sign with TCP MD5 and require one hop
+//! (RFC 5082): site 1's connect (bound to its `fe80::1` with the tunnel's
+//! index as scope) and site 2's accept (matched to its neighbor by the
+//! connection's scope) are both on the way.
+//!
+//! Depends on, besides this branch: the config accepting a link-local
+//! neighbor with its tunnel (`address` and `tunnel` both set), and the
+//! bridge installing an IPv4 route with an IPv6 gateway (`RTA_VIA`).
+
+use std::time::Duration;
+
+use anyhow::{anyhow, ensure};
+use wgd_labs::{Daemon, Namespace, unique_name, wait_for};
+use wgd_tests::bgp::{ping, summary};
+use wgd_tests::{KeyPair, Wgd, scrape_metrics, underlay, write_config};
+
+const PORT: u16 = 51820;
+const METRICS: &str = "127.0.0.1:9586";
+
+struct Site {
+    index: u8,
+    namespace: Namespace,
+    keys: KeyPair,
+    socket: String,
+    tunnel: String,
+}
+
+impl Site {
+    fn lan_host(&self) -> String {
+        format!("192.168.{}.1", self.index)
+    }
+
+    fn lan(&self) -> String {
+        format!("192.168.{}.0/24", self.index)
+    }
+
+    fn lan6_host(&self) -> String {
+        format!("fd00:{}::1", self.index)
+    }
+
+    fn lan6(&self) -> String {
+        format!("fd00:{}::/64", self.index)
+    }
+
+    fn link_local(&self) -> String {
+        format!("fe80::{}", self.index)
+    }
+
+    fn underlay(&self) -> String {
+        format!("198.18.0.{}", self.index)
+    }
+
+    fn route(&self, family: &str, prefix: &str) -> String {
+        self.namespace
+            .check(&["ip", family, "route", "show", prefix])
+            .unwrap_or_default()
+    }
+}
+
+fn config(site: &Site, other: &Site) -> String {
+    let passive = site.index == 2;
+    format!(
+        "[daemon]\napi = \"{}\"\nmetrics = \"{METRICS}\"\n\n\
+         [bgp]\nasn = {}\nrouter_id = \"10.0.0.{}\"\nnetworks = [\"{}\", \"{}\"]\nhold_time = 9\n\n\
+         [[bgp.neighbor]]\naddress = \"{}\"\ntunnel = \"{}\"\nremote_as = {}\npassive = {passive}\n\
+         password = \"link-local-s3cret\"\nttl_security = true\n\n\
+         [[tunnel]]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
+         address = [\"{}/64\"]\n\n\
+         [[tunnel.peer]]\npublic_key = \"{}\"\nendpoint = \"{}:{PORT}\"\npersistent_keepalive = 1\n",
+        site.socket,
+        65000 + u32::from(site.index),
+        site.index,
+        site.lan(),
+        site.lan6(),
+        other.link_local(),
+        site.tunnel,
+        65000 + u32::from(other.index),
+        site.tunnel,
+        site.keys.private,
+        site.link_local(),
+        other.keys.public,
+        other.underlay(),
+    )
+}
+
+fn site(index: u8) -> anyhow::Result<Site> {
+    let namespace = Namespace::new(&format!("ll{index}"))?;
+    namespace.add_address("lo", &format!("192.168.{index}.1/24"))?;
+    namespace.add_address("lo", &format!("fd00:{index}::1/64"))?;
+    let socket = namespace
+        .dir()
+        .join("wgd.sock")
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    Ok(Site {
+        index,
+        namespace,
+        keys: KeyPair::generate()?,
+        socket,
+        tunnel: unique_name("wll"),
+    })
+}
+
+#[test]
+fn link_local_sessions_carry_ipv4_over_ipv6_next_hops() -> anyhow::Result<()> {
+    let wgd = Wgd::new()?;
+    let one = site(1)?;
+    let two = site(2)?;
+    underlay(
+        &one.namespace,
+        &format!("{}/30", one.underlay()),
+        &two.namespace,
+        &format!("{}/30", two.underlay()),
+    )?;
+    let mut daemons: Vec<Daemon> = Vec::new();
+    for (site, other) in [(&one, &two), (&two, &one)] {
+        let path = write_config(site.namespace.dir(), "wgd.toml", &config(site, other))?;
+        let path = path.to_str().unwrap_or_default().to_owned();
+        daemons.push(wgd.spawn(&site.namespace, &["run", "-c", &path])?);
+    }
+    let report = |daemons: &[Daemon]| {
+        let mut text = String::new();
+        for (site, daemon) in [&one, &two].into_iter().zip(daemons) {
+            let routes = site
+                .namespace
+                .check(&["ip", "-d", "route", "show", "proto", "200"])
+                .unwrap_or_default();
+            let routes6 = site
+                .namespace
+                .check(&["ip", "-6", "route", "show", "proto", "200"])
+                .unwrap_or_default();
+            let summary = wgd
+                .run(&site.namespace, &["bgp", "summary", "--api", &site.socket])
+                .unwrap_or_else(|error| error.to_string());
+            text.push_str(&format!(
+                "\n--- site {}: wgd bgp summary\n{summary}\nkernel (proto 200):\n{routes}\n{routes6}\nlog:\n{}",
+                site.index,
+                daemon.log()
+            ));
+        }
+        text
+    };
+
+    // The session, named by address and tunnel on both sides.
+    wait_for(Duration::from_secs(40), "the link-local session established", || {
+        [(&one, &two), (&two, &one)].iter().all(|(site, other)| {
+            let neighbors = summary(&wgd, &site.namespace, &site.socket)["neighbors"].clone();
+            neighbors[0]["state"] == "established"
+                && neighbors[0]["neighbor"] == format!("{}%{}", other.link_local(), site.tunnel)
+        })
+    })
+    .map_err(|error| anyhow!("{error}{}", report(&daemons)))?;
+
+    // Each LAN in the other's kernel: IPv6 via the link-local address, and
+    // IPv4 too (RFC 8950), through the tunnel.
+    for (site, other) in [(&one, &two), (&two, &one)] {
+        let via = format!("via inet6 {} dev {}", other.link_local(), site.tunnel);
+        let via6 = format!("via {} dev {}", other.link_local(), site.tunnel);
+        wait_for(
+            Duration::from_secs(20),
+            &format!("site {}'s LANs in site {}'s kernel", other.index, site.index),
+            || {
+                site.route("-4", &other.lan()).contains(&via)
+                    && site.route("-6", &other.lan6()).contains(&via6)
+            },
+        )
+        .map_err(|error| anyhow!("{error}{}", report(&daemons)))?;
+    }
+    wait_for(Duration::from_secs(20), "the LANs reaching each other", || {
+        ping(one.namespace.name(), &one.lan_host(), &two.lan_host())
+            && ping(two.namespace.name(), &two.lan_host(), &one.lan_host())
+            && ping(one.namespace.name(), &one.lan6_host(), &two.lan6_host())
+            && ping(two.namespace.name(), &two.lan6_host(), &one.lan6_host())
+    })
+    .map_err(|error| anyhow!("{error}{}", report(&daemons)))?;
+
+    // What the operator sees: paths by neighbor, with the next hop as
+    // received (site 2 has no global address: the link-local alone), and
+    // the metrics labelled the same way.
+    let neighbor = format!("{}%{}", two.link_local(), one.tunnel);
+    let text = wgd.run(
+        &one.namespace,
+        &[
+            "bgp",
+            "routes",
+            "--json",
+            "--neighbor",
+            &neighbor,
+            "--api",
+            &one.socket,
+        ],
+    )?;
+    let paths: serde_json::Value = serde_json::from_str(&text)?;
+    let paths = paths.as_array().cloned().unwrap_or_default();
+    ensure!(paths.len() == 2, "paths from {neighbor}: {paths:#?}");
+    for path in &paths {
+        ensure!(
+            path["neighbor"] == neighbor.as_str()
+                && path["next_hop"] == two.link_local().as_str()
+                && path["best"] == true,
+            "path from {neighbor}: {path:#}"
+        );
+    }
+    let metrics = scrape_metrics(&one.namespace, METRICS);
+    ensure!(
+        metrics.contains(&format!("bgp_session_established{{neighbor=\"{neighbor}\"}} 1")),
+        "metrics:\n{metrics}"
+    );
+    let owner = format!("bgp:{neighbor}");
+    let routes = wgd.run(&one.namespace, &["routes", "--api", &one.socket])?;
+    ensure!(routes.contains(&owner), "wgd routes names {owner}:\n{routes}");
+    drop(daemons);
+    Ok(())
+}
