@@ -219,6 +219,26 @@ fn link_local_sessions_carry_ipv4_over_ipv6_next_hops() -> anyhow::Result<()> {
     let owner = format!("bgp:{neighbor}");
     let routes = wgd.run(&one.namespace, &["routes", "--api", &one.socket])?;
     ensure!(routes.contains(&owner), "wgd routes names {owner}:\n{routes}");
+    // The connection itself: from site 1's configured link-local address
+    // on the tunnel, signed (the kernel lists the neighbor's MD5 key) on
+    // both ends, the accepted one included.
+    for (site, other) in [(&one, &two), (&two, &one)] {
+        let sockets = site
+            .namespace
+            .check(&["ss", "-tnie", "state", "established"])
+            .unwrap_or_default();
+        ensure!(
+            sockets.contains(&format!("[{}]%{}:", site.link_local(), site.tunnel))
+                && sockets.contains(&format!("md5keys:{}/128", other.link_local())),
+            "site {}'s BGP connection:\n{sockets}",
+            site.index
+        );
+    }
+    println!(
+        "site 1: {} / {}",
+        one.route("-4", &two.lan()).trim(),
+        one.route("-6", &two.lan6()).trim()
+    );
     drop(daemons);
     Ok(())
 }
