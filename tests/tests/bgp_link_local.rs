@@ -152,13 +152,17 @@ fn link_local_sessions_carry_ipv4_over_ipv6_next_hops() -> anyhow::Result<()> {
     };
 
     // The session, named by address and tunnel on both sides.
-    wait_for(Duration::from_secs(40), "the link-local session established", || {
-        [(&one, &two), (&two, &one)].iter().all(|(site, other)| {
-            let neighbors = summary(&wgd, &site.namespace, &site.socket)["neighbors"].clone();
-            neighbors[0]["state"] == "established"
-                && neighbors[0]["neighbor"] == format!("{}%{}", other.link_local(), site.tunnel)
-        })
-    })
+    wait_for(
+        Duration::from_secs(40),
+        "the link-local session established",
+        || {
+            [(&one, &two), (&two, &one)].iter().all(|(site, other)| {
+                let neighbors = summary(&wgd, &site.namespace, &site.socket)["neighbors"].clone();
+                neighbors[0]["state"] == "established"
+                    && neighbors[0]["neighbor"] == format!("{}%{}", other.link_local(), site.tunnel)
+            })
+        },
+    )
     .map_err(|error| anyhow!("{error}{}", report(&daemons)))?;
 
     // Each LAN in the other's kernel: IPv6 via the link-local address, and
@@ -168,7 +172,10 @@ fn link_local_sessions_carry_ipv4_over_ipv6_next_hops() -> anyhow::Result<()> {
         let via6 = format!("via {} dev {}", other.link_local(), site.tunnel);
         wait_for(
             Duration::from_secs(20),
-            &format!("site {}'s LANs in site {}'s kernel", other.index, site.index),
+            &format!(
+                "site {}'s LANs in site {}'s kernel",
+                other.index, site.index
+            ),
             || {
                 site.route("-4", &other.lan()).contains(&via)
                     && site.route("-6", &other.lan6()).contains(&via6)
@@ -176,12 +183,16 @@ fn link_local_sessions_carry_ipv4_over_ipv6_next_hops() -> anyhow::Result<()> {
         )
         .map_err(|error| anyhow!("{error}{}", report(&daemons)))?;
     }
-    wait_for(Duration::from_secs(20), "the LANs reaching each other", || {
-        ping(one.namespace.name(), &one.lan_host(), &two.lan_host())
-            && ping(two.namespace.name(), &two.lan_host(), &one.lan_host())
-            && ping(one.namespace.name(), &one.lan6_host(), &two.lan6_host())
-            && ping(two.namespace.name(), &two.lan6_host(), &one.lan6_host())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "the LANs reaching each other",
+        || {
+            ping(one.namespace.name(), &one.lan_host(), &two.lan_host())
+                && ping(two.namespace.name(), &two.lan_host(), &one.lan_host())
+                && ping(one.namespace.name(), &one.lan6_host(), &two.lan6_host())
+                && ping(two.namespace.name(), &two.lan6_host(), &one.lan6_host())
+        },
+    )
     .map_err(|error| anyhow!("{error}{}", report(&daemons)))?;
 
     // What the operator sees: paths by neighbor, with the next hop as
@@ -213,12 +224,17 @@ fn link_local_sessions_carry_ipv4_over_ipv6_next_hops() -> anyhow::Result<()> {
     }
     let metrics = scrape_metrics(&one.namespace, METRICS);
     ensure!(
-        metrics.contains(&format!("bgp_session_established{{neighbor=\"{neighbor}\"}} 1")),
+        metrics.contains(&format!(
+            "bgp_session_established{{neighbor=\"{neighbor}\"}} 1"
+        )),
         "metrics:\n{metrics}"
     );
     let owner = format!("bgp:{neighbor}");
     let routes = wgd.run(&one.namespace, &["routes", "--api", &one.socket])?;
-    ensure!(routes.contains(&owner), "wgd routes names {owner}:\n{routes}");
+    ensure!(
+        routes.contains(&owner),
+        "wgd routes names {owner}:\n{routes}"
+    );
     // The connection itself: from site 1's configured link-local address
     // on the tunnel, signed (the kernel lists the neighbor's MD5 key) on
     // both ends, the accepted one included.

@@ -325,15 +325,10 @@ impl Peer {
         }
     }
 
-    /// OPEN both ways, then KEEPALIVE both ways (RFC 4271 8): A's OPEN
+    /// OPEN both ways (`open` is ours), then KEEPALIVE both ways (RFC 4271 8): A's OPEN
     /// is checked (AS, hold time, identifier, the capabilities asked for).
     /// From then on the peer keeps the session alive.
-    fn establish(&self) -> anyhow::Result<()> {
-        self.establish_with(&open())
-    }
-
-    /// [`establish`](Self::establish) with the OPEN given.
-    fn establish_with(&self, open: &[u8]) -> anyhow::Result<()> {
+    fn establish(&self, open: &[u8]) -> anyhow::Result<()> {
         self.send(open)?;
         let (kind, body) = self.next(DEADLINE)?;
         ensure!(kind == OPEN, "A's first message: {}", describe(kind, &body));
@@ -609,7 +604,7 @@ fn session() -> anyhow::Result<(BridgeLab, Peer)> {
 fn session_with(open: &[u8]) -> anyhow::Result<(BridgeLab, Peer)> {
     let lab = BridgeLab::new(&speaker_config())?;
     let peer = Peer::connect(&lab)?;
-    peer.establish_with(open)
+    peer.establish(open)
         .map_err(|error| anyhow!("{error:#}{}", report(&lab, &peer)))?;
     wait_for(DEADLINE, "the session established in A", || {
         established(&lab)

@@ -1155,10 +1155,9 @@ impl Core {
                         .get(&neighbor)
                         .and_then(|peer| peer.tunnel.as_deref()),
                 )
+                && !nexthops.contains(&nexthop)
             {
-                if !nexthops.contains(&nexthop) {
-                    nexthops.push(nexthop);
-                }
+                nexthops.push(nexthop);
             }
         }
         let ebgp = self
