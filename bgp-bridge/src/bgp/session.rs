@@ -229,6 +229,10 @@ pub enum Input<'a> {
     Connected(ConnectionId),
     /// Our connection attempt failed.
     ConnectFailed,
+    /// The way to the neighbor just opened (its tunnel came up, or was
+    /// made anew): a session waiting to connect again connects now rather
+    /// than after its backoff.
+    RetryNow,
     /// The neighbor connected to us.
     Accepted(ConnectionId),
     /// Bytes read from a connection, any chunking.
@@ -617,6 +621,7 @@ impl Session {
             Input::Stop => self.stop(now, &mut actions),
             Input::Connected(id) => self.connected(now, id, &mut actions),
             Input::ConnectFailed => self.connect_failed(now),
+            Input::RetryNow => self.retry_now(now, &mut actions),
             Input::Accepted(id) => self.accepted(now, id, &mut actions),
             Input::Received(id, bytes) => self.received(now, id, bytes, &mut actions),
             Input::Closed(id) => {
@@ -719,6 +724,18 @@ impl Session {
         self.retry_at = None;
         debug!(failures = self.failures, "connect failed");
         self.schedule_retry(now);
+    }
+
+    fn retry_now(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if self.started
+            && !self.config.passive
+            && !self.connecting
+            && self.connections.is_empty()
+            && self.retry_at.is_some()
+        {
+            self.failures = 0;
+            self.connect(now, actions);
+        }
     }
 
     fn accepted(&mut self, now: Instant, id: ConnectionId, actions: &mut Vec<Action>) {
@@ -2317,6 +2334,33 @@ mod tests {
         assert_eq!(session.state(), State::Active);
         assert_eq!(session.next_deadline(), Some(at(t0, 6.0)));
         assert_eq!(session.handle(at(t0, 6.0), Input::Tick), [Action::Connect]);
+    }
+
+    #[test]
+    fn retry_now_cuts_the_wait_short() {
+        let t0 = Instant::now();
+        let mut session = Session::new(config()).unwrap();
+        assert_eq!(session.handle(t0, Input::Start), [Action::Connect]);
+        // Connecting, or connected: nothing to cut short.
+        assert_eq!(session.handle(t0, Input::RetryNow), []);
+        session.handle(t0, Input::ConnectFailed);
+        session.handle(at(t0, 1.0), Input::Tick);
+        session.handle(at(t0, 1.0), Input::ConnectFailed);
+        assert!(session.next_deadline().unwrap() > at(t0, 2.0));
+        // Waiting to connect again: now.
+        assert_eq!(
+            session.handle(at(t0, 1.5), Input::RetryNow),
+            [Action::Connect]
+        );
+        assert_eq!(session.handle(at(t0, 1.5), Input::RetryNow), []);
+        // A passive session still never connects.
+        let mut passive = Session::new(SessionConfig {
+            passive: true,
+            ..config()
+        })
+        .unwrap();
+        passive.handle(t0, Input::Start);
+        assert_eq!(passive.handle(t0, Input::RetryNow), []);
     }
 
     #[test]

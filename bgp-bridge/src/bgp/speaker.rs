@@ -278,6 +278,9 @@ struct Peer {
     local_v4: Option<Ipv4Addr>,
     local_v6: Option<Ipv6Addr>,
     local_link_local: Option<Ipv6Addr>,
+    /// The interface index of the tunnel when last looked: a new one (the
+    /// tunnel came, or came back) is worth connecting at once.
+    ifindex: u32,
     /// "IPv4 routes not sent" was logged (once per neighbor).
     told_no_ipv4: bool,
     /// Routes kept through a graceful restart go when this passes.
@@ -379,6 +382,7 @@ impl Core {
                     local_v4: None,
                     local_v6: None,
                     local_link_local: None,
+                    ifindex: 0,
                     told_no_ipv4: false,
                     stale_until: None,
                 },
@@ -437,9 +441,14 @@ impl Core {
                 },
                 Ok(()) = tunnels.changed() => {
                     self.view = tunnels.borrow_and_update().clone();
-                    self.locate_addresses();
+                    let arrived = self.locate_addresses();
                     let changes = self.rib.revalidate(&resolver(&self.view, &self.peers));
                     self.after_changes(changes).await;
+                    // A tunnel that came (back): no need to wait out the
+                    // backoff its absence built up.
+                    for neighbor in arrived {
+                        self.drive(neighbor, Input::RetryNow).await;
+                    }
                 }
                 () = sleep_until(deadline) => self.tick().await,
                 _ = networks.tick() => self.check_networks().await,
@@ -508,12 +517,18 @@ impl Core {
 
     /// Each neighbor's tunnel and our addresses on it: the configured
     /// tunnel, or else the one whose subnet (or point-to-point far end)
-    /// holds the neighbor's address.
-    fn locate_addresses(&mut self) {
-        for peer in self.peers.values_mut() {
+    /// holds the neighbor's address. The answer: the neighbors whose
+    /// tunnel is there with a new interface index.
+    fn locate_addresses(&mut self) -> Vec<NeighborId> {
+        let mut new_index = Vec::new();
+        for (id, peer) in &mut self.peers {
             let Some(tunnel) = session_tunnel(&peer.config, &self.view) else {
                 continue;
             };
+            if tunnel.ifindex != 0 && tunnel.ifindex != peer.ifindex {
+                peer.ifindex = tunnel.ifindex;
+                new_index.push(*id);
+            }
             peer.tunnel = Some(tunnel.name.clone());
             peer.local_link_local = tunnel.addresses.iter().find_map(link_local_of);
             // Our address on the neighbor's subnet for its family, and the
@@ -541,6 +556,7 @@ impl Core {
                 _ => None,
             };
         }
+        new_index
     }
 
     fn next_deadline(&self) -> Option<Instant> {
