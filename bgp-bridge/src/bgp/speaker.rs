@@ -19,10 +19,12 @@
 //! re-created tunnel has a new index); an accepted connection from a
 //! link-local address belongs to the neighbor whose tunnel's index is the
 //! connection's scope. Its routes' link-local nexthops go to the bridge
-//! as `via fe80::.. dev <tunnel>`, IPv4 routes included (RFC 8950). A neighbor that goes down with graceful restart keeps its routes:
-//! its bridge session closes with a hold of the restart time, so the
-//! kernel keeps them until it is back (and re-claims them before its
-//! End-of-RIB) or the time runs out.
+//! as `via fe80::.. dev <tunnel>`, IPv4 routes included (RFC 8950).
+//!
+//! A neighbor that goes down with graceful restart keeps its routes: its
+//! bridge session closes with a hold of the restart time, so the kernel
+//! keeps them until it is back (and re-claims them before its End-of-RIB)
+//! or the time runs out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -252,8 +254,10 @@ impl Speaker {
 enum Event {
     Accepted(TcpStream, SocketAddr),
     Connected(NeighborId, u64, TcpStream),
-    /// Why, for `last_error`.
-    ConnectFailed(NeighborId, u64, String),
+    /// With why, when it is worth `last_error`: the neighbor's tunnel is
+    /// not there to connect over (a refused connect is no news, and would
+    /// hide why the session last went down).
+    ConnectFailed(NeighborId, u64, Option<String>),
     Received(NeighborId, ConnectionId, Vec<u8>),
     Closed(NeighborId, ConnectionId),
 }
@@ -649,7 +653,9 @@ impl Core {
                 if current {
                     if let Some(peer) = self.peers.get_mut(&neighbor) {
                         peer.connecting = None;
-                        peer.status.last_error = format!("connect: {reason}");
+                        if let Some(reason) = reason {
+                            peer.status.last_error = format!("cannot connect: {reason}");
+                        }
                     }
                     self.drive(neighbor, Input::ConnectFailed).await;
                 }
@@ -757,7 +763,8 @@ impl Core {
                         Ok(ends) => ends,
                         Err(reason) => {
                             tracing::debug!(%neighbor, %reason, "cannot connect");
-                            let _ = events.send(Event::ConnectFailed(neighbor, attempt, reason));
+                            let _ =
+                                events.send(Event::ConnectFailed(neighbor, attempt, Some(reason)));
                             return;
                         }
                     };
@@ -781,9 +788,9 @@ impl Core {
                         Ok(Ok(stream)) => Event::Connected(neighbor, attempt, stream),
                         Ok(Err(error)) => {
                             tracing::debug!(%neighbor, %error, "connect failed");
-                            Event::ConnectFailed(neighbor, attempt, error.to_string())
+                            Event::ConnectFailed(neighbor, attempt, None)
                         }
-                        Err(_) => Event::ConnectFailed(neighbor, attempt, "timed out".into()),
+                        Err(_) => Event::ConnectFailed(neighbor, attempt, None),
                     };
                     let _ = events.send(event);
                 });
@@ -1002,8 +1009,8 @@ impl Core {
             return;
         };
         let mut updates = Vec::new();
-        for (prefix, owner_address) in &self.fed {
-            if *owner_address == neighbor
+        for (prefix, owner_neighbor) in &self.fed {
+            if *owner_neighbor == neighbor
                 && let Some(spec) = self.route_spec(*prefix, self.rib.best(prefix))
             {
                 updates.push(BridgeUpdate::Offer(spec));
@@ -1210,12 +1217,12 @@ impl Core {
                 })
             });
             let old_owner = self.fed.get(&change.prefix).copied();
-            if let (Some(spec), Some(owner_address)) = (spec, new_owner) {
+            if let (Some(spec), Some(owner_neighbor)) = (spec, new_owner) {
                 offers
-                    .entry(owner_address)
+                    .entry(owner_neighbor)
                     .or_default()
                     .push(BridgeUpdate::Offer(spec));
-                self.fed.insert(change.prefix, owner_address);
+                self.fed.insert(change.prefix, owner_neighbor);
             } else {
                 self.fed.remove(&change.prefix);
             }
