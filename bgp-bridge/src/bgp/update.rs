@@ -900,12 +900,15 @@ fn words(value: &[u8]) -> Option<Vec<u32>> {
 
 /// An IPv6 MP nexthop: global, optionally followed by link-local (RFC 2545
 /// 3). An IPv4-mapped global is the IPv4 address it maps; a global of `::`
-/// beside a link-local leaves the link-local as the nexthop.
+/// beside a link-local leaves the link-local as the nexthop (BIRD sends
+/// that from an interface without a global address). A second address
+/// that is not link-local is ignored, as BIRD and FRR ignore it.
 fn ipv6_next_hop(octets: &[u8]) -> Option<(IpAddr, Option<Ipv6Addr>)> {
     let global = Ipv6Addr::from(<[u8; 16]>::try_from(octets.get(..16)?).ok()?);
     let link_local = match octets.get(16..) {
         Some([]) => None,
-        Some(rest) => Some(Ipv6Addr::from(<[u8; 16]>::try_from(rest).ok()?)),
+        Some(rest) => Some(Ipv6Addr::from(<[u8; 16]>::try_from(rest).ok()?))
+            .filter(Ipv6Addr::is_unicast_link_local),
         None => None,
     };
     let next_hop = match (global.to_ipv4_mapped(), link_local) {
@@ -1888,6 +1891,12 @@ mod tests {
                 octets(&["2001:db8::2", "fe80::2"]),
                 IpAddr::V6(global),
                 Some(link_local),
+            ),
+            // A second address that is no link-local one: ignored.
+            (
+                octets(&["2001:db8::2", "2001:db8::3"]),
+                IpAddr::V6(global),
+                None,
             ),
         ] {
             let (update, problems) = accepted(&ipv4_with(&next_hop), &session);
