@@ -12,9 +12,8 @@
 //! index as scope) and site 2's accept (matched to its neighbor by the
 //! connection's scope) are both on the way.
 //!
-//! Depends on, besides this branch: the config accepting a link-local
-//! neighbor with its tunnel (`address` and `tunnel` both set), and the
-//! bridge installing an IPv4 route with an IPv6 gateway (`RTA_VIA`).
+//! Needs the config to take a link-local neighbor with its tunnel
+//! (`address` and `tunnel` both set).
 
 use std::time::Duration;
 
