@@ -810,7 +810,7 @@ mod tests {
 
     fn neighbor(address: &str, remote_as: Asn, router_id: u8) -> Neighbor {
         Neighbor {
-            id: NeighborId::global(ip(address)),
+            id: NeighborId::new(ip(address), None).unwrap(),
             remote_as,
             router_id: Ipv4Addr::new(192, 0, 2, router_id),
             families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
@@ -1434,7 +1434,7 @@ mod tests {
         assert!(again.withdrawn.is_empty());
         // Twice is the same; and a neighbor that is not up gets nothing.
         assert_eq!(rib.refresh(c.id), again);
-        assert!(rib.refresh(NeighborId::global(ip("10.9.9.9"))).is_empty());
+        assert!(rib.refresh("10.9.9.9".parse().unwrap()).is_empty());
     }
 
     #[test]

@@ -1449,7 +1449,7 @@ fn accepted_from(from: SocketAddr, view: &TunnelView) -> Option<NeighborId> {
                 .find(|tunnel| tunnel.ifindex != 0 && tunnel.ifindex == v6.scope_id())?;
             NeighborId::new(address, Some(&tunnel.name)).ok()
         }
-        _ => Some(NeighborId::global(address)),
+        _ => NeighborId::new(address, None).ok(),
     }
 }
 

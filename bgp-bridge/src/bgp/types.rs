@@ -67,16 +67,10 @@ impl NeighborId {
                     tunnel: Some(InterfaceName::new(tunnel)?),
                 })
             }
-            _ => Ok(Self::global(address)),
-        }
-    }
-
-    /// A neighbor known by its address alone. A link-local address given
-    /// here is not usable as a neighbor; `new` refuses it.
-    pub fn global(address: IpAddr) -> Self {
-        Self {
-            address,
-            tunnel: None,
+            _ => Ok(Self {
+                address,
+                tunnel: None,
+            }),
         }
     }
 
@@ -415,7 +409,7 @@ mod tests {
         // A tunnel beside a global address does not change its name.
         let named = NeighborId::new("2001:db8::2".parse().unwrap(), Some("wg-b")).unwrap();
         assert_eq!(named.to_string(), "2001:db8::2");
-        assert_eq!(named, NeighborId::global("2001:db8::2".parse().unwrap()));
+        assert_eq!(named, "2001:db8::2".parse().unwrap());
     }
 
     #[test]
