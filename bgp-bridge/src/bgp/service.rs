@@ -152,3 +152,26 @@ impl BgpService for BgpApi {
         Ok(Response::new(api::BgpPathsResponse { paths }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_hops_read_as_received() {
+        let with = |next_hop: &str, link_local: Option<&str>| Attributes {
+            next_hop: Some(next_hop.parse().unwrap()),
+            link_local_next_hop: link_local.map(|address| address.parse().unwrap()),
+            ..Attributes::default()
+        };
+        assert_eq!(next_hop_text(&with("10.0.0.1", None)), "10.0.0.1");
+        assert_eq!(next_hop_text(&with("fe80::2", None)), "fe80::2");
+        // FRR's link-local in both fields reads once.
+        assert_eq!(next_hop_text(&with("fe80::2", Some("fe80::2"))), "fe80::2");
+        assert_eq!(
+            next_hop_text(&with("2001:db8::2", Some("fe80::2"))),
+            "2001:db8::2,fe80::2"
+        );
+        assert_eq!(next_hop_text(&Attributes::default()), "");
+    }
+}
