@@ -257,3 +257,135 @@ fn link_local_sessions_carry_ipv4_over_ipv6_next_hops() -> anyhow::Result<()> {
     drop(daemons);
     Ok(())
 }
+
+/// A hub with two tunnels, one to each spoke, where both spokes are
+/// `fe80::2` (and the hub `fe80::1` on both): two neighbors, told apart by
+/// their tunnel. The hub is passive, so each session is one the hub
+/// accepted and matched to its neighbor by the connection's scope. Both
+/// sign with the same MD5 password (the kernel matches a listening
+/// socket's keys by address alone).
+#[test]
+fn one_link_local_address_on_two_tunnels_is_two_neighbors() -> anyhow::Result<()> {
+    let wgd = Wgd::new()?;
+    let hub = site(1)?;
+    let spokes = [site(2)?, site(3)?];
+    let hub_tunnels: Vec<String> = spokes.iter().map(|_| unique_name("wlh")).collect();
+    let mut daemons: Vec<Daemon> = Vec::new();
+    let mut hub_config = format!(
+        "[daemon]\napi = \"{}\"\n\n\
+         [bgp]\nasn = 65001\nrouter_id = \"10.0.0.1\"\nnetworks = [\"{}\", \"{}\"]\nhold_time = 9\n",
+        hub.socket,
+        hub.lan(),
+        hub.lan6()
+    );
+    for (n, (spoke, tunnel)) in spokes.iter().zip(&hub_tunnels).enumerate() {
+        let (hub_underlay, spoke_underlay) = (format!("198.18.{n}.1"), format!("198.18.{n}.2"));
+        underlay(
+            &hub.namespace,
+            &format!("{hub_underlay}/30"),
+            &spoke.namespace,
+            &format!("{spoke_underlay}/30"),
+        )?;
+        let port = PORT + n as u16;
+        hub_config.push_str(&format!(
+            "\n[[bgp.neighbor]]\naddress = \"fe80::2\"\ntunnel = \"{tunnel}\"\nremote_as = {}\n\
+             passive = true\npassword = \"hub-s3cret\"\n\n\
+             [[tunnel]]\nname = \"{tunnel}\"\nprivate_key = \"{}\"\nlisten_port = {port}\n\
+             address = [\"fe80::1/64\"]\n\n\
+             [[tunnel.peer]]\npublic_key = \"{}\"\nendpoint = \"{spoke_underlay}:{PORT}\"\npersistent_keepalive = 1\n",
+            65000 + u32::from(spoke.index),
+            hub.keys.private,
+            spoke.keys.public,
+        ));
+        let spoke_config = format!(
+            "[daemon]\napi = \"{}\"\n\n\
+             [bgp]\nasn = {}\nrouter_id = \"10.0.0.{}\"\nnetworks = [\"{}\", \"{}\"]\nhold_time = 9\n\n\
+             [[bgp.neighbor]]\naddress = \"fe80::1\"\ntunnel = \"{}\"\nremote_as = 65001\n\
+             password = \"hub-s3cret\"\n\n\
+             [[tunnel]]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
+             address = [\"fe80::2/64\"]\n\n\
+             [[tunnel.peer]]\npublic_key = \"{}\"\nendpoint = \"{hub_underlay}:{port}\"\npersistent_keepalive = 1\n",
+            spoke.socket,
+            65000 + u32::from(spoke.index),
+            spoke.index,
+            spoke.lan(),
+            spoke.lan6(),
+            spoke.tunnel,
+            spoke.tunnel,
+            spoke.keys.private,
+            hub.keys.public,
+        );
+        let path = write_config(spoke.namespace.dir(), "wgd.toml", &spoke_config)?;
+        let path = path.to_str().unwrap_or_default().to_owned();
+        daemons.push(wgd.spawn(&spoke.namespace, &["run", "-c", &path])?);
+    }
+    let path = write_config(hub.namespace.dir(), "wgd.toml", &hub_config)?;
+    let path = path.to_str().unwrap_or_default().to_owned();
+    daemons.push(wgd.spawn(&hub.namespace, &["run", "-c", &path])?);
+    let report = |daemons: &[Daemon]| {
+        let summary = wgd
+            .run(&hub.namespace, &["bgp", "summary", "--api", &hub.socket])
+            .unwrap_or_else(|error| error.to_string());
+        let routes = hub
+            .namespace
+            .sh("ip -4 route; ip -6 route")
+            .unwrap_or_default();
+        let logs: Vec<String> = daemons.iter().map(Daemon::log).collect();
+        format!(
+            "\nhub: wgd bgp summary\n{summary}\nhub routes:\n{routes}\nlogs:\n{}",
+            logs.join("\n---\n")
+        )
+    };
+
+    let expected: Vec<String> = hub_tunnels
+        .iter()
+        .map(|tunnel| format!("fe80::2%{tunnel}"))
+        .collect();
+    wait_for(
+        Duration::from_secs(40),
+        "both fe80::2 sessions established at the hub",
+        || {
+            let neighbors = summary(&wgd, &hub.namespace, &hub.socket)["neighbors"].clone();
+            let mut names: Vec<String> = neighbors
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|neighbor| neighbor["state"] == "established")
+                .filter_map(|neighbor| neighbor["neighbor"].as_str().map(str::to_owned))
+                .collect();
+            names.sort();
+            let mut wanted = expected.clone();
+            wanted.sort();
+            names == wanted
+        },
+    )
+    .map_err(|error| anyhow!("{error}{}", report(&daemons)))?;
+    // Each spoke's LANs through its own tunnel, both families.
+    for (spoke, tunnel) in spokes.iter().zip(&hub_tunnels) {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("site {}'s LANs via {tunnel}", spoke.index),
+            || {
+                hub.route("-4", &spoke.lan())
+                    .contains(&format!("via inet6 fe80::2 dev {tunnel}"))
+                    && hub
+                        .route("-6", &spoke.lan6())
+                        .contains(&format!("via fe80::2 dev {tunnel}"))
+            },
+        )
+        .map_err(|error| anyhow!("{error}{}", report(&daemons)))?;
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "the hub reaching both spokes",
+        || {
+            spokes.iter().all(|spoke| {
+                ping(hub.namespace.name(), &hub.lan_host(), &spoke.lan_host())
+                    && ping(hub.namespace.name(), &hub.lan6_host(), &spoke.lan6_host())
+            })
+        },
+    )
+    .map_err(|error| anyhow!("{error}{}", report(&daemons)))?;
+    drop(daemons);
+    Ok(())
+}
