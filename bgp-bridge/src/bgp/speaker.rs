@@ -534,31 +534,8 @@ impl Core {
                 new_index.push(*id);
             }
             peer.tunnel = Some(tunnel.name.clone());
-            peer.local_link_local = tunnel.addresses.iter().find_map(link_local_of);
-            // Our address on the neighbor's subnet for its family, and the
-            // tunnel's first global address of the other.
-            let on_subnet = |net: &&IpNet| net.contains(&peer.config.address);
-            let pick = |v4: bool| {
-                let family = |net: &&IpNet| match net.addr() {
-                    IpAddr::V4(_) => v4,
-                    IpAddr::V6(address) => !v4 && !address.is_unicast_link_local(),
-                };
-                tunnel
-                    .addresses
-                    .iter()
-                    .filter(family)
-                    .find(on_subnet)
-                    .or_else(|| tunnel.addresses.iter().find(family))
-                    .map(IpNet::addr)
-            };
-            peer.local_v4 = match pick(true) {
-                Some(IpAddr::V4(address)) => Some(address),
-                _ => None,
-            };
-            peer.local_v6 = match pick(false) {
-                Some(IpAddr::V6(address)) => Some(address),
-                _ => None,
-            };
+            let local = local_addresses(&peer.config, *id, tunnel);
+            (peer.local_v4, peer.local_v6, peer.local_link_local) = local;
         }
         new_index
     }
@@ -1393,6 +1370,56 @@ fn session_tunnel<'v>(neighbor: &NeighborConfig, view: &'v TunnelView) -> Option
     })
 }
 
+/// Our addresses on a neighbor's tunnel, to give as nexthops (IPv4,
+/// global IPv6, link-local): of each family the one on the neighbor's
+/// subnet, or the tunnel's first. A link-local neighbor gets only those it
+/// reaches directly: a nexthop it cannot reach directly it refuses (BIRD,
+/// in its default direct mode: "not directly reachable"), route and all.
+fn local_addresses(
+    neighbor: &NeighborConfig,
+    id: NeighborId,
+    tunnel: &TunnelInfo,
+) -> (Option<Ipv4Addr>, Option<Ipv6Addr>, Option<Ipv6Addr>) {
+    let on_subnet = |net: &&IpNet| net.contains(&neighbor.address);
+    let pick = |v4: bool| {
+        let family = |net: &&IpNet| {
+            let of_family = match net.addr() {
+                IpAddr::V4(_) => v4,
+                IpAddr::V6(address) => !v4 && !address.is_unicast_link_local(),
+            };
+            of_family && (!id.is_link_local() || shares_link(tunnel, net))
+        };
+        tunnel
+            .addresses
+            .iter()
+            .filter(family)
+            .find(on_subnet)
+            .or_else(|| tunnel.addresses.iter().find(family))
+            .map(IpNet::addr)
+    };
+    let v4 = match pick(true) {
+        Some(IpAddr::V4(address)) => Some(address),
+        _ => None,
+    };
+    let v6 = match pick(false) {
+        Some(IpAddr::V6(address)) => Some(address),
+        _ => None,
+    };
+    (v4, v6, tunnel.addresses.iter().find_map(link_local_of))
+}
+
+/// Whether the far end of the tunnel reaches one of our addresses on it
+/// directly: the address is on a subnet (shorter than a host prefix), or
+/// the tunnel has a point-to-point far end of its family (our address is
+/// then the far end's own far end).
+fn shares_link(tunnel: &TunnelInfo, net: &IpNet) -> bool {
+    net.prefix_len() < net.max_prefix_len()
+        || tunnel
+            .peer_addresses
+            .iter()
+            .any(|peer| peer.addr().is_ipv4() == net.addr().is_ipv4())
+}
+
 /// The link-local address of a tunnel address, if it is one.
 fn link_local_of(net: &IpNet) -> Option<Ipv6Addr> {
     match net.addr() {
@@ -1789,6 +1816,51 @@ mod tests {
             "{error}"
         );
         assert!(!error.contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn link_local_neighbors_get_only_nexthops_they_reach_directly() {
+        let ll = neighbor("fe80::2", Some("dn42b"), None);
+        let ll_id = id("fe80::2%dn42b");
+        let fe80 = Some("fe80::1".parse::<Ipv6Addr>().unwrap());
+        // A lone /32 and /128 (a router address put on the tunnel): no
+        // nexthop of the family but the link-local one.
+        let lone = tunnel(
+            "dn42b",
+            7,
+            &["172.20.1.1/32", "fd42:1::1/128", "fe80::1/64"],
+        );
+        assert_eq!(local_addresses(&ll, ll_id, &lone), (None, None, fe80));
+        // Point-to-point (the far ends are the neighbor's): both.
+        let mut ptp = lone.clone();
+        ptp.peer_addresses = vec![
+            "172.20.2.1/32".parse().unwrap(),
+            "fd42:2::1/128".parse().unwrap(),
+        ];
+        assert_eq!(
+            local_addresses(&ll, ll_id, &ptp),
+            (
+                Some("172.20.1.1".parse().unwrap()),
+                Some("fd42:1::1".parse().unwrap()),
+                fe80
+            )
+        );
+        // A shared subnet: yes.
+        let subnet = tunnel("dn42b", 7, &["fd42:1::1/64", "fe80::1/64"]);
+        assert_eq!(
+            local_addresses(&ll, ll_id, &subnet),
+            (None, Some("fd42:1::1".parse().unwrap()), fe80)
+        );
+        // A global neighbor keeps what it always had.
+        let global = neighbor("10.0.0.2", None, None);
+        assert_eq!(
+            local_addresses(&global, id("10.0.0.2"), &lone),
+            (
+                Some("172.20.1.1".parse().unwrap()),
+                Some("fd42:1::1".parse().unwrap()),
+                fe80
+            )
+        );
     }
 
     #[test]
