@@ -20,7 +20,8 @@
 //! a path we originate; the highest LOCAL_PREF (100 when absent); the
 //! shortest AS_PATH; the lowest ORIGIN; the lowest MED among paths from the
 //! same neighboring AS (absent: 0); eBGP over iBGP; then the lowest BGP
-//! identifier (ORIGINATOR_ID when present) and the lowest neighbor address.
+//! identifier (ORIGINATOR_ID when present) and the lowest neighbor (by
+//! address, then tunnel: two tunnels may each have a neighbor `fe80::2`).
 //! IGP cost to the nexthop is not compared: every nexthop is a tunnel's far
 //! end. With `max_paths` above 1, the paths left before the last two
 //! tie-breaks are multipath, best first.
@@ -28,14 +29,17 @@
 //! Export, per neighbor: the best path of each prefix of a family the
 //! session carries, not back to the neighbor it came from, never a route
 //! marked NO_ADVERTISE, and with next-hop self (the receiver's nexthops
-//! must resolve over its own tunnel, which ends here). To eBGP neighbors:
-//! our AS prepended, LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST removed, MED
-//! removed unless we originate the route, nothing marked NO_EXPORT, and no
-//! route whose AS_PATH holds the neighbor's AS (we filter rather than send
-//! what the neighbor would drop). To iBGP neighbors: only routes we
-//! originate or learned over eBGP (no route reflection), with LOCAL_PREF.
-//! The export policy comes last (it sees the route as it would be sent)
-//! and may still deny or change it.
+//! must resolve over its own tunnel, which ends here): our address of the
+//! route's family, or for IPv4 over RFC 8950 and for IPv6 our global IPv6
+//! address with our link-local one beside it (RFC 2545), or the
+//! link-local one alone. To eBGP neighbors: our AS prepended, LOCAL_PREF,
+//! ORIGINATOR_ID and CLUSTER_LIST removed, MED removed unless we originate
+//! the route, nothing marked NO_EXPORT, and no route whose AS_PATH holds
+//! the neighbor's AS (we filter rather than send what the neighbor would
+//! drop). To iBGP neighbors: only routes we originate or learned over eBGP
+//! (no route reflection), with LOCAL_PREF. The export policy comes last
+//! (it sees the route as it would be sent) and may still deny or change
+//! it.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
