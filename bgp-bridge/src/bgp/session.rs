@@ -32,7 +32,9 @@
 //!
 //! On the wire: the message header (marker, length, type; RFC 4271 6.1) is
 //! checked here, so that a bad one draws the right NOTIFICATION and UPDATE
-//! bodies go up untouched. OPEN and ROUTE-REFRESH are encoded and decoded
+//! bodies go up untouched. Messages are 4096 octets at most; once both
+//! OPENs announced extended messages (RFC 8654), UPDATEs and
+//! NOTIFICATIONs may be 65535 each way (OPEN and KEEPALIVE never). OPEN and ROUTE-REFRESH are encoded and decoded
 //! with `netgauze-bgp-pkt`; KEEPALIVE and NOTIFICATION are a header and two
 //! octets, framed here, and a received NOTIFICATION is kept as numbers so
 //! that a code this speaker does not know is still reported as sent.
