@@ -34,10 +34,11 @@
 //! checked here, so that a bad one draws the right NOTIFICATION and UPDATE
 //! bodies go up untouched. Messages are 4096 octets at most; once both
 //! OPENs announced extended messages (RFC 8654), UPDATEs and
-//! NOTIFICATIONs may be 65535 each way (OPEN and KEEPALIVE never). OPEN and ROUTE-REFRESH are encoded and decoded
-//! with `netgauze-bgp-pkt`; KEEPALIVE and NOTIFICATION are a header and two
-//! octets, framed here, and a received NOTIFICATION is kept as numbers so
-//! that a code this speaker does not know is still reported as sent.
+//! NOTIFICATIONs may be 65535 each way (OPEN and KEEPALIVE never). OPEN
+//! and ROUTE-REFRESH are encoded and decoded with `netgauze-bgp-pkt`;
+//! KEEPALIVE and NOTIFICATION are a header and two octets, framed here,
+//! and a received NOTIFICATION is kept as numbers so that a code this
+//! speaker does not know is still reported as sent.
 //!
 //! Choices where the RFCs leave room:
 //! - a started session never sits in Idle: after a failure it waits in

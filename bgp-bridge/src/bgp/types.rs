@@ -49,7 +49,7 @@ pub enum NeighborIdError {
     LinkLocalWithoutTunnel(Ipv6Addr),
     #[error("{0} is not a link-local address: only fe80::/10 neighbors take a %<tunnel> scope")]
     ScopeOnGlobal(IpAddr),
-    #[error("\"{0}\" is not an interface name (1 to 15 bytes, no '/', '%' or white space)")]
+    #[error("\"{0}\" is not an interface name (1 to 15 bytes, no '/', ':', '%' or white space)")]
     InterfaceName(String),
     #[error("\"{0}\" is not an IP address")]
     Address(String),
