@@ -12,6 +12,10 @@
 //! and RFC 5492 / RFC 6793 (capabilities), so each malformation is exactly
 //! the one named.
 //!
+//! Extended messages (RFC 8654) too: A offers them; an UPDATE longer than
+//! 4096 octets is refused with Message Header Error / Bad Message Length
+//! when the peer did not offer them, and taken when it did.
+//!
 //! Needs `python3`, besides what every end-to-end test needs.
 
 use std::fs::File;
@@ -42,7 +46,15 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Message header: marker, length, type (RFC 4271 4.1).
 const HEADER_LEN: usize = 19;
+/// Without extended messages (RFC 8654).
 const MAX_MESSAGE_LEN: usize = 4096;
+/// With them.
+const MAX_EXTENDED_MESSAGE_LEN: usize = 65535;
+/// Message Header Error / Bad Message Length (RFC 4271 6.1).
+const MESSAGE_HEADER_ERROR: u8 = 1;
+const BAD_MESSAGE_LENGTH: u8 = 2;
+/// Capability code of extended messages (RFC 8654 3).
+const EXTENDED_MESSAGE_CAPABILITY: u8 = 6;
 const OPEN: u8 = 1;
 const UPDATE: u8 = 2;
 const NOTIFICATION: u8 = 3;
@@ -86,7 +98,15 @@ fn octet(length: usize) -> u8 {
 /// MP-BGP for IPv4 and IPv6 unicast (RFC 4760 8) and 4-octet AS numbers
 /// (RFC 6793).
 fn open() -> Vec<u8> {
+    open_offering(false)
+}
+
+/// [`open`], with extended messages (RFC 8654: code 6, no value) if asked.
+fn open_offering(extended_messages: bool) -> Vec<u8> {
     let mut capabilities = Vec::new();
+    if extended_messages {
+        capabilities.extend([EXTENDED_MESSAGE_CAPABILITY, 0]);
+    }
     for afi in [1u16, 2] {
         capabilities.extend([1, 4]);
         capabilities.extend(afi.to_be_bytes());
@@ -305,11 +325,11 @@ impl Peer {
         }
     }
 
-    /// OPEN both ways, then KEEPALIVE both ways (RFC 4271 8): A's OPEN
+    /// OPEN both ways (`open` is ours), then KEEPALIVE both ways (RFC 4271 8): A's OPEN
     /// is checked (AS, hold time, identifier, the capabilities asked for).
     /// From then on the peer keeps the session alive.
-    fn establish(&self) -> anyhow::Result<()> {
-        self.send(&open())?;
+    fn establish(&self, open: &[u8]) -> anyhow::Result<()> {
+        self.send(open)?;
         let (kind, body) = self.next(DEADLINE)?;
         ensure!(kind == OPEN, "A's first message: {}", describe(kind, &body));
         check_open(&body)?;
@@ -393,7 +413,9 @@ fn read_messages(mut stdout: impl Read, events: &Sender<Event>) {
     loop {
         while buffer.len() >= HEADER_LEN {
             let length = usize::from(u16::from_be_bytes([buffer[16], buffer[17]]));
-            if buffer[..16] != [0xff; 16] || !(HEADER_LEN..=MAX_MESSAGE_LEN).contains(&length) {
+            if buffer[..16] != [0xff; 16]
+                || !(HEADER_LEN..=MAX_EXTENDED_MESSAGE_LEN).contains(&length)
+            {
                 let _ = events.send(Event::Garbled(format!("{:02x?}", &buffer[..HEADER_LEN])));
                 return;
             }
@@ -478,6 +500,7 @@ fn check_open(body: &[u8]) -> anyhow::Result<()> {
         (1, vec![0, 1, 0, 1]),
         (1, vec![0, 2, 0, 1]),
         (65, LOCAL_AS.to_be_bytes().to_vec()),
+        (EXTENDED_MESSAGE_CAPABILITY, Vec::new()),
     ] {
         ensure!(
             capabilities.contains(&wanted),
@@ -574,9 +597,14 @@ fn alive(lab: &mut BridgeLab) -> anyhow::Result<()> {
 /// A lab whose daemon has B as an established neighbor, with the peer
 /// that B is.
 fn session() -> anyhow::Result<(BridgeLab, Peer)> {
+    session_with(&open())
+}
+
+/// [`session`], B sending `open`.
+fn session_with(open: &[u8]) -> anyhow::Result<(BridgeLab, Peer)> {
     let lab = BridgeLab::new(&speaker_config())?;
     let peer = Peer::connect(&lab)?;
-    peer.establish()
+    peer.establish(open)
         .map_err(|error| anyhow!("{error:#}{}", report(&lab, &peer)))?;
     wait_for(DEADLINE, "the session established in A", || {
         established(&lab)
@@ -834,6 +862,80 @@ fn an_attribute_past_the_list_of_an_ipv4_update_is_treat_as_withdraw() -> anyhow
     println!(
         "IPv4 UPDATE with MULTI_EXIT_DISC past the attribute list: {lan} withdrawn, \
          session established"
+    );
+    Ok(())
+}
+
+/// An UPDATE longer than 4096 octets: B's LAN and 1100 more /24s (4
+/// octets of NLRI each) after ORIGIN, AS_PATH and NEXT_HOP.
+fn long_update() -> Vec<u8> {
+    let attributes = [
+        origin(0),
+        as_path(&[PEER_AS]),
+        next_hop(&tunnel_b().octets()),
+    ]
+    .concat();
+    let mut prefixes = vec![BridgeLab::FAR_LAN.to_owned()];
+    prefixes.extend((0..1100u32).map(|n| format!("172.{}.{}.0/24", 16 + n / 256, n % 256)));
+    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    let message = update(&[], &attributes, &nlri(&prefixes));
+    assert!(message.len() > MAX_MESSAGE_LEN, "{} octets", message.len());
+    message
+}
+
+/// RFC 8654 not negotiated (B did not offer it): an UPDATE of more than
+/// 4096 octets is refused on its header alone, with Message Header Error /
+/// Bad Message Length carrying the length field (RFC 4271 6.1), and the
+/// session closes.
+#[test]
+fn an_update_over_4096_octets_without_extended_messages_is_a_bad_length() -> anyhow::Result<()> {
+    let (mut lab, peer) = session()?;
+    let message = long_update();
+    peer.send(&message)?;
+    let (code, subcode, data) = peer
+        .expect_notification()
+        .map_err(|error| anyhow!("{error:#}{}", report(&lab, &peer)))?;
+    ensure!(
+        (code, subcode) == (MESSAGE_HEADER_ERROR, BAD_MESSAGE_LENGTH) && data == message[16..18],
+        "NOTIFICATION {code}/{subcode} data {data:02x?}: expected 1/2 with {:02x?}",
+        &message[16..18]
+    );
+    peer.expect_closed()?;
+    ensure!(
+        !has_route(&lab, BridgeLab::FAR_LAN),
+        "the long UPDATE's routes went in{}",
+        report(&lab, &peer)
+    );
+    alive(&mut lab)?;
+    println!(
+        "UPDATE of {} octets, no extended messages: NOTIFICATION 1/2 data {data:02x?}",
+        message.len()
+    );
+    Ok(())
+}
+
+/// RFC 8654 negotiated (B offered it, A offers it): the same UPDATE is
+/// taken whole and the session stays up.
+#[test]
+fn extended_messages_take_an_update_over_4096_octets() -> anyhow::Result<()> {
+    let (mut lab, peer) = session_with(&open_offering(true))?;
+    let message = long_update();
+    announce(&lab, &peer, &message, BridgeLab::FAR_LAN)?;
+    wait_for(DEADLINE, "the UPDATE's last prefix in A's kernel", || {
+        has_route(&lab, "172.20.75.0/24")
+    })
+    .map_err(|error| anyhow!("{error}{}", report(&lab, &peer)))?;
+    peer.expect_fresh_keepalive()
+        .map_err(|error| anyhow!("{error:#}{}", report(&lab, &peer)))?;
+    let state = neighbor(&lab)?;
+    ensure!(
+        state["state"] == "established" && state["resets"] == 0,
+        "the session did not stay up: {state:#}"
+    );
+    alive(&mut lab)?;
+    println!(
+        "UPDATE of {} octets with extended messages: 1101 routes in, session established",
+        message.len()
     );
     Ok(())
 }

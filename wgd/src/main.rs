@@ -140,7 +140,8 @@ enum BgpCommand {
     Routes {
         #[arg(long)]
         json: bool,
-        /// Only this neighbor's paths.
+        /// Only this neighbor's paths: its address, and for a link-local
+        /// one its tunnel (`10.0.0.2`, `fe80::2%dn42b`).
         #[arg(long)]
         neighbor: Option<String>,
         /// Only paths for exactly this prefix.

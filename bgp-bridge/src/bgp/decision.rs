@@ -20,7 +20,8 @@
 //! a path we originate; the highest LOCAL_PREF (100 when absent); the
 //! shortest AS_PATH; the lowest ORIGIN; the lowest MED among paths from the
 //! same neighboring AS (absent: 0); eBGP over iBGP; then the lowest BGP
-//! identifier (ORIGINATOR_ID when present) and the lowest neighbor address.
+//! identifier (ORIGINATOR_ID when present) and the lowest neighbor (by
+//! address, then tunnel: two tunnels may each have a neighbor `fe80::2`).
 //! IGP cost to the nexthop is not compared: every nexthop is a tunnel's far
 //! end. With `max_paths` above 1, the paths left before the last two
 //! tie-breaks are multipath, best first.
@@ -28,14 +29,17 @@
 //! Export, per neighbor: the best path of each prefix of a family the
 //! session carries, not back to the neighbor it came from, never a route
 //! marked NO_ADVERTISE, and with next-hop self (the receiver's nexthops
-//! must resolve over its own tunnel, which ends here). To eBGP neighbors:
-//! our AS prepended, LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST removed, MED
-//! removed unless we originate the route, nothing marked NO_EXPORT, and no
-//! route whose AS_PATH holds the neighbor's AS (we filter rather than send
-//! what the neighbor would drop). To iBGP neighbors: only routes we
-//! originate or learned over eBGP (no route reflection), with LOCAL_PREF.
-//! The export policy comes last (it sees the route as it would be sent)
-//! and may still deny or change it.
+//! must resolve over its own tunnel, which ends here): our address of the
+//! route's family, or for IPv4 over RFC 8950 and for IPv6 our global IPv6
+//! address with our link-local one beside it (RFC 2545), or the
+//! link-local one alone. To eBGP neighbors: our AS prepended, LOCAL_PREF,
+//! ORIGINATOR_ID and CLUSTER_LIST removed, MED removed unless we originate
+//! the route, nothing marked NO_EXPORT, and no route whose AS_PATH holds
+//! the neighbor's AS (we filter rather than send what the neighbor would
+//! drop). To iBGP neighbors: only routes we originate or learned over eBGP
+//! (no route reflection), with LOCAL_PREF. The export policy comes last
+//! (it sees the route as it would be sent) and may still deny or change
+//! it.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -45,7 +49,9 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::policy::{Community, Outcome, Policy, Set};
-use super::types::{AsSegment, Asn, Attributes, DEFAULT_LOCAL_PREF, Family, Negotiated, Update};
+use super::types::{
+    AsSegment, Asn, Attributes, DEFAULT_LOCAL_PREF, Family, Negotiated, NeighborId, Update,
+};
 
 /// Settings of the decision process, from `[bgp]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +66,17 @@ pub struct Config {
 /// speaker learned). A closure `Fn(IpAddr) -> bool` is one.
 pub trait Resolver {
     fn resolves(&self, next_hop: IpAddr) -> bool;
+
+    /// Whether a neighbor's path can be forwarded: its NEXT_HOP by
+    /// default. The speaker says more: a link-local nexthop (alone or
+    /// beside a global one, RFC 2545) resolves only on the tunnel of the
+    /// session it came over, and IPv4 routes may have IPv6 nexthops (RFC
+    /// 8950).
+    fn resolves_path(&self, _from: NeighborId, attributes: &Attributes) -> bool {
+        attributes
+            .next_hop
+            .is_some_and(|next_hop| self.resolves(next_hop))
+    }
 }
 
 impl<F: Fn(IpAddr) -> bool> Resolver for F {
@@ -73,8 +90,8 @@ impl<F: Fn(IpAddr) -> bool> Resolver for F {
 pub enum Source {
     /// A network we originate (`networks = [...]`).
     Local,
-    /// A neighbor, by its address.
-    Neighbor(IpAddr),
+    /// A neighbor (its address, and tunnel if link-local).
+    Neighbor(NeighborId),
 }
 
 /// One path to a prefix.
@@ -109,17 +126,22 @@ impl Export {
 /// A neighbor whose session is established, as the table needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Neighbor {
-    pub address: IpAddr,
+    pub id: NeighborId,
     pub remote_as: Asn,
     /// Its BGP identifier (the decision's tie-break).
     pub router_id: Ipv4Addr,
     pub families: Vec<Family>,
-    /// Our nexthops for the routes we send it (next-hop self), per family.
-    /// An IPv4 route may go with the IPv6 one (RFC 8950, if negotiated)
-    /// and an IPv6 route with the IPv4 one (IPv4-mapped) when its own
-    /// family has none.
+    /// Our nexthops for the routes we send it (next-hop self), per family:
+    /// an IPv4 address, a global IPv6 one and a link-local one (RFC 2545:
+    /// sent beside the global, or alone when there is no global). An IPv6
+    /// route goes with the IPv4 one (IPv4-mapped) when there is no IPv6.
     pub next_hop_ipv4: Option<Ipv4Addr>,
     pub next_hop_ipv6: Option<Ipv6Addr>,
+    pub next_hop_link_local: Option<Ipv6Addr>,
+    /// IPv4 routes go with the IPv6 nexthops (RFC 8950, negotiated), and
+    /// with the IPv4 one only when there is no IPv6 one. Otherwise an IPv4
+    /// route needs the IPv4 nexthop, and without one is not sent.
+    pub ipv4_over_ipv6: bool,
     pub import: Policy,
     pub export: Policy,
 }
@@ -128,7 +150,7 @@ impl Neighbor {
     /// A neighbor from what its session negotiated, our address on the
     /// session as the nexthop of its family.
     pub fn new(
-        address: IpAddr,
+        id: NeighborId,
         local_address: IpAddr,
         session: &Negotiated,
         import: Policy,
@@ -139,12 +161,14 @@ impl Neighbor {
             IpAddr::V6(v6) => (None, Some(v6)),
         };
         Self {
-            address,
+            id,
             remote_as: session.remote_as,
             router_id: session.remote_id,
             families: session.families.clone(),
             next_hop_ipv4,
             next_hop_ipv6,
+            next_hop_link_local: None,
+            ipv4_over_ipv6: false,
             import,
             export,
         }
@@ -180,7 +204,7 @@ impl NeighborState {
 #[derive(Debug)]
 pub struct LocRib {
     config: Config,
-    neighbors: BTreeMap<IpAddr, NeighborState>,
+    neighbors: BTreeMap<NeighborId, NeighborState>,
     local: BTreeMap<IpNet, Arc<Attributes>>,
     best: BTreeMap<IpNet, Vec<Path>>,
 }
@@ -190,7 +214,7 @@ struct Candidate {
     path: Path,
     ebgp: bool,
     router_id: Ipv4Addr,
-    address: Option<IpAddr>,
+    neighbor: Option<NeighborId>,
 }
 
 impl LocRib {
@@ -219,7 +243,7 @@ impl LocRib {
     /// stale.
     pub fn adj_rib_in(
         &self,
-        neighbor: IpAddr,
+        neighbor: NeighborId,
     ) -> impl Iterator<Item = (&IpNet, &Arc<Attributes>, bool)> {
         self.neighbors
             .get(&neighbor)
@@ -229,21 +253,21 @@ impl LocRib {
     }
 
     /// How many paths a neighbor announced (stale ones included).
-    pub fn received(&self, neighbor: IpAddr) -> usize {
+    pub fn received(&self, neighbor: NeighborId) -> usize {
         self.neighbors
             .get(&neighbor)
             .map_or(0, |state| state.adj_rib_in.len())
     }
 
     /// Whether a neighbor announced a path for `prefix`.
-    pub fn has_received(&self, neighbor: IpAddr, prefix: &IpNet) -> bool {
+    pub fn has_received(&self, neighbor: NeighborId, prefix: &IpNet) -> bool {
         self.neighbors
             .get(&neighbor)
             .is_some_and(|state| state.adj_rib_in.contains_key(prefix))
     }
 
     /// How many routes a neighbor was sent and holds now.
-    pub fn sent(&self, neighbor: IpAddr) -> usize {
+    pub fn sent(&self, neighbor: NeighborId) -> usize {
         self.neighbors
             .get(&neighbor)
             .map_or(0, |state| state.adj_rib_out.len())
@@ -253,25 +277,26 @@ impl LocRib {
     /// kept through a graceful restart stay (stale until announced again),
     /// and the answer is the whole table to send it.
     pub fn neighbor_up(&mut self, neighbor: Neighbor) -> Export {
-        let address = neighbor.address;
-        let state = self
-            .neighbors
-            .entry(address)
-            .or_insert_with(|| NeighborState {
-                settings: neighbor.clone(),
-                established: false,
-                adj_rib_in: BTreeMap::new(),
-                adj_rib_out: BTreeMap::new(),
-            });
+        let id = neighbor.id;
+        let state = self.neighbors.entry(id).or_insert_with(|| NeighborState {
+            settings: neighbor.clone(),
+            established: false,
+            adj_rib_in: BTreeMap::new(),
+            adj_rib_out: BTreeMap::new(),
+        });
         state.settings = neighbor;
         state.established = true;
         state.adj_rib_out.clear();
-        self.export_all(address)
+        self.export_all(id)
     }
 
     /// A neighbor's session is gone for good (no graceful restart): its
     /// paths leave.
-    pub fn neighbor_down(&mut self, neighbor: IpAddr, resolver: &dyn Resolver) -> Vec<BestChange> {
+    pub fn neighbor_down(
+        &mut self,
+        neighbor: NeighborId,
+        resolver: &dyn Resolver,
+    ) -> Vec<BestChange> {
         let Some(state) = self.neighbors.remove(&neighbor) else {
             return Vec::new();
         };
@@ -282,7 +307,7 @@ impl LocRib {
     /// A neighbor's session is gone and the neighbor restarts gracefully
     /// (RFC 4724): its paths stay, marked stale, until announced again or
     /// swept. Nothing is sent to it meanwhile.
-    pub fn mark_stale(&mut self, neighbor: IpAddr) {
+    pub fn mark_stale(&mut self, neighbor: NeighborId) {
         if let Some(state) = self.neighbors.get_mut(&neighbor) {
             state.established = false;
             state.adj_rib_out.clear();
@@ -296,7 +321,7 @@ impl LocRib {
     /// End-of-RIB came, or the restart time ran out).
     pub fn sweep_stale(
         &mut self,
-        neighbor: IpAddr,
+        neighbor: NeighborId,
         families: &[Family],
         resolver: &dyn Resolver,
     ) -> Vec<BestChange> {
@@ -322,7 +347,7 @@ impl LocRib {
     /// family's stale paths. Ignored for a neighbor that is not up.
     pub fn apply(
         &mut self,
-        neighbor: IpAddr,
+        neighbor: NeighborId,
         update: &Update,
         resolver: &dyn Resolver,
     ) -> Vec<BestChange> {
@@ -367,7 +392,7 @@ impl LocRib {
     /// to send the neighbor now.
     pub fn set_policies(
         &mut self,
-        neighbor: IpAddr,
+        neighbor: NeighborId,
         import: Policy,
         export: Policy,
         resolver: &dyn Resolver,
@@ -465,7 +490,7 @@ impl LocRib {
         let mut candidates: Vec<Candidate> = self
             .neighbors
             .iter()
-            .filter_map(|(address, state)| {
+            .filter_map(|(id, state)| {
                 let attributes = state.adj_rib_in.get(prefix)?.accepted.as_ref()?;
                 // Our own AS in the path, or our identifier as originator:
                 // a loop (RFC 4271 9.1.2, RFC 4456 8).
@@ -474,18 +499,17 @@ impl LocRib {
                 {
                     return None;
                 }
-                let next_hop = attributes.next_hop?;
-                if !resolver.resolves(next_hop) {
+                if !resolver.resolves_path(*id, attributes) {
                     return None;
                 }
                 Some(Candidate {
                     path: Path {
-                        source: Source::Neighbor(*address),
+                        source: Source::Neighbor(*id),
                         attributes: Arc::clone(attributes),
                     },
                     ebgp: state.ebgp(self.config.local_as),
                     router_id: attributes.originator_id.unwrap_or(state.settings.router_id),
-                    address: Some(*address),
+                    neighbor: Some(*id),
                 })
             })
             .collect();
@@ -520,7 +544,7 @@ impl LocRib {
         let mut beaten = beaten.into_iter();
         candidates.retain(|_| !beaten.next().unwrap_or(false));
         keep_best(&mut candidates, |candidate| candidate.ebgp);
-        candidates.sort_by_key(|candidate| (candidate.router_id, candidate.address));
+        candidates.sort_by_key(|candidate| (candidate.router_id, candidate.neighbor));
         candidates.truncate(self.config.max_paths.max(1));
         candidates
             .into_iter()
@@ -531,7 +555,7 @@ impl LocRib {
     /// A neighbor asked for its routes again (ROUTE-REFRESH, RFC 2918):
     /// everything it should have, announced again, and what it should no
     /// longer have (if anything), withdrawn.
-    pub fn refresh(&mut self, neighbor: IpAddr) -> Export {
+    pub fn refresh(&mut self, neighbor: NeighborId) -> Export {
         let mut export = self.export_all(neighbor);
         if let Some(state) = self.neighbors.get(&neighbor) {
             export.announced = state
@@ -546,26 +570,25 @@ impl LocRib {
     /// What to send every established neighbor after `changes`, diffed
     /// against what each was sent; neighbors with nothing to send are left
     /// out.
-    pub fn export(&mut self, changes: &[BestChange]) -> BTreeMap<IpAddr, Export> {
+    pub fn export(&mut self, changes: &[BestChange]) -> BTreeMap<NeighborId, Export> {
         // One change per prefix (see `recompute`).
         let prefixes = changes.iter().map(|change| change.prefix);
-        let addresses: Vec<IpAddr> = self
+        let ids: Vec<NeighborId> = self
             .neighbors
             .iter()
             .filter(|(_, state)| state.established)
-            .map(|(address, _)| *address)
+            .map(|(id, _)| *id)
             .collect();
-        addresses
-            .into_iter()
-            .filter_map(|address| {
-                let export = self.export_prefixes(address, prefixes.clone());
-                (!export.is_empty()).then_some((address, export))
+        ids.into_iter()
+            .filter_map(|id| {
+                let export = self.export_prefixes(id, prefixes.clone());
+                (!export.is_empty()).then_some((id, export))
             })
             .collect()
     }
 
     /// Everything a neighbor should have, diffed against what it was sent.
-    fn export_all(&mut self, neighbor: IpAddr) -> Export {
+    fn export_all(&mut self, neighbor: NeighborId) -> Export {
         let mut prefixes: BTreeSet<IpNet> = self.best.keys().copied().collect();
         if let Some(state) = self.neighbors.get(&neighbor) {
             prefixes.extend(state.adj_rib_out.keys().copied());
@@ -575,7 +598,7 @@ impl LocRib {
 
     fn export_prefixes(
         &mut self,
-        neighbor: IpAddr,
+        neighbor: NeighborId,
         prefixes: impl IntoIterator<Item = IpNet>,
     ) -> Export {
         let mut export = Export::default();
@@ -632,7 +655,7 @@ impl LocRib {
         let to_ebgp = to.ebgp(local_as);
         let from_ebgp = match path.source {
             Source::Local => false,
-            Source::Neighbor(from) if from == to.settings.address => return None,
+            Source::Neighbor(from) if from == to.settings.id => return None,
             Source::Neighbor(from) => self.neighbors.get(&from)?.ebgp(local_as),
         };
         if !to_ebgp && path.source != Source::Local && !from_ebgp {
@@ -650,17 +673,11 @@ impl LocRib {
         {
             return None;
         }
-        let next_hop = match (family, to.settings.next_hop_ipv4, to.settings.next_hop_ipv6) {
-            (Family::Ipv4Unicast, Some(v4), _) | (Family::Ipv6Unicast, Some(v4), None) => {
-                IpAddr::V4(v4)
-            }
-            (_, _, Some(v6)) => IpAddr::V6(v6),
-            (_, None, None) => return None,
-        };
+        let (next_hop, link_local_next_hop) = our_next_hop(&to.settings, family)?;
         let outgoing = cache.outgoing(attributes, next_hop, || {
             let mut out = Attributes::clone(attributes);
             out.next_hop = Some(next_hop);
-            out.link_local_next_hop = None;
+            out.link_local_next_hop = link_local_next_hop;
             if to_ebgp {
                 prepend(&mut out.as_path, local_as);
                 out.local_pref = None;
@@ -678,6 +695,22 @@ impl LocRib {
             Outcome::Deny => None,
             Outcome::Permit(set) => Some(cache.set.apply(set, &outgoing)),
         }
+    }
+}
+
+/// Our nexthop for a family's routes to a neighbor (next-hop self), with
+/// the link-local one to send beside it, if any.
+fn our_next_hop(to: &Neighbor, family: Family) -> Option<(IpAddr, Option<Ipv6Addr>)> {
+    let ipv6 = match (to.next_hop_ipv6, to.next_hop_link_local) {
+        (Some(global), link_local) => Some((IpAddr::V6(global), link_local)),
+        (None, Some(link_local)) => Some((IpAddr::V6(link_local), None)),
+        (None, None) => None,
+    };
+    let ipv4 = to.next_hop_ipv4.map(|v4| (IpAddr::V4(v4), None));
+    match family {
+        Family::Ipv4Unicast if to.ipv4_over_ipv6 => ipv6.or(ipv4),
+        Family::Ipv4Unicast => ipv4,
+        Family::Ipv6Unicast => ipv6.or(ipv4),
     }
 }
 
@@ -781,12 +814,14 @@ mod tests {
 
     fn neighbor(address: &str, remote_as: Asn, router_id: u8) -> Neighbor {
         Neighbor {
-            address: ip(address),
+            id: NeighborId::new(ip(address), None).unwrap(),
             remote_as,
             router_id: Ipv4Addr::new(192, 0, 2, router_id),
             families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
             next_hop_ipv4: Some(Ipv4Addr::new(10, 255, 0, 1)),
             next_hop_ipv6: Some("2001:db8:ff::1".parse().unwrap()),
+            next_hop_link_local: None,
+            ipv4_over_ipv6: false,
             import: Policy::default(),
             export: Policy::default(),
         }
@@ -796,7 +831,7 @@ mod tests {
     fn path(from: &Neighbor, as_path: &[Asn]) -> Attributes {
         Attributes {
             as_path: vec![AsSegment::Sequence(as_path.to_vec())],
-            next_hop: Some(from.address),
+            next_hop: Some(from.id.address()),
             ..Attributes::default()
         }
     }
@@ -811,7 +846,7 @@ mod tests {
             announced: vec![(net(prefix), Arc::new(attributes))],
             ..Update::default()
         };
-        rib.apply(from.address, &update, &all)
+        rib.apply(from.id, &update, &all)
     }
 
     fn withdraw(rib: &mut LocRib, from: &Neighbor, prefix: &str) -> Vec<BestChange> {
@@ -819,7 +854,7 @@ mod tests {
             withdrawn: vec![net(prefix)],
             ..Update::default()
         };
-        rib.apply(from.address, &update, &all)
+        rib.apply(from.id, &update, &all)
     }
 
     fn sources(rib: &LocRib, prefix: &str) -> Vec<Source> {
@@ -830,7 +865,7 @@ mod tests {
     }
 
     fn from(neighbor: &Neighbor) -> Source {
-        Source::Neighbor(neighbor.address)
+        Source::Neighbor(neighbor.id)
     }
 
     const P: &str = "192.0.2.0/24";
@@ -1005,9 +1040,9 @@ mod tests {
             announced: vec![(net(P), Arc::new(attributes))],
             ..Update::default()
         };
-        rib.apply(a.address, &update(path(&a, &[65001])), &only_b);
+        rib.apply(a.id, &update(path(&a, &[65001])), &only_b);
         assert!(rib.best(&net(P)).is_empty());
-        rib.apply(b.address, &update(path(&b, &[65002, 65010])), &only_b);
+        rib.apply(b.id, &update(path(&b, &[65002, 65010])), &only_b);
         assert_eq!(sources(&rib, P), vec![from(&b)]);
         // The tunnel to A comes up.
         let changes = rib.revalidate(&all);
@@ -1101,7 +1136,7 @@ mod tests {
         announce(&mut rib, &a, P, path(&a, &[65001]));
         announce(&mut rib, &a, "198.51.100.0/24", path(&a, &[65001]));
         announce(&mut rib, &b, P, path(&b, &[65002, 65010]));
-        let mut changes = rib.neighbor_down(a.address, &all);
+        let mut changes = rib.neighbor_down(a.id, &all);
         changes.sort_by_key(|change| change.prefix);
         assert_eq!(changes.len(), 2);
         assert_eq!(changes[0].paths[0].source, from(&b));
@@ -1117,15 +1152,15 @@ mod tests {
         announce(&mut rib, &a, P, path(&a, &[65001]));
         announce(&mut rib, &a, "198.51.100.0/24", path(&a, &[65001]));
         announce(&mut rib, &a, "2001:db8::/32", path(&a, &[65001]));
-        rib.mark_stale(a.address);
+        rib.mark_stale(a.id);
         // Kept through the restart, stale.
         assert_eq!(sources(&rib, P), vec![from(&a)]);
-        assert!(rib.adj_rib_in(a.address).all(|(_, _, stale)| stale));
+        assert!(rib.adj_rib_in(a.id).all(|(_, _, stale)| stale));
         // Back: one route announced again, then End-of-RIB for IPv4.
         rib.neighbor_up(a.clone());
         assert!(announce(&mut rib, &a, P, path(&a, &[65001])).is_empty());
         let stale: Vec<IpNet> = rib
-            .adj_rib_in(a.address)
+            .adj_rib_in(a.id)
             .filter(|(_, _, stale)| *stale)
             .map(|(prefix, _, _)| *prefix)
             .collect();
@@ -1134,7 +1169,7 @@ mod tests {
             end_of_rib: vec![Family::Ipv4Unicast],
             ..Update::default()
         };
-        let changes = rib.apply(a.address, &end_of_rib, &all);
+        let changes = rib.apply(a.id, &end_of_rib, &all);
         assert_eq!(
             changes,
             vec![BestChange {
@@ -1144,7 +1179,7 @@ mod tests {
         );
         assert_eq!(sources(&rib, P), vec![from(&a)]);
         // The restart time runs out for the rest.
-        let changes = rib.sweep_stale(a.address, &[Family::Ipv4Unicast, Family::Ipv6Unicast], &all);
+        let changes = rib.sweep_stale(a.id, &[Family::Ipv4Unicast, Family::Ipv6Unicast], &all);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].prefix, net("2001:db8::/32"));
         assert_eq!(sources(&rib, P), vec![from(&a)]);
@@ -1155,11 +1190,11 @@ mod tests {
         let mut rib = rib(1);
         let (a, _) = pair(&mut rib, (65001, 1), (65002, 2));
         announce(&mut rib, &a, P, path(&a, &[65001]));
-        rib.mark_stale(a.address);
-        let changes = rib.sweep_stale(a.address, &[Family::Ipv4Unicast, Family::Ipv6Unicast], &all);
+        rib.mark_stale(a.id);
+        let changes = rib.sweep_stale(a.id, &[Family::Ipv4Unicast, Family::Ipv6Unicast], &all);
         assert_eq!(changes.len(), 1);
         assert!(rib.best(&net(P)).is_empty());
-        assert_eq!(rib.adj_rib_in(a.address).count(), 0);
+        assert_eq!(rib.adj_rib_in(a.id).count(), 0);
     }
 
     fn deny_prefix(prefix: &str) -> Policy {
@@ -1202,7 +1237,7 @@ mod tests {
             }],
             default: Verdict::Permit,
         };
-        let (changes, _) = rib.set_policies(a.address, prefer, Policy::default(), &all);
+        let (changes, _) = rib.set_policies(a.id, prefer, Policy::default(), &all);
         assert_eq!(changes.len(), 1);
         assert_eq!(sources(&rib, P), vec![from(&a)]);
         assert_eq!(rib.best(&net(P))[0].attributes.local_pref, Some(300));
@@ -1232,8 +1267,8 @@ mod tests {
         World { rib, a, c, d, i, j }
     }
 
-    fn sent<'e>(exports: &'e BTreeMap<IpAddr, Export>, to: &Neighbor) -> Option<&'e Export> {
-        exports.get(&to.address)
+    fn sent<'e>(exports: &'e BTreeMap<NeighborId, Export>, to: &Neighbor) -> Option<&'e Export> {
+        exports.get(&to.id)
     }
 
     #[test]
@@ -1284,8 +1319,8 @@ mod tests {
         // Withdrawn: withdrawn from those that had it, and only those.
         let changes = withdraw(&mut rib, &a, P);
         let exports = rib.export(&changes);
-        let told: Vec<IpAddr> = exports.keys().copied().collect();
-        assert_eq!(told, vec![c.address, i.address, j.address]);
+        let told: Vec<NeighborId> = exports.keys().copied().collect();
+        assert_eq!(told, vec![c.id, i.id, j.id]);
         assert!(
             exports
                 .values()
@@ -1367,7 +1402,7 @@ mod tests {
                 ..Set::default()
             },
         });
-        let (_, table) = rib.set_policies(c.address, Policy::default(), policy, &all);
+        let (_, table) = rib.set_policies(c.id, Policy::default(), policy, &all);
         assert!(table.is_empty());
         let mut changes = announce(&mut rib, &a, P, path(&a, &[65001]));
         changes.extend(announce(
@@ -1397,22 +1432,121 @@ mod tests {
         let mut changes = announce(&mut rib, &a, P, path(&a, &[65001]));
         changes.extend(rib.set_networks(&[net("2001:db8::/32")], &all));
         rib.export(&changes);
-        let again = rib.refresh(c.address);
+        let again = rib.refresh(c.id);
         let prefixes: Vec<IpNet> = again.announced.iter().map(|(prefix, _)| *prefix).collect();
         assert_eq!(prefixes, vec![net(P), net("2001:db8::/32")]);
         assert!(again.withdrawn.is_empty());
         // Twice is the same; and a neighbor that is not up gets nothing.
-        assert_eq!(rib.refresh(c.address), again);
-        assert!(rib.refresh(ip("10.9.9.9")).is_empty());
+        assert_eq!(rib.refresh(c.id), again);
+        assert!(rib.refresh("10.9.9.9".parse().unwrap()).is_empty());
     }
 
     #[test]
     fn stale_neighbor_is_sent_nothing_until_it_is_back() {
         let World { mut rib, a, c, .. } = world();
-        rib.mark_stale(c.address);
+        rib.mark_stale(c.id);
         let changes = announce(&mut rib, &a, P, path(&a, &[65001]));
         assert!(sent(&rib.export(&changes), &c).is_none());
         let table = rib.neighbor_up(c.clone());
         assert_eq!(table.announced.len(), 1);
+    }
+
+    /// A neighbor `fe80::2` on `tunnel`, whose tunnel gives us `fe80::1`.
+    fn link_local_neighbor(tunnel: &str, remote_as: Asn, router_id: u8) -> Neighbor {
+        Neighbor {
+            id: NeighborId::new(ip("fe80::2"), Some(tunnel)).unwrap(),
+            next_hop_ipv4: None,
+            next_hop_ipv6: None,
+            next_hop_link_local: Some("fe80::1".parse().unwrap()),
+            ipv4_over_ipv6: true,
+            ..neighbor("10.0.0.1", remote_as, router_id)
+        }
+    }
+
+    /// Next hop and link-local next hop of what `export` announces for `prefix`.
+    fn next_hops(export: &Export, prefix: &str) -> Option<(Option<IpAddr>, Option<Ipv6Addr>)> {
+        export
+            .announced
+            .iter()
+            .find(|(announced, _)| *announced == net(prefix))
+            .map(|(_, attributes)| (attributes.next_hop, attributes.link_local_next_hop))
+    }
+
+    #[test]
+    fn link_local_sessions_send_link_local_next_hops() {
+        const V4: &str = "172.20.1.0/27";
+        const V6: &str = "fd42:1::/48";
+        let link_local: Ipv6Addr = "fe80::1".parse().unwrap();
+        let mut rib = rib(1);
+        rib.set_networks(&[net(V4), net(V6)], &all);
+        // RFC 8950 negotiated, no global address on the tunnel: the
+        // link-local alone, for both families.
+        let export = rib.neighbor_up(link_local_neighbor("dn42b", 65002, 2));
+        for prefix in [V4, V6] {
+            assert_eq!(
+                next_hops(&export, prefix),
+                Some((Some(IpAddr::V6(link_local)), None)),
+                "{prefix}"
+            );
+        }
+        // With a global address: global first, link-local beside it.
+        let export = rib.neighbor_up(Neighbor {
+            next_hop_ipv6: Some("fd42:1::1".parse().unwrap()),
+            next_hop_ipv4: Some(Ipv4Addr::new(172, 20, 1, 1)),
+            ..link_local_neighbor("dn42b", 65002, 2)
+        });
+        for prefix in [V4, V6] {
+            assert_eq!(
+                next_hops(&export, prefix),
+                Some((Some(ip("fd42:1::1")), Some(link_local))),
+                "{prefix}"
+            );
+        }
+        // No RFC 8950: IPv4 routes take the tunnel's IPv4 address...
+        let export = rib.neighbor_up(Neighbor {
+            next_hop_ipv4: Some(Ipv4Addr::new(172, 20, 1, 1)),
+            ipv4_over_ipv6: false,
+            ..link_local_neighbor("dn42b", 65002, 2)
+        });
+        assert_eq!(next_hops(&export, V4), Some((Some(ip("172.20.1.1")), None)));
+        // ...and without one are not sent (IPv6 still is).
+        let export = rib.neighbor_up(Neighbor {
+            ipv4_over_ipv6: false,
+            ..link_local_neighbor("dn42b", 65002, 2)
+        });
+        assert_eq!(next_hops(&export, V4), None);
+        assert_eq!(
+            next_hops(&export, V6),
+            Some((Some(IpAddr::V6(link_local)), None))
+        );
+        assert_eq!(
+            rib.sent(NeighborId::new(ip("fe80::2"), Some("dn42b")).unwrap()),
+            1
+        );
+    }
+
+    #[test]
+    fn one_link_local_address_on_two_tunnels_is_two_neighbors() {
+        let mut rib = rib(1);
+        let b = link_local_neighbor("dn42b", 65002, 2);
+        let c = link_local_neighbor("dn42c", 65003, 3);
+        rib.neighbor_up(b.clone());
+        rib.neighbor_up(c.clone());
+        let changes = announce(
+            &mut rib,
+            &b,
+            P,
+            Attributes {
+                next_hop: Some(ip("fe80::2")),
+                ..path(&b, &[65002])
+            },
+        );
+        assert_eq!(sources(&rib, P), vec![from(&b)]);
+        let exports = rib.export(&changes);
+        // To the other fe80::2, not back to the one it came from.
+        assert!(sent(&exports, &b).is_none());
+        assert_eq!(sent(&exports, &c).unwrap().announced.len(), 1);
+        assert_eq!(rib.received(b.id), 1);
+        assert_eq!(rib.received(c.id), 0);
     }
 }

@@ -43,9 +43,9 @@ impl Collector for SpeakerCollector {
             ConstGauge::<i64>::TYPE,
         )?;
         for neighbor in neighbors {
-            let address = neighbor.address.to_string();
+            let name = neighbor.id.to_string();
             let labels = [
-                ("neighbor", address.as_str()),
+                ("neighbor", name.as_str()),
                 ("state", state_name(neighbor.state)),
             ];
             ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
@@ -57,13 +57,13 @@ impl Collector for SpeakerCollector {
             ConstGauge::<i64>::TYPE,
         )?;
         for neighbor in neighbors {
-            let address = neighbor.address.to_string();
+            let name = neighbor.id.to_string();
             for (kind, value) in [
                 ("received", neighbor.prefixes_received),
                 ("accepted", neighbor.prefixes_accepted),
                 ("sent", neighbor.prefixes_sent),
             ] {
-                let labels = [("neighbor", address.as_str()), ("kind", kind)];
+                let labels = [("neighbor", name.as_str()), ("kind", kind)];
                 ConstGauge::new(value as i64).encode(family.encode_family(&labels)?)?;
             }
         }
@@ -95,9 +95,9 @@ impl Collector for SpeakerCollector {
             ConstGauge::<i64>::TYPE,
         )?;
         for neighbor in neighbors.iter().filter(|n| !n.last_error.is_empty()) {
-            let address = neighbor.address.to_string();
+            let name = neighbor.id.to_string();
             let labels = [
-                ("neighbor", address.as_str()),
+                ("neighbor", name.as_str()),
                 ("reason", neighbor.last_error.as_str()),
             ];
             ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
@@ -115,8 +115,8 @@ fn per_neighbor<M: EncodeMetric + TypedMetric>(
 ) -> std::fmt::Result {
     let mut family = encoder.encode_descriptor(name, help, None, M::TYPE)?;
     for neighbor in neighbors {
-        let address = neighbor.address.to_string();
-        value(neighbor).encode(family.encode_family(&[("neighbor", address.as_str())])?)?;
+        let name = neighbor.id.to_string();
+        value(neighbor).encode(family.encode_family(&[("neighbor", name.as_str())])?)?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use wgd_proto::v1::bgp_service_server::BgpService;
 
 use super::session::State;
 use super::speaker::Speaker;
-use super::types::{AsSegment, Origin};
+use super::types::{AsSegment, Attributes, NeighborId, NeighborIdError, Origin};
 
 #[derive(Debug, Clone)]
 pub struct BgpApi {
@@ -49,6 +49,18 @@ fn as_path_text(segments: &[AsSegment]) -> String {
         .join(" ")
 }
 
+/// The nexthop as received: the global one, and the link-local one beside
+/// it (RFC 2545) after a comma, as `2001:db8::2,fe80::2`.
+fn next_hop_text(attributes: &Attributes) -> String {
+    match (attributes.next_hop, attributes.link_local_next_hop) {
+        (Some(next_hop), Some(link_local)) if next_hop != link_local => {
+            format!("{next_hop},{link_local}")
+        }
+        (Some(next_hop), _) => next_hop.to_string(),
+        (None, _) => String::new(),
+    }
+}
+
 impl BgpApi {
     fn speaker(&self) -> Result<&Speaker, Status> {
         self.speaker
@@ -75,7 +87,7 @@ impl BgpService for BgpApi {
                 .neighbors
                 .iter()
                 .map(|neighbor| api::BgpNeighbor {
-                    address: neighbor.address.to_string(),
+                    address: neighbor.id.to_string(),
                     tunnel: neighbor.tunnel.clone().unwrap_or_default(),
                     remote_as: neighbor.remote_as,
                     state: state_name(neighbor.state).to_owned(),
@@ -101,24 +113,22 @@ impl BgpService for BgpApi {
         request: Request<api::BgpPathsRequest>,
     ) -> Result<Response<api::BgpPathsResponse>, Status> {
         let request = request.into_inner();
+        // `fe80::2%dn42b` or an address, however the address is written.
+        let neighbor: Option<NeighborId> = match request.neighbor.as_str() {
+            "" => None,
+            text => Some(text.parse().map_err(|error: NeighborIdError| {
+                Status::invalid_argument(format!("neighbor \"{text}\": {error}"))
+            })?),
+        };
         let paths = self.speaker()?.paths().await;
         let paths = paths
             .iter()
-            .filter(|path| {
-                request.neighbor.is_empty()
-                    || path
-                        .neighbor
-                        .is_some_and(|address| address.to_string() == request.neighbor)
-            })
+            .filter(|path| neighbor.is_none() || path.neighbor == neighbor)
             .filter(|path| request.prefix.is_empty() || path.prefix.to_string() == request.prefix)
             .map(|path| api::BgpPath {
                 prefix: path.prefix.to_string(),
                 neighbor: path.neighbor.map(|a| a.to_string()).unwrap_or_default(),
-                next_hop: path
-                    .attributes
-                    .next_hop
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
+                next_hop: next_hop_text(&path.attributes),
                 as_path: as_path_text(&path.attributes.as_path),
                 origin: match path.attributes.origin {
                     Origin::Igp => "igp",
@@ -140,5 +150,28 @@ impl BgpService for BgpApi {
             })
             .collect();
         Ok(Response::new(api::BgpPathsResponse { paths }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_hops_read_as_received() {
+        let with = |next_hop: &str, link_local: Option<&str>| Attributes {
+            next_hop: Some(next_hop.parse().unwrap()),
+            link_local_next_hop: link_local.map(|address| address.parse().unwrap()),
+            ..Attributes::default()
+        };
+        assert_eq!(next_hop_text(&with("10.0.0.1", None)), "10.0.0.1");
+        assert_eq!(next_hop_text(&with("fe80::2", None)), "fe80::2");
+        // FRR's link-local in both fields reads once.
+        assert_eq!(next_hop_text(&with("fe80::2", Some("fe80::2"))), "fe80::2");
+        assert_eq!(
+            next_hop_text(&with("2001:db8::2", Some("fe80::2"))),
+            "2001:db8::2,fe80::2"
+        );
+        assert_eq!(next_hop_text(&Attributes::default()), "");
     }
 }

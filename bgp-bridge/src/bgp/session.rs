@@ -32,10 +32,13 @@
 //!
 //! On the wire: the message header (marker, length, type; RFC 4271 6.1) is
 //! checked here, so that a bad one draws the right NOTIFICATION and UPDATE
-//! bodies go up untouched. OPEN and ROUTE-REFRESH are encoded and decoded
-//! with `netgauze-bgp-pkt`; KEEPALIVE and NOTIFICATION are a header and two
-//! octets, framed here, and a received NOTIFICATION is kept as numbers so
-//! that a code this speaker does not know is still reported as sent.
+//! bodies go up untouched. Messages are 4096 octets at most; once both
+//! OPENs announced extended messages (RFC 8654), UPDATEs and
+//! NOTIFICATIONs may be 65535 each way (OPEN and KEEPALIVE never). OPEN
+//! and ROUTE-REFRESH are encoded and decoded with `netgauze-bgp-pkt`;
+//! KEEPALIVE and NOTIFICATION are a header and two octets, framed here,
+//! and a received NOTIFICATION is kept as numbers so that a code this
+//! speaker does not know is still reported as sent.
 //!
 //! Choices where the RFCs leave room:
 //! - a started session never sits in Idle: after a failure it waits in
@@ -74,13 +77,12 @@ use netgauze_parse_utils::reader::SliceReader;
 use netgauze_parse_utils::traits::{ParseFrom, ParseFromWithOneInput};
 use tracing::{debug, info, warn};
 
-use super::types::{AS_TRANS, Asn, Family, GracefulRestart, Negotiated, Notification};
+use super::types::{
+    AS_TRANS, Asn, Family, GracefulRestart, MAX_MESSAGE_LEN, Negotiated, Notification,
+};
 
 /// Octets of the message header: marker, length, type.
 const HEADER_LEN: usize = 19;
-/// The largest message without RFC 8654 (extended messages), which wgd
-/// does not announce.
-const MAX_MESSAGE_LEN: usize = 4096;
 /// Hold time while waiting for the neighbor's OPEN (RFC 4271 8.2.2
 /// suggests 4 minutes).
 const OPEN_SENT_HOLD: Duration = Duration::from_secs(240);
@@ -93,6 +95,8 @@ const MAX_RESTART_TIME: u16 = 0x0fff;
 const CAPABILITIES_PARAMETER: u8 = 2;
 /// Capability code of MP-BGP (RFC 4760 8).
 const MULTIPROTOCOL_CAPABILITY: u8 = 1;
+/// Capability code of extended messages (RFC 8654 3).
+const EXTENDED_MESSAGE_CAPABILITY: u8 = 6;
 
 /// Message types (RFC 4271 4.1, RFC 2918 3).
 mod message_type {
@@ -141,6 +145,9 @@ pub struct SessionConfig {
     pub route_refresh: bool,
     /// Announce IPv4 unicast with IPv6 nexthops (RFC 8950).
     pub extended_next_hop_ipv4: bool,
+    /// Announce extended messages (RFC 8654): once the neighbor announces
+    /// them too, UPDATEs and NOTIFICATIONs may be up to 65535 octets.
+    pub extended_messages: bool,
     /// Announce graceful restart (RFC 4724), and keep the routes of a
     /// neighbor that announced it while it restarts.
     pub graceful_restart: Option<GracefulRestartConfig>,
@@ -148,8 +155,8 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     /// The usual defaults: hold time 90 s, first retry after 1 s, active,
-    /// IPv4 and IPv6 unicast, route refresh, no RFC 8950, no graceful
-    /// restart.
+    /// IPv4 and IPv6 unicast, route refresh, no RFC 8950, no RFC 8654, no
+    /// graceful restart.
     pub fn new(local_as: Asn, remote_as: Asn, router_id: Ipv4Addr) -> Self {
         Self {
             local_as,
@@ -161,6 +168,7 @@ impl SessionConfig {
             families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
             route_refresh: true,
             extended_next_hop_ipv4: false,
+            extended_messages: false,
             graceful_restart: None,
         }
     }
@@ -224,6 +232,10 @@ pub enum Input<'a> {
     Connected(ConnectionId),
     /// Our connection attempt failed.
     ConnectFailed,
+    /// The way to the neighbor just opened (its tunnel came up, or was
+    /// made anew): a session waiting to connect again connects now rather
+    /// than after its backoff.
+    RetryNow,
     /// The neighbor connected to us.
     Accepted(ConnectionId),
     /// Bytes read from a connection, any chunking.
@@ -480,6 +492,9 @@ struct Connection {
     phase: Phase,
     /// Received bytes not yet a whole message.
     buffer: Vec<u8>,
+    /// The longest UPDATE or NOTIFICATION taken and sent: 4096 octets
+    /// until the OPENs agreed on extended messages (RFC 8654 4).
+    max_message_len: usize,
     /// `None`: no hold timer (negotiated 0).
     hold: Option<Duration>,
     hold_deadline: Option<Instant>,
@@ -609,6 +624,7 @@ impl Session {
             Input::Stop => self.stop(now, &mut actions),
             Input::Connected(id) => self.connected(now, id, &mut actions),
             Input::ConnectFailed => self.connect_failed(now),
+            Input::RetryNow => self.retry_now(now, &mut actions),
             Input::Accepted(id) => self.accepted(now, id, &mut actions),
             Input::Received(id, bytes) => self.received(now, id, bytes, &mut actions),
             Input::Closed(id) => {
@@ -713,6 +729,18 @@ impl Session {
         self.schedule_retry(now);
     }
 
+    fn retry_now(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if self.started
+            && !self.config.passive
+            && !self.connecting
+            && self.connections.is_empty()
+            && self.retry_at.is_some()
+        {
+            self.failures = 0;
+            self.connect(now, actions);
+        }
+    }
+
     fn accepted(&mut self, now: Instant, id: ConnectionId, actions: &mut Vec<Action>) {
         if !self.started {
             actions.push(Action::Disconnect(id));
@@ -747,6 +775,7 @@ impl Session {
             direction,
             phase: Phase::OpenSent,
             buffer: Vec::new(),
+            max_message_len: MAX_MESSAGE_LEN,
             hold: Some(OPEN_SENT_HOLD),
             hold_deadline: Some(now + OPEN_SENT_HOLD),
             keepalive: None,
@@ -780,8 +809,9 @@ impl Session {
         let mut buffer = std::mem::take(&mut self.connections[index].buffer);
         buffer.extend_from_slice(bytes);
         let mut offset = 0;
-        while self.index_of(id).is_some() {
-            match frame_length(&buffer[offset..]) {
+        while let Some(index) = self.index_of(id) {
+            let max = self.connections[index].max_message_len;
+            match frame_length(&buffer[offset..], max) {
                 Ok(None) => break,
                 Ok(Some(length)) => {
                     let message = &buffer[offset..offset + length];
@@ -946,6 +976,7 @@ impl Session {
             return;
         };
         let connection = &mut self.connections[index];
+        connection.max_message_len = agreed.negotiated.max_message_len();
         let hold = Duration::from_secs(u64::from(agreed.negotiated.hold_time));
         if hold.is_zero() {
             connection.hold = None;
@@ -1035,14 +1066,15 @@ impl Session {
             debug!("UPDATE dropped: session not established");
             return;
         };
-        if !is_whole_update(&message) {
+        let connection = &mut self.connections[index];
+        if !is_whole_update(&message, connection.max_message_len) {
             warn!(
                 length = message.len(),
-                "UPDATE dropped: not a whole UPDATE message of at most 4096 octets"
+                max = connection.max_message_len,
+                "UPDATE dropped: not a whole UPDATE message within the session's maximum"
             );
             return;
         }
-        let connection = &mut self.connections[index];
         // Sending an UPDATE restarts the keepalive timer (RFC 4271 4.4).
         connection.keepalive_deadline = connection.keepalive.map(|interval| now + interval);
         actions.push(Action::Send(connection.id, message));
@@ -1141,8 +1173,10 @@ impl Connection {
 }
 
 /// The length of the message at the start of `buffer` once it is all
-/// there, after checking its header (RFC 4271 6.1).
-fn frame_length(buffer: &[u8]) -> Result<Option<usize>, Notification> {
+/// there, after checking its header (RFC 4271 6.1): an UPDATE or
+/// NOTIFICATION may be `max` octets (4096, or 65535 with extended
+/// messages), an OPEN 4096 whatever was agreed (RFC 8654 4).
+fn frame_length(buffer: &[u8], max: usize) -> Result<Option<usize>, Notification> {
     let header_error = |subcode: u8, data: Vec<u8>| Notification {
         code: error::MESSAGE_HEADER,
         subcode,
@@ -1158,13 +1192,13 @@ fn frame_length(buffer: &[u8]) -> Result<Option<usize>, Notification> {
     let length_field = [buffer[16], buffer[17]];
     let length = usize::from(u16::from_be_bytes(length_field));
     let bad_length = || header_error(error::BAD_MESSAGE_LENGTH, length_field.to_vec());
-    if !(HEADER_LEN..=MAX_MESSAGE_LEN).contains(&length) {
+    if !(HEADER_LEN..=max).contains(&length) {
         return Err(bad_length());
     }
     let (shortest, longest) = match buffer[18] {
         message_type::OPEN => (29, MAX_MESSAGE_LEN),
-        message_type::UPDATE => (23, MAX_MESSAGE_LEN),
-        message_type::NOTIFICATION => (21, MAX_MESSAGE_LEN),
+        message_type::UPDATE => (23, max),
+        message_type::NOTIFICATION => (21, max),
         message_type::KEEPALIVE => (19, 19),
         message_type::ROUTE_REFRESH => (23, 23),
         other => return Err(header_error(error::BAD_MESSAGE_TYPE, vec![other])),
@@ -1175,8 +1209,8 @@ fn frame_length(buffer: &[u8]) -> Result<Option<usize>, Notification> {
     Ok((buffer.len() >= length).then_some(length))
 }
 
-fn is_whole_update(message: &[u8]) -> bool {
-    matches!(frame_length(message), Ok(Some(length)) if length == message.len())
+fn is_whole_update(message: &[u8], max: usize) -> bool {
+    matches!(frame_length(message, max), Ok(Some(length)) if length == message.len())
         && message[HEADER_LEN - 1] == message_type::UPDATE
 }
 
@@ -1231,6 +1265,9 @@ fn open_message(config: &SessionConfig) -> Vec<u8> {
         .collect();
     if config.route_refresh {
         capabilities.push(BgpCapability::RouteRefresh);
+    }
+    if config.extended_messages {
+        capabilities.push(BgpCapability::ExtendedMessage);
     }
     if config.extended_next_hop_ipv4 {
         capabilities.push(BgpCapability::ExtendedNextHopEncoding(
@@ -1458,6 +1495,11 @@ fn negotiate(config: &SessionConfig, peer: &PeerOpen) -> Agreed {
             families,
             route_refresh: config.route_refresh && route_refresh,
             extended_next_hop_ipv4: config.extended_next_hop_ipv4 && extended_next_hop_ipv4,
+            // RFC 8654 4 lets a speaker that announced the capability take
+            // large messages whatever the neighbor announced; like BIRD and
+            // FRR, both ways need both announcements here.
+            extended_messages: config.extended_messages
+                && peer.capability_codes.contains(&EXTENDED_MESSAGE_CAPABILITY),
             peer_graceful_restart,
         },
         retain,
@@ -1782,6 +1824,7 @@ mod tests {
                 families: vec![V4, V6],
                 route_refresh: true,
                 extended_next_hop_ipv4: false,
+                extended_messages: false,
                 peer_graceful_restart: Some(GracefulRestart {
                     restarted: false,
                     restart_time: 120,
@@ -2297,6 +2340,33 @@ mod tests {
     }
 
     #[test]
+    fn retry_now_cuts_the_wait_short() {
+        let t0 = Instant::now();
+        let mut session = Session::new(config()).unwrap();
+        assert_eq!(session.handle(t0, Input::Start), [Action::Connect]);
+        // Connecting, or connected: nothing to cut short.
+        assert_eq!(session.handle(t0, Input::RetryNow), []);
+        session.handle(t0, Input::ConnectFailed);
+        session.handle(at(t0, 1.0), Input::Tick);
+        session.handle(at(t0, 1.0), Input::ConnectFailed);
+        assert!(session.next_deadline().unwrap() > at(t0, 2.0));
+        // Waiting to connect again: now.
+        assert_eq!(
+            session.handle(at(t0, 1.5), Input::RetryNow),
+            [Action::Connect]
+        );
+        assert_eq!(session.handle(at(t0, 1.5), Input::RetryNow), []);
+        // A passive session still never connects.
+        let mut passive = Session::new(SessionConfig {
+            passive: true,
+            ..config()
+        })
+        .unwrap();
+        passive.handle(t0, Input::Start);
+        assert_eq!(passive.handle(t0, Input::RetryNow), []);
+    }
+
+    #[test]
     fn a_passive_session_never_connects() {
         let t0 = Instant::now();
         let mut session = Session::new(SessionConfig {
@@ -2583,6 +2653,121 @@ mod tests {
         assert_eq!(
             session.handle(t0, Input::SendUpdate(keepalive_message())),
             []
+        );
+    }
+
+    /// A neighbor like `plain_open`, with extended messages.
+    fn extended_open() -> Vec<u8> {
+        open(
+            PEER_AS,
+            90,
+            PEER_ID,
+            vec![
+                multiprotocol(V4),
+                multiprotocol(V6),
+                BgpCapability::ExtendedMessage,
+                BgpCapability::FourOctetAs(FourOctetAsCapability::new(PEER_AS)),
+            ],
+        )
+    }
+
+    /// An UPDATE of `length` octets in all (an unknown optional attribute
+    /// fills it; the session does not read bodies).
+    fn update_of(length: usize) -> Vec<u8> {
+        let value = length - HEADER_LEN - 4 - 4;
+        let mut body = vec![0, 0];
+        body.extend_from_slice(&((value + 4) as u16).to_be_bytes());
+        body.extend_from_slice(&[0xd0, 99]);
+        body.extend_from_slice(&(value as u16).to_be_bytes());
+        body.resize(body.len() + value, 0);
+        let message = frame(message_type::UPDATE, &body);
+        assert_eq!(message.len(), length);
+        message
+    }
+
+    #[test]
+    fn extended_messages_are_offered_and_need_both_sides() {
+        let t0 = Instant::now();
+        let extended = SessionConfig {
+            extended_messages: true,
+            ..config()
+        };
+        // Offered: capability 6 with no value, in our OPEN.
+        let ours = open_message(&extended);
+        let parameters = &ours[HEADER_LEN + 10..];
+        let (_, codes) = capabilities_in(parameters);
+        assert!(codes.contains(&EXTENDED_MESSAGE_CAPABILITY), "{codes:?}");
+        assert!(
+            !capabilities_in(&open_message(&config())[HEADER_LEN + 10..])
+                .1
+                .contains(&6)
+        );
+
+        let (_, negotiated) = establish(extended.clone(), &extended_open(), t0);
+        assert!(negotiated.extended_messages);
+        assert_eq!(negotiated.max_message_len(), 65535);
+        let (_, negotiated) = establish(extended, &plain_open(90), t0);
+        assert!(!negotiated.extended_messages);
+        assert_eq!(negotiated.max_message_len(), 4096);
+        let (_, negotiated) = establish(config(), &extended_open(), t0);
+        assert!(!negotiated.extended_messages);
+    }
+
+    #[test]
+    fn large_updates_both_ways_with_extended_messages() {
+        let t0 = Instant::now();
+        let extended = SessionConfig {
+            extended_messages: true,
+            ..config()
+        };
+        let (mut session, _) = establish(extended, &extended_open(), t0);
+        for length in [4097, 20_000, 65535] {
+            let update = update_of(length);
+            let actions = feed(&mut session, t0, OUT, &update);
+            assert_eq!(
+                actions,
+                [Action::Update(update[HEADER_LEN..].to_vec())],
+                "{length}"
+            );
+            assert_eq!(
+                session.handle(t0, Input::SendUpdate(update.clone())),
+                [Action::Send(OUT, update)],
+                "{length}"
+            );
+        }
+        // KEEPALIVE stays 19 octets, OPEN (refused here anyway) 4096.
+        let mut long_open = frame(message_type::OPEN, &[0; 4097 - HEADER_LEN]);
+        long_open.truncate(HEADER_LEN);
+        let actions = feed(&mut session, t0, OUT, &long_open);
+        assert_eq!(
+            actions,
+            closed_with(OUT, notification(1, 2, &[0x10, 0x01]), true)
+        );
+    }
+
+    #[test]
+    fn an_update_over_4096_octets_without_extended_messages_is_a_bad_length() {
+        let t0 = Instant::now();
+        // We offered, the neighbor did not: not negotiated.
+        let extended = SessionConfig {
+            extended_messages: true,
+            ..config()
+        };
+        let (mut session, _) = establish(extended, &plain_open(90), t0);
+        let update = update_of(4097);
+        // Refused before the body arrives: the header is enough.
+        let actions = feed(&mut session, t0, OUT, &update[..HEADER_LEN]);
+        assert_eq!(
+            actions,
+            closed_with(OUT, notification(1, 2, &[0x10, 0x01]), true)
+        );
+        // Nor do we send one.
+        let (mut session, _) = establish(config(), &plain_open(90), t0);
+        assert_eq!(session.handle(t0, Input::SendUpdate(update_of(4097))), []);
+        let fits = update_of(4096);
+        assert_eq!(
+            session.handle(t0, Input::SendUpdate(fits.clone())),
+            [Action::Send(OUT, fits)]
         );
     }
 

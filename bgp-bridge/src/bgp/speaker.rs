@@ -10,13 +10,24 @@
 //! up and down. Out: UPDATEs to the neighbors (`decision::export`, encoded
 //! by `update`), and the best paths to the bridge, one owner
 //! `bgp:<neighbor>` per neighbor, a distance of 20 for eBGP and 200 for
-//! iBGP. A neighbor that goes down with graceful restart keeps its routes:
-//! its bridge session closes with a hold of the restart time, so the
-//! kernel keeps them until it is back (and re-claims them before its
-//! End-of-RIB) or the time runs out.
+//! iBGP.
+//!
+//! Neighbors are keyed and named by `NeighborId`: the address, and for a
+//! link-local one its tunnel (`fe80::2%dn42b`). A link-local session
+//! binds and connects from its tunnel's configured `fe80::` address with
+//! the tunnel's interface index as scope, looked up at each connect (a
+//! re-created tunnel has a new index); an accepted connection from a
+//! link-local address belongs to the neighbor whose tunnel's index is the
+//! connection's scope. Its routes' link-local nexthops go to the bridge
+//! as `via fe80::.. dev <tunnel>`, IPv4 routes included (RFC 8950).
+//!
+//! A neighbor that goes down with graceful restart keeps its routes: its
+//! bridge session closes with a hold of the restart time, so the kernel
+//! keeps them until it is back (and re-claims them before its End-of-RIB)
+//! or the time runs out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -31,10 +42,10 @@ use super::policy::Policy;
 use super::session::{
     self, Action, ConnectionId, GracefulRestartConfig, Input, Session, SessionConfig, State,
 };
-use super::types::{Asn, Attributes, Family, Negotiated};
+use super::types::{Asn, Attributes, Family, Negotiated, NeighborId};
 use super::update::{self, Decoded};
 use crate::engine::{Bridge, BridgeError, Update as BridgeUpdate, UpdateResult};
-use crate::route::{NexthopSpec, Owner, RouteSpec, TunnelView};
+use crate::route::{NexthopSpec, Owner, RouteSpec, TunnelInfo, TunnelView};
 
 pub const BGP_PORT: u16 = 179;
 /// How often the kernel is read for the networks to originate.
@@ -74,6 +85,8 @@ pub struct SpeakerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NeighborConfig {
     pub address: IpAddr,
+    /// The tunnel the neighbor is on: required for a link-local address
+    /// (it scopes it), otherwise where our nexthops for it come from.
     pub tunnel: Option<String>,
     pub remote_as: Asn,
     pub passive: bool,
@@ -98,10 +111,17 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+impl NeighborConfig {
+    /// How the speaker keys and names this neighbor.
+    pub fn id(&self) -> Result<NeighborId, super::types::NeighborIdError> {
+        NeighborId::new(self.address, self.tunnel.as_deref())
+    }
+}
+
 /// One neighbor as `wgd bgp summary` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NeighborStatus {
-    pub address: IpAddr,
+    pub id: NeighborId,
     pub tunnel: Option<String>,
     pub remote_as: Asn,
     pub description: Option<String>,
@@ -120,7 +140,7 @@ pub struct NeighborStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathStatus {
     pub prefix: IpNet,
-    pub neighbor: Option<IpAddr>,
+    pub neighbor: Option<NeighborId>,
     pub attributes: Arc<Attributes>,
     pub best: bool,
     pub stale: bool,
@@ -163,11 +183,7 @@ impl Speaker {
                     TcpListener::from_std(l)
                 })
             })?;
-        for neighbor in &config.neighbors {
-            if let Some(password) = &neighbor.password {
-                super::socket::set_md5(&listener, neighbor.address, password.0.as_bytes())?;
-            }
-        }
+        listen_md5(&listener, &config.neighbors)?;
         // The SYN-ACK to a neighbor with TTL security must leave with 255.
         if config
             .neighbors
@@ -237,10 +253,13 @@ impl Speaker {
 
 enum Event {
     Accepted(TcpStream, SocketAddr),
-    Connected(IpAddr, u64, TcpStream),
-    ConnectFailed(IpAddr, u64),
-    Received(IpAddr, ConnectionId, Vec<u8>),
-    Closed(IpAddr, ConnectionId),
+    Connected(NeighborId, u64, TcpStream),
+    /// With why, when it is worth `last_error`: the neighbor's tunnel is
+    /// not there to connect over (a refused connect is no news, and would
+    /// hide why the session last went down).
+    ConnectFailed(NeighborId, u64, Option<String>),
+    Received(NeighborId, ConnectionId, Vec<u8>),
+    Closed(NeighborId, ConnectionId),
 }
 
 /// A neighbor's session and what the speaker keeps about it.
@@ -252,12 +271,22 @@ struct Peer {
     /// The connect attempt in flight, by its number.
     connecting: Option<u64>,
     negotiated: Option<Negotiated>,
-    /// The bridge session of owner `bgp:<address>`, when open.
+    /// The bridge session of owner `bgp:<neighbor>`, when open.
     bridge_session: Option<u64>,
     status: NeighborStatus,
+    /// The tunnel the session runs over: the configured one, or the one
+    /// whose subnet holds the neighbor's address. Link-local nexthops
+    /// resolve on it.
+    tunnel: Option<String>,
     /// Our addresses on the neighbor's tunnel (nexthop self).
     local_v4: Option<Ipv4Addr>,
     local_v6: Option<Ipv6Addr>,
+    local_link_local: Option<Ipv6Addr>,
+    /// The interface index of the tunnel when last looked: a new one (the
+    /// tunnel came, or came back) is worth connecting at once.
+    ifindex: u32,
+    /// "IPv4 routes not sent" was logged (once per neighbor).
+    told_no_ipv4: bool,
     /// Routes kept through a graceful restart go when this passes.
     stale_until: Option<(Instant, Vec<Family>)>,
 }
@@ -272,11 +301,11 @@ struct Core {
     bridge: Bridge,
     events: mpsc::UnboundedSender<Event>,
     status: Arc<Mutex<SpeakerStatus>>,
-    peers: BTreeMap<IpAddr, Peer>,
+    peers: BTreeMap<NeighborId, Peer>,
     rib: LocRib,
     view: TunnelView,
     /// Which bridge owner carries each prefix now.
-    fed: HashMap<IpNet, IpAddr, foldhash::fast::RandomState>,
+    fed: HashMap<IpNet, NeighborId, foldhash::fast::RandomState>,
     next_connection: u64,
     /// Read for the networks to originate.
     kernel: crate::fib::KernelFib,
@@ -294,7 +323,7 @@ struct Core {
 
 /// A batch given to the bridge for one neighbor's session.
 struct InFlight {
-    address: IpAddr,
+    neighbor: NeighborId,
     what: &'static str,
     results: oneshot::Receiver<Result<Vec<UpdateResult>, BridgeError>>,
 }
@@ -309,12 +338,17 @@ impl Core {
     ) -> std::io::Result<Self> {
         let mut peers = BTreeMap::new();
         for neighbor in &config.neighbors {
+            let id = neighbor.id().map_err(|error| {
+                std::io::Error::other(format!("neighbor {}: {error}", neighbor.address))
+            })?;
             let mut session_config =
                 SessionConfig::new(config.asn, neighbor.remote_as, config.router_id);
             session_config.hold_time = neighbor.hold_time.unwrap_or(config.hold_time);
             session_config.passive = neighbor.passive;
             // RFC 8950: IPv4 routes with an IPv6 nexthop, where the peer offers it.
             session_config.extended_next_hop_ipv4 = true;
+            // RFC 8654: UPDATEs up to 65535 octets, where the peer offers it.
+            session_config.extended_messages = true;
             if config.graceful_restart {
                 session_config.graceful_restart = Some(GracefulRestartConfig {
                     restart_time: config.restart_time,
@@ -322,14 +356,13 @@ impl Core {
                     forwarding_preserved: true,
                 });
             }
-            let session = Session::new(session_config).map_err(|error| {
-                std::io::Error::other(format!("neighbor {}: {error:?}", neighbor.address))
-            })?;
-            peers.insert(
-                neighbor.address,
+            let session = Session::new(session_config)
+                .map_err(|error| std::io::Error::other(format!("neighbor {id}: {error:?}")))?;
+            let previous = peers.insert(
+                id,
                 Peer {
                     status: NeighborStatus {
-                        address: neighbor.address,
+                        id,
                         tunnel: neighbor.tunnel.clone(),
                         remote_as: neighbor.remote_as,
                         description: neighbor.description.clone(),
@@ -349,11 +382,20 @@ impl Core {
                     connecting: None,
                     negotiated: None,
                     bridge_session: None,
+                    tunnel: id.tunnel().map(str::to_owned),
                     local_v4: None,
                     local_v6: None,
+                    local_link_local: None,
+                    ifindex: 0,
+                    told_no_ipv4: false,
                     stale_until: None,
                 },
             );
+            if previous.is_some() {
+                return Err(std::io::Error::other(format!(
+                    "neighbor {id} is configured twice"
+                )));
+            }
         }
         let rib = LocRib::new(decision::Config {
             local_as: config.asn,
@@ -388,9 +430,9 @@ impl Core {
         self.view = tunnels.borrow_and_update().clone();
         self.locate_addresses();
         self.check_networks().await;
-        let addresses: Vec<IpAddr> = self.peers.keys().copied().collect();
-        for address in addresses {
-            self.drive(address, Input::Start).await;
+        let neighbors: Vec<NeighborId> = self.peers.keys().copied().collect();
+        for neighbor in neighbors {
+            self.drive(neighbor, Input::Start).await;
         }
         let mut networks = tokio::time::interval(NETWORKS_INTERVAL);
         networks.reset();
@@ -403,9 +445,14 @@ impl Core {
                 },
                 Ok(()) = tunnels.changed() => {
                     self.view = tunnels.borrow_and_update().clone();
-                    self.locate_addresses();
-                    let changes = self.rib.revalidate(&resolver(&self.view));
+                    let arrived = self.locate_addresses();
+                    let changes = self.rib.revalidate(&resolver(&self.view, &self.peers));
                     self.after_changes(changes).await;
+                    // A tunnel that came (back): no need to wait out the
+                    // backoff its absence built up.
+                    for neighbor in arrived {
+                        self.drive(neighbor, Input::RetryNow).await;
+                    }
                 }
                 () = sleep_until(deadline) => self.tick().await,
                 _ = networks.tick() => self.check_networks().await,
@@ -466,49 +513,31 @@ impl Core {
             }
         }
         self.present = present;
-        let changes = self.rib.set_networks(&self.present, &resolver(&self.view));
+        let changes = self
+            .rib
+            .set_networks(&self.present, &resolver(&self.view, &self.peers));
         self.after_changes(changes).await;
     }
 
-    /// Our addresses on each neighbor's tunnel: the tunnel whose subnet
-    /// holds the neighbor's address.
-    fn locate_addresses(&mut self) {
-        for peer in self.peers.values_mut() {
-            let tunnel = self.view.tunnels.iter().find(|tunnel| {
-                peer.config.tunnel.as_deref() == Some(tunnel.name.as_str())
-                    || tunnel
-                        .addresses
-                        .iter()
-                        .any(|net| net.contains(&peer.config.address))
-            });
-            let Some(tunnel) = tunnel else {
+    /// Each neighbor's tunnel and our addresses on it: the configured
+    /// tunnel, or else the one whose subnet (or point-to-point far end)
+    /// holds the neighbor's address. The answer: the neighbors whose
+    /// tunnel is there with a new interface index.
+    fn locate_addresses(&mut self) -> Vec<NeighborId> {
+        let mut new_index = Vec::new();
+        for (id, peer) in &mut self.peers {
+            let Some(tunnel) = session_tunnel(&peer.config, &self.view) else {
                 continue;
             };
-            // Our address on the neighbor's subnet for its family, and the
-            // tunnel's first global address of the other.
-            let on_subnet = |net: &&IpNet| net.contains(&peer.config.address);
-            let pick = |v4: bool| {
-                let family = |net: &&IpNet| match net.addr() {
-                    IpAddr::V4(_) => v4,
-                    IpAddr::V6(address) => !v4 && !address.is_unicast_link_local(),
-                };
-                tunnel
-                    .addresses
-                    .iter()
-                    .filter(family)
-                    .find(on_subnet)
-                    .or_else(|| tunnel.addresses.iter().find(family))
-                    .map(IpNet::addr)
-            };
-            peer.local_v4 = match pick(true) {
-                Some(IpAddr::V4(address)) => Some(address),
-                _ => None,
-            };
-            peer.local_v6 = match pick(false) {
-                Some(IpAddr::V6(address)) => Some(address),
-                _ => None,
-            };
+            if tunnel.ifindex != 0 && tunnel.ifindex != peer.ifindex {
+                peer.ifindex = tunnel.ifindex;
+                new_index.push(*id);
+            }
+            peer.tunnel = Some(tunnel.name.clone());
+            let local = local_addresses(&peer.config, *id, tunnel);
+            (peer.local_v4, peer.local_v6, peer.local_link_local) = local;
         }
+        new_index
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -524,38 +553,38 @@ impl Core {
 
     async fn tick(&mut self) {
         let now = Instant::now();
-        let addresses: Vec<IpAddr> = self.peers.keys().copied().collect();
-        for address in addresses {
-            let due = self.peers[&address]
+        let neighbors: Vec<NeighborId> = self.peers.keys().copied().collect();
+        for neighbor in neighbors {
+            let due = self.peers[&neighbor]
                 .session
                 .next_deadline()
                 .is_some_and(|at| Instant::from_std(at) <= now);
             if due {
-                self.drive(address, Input::Tick).await;
+                self.drive(neighbor, Input::Tick).await;
             }
-            let stale_due = self.peers[&address]
+            let stale_due = self.peers[&neighbor]
                 .stale_until
                 .as_ref()
                 .is_some_and(|(at, _)| *at <= now);
             if stale_due {
                 let families = self
                     .peers
-                    .get_mut(&address)
+                    .get_mut(&neighbor)
                     .and_then(|peer| peer.stale_until.take())
                     .map(|(_, families)| families)
                     .unwrap_or_default();
-                tracing::info!(neighbor = %address, "graceful restart time over: stale routes withdrawn");
-                let changes = self
-                    .rib
-                    .sweep_stale(address, &families, &resolver(&self.view));
+                tracing::info!(neighbor = %neighbor, "graceful restart time over: stale routes withdrawn");
+                let changes =
+                    self.rib
+                        .sweep_stale(neighbor, &families, &resolver(&self.view, &self.peers));
                 self.after_changes(changes).await;
                 self.feed_bridge().await;
                 // Still not back: its bridge session goes with its routes.
-                if let Some(peer) = self.peers.get_mut(&address)
+                if let Some(peer) = self.peers.get_mut(&neighbor)
                     && peer.negotiated.is_none()
                     && let Some(session) = peer.bridge_session.take()
                 {
-                    self.bridge.close(owner(address), session);
+                    self.bridge.close(owner(neighbor), session);
                 }
             }
         }
@@ -564,60 +593,64 @@ impl Core {
     async fn event(&mut self, event: Event) {
         match event {
             Event::Accepted(stream, from) => {
-                let address = canonical(from.ip());
-                let Some(peer) = self.peers.get(&address) else {
+                let neighbor = accepted_from(from, &self.view);
+                let Some(peer) = neighbor.and_then(|neighbor| self.peers.get(&neighbor)) else {
                     tracing::info!(%from, "BGP connection from an address that is no neighbor; closed");
                     return;
                 };
+                let neighbor = peer.status.id;
                 if peer.config.ttl_security
                     && let Err(error) = super::socket::set_ttl_security(&stream)
                 {
-                    tracing::warn!(neighbor = %address, %error, "cannot set the TTL security check");
+                    tracing::warn!(%neighbor, %error, "cannot set the TTL security check");
                     return;
                 }
-                let id = self.connection(address, stream);
-                self.drive(address, Input::Accepted(id)).await;
+                let id = self.connection(neighbor, stream);
+                self.drive(neighbor, Input::Accepted(id)).await;
             }
-            Event::Connected(address, attempt, stream) => {
+            Event::Connected(neighbor, attempt, stream) => {
                 let current = self
                     .peers
-                    .get(&address)
+                    .get(&neighbor)
                     .is_some_and(|peer| peer.connecting == Some(attempt));
                 if !current {
                     return;
                 }
-                if let Some(peer) = self.peers.get_mut(&address) {
+                if let Some(peer) = self.peers.get_mut(&neighbor) {
                     peer.connecting = None;
                 }
-                let id = self.connection(address, stream);
-                self.drive(address, Input::Connected(id)).await;
+                let id = self.connection(neighbor, stream);
+                self.drive(neighbor, Input::Connected(id)).await;
             }
-            Event::ConnectFailed(address, attempt) => {
+            Event::ConnectFailed(neighbor, attempt, reason) => {
                 let current = self
                     .peers
-                    .get(&address)
+                    .get(&neighbor)
                     .is_some_and(|peer| peer.connecting == Some(attempt));
                 if current {
-                    if let Some(peer) = self.peers.get_mut(&address) {
+                    if let Some(peer) = self.peers.get_mut(&neighbor) {
                         peer.connecting = None;
+                        if let Some(reason) = reason {
+                            peer.status.last_error = format!("cannot connect: {reason}");
+                        }
                     }
-                    self.drive(address, Input::ConnectFailed).await;
+                    self.drive(neighbor, Input::ConnectFailed).await;
                 }
             }
-            Event::Received(address, id, bytes) => {
-                self.drive(address, Input::Received(id, &bytes)).await;
+            Event::Received(neighbor, id, bytes) => {
+                self.drive(neighbor, Input::Received(id, &bytes)).await;
             }
-            Event::Closed(address, id) => {
-                if let Some(peer) = self.peers.get_mut(&address) {
+            Event::Closed(neighbor, id) => {
+                if let Some(peer) = self.peers.get_mut(&neighbor) {
                     peer.writers.remove(&id);
                 }
-                self.drive(address, Input::Closed(id)).await;
+                self.drive(neighbor, Input::Closed(id)).await;
             }
         }
     }
 
     /// Starts the reader and writer tasks of a connection.
-    fn connection(&mut self, address: IpAddr, stream: TcpStream) -> ConnectionId {
+    fn connection(&mut self, neighbor: NeighborId, stream: TcpStream) -> ConnectionId {
         let id = ConnectionId(self.next_connection);
         self.next_connection += 1;
         let _ = stream.set_nodelay(true);
@@ -642,12 +675,12 @@ impl Core {
             loop {
                 match reader.read(&mut buffer).await {
                     Ok(0) | Err(_) => {
-                        let _ = events.send(Event::Closed(address, id));
+                        let _ = events.send(Event::Closed(neighbor, id));
                         break;
                     }
                     Ok(read) => {
                         if events
-                            .send(Event::Received(address, id, buffer[..read].to_vec()))
+                            .send(Event::Received(neighbor, id, buffer[..read].to_vec()))
                             .is_err()
                         {
                             break;
@@ -656,7 +689,7 @@ impl Core {
                 }
             }
         });
-        if let Some(peer) = self.peers.get_mut(&address) {
+        if let Some(peer) = self.peers.get_mut(&neighbor) {
             peer.writers.insert(id, writing);
         }
         id
@@ -664,10 +697,10 @@ impl Core {
 
     /// Feeds one input to a neighbor's session and carries out what it
     /// asks, following UPDATE decoding and resets back into it.
-    async fn drive(&mut self, address: IpAddr, input: Input<'_>) {
+    async fn drive(&mut self, neighbor: NeighborId, input: Input<'_>) {
         let mut pending: Vec<Vec<Action>> = Vec::new();
         {
-            let Some(peer) = self.peers.get_mut(&address) else {
+            let Some(peer) = self.peers.get_mut(&neighbor) else {
                 return;
             };
             pending.push(peer.session.handle(std::time::Instant::now(), input));
@@ -675,12 +708,12 @@ impl Core {
         }
         while let Some(actions) = pending.pop() {
             for action in actions {
-                if let Some(more) = self.act(address, action).await {
+                if let Some(more) = self.act(neighbor, action).await {
                     pending.push(more);
                 }
             }
         }
-        if let Some(peer) = self.peers.get_mut(&address) {
+        if let Some(peer) = self.peers.get_mut(&neighbor) {
             let state = peer.session.state();
             if state != peer.status.state {
                 peer.status.state = state;
@@ -689,25 +722,39 @@ impl Core {
         }
     }
 
-    async fn act(&mut self, address: IpAddr, action: Action) -> Option<Vec<Action>> {
+    async fn act(&mut self, neighbor: NeighborId, action: Action) -> Option<Vec<Action>> {
         match action {
             Action::Connect => {
                 let attempt = self.next_connection;
                 self.next_connection += 1;
-                let peer = self.peers.get_mut(&address)?;
+                let ends = connect_ends(neighbor, self.config.port, &self.view);
+                let peer = self.peers.get_mut(&neighbor)?;
                 peer.connecting = Some(attempt);
                 let events = self.events.clone();
-                let target = SocketAddr::new(address, self.config.port);
                 let password = peer.config.password.clone();
                 let ttl_security = peer.config.ttl_security;
                 tokio::spawn(async move {
+                    // The tunnel of a link-local neighbor is not there (yet):
+                    // a failed attempt, tried again after the session's wait.
+                    let (local, target) = match ends {
+                        Ok(ends) => ends,
+                        Err(reason) => {
+                            tracing::debug!(%neighbor, %reason, "cannot connect");
+                            let _ =
+                                events.send(Event::ConnectFailed(neighbor, attempt, Some(reason)));
+                            return;
+                        }
+                    };
                     let connect = async {
-                        let socket = match address {
-                            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-                            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                        let socket = match target {
+                            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
                         };
+                        if let Some(local) = local {
+                            socket.bind(local)?;
+                        }
                         if let Some(password) = &password {
-                            super::socket::set_md5(&socket, address, password.0.as_bytes())?;
+                            super::socket::set_md5(&socket, target.ip(), password.0.as_bytes())?;
                         }
                         if ttl_security {
                             super::socket::set_ttl_security(&socket)?;
@@ -715,23 +762,23 @@ impl Core {
                         socket.connect(target).await
                     };
                     let event = match tokio::time::timeout(Duration::from_secs(30), connect).await {
-                        Ok(Ok(stream)) => Event::Connected(address, attempt, stream),
+                        Ok(Ok(stream)) => Event::Connected(neighbor, attempt, stream),
                         Ok(Err(error)) => {
-                            tracing::debug!(neighbor = %address, %error, "connect failed");
-                            Event::ConnectFailed(address, attempt)
+                            tracing::debug!(%neighbor, %error, "connect failed");
+                            Event::ConnectFailed(neighbor, attempt, None)
                         }
-                        Err(_) => Event::ConnectFailed(address, attempt),
+                        Err(_) => Event::ConnectFailed(neighbor, attempt, None),
                     };
                     let _ = events.send(event);
                 });
                 None
             }
             Action::CancelConnect => {
-                self.peers.get_mut(&address)?.connecting = None;
+                self.peers.get_mut(&neighbor)?.connecting = None;
                 None
             }
             Action::Send(id, bytes) => {
-                let peer = self.peers.get_mut(&address)?;
+                let peer = self.peers.get_mut(&neighbor)?;
                 peer.status.messages_sent += 1;
                 if let Some(writer) = peer.writers.get(&id) {
                     let _ = writer.send(Writing::Bytes(bytes));
@@ -739,45 +786,66 @@ impl Core {
                 None
             }
             Action::Disconnect(id) => {
-                let peer = self.peers.get_mut(&address)?;
+                let peer = self.peers.get_mut(&neighbor)?;
                 if let Some(writer) = peer.writers.remove(&id) {
                     let _ = writer.send(Writing::Close);
                 }
                 None
             }
             Action::Established(negotiated) => {
-                self.established(address, negotiated).await;
+                self.established(neighbor, negotiated).await;
                 None
             }
-            Action::Update(body) => self.received_update(address, &body).await,
+            Action::Update(body) => self.received_update(neighbor, &body).await,
             Action::RouteRefresh(family) => {
                 // Send the family's routes again, then its End-of-RIB.
-                let export = self.rib.refresh(address);
-                self.send_export(address, export, Some(family));
-                self.send_update(address, update::end_of_rib(family));
+                let export = self.rib.refresh(neighbor);
+                self.send_export(neighbor, export, Some(family));
+                self.send_update(neighbor, update::end_of_rib(family));
                 None
             }
             Action::Down(down) => {
-                self.down(address, down).await;
+                self.down(neighbor, down).await;
                 None
             }
         }
     }
 
-    async fn established(&mut self, address: IpAddr, negotiated: Negotiated) {
-        let Some(peer) = self.peers.get_mut(&address) else {
+    async fn established(&mut self, neighbor: NeighborId, negotiated: Negotiated) {
+        let Some(peer) = self.peers.get_mut(&neighbor) else {
             return;
         };
-        tracing::info!(neighbor = %address, remote_as = negotiated.remote_as, families = ?negotiated.families, "BGP session established");
+        tracing::info!(neighbor = %neighbor, remote_as = negotiated.remote_as, families = ?negotiated.families, "BGP session established");
         peer.negotiated = Some(negotiated.clone());
         peer.status.last_error.clear();
-        let neighbor = decision::Neighbor {
-            address,
+        // A link-local session sends our link-local nexthop (beside the
+        // global one, if any), and with RFC 8950 its IPv4 routes go with
+        // them too. A global session sends IPv4 routes with our IPv4
+        // address while the tunnel has one, as it always did.
+        let link_local = neighbor.is_link_local();
+        let ipv4_over_ipv6 =
+            negotiated.extended_next_hop_ipv4 && (link_local || peer.local_v4.is_none());
+        if negotiated.families.contains(&Family::Ipv4Unicast)
+            && !ipv4_over_ipv6
+            && peer.local_v4.is_none()
+            && !peer.told_no_ipv4
+        {
+            peer.told_no_ipv4 = true;
+            tracing::warn!(
+                neighbor = %neighbor,
+                tunnel = peer.tunnel.as_deref().unwrap_or("-"),
+                "IPv4 routes are not sent to this neighbor: it did not negotiate extended next hop (RFC 8950) and its tunnel has no IPv4 address to give as nexthop"
+            );
+        }
+        let settings = decision::Neighbor {
+            id: neighbor,
             remote_as: negotiated.remote_as,
             router_id: negotiated.remote_id,
             families: negotiated.families.clone(),
             next_hop_ipv4: peer.local_v4,
             next_hop_ipv6: peer.local_v6,
+            next_hop_link_local: peer.local_link_local.filter(|_| link_local),
+            ipv4_over_ipv6,
             import: peer.config.import.clone(),
             export: peer.config.export.clone(),
         };
@@ -785,22 +853,26 @@ impl Core {
         if peer.bridge_session.is_none() {
             self.feed_bridge().await;
             let (nexthops, _ignored) = mpsc::unbounded_channel();
-            match self.bridge.open(owner(address), Some(hold), nexthops).await {
+            match self
+                .bridge
+                .open(owner(neighbor), Some(hold), nexthops)
+                .await
+            {
                 Ok(welcome) => {
-                    if let Some(peer) = self.peers.get_mut(&address) {
+                    if let Some(peer) = self.peers.get_mut(&neighbor) {
                         peer.bridge_session = Some(welcome.session);
                     }
                 }
                 Err(error) => {
-                    tracing::error!(neighbor = %address, %error, "cannot open the bridge session")
+                    tracing::error!(neighbor = %neighbor, %error, "cannot open the bridge session")
                 }
             }
         }
-        let export = self.rib.neighbor_up(neighbor);
+        let export = self.rib.neighbor_up(settings);
         // Back from a graceful restart: families it no longer carries go
         // now; the others wait for their End-of-RIB a restart time more.
         let restart = Duration::from_secs(u64::from(self.config.restart_time.max(1)));
-        let gone: Vec<Family> = match self.peers.get_mut(&address) {
+        let gone: Vec<Family> = match self.peers.get_mut(&neighbor) {
             Some(peer) => match &mut peer.stale_until {
                 Some((until, families)) => {
                     let gone = families
@@ -817,17 +889,19 @@ impl Core {
             None => Vec::new(),
         };
         if !gone.is_empty() {
-            let changes = self.rib.sweep_stale(address, &gone, &resolver(&self.view));
+            let changes = self
+                .rib
+                .sweep_stale(neighbor, &gone, &resolver(&self.view, &self.peers));
             self.after_changes(changes).await;
         }
-        self.send_export(address, export, None);
+        self.send_export(neighbor, export, None);
         for family in &negotiated.families {
-            self.send_update(address, update::end_of_rib(*family));
+            self.send_update(neighbor, update::end_of_rib(*family));
         }
     }
 
-    async fn received_update(&mut self, address: IpAddr, body: &[u8]) -> Option<Vec<Action>> {
-        let peer = self.peers.get(&address)?;
+    async fn received_update(&mut self, neighbor: NeighborId, body: &[u8]) -> Option<Vec<Action>> {
+        let peer = self.peers.get(&neighbor)?;
         // An UPDATE read together with one that reset the session is not taken.
         if peer.session.state() != State::Established {
             return None;
@@ -835,8 +909,8 @@ impl Core {
         let negotiated = peer.negotiated.clone()?;
         match update::decode(body, &negotiated) {
             Decoded::Reset(notification) => {
-                tracing::warn!(neighbor = %address, notification = %session::describe(&notification), "malformed UPDATE: session reset");
-                let peer = self.peers.get_mut(&address)?;
+                tracing::warn!(neighbor = %neighbor, notification = %session::describe(&notification), "malformed UPDATE: session reset");
+                let peer = self.peers.get_mut(&neighbor)?;
                 Some(
                     peer.session
                         .handle(std::time::Instant::now(), Input::Reset(notification)),
@@ -844,26 +918,26 @@ impl Core {
             }
             Decoded::Update { update, problems } => {
                 for problem in &problems {
-                    tracing::warn!(neighbor = %address, %problem, "UPDATE error handled (RFC 7606)");
+                    tracing::warn!(neighbor = %neighbor, %problem, "UPDATE error handled (RFC 7606)");
                 }
-                let limit = self.peers.get(&address)?.config.prefix_limit;
+                let limit = self.peers.get(&neighbor)?.config.prefix_limit;
                 // Counted only under a limit: two lookups per prefix.
                 let over_limit = limit > 0 && {
                     let added = update
                         .announced
                         .iter()
-                        .filter(|(prefix, _)| !self.rib.has_received(address, prefix))
+                        .filter(|(prefix, _)| !self.rib.has_received(neighbor, prefix))
                         .count();
                     let removed = update
                         .withdrawn
                         .iter()
-                        .filter(|prefix| self.rib.has_received(address, prefix))
+                        .filter(|prefix| self.rib.has_received(neighbor, prefix))
                         .count();
-                    (self.rib.received(address) + added).saturating_sub(removed) > limit as usize
+                    (self.rib.received(neighbor) + added).saturating_sub(removed) > limit as usize
                 };
                 if over_limit {
-                    tracing::warn!(neighbor = %address, limit, "prefix limit exceeded: session reset");
-                    let peer = self.peers.get_mut(&address)?;
+                    tracing::warn!(neighbor = %neighbor, limit, "prefix limit exceeded: session reset");
+                    let peer = self.peers.get_mut(&neighbor)?;
                     // Cease / Maximum Number of Prefixes Reached (RFC 4486).
                     let notification = super::types::Notification {
                         code: 6,
@@ -876,9 +950,11 @@ impl Core {
                     );
                 }
                 let eor = !update.end_of_rib.is_empty();
-                let changes = self.rib.apply(address, &update, &resolver(&self.view));
-                let received = self.rib.received(address) as u64;
-                if let Some(peer) = self.peers.get_mut(&address) {
+                let changes = self
+                    .rib
+                    .apply(neighbor, &update, &resolver(&self.view, &self.peers));
+                let received = self.rib.received(neighbor) as u64;
+                if let Some(peer) = self.peers.get_mut(&neighbor) {
                     peer.status.prefixes_received = received;
                     // Each family's End-of-RIB ends its own wait.
                     if let Some((_, families)) = &mut peer.stale_until {
@@ -890,7 +966,7 @@ impl Core {
                 }
                 self.after_changes(changes).await;
                 if eor {
-                    self.reclaim(address).await;
+                    self.reclaim(neighbor).await;
                 }
                 None
             }
@@ -900,18 +976,18 @@ impl Core {
     /// After a neighbor's End-of-RIB: its routes in the bridge are offered
     /// again (unchanged ones change nothing in the kernel), then the bridge
     /// drops those it no longer sends.
-    async fn reclaim(&mut self, address: IpAddr) {
+    async fn reclaim(&mut self, neighbor: NeighborId) {
         self.feed_bridge().await;
         let Some(session) = self
             .peers
-            .get(&address)
+            .get(&neighbor)
             .and_then(|peer| peer.bridge_session)
         else {
             return;
         };
         let mut updates = Vec::new();
-        for (prefix, owner_address) in &self.fed {
-            if *owner_address == address
+        for (prefix, owner_neighbor) in &self.fed {
+            if *owner_neighbor == neighbor
                 && let Some(spec) = self.route_spec(*prefix, self.rib.best(prefix))
             {
                 updates.push(BridgeUpdate::Offer(spec));
@@ -920,14 +996,14 @@ impl Core {
         if !updates.is_empty() {
             let _ = self
                 .bridge
-                .session_updates(owner(address), session, updates)
+                .session_updates(owner(neighbor), session, updates)
                 .await;
         }
-        let _ = self.bridge.end_of_rib(owner(address)).await;
+        let _ = self.bridge.end_of_rib(owner(neighbor)).await;
     }
 
-    async fn down(&mut self, address: IpAddr, down: session::Down) {
-        let Some(peer) = self.peers.get_mut(&address) else {
+    async fn down(&mut self, neighbor: NeighborId, down: session::Down) {
+        let Some(peer) = self.peers.get_mut(&neighbor) else {
             return;
         };
         if !down.was_established {
@@ -937,7 +1013,7 @@ impl Core {
         peer.status.resets += 1;
         peer.status.last_error = down.reason.to_string();
         peer.negotiated = None;
-        tracing::warn!(neighbor = %address, reason = %down.reason, retain = ?down.retain, "BGP session down");
+        tracing::warn!(neighbor = %neighbor, reason = %down.reason, retain = ?down.retain, "BGP session down");
         match down.retain {
             Some(retention) => {
                 // The bridge session stays open: the kernel keeps the routes
@@ -948,28 +1024,32 @@ impl Core {
                     .filter(|family| !retention.families.contains(family))
                     .collect();
                 peer.stale_until = Some((Instant::now() + retention.duration, retention.families));
-                self.rib.mark_stale(address);
+                self.rib.mark_stale(neighbor);
                 // Families the peer did not ask to keep go now.
                 if !dropped.is_empty() {
-                    let changes = self
-                        .rib
-                        .sweep_stale(address, &dropped, &resolver(&self.view));
+                    let changes = self.rib.sweep_stale(
+                        neighbor,
+                        &dropped,
+                        &resolver(&self.view, &self.peers),
+                    );
                     self.after_changes(changes).await;
                 }
             }
             None => {
-                let changes = self.rib.neighbor_down(address, &resolver(&self.view));
+                let changes = self
+                    .rib
+                    .neighbor_down(neighbor, &resolver(&self.view, &self.peers));
                 self.after_changes(changes).await;
                 self.feed_bridge().await;
-                if let Some(peer) = self.peers.get_mut(&address)
+                if let Some(peer) = self.peers.get_mut(&neighbor)
                     && let Some(session) = peer.bridge_session.take()
                 {
-                    self.bridge.close(owner(address), session);
+                    self.bridge.close(owner(neighbor), session);
                 }
             }
         }
-        let kept = self.rib.received(address) as u64;
-        if let Some(peer) = self.peers.get_mut(&address) {
+        let kept = self.rib.received(neighbor) as u64;
+        if let Some(peer) = self.peers.get_mut(&neighbor) {
             peer.status.prefixes_received = kept;
             peer.status.prefixes_sent = 0;
         }
@@ -981,8 +1061,8 @@ impl Core {
             return;
         }
         let exports = self.rib.export(&changes);
-        for (address, export) in exports {
-            self.send_export(address, export, None);
+        for (neighbor, export) in exports {
+            self.send_export(neighbor, export, None);
         }
         for change in changes {
             match self.pending_index.get(&change.prefix) {
@@ -1000,10 +1080,15 @@ impl Core {
         }
     }
 
-    fn send_export(&mut self, address: IpAddr, export: decision::Export, only: Option<Family>) {
+    fn send_export(
+        &mut self,
+        neighbor: NeighborId,
+        export: decision::Export,
+        only: Option<Family>,
+    ) {
         let Some(negotiated) = self
             .peers
-            .get(&address)
+            .get(&neighbor)
             .and_then(|peer| peer.negotiated.clone())
         else {
             return;
@@ -1025,17 +1110,17 @@ impl Core {
                 .copied()
                 .collect();
             for message in update::encode(family, &announced, &withdrawn, &negotiated) {
-                self.send_update(address, message);
+                self.send_update(neighbor, message);
             }
         }
-        let held = self.rib.sent(address) as u64;
-        if let Some(peer) = self.peers.get_mut(&address) {
+        let held = self.rib.sent(neighbor) as u64;
+        if let Some(peer) = self.peers.get_mut(&neighbor) {
             peer.status.prefixes_sent = held;
         }
     }
 
-    fn send_update(&mut self, address: IpAddr, message: Vec<u8>) {
-        let actions = match self.peers.get_mut(&address) {
+    fn send_update(&mut self, neighbor: NeighborId, message: Vec<u8>) {
+        let actions = match self.peers.get_mut(&neighbor) {
             Some(peer) => peer
                 .session
                 .handle(std::time::Instant::now(), Input::SendUpdate(message)),
@@ -1043,7 +1128,7 @@ impl Core {
         };
         for action in actions {
             if let Action::Send(id, bytes) = action
-                && let Some(peer) = self.peers.get_mut(&address)
+                && let Some(peer) = self.peers.get_mut(&neighbor)
             {
                 peer.status.messages_sent += 1;
                 if let Some(writer) = peer.writers.get(&id) {
@@ -1057,18 +1142,22 @@ impl Core {
     /// the owner of the first neighbor path; local networks are not fed.
     fn route_spec(&self, prefix: IpNet, paths: &[decision::Path]) -> Option<RouteSpec> {
         let first = paths.iter().find_map(|path| match path.source {
-            Source::Neighbor(address) => Some(address),
+            Source::Neighbor(neighbor) => Some(neighbor),
             Source::Local => None,
         })?;
         let mut nexthops: Vec<NexthopSpec> = Vec::new();
         for path in paths {
-            if let Source::Neighbor(_) = path.source
-                && let Some(next_hop) = path.attributes.next_hop
+            if let Source::Neighbor(neighbor) = path.source
+                && let Some(nexthop) = gateway(
+                    &path.attributes,
+                    neighbor,
+                    self.peers
+                        .get(&neighbor)
+                        .and_then(|peer| peer.tunnel.as_deref()),
+                )
+                && !nexthops.contains(&nexthop)
             {
-                let nexthop = NexthopSpec::Address(next_hop);
-                if !nexthops.contains(&nexthop) {
-                    nexthops.push(nexthop);
-                }
+                nexthops.push(nexthop);
             }
         }
         let ebgp = self
@@ -1093,24 +1182,24 @@ impl Core {
         let changes = std::mem::take(&mut self.pending);
         self.pending_index.clear();
         self.pending_since = None;
-        let mut offers: BTreeMap<IpAddr, Vec<BridgeUpdate>> = BTreeMap::new();
-        let mut withdrawals: BTreeMap<IpAddr, Vec<BridgeUpdate>> = BTreeMap::new();
+        let mut offers: BTreeMap<NeighborId, Vec<BridgeUpdate>> = BTreeMap::new();
+        let mut withdrawals: BTreeMap<NeighborId, Vec<BridgeUpdate>> = BTreeMap::new();
         for change in &changes {
             // The change carries the best paths: no lookup of them.
             let spec = self.route_spec(change.prefix, &change.paths);
             let new_owner = spec.as_ref().and_then(|_| {
                 change.paths.iter().find_map(|path| match path.source {
-                    Source::Neighbor(address) => Some(address),
+                    Source::Neighbor(neighbor) => Some(neighbor),
                     Source::Local => None,
                 })
             });
             let old_owner = self.fed.get(&change.prefix).copied();
-            if let (Some(spec), Some(owner_address)) = (spec, new_owner) {
+            if let (Some(spec), Some(owner_neighbor)) = (spec, new_owner) {
                 offers
-                    .entry(owner_address)
+                    .entry(owner_neighbor)
                     .or_default()
                     .push(BridgeUpdate::Offer(spec));
-                self.fed.insert(change.prefix, owner_address);
+                self.fed.insert(change.prefix, owner_neighbor);
             } else {
                 self.fed.remove(&change.prefix);
             }
@@ -1140,25 +1229,25 @@ impl Core {
         // Offers first: a prefix moving between neighbors is replaced in
         // place, never removed and added.
         for (batches, what) in [(offers, "offer"), (withdrawals, "withdraw")] {
-            for (address, updates) in batches {
+            for (neighbor, updates) in batches {
                 let Some(session) = self
                     .peers
-                    .get(&address)
+                    .get(&neighbor)
                     .and_then(|peer| peer.bridge_session)
                 else {
                     continue;
                 };
                 match self
                     .bridge
-                    .submit_session_updates(owner(address), session, updates)
+                    .submit_session_updates(owner(neighbor), session, updates)
                 {
                     Ok(results) => self.in_flight.push_back(InFlight {
-                        address,
+                        neighbor,
                         what,
                         results,
                     }),
                     Err(error) => {
-                        tracing::warn!(neighbor = %address, %error, "cannot feed the bridge")
+                        tracing::warn!(neighbor = %neighbor, %error, "cannot feed the bridge")
                     }
                 }
             }
@@ -1198,7 +1287,7 @@ impl Core {
 
     fn paths(&self) -> Vec<PathStatus> {
         let mut paths = Vec::new();
-        let best: BTreeSet<(IpNet, Option<IpAddr>)> = self
+        let best: BTreeSet<(IpNet, Option<NeighborId>)> = self
             .rib
             .best_paths()
             .flat_map(|(prefix, paths)| {
@@ -1206,7 +1295,7 @@ impl Core {
                     (
                         *prefix,
                         match path.source {
-                            Source::Neighbor(address) => Some(address),
+                            Source::Neighbor(neighbor) => Some(neighbor),
                             Source::Local => None,
                         },
                     )
@@ -1226,13 +1315,13 @@ impl Core {
                 }
             }
         }
-        for address in self.peers.keys() {
-            for (prefix, attributes, stale) in self.rib.adj_rib_in(*address) {
+        for neighbor in self.peers.keys() {
+            for (prefix, attributes, stale) in self.rib.adj_rib_in(*neighbor) {
                 paths.push(PathStatus {
                     prefix: *prefix,
-                    neighbor: Some(*address),
+                    neighbor: Some(*neighbor),
                     attributes: Arc::clone(attributes),
-                    best: best.contains(&(*prefix, Some(*address))),
+                    best: best.contains(&(*prefix, Some(*neighbor))),
                     stale,
                 });
             }
@@ -1244,22 +1333,177 @@ impl Core {
 
 impl InFlight {
     fn log(&self, results: Result<Vec<UpdateResult>, BridgeError>) {
-        let (address, what) = (self.address, self.what);
+        let (neighbor, what) = (self.neighbor, self.what);
         match results {
             Ok(results) => {
                 let accepted = results
                     .iter()
                     .filter(|result| !matches!(result.status, crate::rib::RouteStatus::Refused(_)))
                     .count();
-                tracing::debug!(neighbor = %address, what, accepted, "fed the bridge");
+                tracing::debug!(neighbor = %neighbor, what, accepted, "fed the bridge");
             }
-            Err(error) => tracing::warn!(neighbor = %address, %error, "cannot feed the bridge"),
+            Err(error) => tracing::warn!(neighbor = %neighbor, %error, "cannot feed the bridge"),
         }
     }
 }
 
-fn owner(address: IpAddr) -> Owner {
-    Owner::new(format!("bgp:{address}"))
+fn owner(neighbor: NeighborId) -> Owner {
+    Owner::new(format!("bgp:{neighbor}"))
+}
+
+/// The tunnel a neighbor's session runs over: the one its config names,
+/// or the one whose subnet or point-to-point far end holds its address
+/// (never by subnet for a link-local address: every tunnel has fe80::/64).
+fn session_tunnel<'v>(neighbor: &NeighborConfig, view: &'v TunnelView) -> Option<&'v TunnelInfo> {
+    if let Some(name) = &neighbor.tunnel {
+        return view.tunnels.iter().find(|tunnel| tunnel.name == *name);
+    }
+    if matches!(neighbor.address, IpAddr::V6(v6) if v6.is_unicast_link_local()) {
+        return None;
+    }
+    view.tunnels.iter().find(|tunnel| {
+        tunnel
+            .addresses
+            .iter()
+            .chain(&tunnel.peer_addresses)
+            .any(|net| net.contains(&neighbor.address))
+    })
+}
+
+/// Our addresses on a neighbor's tunnel, to give as nexthops (IPv4,
+/// global IPv6, link-local): of each family the one on the neighbor's
+/// subnet, or the tunnel's first. A link-local neighbor gets only those it
+/// reaches directly: a nexthop it cannot reach directly it refuses (BIRD,
+/// in its default direct mode: "not directly reachable"), route and all.
+fn local_addresses(
+    neighbor: &NeighborConfig,
+    id: NeighborId,
+    tunnel: &TunnelInfo,
+) -> (Option<Ipv4Addr>, Option<Ipv6Addr>, Option<Ipv6Addr>) {
+    let on_subnet = |net: &&IpNet| net.contains(&neighbor.address);
+    let pick = |v4: bool| {
+        let family = |net: &&IpNet| {
+            let of_family = match net.addr() {
+                IpAddr::V4(_) => v4,
+                IpAddr::V6(address) => !v4 && !address.is_unicast_link_local(),
+            };
+            of_family && (!id.is_link_local() || shares_link(tunnel, net))
+        };
+        tunnel
+            .addresses
+            .iter()
+            .filter(family)
+            .find(on_subnet)
+            .or_else(|| tunnel.addresses.iter().find(family))
+            .map(IpNet::addr)
+    };
+    let v4 = match pick(true) {
+        Some(IpAddr::V4(address)) => Some(address),
+        _ => None,
+    };
+    let v6 = match pick(false) {
+        Some(IpAddr::V6(address)) => Some(address),
+        _ => None,
+    };
+    (v4, v6, tunnel.addresses.iter().find_map(link_local_of))
+}
+
+/// Whether the far end of the tunnel reaches one of our addresses on it
+/// directly: the address is on a subnet (shorter than a host prefix), or
+/// the tunnel has a point-to-point far end of its family (our address is
+/// then the far end's own far end).
+fn shares_link(tunnel: &TunnelInfo, net: &IpNet) -> bool {
+    net.prefix_len() < net.max_prefix_len()
+        || tunnel
+            .peer_addresses
+            .iter()
+            .any(|peer| peer.addr().is_ipv4() == net.addr().is_ipv4())
+}
+
+/// The link-local address of a tunnel address, if it is one.
+fn link_local_of(net: &IpNet) -> Option<Ipv6Addr> {
+    match net.addr() {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
+        _ => None,
+    }
+}
+
+/// Where a connection to a neighbor goes from and to. A link-local
+/// neighbor is reached from its tunnel's configured link-local address
+/// with the tunnel's interface index as scope, both looked up now (a
+/// re-created tunnel has a new index); an error says why not yet.
+fn connect_ends(
+    neighbor: NeighborId,
+    port: u16,
+    view: &TunnelView,
+) -> Result<(Option<SocketAddr>, SocketAddr), String> {
+    let (IpAddr::V6(address), Some(name)) = (neighbor.address(), neighbor.tunnel()) else {
+        return Ok((None, SocketAddr::new(neighbor.address(), port)));
+    };
+    let tunnel = view
+        .tunnels
+        .iter()
+        .find(|tunnel| tunnel.name == name && tunnel.ifindex != 0)
+        .ok_or_else(|| format!("tunnel {name} is not there yet"))?;
+    let local = tunnel
+        .addresses
+        .iter()
+        .find_map(link_local_of)
+        .ok_or_else(|| {
+            format!("tunnel {name} has no link-local (fe80::/10) address to speak from")
+        })?;
+    Ok((
+        Some(SocketAddr::V6(SocketAddrV6::new(
+            local,
+            0,
+            0,
+            tunnel.ifindex,
+        ))),
+        SocketAddr::V6(SocketAddrV6::new(address, port, 0, tunnel.ifindex)),
+    ))
+}
+
+/// The neighbor an accepted connection comes from: its address, and for
+/// a link-local one the tunnel whose interface index is the connection's
+/// scope. `None`: a link-local address on no tunnel we know.
+fn accepted_from(from: SocketAddr, view: &TunnelView) -> Option<NeighborId> {
+    let address = canonical(from.ip());
+    match from {
+        SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() => {
+            let tunnel = view
+                .tunnels
+                .iter()
+                .find(|tunnel| tunnel.ifindex != 0 && tunnel.ifindex == v6.scope_id())?;
+            NeighborId::new(address, Some(&tunnel.name)).ok()
+        }
+        _ => NeighborId::new(address, None).ok(),
+    }
+}
+
+/// Sets the listening socket's TCP MD5 keys. The kernel matches a
+/// listening socket's keys by the connecting address alone (a key bound to
+/// an interface index is for VRF devices only), so one link-local address
+/// on two tunnels must have one password, or none on both.
+fn listen_md5(listener: &TcpListener, neighbors: &[NeighborConfig]) -> std::io::Result<()> {
+    let mut keys: HashMap<IpAddr, (Option<&Secret>, &NeighborConfig)> = HashMap::new();
+    for neighbor in neighbors {
+        let password = neighbor.password.as_ref();
+        if let Some((other_password, other)) = keys.insert(neighbor.address, (password, neighbor))
+            && other_password != password
+        {
+            return Err(std::io::Error::other(format!(
+                "neighbors {} (tunnel {}) and {} (tunnel {}) have different TCP MD5 passwords: the kernel tells a listening socket's keys apart by address alone, so one address takes one password on every tunnel",
+                other.address,
+                other.tunnel.as_deref().unwrap_or("-"),
+                neighbor.address,
+                neighbor.tunnel.as_deref().unwrap_or("-"),
+            )));
+        }
+        if let Some(password) = password {
+            super::socket::set_md5(listener, neighbor.address, password.0.as_bytes())?;
+        }
+    }
+    Ok(())
 }
 
 /// An IPv4 peer on a dual-stack socket shows as `::ffff:a.b.c.d`.
@@ -1272,16 +1516,92 @@ fn canonical(address: IpAddr) -> IpAddr {
 
 /// Nexthops resolve onto a tunnel that is up with a live peer, never over
 /// a route the speaker learned.
-fn resolver(view: &TunnelView) -> impl Resolver + '_ {
-    move |next_hop: IpAddr| {
-        view.tunnels.iter().any(|tunnel| {
-            tunnel.up
-                && tunnel.peers.iter().any(|peer| peer.reachable)
-                && tunnel
+fn resolver<'a>(view: &'a TunnelView, peers: &'a BTreeMap<NeighborId, Peer>) -> TunnelResolver<'a> {
+    TunnelResolver { view, peers }
+}
+
+/// Nexthops resolve onto a tunnel that is up with a live peer, never over
+/// a route the speaker learned: a global one on a tunnel's subnet or at a
+/// point-to-point far end, a link-local one on the session's tunnel.
+struct TunnelResolver<'a> {
+    view: &'a TunnelView,
+    peers: &'a BTreeMap<NeighborId, Peer>,
+}
+
+impl TunnelResolver<'_> {
+    fn live(tunnel: &TunnelInfo) -> bool {
+        tunnel.up && tunnel.peers.iter().any(|peer| peer.reachable)
+    }
+}
+
+impl Resolver for TunnelResolver<'_> {
+    fn resolves(&self, next_hop: IpAddr) -> bool {
+        self.view.tunnels.iter().any(|tunnel| {
+            Self::live(tunnel)
+                && (tunnel
                     .addresses
                     .iter()
                     .any(|net| net.contains(&next_hop) && net.addr() != next_hop)
+                    || tunnel
+                        .peer_addresses
+                        .iter()
+                        .any(|net| net.contains(&next_hop)))
         })
+    }
+
+    fn resolves_path(&self, from: NeighborId, attributes: &Attributes) -> bool {
+        let tunnel = self
+            .peers
+            .get(&from)
+            .and_then(|peer| peer.tunnel.as_deref());
+        match gateway(attributes, from, tunnel) {
+            Some(NexthopSpec::AddressOnTunnel { tunnel, .. }) => self
+                .view
+                .tunnels
+                .iter()
+                .any(|info| info.name == tunnel && Self::live(info)),
+            Some(NexthopSpec::Address(next_hop)) => self.resolves(next_hop),
+            Some(NexthopSpec::Tunnel(_)) | None => false,
+        }
+    }
+}
+
+/// Where the kernel should send a neighbor's route (RFC 2545, RFC 8950):
+///
+/// - from a link-local neighbor, to the link-local nexthop (given alone,
+///   or beside a global one) through the session's tunnel, as BIRD and
+///   FRR install it for a directly connected neighbor: the link-local
+///   address is the neighbor's own on that link, so it needs no subnet of
+///   ours to resolve, and a global one may be on no subnet we have;
+/// - from a global neighbor, to the global nexthop, as before there were
+///   link-local sessions; to the link-local one (through the session's
+///   tunnel) only when no global one came.
+///
+/// IPv4 routes take an IPv6 nexthop the same way. `None`: no nexthop the
+/// kernel could use (a link-local one with no tunnel known).
+fn gateway(
+    attributes: &Attributes,
+    from: NeighborId,
+    session_tunnel: Option<&str>,
+) -> Option<NexthopSpec> {
+    let next_hop = attributes.next_hop?;
+    let session_tunnel = from.tunnel().or(session_tunnel);
+    let next_hop_link_local = match next_hop {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
+        _ => None,
+    };
+    let link_local = attributes.link_local_next_hop.or(next_hop_link_local);
+    let on_tunnel = |address: Ipv6Addr| {
+        session_tunnel.map(|tunnel| NexthopSpec::AddressOnTunnel {
+            address: IpAddr::V6(address),
+            tunnel: tunnel.to_owned(),
+        })
+    };
+    match link_local {
+        Some(link_local) if from.is_link_local() || next_hop_link_local.is_some() => {
+            on_tunnel(link_local)
+        }
+        _ => Some(NexthopSpec::Address(next_hop)),
     }
 }
 
@@ -1289,5 +1609,277 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::PeerInfo;
+
+    fn id(text: &str) -> NeighborId {
+        text.parse().unwrap()
+    }
+
+    fn tunnel(name: &str, ifindex: u32, addresses: &[&str]) -> TunnelInfo {
+        TunnelInfo {
+            name: name.into(),
+            ifindex,
+            up: true,
+            addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            peer_addresses: Vec::new(),
+            peers: vec![PeerInfo {
+                public_key: "key".into(),
+                allowed_ips: Vec::new(),
+                endpoint: None,
+                reachable: true,
+            }],
+        }
+    }
+
+    /// Two dn42-style tunnels, both with a neighbor at fe80::2.
+    fn view() -> TunnelView {
+        let mut b = tunnel("dn42b", 7, &["172.20.1.1/32", "fe80::1/64"]);
+        b.peer_addresses = vec!["172.20.2.1/32".parse().unwrap()];
+        let c = tunnel("dn42c", 9, &["fe80::1:1/64", "fd42:1::1/64"]);
+        TunnelView {
+            tunnels: vec![b, c],
+        }
+    }
+
+    fn v6(address: &str, port: u16, scope: u32) -> SocketAddr {
+        SocketAddr::V6(SocketAddrV6::new(address.parse().unwrap(), port, 0, scope))
+    }
+
+    #[test]
+    fn accepted_link_local_connections_belong_to_the_tunnel_of_their_scope() {
+        let view = view();
+        assert_eq!(
+            accepted_from(v6("fe80::2", 40000, 7), &view),
+            Some(id("fe80::2%dn42b"))
+        );
+        assert_eq!(
+            accepted_from(v6("fe80::2", 40000, 9), &view),
+            Some(id("fe80::2%dn42c"))
+        );
+        // A scope of no tunnel: nobody's.
+        assert_eq!(accepted_from(v6("fe80::2", 40000, 3), &view), None);
+        // Global and IPv4-mapped addresses are their address.
+        assert_eq!(
+            accepted_from(v6("fd42:1::2", 40000, 0), &view),
+            Some(id("fd42:1::2"))
+        );
+        assert_eq!(
+            accepted_from(v6("::ffff:10.0.0.2", 40000, 0), &view),
+            Some(id("10.0.0.2"))
+        );
+    }
+
+    #[test]
+    fn link_local_neighbors_are_reached_from_the_tunnels_link_local_address() {
+        let view = view();
+        assert_eq!(
+            connect_ends(id("fe80::2%dn42b"), 179, &view),
+            Ok((Some(v6("fe80::1", 0, 7)), v6("fe80::2", 179, 7)))
+        );
+        assert_eq!(
+            connect_ends(id("fe80::2%dn42c"), 179, &view),
+            Ok((Some(v6("fe80::1:1", 0, 9)), v6("fe80::2", 179, 9)))
+        );
+        assert_eq!(
+            connect_ends(id("10.0.0.2"), 179, &view),
+            Ok((None, "10.0.0.2:179".parse().unwrap()))
+        );
+        assert_eq!(
+            connect_ends(id("fe80::2%dn42x"), 179, &view),
+            Err("tunnel dn42x is not there yet".into())
+        );
+        let mut bare = view.clone();
+        bare.tunnels[0].addresses.retain(|net| net.addr().is_ipv4());
+        assert_eq!(
+            connect_ends(id("fe80::2%dn42b"), 179, &bare),
+            Err("tunnel dn42b has no link-local (fe80::/10) address to speak from".into())
+        );
+    }
+
+    fn with_next_hops(next_hop: &str, link_local: Option<&str>) -> Attributes {
+        Attributes {
+            next_hop: Some(next_hop.parse().unwrap()),
+            link_local_next_hop: link_local.map(|address| address.parse().unwrap()),
+            ..Attributes::default()
+        }
+    }
+
+    fn on(address: &str, tunnel: &str) -> Option<NexthopSpec> {
+        Some(NexthopSpec::AddressOnTunnel {
+            address: address.parse().unwrap(),
+            tunnel: tunnel.into(),
+        })
+    }
+
+    #[test]
+    fn link_local_sessions_install_the_link_local_next_hop_on_their_tunnel() {
+        let from = id("fe80::2%dn42b");
+        // Alone, beside a global one, or the global field holding it (FRR).
+        for attributes in [
+            with_next_hops("fe80::2", None),
+            with_next_hops("fd42:2::1", Some("fe80::2")),
+            with_next_hops("fe80::2", Some("fe80::2")),
+        ] {
+            assert_eq!(gateway(&attributes, from, None), on("fe80::2", "dn42b"));
+        }
+        // An IPv4 nexthop (no RFC 8950) stays as it is.
+        assert_eq!(
+            gateway(&with_next_hops("172.20.2.1", None), from, None),
+            Some(NexthopSpec::Address("172.20.2.1".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn global_sessions_install_the_global_next_hop() {
+        let from = id("fd42:1::2");
+        assert_eq!(
+            gateway(
+                &with_next_hops("fd42:1::2", Some("fe80::2")),
+                from,
+                Some("dn42c")
+            ),
+            Some(NexthopSpec::Address("fd42:1::2".parse().unwrap()))
+        );
+        // A link-local one alone: on the session's tunnel, if known.
+        assert_eq!(
+            gateway(&with_next_hops("fe80::2", None), from, Some("dn42c")),
+            on("fe80::2", "dn42c")
+        );
+        assert_eq!(gateway(&with_next_hops("fe80::2", None), from, None), None);
+    }
+
+    #[test]
+    fn next_hops_resolve_on_live_tunnels_only() {
+        let mut view = view();
+        let peers = BTreeMap::new();
+        let resolver = resolver(&view, &peers);
+        let b = id("fe80::2%dn42b");
+        // Link-local on its tunnel; IPv4 at a point-to-point far end; a
+        // global one on a subnet; not our own address.
+        assert!(resolver.resolves_path(b, &with_next_hops("fe80::2", None)));
+        assert!(resolver.resolves_path(b, &with_next_hops("172.20.2.1", None)));
+        assert!(resolver.resolves(IpAddr::from([0xfd42, 1, 0, 0, 0, 0, 0, 2])));
+        assert!(!resolver.resolves("172.20.1.1".parse().unwrap()));
+        assert!(!resolver.resolves("192.0.2.1".parse().unwrap()));
+        // A tunnel down, or with no live peer: not there.
+        view.tunnels[0].up = false;
+        let resolver = super::resolver(&view, &peers);
+        assert!(!resolver.resolves_path(b, &with_next_hops("fe80::2", None)));
+        assert!(!resolver.resolves_path(b, &with_next_hops("172.20.2.1", None)));
+        assert!(resolver.resolves_path(id("fe80::2%dn42c"), &with_next_hops("fe80::2", None)));
+    }
+
+    fn neighbor(address: &str, tunnel: Option<&str>, password: Option<&str>) -> NeighborConfig {
+        NeighborConfig {
+            address: address.parse().unwrap(),
+            tunnel: tunnel.map(str::to_owned),
+            remote_as: 65002,
+            passive: false,
+            hold_time: None,
+            prefix_limit: 0,
+            description: None,
+            password: password.map(|p| Secret(zeroize::Zeroizing::new(p.to_owned()))),
+            ttl_security: false,
+            import: Policy::default(),
+            export: Policy::default(),
+        }
+    }
+
+    #[test]
+    fn one_link_local_address_on_two_tunnels_takes_one_password() {
+        let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let listener = TcpListener::from_std(listener).unwrap();
+        let same = [
+            neighbor("fe80::2", Some("dn42b"), Some("s3cret")),
+            neighbor("fe80::2", Some("dn42c"), Some("s3cret")),
+        ];
+        listen_md5(&listener, &same).unwrap();
+        let different = [
+            neighbor("fe80::2", Some("dn42b"), Some("s3cret")),
+            neighbor("fe80::2", Some("dn42c"), None),
+        ];
+        let error = listen_md5(&listener, &different).unwrap_err().to_string();
+        assert!(
+            error.contains("tunnel dn42b") && error.contains("tunnel dn42c"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn link_local_neighbors_get_only_nexthops_they_reach_directly() {
+        let ll = neighbor("fe80::2", Some("dn42b"), None);
+        let ll_id = id("fe80::2%dn42b");
+        let fe80 = Some("fe80::1".parse::<Ipv6Addr>().unwrap());
+        // A lone /32 and /128 (a router address put on the tunnel): no
+        // nexthop of the family but the link-local one.
+        let lone = tunnel(
+            "dn42b",
+            7,
+            &["172.20.1.1/32", "fd42:1::1/128", "fe80::1/64"],
+        );
+        assert_eq!(local_addresses(&ll, ll_id, &lone), (None, None, fe80));
+        // Point-to-point (the far ends are the neighbor's): both.
+        let mut ptp = lone.clone();
+        ptp.peer_addresses = vec![
+            "172.20.2.1/32".parse().unwrap(),
+            "fd42:2::1/128".parse().unwrap(),
+        ];
+        assert_eq!(
+            local_addresses(&ll, ll_id, &ptp),
+            (
+                Some("172.20.1.1".parse().unwrap()),
+                Some("fd42:1::1".parse().unwrap()),
+                fe80
+            )
+        );
+        // A shared subnet: yes.
+        let subnet = tunnel("dn42b", 7, &["fd42:1::1/64", "fe80::1/64"]);
+        assert_eq!(
+            local_addresses(&ll, ll_id, &subnet),
+            (None, Some("fd42:1::1".parse().unwrap()), fe80)
+        );
+        // A global neighbor keeps what it always had.
+        let global = neighbor("10.0.0.2", None, None);
+        assert_eq!(
+            local_addresses(&global, id("10.0.0.2"), &lone),
+            (
+                Some("172.20.1.1".parse().unwrap()),
+                Some("fd42:1::1".parse().unwrap()),
+                fe80
+            )
+        );
+    }
+
+    #[test]
+    fn session_tunnels_by_name_or_subnet() {
+        let view = view();
+        let name = |config: &NeighborConfig| session_tunnel(config, &view).map(|t| t.name.clone());
+        assert_eq!(
+            name(&neighbor("fe80::2", Some("dn42c"), None)),
+            Some("dn42c".into())
+        );
+        assert_eq!(
+            name(&neighbor("fd42:1::2", None, None)),
+            Some("dn42c".into())
+        );
+        assert_eq!(
+            name(&neighbor("172.20.2.1", None, None)),
+            Some("dn42b".into())
+        );
+        // A link-local address names no tunnel by itself.
+        assert_eq!(name(&neighbor("fe80::2", None, None)), None);
     }
 }

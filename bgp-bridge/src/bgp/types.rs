@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -17,6 +18,155 @@ pub const AS_TRANS: Asn = 23456;
 /// LOCAL_PREF of a path that carries none (RFC 4271 leaves it to us; 100
 /// is what every implementation uses).
 pub const DEFAULT_LOCAL_PREF: u32 = 100;
+
+/// The largest BGP message without RFC 8654 (extended messages), and
+/// the largest OPEN and KEEPALIVE with it.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+/// The largest message once both sides announced extended messages.
+pub const MAX_EXTENDED_MESSAGE_LEN: usize = 65535;
+
+/// The longest interface name Linux takes (`IFNAMSIZ` less the NUL).
+const MAX_INTERFACE_NAME: usize = 15;
+
+/// A neighbor as the speaker keys and names it: its address and, for an
+/// IPv6 link-local address, the tunnel it is on (two tunnels may both
+/// have a neighbor `fe80::2`). Written `fe80::2%dn42b`, or the plain
+/// address for any other address: a global neighbor named by a tunnel is
+/// still known by its address alone, as before link-local neighbors.
+///
+/// `Copy`, with the tunnel's name inline: the decision keeps one per path.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NeighborId {
+    address: IpAddr,
+    /// Set exactly when `address` is IPv6 link-local.
+    tunnel: Option<InterfaceName>,
+}
+
+/// Why a neighbor cannot be named so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NeighborIdError {
+    #[error("{0} is a link-local address: name its tunnel (\"{0}%<tunnel>\" or tunnel = \"...\")")]
+    LinkLocalWithoutTunnel(Ipv6Addr),
+    #[error("{0} is not a link-local address: only fe80::/10 neighbors take a %<tunnel> scope")]
+    ScopeOnGlobal(IpAddr),
+    #[error("\"{0}\" is not an interface name (1 to 15 bytes, no '/', ':', '%' or white space)")]
+    InterfaceName(String),
+    #[error("\"{0}\" is not an IP address")]
+    Address(String),
+}
+
+impl NeighborId {
+    /// The neighbor at `address`, on `tunnel`: the tunnel is part of the
+    /// name for a link-local address (and required), left out otherwise.
+    pub fn new(address: IpAddr, tunnel: Option<&str>) -> Result<Self, NeighborIdError> {
+        match address {
+            IpAddr::V6(v6) if v6.is_unicast_link_local() => {
+                let tunnel = tunnel.ok_or(NeighborIdError::LinkLocalWithoutTunnel(v6))?;
+                Ok(Self {
+                    address,
+                    tunnel: Some(InterfaceName::new(tunnel)?),
+                })
+            }
+            _ => Ok(Self {
+                address,
+                tunnel: None,
+            }),
+        }
+    }
+
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+
+    /// The tunnel of a link-local neighbor.
+    pub fn tunnel(&self) -> Option<&str> {
+        self.tunnel.as_ref().map(InterfaceName::as_str)
+    }
+
+    pub fn is_link_local(&self) -> bool {
+        self.tunnel.is_some()
+    }
+}
+
+impl fmt::Display for NeighborId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.tunnel() {
+            Some(tunnel) => write!(f, "{}%{tunnel}", self.address),
+            None => write!(f, "{}", self.address),
+        }
+    }
+}
+
+impl fmt::Debug for NeighborId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for NeighborId {
+    type Err = NeighborIdError;
+
+    /// `10.0.0.1`, `2001:db8::1`, or `fe80::2%dn42b`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (address, tunnel) = match text.split_once('%') {
+            Some((address, tunnel)) => (address, Some(tunnel)),
+            None => (text, None),
+        };
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| NeighborIdError::Address(address.to_owned()))?;
+        let link_local = matches!(address, IpAddr::V6(v6) if v6.is_unicast_link_local());
+        if tunnel.is_some() && !link_local {
+            return Err(NeighborIdError::ScopeOnGlobal(address));
+        }
+        Self::new(address, tunnel)
+    }
+}
+
+/// An interface name, checked as the kernel checks one, kept inline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct InterfaceName {
+    length: u8,
+    bytes: [u8; MAX_INTERFACE_NAME],
+}
+
+impl InterfaceName {
+    fn new(name: &str) -> Result<Self, NeighborIdError> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_INTERFACE_NAME
+            && name != "."
+            && name != ".."
+            && !name
+                .chars()
+                .any(|c| c == '/' || c == '%' || c == ':' || c.is_whitespace());
+        if !valid {
+            return Err(NeighborIdError::InterfaceName(name.to_owned()));
+        }
+        let mut bytes = [0; MAX_INTERFACE_NAME];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(Self {
+            length: name.len() as u8,
+            bytes,
+        })
+    }
+
+    fn as_str(&self) -> &str {
+        // Copied from a `&str` whole: always UTF-8.
+        std::str::from_utf8(&self.bytes[..usize::from(self.length)]).unwrap_or_default()
+    }
+}
+
+impl PartialOrd for InterfaceName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InterfaceName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
 
 /// The address families wgd's speaker carries (unicast only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -197,6 +347,9 @@ pub struct Negotiated {
     pub route_refresh: bool,
     /// RFC 8950: IPv4 routes may carry an IPv6 nexthop, in both directions.
     pub extended_next_hop_ipv4: bool,
+    /// RFC 8654: both sides announced extended messages, so UPDATEs and
+    /// NOTIFICATIONs may be up to 65535 octets each way.
+    pub extended_messages: bool,
     /// The peer's graceful-restart capability, if it sent one.
     pub peer_graceful_restart: Option<GracefulRestart>,
 }
@@ -204,6 +357,15 @@ pub struct Negotiated {
 impl Negotiated {
     pub fn is_ebgp(&self) -> bool {
         self.local_as != self.remote_as
+    }
+
+    /// The largest UPDATE (header included) either side may send.
+    pub fn max_message_len(&self) -> usize {
+        if self.extended_messages {
+            MAX_EXTENDED_MESSAGE_LEN
+        } else {
+            MAX_MESSAGE_LEN
+        }
     }
 }
 
@@ -216,4 +378,71 @@ pub struct GracefulRestart {
     pub restart_time: u16,
     /// Families whose forwarding state the sender kept (the F bit).
     pub preserved: Vec<Family>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_neighbors_are_named_with_their_tunnel() {
+        let id: NeighborId = "fe80::2%dn42b".parse().unwrap();
+        assert_eq!(id.address(), "fe80::2".parse::<IpAddr>().unwrap());
+        assert_eq!(id.tunnel(), Some("dn42b"));
+        assert!(id.is_link_local());
+        assert_eq!(id.to_string(), "fe80::2%dn42b");
+        assert_eq!(
+            NeighborId::new("fe80::2".parse().unwrap(), Some("dn42b")).unwrap(),
+            id
+        );
+        // Two tunnels, one address: two neighbors.
+        let other: NeighborId = "fe80::2%dn42c".parse().unwrap();
+        assert_ne!(id, other);
+        assert!(id < other);
+    }
+
+    #[test]
+    fn global_neighbors_are_their_address() {
+        let id: NeighborId = "10.255.0.2".parse().unwrap();
+        assert_eq!(id.to_string(), "10.255.0.2");
+        assert_eq!(id.tunnel(), None);
+        // A tunnel beside a global address does not change its name.
+        let named = NeighborId::new("2001:db8::2".parse().unwrap(), Some("wg-b")).unwrap();
+        assert_eq!(named.to_string(), "2001:db8::2");
+        assert_eq!(named, "2001:db8::2".parse().unwrap());
+    }
+
+    #[test]
+    fn bad_neighbor_names_say_why() {
+        assert_eq!(
+            "fe80::2".parse::<NeighborId>(),
+            Err(NeighborIdError::LinkLocalWithoutTunnel(
+                "fe80::2".parse().unwrap()
+            ))
+        );
+        assert!(matches!(
+            "10.0.0.1%wg0".parse::<NeighborId>(),
+            Err(NeighborIdError::ScopeOnGlobal(_))
+        ));
+        for bad in [
+            "fe80::2%",
+            "fe80::2%sixteen-bytes-xx",
+            "fe80::2%a/b",
+            "fe80::2%a b",
+        ] {
+            assert!(
+                matches!(
+                    bad.parse::<NeighborId>(),
+                    Err(NeighborIdError::InterfaceName(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            "fe80::zz%wg0".parse::<NeighborId>(),
+            Err(NeighborIdError::Address(_))
+        ));
+        let message = "fe80::2".parse::<NeighborId>().unwrap_err().to_string();
+        assert!(message.contains("fe80::2%<tunnel>"), "{message}");
+    }
 }

@@ -14,7 +14,8 @@
 //! of its attributes is malformed.
 //!
 //! Out the other way: `encode` turns routes and withdrawals of one family
-//! into whole UPDATE messages of at most 4096 octets, `end_of_rib` gives
+//! into whole UPDATE messages of at most 4096 octets (65535 where the
+//! session negotiated extended messages, RFC 8654), `end_of_rib` gives
 //! the marker of RFC 4724.
 //!
 //! Choices where the RFCs leave room:
@@ -38,6 +39,7 @@ use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+pub use super::types::MAX_MESSAGE_LEN;
 use super::types::{
     AS_TRANS, AsSegment, Asn, Attributes, DEFAULT_LOCAL_PREF, Family, Negotiated, Notification,
     Origin, RawAttribute, Update,
@@ -45,8 +47,6 @@ use super::types::{
 
 /// Octets of the message header: marker, length, type.
 pub const HEADER_LEN: usize = 19;
-/// The largest BGP message without RFC 8654 (extended messages).
-pub const MAX_MESSAGE_LEN: usize = 4096;
 const MESSAGE_TYPE_UPDATE: u8 = 2;
 
 /// Path attribute type codes (IANA "BGP Path Attributes").
@@ -900,12 +900,15 @@ fn words(value: &[u8]) -> Option<Vec<u32>> {
 
 /// An IPv6 MP nexthop: global, optionally followed by link-local (RFC 2545
 /// 3). An IPv4-mapped global is the IPv4 address it maps; a global of `::`
-/// beside a link-local leaves the link-local as the nexthop.
+/// beside a link-local leaves the link-local as the nexthop (BIRD sends
+/// that from an interface without a global address). A second address
+/// that is not link-local is ignored, as BIRD and FRR ignore it.
 fn ipv6_next_hop(octets: &[u8]) -> Option<(IpAddr, Option<Ipv6Addr>)> {
     let global = Ipv6Addr::from(<[u8; 16]>::try_from(octets.get(..16)?).ok()?);
     let link_local = match octets.get(16..) {
         Some([]) => None,
-        Some(rest) => Some(Ipv6Addr::from(<[u8; 16]>::try_from(rest).ok()?)),
+        Some(rest) => Some(Ipv6Addr::from(<[u8; 16]>::try_from(rest).ok()?))
+            .filter(Ipv6Addr::is_unicast_link_local),
         None => None,
     };
     let next_hop = match (global.to_ipv4_mapped(), link_local) {
@@ -920,7 +923,8 @@ fn ipv6_next_hop(octets: &[u8]) -> Option<(IpAddr, Option<Ipv6Addr>)> {
 // Encoding
 
 /// Turns routes and withdrawals of `family` into whole UPDATE messages
-/// (header included) of at most 4096 octets each: withdrawals first, then
+/// (header included) of at most the session's maximum each (4096 octets,
+/// 65535 with extended messages): withdrawals first, then
 /// one run of messages per distinct set of attributes. IPv4 routes with an
 /// IPv4 nexthop go in the body with NEXT_HOP; IPv6 routes, and IPv4 routes
 /// with an IPv6 nexthop (RFC 8950, when negotiated), in MP_REACH_NLRI;
@@ -940,6 +944,7 @@ pub fn encode(
     if !session.families.contains(&family) {
         return messages;
     }
+    let max = session.max_message_len();
     let withdrawn: Vec<&IpNet> = withdrawn
         .iter()
         .filter(|prefix| Family::of(prefix) == family)
@@ -947,13 +952,13 @@ pub fn encode(
     if !withdrawn.is_empty() {
         match family {
             Family::Ipv4Unicast => {
-                let budget = MAX_MESSAGE_LEN - HEADER_LEN - 4;
+                let budget = max - HEADER_LEN - 4;
                 for chunk in pack(withdrawn.into_iter(), budget) {
                     messages.push(message(&chunk, &[], &[]));
                 }
             }
             Family::Ipv6Unicast => {
-                let budget = MAX_MESSAGE_LEN - HEADER_LEN - 4 - 4 - 3;
+                let budget = max - HEADER_LEN - 4 - 4 - 3;
                 for chunk in pack(withdrawn.into_iter(), budget) {
                     let mut value = mp_family(family);
                     value.extend_from_slice(&chunk);
@@ -987,8 +992,7 @@ pub fn encode(
         let next_hop = match (family, attributes.next_hop) {
             (Family::Ipv4Unicast, Some(IpAddr::V4(address))) => {
                 let rest = encode_attributes(attributes, session, Some(address));
-                let Some(budget) = (MAX_MESSAGE_LEN - HEADER_LEN - 4).checked_sub(rest.len())
-                else {
+                let Some(budget) = (max - HEADER_LEN - 4).checked_sub(rest.len()) else {
                     continue;
                 };
                 for chunk in pack(prefixes.into_iter(), budget) {
@@ -1008,7 +1012,7 @@ pub fn encode(
         // MP_REACH_NLRI: header (4, extended length), AFI/SAFI (3), nexthop
         // length (1), nexthop, reserved (1), then NLRI.
         let fixed = HEADER_LEN + 4 + rest.len() + 4 + 3 + 1 + next_hop.len() + 1;
-        let Some(budget) = MAX_MESSAGE_LEN.checked_sub(fixed) else {
+        let Some(budget) = max.checked_sub(fixed) else {
             continue;
         };
         for chunk in pack(prefixes.into_iter(), budget) {
@@ -1048,7 +1052,7 @@ pub fn end_of_rib(family: Family) -> Vec<u8> {
 /// A whole UPDATE message from its three fields.
 fn message(withdrawn: &[u8], attributes: &[u8], nlri: &[u8]) -> Vec<u8> {
     let length = HEADER_LEN + 2 + withdrawn.len() + 2 + attributes.len() + nlri.len();
-    debug_assert!(length <= MAX_MESSAGE_LEN, "UPDATE of {length} octets");
+    debug_assert!(length <= usize::from(u16::MAX), "UPDATE of {length} octets");
     let mut out = Vec::with_capacity(length);
     out.extend_from_slice(&[0xff; 16]);
     out.extend_from_slice(&(length as u16).to_be_bytes());
@@ -1301,7 +1305,11 @@ pub fn fuzz(data: &[u8]) {
     }
     for family in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
         for message in encode(family, &update.announced, &update.withdrawn, &session) {
-            assert!(message.len() <= MAX_MESSAGE_LEN, "{} octets", message.len());
+            assert!(
+                message.len() <= session.max_message_len(),
+                "{} octets",
+                message.len()
+            );
             match decode(&message[HEADER_LEN..], &session) {
                 Decoded::Update {
                     update: again,
@@ -1325,7 +1333,7 @@ pub fn fuzz(data: &[u8]) {
 
 /// The session `fuzz` decodes under: AS 65000, the neighbor 65001 when
 /// `settings & 2` (eBGP), 65000 otherwise; `& 1` 4-octet AS, `& 4` IPv6
-/// unicast besides IPv4, `& 8` RFC 8950.
+/// unicast besides IPv4, `& 8` RFC 8950, `& 16` RFC 8654.
 fn fuzz_session(settings: u8) -> Negotiated {
     Negotiated {
         local_as: 65000,
@@ -1340,6 +1348,7 @@ fn fuzz_session(settings: u8) -> Negotiated {
         },
         route_refresh: true,
         extended_next_hop_ipv4: settings & 8 != 0,
+        extended_messages: settings & 16 != 0,
         peer_graceful_restart: None,
     }
 }
@@ -1363,6 +1372,7 @@ mod tests {
             families: families.to_vec(),
             route_refresh: true,
             extended_next_hop_ipv4: false,
+            extended_messages: false,
             peer_graceful_restart: None,
         }
     }
@@ -1385,7 +1395,6 @@ mod tests {
 
     /// The body of a whole message, checking its header.
     fn body(message: &[u8]) -> &[u8] {
-        assert!(message.len() <= MAX_MESSAGE_LEN, "{} octets", message.len());
         assert_eq!(&message[..16], &[0xff; 16]);
         assert_eq!(
             usize::from(u16::from_be_bytes([message[16], message[17]])),
@@ -1742,9 +1751,160 @@ mod tests {
         ] {
             let messages = encode(family, announced, withdrawn, &session);
             assert!(messages.len() > 4, "{family}: {} messages", messages.len());
+            for message in &messages {
+                assert!(message.len() <= MAX_MESSAGE_LEN, "{} octets", message.len());
+            }
             let all = round_trip(family, announced, withdrawn, &session);
             assert_eq!(&all.announced, announced);
             assert_eq!(&all.withdrawn, withdrawn);
+
+            // With extended messages (RFC 8654): fewer, larger messages,
+            // the same routes.
+            let extended = Negotiated {
+                extended_messages: true,
+                ..session.clone()
+            };
+            let large = encode(family, announced, withdrawn, &extended);
+            assert!(large.len() < messages.len(), "{family}: {}", large.len());
+            assert!(large.iter().any(|message| message.len() > MAX_MESSAGE_LEN));
+            for message in &large {
+                assert!(message.len() <= 65535, "{} octets", message.len());
+            }
+            let all = round_trip(family, announced, withdrawn, &extended);
+            assert_eq!(&all.announced, announced);
+            assert_eq!(&all.withdrawn, withdrawn);
+        }
+    }
+
+    /// The AFI and next hop octets of a message's MP_REACH_NLRI.
+    fn mp_reach_next_hop(message: &[u8]) -> (u16, Vec<u8>) {
+        let body = body(message);
+        let withdrawn = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let mut attributes = &body[4 + withdrawn..];
+        while let [flags, code, rest @ ..] = attributes {
+            let (length, value) = if flags & flag::EXTENDED_LENGTH != 0 {
+                (
+                    usize::from(u16::from_be_bytes([rest[0], rest[1]])),
+                    &rest[2..],
+                )
+            } else {
+                (usize::from(rest[0]), &rest[1..])
+            };
+            if *code == code::MP_REACH_NLRI {
+                let afi = u16::from_be_bytes([value[0], value[1]]);
+                let next_hop_len = usize::from(value[3]);
+                return (afi, value[4..4 + next_hop_len].to_vec());
+            }
+            attributes = &value[length..];
+        }
+        panic!("no MP_REACH_NLRI")
+    }
+
+    fn octets(addresses: &[&str]) -> Vec<u8> {
+        addresses
+            .iter()
+            .flat_map(|address| address.parse::<Ipv6Addr>().unwrap().octets())
+            .collect()
+    }
+
+    #[test]
+    fn ipv4_routes_go_with_link_local_next_hops_under_rfc_8950() {
+        let mut session = ebgp();
+        session.extended_next_hop_ipv4 = true;
+        let link_local_alone = Arc::new(Attributes {
+            as_path: vec![AsSegment::Sequence(vec![PEER_AS])],
+            next_hop: Some("fe80::1".parse().unwrap()),
+            ..Attributes::default()
+        });
+        let global_and_link_local = Arc::new(Attributes {
+            next_hop: Some("2001:db8::1".parse().unwrap()),
+            link_local_next_hop: Some("fe80::1".parse().unwrap()),
+            ..(*link_local_alone).clone()
+        });
+        for (attributes, expected) in [
+            // RFC 2545 3: 16 octets, the link-local alone (as FRR sends it
+            // over an interface without a global address; BIRD and FRR
+            // both take it from a link-local neighbor)...
+            (&link_local_alone, octets(&["fe80::1"])),
+            // ...or 32: global first, then link-local.
+            (&global_and_link_local, octets(&["2001:db8::1", "fe80::1"])),
+        ] {
+            let routes = vec![(net("172.20.2.0/27"), Arc::clone(attributes))];
+            for (family, prefix_routes) in [
+                (Family::Ipv4Unicast, routes.clone()),
+                (
+                    Family::Ipv6Unicast,
+                    vec![(net("fd42:2::/48"), Arc::clone(attributes))],
+                ),
+            ] {
+                let messages = encode(family, &prefix_routes, &[], &session);
+                assert_eq!(messages.len(), 1);
+                let (afi, next_hop) = mp_reach_next_hop(&messages[0]);
+                assert_eq!(afi, family.afi_safi().0);
+                assert_eq!(next_hop, expected);
+                let all = round_trip(family, &prefix_routes, &[], &session);
+                assert_eq!(all.announced, prefix_routes);
+            }
+        }
+        // Without RFC 8950 no IPv4 route can go with an IPv6 next hop.
+        session.extended_next_hop_ipv4 = false;
+        let routes = vec![(net("172.20.2.0/27"), link_local_alone)];
+        assert!(encode(Family::Ipv4Unicast, &routes, &[], &session).is_empty());
+    }
+
+    #[test]
+    fn link_local_next_hops_as_bird_and_frr_send_them() {
+        let mut session = ebgp();
+        session.extended_next_hop_ipv4 = true;
+        let ipv4_with = |next_hop: &[u8]| {
+            let mut value = vec![0, 1, 1, next_hop.len() as u8];
+            value.extend_from_slice(next_hop);
+            value.push(0);
+            value.extend_from_slice(&prefixes(&["172.20.2.0/27"]));
+            let attributes = [
+                attribute(flag::OPTIONAL, code::MP_REACH_NLRI, &value),
+                origin(),
+                as_path(&[PEER_AS]),
+            ]
+            .concat();
+            update_body(&[], &attributes, &[])
+        };
+        let link_local: Ipv6Addr = "fe80::2".parse().unwrap();
+        let global: Ipv6Addr = "2001:db8::2".parse().unwrap();
+        for (next_hop, expected_next_hop, expected_link_local) in [
+            // 16 octets of link-local.
+            (octets(&["fe80::2"]), IpAddr::V6(link_local), None),
+            // BIRD without a global address: "::" then the link-local.
+            (
+                octets(&["::", "fe80::2"]),
+                IpAddr::V6(link_local),
+                Some(link_local),
+            ),
+            // FRR without a global address: the link-local twice.
+            (
+                octets(&["fe80::2", "fe80::2"]),
+                IpAddr::V6(link_local),
+                Some(link_local),
+            ),
+            // Global and link-local.
+            (
+                octets(&["2001:db8::2", "fe80::2"]),
+                IpAddr::V6(global),
+                Some(link_local),
+            ),
+            // A second address that is no link-local one: ignored.
+            (
+                octets(&["2001:db8::2", "2001:db8::3"]),
+                IpAddr::V6(global),
+                None,
+            ),
+        ] {
+            let (update, problems) = accepted(&ipv4_with(&next_hop), &session);
+            assert!(problems.is_empty(), "{problems:?}");
+            let (prefix, attributes) = &update.announced[0];
+            assert_eq!(*prefix, net("172.20.2.0/27"));
+            assert_eq!(attributes.next_hop, Some(expected_next_hop));
+            assert_eq!(attributes.link_local_next_hop, expected_link_local);
         }
     }
 
