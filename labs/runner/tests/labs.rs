@@ -373,17 +373,30 @@ fn peering_lab_rides_out_a_reload_and_a_crash_of_wgd() {
             assert_eq!(daemon.len(), 1, "one wgd daemon: {daemon:?}");
             exec("wgd", &format!("kill -9 {}", daemon[0]));
             let kept = |node: &str, prefix: &str| {
-                !exec(node, &format!("ip -o route show exact {prefix}"))
+                let family = if prefix.contains(':') { "-6" } else { "-4" };
+                !exec(node, &format!("ip -o {family} route show exact {prefix}"))
                     .trim()
                     .is_empty()
             };
-            let all_kept = || {
-                kept("bird", "172.20.1.0/27")
-                    && kept("bird", "fd42:1::/48")
-                    && kept("frr", "172.20.1.0/27")
-                    && kept("frr", "fd42:1::/48")
-                    && kept("wgd", "172.20.2.0/27")
-                    && kept("wgd", "172.20.3.0/27")
+            // The routes that are gone, with the kernel's table beside each.
+            let missing = || {
+                [
+                    ("bird", "172.20.1.0/27"),
+                    ("bird", "fd42:1::/48"),
+                    ("frr", "172.20.1.0/27"),
+                    ("frr", "fd42:1::/48"),
+                    ("wgd", "172.20.2.0/27"),
+                    ("wgd", "172.20.3.0/27"),
+                ]
+                .into_iter()
+                .filter(|(node, prefix)| !kept(node, prefix))
+                .map(|(node, prefix)| {
+                    format!(
+                        "{node} {prefix}:\n{}",
+                        exec(node, "ip -o route; ip -o -6 route")
+                    )
+                })
+                .collect::<Vec<String>>()
             };
             wait_for(
                 Duration::from_secs(20),
@@ -391,7 +404,8 @@ fn peering_lab_rides_out_a_reload_and_a_crash_of_wgd() {
                 || !exec("bird", "birdc show protocols wgd").contains("Established"),
             )
             .expect("bird noticed wgd's crash");
-            assert!(all_kept(), "routes went with wgd's crash");
+            let went = missing();
+            assert!(went.is_empty(), "routes went with wgd's crash: {went:#?}");
             exec(
                 "wgd",
                 "setsid wgd run -c /etc/wgd/wgd.toml </dev/null >/run/wgd-restarted.log 2>&1 &",
@@ -399,9 +413,7 @@ fn peering_lab_rides_out_a_reload_and_a_crash_of_wgd() {
             // Every route stays while the sessions come back.
             let mut gone = Vec::new();
             wait_for(Duration::from_secs(60), "both sessions back", || {
-                if !all_kept() {
-                    gone.push(exec("bird", "ip -o route; ip -o -6 route"));
-                }
+                gone.extend(missing());
                 let summary: serde_json::Value =
                     serde_json::from_str(&exec("wgd", "wgd bgp summary --json || true"))
                         .unwrap_or_default();

@@ -249,16 +249,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wgd-sources-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("wgd.toml");
-        // The source keys are set here rather than read (their parsing is
-        // the config's to test).
-        let text = "[bridge]\nkernel_metric = 20\n\n\
+        let text = "[bridge]\nkernel_metric = 20\nsource = [\"172.20.1.1\", \"fd42:1::1\"]\n\n\
                     [[tunnel]]\nname = \"dn42b\"\nprivate_key = \"iA8UXmdSVWJyF6B5ZUx0Frr06cKiwx16K3KxTBVrGng=\"\n\
-                    address = [\"172.20.1.2/32\"]\n";
+                    address = [\"172.20.1.2/32\"]\nsource = [\"172.20.1.2\"]\n";
         std::fs::write(&path, text).unwrap();
-        let mut config = crate::config::parse_str(&path, text).unwrap();
-        config.daemon.bridge.source =
-            vec!["172.20.1.1".parse().unwrap(), "fd42:1::1".parse().unwrap()];
-        config.tunnels[0].source = vec!["172.20.1.2".parse().unwrap()];
+        let config = crate::config::parse_str(&path, text).unwrap();
         let sources = sources(&config);
         assert_eq!(sources.bridge.len(), 2);
         assert_eq!(
@@ -273,12 +268,12 @@ mod tests {
         assert_eq!(messages.len(), 2, "{messages:#?}");
         assert!(
             messages[0]
-                .contains("wgd.toml:1: [bridge] source fd42:1::1 is not an address of this host"),
+                .contains("wgd.toml:3: [bridge] source fd42:1::1 is not an address of this host"),
             "{messages:#?}"
         );
         assert!(
             messages[1].contains(
-                "wgd.toml:4: tunnel \"dn42b\": source 172.20.1.2 is not an address of this host"
+                "wgd.toml:5: tunnel \"dn42b\": source 172.20.1.2 is not an address of this host"
             ),
             "{messages:#?}"
         );
