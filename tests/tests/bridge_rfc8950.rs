@@ -231,5 +231,11 @@ async fn a_source_goes_on_the_routes_and_one_the_host_lacks_is_refused() -> anyh
         log.contains("source 172.20.9.9 is not an address of this host"),
         "{log}"
     );
+    // Before it changed anything: the route is in the kernel as it was.
+    assert!(
+        !log.contains("apply"),
+        "a refused start applied changes: {log}"
+    );
+    assert_eq!(shown(&lab, BridgeLab::FAR_LAN), sourced);
     Ok(())
 }

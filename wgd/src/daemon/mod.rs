@@ -435,6 +435,9 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         tracing::warn!(%notice, "config");
     }
     log_broken_includes(&config);
+    // Checked before anything changes: a source address the config's
+    // tunnels (or their hooks) will bring counts.
+    routes::check_sources(&config, true).map_err(DaemonError::Config)?;
     let host = Host::open()?;
     // The bridge starts before the first reconcile: it adopts the routes a
     // previous run left in the kernel, and the AllowedIPs that go with them
@@ -581,13 +584,6 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     }
 
     daemon.reconcile("start").await;
-    // Source addresses may come with the tunnels (or their hooks): they
-    // are looked for once those are up.
-    if let Err(errors) = routes::check_sources(&daemon.config, false) {
-        let _ = std::fs::remove_file(&pointer);
-        let _ = std::fs::remove_file(&api_path);
-        return Err(DaemonError::Config(errors));
-    }
     tracing::info!(config = %daemon.path.display(), api = %api_path.display(), "wgd running");
     let mut reconcile_timer = tokio::time::interval(daemon.config.daemon.reconcile_interval);
     reconcile_timer.reset();

@@ -123,10 +123,9 @@ pub fn restart_settings(settings: &BridgeSettings) -> BridgeSettings {
 
 /// Refuses a config whose source addresses this host does not have (the
 /// kernel would refuse every route naming one, each with "Invalid
-/// argument"). At start it runs after the first reconcile, when the
-/// tunnels and their hooks have added their addresses; on a reload,
-/// before it, so an address the new config gives one of its tunnels
-/// counts (`coming`).
+/// argument"), before anything changes, at start and on a reload: with
+/// `coming`, an address the config gives one of its tunnels (or a hook of
+/// its adds) counts, as the reconcile that follows brings it.
 pub fn check_sources(config: &Config, coming: bool) -> Result<(), ConfigErrors> {
     if sources(config).is_empty() {
         return Ok(());
