@@ -1,5 +1,5 @@
 //! Fuzz target for UPDATE decoding: arbitrary bytes (a session-settings
-//! octet, then an UPDATE body) through `bgp::update::fuzz`, which decodes
+//! octet, then an UPDATE body) through `bgp::packet::fuzz`, which decodes
 //! them, must not panic, and checks that what decodes re-encodes into
 //! UPDATEs that decode cleanly.
 
@@ -8,5 +8,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    bgp_bridge::bgp::update::fuzz(data);
+    bgp_bridge::bgp::packet::fuzz(data);
 });

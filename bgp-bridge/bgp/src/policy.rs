@@ -23,7 +23,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::types::{Asn, Attributes};
+use crate::types::{Asn, Attributes};
 
 /// Permit or deny, for a rule or a prefix list entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -290,7 +290,7 @@ impl Set {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::types::AsSegment;
+    use crate::types::AsSegment;
 
     fn net(text: &str) -> IpNet {
         text.parse().unwrap()

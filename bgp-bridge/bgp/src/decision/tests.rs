@@ -1,0 +1,763 @@
+use super::*;
+use crate::policy::{Match, PrefixListEntry, Rule, Verdict};
+use crate::types::Origin;
+
+const LOCAL_AS: Asn = 65000;
+
+fn net(text: &str) -> IpNet {
+    text.parse().unwrap()
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn rib(max_paths: usize) -> LocRib {
+    LocRib::new(Config {
+        local_as: LOCAL_AS,
+        router_id: Ipv4Addr::new(192, 0, 2, 254),
+        max_paths,
+    })
+}
+
+fn all(_: IpAddr) -> bool {
+    true
+}
+
+fn neighbor(address: &str, remote_as: Asn, router_id: u8) -> Neighbor {
+    Neighbor {
+        id: NeighborId::new(ip(address), None).unwrap(),
+        remote_as,
+        router_id: Ipv4Addr::new(192, 0, 2, router_id),
+        families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
+        next_hop_ipv4: Some(Ipv4Addr::new(10, 255, 0, 1)),
+        next_hop_ipv6: Some("2001:db8:ff::1".parse().unwrap()),
+        next_hop_link_local: None,
+        ipv4_over_ipv6: false,
+        import: Policy::default(),
+        export: Policy::default(),
+    }
+}
+
+/// A path as `from` sends it: its nexthop is its own address.
+fn path(from: &Neighbor, as_path: &[Asn]) -> Attributes {
+    Attributes {
+        as_path: vec![AsSegment::Sequence(as_path.to_vec())],
+        next_hop: Some(from.id.address()),
+        ..Attributes::default()
+    }
+}
+
+fn announce(
+    rib: &mut LocRib,
+    from: &Neighbor,
+    prefix: &str,
+    attributes: Attributes,
+) -> Vec<BestChange> {
+    let update = Update {
+        announced: vec![(net(prefix), Arc::new(attributes))],
+        ..Update::default()
+    };
+    rib.apply(from.id, &update, &all)
+}
+
+fn withdraw(rib: &mut LocRib, from: &Neighbor, prefix: &str) -> Vec<BestChange> {
+    let update = Update {
+        withdrawn: vec![net(prefix)],
+        ..Update::default()
+    };
+    rib.apply(from.id, &update, &all)
+}
+
+fn sources(rib: &LocRib, prefix: &str) -> Vec<Source> {
+    rib.best(&net(prefix))
+        .iter()
+        .map(|path| path.source)
+        .collect()
+}
+
+fn from(neighbor: &Neighbor) -> Source {
+    Source::Neighbor(neighbor.id)
+}
+
+const P: &str = "192.0.2.0/24";
+
+/// Two neighbors, up.
+fn pair(rib: &mut LocRib, a: (Asn, u8), b: (Asn, u8)) -> (Neighbor, Neighbor) {
+    let first = neighbor("10.0.0.1", a.0, a.1);
+    let second = neighbor("10.0.0.2", b.0, b.1);
+    rib.neighbor_up(first.clone());
+    rib.neighbor_up(second.clone());
+    (first, second)
+}
+
+#[test]
+fn highest_local_pref_first() {
+    let mut rib = rib(1);
+    let (a, b) = pair(&mut rib, (LOCAL_AS, 1), (LOCAL_AS, 2));
+    announce(&mut rib, &a, P, path(&a, &[65010]));
+    announce(
+        &mut rib,
+        &b,
+        P,
+        Attributes {
+            local_pref: Some(200),
+            ..path(&b, &[65010, 65011, 65012])
+        },
+    );
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+    // Below the default of 100, it loses.
+    announce(
+        &mut rib,
+        &b,
+        P,
+        Attributes {
+            local_pref: Some(99),
+            ..path(&b, &[65010])
+        },
+    );
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+}
+
+#[test]
+fn shortest_as_path_then_lowest_origin() {
+    let mut rib = rib(1);
+    let (a, b) = pair(&mut rib, (65001, 1), (65002, 2));
+    announce(&mut rib, &a, P, path(&a, &[65001, 65010, 65011]));
+    announce(&mut rib, &b, P, path(&b, &[65002, 65011]));
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+    // A set counts as one.
+    let mut with_set = path(&a, &[65001]);
+    with_set
+        .as_path
+        .push(AsSegment::Set(vec![65010, 65011, 65012]));
+    announce(&mut rib, &a, P, with_set.clone());
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+    // Equal lengths: the lower origin.
+    announce(
+        &mut rib,
+        &a,
+        P,
+        Attributes {
+            origin: Origin::Incomplete,
+            ..with_set
+        },
+    );
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+}
+
+#[test]
+fn med_compared_only_within_the_same_neighboring_as() {
+    let mut rib = rib(1);
+    let a = neighbor("10.0.0.1", 65001, 1);
+    let b = neighbor("10.0.0.2", 65001, 3);
+    let c = neighbor("10.0.0.3", 65002, 2);
+    for neighbor in [&a, &b, &c] {
+        rib.neighbor_up(neighbor.clone());
+    }
+    let with_med = |from: &Neighbor, med| Attributes {
+        med: Some(med),
+        ..path(from, &[from.remote_as])
+    };
+    // Same AS: the lower MED wins, router ids aside.
+    announce(&mut rib, &a, P, with_med(&a, 50));
+    announce(&mut rib, &b, P, with_med(&b, 10));
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+    // Another AS: MED not compared. B (MED 10) beat A; B and C go on to
+    // the router id, where C (.2) beats B (.3), whatever C's MED.
+    announce(&mut rib, &c, P, with_med(&c, 1000));
+    assert_eq!(sources(&rib, P), vec![from(&c)]);
+    // Without B, A (.1) and C (.2) are not compared by MED: A wins.
+    withdraw(&mut rib, &b, P);
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+    // A missing MED is the lowest.
+    announce(&mut rib, &b, P, path(&b, &[65001]));
+    assert_eq!(sources(&rib, P), vec![from(&c)]);
+    withdraw(&mut rib, &c, P);
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+}
+
+#[test]
+fn ebgp_over_ibgp() {
+    let mut rib = rib(1);
+    let (internal, external) = pair(&mut rib, (LOCAL_AS, 1), (65002, 9));
+    announce(&mut rib, &internal, P, path(&internal, &[65001]));
+    announce(&mut rib, &external, P, path(&external, &[65002]));
+    assert_eq!(sources(&rib, P), vec![from(&external)]);
+}
+
+#[test]
+fn lowest_router_id_then_lowest_address() {
+    let mut rib = rib(1);
+    let (a, b) = pair(&mut rib, (65001, 9), (65002, 3));
+    announce(&mut rib, &a, P, path(&a, &[65001]));
+    announce(&mut rib, &b, P, path(&b, &[65002]));
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+    // ORIGINATOR_ID stands for the router id when present.
+    let mut rib = super::tests::rib(1);
+    let (a, b) = pair(&mut rib, (LOCAL_AS, 9), (LOCAL_AS, 3));
+    announce(
+        &mut rib,
+        &a,
+        P,
+        Attributes {
+            originator_id: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            ..path(&a, &[65010])
+        },
+    );
+    announce(&mut rib, &b, P, path(&b, &[65010]));
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+    // Same router id: the lower address.
+    let mut rib = super::tests::rib(1);
+    let (a, b) = pair(&mut rib, (65001, 5), (65002, 5));
+    announce(&mut rib, &b, P, path(&b, &[65002]));
+    announce(&mut rib, &a, P, path(&a, &[65001]));
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+}
+
+#[test]
+fn multipath_keeps_paths_equal_up_to_the_router_id() {
+    let mut rib = rib(2);
+    let a = neighbor("10.0.0.1", 65001, 3);
+    let b = neighbor("10.0.0.2", 65002, 1);
+    let c = neighbor("10.0.0.3", 65003, 2);
+    let d = neighbor("10.0.0.4", 65004, 0);
+    for neighbor in [&a, &b, &c, &d] {
+        rib.neighbor_up(neighbor.clone());
+    }
+    announce(&mut rib, &a, P, path(&a, &[65001, 65010]));
+    announce(&mut rib, &b, P, path(&b, &[65002, 65010]));
+    announce(&mut rib, &c, P, path(&c, &[65003, 65010]));
+    // Longer: not a multipath, though its router id is the lowest.
+    announce(&mut rib, &d, P, path(&d, &[65004, 65011, 65010]));
+    assert_eq!(sources(&rib, P), vec![from(&b), from(&c)]);
+    withdraw(&mut rib, &b, P);
+    assert_eq!(sources(&rib, P), vec![from(&c), from(&a)]);
+    // Single path with max_paths 1.
+    let mut single = super::tests::rib(1);
+    for neighbor in [&a, &b] {
+        single.neighbor_up(neighbor.clone());
+    }
+    announce(&mut single, &a, P, path(&a, &[65001, 65010]));
+    announce(&mut single, &b, P, path(&b, &[65002, 65010]));
+    assert_eq!(sources(&single, P), vec![from(&b)]);
+}
+
+#[test]
+fn unresolvable_nexthop_is_ignored() {
+    let mut rib = rib(1);
+    let (a, b) = pair(&mut rib, (65001, 1), (65002, 2));
+    let only_b = |next_hop: IpAddr| next_hop == ip("10.0.0.2");
+    let update = |attributes: Attributes| Update {
+        announced: vec![(net(P), Arc::new(attributes))],
+        ..Update::default()
+    };
+    rib.apply(a.id, &update(path(&a, &[65001])), &only_b);
+    assert!(rib.best(&net(P)).is_empty());
+    rib.apply(b.id, &update(path(&b, &[65002, 65010])), &only_b);
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+    // The tunnel to A comes up.
+    let changes = rib.revalidate(&all);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].paths[0].source, from(&a));
+    // And goes down: back to B.
+    let changes = rib.revalidate(&only_b);
+    assert_eq!(changes[0].paths[0].source, from(&b));
+    // Nothing resolves: no route.
+    let changes = rib.revalidate(&|_| false);
+    assert_eq!(
+        changes,
+        vec![BestChange {
+            prefix: net(P),
+            paths: Vec::new()
+        }]
+    );
+}
+
+#[test]
+fn looping_paths_are_ignored() {
+    let mut rib = rib(1);
+    let (a, b) = pair(&mut rib, (65001, 1), (LOCAL_AS, 2));
+    announce(&mut rib, &a, P, path(&a, &[65001, LOCAL_AS, 65010]));
+    assert!(rib.best(&net(P)).is_empty());
+    announce(
+        &mut rib,
+        &b,
+        P,
+        Attributes {
+            originator_id: Some(Ipv4Addr::new(192, 0, 2, 254)),
+            ..path(&b, &[65010])
+        },
+    );
+    assert!(rib.best(&net(P)).is_empty());
+}
+
+#[test]
+fn changes_only_when_the_choice_changes() {
+    let mut rib = rib(1);
+    let (a, b) = pair(&mut rib, (65001, 1), (65002, 2));
+    let changes = announce(&mut rib, &a, P, path(&a, &[65001]));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].paths[0].source, from(&a));
+    // A worse path elsewhere: no change.
+    assert!(announce(&mut rib, &b, P, path(&b, &[65002, 65010])).is_empty());
+    // The same path again: no change.
+    assert!(announce(&mut rib, &a, P, path(&a, &[65001])).is_empty());
+    // The best withdrawn: the other.
+    let changes = withdraw(&mut rib, &a, P);
+    assert_eq!(changes[0].paths[0].source, from(&b));
+    // The last withdrawn: none.
+    let changes = withdraw(&mut rib, &b, P);
+    assert_eq!(
+        changes,
+        vec![BestChange {
+            prefix: net(P),
+            paths: Vec::new()
+        }]
+    );
+    assert!(withdraw(&mut rib, &b, P).is_empty());
+}
+
+#[test]
+fn local_networks_are_preferred() {
+    let mut rib = rib(1);
+    let (a, _) = pair(&mut rib, (65001, 1), (65002, 2));
+    announce(
+        &mut rib,
+        &a,
+        P,
+        Attributes {
+            local_pref: Some(1000),
+            ..path(&a, &[65001])
+        },
+    );
+    let changes = rib.set_networks(&[net(P), net("2001:db8::/32")], &all);
+    assert_eq!(changes.len(), 2);
+    assert_eq!(sources(&rib, P), vec![Source::Local]);
+    assert!(announce(&mut rib, &a, P, path(&a, &[65001])).is_empty());
+    // No longer originated: the learned path again.
+    let changes = rib.set_networks(&[net("2001:db8::/32")], &all);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+}
+
+#[test]
+fn neighbor_down_takes_its_paths() {
+    let mut rib = rib(1);
+    let (a, b) = pair(&mut rib, (65001, 1), (65002, 2));
+    announce(&mut rib, &a, P, path(&a, &[65001]));
+    announce(&mut rib, &a, "198.51.100.0/24", path(&a, &[65001]));
+    announce(&mut rib, &b, P, path(&b, &[65002, 65010]));
+    let mut changes = rib.neighbor_down(a.id, &all);
+    changes.sort_by_key(|change| change.prefix);
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[0].paths[0].source, from(&b));
+    assert!(changes[1].paths.is_empty());
+    // UPDATEs from a neighbor that is down are ignored.
+    assert!(announce(&mut rib, &a, P, path(&a, &[65001])).is_empty());
+}
+
+#[test]
+fn stale_paths_stay_until_announced_again_or_swept() {
+    let mut rib = rib(1);
+    let (a, _) = pair(&mut rib, (65001, 1), (65002, 2));
+    announce(&mut rib, &a, P, path(&a, &[65001]));
+    announce(&mut rib, &a, "198.51.100.0/24", path(&a, &[65001]));
+    announce(&mut rib, &a, "2001:db8::/32", path(&a, &[65001]));
+    rib.mark_stale(a.id);
+    // Kept through the restart, stale.
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+    assert!(rib.adj_rib_in(a.id).all(|(_, _, stale)| stale));
+    // Back: one route announced again, then End-of-RIB for IPv4.
+    rib.neighbor_up(a.clone());
+    assert!(announce(&mut rib, &a, P, path(&a, &[65001])).is_empty());
+    let stale: Vec<IpNet> = rib
+        .adj_rib_in(a.id)
+        .filter(|(_, _, stale)| *stale)
+        .map(|(prefix, _, _)| *prefix)
+        .collect();
+    assert_eq!(stale, vec![net("198.51.100.0/24"), net("2001:db8::/32")]);
+    let end_of_rib = Update {
+        end_of_rib: vec![Family::Ipv4Unicast],
+        ..Update::default()
+    };
+    let changes = rib.apply(a.id, &end_of_rib, &all);
+    assert_eq!(
+        changes,
+        vec![BestChange {
+            prefix: net("198.51.100.0/24"),
+            paths: Vec::new()
+        }]
+    );
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+    // The restart time runs out for the rest.
+    let changes = rib.sweep_stale(a.id, &[Family::Ipv4Unicast, Family::Ipv6Unicast], &all);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].prefix, net("2001:db8::/32"));
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+}
+
+#[test]
+fn neighbor_that_never_comes_back_is_swept_whole() {
+    let mut rib = rib(1);
+    let (a, _) = pair(&mut rib, (65001, 1), (65002, 2));
+    announce(&mut rib, &a, P, path(&a, &[65001]));
+    rib.mark_stale(a.id);
+    let changes = rib.sweep_stale(a.id, &[Family::Ipv4Unicast, Family::Ipv6Unicast], &all);
+    assert_eq!(changes.len(), 1);
+    assert!(rib.best(&net(P)).is_empty());
+    assert_eq!(rib.adj_rib_in(a.id).count(), 0);
+}
+
+fn deny_prefix(prefix: &str) -> Policy {
+    Policy {
+        rules: vec![Rule {
+            action: Verdict::Deny,
+            matches: Match {
+                prefix_list: vec![
+                    PrefixListEntry::new(Verdict::Permit, net(prefix), None, None).unwrap(),
+                ],
+                ..Match::default()
+            },
+            set: Set::default(),
+        }],
+        default: Verdict::Permit,
+    }
+}
+
+#[test]
+fn import_policy_filters_and_sets() {
+    let mut rib = rib(1);
+    let mut a = neighbor("10.0.0.1", 65001, 1);
+    a.import = deny_prefix(P);
+    let b = neighbor("10.0.0.2", 65002, 2);
+    rib.neighbor_up(a.clone());
+    rib.neighbor_up(b.clone());
+    announce(&mut rib, &a, P, path(&a, &[65001]));
+    assert!(rib.best(&net(P)).is_empty());
+    announce(&mut rib, &b, P, path(&b, &[65002, 65010]));
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+    // A new import policy applies to what A already sent.
+    let prefer = Policy {
+        rules: vec![Rule {
+            action: Verdict::Permit,
+            matches: Match::default(),
+            set: Set {
+                local_preference: Some(300),
+                ..Set::default()
+            },
+        }],
+        default: Verdict::Permit,
+    };
+    let (changes, _) = rib.set_policies(a.id, prefer, Policy::default(), &all);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+    assert_eq!(rib.best(&net(P))[0].attributes.local_pref, Some(300));
+}
+
+/// Our AS 65000; eBGP A (65001), eBGP C (65003), eBGP D (65005), iBGP I
+/// and J.
+struct World {
+    rib: LocRib,
+    a: Neighbor,
+    c: Neighbor,
+    d: Neighbor,
+    i: Neighbor,
+    j: Neighbor,
+}
+
+fn world() -> World {
+    let mut rib = rib(1);
+    let a = neighbor("10.0.0.1", 65001, 1);
+    let c = neighbor("10.0.0.3", 65003, 3);
+    let d = neighbor("10.0.0.5", 65005, 5);
+    let i = neighbor("10.0.0.8", LOCAL_AS, 8);
+    let j = neighbor("10.0.0.9", LOCAL_AS, 9);
+    for neighbor in [&a, &c, &d, &i, &j] {
+        assert!(rib.neighbor_up(neighbor.clone()).is_empty());
+    }
+    World { rib, a, c, d, i, j }
+}
+
+fn sent<'e>(exports: &'e BTreeMap<NeighborId, Export>, to: &Neighbor) -> Option<&'e Export> {
+    exports.get(&to.id)
+}
+
+#[test]
+fn export_of_an_ebgp_route() {
+    let World {
+        mut rib,
+        a,
+        c,
+        d,
+        i,
+        j,
+    } = world();
+    let changes = announce(
+        &mut rib,
+        &a,
+        P,
+        Attributes {
+            med: Some(7),
+            ..path(&a, &[65001, 65005, 65010])
+        },
+    );
+    let exports = rib.export(&changes);
+    // Not back to A; not to D, whose AS is in the path.
+    assert!(sent(&exports, &a).is_none());
+    assert!(sent(&exports, &d).is_none());
+    // eBGP C: next-hop self, our AS prepended, MED and LOCAL_PREF gone.
+    let to_c = &sent(&exports, &c).unwrap().announced;
+    assert_eq!(to_c.len(), 1);
+    let attributes = &to_c[0].1;
+    assert_eq!(attributes.next_hop, Some(ip("10.255.0.1")));
+    assert_eq!(
+        attributes.as_path,
+        vec![AsSegment::Sequence(vec![LOCAL_AS, 65001, 65005, 65010])]
+    );
+    assert_eq!(attributes.med, None);
+    assert_eq!(attributes.local_pref, None);
+    // iBGP I and J: path unchanged, LOCAL_PREF given, next-hop self.
+    for to in [&i, &j] {
+        let attributes = &sent(&exports, to).unwrap().announced[0].1;
+        assert_eq!(
+            attributes.as_path,
+            vec![AsSegment::Sequence(vec![65001, 65005, 65010])]
+        );
+        assert_eq!(attributes.local_pref, Some(DEFAULT_LOCAL_PREF));
+        assert_eq!(attributes.med, Some(7));
+        assert_eq!(attributes.next_hop, Some(ip("10.255.0.1")));
+    }
+    // Withdrawn: withdrawn from those that had it, and only those.
+    let changes = withdraw(&mut rib, &a, P);
+    let exports = rib.export(&changes);
+    let told: Vec<NeighborId> = exports.keys().copied().collect();
+    assert_eq!(told, vec![c.id, i.id, j.id]);
+    assert!(
+        exports
+            .values()
+            .all(|export| export.withdrawn == vec![net(P)])
+    );
+}
+
+#[test]
+fn ibgp_routes_do_not_go_to_other_ibgp_neighbors() {
+    let World {
+        mut rib, c, i, j, ..
+    } = world();
+    let changes = announce(&mut rib, &i, P, path(&i, &[65010]));
+    let exports = rib.export(&changes);
+    assert!(sent(&exports, &j).is_none());
+    assert!(sent(&exports, &i).is_none());
+    let attributes = &sent(&exports, &c).unwrap().announced[0].1;
+    assert_eq!(
+        attributes.as_path,
+        vec![AsSegment::Sequence(vec![LOCAL_AS, 65010])]
+    );
+}
+
+#[test]
+fn local_networks_go_to_everyone_and_new_neighbors_get_the_table() {
+    let World { mut rib, a, i, .. } = world();
+    let changes = rib.set_networks(&[net(P), net("2001:db8::/32")], &all);
+    let exports = rib.export(&changes);
+    assert_eq!(exports.len(), 5);
+    let to_a = &sent(&exports, &a).unwrap().announced;
+    assert_eq!(to_a[0].1.as_path, vec![AsSegment::Sequence(vec![LOCAL_AS])]);
+    assert_eq!(to_a[1].1.next_hop, Some(ip("2001:db8:ff::1")));
+    let to_i = &sent(&exports, &i).unwrap().announced;
+    assert_eq!(to_i[0].1.as_path, Vec::new());
+    // Nothing new to send: nothing sent.
+    assert!(rib.export(&changes).is_empty());
+    // A neighbor coming up gets the whole table; one without IPv6 only
+    // the IPv4 routes.
+    let mut e = neighbor("10.0.0.7", 65007, 7);
+    e.families = vec![Family::Ipv4Unicast];
+    let table = rib.neighbor_up(e);
+    assert_eq!(table.announced.len(), 1);
+    assert_eq!(table.announced[0].0, net(P));
+}
+
+#[test]
+fn well_known_communities_limit_export() {
+    let World {
+        mut rib, a, c, i, ..
+    } = world();
+    let no_export = Attributes {
+        communities: vec![Community::NO_EXPORT.0],
+        ..path(&a, &[65001])
+    };
+    let changes = announce(&mut rib, &a, P, no_export);
+    let exports = rib.export(&changes);
+    assert!(sent(&exports, &c).is_none());
+    assert!(sent(&exports, &i).is_some());
+    let no_advertise = Attributes {
+        communities: vec![Community::NO_ADVERTISE.0],
+        ..path(&a, &[65001])
+    };
+    let changes = announce(&mut rib, &a, P, no_advertise);
+    let exports = rib.export(&changes);
+    // I had it: withdrawn. C never had it: nothing.
+    assert_eq!(sent(&exports, &i).unwrap().withdrawn, vec![net(P)]);
+    assert!(sent(&exports, &c).is_none());
+}
+
+#[test]
+fn export_policy_denies_and_sets() {
+    let World { mut rib, a, c, .. } = world();
+    let mut policy = deny_prefix("198.51.100.0/24");
+    policy.rules.push(Rule {
+        action: Verdict::Permit,
+        matches: Match::default(),
+        set: Set {
+            med: Some(42),
+            ..Set::default()
+        },
+    });
+    let (_, table) = rib.set_policies(c.id, Policy::default(), policy, &all);
+    assert!(table.is_empty());
+    let mut changes = announce(&mut rib, &a, P, path(&a, &[65001]));
+    changes.extend(announce(
+        &mut rib,
+        &a,
+        "198.51.100.0/24",
+        path(&a, &[65001]),
+    ));
+    let exports = rib.export(&changes);
+    let to_c = &sent(&exports, &c).unwrap().announced;
+    assert_eq!(to_c.len(), 1);
+    assert_eq!(to_c[0].0, net(P));
+    assert_eq!(to_c[0].1.med, Some(42));
+    // Routes sharing attributes still share them after the policy.
+    let mut changes = announce(&mut rib, &a, "203.0.113.0/24", path(&a, &[65001]));
+    changes.extend(rib.set_networks(&[net("10.1.0.0/16"), net("10.2.0.0/16")], &all));
+    let exports = rib.export(&changes);
+    let to_c = &sent(&exports, &c).unwrap().announced;
+    assert_eq!(to_c.len(), 3);
+    let of = |prefix: &str| &to_c.iter().find(|(p, _)| *p == net(prefix)).unwrap().1;
+    assert!(Arc::ptr_eq(of("10.1.0.0/16"), of("10.2.0.0/16")));
+}
+
+#[test]
+fn route_refresh_sends_everything_again() {
+    let World { mut rib, a, c, .. } = world();
+    let mut changes = announce(&mut rib, &a, P, path(&a, &[65001]));
+    changes.extend(rib.set_networks(&[net("2001:db8::/32")], &all));
+    rib.export(&changes);
+    let again = rib.refresh(c.id);
+    let prefixes: Vec<IpNet> = again.announced.iter().map(|(prefix, _)| *prefix).collect();
+    assert_eq!(prefixes, vec![net(P), net("2001:db8::/32")]);
+    assert!(again.withdrawn.is_empty());
+    // Twice is the same; and a neighbor that is not up gets nothing.
+    assert_eq!(rib.refresh(c.id), again);
+    assert!(rib.refresh("10.9.9.9".parse().unwrap()).is_empty());
+}
+
+#[test]
+fn stale_neighbor_is_sent_nothing_until_it_is_back() {
+    let World { mut rib, a, c, .. } = world();
+    rib.mark_stale(c.id);
+    let changes = announce(&mut rib, &a, P, path(&a, &[65001]));
+    assert!(sent(&rib.export(&changes), &c).is_none());
+    let table = rib.neighbor_up(c.clone());
+    assert_eq!(table.announced.len(), 1);
+}
+
+/// A neighbor `fe80::2` on `tunnel`, whose tunnel gives us `fe80::1`.
+fn link_local_neighbor(tunnel: &str, remote_as: Asn, router_id: u8) -> Neighbor {
+    Neighbor {
+        id: NeighborId::new(ip("fe80::2"), Some(tunnel)).unwrap(),
+        next_hop_ipv4: None,
+        next_hop_ipv6: None,
+        next_hop_link_local: Some("fe80::1".parse().unwrap()),
+        ipv4_over_ipv6: true,
+        ..neighbor("10.0.0.1", remote_as, router_id)
+    }
+}
+
+/// Next hop and link-local next hop of what `export` announces for `prefix`.
+fn next_hops(export: &Export, prefix: &str) -> Option<(Option<IpAddr>, Option<Ipv6Addr>)> {
+    export
+        .announced
+        .iter()
+        .find(|(announced, _)| *announced == net(prefix))
+        .map(|(_, attributes)| (attributes.next_hop, attributes.link_local_next_hop))
+}
+
+#[test]
+fn link_local_sessions_send_link_local_next_hops() {
+    const V4: &str = "172.20.1.0/27";
+    const V6: &str = "fd42:1::/48";
+    let link_local: Ipv6Addr = "fe80::1".parse().unwrap();
+    let mut rib = rib(1);
+    rib.set_networks(&[net(V4), net(V6)], &all);
+    // RFC 8950 negotiated, no global address on the tunnel: the
+    // link-local alone, for both families.
+    let export = rib.neighbor_up(link_local_neighbor("dn42b", 65002, 2));
+    for prefix in [V4, V6] {
+        assert_eq!(
+            next_hops(&export, prefix),
+            Some((Some(IpAddr::V6(link_local)), None)),
+            "{prefix}"
+        );
+    }
+    // With a global address: global first, link-local beside it.
+    let export = rib.neighbor_up(Neighbor {
+        next_hop_ipv6: Some("fd42:1::1".parse().unwrap()),
+        next_hop_ipv4: Some(Ipv4Addr::new(172, 20, 1, 1)),
+        ..link_local_neighbor("dn42b", 65002, 2)
+    });
+    for prefix in [V4, V6] {
+        assert_eq!(
+            next_hops(&export, prefix),
+            Some((Some(ip("fd42:1::1")), Some(link_local))),
+            "{prefix}"
+        );
+    }
+    // No RFC 8950: IPv4 routes take the tunnel's IPv4 address...
+    let export = rib.neighbor_up(Neighbor {
+        next_hop_ipv4: Some(Ipv4Addr::new(172, 20, 1, 1)),
+        ipv4_over_ipv6: false,
+        ..link_local_neighbor("dn42b", 65002, 2)
+    });
+    assert_eq!(next_hops(&export, V4), Some((Some(ip("172.20.1.1")), None)));
+    // ...and without one are not sent (IPv6 still is).
+    let export = rib.neighbor_up(Neighbor {
+        ipv4_over_ipv6: false,
+        ..link_local_neighbor("dn42b", 65002, 2)
+    });
+    assert_eq!(next_hops(&export, V4), None);
+    assert_eq!(
+        next_hops(&export, V6),
+        Some((Some(IpAddr::V6(link_local)), None))
+    );
+    assert_eq!(
+        rib.sent(NeighborId::new(ip("fe80::2"), Some("dn42b")).unwrap()),
+        1
+    );
+}
+
+#[test]
+fn one_link_local_address_on_two_tunnels_is_two_neighbors() {
+    let mut rib = rib(1);
+    let b = link_local_neighbor("dn42b", 65002, 2);
+    let c = link_local_neighbor("dn42c", 65003, 3);
+    rib.neighbor_up(b.clone());
+    rib.neighbor_up(c.clone());
+    let changes = announce(
+        &mut rib,
+        &b,
+        P,
+        Attributes {
+            next_hop: Some(ip("fe80::2")),
+            ..path(&b, &[65002])
+        },
+    );
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+    let exports = rib.export(&changes);
+    // To the other fe80::2, not back to the one it came from.
+    assert!(sent(&exports, &b).is_none());
+    assert_eq!(sent(&exports, &c).unwrap().announced.len(), 1);
+    assert_eq!(rib.received(b.id), 1);
+    assert_eq!(rib.received(c.id), 0);
+}
