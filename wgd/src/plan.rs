@@ -859,6 +859,21 @@ endpoint = "{endpoint_b}"
         )
     }
 
+    /// A host that `config`'s first plan was applied to.
+    fn brought_up(config: &Config) -> ActualState {
+        let mut actual = ActualState::default();
+        let actions = plan(config, &actual, Backend::Userspace).unwrap();
+        simulate(&mut actual, config, &actions);
+        actual
+    }
+
+    /// Nothing left to do for `config` on `actual`.
+    #[track_caller]
+    fn assert_settled(config: &Config, actual: &ActualState) {
+        let actions = plan(config, actual, Backend::Userspace).unwrap();
+        assert!(actions.is_empty(), "{:#?}", lines(&actions));
+    }
+
     /// What the host would look like after `actions`: the in-memory twin
     /// of `apply`.
     fn simulate(actual: &mut ActualState, config: &Config, actions: &[Action]) {
@@ -1084,9 +1099,7 @@ endpoint = "{endpoint_b}"
     #[test]
     fn changing_one_peer_touches_only_that_peer() {
         let before = config(&two_peers("192.0.2.2:51820"));
-        let mut actual = ActualState::default();
-        let actions = plan(&before, &actual, Backend::Userspace).unwrap();
-        simulate(&mut actual, &before, &actions);
+        let actual = brought_up(&before);
 
         let after = config(&two_peers("192.0.2.99:51820"));
         let actions = plan(&after, &actual, Backend::Userspace).unwrap();
@@ -1108,9 +1121,7 @@ endpoint = "{endpoint_b}"
             key(9).to_base64()
         );
         let both = config(&both);
-        let mut actual = ActualState::default();
-        let actions = plan(&both, &actual, Backend::Userspace).unwrap();
-        simulate(&mut actual, &both, &actions);
+        let actual = brought_up(&both);
         assert_eq!(actual.links.len(), 2);
 
         let one = config(&two_peers("192.0.2.2:51820"));
@@ -1142,9 +1153,7 @@ endpoint = "{endpoint_b}"
     #[test]
     fn a_tunnel_of_another_file_is_refused() {
         let config = config(&two_peers("192.0.2.2:51820"));
-        let mut actual = ActualState::default();
-        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
-        simulate(&mut actual, &config, &actions);
+        let mut actual = brought_up(&config);
         actual.records.get_mut("wg-a").unwrap().source = "/etc/wireguard/wg-a.conf".into();
         let errors = plan(&config, &actual, Backend::Userspace).unwrap_err();
         assert!(
@@ -1225,11 +1234,7 @@ endpoint = "192.0.2.1:51820"
         );
         assert!(text.contains("src_valid_mark=1"), "{text}");
         simulate(&mut actual, &config, &actions);
-        assert!(
-            plan(&config, &actual, Backend::Userspace)
-                .unwrap()
-                .is_empty()
-        );
+        assert_settled(&config, &actual);
 
         let down = plan_down(Some(Path::new(SOURCE)), &[], &actual);
         simulate(&mut actual, &config, &down);
@@ -1259,9 +1264,7 @@ endpoint = "192.0.2.1:51820"
     #[test]
     fn a_roamed_peer_is_left_where_it_roamed_until_the_config_changes() {
         let config = config(&two_peers("192.0.2.2:51820"));
-        let mut actual = ActualState::default();
-        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
-        simulate(&mut actual, &config, &actions);
+        let mut actual = brought_up(&config);
         // What apply records once the config's endpoints are on the device.
         let applied = [(
             key(3).public_key().to_base64(),
@@ -1282,11 +1285,7 @@ endpoint = "192.0.2.1:51820"
             .find(|peer| peer.public_key == key(3).public_key())
             .unwrap();
         roamed.endpoint = Some("198.51.100.9:40000".parse().unwrap());
-        assert!(
-            plan(&config, &actual, Backend::Userspace)
-                .unwrap()
-                .is_empty()
-        );
+        assert_settled(&config, &actual);
 
         let moved = self::config(&two_peers("192.0.2.50:51820"));
         let actions = plan(&moved, &actual, Backend::Userspace).unwrap();
@@ -1297,9 +1296,7 @@ endpoint = "192.0.2.1:51820"
     #[test]
     fn a_new_listen_port_changes_the_device_but_keeps_the_peers() {
         let config = config(&two_peers("192.0.2.2:51820"));
-        let mut actual = ActualState::default();
-        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
-        simulate(&mut actual, &config, &actions);
+        let actual = brought_up(&config);
         let moved = self::config(
             &two_peers("192.0.2.2:51820").replace("listen_port = 51820", "listen_port = 51999"),
         );
@@ -1317,9 +1314,7 @@ endpoint = "192.0.2.1:51820"
     #[test]
     fn an_interface_that_replaced_wgds_own_is_not_taken_for_it() {
         let config = config(&two_peers("192.0.2.2:51820"));
-        let mut actual = ActualState::default();
-        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
-        simulate(&mut actual, &config, &actions);
+        let mut actual = brought_up(&config);
         let index = actual.links["wg-a"].index;
         actual.records.get_mut("wg-a").unwrap().ifindex = index;
         // wgd's interface went; someone made another of that name.
@@ -1380,11 +1375,7 @@ endpoint = "192.0.2.1:51820"
         // An operator's address stays too.
         let link = actual.links.get_mut("dn42b").unwrap();
         link.addresses.push(address("192.0.2.77/32"));
-        assert!(
-            plan(&config, &actual, Backend::Userspace)
-                .unwrap()
-                .is_empty()
-        );
+        assert_settled(&config, &actual);
     }
 
     #[test]
@@ -1403,38 +1394,22 @@ endpoint = "192.0.2.1:51820"
             ]
         );
         simulate(&mut actual, &config, &actions);
-        assert!(
-            plan(&config, &actual, Backend::Userspace)
-                .unwrap()
-                .is_empty()
-        );
+        assert_settled(&config, &actual);
 
         // A config that names what a hook added: not added again, and,
         // being the hook's, not removed when the config stops naming it.
         let hooked = hooked_peering("");
-        let mut actual = ActualState::default();
-        let actions = plan(&hooked, &actual, Backend::Userspace).unwrap();
-        simulate(&mut actual, &hooked, &actions);
+        let mut actual = brought_up(&hooked);
         run_post_up(&mut actual);
         let naming = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.1/32\n");
-        assert!(
-            plan(&naming, &actual, Backend::Userspace)
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            plan(&hooked, &actual, Backend::Userspace)
-                .unwrap()
-                .is_empty()
-        );
+        assert_settled(&naming, &actual);
+        assert_settled(&hooked, &actual);
     }
 
     #[test]
     fn wgds_own_address_goes_when_the_config_drops_it_and_a_new_peer_is_a_new_address() {
         let before = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.1/32, fe80::1/64\n");
-        let mut actual = ActualState::default();
-        let actions = plan(&before, &actual, Backend::Userspace).unwrap();
-        simulate(&mut actual, &before, &actions);
+        let mut actual = brought_up(&before);
         let after = hooked_peering("Address = 172.20.1.1/32 peer 172.20.2.9/32\n");
         let actions = plan(&after, &actual, Backend::Userspace).unwrap();
         assert_eq!(
@@ -1446,27 +1421,17 @@ endpoint = "192.0.2.1:51820"
             ]
         );
         simulate(&mut actual, &after, &actions);
-        assert!(
-            plan(&after, &actual, Backend::Userspace)
-                .unwrap()
-                .is_empty()
-        );
+        assert_settled(&after, &actual);
     }
 
     #[test]
     fn a_record_without_addresses_takes_the_configs_for_wgds() {
         let config = hooked_peering("Address = 10.9.0.1/24\n");
-        let mut actual = ActualState::default();
-        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
-        simulate(&mut actual, &config, &actions);
+        let mut actual = brought_up(&config);
         run_post_up(&mut actual);
         // As a record written before wgd kept its addresses reads.
         actual.records.get_mut("dn42b").unwrap().addresses = None;
-        assert!(
-            plan(&config, &actual, Backend::Userspace)
-                .unwrap()
-                .is_empty()
-        );
+        assert_settled(&config, &actual);
         let moved = hooked_peering("Address = 10.9.0.2/24\n");
         let actions = plan(&moved, &actual, Backend::Userspace).unwrap();
         // 10.9.0.1/24 is not the config's any more, so not known for
@@ -1516,9 +1481,7 @@ endpoint = "192.0.2.1:51820"
     #[test]
     fn the_kernels_link_local_address_on_an_older_tunnel_goes_and_the_hooks_stays() {
         let config = hooked_peering("");
-        let mut actual = ActualState::default();
-        let actions = plan(&config, &actual, Backend::Userspace).unwrap();
-        simulate(&mut actual, &config, &actions);
+        let mut actual = brought_up(&config);
         run_post_up(&mut actual);
         let link = actual.links.get_mut("dn42b").unwrap();
         let generated = address("fe80::d892:c5e6:a6cb:fd56/64");
@@ -1537,19 +1500,13 @@ endpoint = "192.0.2.1:51820"
                 .addresses
                 .contains(&address("fe80::1/64"))
         );
-        assert!(
-            plan(&config, &actual, Backend::Userspace)
-                .unwrap()
-                .is_empty()
-        );
+        assert_settled(&config, &actual);
     }
 
     #[test]
     fn a_tunnel_up_from_an_included_file_is_taken_over() {
         let file = hooked_peering("");
-        let mut actual = ActualState::default();
-        let actions = plan(&file, &actual, Backend::Userspace).unwrap();
-        simulate(&mut actual, &file, &actions);
+        let mut actual = brought_up(&file);
         // The daemon's config includes that file.
         let daemon = Config {
             source: SOURCE.into(),
@@ -1567,11 +1524,7 @@ endpoint = "192.0.2.1:51820"
             ["dn42b: take over from /etc/wireguard/dn42b.conf"]
         );
         simulate(&mut actual, &daemon, &actions);
-        assert!(
-            plan(&daemon, &actual, Backend::Userspace)
-                .unwrap()
-                .is_empty()
-        );
+        assert_settled(&daemon, &actual);
         // Another file's tunnel is still refused.
         actual.records.get_mut("dn42b").unwrap().source = "/etc/wireguard/other.conf".into();
         assert!(plan(&daemon, &actual, Backend::Userspace).is_err());
