@@ -239,7 +239,16 @@ pub struct SessionClient {
 impl SessionClient {
     /// Opens a session as `owner` with a hold time, and reads its Welcome.
     pub async fn open(lab: &BridgeLab, owner: &str, hold_seconds: u32) -> anyhow::Result<Self> {
-        let mut client = lab.client().await?;
+        Self::open_on(&lab.socket, owner, hold_seconds).await
+    }
+
+    /// Opens a session on the daemon whose API socket is `socket`.
+    pub async fn open_on(
+        socket: &std::path::Path,
+        owner: &str,
+        hold_seconds: u32,
+    ) -> anyhow::Result<Self> {
+        let mut client = wgd::daemon::api::connect_routes(socket).await?;
         let (requests, outgoing) = tokio::sync::mpsc::channel(8);
         requests.send(hello(owner, hold_seconds)).await?;
         let mut responses = client

@@ -48,6 +48,8 @@ struct Hub {
     ns: Namespace,
     tunnel: String,
     socket: PathBuf,
+    /// The hub's wgd.toml, for a daemon started again.
+    config: PathBuf,
     daemon: Daemon,
     spokes: [Spoke; 2],
 }
@@ -129,21 +131,19 @@ impl Hub {
                 lan_host,
             });
         }
-        let path = write_config(hub.dir(), "hub.toml", &hub_config)?;
-        let daemon = wgd.spawn(&hub, &["run", "-c", path.to_str().expect("a UTF-8 path")])?;
+        let config = write_config(hub.dir(), "hub.toml", &hub_config)?;
+        let daemon = wgd.spawn(&hub, &["run", "-c", config.to_str().expect("a UTF-8 path")])?;
         let spokes: [Spoke; 2] = spokes.try_into().expect("two spokes");
         let lab = Self {
             wgd,
             ns: hub,
             tunnel,
             socket,
+            config,
             daemon,
             spokes,
         };
-        let socket = lab.socket.to_str().expect("a UTF-8 path").to_owned();
-        lab.wait(Duration::from_secs(10), "the daemon's API", || {
-            lab.wgd.run(&lab.ns, &["routes", "--api", &socket]).is_ok()
-        });
+        lab.wait_for_the_api();
         lab.wait(CONVERGE, "the first handshake with both spokes", || {
             let Ok(status) = lab.wgd.status(&lab.ns) else {
                 return false;
@@ -157,6 +157,32 @@ impl Hub {
             })
         });
         Ok(lab)
+    }
+
+    fn wait_for_the_api(&self) {
+        let socket = self.socket.to_str().expect("a UTF-8 path");
+        self.wait(Duration::from_secs(10), "the daemon's API", || {
+            self.wgd.run(&self.ns, &["routes", "--api", socket]).is_ok()
+        });
+    }
+
+    /// `kill -9` of the hub's daemon (nothing it could clean up), then a
+    /// new `wgd run` with the same config, its API answering.
+    fn kill_and_restart(&mut self) {
+        let pid = self.daemon.pid().to_string();
+        self.ns.check(&["kill", "-9", &pid]).expect("kill -9");
+        let daemon = &mut self.daemon;
+        if let Err(error) = wait_for(Duration::from_secs(5), "the killed daemon to exit", || {
+            !daemon.is_running()
+        }) {
+            panic!("{error}");
+        }
+        let config = self.config.to_str().expect("a UTF-8 path");
+        self.daemon = self
+            .wgd
+            .spawn(&self.ns, &["run", "-c", config])
+            .expect("wgd run again");
+        self.wait_for_the_api();
     }
 
     /// `wait_for`, failing the test with the daemon's log.
@@ -180,24 +206,7 @@ impl Hub {
             let peer = tunnel.peer(&spoke.public_key)?;
             Some(peer.allowed_ips.iter().cloned().collect())
         });
-        // "<public key>\t<prefix> <prefix>..." per peer; "(none)" if empty.
-        let from_wg = self
-            .ns
-            .check(&["wg", "show", &self.tunnel, "allowed-ips"])
-            .ok()
-            .and_then(|text| {
-                let line = text
-                    .lines()
-                    .find(|line| line.starts_with(spoke.public_key.as_str()))?;
-                let (_, prefixes) = line.split_once('\t')?;
-                Some(
-                    prefixes
-                        .split_whitespace()
-                        .filter(|prefix| *prefix != "(none)")
-                        .map(str::to_owned)
-                        .collect(),
-                )
-            });
+        let from_wg = wg_allowed_ips(self.ns.name(), &self.tunnel, &spoke.public_key);
         (from_status, from_wg)
     }
 
@@ -272,6 +281,46 @@ impl Hub {
             self.reconciles().is_some_and(|count| count >= target)
         });
     }
+}
+
+/// The AllowedIPs of peer `public_key` of `tunnel` in namespace `namespace`
+/// as `wg show <tunnel> allowed-ips` prints them, if it runs and lists the
+/// peer.
+fn wg_allowed_ips(namespace: &str, tunnel: &str, public_key: &str) -> Option<BTreeSet<String>> {
+    let output = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            namespace,
+            "wg",
+            "show",
+            tunnel,
+            "allowed-ips",
+        ])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    // "<public key>\t<prefix> <prefix>..." per peer; "(none)" if empty.
+    let line = text.lines().find(|line| line.starts_with(public_key))?;
+    let (_, prefixes) = line.split_once('\t')?;
+    Some(
+        prefixes
+            .split_whitespace()
+            .filter(|prefix| *prefix != "(none)")
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// How many routes of wgd (protocol 200) namespace `namespace`'s main
+/// table has, counted the way `ip route show` lists them.
+fn count_kernel_routes(namespace: &str) -> usize {
+    std::process::Command::new("ip")
+        .args(["-n", namespace, "route", "show", "proto", "200"])
+        .output()
+        .map(|output| output.stdout.iter().filter(|byte| **byte == b'\n').count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -477,4 +526,151 @@ fn a_two_peer_tunnel_carries_each_learned_prefix_in_its_peers_allowed_ips() {
         undone.join("\n")
     );
     println!("multi-peer bridge checks passed in {:?}", started.elapsed());
+}
+
+/// Routes per spoke in the restart test: enough that a rebuild of the
+/// peers' AllowedIPs from scratch would be seen between two samples.
+const ROUTES_PER_SPOKE: usize = 250;
+
+/// The lowest counts a sampler saw, and how many samples it took.
+#[derive(Debug, Default, Clone, Copy)]
+struct Lowest {
+    kernel: usize,
+    allowed_ips: [usize; 2],
+    samples: usize,
+}
+
+#[test]
+fn a_killed_daemon_leaves_routes_and_each_peers_allowed_ips_in_place_while_its_successor_reclaims_them()
+ {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use wgd_tests::bridge::{SessionClient, batch, bulk_prefixes, end_of_rib};
+
+    let mut lab = Hub::new().expect("the hub and two spokes");
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    // A routing program's routes, half through each spoke.
+    let prefixes = bulk_prefixes(2 * ROUTES_PER_SPOKE);
+    let routes: Vec<api::Route> = prefixes
+        .iter()
+        .enumerate()
+        .map(|(index, prefix)| route_via(prefix, lab.spokes[index % 2].tunnel_address))
+        .collect();
+    let announce = |socket: &std::path::Path| {
+        runtime.block_on(async {
+            let mut session = SessionClient::open_on(socket, OWNER, 60).await?;
+            session
+                .send(batch(1, routes.clone(), api::route_update::Operation::Add))
+                .await?;
+            session.send(end_of_rib()).await?;
+            let api::session_response::Kind::BatchResult(result) = session.next().await? else {
+                anyhow::bail!("no BatchResult");
+            };
+            let installed = result
+                .results
+                .iter()
+                .filter(|r| r.state() == api::RouteState::Installed)
+                .count();
+            anyhow::ensure!(
+                installed == routes.len(),
+                "{installed} installed: {result:?}"
+            );
+            anyhow::Ok(session)
+        })
+    };
+    let session = announce(&lab.socket).unwrap_or_else(|error| {
+        panic!(
+            "the first announcement: {error:#}\ndaemon log:\n{}",
+            lab.daemon.log()
+        )
+    });
+
+    let full = [ROUTES_PER_SPOKE + 1, ROUTES_PER_SPOKE + 1];
+    let allowed_counts = |lab: &Hub| {
+        let counts: Vec<usize> = lab
+            .spokes
+            .iter()
+            .map(|spoke| {
+                wg_allowed_ips(lab.ns.name(), &lab.tunnel, &spoke.public_key)
+                    .map_or(0, |set| set.len())
+            })
+            .collect();
+        [counts[0], counts[1]]
+    };
+    lab.wait(
+        CONVERGE,
+        "every route in the kernel and in its peer's AllowedIPs",
+        || count_kernel_routes(lab.ns.name()) == prefixes.len() && allowed_counts(&lab) == full,
+    );
+
+    // Sample the kernel and both peers' AllowedIPs from before the kill
+    // until the new daemon has re-claimed the routes and reconciled.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let lowest = Arc::new(Mutex::new(Lowest {
+        kernel: usize::MAX,
+        allowed_ips: [usize::MAX; 2],
+        samples: 0,
+    }));
+    let sampler = {
+        let (sampling, lowest) = (sampling.clone(), lowest.clone());
+        let (namespace, tunnel) = (lab.ns.name().to_owned(), lab.tunnel.clone());
+        let keys: Vec<String> = lab.spokes.iter().map(|s| s.public_key.clone()).collect();
+        std::thread::spawn(move || {
+            while sampling.load(Ordering::SeqCst) {
+                let kernel = count_kernel_routes(&namespace);
+                let allowed: Vec<usize> = keys
+                    .iter()
+                    .map(|key| wg_allowed_ips(&namespace, &tunnel, key).map_or(0, |s| s.len()))
+                    .collect();
+                let mut lowest = lowest.lock().expect("the sampler's lock");
+                lowest.kernel = lowest.kernel.min(kernel);
+                for (low, seen) in lowest.allowed_ips.iter_mut().zip(allowed) {
+                    *low = (*low).min(seen);
+                }
+                lowest.samples += 1;
+            }
+        })
+    };
+
+    lab.kill_and_restart();
+    drop(session);
+    let session = announce(&lab.socket).unwrap_or_else(|error| {
+        panic!("the re-claim: {error:#}\ndaemon log:\n{}", lab.daemon.log())
+    });
+    assert_eq!(
+        session.welcome.stale_routes,
+        prefixes.len() as u64,
+        "the new daemon did not adopt every route"
+    );
+    lab.wait_for_a_full_reconcile("a reconcile of the new daemon after the re-claim");
+    sampling.store(false, Ordering::SeqCst);
+    sampler.join().expect("the sampler ran");
+    let lowest = *lowest.lock().expect("the sampler's lock");
+    println!("lowest counts during the restart: {lowest:?}");
+
+    assert!(lowest.samples > 3, "too few samples to tell: {lowest:?}");
+    assert_eq!(
+        lowest.kernel,
+        prefixes.len(),
+        "the kernel lost routes during the restart\ndaemon log:\n{}",
+        lab.daemon.log()
+    );
+    assert_eq!(
+        lowest.allowed_ips,
+        full,
+        "a peer's AllowedIPs lost prefixes during the restart\ndaemon log:\n{}",
+        lab.daemon.log()
+    );
+    // And after it, each spoke's LAN routes are in its own peer only.
+    for (index, spoke) in lab.spokes.iter().enumerate() {
+        let mut expected = vec![format!("{}/32", spoke.tunnel_address)];
+        expected.extend(prefixes.iter().skip(index).step_by(2).cloned());
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        lab.wait_allowed_ips(
+            spoke,
+            &expected,
+            "each spoke's routes in its peer after the restart",
+        );
+    }
+    drop(session);
 }
