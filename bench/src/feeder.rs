@@ -40,6 +40,19 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Each message, whole, in order.
+    pub fn messages(&self) -> impl Iterator<Item = &[u8]> {
+        self.chunks.iter().flat_map(|chunk| {
+            let mut rest = chunk.as_slice();
+            std::iter::from_fn(move || {
+                let length = usize::from(u16::from_be_bytes([*rest.get(16)?, *rest.get(17)?]));
+                let (message, after) = rest.split_at_checked(length)?;
+                rest = after;
+                Some(message)
+            })
+        })
+    }
+
     fn push(&mut self, message: &[u8]) {
         match self.chunks.last_mut() {
             Some(chunk) if chunk.len() + message.len() <= CHUNK => chunk.extend_from_slice(message),

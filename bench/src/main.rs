@@ -118,6 +118,13 @@ enum Scenario {
         list: bool,
         output: PathBuf,
     },
+    /// Where the built-in speaker's and the bridge's bytes go, structure
+    /// by structure, for the bgp scenario's table, measured in this
+    /// process by the allocator (no lab, no kernel).
+    Memory {
+        #[arg(long, value_delimiter = ',', default_values_t = [100_000, 1_000_000])]
+        prefixes: Vec<usize>,
+    },
     /// Prints (and with --plot draws) reports saved with --json, merged.
     Show { files: Vec<PathBuf> },
     /// A tunnel's underlay cut: time until its routes leave the kernel and
@@ -225,6 +232,9 @@ fn run(
         }
         return Ok(());
     }
+    if let Scenario::Memory { prefixes } = &cli.scenario {
+        return scenario::memory::run(&cli.common, prefixes, report);
+    }
     let wgd = lab::Wgd::find(cli.common.wgd.as_deref())?;
     match &cli.scenario {
         Scenario::Fib { prefixes } => {
@@ -239,7 +249,7 @@ fn run(
             scenario::restart::run(runtime, &wgd, &cli.common, prefixes, report)
         }
         Scenario::Tunnels { tunnels } => scenario::tunnels::run(&wgd, &cli.common, tunnels, report),
-        Scenario::Mrt { .. } | Scenario::Show { .. } => Ok(()),
+        Scenario::Mrt { .. } | Scenario::Show { .. } | Scenario::Memory { .. } => Ok(()),
         Scenario::Failover { prefixes } => {
             scenario::failover::run(&wgd, &cli.common, prefixes, report)
         }

@@ -284,6 +284,17 @@ impl Rib {
         }
     }
 
+    /// The RIB's structures by name, for a caller that measures what each
+    /// holds by dropping them one at a time (`wgd-bench memory`).
+    pub fn into_structures(self) -> Vec<(&'static str, Box<dyn std::any::Any>)> {
+        vec![
+            ("slots", Box::new(self.slots)),
+            ("nexthop sets", Box::new(self.context.nexthop_sets)),
+            ("AllowedIPs", Box::new(self.context.allowed)),
+            ("spec sets", Box::new(self.spec_sets)),
+        ]
+    }
+
     pub fn set_config(&mut self, config: RibConfig) {
         self.context.config = config;
     }

@@ -227,6 +227,23 @@ impl LocRib {
         }
     }
 
+    /// The table's structures by name, for a caller that measures what
+    /// each holds by dropping them one at a time (`wgd-bench memory`).
+    /// Attribute sets are shared: they go with their last holder.
+    pub fn into_structures(self) -> Vec<(&'static str, Box<dyn std::any::Any>)> {
+        let (adj_rib_in, adj_rib_out): (Vec<_>, Vec<_>) = self
+            .neighbors
+            .into_values()
+            .map(|state| (state.adj_rib_in, state.adj_rib_out))
+            .unzip();
+        vec![
+            ("best paths", Box::new(self.best)),
+            ("Adj-RIB-Out", Box::new(adj_rib_out)),
+            ("Adj-RIB-In", Box::new(adj_rib_in)),
+            ("local networks", Box::new(self.local)),
+        ]
+    }
+
     /// The best path(s) of a prefix, best first.
     pub fn best(&self, prefix: &IpNet) -> &[Path] {
         self.best.get(prefix).map_or(&[], Vec::as_slice)
