@@ -988,7 +988,7 @@ impl Core {
         let mut updates = Vec::new();
         for (prefix, owner_neighbor) in &self.fed {
             if *owner_neighbor == neighbor
-                && let Some(spec) = self.route_spec(*prefix, self.rib.best(prefix))
+                && let Some(spec) = self.route_spec(*prefix, &self.rib.best(prefix))
             {
                 updates.push(BridgeUpdate::Offer(spec));
             }
@@ -1287,9 +1287,9 @@ impl Core {
 
     fn paths(&self) -> Vec<PathStatus> {
         let mut paths = Vec::new();
-        let best: BTreeSet<(IpNet, Option<NeighborId>)> = self
-            .rib
-            .best_paths()
+        let best_paths = self.rib.best_paths();
+        let best: BTreeSet<(IpNet, Option<NeighborId>)> = best_paths
+            .iter()
             .flat_map(|(prefix, paths)| {
                 paths.iter().map(move |path| {
                     (
@@ -1302,7 +1302,7 @@ impl Core {
                 })
             })
             .collect();
-        for (prefix, best_paths) in self.rib.best_paths() {
+        for (prefix, best_paths) in &best_paths {
             for path in best_paths {
                 if path.source == Source::Local {
                     paths.push(PathStatus {

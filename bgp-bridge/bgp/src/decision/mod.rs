@@ -175,7 +175,10 @@ impl Neighbor {
     }
 }
 
-/// A path as received, and what the import policy made of it.
+/// A path as received, and what the import policy and the decision made
+/// of it. The best paths are not kept apart: a path's `rank` says whether
+/// (and where) it is among its prefix's best, so that the Loc-RIB costs
+/// one byte per path and not a map of its own.
 #[derive(Debug, Clone)]
 struct Received {
     attributes: Arc<Attributes>,
@@ -183,6 +186,8 @@ struct Received {
     accepted: Option<Arc<Attributes>>,
     /// Kept through a graceful restart, not yet announced again.
     stale: bool,
+    /// 0: not among the best paths; k: the k-th of them (1: the best).
+    rank: u8,
 }
 
 #[derive(Debug)]
@@ -199,14 +204,14 @@ impl NeighborState {
     }
 }
 
-/// Adj-RIB-In of every neighbor, the best paths (Loc-RIB), and what each
-/// neighbor was sent (Adj-RIB-Out).
+/// Adj-RIB-In of every neighbor with the best paths (Loc-RIB) marked in
+/// it, and what each neighbor was sent (Adj-RIB-Out).
 #[derive(Debug)]
 pub struct LocRib {
     config: Config,
     neighbors: BTreeMap<NeighborId, NeighborState>,
+    /// The networks we originate: when one is here, it is the best path.
     local: BTreeMap<IpNet, Arc<Attributes>>,
-    best: BTreeMap<IpNet, Vec<Path>>,
 }
 
 /// A path in the running, with what the decision compares.
@@ -223,7 +228,6 @@ impl LocRib {
             config,
             neighbors: BTreeMap::new(),
             local: BTreeMap::new(),
-            best: BTreeMap::new(),
         }
     }
 
@@ -237,7 +241,6 @@ impl LocRib {
             .map(|state| (state.adj_rib_in, state.adj_rib_out))
             .unzip();
         vec![
-            ("best paths", Box::new(self.best)),
             ("Adj-RIB-Out", Box::new(adj_rib_out)),
             ("Adj-RIB-In", Box::new(adj_rib_in)),
             ("local networks", Box::new(self.local)),
@@ -245,15 +248,77 @@ impl LocRib {
     }
 
     /// The best path(s) of a prefix, best first.
-    pub fn best(&self, prefix: &IpNet) -> &[Path] {
-        self.best.get(prefix).map_or(&[], Vec::as_slice)
+    pub fn best(&self, prefix: &IpNet) -> Vec<Path> {
+        if let Some(attributes) = self.local.get(prefix) {
+            return vec![Path {
+                source: Source::Local,
+                attributes: Arc::clone(attributes),
+            }];
+        }
+        let mut ranked: Vec<(u8, Path)> = self
+            .neighbors
+            .iter()
+            .filter_map(|(id, state)| {
+                let received = state.adj_rib_in.get(prefix).filter(|r| r.rank > 0)?;
+                Some((
+                    received.rank,
+                    Path {
+                        source: Source::Neighbor(*id),
+                        attributes: Arc::clone(received.accepted.as_ref()?),
+                    },
+                ))
+            })
+            .collect();
+        ranked.sort_unstable_by_key(|(rank, _)| *rank);
+        ranked.into_iter().map(|(_, path)| path).collect()
+    }
+
+    /// The best path of a prefix alone.
+    fn first_best(&self, prefix: &IpNet) -> Option<Path> {
+        if let Some(attributes) = self.local.get(prefix) {
+            return Some(Path {
+                source: Source::Local,
+                attributes: Arc::clone(attributes),
+            });
+        }
+        self.neighbors.iter().find_map(|(id, state)| {
+            let received = state.adj_rib_in.get(prefix).filter(|r| r.rank == 1)?;
+            Some(Path {
+                source: Source::Neighbor(*id),
+                attributes: Arc::clone(received.accepted.as_ref()?),
+            })
+        })
+    }
+
+    /// Every prefix with a best path, in order.
+    fn best_prefixes(&self) -> BTreeSet<IpNet> {
+        let mut prefixes: BTreeSet<IpNet> = self.local.keys().copied().collect();
+        for state in self.neighbors.values() {
+            prefixes.extend(
+                state
+                    .adj_rib_in
+                    .iter()
+                    .filter(|(_, received)| received.rank == 1)
+                    .map(|(prefix, _)| *prefix),
+            );
+        }
+        prefixes
     }
 
     /// Every prefix with a path, and its best path(s).
-    pub fn best_paths(&self) -> impl Iterator<Item = (&IpNet, &[Path])> {
-        self.best
-            .iter()
-            .map(|(prefix, paths)| (prefix, paths.as_slice()))
+    pub fn best_paths(&self) -> Vec<(IpNet, Vec<Path>)> {
+        self.best_prefixes()
+            .into_iter()
+            .map(|prefix| (prefix, self.best(&prefix)))
+            .collect()
+    }
+
+    /// The best paths of each prefix now, before a change to the table.
+    fn before(&self, prefixes: impl IntoIterator<Item = IpNet>) -> Vec<(IpNet, Vec<Path>)> {
+        prefixes
+            .into_iter()
+            .map(|prefix| (prefix, self.best(&prefix)))
+            .collect()
     }
 
     /// The paths a neighbor announced, as received, and whether each is
@@ -314,11 +379,12 @@ impl LocRib {
         neighbor: NeighborId,
         resolver: &dyn Resolver,
     ) -> Vec<BestChange> {
-        let Some(state) = self.neighbors.remove(&neighbor) else {
+        let Some(state) = self.neighbors.get(&neighbor) else {
             return Vec::new();
         };
-        let prefixes: Vec<IpNet> = state.adj_rib_in.into_keys().collect();
-        self.recompute(prefixes, resolver)
+        let before = self.before(state.adj_rib_in.keys().copied());
+        self.neighbors.remove(&neighbor);
+        self.recompute(before, resolver)
     }
 
     /// A neighbor's session is gone and the neighbor restarts gracefully
@@ -345,18 +411,22 @@ impl LocRib {
         let Some(state) = self.neighbors.get_mut(&neighbor) else {
             return Vec::new();
         };
-        let mut swept = Vec::new();
-        state.adj_rib_in.retain(|prefix, received| {
-            let sweep = received.stale && families.contains(&Family::of(prefix));
-            if sweep {
-                swept.push(*prefix);
+        let swept: Vec<IpNet> = state
+            .adj_rib_in
+            .iter()
+            .filter(|(prefix, received)| received.stale && families.contains(&Family::of(prefix)))
+            .map(|(prefix, _)| *prefix)
+            .collect();
+        let before = self.before(swept.iter().copied());
+        if let Some(state) = self.neighbors.get_mut(&neighbor) {
+            for prefix in &swept {
+                state.adj_rib_in.remove(prefix);
             }
-            !sweep
-        });
-        if !state.established && state.adj_rib_in.is_empty() {
-            self.neighbors.remove(&neighbor);
+            if !state.established && state.adj_rib_in.is_empty() {
+                self.neighbors.remove(&neighbor);
+            }
         }
-        self.recompute(swept, resolver)
+        self.recompute(before, resolver)
     }
 
     /// Applies a neighbor's UPDATE to its Adj-RIB-In: withdrawals, then
@@ -370,16 +440,22 @@ impl LocRib {
     ) -> Vec<BestChange> {
         let Some(state) = self
             .neighbors
-            .get_mut(&neighbor)
+            .get(&neighbor)
             .filter(|state| state.established)
         else {
             return Vec::new();
         };
-        let mut touched = Vec::with_capacity(update.withdrawn.len() + update.announced.len());
+        let withdrawn = update
+            .withdrawn
+            .iter()
+            .filter(|prefix| state.adj_rib_in.contains_key(prefix));
+        let touched = withdrawn.chain(update.announced.iter().map(|(prefix, _)| prefix));
+        let before = self.before(touched.copied());
+        let Some(state) = self.neighbors.get_mut(&neighbor) else {
+            return Vec::new();
+        };
         for prefix in &update.withdrawn {
-            if state.adj_rib_in.remove(prefix).is_some() {
-                touched.push(*prefix);
-            }
+            state.adj_rib_in.remove(prefix);
         }
         let mut imported = SetCache::default();
         for (prefix, attributes) in &update.announced {
@@ -387,17 +463,24 @@ impl LocRib {
                 Outcome::Deny => None,
                 Outcome::Permit(set) => Some(imported.apply(set, attributes)),
             };
-            state.adj_rib_in.insert(
-                *prefix,
-                Received {
-                    attributes: Arc::clone(attributes),
-                    accepted,
-                    stale: false,
-                },
-            );
-            touched.push(*prefix);
+            let received = Received {
+                attributes: Arc::clone(attributes),
+                accepted,
+                stale: false,
+                rank: 0,
+            };
+            match state.adj_rib_in.entry(*prefix) {
+                // The rank stays until the decision runs again.
+                Entry::Occupied(mut entry) => {
+                    let rank = entry.get().rank;
+                    entry.insert(Received { rank, ..received });
+                }
+                Entry::Vacant(entry) => {
+                    entry.insert(received);
+                }
+            }
         }
-        let mut changes = self.recompute(touched, resolver);
+        let mut changes = self.recompute(before, resolver);
         if !update.end_of_rib.is_empty() {
             changes.extend(self.sweep_stale(neighbor, &update.end_of_rib, resolver));
         }
@@ -419,19 +502,27 @@ impl LocRib {
         };
         let mut imported = SetCache::default();
         let mut touched = Vec::new();
-        for (prefix, received) in &mut state.adj_rib_in {
+        for (prefix, received) in &state.adj_rib_in {
             let accepted = match import.judge(prefix, &received.attributes) {
                 Outcome::Deny => None,
                 Outcome::Permit(set) => Some(imported.apply(set, &received.attributes)),
             };
             if accepted != received.accepted {
+                touched.push((*prefix, accepted));
+            }
+        }
+        let before = self.before(touched.iter().map(|(prefix, _)| *prefix));
+        let Some(state) = self.neighbors.get_mut(&neighbor) else {
+            return (Vec::new(), Export::default());
+        };
+        for (prefix, accepted) in touched {
+            if let Some(received) = state.adj_rib_in.get_mut(&prefix) {
                 received.accepted = accepted;
-                touched.push(*prefix);
             }
         }
         state.settings.import = import;
         state.settings.export = export;
-        let changes = self.recompute(touched, resolver);
+        let changes = self.recompute(before, resolver);
         (changes, self.export_all(neighbor))
     }
 
@@ -439,61 +530,73 @@ impl LocRib {
     /// not in `networks` any more are withdrawn.
     pub fn set_networks(&mut self, networks: &[IpNet], resolver: &dyn Resolver) -> Vec<BestChange> {
         let wanted: BTreeSet<IpNet> = networks.iter().map(IpNet::trunc).collect();
-        let mut touched: Vec<IpNet> = self
+        let leaving: Vec<IpNet> = self
             .local
             .keys()
             .filter(|prefix| !wanted.contains(prefix))
             .copied()
             .collect();
-        for prefix in &touched {
+        let coming: Vec<IpNet> = wanted
+            .into_iter()
+            .filter(|prefix| !self.local.contains_key(prefix))
+            .collect();
+        let before = self.before(leaving.iter().chain(&coming).copied());
+        for prefix in &leaving {
             self.local.remove(prefix);
         }
         let attributes = Arc::new(Attributes::default());
-        for prefix in wanted {
-            if let std::collections::btree_map::Entry::Vacant(entry) = self.local.entry(prefix) {
-                entry.insert(Arc::clone(&attributes));
-                touched.push(prefix);
-            }
+        for prefix in coming {
+            self.local.insert(prefix, Arc::clone(&attributes));
         }
-        self.recompute(touched, resolver)
+        self.recompute(before, resolver)
     }
 
     /// Asks the resolver again about every path (the tunnels changed).
     pub fn revalidate(&mut self, resolver: &dyn Resolver) -> Vec<BestChange> {
-        let mut prefixes: BTreeSet<IpNet> = self.best.keys().copied().collect();
+        let mut prefixes: BTreeSet<IpNet> = self.local.keys().copied().collect();
         for state in self.neighbors.values() {
             prefixes.extend(state.adj_rib_in.keys().copied());
         }
-        self.recompute(prefixes, resolver)
+        let before = self.before(prefixes);
+        self.recompute(before, resolver)
     }
 
-    /// Runs the decision for each prefix; the prefixes whose choice changed.
+    /// Runs the decision for each prefix, given its best paths before the
+    /// table changed; the prefixes whose choice changed, with the paths'
+    /// ranks set to the new choice.
     fn recompute(
         &mut self,
-        prefixes: impl IntoIterator<Item = IpNet>,
+        before: Vec<(IpNet, Vec<Path>)>,
         resolver: &dyn Resolver,
     ) -> Vec<BestChange> {
-        // A prefix named twice is decided twice; the second time changes
-        // nothing, so each appears in the answer once at most.
+        // A prefix named twice is decided once: each appears in the answer
+        // once at most.
         let mut changes = Vec::new();
-        for prefix in prefixes {
-            let paths = self.decide(&prefix, resolver);
-            match self.best.entry(prefix) {
-                Entry::Occupied(entry) if entry.get() == &paths => continue,
-                Entry::Occupied(entry) if paths.is_empty() => {
-                    entry.remove();
-                }
-                Entry::Occupied(mut entry) => {
-                    entry.insert(paths.clone());
-                }
-                Entry::Vacant(_) if paths.is_empty() => continue,
-                Entry::Vacant(entry) => {
-                    entry.insert(paths.clone());
-                }
+        let mut decided: BTreeSet<IpNet> = BTreeSet::new();
+        for (prefix, old) in before {
+            if !decided.insert(prefix) {
+                continue;
             }
-            changes.push(BestChange { prefix, paths });
+            let paths = self.decide(&prefix, resolver);
+            self.rank(&prefix, &paths);
+            if old != paths {
+                changes.push(BestChange { prefix, paths });
+            }
         }
         changes
+    }
+
+    /// Marks each neighbor's path to `prefix` with its place in `paths`.
+    fn rank(&mut self, prefix: &IpNet, paths: &[Path]) {
+        for (id, state) in &mut self.neighbors {
+            if let Some(received) = state.adj_rib_in.get_mut(prefix) {
+                received.rank = paths
+                    .iter()
+                    .position(|path| path.source == Source::Neighbor(*id))
+                    .and_then(|at| u8::try_from(at + 1).ok())
+                    .unwrap_or(0);
+            }
+        }
     }
 
     /// The decision process for one prefix (see the module comment).
@@ -562,7 +665,8 @@ impl LocRib {
         candidates.retain(|_| !beaten.next().unwrap_or(false));
         keep_best(&mut candidates, |candidate| candidate.ebgp);
         candidates.sort_by_key(|candidate| (candidate.router_id, candidate.neighbor));
-        candidates.truncate(self.config.max_paths.max(1));
+        // A rank is one byte.
+        candidates.truncate(self.config.max_paths.clamp(1, usize::from(u8::MAX)));
         candidates
             .into_iter()
             .map(|candidate| candidate.path)
@@ -606,7 +710,7 @@ impl LocRib {
 
     /// Everything a neighbor should have, diffed against what it was sent.
     fn export_all(&mut self, neighbor: NeighborId) -> Export {
-        let mut prefixes: BTreeSet<IpNet> = self.best.keys().copied().collect();
+        let mut prefixes = self.best_prefixes();
         if let Some(state) = self.neighbors.get(&neighbor) {
             prefixes.extend(state.adj_rib_out.keys().copied());
         }
@@ -663,7 +767,7 @@ impl LocRib {
         prefix: &IpNet,
         cache: &mut ExportCache,
     ) -> Option<Arc<Attributes>> {
-        let path = self.best.get(prefix)?.first()?;
+        let path = &self.first_best(prefix)?;
         let family = Family::of(prefix);
         if !to.settings.families.contains(&family) {
             return None;
