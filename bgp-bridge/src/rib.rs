@@ -129,7 +129,7 @@ struct Candidate {
 /// ones (see [`intern`]).
 #[derive(Debug, Clone)]
 struct Stored {
-    nexthops: Arc<[NexthopSpec]>,
+    nexthops: Shared<NexthopSpec>,
     distance: u8,
     metric: u32,
 }
@@ -140,30 +140,54 @@ struct Installed {
     /// `None`: adopted at start, no owner has claimed it yet.
     owner: Option<Owner>,
     /// Shared by every route with the same nexthops (see [`intern`]).
-    nexthops: Arc<[FibNexthop]>,
+    nexthops: Shared<FibNexthop>,
 }
 
 #[derive(Debug, Clone, Default)]
 struct Slot {
-    /// Most prefixes have one: the vector is allocated to size, not with
-    /// room for four.
-    candidates: Vec<Candidate>,
+    /// Most prefixes have one: it is kept in the slot, not allocated.
+    candidates: smallvec::SmallVec<[Candidate; 1]>,
     installed: Option<Installed>,
-    /// The kernel refused the selected route: why.
-    failed: Option<Box<str>>,
+    /// The kernel refused the selected route: why (rare; a thin pointer).
+    failed: Option<Box<String>>,
+}
+
+/// A set shared by every route with the same one, behind a thin pointer
+/// (8 bytes in each route, where `Arc<[T]>` takes 16).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Shared<T>(Arc<Box<[T]>>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T> std::borrow::Borrow<[T]> for Shared<T> {
+    fn borrow(&self) -> &[T] {
+        &self.0
+    }
 }
 
 /// The shared copy of `items` in `sets`: a full table through a few
 /// tunnels has a handful of nexthop sets, not one copy per route. Sets no
 /// route uses any more are dropped now and then (there are few).
-fn intern<T: Eq + std::hash::Hash>(sets: &mut HashSet<Arc<[T]>>, items: Vec<T>) -> Arc<[T]> {
+fn intern<T: Eq + std::hash::Hash>(sets: &mut HashSet<Shared<T>>, items: Vec<T>) -> Shared<T> {
     if let Some(shared) = sets.get(items.as_slice()) {
         return shared.clone();
     }
     if sets.len() >= 1024 {
-        sets.retain(|set| Arc::strong_count(set) > 1);
+        sets.retain(|set| Arc::strong_count(&set.0) > 1);
     }
-    let shared: Arc<[T]> = items.into();
+    let shared = Shared(Arc::new(items.into_boxed_slice()));
     sets.insert(shared.clone());
     shared
 }
@@ -189,7 +213,7 @@ pub struct Rib {
     /// Registered nexthops per owner, with what they were last told.
     registered: BTreeMap<Owner, BTreeMap<ScopedAddress, NexthopEvent>>,
     /// Every distinct set of nexthops owners give, once (see [`intern`]).
-    spec_sets: HashSet<Arc<[NexthopSpec]>>,
+    spec_sets: HashSet<Shared<NexthopSpec>>,
 }
 
 #[derive(Debug, Default)]
@@ -201,7 +225,7 @@ struct Context {
     allowed: BTreeMap<(String, String), BTreeSet<IpNet>>,
     /// Every distinct set of installed nexthops, once: a full table through
     /// a few tunnels has a handful, not one copy per route.
-    nexthop_sets: HashSet<Arc<[FibNexthop]>>,
+    nexthop_sets: HashSet<Shared<FibNexthop>>,
     sources: SourceChoice,
 }
 
@@ -335,7 +359,6 @@ impl Rib {
                 }
             }
             None => {
-                slot.candidates.reserve_exact(1);
                 slot.candidates.push(Candidate {
                     owner: owner.clone(),
                     spec,
@@ -680,7 +703,7 @@ impl Rib {
         let Some(slot) = self.slots.get_mut(&prefix) else {
             return;
         };
-        slot.failed = Some(reason.into_boxed_str());
+        slot.failed = Some(Box::new(reason));
         if still_ours {
             return;
         }
@@ -1111,7 +1134,7 @@ impl Resolver<'_> {
 /// whether the slot is left empty (to be removed).
 fn reselect_slot(
     resolver: &Resolver<'_>,
-    nexthop_sets: &mut HashSet<Arc<[FibNexthop]>>,
+    nexthop_sets: &mut HashSet<Shared<FibNexthop>>,
     allowed: &mut BTreeMap<(String, String), BTreeSet<IpNet>>,
     prefix: IpNet,
     slot: &mut Slot,

@@ -28,18 +28,18 @@ pub const DEFAULT_DISTANCE: u8 = 20;
 /// or `adopted` for routes found in the kernel at start.
 ///
 /// Every route of an owner shares its name (one allocation per owner, not
-/// per route).
+/// per route), through a thin pointer: a route's owner costs 8 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Owner(std::sync::Arc<str>);
+pub struct Owner(std::sync::Arc<String>);
 
 impl Owner {
     pub fn new(name: impl Into<String>) -> Self {
-        Self(name.into().into())
+        Self(std::sync::Arc::new(name.into()))
     }
 
     /// Routes found in the kernel at start, until an owner claims them.
     pub fn adopted() -> Self {
-        Self("adopted".into())
+        Self::new("adopted")
     }
 
     pub fn as_str(&self) -> &str {
