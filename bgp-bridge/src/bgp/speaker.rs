@@ -37,7 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::decision::{self, BestChange, LocRib, Resolver, Source};
+use super::decision::{self, BestChange, LocRib, Resolver, Source, first_neighbor};
 use super::packet::{self as update, Decoded};
 use super::policy::Policy;
 use super::session::{
@@ -304,8 +304,6 @@ struct Core {
     peers: BTreeMap<NeighborId, Peer>,
     rib: LocRib,
     view: TunnelView,
-    /// Which bridge owner carries each prefix now.
-    fed: HashMap<IpNet, NeighborId, foldhash::fast::RandomState>,
     next_connection: u64,
     /// Read for the networks to originate.
     kernel: crate::fib::KernelFib,
@@ -410,7 +408,6 @@ impl Core {
             peers,
             rib,
             view: TunnelView::default(),
-            fed: HashMap::default(),
             next_connection: 1,
             kernel,
             present: Vec::new(),
@@ -985,11 +982,10 @@ impl Core {
         else {
             return;
         };
+        // The bridge carries a prefix under the neighbor of its best path.
         let mut updates = Vec::new();
-        for (prefix, owner_neighbor) in &self.fed {
-            if *owner_neighbor == neighbor
-                && let Some(spec) = self.route_spec(*prefix, &self.rib.best(prefix))
-            {
+        for prefix in self.rib.best_from(neighbor) {
+            if let Some(spec) = self.route_spec(prefix, &self.rib.best(&prefix)) {
                 updates.push(BridgeUpdate::Offer(spec));
             }
         }
@@ -1066,8 +1062,12 @@ impl Core {
         }
         for change in changes {
             match self.pending_index.get(&change.prefix) {
-                // The latest change of a prefix is all the bridge needs.
-                Some(index) => self.pending[*index] = change,
+                // The latest change of a prefix is all the bridge needs,
+                // with who carried the route before the first.
+                Some(index) => {
+                    let before = self.pending[*index].before;
+                    self.pending[*index] = BestChange { before, ..change };
+                }
                 None => {
                     self.pending_index.insert(change.prefix, self.pending.len());
                     self.pending.push(change);
@@ -1186,34 +1186,23 @@ impl Core {
         let mut withdrawals: BTreeMap<NeighborId, Vec<BridgeUpdate>> = BTreeMap::new();
         for change in &changes {
             // The change carries the best paths: no lookup of them.
+            // The bridge carries a route under the neighbor of its first
+            // neighbor path (route_spec has none for local networks).
             let spec = self.route_spec(change.prefix, &change.paths);
-            let new_owner = spec.as_ref().and_then(|_| {
-                change.paths.iter().find_map(|path| match path.source {
-                    Source::Neighbor(neighbor) => Some(neighbor),
-                    Source::Local => None,
-                })
-            });
-            let old_owner = self.fed.get(&change.prefix).copied();
+            let new_owner = spec.as_ref().and_then(|_| first_neighbor(&change.paths));
+            let old_owner = change.before;
             if let (Some(spec), Some(owner_neighbor)) = (spec, new_owner) {
                 offers
                     .entry(owner_neighbor)
                     .or_default()
                     .push(BridgeUpdate::Offer(spec));
-                self.fed.insert(change.prefix, owner_neighbor);
-            } else {
-                self.fed.remove(&change.prefix);
             }
             // Routes each neighbor carries to the kernel, kept as they move.
-            if old_owner != new_owner.filter(|_| self.fed.contains_key(&change.prefix)) {
+            if old_owner != new_owner {
                 if let Some(peer) = old_owner.and_then(|old| self.peers.get_mut(&old)) {
                     peer.status.prefixes_accepted = peer.status.prefixes_accepted.saturating_sub(1);
                 }
-                if let Some(peer) = self
-                    .fed
-                    .get(&change.prefix)
-                    .copied()
-                    .and_then(|new| self.peers.get_mut(&new))
-                {
+                if let Some(peer) = new_owner.and_then(|new| self.peers.get_mut(&new)) {
                     peer.status.prefixes_accepted += 1;
                 }
             }

@@ -108,6 +108,17 @@ pub struct Path {
 pub struct BestChange {
     pub prefix: IpNet,
     pub paths: Vec<Path>,
+    /// The neighbor of the first neighbor path before the change (who
+    /// carried the route to the bridge), if any.
+    pub before: Option<NeighborId>,
+}
+
+/// The neighbor of the first path that came from one.
+pub fn first_neighbor(paths: &[Path]) -> Option<NeighborId> {
+    paths.iter().find_map(|path| match path.source {
+        Source::Neighbor(neighbor) => Some(neighbor),
+        Source::Local => None,
+    })
 }
 
 /// What to send one neighbor.
@@ -303,6 +314,16 @@ impl LocRib {
             );
         }
         prefixes
+    }
+
+    /// The prefixes whose best path came from `neighbor`.
+    pub fn best_from(&self, neighbor: NeighborId) -> impl Iterator<Item = IpNet> + '_ {
+        self.neighbors
+            .get(&neighbor)
+            .into_iter()
+            .flat_map(|state| state.adj_rib_in.iter())
+            .filter(|(prefix, received)| received.rank == 1 && !self.local.contains_key(prefix))
+            .map(|(prefix, _)| *prefix)
     }
 
     /// Every prefix with a path, and its best path(s).
@@ -580,7 +601,11 @@ impl LocRib {
             let paths = self.decide(&prefix, resolver);
             self.rank(&prefix, &paths);
             if old != paths {
-                changes.push(BestChange { prefix, paths });
+                changes.push(BestChange {
+                    prefix,
+                    paths,
+                    before: first_neighbor(&old),
+                });
             }
         }
         changes

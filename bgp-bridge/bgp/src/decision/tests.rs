@@ -269,7 +269,8 @@ fn unresolvable_nexthop_is_ignored() {
         changes,
         vec![BestChange {
             prefix: net(P),
-            paths: Vec::new()
+            paths: Vec::new(),
+            before: Some(b.id)
         }]
     );
 }
@@ -312,7 +313,8 @@ fn changes_only_when_the_choice_changes() {
         changes,
         vec![BestChange {
             prefix: net(P),
-            paths: Vec::new()
+            paths: Vec::new(),
+            before: Some(b.id)
         }]
     );
     assert!(withdraw(&mut rib, &b, P).is_empty());
@@ -386,7 +388,8 @@ fn stale_paths_stay_until_announced_again_or_swept() {
         changes,
         vec![BestChange {
             prefix: net("198.51.100.0/24"),
-            paths: Vec::new()
+            paths: Vec::new(),
+            before: Some(a.id)
         }]
     );
     assert_eq!(sources(&rib, P), vec![from(&a)]);
