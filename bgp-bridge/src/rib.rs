@@ -24,8 +24,10 @@
 //! tunnel.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+
 use std::net::IpAddr;
 use std::sync::Arc;
+use wgd_bgp::prefix_map::PrefixMap;
 
 use ipnet::IpNet;
 
@@ -204,7 +206,7 @@ enum Resolution {
 
 #[derive(Debug, Default)]
 pub struct Rib {
-    slots: BTreeMap<IpNet, Slot>,
+    slots: PrefixMap<Slot>,
     /// What choosing a route needs besides its slot, apart from the slots
     /// so that a slot can be changed while its routes are chosen.
     context: Context,
@@ -345,7 +347,7 @@ impl Rib {
             distance: spec.distance,
             metric: spec.metric,
         };
-        let slot = self.slots.entry(prefix).or_default();
+        let slot = self.slots.get_or_insert_with(prefix, Slot::default);
         match slot
             .candidates
             .iter_mut()
@@ -475,7 +477,7 @@ impl Rib {
                     .iter()
                     .any(|c| &c.owner == owner && (c.stale || !only_stale))
             })
-            .map(|(prefix, _)| *prefix)
+            .map(|(prefix, _)| prefix)
             .collect();
         for prefix in &prefixes {
             self.withdraw(owner, *prefix, changes);
@@ -502,14 +504,14 @@ impl Rib {
         }
         let old = std::mem::replace(&mut self.context.sources, new);
         let new = &self.context.sources;
-        for (prefix, slot) in &self.slots {
+        for (prefix, slot) in self.slots.iter() {
             let Some(installed) = &slot.installed else {
                 continue;
             };
-            let source = new.of(prefix, &installed.nexthops);
-            if source != old.of(prefix, &installed.nexthops) {
+            let source = new.of(&prefix, &installed.nexthops);
+            if source != old.of(&prefix, &installed.nexthops) {
                 changes.fib.push(FibOp::Replace {
-                    prefix: *prefix,
+                    prefix,
                     nexthops: installed.nexthops.to_vec(),
                     source,
                 });
@@ -567,7 +569,9 @@ impl Rib {
             &installed,
             &mut Changes::default(),
         );
-        self.slots.entry(prefix).or_default().installed = installed;
+        self.slots
+            .get_or_insert_with(prefix, Slot::default)
+            .installed = installed;
     }
 
     /// Names the tunnel and peer of an adopted nexthop from the view.
@@ -597,7 +601,7 @@ impl Rib {
             .slots
             .iter()
             .filter(|(_, slot)| slot.installed.as_ref().is_some_and(|i| i.owner.is_none()))
-            .map(|(prefix, _)| *prefix)
+            .map(|(prefix, _)| prefix)
             .collect();
         let before = changes.fib.len();
         for prefix in &adopted {
@@ -626,7 +630,7 @@ impl Rib {
             return false;
         }
         self.context.view = view;
-        let prefixes: Vec<IpNet> = self.slots.keys().copied().collect();
+        let prefixes: Vec<IpNet> = self.slots.keys().collect();
         for prefix in prefixes {
             self.reselect(prefix, false, changes);
         }
@@ -730,7 +734,7 @@ impl Rib {
             .slots
             .iter()
             .filter(|(_, slot)| slot.failed.is_some())
-            .map(|(prefix, _)| *prefix)
+            .map(|(prefix, _)| prefix)
             .collect();
         for prefix in failed {
             self.reselect(prefix, false, changes);
@@ -744,7 +748,7 @@ impl Rib {
             slot.installed
                 .as_ref()
                 .filter(|_| slot.failed.is_none())
-                .map(|installed| (*prefix, &installed.nexthops[..]))
+                .map(|installed| (prefix, &installed.nexthops[..]))
         })
     }
 
@@ -803,8 +807,13 @@ impl Rib {
     /// listed with owner `adopted`.
     pub fn routes(&self, filter: &RouteFilter) -> Vec<RouteRecord> {
         let mut records = Vec::new();
-        let slots: Box<dyn Iterator<Item = (&IpNet, &Slot)>> = match &filter.prefix {
-            Some(prefix) => Box::new(self.slots.get_key_value(prefix).into_iter()),
+        let slots: Box<dyn Iterator<Item = (IpNet, &Slot)>> = match &filter.prefix {
+            Some(prefix) => Box::new(
+                self.slots
+                    .get(prefix)
+                    .map(|slot| (*prefix, slot))
+                    .into_iter(),
+            ),
             None => Box::new(self.slots.iter()),
         };
         for (prefix, slot) in slots {
@@ -813,17 +822,17 @@ impl Rib {
                     continue;
                 }
                 if let Some(tunnel) = &filter.tunnel
-                    && !self.spec_uses_tunnel(prefix, &candidate.spec, tunnel)
+                    && !self.spec_uses_tunnel(&prefix, &candidate.spec, tunnel)
                 {
                     continue;
                 }
                 records.push(RouteRecord {
-                    prefix: *prefix,
+                    prefix: prefix,
                     owner: candidate.owner.clone(),
                     nexthops: candidate.spec.nexthops.to_vec(),
                     distance: candidate.spec.distance,
                     metric: candidate.spec.metric,
-                    status: self.resolver().candidate_status(prefix, slot, candidate),
+                    status: self.resolver().candidate_status(&prefix, slot, candidate),
                     stale: candidate.stale,
                 });
             }
@@ -840,7 +849,7 @@ impl Rib {
                     continue;
                 }
                 records.push(RouteRecord {
-                    prefix: *prefix,
+                    prefix: prefix,
                     owner,
                     nexthops: installed.nexthops.iter().map(FibNexthop::to_spec).collect(),
                     distance: u8::MAX,
@@ -874,7 +883,7 @@ impl Rib {
         let mut adopted = OwnerCounts::default();
         let mut installed = 0;
         let mut last = 0;
-        for (prefix, slot) in &self.slots {
+        for (prefix, slot) in self.slots.iter() {
             for candidate in &slot.candidates {
                 let index = if by_owner
                     .get(last)
@@ -896,7 +905,7 @@ impl Rib {
                 if candidate.stale {
                     entry.stale += 1;
                 }
-                match self.resolver().candidate_status(prefix, slot, candidate) {
+                match self.resolver().candidate_status(&prefix, slot, candidate) {
                     RouteStatus::Installed => entry.installed += 1,
                     RouteStatus::Queued(_) => entry.queued += 1,
                     RouteStatus::Standby { .. } => entry.standby += 1,

@@ -18,5 +18,6 @@
 pub mod decision;
 pub mod packet;
 pub mod policy;
+pub mod prefix_map;
 pub mod session;
 pub mod types;

@@ -41,7 +41,6 @@
 //! (it sees the route as it would be sent) and may still deny or change
 //! it.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -49,6 +48,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::policy::{Community, Outcome, Policy, Set};
+use crate::prefix_map::PrefixMap;
 use crate::types::{
     AsSegment, Asn, Attributes, DEFAULT_LOCAL_PREF, Family, Negotiated, NeighborId, Update,
 };
@@ -205,8 +205,8 @@ struct Received {
 struct NeighborState {
     settings: Neighbor,
     established: bool,
-    adj_rib_in: BTreeMap<IpNet, Received>,
-    adj_rib_out: BTreeMap<IpNet, Arc<Attributes>>,
+    adj_rib_in: PrefixMap<Received>,
+    adj_rib_out: PrefixMap<Arc<Attributes>>,
 }
 
 impl NeighborState {
@@ -310,7 +310,7 @@ impl LocRib {
                     .adj_rib_in
                     .iter()
                     .filter(|(_, received)| received.rank == 1)
-                    .map(|(prefix, _)| *prefix),
+                    .map(|(prefix, _)| prefix),
             );
         }
         prefixes
@@ -323,7 +323,7 @@ impl LocRib {
             .into_iter()
             .flat_map(|state| state.adj_rib_in.iter())
             .filter(|(prefix, received)| received.rank == 1 && !self.local.contains_key(prefix))
-            .map(|(prefix, _)| *prefix)
+            .map(|(prefix, _)| prefix)
     }
 
     /// Every prefix with a path, and its best path(s).
@@ -347,7 +347,7 @@ impl LocRib {
     pub fn adj_rib_in(
         &self,
         neighbor: NeighborId,
-    ) -> impl Iterator<Item = (&IpNet, &Arc<Attributes>, bool)> {
+    ) -> impl Iterator<Item = (IpNet, &Arc<Attributes>, bool)> {
         self.neighbors
             .get(&neighbor)
             .into_iter()
@@ -384,8 +384,8 @@ impl LocRib {
         let state = self.neighbors.entry(id).or_insert_with(|| NeighborState {
             settings: neighbor.clone(),
             established: false,
-            adj_rib_in: BTreeMap::new(),
-            adj_rib_out: BTreeMap::new(),
+            adj_rib_in: PrefixMap::new(),
+            adj_rib_out: PrefixMap::new(),
         });
         state.settings = neighbor;
         state.established = true;
@@ -403,7 +403,7 @@ impl LocRib {
         let Some(state) = self.neighbors.get(&neighbor) else {
             return Vec::new();
         };
-        let before = self.before(state.adj_rib_in.keys().copied());
+        let before = self.before(state.adj_rib_in.keys());
         self.neighbors.remove(&neighbor);
         self.recompute(before, resolver)
     }
@@ -436,7 +436,7 @@ impl LocRib {
             .adj_rib_in
             .iter()
             .filter(|(prefix, received)| received.stale && families.contains(&Family::of(prefix)))
-            .map(|(prefix, _)| *prefix)
+            .map(|(prefix, _)| prefix)
             .collect();
         let before = self.before(swept.iter().copied());
         if let Some(state) = self.neighbors.get_mut(&neighbor) {
@@ -490,14 +490,14 @@ impl LocRib {
                 stale: false,
                 rank: 0,
             };
-            match state.adj_rib_in.entry(*prefix) {
+            match state.adj_rib_in.get_mut(prefix) {
                 // The rank stays until the decision runs again.
-                Entry::Occupied(mut entry) => {
-                    let rank = entry.get().rank;
-                    entry.insert(Received { rank, ..received });
+                Some(entry) => {
+                    let rank = entry.rank;
+                    *entry = Received { rank, ..received };
                 }
-                Entry::Vacant(entry) => {
-                    entry.insert(received);
+                None => {
+                    state.adj_rib_in.insert(*prefix, received);
                 }
             }
         }
@@ -523,13 +523,13 @@ impl LocRib {
         };
         let mut imported = SetCache::default();
         let mut touched = Vec::new();
-        for (prefix, received) in &state.adj_rib_in {
-            let accepted = match import.judge(prefix, &received.attributes) {
+        for (prefix, received) in state.adj_rib_in.iter() {
+            let accepted = match import.judge(&prefix, &received.attributes) {
                 Outcome::Deny => None,
                 Outcome::Permit(set) => Some(imported.apply(set, &received.attributes)),
             };
             if accepted != received.accepted {
-                touched.push((*prefix, accepted));
+                touched.push((prefix, accepted));
             }
         }
         let before = self.before(touched.iter().map(|(prefix, _)| *prefix));
@@ -576,7 +576,7 @@ impl LocRib {
     pub fn revalidate(&mut self, resolver: &dyn Resolver) -> Vec<BestChange> {
         let mut prefixes: BTreeSet<IpNet> = self.local.keys().copied().collect();
         for state in self.neighbors.values() {
-            prefixes.extend(state.adj_rib_in.keys().copied());
+            prefixes.extend(state.adj_rib_in.keys());
         }
         let before = self.before(prefixes);
         self.recompute(before, resolver)
@@ -707,7 +707,7 @@ impl LocRib {
             export.announced = state
                 .adj_rib_out
                 .iter()
-                .map(|(prefix, attributes)| (*prefix, Arc::clone(attributes)))
+                .map(|(prefix, attributes)| (prefix, Arc::clone(attributes)))
                 .collect();
         }
         export
@@ -737,7 +737,7 @@ impl LocRib {
     fn export_all(&mut self, neighbor: NeighborId) -> Export {
         let mut prefixes = self.best_prefixes();
         if let Some(state) = self.neighbors.get(&neighbor) {
-            prefixes.extend(state.adj_rib_out.keys().copied());
+            prefixes.extend(state.adj_rib_out.keys());
         }
         self.export_prefixes(neighbor, prefixes)
     }

@@ -376,7 +376,7 @@ fn stale_paths_stay_until_announced_again_or_swept() {
     let stale: Vec<IpNet> = rib
         .adj_rib_in(a.id)
         .filter(|(_, _, stale)| *stale)
-        .map(|(prefix, _, _)| *prefix)
+        .map(|(prefix, _, _)| prefix)
         .collect();
     assert_eq!(stale, vec![net("198.51.100.0/24"), net("2001:db8::/32")]);
     let end_of_rib = Update {
