@@ -827,7 +827,7 @@ impl Rib {
                     continue;
                 }
                 records.push(RouteRecord {
-                    prefix: prefix,
+                    prefix,
                     owner: candidate.owner.clone(),
                     nexthops: candidate.spec.nexthops.to_vec(),
                     distance: candidate.spec.distance,
@@ -849,7 +849,7 @@ impl Rib {
                     continue;
                 }
                 records.push(RouteRecord {
-                    prefix: prefix,
+                    prefix,
                     owner,
                     nexthops: installed.nexthops.iter().map(FibNexthop::to_spec).collect(),
                     distance: u8::MAX,

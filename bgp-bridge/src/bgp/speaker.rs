@@ -1307,7 +1307,7 @@ impl Core {
         for neighbor in self.peers.keys() {
             for (prefix, attributes, stale) in self.rib.adj_rib_in(*neighbor) {
                 paths.push(PathStatus {
-                    prefix: prefix,
+                    prefix,
                     neighbor: Some(*neighbor),
                     attributes: Arc::clone(attributes),
                     best: best.contains(&(prefix, Some(*neighbor))),
