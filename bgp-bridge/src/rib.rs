@@ -119,21 +119,17 @@ pub struct OwnerCounts {
     pub failed: u64,
 }
 
+/// An owner's route as the RIB keeps it: a [`RouteSpec`] without its
+/// prefix (the slot's key), whose nexthops are shared by every route with
+/// the same ones (see [`intern`]). 24 bytes: the fields are not grouped
+/// in a struct of their own, whose padding would make it 32.
 #[derive(Debug, Clone)]
 struct Candidate {
     owner: Owner,
-    spec: Stored,
-    stale: bool,
-}
-
-/// A route as the RIB keeps it: a [`RouteSpec`] without its prefix (the
-/// slot's key), whose nexthops are shared by every route with the same
-/// ones (see [`intern`]).
-#[derive(Debug, Clone)]
-struct Stored {
     nexthops: Shared<NexthopSpec>,
-    distance: u8,
     metric: u32,
+    distance: u8,
+    stale: bool,
 }
 
 /// What wgd believes the kernel has for a prefix.
@@ -342,11 +338,7 @@ impl Rib {
             return RouteStatus::Refused(refusal.to_string());
         }
         let prefix = spec.prefix;
-        let spec = Stored {
-            nexthops: intern(&mut self.spec_sets, spec.nexthops),
-            distance: spec.distance,
-            metric: spec.metric,
-        };
+        let nexthops = intern(&mut self.spec_sets, spec.nexthops);
         let slot = self.slots.get_or_insert_with(prefix, Slot::default);
         match slot
             .candidates
@@ -354,7 +346,9 @@ impl Rib {
             .find(|candidate| &candidate.owner == owner)
         {
             Some(candidate) => {
-                candidate.spec = spec;
+                candidate.nexthops = nexthops;
+                candidate.distance = spec.distance;
+                candidate.metric = spec.metric;
                 if candidate.stale {
                     candidate.stale = false;
                     if let Some(stale) = self.stale.get_mut(owner) {
@@ -365,7 +359,9 @@ impl Rib {
             None => {
                 slot.candidates.push(Candidate {
                     owner: owner.clone(),
-                    spec,
+                    nexthops,
+                    metric: spec.metric,
+                    distance: spec.distance,
                     stale: false,
                 });
                 *self.counts.entry(owner.clone()).or_default() += 1;
@@ -822,16 +818,16 @@ impl Rib {
                     continue;
                 }
                 if let Some(tunnel) = &filter.tunnel
-                    && !self.spec_uses_tunnel(&prefix, &candidate.spec, tunnel)
+                    && !self.spec_uses_tunnel(&prefix, &candidate.nexthops, tunnel)
                 {
                     continue;
                 }
                 records.push(RouteRecord {
                     prefix,
                     owner: candidate.owner.clone(),
-                    nexthops: candidate.spec.nexthops.to_vec(),
-                    distance: candidate.spec.distance,
-                    metric: candidate.spec.metric,
+                    nexthops: candidate.nexthops.to_vec(),
+                    distance: candidate.distance,
+                    metric: candidate.metric,
                     status: self.resolver().candidate_status(&prefix, slot, candidate),
                     stale: candidate.stale,
                 });
@@ -935,10 +931,10 @@ impl Rib {
         (counts, installed)
     }
 
-    fn spec_uses_tunnel(&self, prefix: &IpNet, spec: &Stored, tunnel: &str) -> bool {
-        match self.resolver().resolve(prefix, &spec.nexthops) {
+    fn spec_uses_tunnel(&self, prefix: &IpNet, specs: &[NexthopSpec], tunnel: &str) -> bool {
+        match self.resolver().resolve(prefix, specs) {
             Resolution::Up(nexthops) => nexthops.iter().any(|n| n.tunnel == tunnel),
-            _ => spec.nexthops.iter().any(|nexthop| match nexthop {
+            _ => specs.iter().any(|nexthop| match nexthop {
                 NexthopSpec::Tunnel(name) | NexthopSpec::AddressOnTunnel { tunnel: name, .. } => {
                     name == tunnel
                 }
@@ -1003,7 +999,7 @@ impl Resolver<'_> {
                 None => RouteStatus::Installed,
             };
         }
-        match self.resolve(prefix, &candidate.spec.nexthops) {
+        match self.resolve(prefix, &candidate.nexthops) {
             Resolution::Down(reason) => RouteStatus::Queued(reason),
             Resolution::Invalid(refusal) => RouteStatus::Queued(refusal.to_string()),
             Resolution::Up(_) => match (&slot.failed, installed_owner) {
@@ -1155,7 +1151,7 @@ fn reselect_slot(
     let current_owner = slot.installed.as_ref().and_then(|i| i.owner.clone());
     let mut best: Option<(&Candidate, Vec<FibNexthop>)> = None;
     for candidate in &slot.candidates {
-        let Resolution::Up(nexthops) = resolver.resolve(&prefix, &candidate.spec.nexthops) else {
+        let Resolution::Up(nexthops) = resolver.resolve(&prefix, &candidate.nexthops) else {
             continue;
         };
         let better = match &best {
@@ -1163,8 +1159,8 @@ fn reselect_slot(
             Some((chosen, _)) => {
                 let key = |c: &Candidate| {
                     (
-                        c.spec.distance,
-                        c.spec.metric,
+                        c.distance,
+                        c.metric,
                         current_owner.as_ref() != Some(&c.owner),
                     )
                 };
