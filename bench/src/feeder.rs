@@ -6,9 +6,10 @@
 //! alone: gobgpd reports a session with a large RIB established late, and
 //! takes over a minute to withdraw a million routes.
 //!
-//! The table is the one the MRT file gives gobgpd ([`mrt::path_pool`]):
-//! the same prefixes with the same AS paths behind the peer's AS, and the
-//! peer's tunnel address as next hop, many prefixes per UPDATE.
+//! The table is the one the MRT file gives gobgpd ([`Table`]): the same
+//! prefixes with the same attributes, the peer's AS in front of each AS
+//! path and the peer's tunnel address as next hop; each UPDATE carries
+//! prefixes of one attribute set, as many as fit.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -18,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::mrt;
 use crate::prefixes::Prefix;
+use crate::table::Table;
 
 const MAX_MESSAGE: usize = 4096;
 const HEADER: usize = 19;
@@ -73,18 +74,14 @@ fn nlri(prefix: &Prefix) -> impl Iterator<Item = u8> {
     std::iter::once(prefix.len).chain(prefix.address.to_be_bytes().into_iter().take(octets))
 }
 
-/// The UPDATEs for `prefixes` from AS `peer_as` with next hop `next_hop`.
-pub fn encode(prefixes: &[Prefix], seed: u64, peer_as: u32, next_hop: Ipv4Addr) -> Updates {
-    let paths = mrt::path_pool(seed);
-    let mut groups: Vec<Vec<&Prefix>> = vec![Vec::new(); paths.len()];
-    for prefix in prefixes {
-        groups[mrt::path_of(seed, prefix)].push(prefix);
-    }
+/// The UPDATEs for `table` from AS `peer_as` with next hop `next_hop`.
+pub fn encode(table: &Table, peer_as: u32, next_hop: Ipv4Addr) -> Updates {
     let mut announce = Stream::default();
-    for (path, group) in paths.iter().zip(&groups) {
-        let mut as_path = vec![peer_as];
-        as_path.extend(path);
-        let attributes = mrt::attributes(&as_path, next_hop);
+    for (set, group) in table.sets.iter().zip(table.groups()) {
+        if group.is_empty() {
+            continue;
+        }
+        let attributes = set.encode(Some(peer_as), next_hop);
         let mut body = Vec::with_capacity(MAX_MESSAGE);
         let start = |body: &mut Vec<u8>| {
             body.clear();
@@ -94,7 +91,7 @@ pub fn encode(prefixes: &[Prefix], seed: u64, peer_as: u32, next_hop: Ipv4Addr) 
         };
         start(&mut body);
         let empty = body.len();
-        for prefix in group {
+        for prefix in group.iter().map(|&index| &table.prefixes[index as usize]) {
             if HEADER + body.len() + 5 > MAX_MESSAGE {
                 announce.push(&message(UPDATE, &body));
                 start(&mut body);
@@ -113,7 +110,7 @@ pub fn encode(prefixes: &[Prefix], seed: u64, peer_as: u32, next_hop: Ipv4Addr) 
         body.extend_from_slice(&0u16.to_be_bytes()); // no attributes
         withdraw.push(&message(UPDATE, &body));
     };
-    for prefix in prefixes {
+    for prefix in &table.prefixes {
         if HEADER + 2 + withdrawn.len() + 5 + 2 > MAX_MESSAGE {
             flush(&mut withdrawn, &mut withdraw);
         }
@@ -345,14 +342,27 @@ impl Drop for Session {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{HashMap, HashSet};
+
     use super::*;
+    use crate::table::Kind;
 
     /// Every prefix is announced once and withdrawn once, in messages
-    /// no longer than BGP allows.
+    /// no longer than BGP allows, each announcement carrying prefixes of
+    /// one attribute set.
     #[test]
     fn updates_carry_every_prefix_once_within_the_size_limit() {
-        let prefixes = crate::prefixes::generate(1, 20_000);
-        let updates = encode(&prefixes, 1, 65002, "10.255.0.1".parse().unwrap());
+        for kind in [Kind::Real, Kind::Uniform] {
+            updates_carry_every_prefix_once(kind);
+        }
+    }
+
+    fn updates_carry_every_prefix_once(kind: Kind) {
+        let table = Table::generate(kind, 1, 20_000);
+        let prefixes = table.prefixes.clone();
+        let set_of: HashMap<Prefix, u32> =
+            prefixes.iter().copied().zip(table.set_of.clone()).collect();
+        let updates = encode(&table, 65002, "10.255.0.1".parse().unwrap());
         let walk = |stream: &Stream, withdrawn: bool| {
             let mut seen = Vec::new();
             for chunk in &stream.chunks {
@@ -375,6 +385,7 @@ mod tests {
                         assert_eq!(withdrawn_len, 0);
                         &body[attributes_at + 2 + attributes_len..]
                     };
+                    let first = seen.len();
                     let mut i = 0;
                     while i < routes.len() {
                         let len = routes[i];
@@ -387,6 +398,10 @@ mod tests {
                         });
                         i += 1 + octets;
                     }
+                    if !withdrawn {
+                        let sets: HashSet<u32> = seen[first..].iter().map(|p| set_of[p]).collect();
+                        assert_eq!(sets.len(), 1, "{kind:?}: one set per UPDATE");
+                    }
                     at += len;
                 }
             }
@@ -397,10 +412,18 @@ mod tests {
         expected.sort_by_key(|p| (p.address, p.len));
         assert_eq!(walk(&updates.announce, false), expected);
         assert_eq!(walk(&updates.withdraw, true), expected);
-        assert!(
-            updates.announce.messages < 20_000 / 4,
-            "many prefixes per UPDATE"
-        );
+        match kind {
+            Kind::Uniform => assert!(
+                updates.announce.messages < 20_000 / 4,
+                "many prefixes per UPDATE"
+            ),
+            Kind::Real => assert!(
+                (table.sets.len()..table.sets.len() + 100).contains(&updates.announce.messages),
+                "an UPDATE per set, a few more for sets too large for one: {} for {} sets",
+                updates.announce.messages,
+                table.sets.len()
+            ),
+        }
     }
 
     #[test]

@@ -69,27 +69,38 @@ impl Random {
     pub fn below(&mut self, bound: u32) -> u32 {
         (((self.next_u64() >> 32) * u64::from(bound)) >> 32) as u32
     }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    /// A number in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A value of `shares` (value, weight), drawn by weight.
+    pub fn pick<T: Copy>(&mut self, shares: &[(T, u32)]) -> T {
+        let total: u32 = shares.iter().map(|(_, share)| share).sum();
+        let mut at = self.below(total);
+        for &(value, share) in shares {
+            if at < share {
+                return value;
+            }
+            at -= share;
+        }
+        shares[shares.len() - 1].0
+    }
 }
 
 /// `count` distinct prefixes for `seed`.
 pub fn generate(seed: u64, count: usize) -> Vec<Prefix> {
-    let total: u32 = LENGTH_MIX.iter().map(|(_, share)| share).sum();
     let mut random = Random::new(seed);
     let mut seen = HashSet::with_capacity(count);
     let mut prefixes = Vec::with_capacity(count);
     while prefixes.len() < count {
-        let mut pick = random.below(total);
-        let len = LENGTH_MIX
-            .iter()
-            .find(|(_, share)| {
-                if pick < *share {
-                    true
-                } else {
-                    pick -= share;
-                    false
-                }
-            })
-            .map_or(24, |(len, _)| *len);
+        let len = random.pick(LENGTH_MIX);
         let mask = u32::MAX << (32 - u32::from(len));
         let address = (random.next_u64() as u32) & mask;
         let prefix = Prefix { address, len };
@@ -101,7 +112,7 @@ pub fn generate(seed: u64, count: usize) -> Vec<Prefix> {
 }
 
 /// Whether a prefix is public unicast space and clear of the labs' own.
-fn usable(prefix: Prefix) -> bool {
+pub fn usable(prefix: Prefix) -> bool {
     const AVOID: &[(u32, u8)] = &[
         (0x0000_0000, 8),  // 0/8
         (0x0a00_0000, 8),  // 10/8: tunnels

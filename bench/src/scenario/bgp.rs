@@ -24,6 +24,11 @@
 //! receiver reads. Add is then timed from the session established as the
 //! peer saw it (exactly), withdraw from the first withdrawal sent; the
 //! rows go under scenario `bgp-replay`.
+//!
+//! The table (`--table real`, the default, `--table uniform`, or `--mrt
+//! FILE`: [`Source`]) is the same for every receiver and feeder; the
+//! report prints its shape (prefixes, distinct attribute sets, UPDATEs
+//! when each carries prefixes of one set, as the replay feeder sends).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -38,8 +43,8 @@ use super::{PROTO_BIRD, PROTO_FRR_BGP, PROTO_WGD};
 use crate::feeder::{self, Feeder};
 use crate::kernel::{Counter, Watch};
 use crate::lab::{Link, Wgd, rss_bytes, time_until, tunnel, wait_for_handshake, write_private};
-use crate::prefixes;
 use crate::report::{Count, Report};
+use crate::table::{Shape, Source};
 use crate::{Common, check_interrupted, mrt, progress};
 
 /// Who sends the table.
@@ -128,6 +133,7 @@ pub fn run(
     sizes: &[usize],
     wanted: &[String],
     feeding: FeederKind,
+    source: &Source,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let scenario = match feeding {
@@ -210,16 +216,18 @@ pub fn run(
     };
 
     for &size in sizes {
-        let prefixes = prefixes::generate(common.seed, size);
+        let table = source.table(size);
+        let updates = feeder::encode(&table, PEER_AS, "10.255.0.1".parse()?);
+        report.shape(Shape::of(
+            scenario,
+            &source.name(),
+            &table,
+            Some(updates.announce.messages),
+        ));
+        drop(updates);
         let mrt_path = peer.dir().join(format!("rib-{size}.mrt"));
         if let Peer::Gobgp(_) = speaker {
-            mrt::write(
-                &mrt_path,
-                &prefixes,
-                "10.255.0.1".parse()?,
-                PEER_AS,
-                common.seed,
-            )?;
+            mrt::write(&mrt_path, &table, "10.255.0.1".parse()?, PEER_AS)?;
         }
         let mrt_path = mrt_path.to_str().context("a UTF-8 path")?.to_owned();
         let mut rows: Vec<Rows> = receivers.iter().map(|_| Rows::default()).collect();
@@ -243,7 +251,7 @@ pub fn run(
                     }
                     Peer::Replay(feeders) => {
                         let next_hop = receiver.link.address_b().parse()?;
-                        let updates = feeder::encode(&prefixes, common.seed, PEER_AS, next_hop);
+                        let updates = feeder::encode(&table, PEER_AS, next_hop);
                         progress(format!(
                             "bgp: {size} prefixes to {} in {} UPDATEs, run {run}/{}",
                             receiver.kind.name(),
@@ -352,7 +360,7 @@ fn gobgp_config(receivers: &[Receiver]) -> String {
 
 /// Loads the MRT file into gobgpd's RIB (emptied first) and waits until
 /// it holds all `size` prefixes. The file is injected again if the RIB
-/// stops growing short of that (see [`mrt::padding`]).
+/// stops growing short of that (see [`mrt::write`]).
 pub fn load(gobgp: &Gobgp, mrt: &str, size: usize) -> anyhow::Result<()> {
     gobgp.cli(&["global", "rib", "-a", "ipv4", "del", "all"])?;
     for _ in 0..3 {

@@ -81,13 +81,8 @@ pub fn run(wgd: &Wgd, common: &Common, sizes: &[usize], report: &mut Report) -> 
         });
         let total = prefixes.len();
         let mrt_path = lab.b.dir().join(format!("failover-{size}.mrt"));
-        mrt::write(
-            &mrt_path,
-            &prefixes,
-            "10.255.0.1".parse()?,
-            65002,
-            common.seed,
-        )?;
+        let table = crate::table::Table::uniform(common.seed, prefixes);
+        mrt::write(&mrt_path, &table, "10.255.0.1".parse()?, 65002)?;
         gobgp.cli(&["global", "rib", "-a", "ipv4", "del", "all"])?;
         gobgp.cli(&[
             "mrt",

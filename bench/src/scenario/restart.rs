@@ -17,9 +17,9 @@ use wgd_proto::v1::route_update::Operation;
 use super::{PROTO_WGD, block_on, confirmed};
 use crate::kernel::Counter;
 use crate::lab::{Lab, Wgd};
-use crate::prefixes;
 use crate::report::{Count, Report};
 use crate::session::Session;
+use crate::table::{Shape, Source};
 use crate::{Common, progress};
 
 const SCENARIO: &str = "restart";
@@ -30,6 +30,7 @@ pub fn run(
     wgd: &Wgd,
     common: &Common,
     sizes: &[usize],
+    source: &Source,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     progress("restart: building the lab");
@@ -37,7 +38,9 @@ pub fn run(
     let counter = Arc::new(Counter::new(lab.a.name())?);
     let nexthop = lab.links[0].address_b();
     for &size in sizes {
-        let prefixes = prefixes::generate(common.seed, size);
+        let table = source.table(size);
+        report.shape(Shape::of(SCENARIO, &source.name(), &table, None));
+        let prefixes = table.prefixes;
         let (mut api, mut reclaimed, mut lowest_seen) = (vec![], vec![], vec![]);
         for run in 1..=common.runs {
             progress(format!(
@@ -128,7 +131,8 @@ pub fn run(
     }
     report.note(
         "restart: times from the new `wgd run` start; the client reconnects as soon as the API \
-         answers and re-sends every route, then End-of-RIB",
+         answers and re-sends every route, then End-of-RIB; the session carries prefixes and a \
+         next hop, not the table's attributes",
     );
     Ok(())
 }
