@@ -86,9 +86,15 @@ pub struct TableArgs {
     /// prepends); `uniform` is 4,096 AS paths for all prefixes.
     #[arg(long, value_enum, default_value = "real")]
     pub table: table::Kind,
-    /// Send the routes of an MRT dump instead (TABLE_DUMP_V2: IPv4
-    /// unicast RIB records of one peer); each size N takes its first N.
-    #[arg(long, value_name = "FILE", conflicts_with = "table")]
+    /// Percent of the generated table's prefixes that are IPv6 (a mixed
+    /// run: 20, as in the public tables). The tunnels get IPv6 addresses
+    /// for their next hops.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0)]
+    pub ipv6: u8,
+    /// Send the routes of an MRT dump instead (TABLE_DUMP_V2: IPv4 and
+    /// IPv6 unicast RIB records of one peer); each size N takes its first
+    /// N.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["table", "ipv6"])]
     pub mrt: Option<PathBuf>,
     /// The peer of the dump whose routes are sent: its index in the
     /// dump's PEER_INDEX_TABLE.
@@ -98,7 +104,13 @@ pub struct TableArgs {
 
 impl TableArgs {
     pub fn source(&self, seed: u64) -> anyhow::Result<table::Source> {
-        table::Source::new(self.table, seed, self.mrt.as_deref(), self.mrt_peer)
+        table::Source::new(
+            self.table,
+            seed,
+            self.ipv6,
+            self.mrt.as_deref(),
+            self.mrt_peer,
+        )
     }
 }
 
@@ -245,8 +257,15 @@ fn run(
     {
         let source = table.source(cli.common.seed)?;
         let table = source.table(*prefixes);
-        mrt::write(output, &table, "10.255.0.1".parse()?, 65002)?;
-        let updates = feeder::encode(&table, 65002, std::net::Ipv4Addr::UNSPECIFIED);
+        // IPv6 routes as the bgp scenario gives gobgpd those for its
+        // first receiver.
+        let next_hop6 = "fd77:0:0:0::b".parse()?;
+        mrt::write(output, &table, "10.255.0.1".parse()?, 65002, next_hop6)?;
+        let next_hops = feeder::NextHops {
+            ipv4: std::net::Ipv4Addr::UNSPECIFIED,
+            ipv6: std::net::Ipv6Addr::UNSPECIFIED,
+        };
+        let updates = feeder::encode(&table, 65002, next_hops);
         progress(
             table::Shape::of(
                 "mrt",

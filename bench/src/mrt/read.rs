@@ -21,7 +21,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 
 use super::{HEADER, PEER_INDEX_TABLE, RIB_IPV4_UNICAST, RIB_IPV6_UNICAST, TABLE_DUMP_V2};
-use crate::prefixes::Prefix;
+use crate::prefixes::{IpPrefix, Prefix, Prefix6};
 use crate::table::{
     AS_PATH, AS_SEQUENCE, AS_SET, Attribute, COMMUNITIES, LARGE_COMMUNITIES, MULTI_EXIT_DISC,
     NEXT_HOP, OPTIONAL, ORIGIN, PathAttributes, Segment, TRANSITIVE, Table,
@@ -36,12 +36,10 @@ const ONLY_TO_CUSTOMER: u8 = 35;
 /// One peer's routes out of a file.
 #[derive(Debug)]
 pub struct Dump {
-    /// The peer's IPv4 routes.
+    /// The peer's routes, IPv4 and IPv6.
     pub table: Table,
     /// The peer, as `index (address AS n)`.
     pub peer: String,
-    /// The peer's IPv6 prefixes (read, not sent: the feeders send IPv4).
-    pub ipv6: usize,
     /// Attributes dropped from the entries kept, by code (next hops
     /// aside: every sender puts its own).
     pub dropped: BTreeMap<u8, usize>,
@@ -52,18 +50,13 @@ pub struct Dump {
 impl Dump {
     /// One line: what was taken and what left out.
     pub fn summary(&self) -> String {
+        let ipv6 = self.table.ipv6();
         let mut line = format!(
-            "peer {}: {} IPv4 prefixes, {} attribute sets",
+            "peer {}: {} IPv4 and {ipv6} IPv6 prefixes, {} attribute sets",
             self.peer,
-            self.table.len(),
+            self.table.len() - ipv6,
             self.table.sets.len()
         );
-        if self.ipv6 > 0 {
-            line.push_str(&format!(
-                "; {} IPv6 prefixes left out (the feeders send IPv4)",
-                self.ipv6
-            ));
-        }
         for (reason, count) in &self.refused {
             line.push_str(&format!("; {count} entries left out: {reason}"));
         }
@@ -134,7 +127,6 @@ fn from_reader(mut input: impl Read, wanted: usize) -> anyhow::Result<Dump> {
     let mut peers: Option<Vec<Peer>> = None;
     let mut entries_per_peer: Vec<usize> = Vec::new();
     let mut routes = Vec::new();
-    let mut ipv6 = 0;
     let mut dropped = BTreeMap::new();
     let mut refused = BTreeMap::new();
     let mut kinds_seen = std::collections::BTreeSet::new();
@@ -200,18 +192,16 @@ fn from_reader(mut input: impl Read, wanted: usize) -> anyhow::Result<Dump> {
                         continue;
                     }
                     taken = true;
-                    if !ipv4 {
-                        ipv6 += 1;
-                        continue;
-                    }
+                    let prefix = if ipv4 {
+                        IpPrefix::V4(Prefix {
+                            address: (address >> 96) as u32,
+                            len,
+                        })
+                    } else {
+                        IpPrefix::V6(Prefix6 { address, len })
+                    };
                     match path_attributes(attributes, &mut dropped) {
-                        Ok(attributes) => routes.push((
-                            Prefix {
-                                address: (address >> 96) as u32,
-                                len,
-                            },
-                            attributes,
-                        )),
+                        Ok(attributes) => routes.push((prefix, attributes)),
                         Err(reason) => *refused.entry(reason).or_insert(0) += 1,
                     }
                 }
@@ -260,7 +250,6 @@ fn from_reader(mut input: impl Read, wanted: usize) -> anyhow::Result<Dump> {
     Ok(Dump {
         table: Table::from_routes(routes),
         peer: format!("{wanted} ({} AS {})", peer.address, peer.asn),
-        ipv6,
         dropped,
         refused,
     })
@@ -473,19 +462,20 @@ mod tests {
     fn written(table: &Table) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rib.mrt");
-        super::super::write(&path, table, Ipv4Addr::new(10, 255, 0, 1), 65002).unwrap();
+        let next_hop6 = "fd77::1".parse().unwrap();
+        super::super::write(&path, table, Ipv4Addr::new(10, 255, 0, 1), 65002, next_hop6).unwrap();
         (dir, path)
     }
 
     #[test]
     fn a_table_written_is_read_back_the_same() {
-        for kind in [Kind::Real, Kind::Uniform] {
-            let table = Table::generate(kind, 3, 3_000);
+        for (kind, ipv6) in [(Kind::Real, 0), (Kind::Uniform, 0), (Kind::Real, 600)] {
+            let table = Table::generate(kind, 3, 3_000, ipv6);
             let (_dir, path) = written(&table);
             let dump = read(&path, 0).unwrap();
             // The padding repeats prefixes already read: the table is
             // the same, sets renumbered by first use.
-            let routes = |table: &Table| -> Vec<(Prefix, PathAttributes)> {
+            let routes = |table: &Table| -> Vec<(IpPrefix, PathAttributes)> {
                 table.routes().map(|(p, a)| (*p, a.clone())).collect()
             };
             assert_eq!(routes(&dump.table), routes(&table), "{kind:?}");
@@ -498,7 +488,7 @@ mod tests {
 
     #[test]
     fn a_file_cut_short_says_which_record() {
-        let table = Table::generate(Kind::Real, 3, 100);
+        let table = Table::generate(Kind::Real, 3, 100, 0);
         let (dir, path) = written(&table);
         let bytes = std::fs::read(&path).unwrap();
         let first = HEADER + u32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
@@ -530,7 +520,7 @@ mod tests {
 
     #[test]
     fn lengths_that_do_not_add_up_are_named() {
-        let table = Table::generate(Kind::Uniform, 3, 10);
+        let table = Table::generate(Kind::Uniform, 3, 10, 0);
         let (dir, path) = written(&table);
         let mut bytes = std::fs::read(&path).unwrap();
         let first = HEADER + u32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
@@ -562,7 +552,7 @@ mod tests {
         let error = format!("{:#}", read(&path, 0).unwrap_err());
         assert!(error.contains("no PEER_INDEX_TABLE"), "{error}");
 
-        let (_dir, path) = written(&Table::generate(Kind::Uniform, 1, 10));
+        let (_dir, path) = written(&Table::generate(Kind::Uniform, 1, 10, 0));
         let error = format!("{:#}", read(&path, 3).unwrap_err());
         assert!(
             error.contains("no peer 3: the PEER_INDEX_TABLE has 1"),

@@ -116,6 +116,19 @@ struct Receiver {
     /// For wgd: the config of `wgd run`.
     config: std::path::PathBuf,
     counter: Counter,
+    /// Whether the table has IPv6 routes (the tunnel has IPv6 addresses
+    /// for their next hops, the session carries IPv6 unicast).
+    ipv6: bool,
+}
+
+impl Receiver {
+    /// The peer's next hops on this receiver's tunnel.
+    fn next_hops(&self) -> anyhow::Result<feeder::NextHops> {
+        Ok(feeder::NextHops {
+            ipv4: self.link.address_b().parse()?,
+            ipv6: self.link.address6_b().parse()?,
+        })
+    }
 }
 
 /// Whatever runs the receiver's BGP; dropped to stop it.
@@ -166,12 +179,13 @@ pub fn run(
             .join(", ")
     ));
 
+    let ipv6 = source.ipv6();
     let peer = Namespace::new("bp")?;
     let mut receivers = Vec::new();
     let mut peer_config = String::new();
     for (index, kind) in kinds.iter().enumerate() {
         let namespace = Namespace::new("br")?;
-        let (link, section, peer_section) = tunnel(&namespace, &peer, index as u8)?;
+        let (link, section, peer_section) = tunnel(&namespace, &peer, index as u8, ipv6)?;
         peer_config.push_str(&peer_section);
         let config = namespace.dir().join("wgd.toml");
         let text = match kind {
@@ -198,18 +212,24 @@ pub fn run(
             link,
             config,
             counter,
+            ipv6,
         });
     }
     let peer_path = peer.dir().join("peer.toml");
     write_private(&peer_path, &peer_config)?;
     wgd.run(&peer, &["up", peer_path.to_str().context("a UTF-8 path")?])?;
     let speaker = match feeding {
-        FeederKind::Gobgpd => Peer::Gobgp(Gobgp::start(&peer, &gobgp_config(&receivers))?),
+        FeederKind::Gobgpd => Peer::Gobgp(Gobgp::start(&peer, &gobgp_config(&receivers, ipv6))?),
         FeederKind::Replay => Peer::Replay(
             receivers
                 .iter()
                 .map(|receiver| {
-                    Feeder::listen(peer.name(), receiver.link.address_b().parse()?, PEER_AS)
+                    Feeder::listen(
+                        peer.name(),
+                        receiver.link.address_b().parse()?,
+                        PEER_AS,
+                        ipv6,
+                    )
                 })
                 .collect::<anyhow::Result<_>>()?,
         ),
@@ -217,7 +237,12 @@ pub fn run(
 
     for &size in sizes {
         let table = source.table(size);
-        let updates = feeder::encode(&table, PEER_AS, "10.255.0.1".parse()?);
+        let next_hops = receivers
+            .first()
+            .map(Receiver::next_hops)
+            .transpose()?
+            .context("no receiver")?;
+        let updates = feeder::encode(&table, PEER_AS, next_hops);
         report.shape(Shape::of(
             scenario,
             &source.name(),
@@ -225,11 +250,21 @@ pub fn run(
             Some(updates.announce.messages),
         ));
         drop(updates);
-        let mrt_path = peer.dir().join(format!("rib-{size}.mrt"));
+        // One file for all receivers (gobgpd gives each its own IPv4 next
+        // hop), or one per receiver with its IPv6 next hop in it.
+        let mut mrt_paths: Vec<String> = Vec::new();
         if let Peer::Gobgp(_) = speaker {
-            mrt::write(&mrt_path, &table, "10.255.0.1".parse()?, PEER_AS)?;
+            for (index, receiver) in receivers.iter().enumerate() {
+                if index > 0 && !ipv6 {
+                    mrt_paths.push(mrt_paths[0].clone());
+                    continue;
+                }
+                let path = peer.dir().join(format!("rib-{size}-{index}.mrt"));
+                let next_hop6 = receiver.next_hops()?.ipv6;
+                mrt::write(&path, &table, "10.255.0.1".parse()?, PEER_AS, next_hop6)?;
+                mrt_paths.push(path.to_str().context("a UTF-8 path")?.to_owned());
+            }
         }
-        let mrt_path = mrt_path.to_str().context("a UTF-8 path")?.to_owned();
         let mut rows: Vec<Rows> = receivers.iter().map(|_| Rows::default()).collect();
         for run in 1..=common.runs {
             for (index, (receiver, rows)) in receivers.iter().zip(&mut rows).enumerate() {
@@ -242,7 +277,7 @@ pub fn run(
                             common.runs
                         ));
                         let started = Instant::now();
-                        load(gobgp, &mrt_path, size)?;
+                        load(gobgp, &mrt_paths[index], size)?;
                         progress(format!(
                             "bgp: gobgpd loaded in {:.1} s; measuring",
                             started.elapsed().as_secs_f64()
@@ -250,8 +285,7 @@ pub fn run(
                         measure(wgd, Feeding::Gobgp(gobgp), receiver, size, rows)
                     }
                     Peer::Replay(feeders) => {
-                        let next_hop = receiver.link.address_b().parse()?;
-                        let updates = feeder::encode(&table, PEER_AS, next_hop);
+                        let updates = feeder::encode(&table, PEER_AS, receiver.next_hops()?);
                         progress(format!(
                             "bgp: {size} prefixes to {} in {} UPDATEs, run {run}/{}",
                             receiver.kind.name(),
@@ -335,8 +369,13 @@ fn installed(program: &str) -> bool {
 }
 
 /// gobgpd: AS 65002, every receiver a neighbor on its tunnel, each
-/// administratively down until its turn.
-fn gobgp_config(receivers: &[Receiver]) -> String {
+/// administratively down until its turn; IPv6 unicast too with `ipv6`.
+fn gobgp_config(receivers: &[Receiver], ipv6: bool) -> String {
+    let ipv6 = if ipv6 {
+        "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n"
+    } else {
+        ""
+    };
     let mut text = format!(
         "[global.config]\n  as = {PEER_AS}\n  router-id = \"{}\"\n",
         receivers
@@ -349,7 +388,7 @@ fn gobgp_config(receivers: &[Receiver]) -> String {
              \x20   admin-down = true\n\
              \x20 [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 90\n    keepalive-interval = 30\n\
              \x20 [neighbors.transport.config]\n    local-address = \"{}\"\n\
-             \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n",
+             \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n{ipv6}",
             receiver.link.address_a(),
             receiver.kind.asn(),
             receiver.link.address_b(),
@@ -358,11 +397,22 @@ fn gobgp_config(receivers: &[Receiver]) -> String {
     text
 }
 
+/// Both families of gobgpd's global RIB.
+const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
+
+/// Empties gobgpd's global RIB, both families.
+fn empty(gobgp: &Gobgp) -> anyhow::Result<()> {
+    for family in FAMILIES {
+        gobgp.cli(&["global", "rib", "-a", family, "del", "all"])?;
+    }
+    Ok(())
+}
+
 /// Loads the MRT file into gobgpd's RIB (emptied first) and waits until
 /// it holds all `size` prefixes. The file is injected again if the RIB
 /// stops growing short of that (see [`mrt::write`]).
 pub fn load(gobgp: &Gobgp, mrt: &str, size: usize) -> anyhow::Result<()> {
-    gobgp.cli(&["global", "rib", "-a", "ipv4", "del", "all"])?;
+    empty(gobgp)?;
     for _ in 0..3 {
         gobgp.cli(&["mrt", "inject", "global", mrt])?;
         let mut last = (usize::MAX, Instant::now());
@@ -399,16 +449,20 @@ pub const NEXT_HOP_SELF: &str = "\n[global.apply-policy.config]\n  export-policy
     [policy-definitions.statements.actions]\n      route-disposition = \"accept-route\"\n\
     [policy-definitions.statements.actions.bgp-actions]\n      set-next-hop = \"self\"\n";
 
-/// Destinations in gobgpd's IPv4 RIB.
+/// Destinations in gobgpd's global RIB, both families.
 fn rib_size(gobgp: &Gobgp) -> anyhow::Result<usize> {
-    let text = gobgp.cli(&["global", "rib", "-a", "ipv4", "summary"])?;
-    // "Table ipv4-unicast\nDestination: 100000, Path: 100000"
-    Ok(text
-        .split("Destination:")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|number| number.trim().parse().ok())
-        .unwrap_or(0))
+    let mut size = 0;
+    for family in FAMILIES {
+        let text = gobgp.cli(&["global", "rib", "-a", family, "summary"])?;
+        // "Table ipv4-unicast\nDestination: 100000, Path: 100000"
+        size += text
+            .split("Destination:")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|number| number.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+    }
+    Ok(size)
 }
 
 /// RSS of the receiver's daemons (by process name) in its namespace.
@@ -428,6 +482,18 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
     let namespace = &receiver.namespace;
     let (local, peer) = (receiver.link.address_a(), receiver.link.address_b());
     let asn = receiver.kind.asn();
+    // IPv6 routes over the same (IPv4) session, into the IPv6 table.
+    let (bird_kernel6, bird_channel6, frr_family6) = if receiver.ipv6 {
+        (
+            "protocol kernel kernel6 {\n  ipv6 { import none; export all; };\n}\n".to_owned(),
+            "  ipv6 { import all; export none; };\n",
+            format!(
+                " address-family ipv6 unicast\n  neighbor {peer} activate\n exit-address-family\n"
+            ),
+        )
+    } else {
+        (String::new(), "", String::new())
+    };
     Ok(match receiver.kind {
         Kind::Wgd => {
             let config = receiver.config.to_str().context("a UTF-8 path")?;
@@ -446,9 +512,10 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
             &format!(
                 "router id {local};\nprotocol device {{\n}}\n\
                  protocol kernel kernel4 {{\n  ipv4 {{ import none; export all; }};\n}}\n\
+                 {bird_kernel6}\
                  protocol bgp peer {{\n  local {local} as {asn};\n  neighbor {peer} as {PEER_AS};\n\
                  \x20 connect delay time 1;\n  connect retry time 1;\n\
-                 \x20 ipv4 {{ import all; export none; }};\n}}\n"
+                 \x20 ipv4 {{ import all; export none; }};\n{bird_channel6}}}\n"
             ),
         )?),
         Kind::Frr => Running::Frr(Frr::start(
@@ -457,7 +524,8 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
                 "frr defaults traditional\nhostname bench\n\
                  router bgp {asn}\n bgp router-id {local}\n no bgp ebgp-requires-policy\n\
                  no bgp network import-check\n neighbor {peer} remote-as {PEER_AS}\n\
-                 address-family ipv4 unicast\n  neighbor {peer} activate\n exit-address-family\n"
+                 address-family ipv4 unicast\n  neighbor {peer} activate\n exit-address-family\n\
+                 {frr_family6}"
             ),
         )?),
     })
@@ -531,9 +599,7 @@ impl Live<'_> {
 
     fn withdraw(&self) -> anyhow::Result<()> {
         match self {
-            Live::Gobgp { gobgp, .. } => gobgp
-                .cli(&["global", "rib", "-a", "ipv4", "del", "all"])
-                .map(drop),
+            Live::Gobgp { gobgp, .. } => empty(gobgp),
             Live::Replay { session, updates } => session.send(&updates.withdraw),
         }
     }

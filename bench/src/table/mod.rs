@@ -14,12 +14,12 @@
 pub mod real;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::prefixes::Prefix;
+use crate::prefixes::{IpPrefix, Prefix};
 
 /// Which table a scenario sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +44,8 @@ pub const ORIGIN: u8 = 1;
 pub const AS_PATH: u8 = 2;
 pub const NEXT_HOP: u8 = 3;
 pub const MULTI_EXIT_DISC: u8 = 4;
+pub const MP_REACH_NLRI: u8 = 14;
+pub const MP_UNREACH_NLRI: u8 = 15;
 pub const COMMUNITIES: u8 = 8;
 pub const LARGE_COMMUNITIES: u8 = 32;
 
@@ -54,6 +56,18 @@ pub const AS_SEQUENCE: u8 = 2;
 pub const OPTIONAL: u8 = 0x80;
 pub const TRANSITIVE: u8 = 0x40;
 pub const EXTENDED_LENGTH: u8 = 0x10;
+
+/// AFI and SAFI of IPv6 unicast.
+pub const IPV6_UNICAST: [u8; 3] = [0, 2, 1];
+
+/// The next hop a sender gives, by the routes' family: NEXT_HOP for IPv4,
+/// MP_REACH_NLRI for IPv6 (with the routes' NLRI in it; none in an MRT
+/// entry, which names the prefix itself).
+#[derive(Debug, Clone, Copy)]
+pub enum NextHop<'a> {
+    V4(Ipv4Addr),
+    V6(Ipv6Addr, &'a [u8]),
+}
 
 /// One segment of an AS_PATH.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -100,17 +114,35 @@ impl PathAttributes {
 
     /// The attributes as an UPDATE or a TABLE_DUMP_V2 entry carries them,
     /// in ascending order of code: the others, AS_PATH with `prepend` in
-    /// front (what an eBGP speaker adds) and NEXT_HOP `next_hop`.
-    pub fn encode(&self, prepend: Option<u32>, next_hop: Ipv4Addr) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        let mut others = self.others.iter().peekable();
-        while let Some(attribute) = others.next_if(|attribute| attribute.code < AS_PATH) {
-            put(&mut out, attribute.flags, attribute.code, &attribute.value);
-        }
-        put(&mut out, TRANSITIVE, AS_PATH, &self.path_bytes(prepend));
-        put(&mut out, TRANSITIVE, NEXT_HOP, &next_hop.octets());
-        for attribute in others {
-            put(&mut out, attribute.flags, attribute.code, &attribute.value);
+    /// front (what an eBGP speaker adds) and `next_hop`.
+    pub fn encode(&self, prepend: Option<u32>, next_hop: NextHop<'_>) -> Vec<u8> {
+        let path = self.path_bytes(prepend);
+        let mut reach = Vec::new();
+        let (flags, code, hop): (u8, u8, &[u8]) = match next_hop {
+            NextHop::V4(address) => {
+                reach.extend_from_slice(&address.octets());
+                (TRANSITIVE, NEXT_HOP, &reach)
+            }
+            NextHop::V6(address, nlri) => {
+                reach.extend_from_slice(&IPV6_UNICAST);
+                reach.push(16);
+                reach.extend_from_slice(&address.octets());
+                reach.push(0); // reserved
+                reach.extend_from_slice(nlri);
+                (OPTIONAL, MP_REACH_NLRI, &reach)
+            }
+        };
+        let mut all: Vec<(u8, u8, &[u8])> = self
+            .others
+            .iter()
+            .map(|attribute| (attribute.flags, attribute.code, attribute.value.as_slice()))
+            .collect();
+        all.push((TRANSITIVE, AS_PATH, &path));
+        all.push((flags, code, hop));
+        all.sort_by_key(|&(_, code, _)| code);
+        let mut out = Vec::with_capacity(64 + reach.len());
+        for (flags, code, value) in all {
+            put(&mut out, flags, code, value);
         }
         out
     }
@@ -178,7 +210,7 @@ fn put(out: &mut Vec<u8>, flags: u8, code: u8, value: &[u8]) {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Table {
     /// Distinct prefixes, in the order they are withdrawn.
-    pub prefixes: Vec<Prefix>,
+    pub prefixes: Vec<IpPrefix>,
     /// The set each prefix carries: an index into `sets`, one per prefix.
     pub set_of: Vec<u32>,
     /// Distinct attribute sets.
@@ -186,17 +218,35 @@ pub struct Table {
 }
 
 impl Table {
-    /// The table of `kind` with `count` prefixes for `seed`.
-    pub fn generate(kind: Kind, seed: u64, count: usize) -> Self {
+    /// The table of `kind` with `count` prefixes for `seed`, `ipv6` of
+    /// them IPv6.
+    pub fn generate(kind: Kind, seed: u64, count: usize, ipv6: usize) -> Self {
+        let ipv6 = ipv6.min(count);
         match kind {
-            Kind::Real => real::generate(seed, count),
-            Kind::Uniform => Self::uniform(seed, crate::prefixes::generate(seed, count)),
+            Kind::Real => real::generate(seed, count - ipv6, ipv6),
+            Kind::Uniform => Self::uniform(
+                seed,
+                crate::prefixes::generate(seed, count - ipv6)
+                    .into_iter()
+                    .map(IpPrefix::V4)
+                    .chain(
+                        crate::prefixes::generate6(seed, ipv6)
+                            .into_iter()
+                            .map(IpPrefix::V6),
+                    )
+                    .collect(),
+            ),
         }
+    }
+
+    /// IPv4 `prefixes` as a table of their own (uniform).
+    pub fn ipv4(seed: u64, prefixes: Vec<Prefix>) -> Self {
+        Self::uniform(seed, prefixes.into_iter().map(IpPrefix::V4).collect())
     }
 
     /// `prefixes` over the 4,096 AS paths of [`uniform_paths`], each
     /// prefix's chosen by the prefix itself ([`uniform_path_of`]).
-    pub fn uniform(seed: u64, prefixes: Vec<Prefix>) -> Self {
+    pub fn uniform(seed: u64, prefixes: Vec<IpPrefix>) -> Self {
         let sets = uniform_paths(seed)
             .into_iter()
             .map(PathAttributes::with_path)
@@ -214,7 +264,7 @@ impl Table {
 
     /// A table of `(prefix, attributes)` pairs, equal sets shared; a
     /// prefix seen again is left out (its first attributes stay).
-    pub fn from_routes(routes: impl IntoIterator<Item = (Prefix, PathAttributes)>) -> Self {
+    pub fn from_routes(routes: impl IntoIterator<Item = (IpPrefix, PathAttributes)>) -> Self {
         let mut table = Self::default();
         let mut interned: HashMap<PathAttributes, u32> = HashMap::new();
         let mut seen = std::collections::HashSet::new();
@@ -238,7 +288,7 @@ impl Table {
     }
 
     /// Each route: its prefix and its attributes.
-    pub fn routes(&self) -> impl Iterator<Item = (&Prefix, &PathAttributes)> {
+    pub fn routes(&self) -> impl Iterator<Item = (&IpPrefix, &PathAttributes)> {
         self.prefixes
             .iter()
             .zip(&self.set_of)
@@ -247,7 +297,7 @@ impl Table {
 
     /// The routes for which `keep` holds, sets no route carries any more
     /// left out.
-    pub fn retain(&self, mut keep: impl FnMut(&Prefix, &PathAttributes) -> bool) -> Self {
+    pub fn retain(&self, mut keep: impl FnMut(&IpPrefix, &PathAttributes) -> bool) -> Self {
         Self::from_routes(
             self.routes()
                 .filter(|(prefix, attributes)| keep(prefix, attributes))
@@ -264,14 +314,31 @@ impl Table {
         })
     }
 
-    /// The prefixes of each set (indices into `prefixes`), set by set;
-    /// sets no prefix carries have none.
-    pub fn groups(&self) -> Vec<Vec<u32>> {
-        let mut groups = vec![Vec::new(); self.sets.len()];
-        for (index, &set) in self.set_of.iter().enumerate() {
-            groups[set as usize].push(index as u32);
+    /// The prefixes of each set and family (indices into `prefixes`),
+    /// set by set, IPv4 before IPv6: what one UPDATE may carry together.
+    pub fn groups(&self) -> Vec<(u32, Vec<u32>)> {
+        let mut groups = vec![(Vec::new(), Vec::new()); self.sets.len()];
+        for (index, (prefix, &set)) in self.prefixes.iter().zip(&self.set_of).enumerate() {
+            let (ipv4, ipv6) = &mut groups[set as usize];
+            match prefix {
+                IpPrefix::V4(_) => ipv4.push(index as u32),
+                IpPrefix::V6(_) => ipv6.push(index as u32),
+            }
         }
         groups
+            .into_iter()
+            .enumerate()
+            .flat_map(|(set, (ipv4, ipv6))| [(set as u32, ipv4), (set as u32, ipv6)])
+            .filter(|(_, group)| !group.is_empty())
+            .collect()
+    }
+
+    /// IPv6 prefixes in the table.
+    pub fn ipv6(&self) -> usize {
+        self.prefixes
+            .iter()
+            .filter(|prefix| matches!(prefix, IpPrefix::V6(_)))
+            .count()
     }
 
     /// Distinct attribute sets that some prefix carries.
@@ -291,16 +358,32 @@ const MAX_MESSAGE: usize = 4096;
 /// peer's routes of a user's MRT dump (the first N of them for size N).
 #[derive(Debug)]
 pub enum Source {
-    Generated { kind: Kind, seed: u64 },
-    Dump { name: String, table: Table },
+    Generated {
+        kind: Kind,
+        seed: u64,
+        /// Percent of the prefixes that are IPv6.
+        ipv6: u8,
+    },
+    Dump {
+        name: String,
+        table: Table,
+    },
 }
 
 impl Source {
-    /// A generated table, or the routes of peer `peer` in the MRT file
-    /// `mrt` that the labs can carry (see [`Source::lab_safe`]).
-    pub fn new(kind: Kind, seed: u64, mrt: Option<&Path>, peer: usize) -> anyhow::Result<Self> {
+    /// A generated table (`ipv6` percent of it IPv6), or the routes of
+    /// peer `peer` in the MRT file `mrt` that the labs can carry (see
+    /// [`Source::lab_safe`]).
+    pub fn new(
+        kind: Kind,
+        seed: u64,
+        ipv6: u8,
+        mrt: Option<&Path>,
+        peer: usize,
+    ) -> anyhow::Result<Self> {
         let Some(path) = mrt else {
-            return Ok(Self::Generated { kind, seed });
+            anyhow::ensure!(ipv6 <= 100, "--ipv6 is a percentage: {ipv6}");
+            return Ok(Self::Generated { kind, seed, ipv6 });
         };
         crate::progress(format!("reading {}", path.display()));
         let dump = crate::mrt::read(path, peer)?;
@@ -337,16 +420,18 @@ impl Source {
     fn lab_safe(table: &Table) -> (Table, BTreeMap<&'static str, usize>) {
         let mut left_out = BTreeMap::new();
         let safe = table.retain(|prefix, attributes| {
-            let reason = if !crate::prefixes::usable(*prefix) {
+            let next_hop = match prefix {
+                IpPrefix::V4(_) => NextHop::V4(Ipv4Addr::UNSPECIFIED),
+                IpPrefix::V6(_) => NextHop::V6(Ipv6Addr::UNSPECIFIED, &[0; 17]),
+            };
+            let reason = if !prefix.usable() {
                 "not public unicast, or the labs' own addresses"
             } else if attributes
                 .asns()
                 .any(|asn| (64_512..=65_534).contains(&asn))
             {
                 "a private 2-octet ASN in the AS path (the labs' own)"
-            } else if attributes.encode(Some(0), Ipv4Addr::UNSPECIFIED).len() + 19 + 4 + 5
-                > MAX_MESSAGE
-            {
+            } else if attributes.encode(Some(0), next_hop).len() + 19 + 4 + 5 > MAX_MESSAGE {
                 "attributes too large for an UPDATE"
             } else {
                 return true;
@@ -373,10 +458,20 @@ impl Source {
         }
     }
 
+    /// Whether the tables have IPv6 prefixes.
+    pub fn ipv6(&self) -> bool {
+        match self {
+            Self::Generated { ipv6, .. } => *ipv6 > 0,
+            Self::Dump { table, .. } => table.ipv6() > 0,
+        }
+    }
+
     /// The table of `size` prefixes.
     pub fn table(&self, size: usize) -> Table {
         match self {
-            Self::Generated { kind, seed } => Table::generate(*kind, *seed, size),
+            Self::Generated { kind, seed, ipv6 } => {
+                Table::generate(*kind, *seed, size, size * usize::from(*ipv6) / 100)
+            }
             Self::Dump { table, .. } if size >= table.len() => table.clone(),
             Self::Dump { table, .. } => table.first(size),
         }
@@ -385,7 +480,14 @@ impl Source {
     /// `real (seed 1)`, `rib.mrt peer 0 (192.0.2.1 AS 64500)`.
     pub fn name(&self) -> String {
         match self {
-            Self::Generated { kind, seed } => format!("{} (seed {seed})", kind.name()),
+            Self::Generated {
+                kind,
+                seed,
+                ipv6: 0,
+            } => format!("{} (seed {seed})", kind.name()),
+            Self::Generated { kind, seed, ipv6 } => {
+                format!("{} (seed {seed}, {ipv6} % IPv6)", kind.name())
+            }
             Self::Dump { name, .. } => name.clone(),
         }
     }
@@ -399,6 +501,9 @@ pub struct Shape {
     /// `real`, `uniform` (with the seed) or the MRT file's name and peer.
     pub table: String,
     pub prefixes: usize,
+    /// Of the prefixes, IPv6.
+    #[serde(default)]
+    pub ipv6: usize,
     pub attribute_sets: usize,
     pub origin_ases: usize,
     /// UPDATEs that carry the table when each holds prefixes of one set
@@ -418,6 +523,7 @@ impl Shape {
             size: table.len(),
             table: table_name.to_owned(),
             prefixes: table.len(),
+            ipv6: table.ipv6(),
             attribute_sets: table.sets_in_use(),
             origin_ases: origins.len(),
             updates,
@@ -433,9 +539,14 @@ impl Shape {
             ),
             _ => String::new(),
         };
+        let ipv6 = if self.ipv6 > 0 {
+            format!(" ({} IPv6)", self.ipv6)
+        } else {
+            String::new()
+        };
         format!(
-            "table: {} {}: {}: {} prefixes, {} distinct attribute sets ({:.1} prefixes per set), \
-             {} origin ASes{per_update}",
+            "table: {} {}: {}: {} prefixes{ipv6}, {} distinct attribute sets ({:.1} prefixes per \
+             set), {} origin ASes{per_update}",
             self.scenario,
             self.size,
             self.table,
@@ -467,10 +578,14 @@ pub fn uniform_paths(seed: u64) -> Vec<Vec<u32>> {
 
 /// The index in [`uniform_paths`] of the path `prefix` carries: chosen by
 /// the prefix, so that the same prefix always carries the same path.
-pub fn uniform_path_of(seed: u64, prefix: &Prefix) -> usize {
-    let mut by_prefix = crate::prefixes::Random::new(
-        seed ^ (u64::from(prefix.address) << 8 | u64::from(prefix.len)),
-    );
+pub fn uniform_path_of(seed: u64, prefix: &IpPrefix) -> usize {
+    let key = match prefix {
+        IpPrefix::V4(prefix) => u64::from(prefix.address) << 8 | u64::from(prefix.len),
+        IpPrefix::V6(prefix) => {
+            (prefix.address >> 64) as u64 ^ prefix.address as u64 ^ u64::from(prefix.len)
+        }
+    };
+    let mut by_prefix = crate::prefixes::Random::new(seed ^ key);
     by_prefix.below(UNIFORM_PATHS as u32) as usize
 }
 
@@ -486,7 +601,7 @@ mod tests {
             code: MULTI_EXIT_DISC,
             value: 10u32.to_be_bytes().to_vec(),
         });
-        let bytes = attributes.encode(Some(65002), Ipv4Addr::new(10, 0, 0, 1));
+        let bytes = attributes.encode(Some(65002), NextHop::V4(Ipv4Addr::new(10, 0, 0, 1)));
         let mut codes = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
@@ -498,6 +613,18 @@ mod tests {
             at += 3 + usize::from(bytes[at + 2]);
         }
         assert_eq!(codes, [ORIGIN, AS_PATH, NEXT_HOP, MULTI_EXIT_DISC]);
+
+        let nlri = [48, 0x2a, 0, 0x14, 0x50, 0, 1];
+        let next_hop = "fd77::1".parse().unwrap();
+        let bytes = attributes.encode(None, NextHop::V6(next_hop, &nlri));
+        let reach = [
+            &[0x80, MP_REACH_NLRI, 3 + 1 + 16 + 1 + 7, 0, 2, 1, 16][..],
+            &next_hop.octets(),
+            &[0],
+            &nlri,
+        ]
+        .concat();
+        assert!(bytes.ends_with(&reach), "{bytes:?}");
     }
 
     #[test]
@@ -510,9 +637,11 @@ mod tests {
 
     #[test]
     fn equal_sets_are_shared_and_a_repeated_prefix_is_left_out() {
-        let prefix = |third| Prefix {
-            address: u32::from(Ipv4Addr::new(203, 0, third, 0)),
-            len: 24,
+        let prefix = |third| {
+            IpPrefix::V4(Prefix {
+                address: u32::from(Ipv4Addr::new(203, 0, third, 0)),
+                len: 24,
+            })
         };
         let one = PathAttributes::with_path(vec![1]);
         let two = PathAttributes::with_path(vec![2]);
@@ -525,7 +654,7 @@ mod tests {
         assert_eq!(table.prefixes, [prefix(1), prefix(2), prefix(3)]);
         assert_eq!(table.set_of, [0, 1, 0]);
         assert_eq!(table.sets, [one, two]);
-        assert_eq!(table.groups(), [vec![0, 2], vec![1]]);
+        assert_eq!(table.groups(), [(0, vec![0, 2]), (1, vec![1])]);
         assert_eq!(table.first(2).prefixes, [prefix(1), prefix(2)]);
     }
 }

@@ -24,7 +24,10 @@
 //!   every 3.5th prefix.
 //!
 //! Prefixes are those of [`crate::prefixes::generate`] (the same lengths
-//! as the uniform table). ASNs are private 4-octet ones (4200000000 and
+//! as the uniform table); IPv6 ones (a mixed table, `--ipv6 PERCENT`)
+//! those of [`crate::prefixes::generate6`], after the IPv4 ones, from
+//! origins of their own (about 150,000 per million IPv6 prefixes, as in
+//! the public IPv6 table) under the same laws. ASNs are private 4-octet ones (4200000000 and
 //! up) that none of the labs use; community values use private 2-octet
 //! ASNs.
 
@@ -34,10 +37,12 @@ use super::{
     AS_SEQUENCE, Attribute, COMMUNITIES, LARGE_COMMUNITIES, MULTI_EXIT_DISC, OPTIONAL, ORIGIN,
     PathAttributes, Segment, TRANSITIVE, Table,
 };
-use crate::prefixes::Random;
+use crate::prefixes::{IpPrefix, Random};
 
 /// Origin ASes per million prefixes.
 const ORIGINS_PER_MILLION: usize = 75_000;
+/// Origin ASes per million IPv6 prefixes (about 33,000 for 220,000).
+const IPV6_ORIGINS_PER_MILLION: usize = 150_000;
 /// The tail index of the law of prefixes per origin ([`quotas`]).
 const TAIL: f64 = 1.1;
 /// The largest origin's share of the table, at most.
@@ -92,45 +97,62 @@ const COMMUNITY_COUNTS: &[(usize, u32)] = &[
 /// Common MED values; the rest are IGP costs drawn at random.
 const ROUND_MEDS: &[u32] = &[0, 1, 10, 20, 50, 100, 200, 500, 1000];
 
-/// The real-shaped table of `count` prefixes for `seed`.
-pub fn generate(seed: u64, count: usize) -> Table {
-    let prefixes = crate::prefixes::generate(seed, count);
-    if count == 0 {
-        return Table::default();
-    }
+/// The real-shaped table of `ipv4` and `ipv6` prefixes for `seed`: each
+/// family has origins of its own, over the same transits.
+pub fn generate(seed: u64, ipv4: usize, ipv6: usize) -> Table {
     let mut random = Random::new(seed ^ 0x7265_616c);
-    let origins = (count * ORIGINS_PER_MILLION / 1_000_000).clamp(1, count);
-    let quotas = quotas(&mut random, origins, count);
-    let world = World::new(origins);
-
+    let origins =
+        |count: usize, per_million: usize| (count * per_million / 1_000_000).clamp(1, count.max(1));
+    let world = World::new(origins(ipv4, ORIGINS_PER_MILLION));
+    let families: [(Vec<IpPrefix>, usize, u32); 2] = [
+        (
+            crate::prefixes::generate(seed, ipv4)
+                .into_iter()
+                .map(IpPrefix::V4)
+                .collect(),
+            origins(ipv4, ORIGINS_PER_MILLION),
+            ORIGIN_BASE,
+        ),
+        (
+            crate::prefixes::generate6(seed, ipv6)
+                .into_iter()
+                .map(IpPrefix::V6)
+                .collect(),
+            origins(ipv6, IPV6_ORIGINS_PER_MILLION),
+            ORIGIN_BASE_6,
+        ),
+    ];
+    let mut table = Table::default();
     let mut interned: HashMap<PathAttributes, u32> = HashMap::new();
-    let mut sets = Vec::new();
-    let mut set_of = Vec::with_capacity(count);
-    for (origin, &quota) in quotas.iter().enumerate() {
-        let home = world.path(&mut random, origin);
-        let origin_code = if random.chance(0.10) { 2 } else { 0 };
-        let first = set_of.len();
-        for nth in 0..quota {
-            let set = if nth == 0 || random.chance(NEW_VARIANT) {
-                let attributes = world.variant(&mut random, origin, &home, origin_code);
-                let next = interned.len() as u32;
-                *interned.entry(attributes).or_insert_with_key(|attributes| {
-                    sets.push(attributes.clone());
-                    next
-                })
-            } else {
-                // An earlier prefix's set: sets with more prefixes are
-                // chosen more often.
-                set_of[first + random.below(nth as u32) as usize]
-            };
-            set_of.push(set);
+    for (prefixes, origins, base) in families {
+        if prefixes.is_empty() {
+            continue;
+        }
+        let quotas = quotas(&mut random, origins, prefixes.len());
+        table.prefixes.extend(prefixes);
+        for (origin, &quota) in quotas.iter().enumerate() {
+            let origin_as = base + origin as u32;
+            let home = world.path(&mut random, origin_as);
+            let origin_code = if random.chance(0.10) { 2 } else { 0 };
+            let first = table.set_of.len();
+            for nth in 0..quota {
+                let set = if nth == 0 || random.chance(NEW_VARIANT) {
+                    let attributes = world.variant(&mut random, origin_as, &home, origin_code);
+                    let next = interned.len() as u32;
+                    *interned.entry(attributes).or_insert_with_key(|attributes| {
+                        table.sets.push(attributes.clone());
+                        next
+                    })
+                } else {
+                    // An earlier prefix's set: sets with more prefixes are
+                    // chosen more often.
+                    table.set_of[first + random.below(nth as u32) as usize]
+                };
+                table.set_of.push(set);
+            }
         }
     }
-    Table {
-        prefixes,
-        set_of,
-        sets,
-    }
+    table
 }
 
 /// Prefixes per origin, adding up to `count`: quantiles of a Lomax law
@@ -220,6 +242,7 @@ struct World {
 
 const TRANSIT_BASE: u32 = 4_200_000_000;
 const ORIGIN_BASE: u32 = 4_201_000_000;
+const ORIGIN_BASE_6: u32 = 4_250_000_000;
 
 impl World {
     fn new(origins: usize) -> Self {
@@ -230,13 +253,9 @@ impl World {
         }
     }
 
-    fn origin_as(origin: usize) -> u32 {
-        ORIGIN_BASE + origin as u32
-    }
-
     /// A path to `origin` of one to eight unique ASes, ending in it: a
     /// first hop, then transits further down the ranks, then the origin.
-    fn path(&self, random: &mut Random, origin: usize) -> Vec<u32> {
+    fn path(&self, random: &mut Random, origin_as: u32) -> Vec<u32> {
         let len = random.pick(PATH_LENGTHS);
         let mut path: Vec<u32> = Vec::with_capacity(len + 3);
         if len > 1 {
@@ -248,7 +267,7 @@ impl World {
                 path.push(transit);
             }
         }
-        path.push(Self::origin_as(origin));
+        path.push(origin_as);
         path
     }
 
@@ -257,17 +276,16 @@ impl World {
     fn variant(
         &self,
         random: &mut Random,
-        origin: usize,
+        origin_as: u32,
         home: &[u32],
         origin_code: u8,
     ) -> PathAttributes {
         let mut path = if random.chance(0.25) {
-            self.path(random, origin)
+            self.path(random, origin_as)
         } else {
             home.to_vec()
         };
         if random.chance(0.08) {
-            let origin_as = Self::origin_as(origin);
             for _ in 0..=random.below(3) {
                 path.push(origin_as);
             }
@@ -375,15 +393,15 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_table() {
-        assert_eq!(generate(5, 5_000), generate(5, 5_000));
-        assert_ne!(generate(5, 5_000), generate(6, 5_000));
+        assert_eq!(generate(5, 5_000, 1_000), generate(5, 5_000, 1_000));
+        assert_ne!(generate(5, 5_000, 0), generate(6, 5_000, 0));
     }
 
     /// The shape the module promises, on 200,000 prefixes.
     #[test]
     fn the_table_has_the_shape_of_a_full_feed() {
         let count = 200_000;
-        let table = Table::generate(Kind::Real, 1, count);
+        let table = Table::generate(Kind::Real, 1, count, 0);
         assert_eq!(table.len(), count);
         assert_eq!(table.sets_in_use(), table.sets.len());
         let share = |n: usize| n as f64 / count as f64;
@@ -445,8 +463,37 @@ mod tests {
 
     #[test]
     fn a_tiny_table_still_has_an_origin() {
-        let table = generate(1, 1);
+        let table = generate(1, 1, 0);
         assert_eq!((table.len(), table.sets.len()), (1, 1));
-        assert_eq!(generate(1, 0).len(), 0);
+        assert_eq!(generate(1, 0, 0).len(), 0);
+        let table = generate(1, 0, 1);
+        assert_eq!((table.ipv6(), table.sets.len()), (1, 1));
+    }
+
+    /// IPv6 prefixes come after the IPv4 ones, from origins of their own
+    /// (about 150,000 per million), with the same kinds of attributes.
+    #[test]
+    fn a_mixed_table_has_its_ipv6_fifth_from_origins_of_its_own() {
+        let table = Table::generate(Kind::Real, 1, 50_000, 10_000);
+        assert_eq!((table.len(), table.ipv6()), (50_000, 10_000));
+        assert!(
+            table.prefixes[..40_000]
+                .iter()
+                .all(|p| matches!(p, IpPrefix::V4(_)))
+        );
+        let mut origins = (HashSet::new(), HashSet::new());
+        for (prefix, attributes) in table.routes() {
+            let origin = attributes.origin_as().unwrap();
+            match prefix {
+                IpPrefix::V4(_) => origins.0.insert(origin),
+                IpPrefix::V6(_) => origins.1.insert(origin),
+            };
+        }
+        assert_eq!(origins.0.len(), 3_000);
+        assert_eq!(origins.1.len(), 1_500);
+        assert!(origins.0.is_disjoint(&origins.1));
+        // The IPv4 part is the IPv4-only table's.
+        let alone = generate(1, 40_000, 0);
+        assert_eq!(table.prefixes[..40_000], alone.prefixes[..]);
     }
 }
