@@ -8,8 +8,9 @@
 //!
 //! The table is the one the MRT file gives gobgpd ([`Table`]): the same
 //! prefixes with the same attributes, the peer's AS in front of each AS
-//! path and the peer's tunnel address as next hop; each UPDATE carries
-//! prefixes of one attribute set, as many as fit.
+//! path and the peer's tunnel address as next hop (its IPv6 one for
+//! IPv6 routes, in MP_REACH_NLRI); each UPDATE carries prefixes of one
+//! attribute set and family, as many as fit.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};

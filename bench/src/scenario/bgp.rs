@@ -29,6 +29,9 @@
 //! FILE`: [`Source`]) is the same for every receiver and feeder; the
 //! report prints its shape (prefixes, distinct attribute sets, UPDATEs
 //! when each carries prefixes of one set, as the replay feeder sends).
+//! A table with IPv6 routes (`--ipv6 PERCENT`, or a dump's) gives the
+//! tunnels IPv6 addresses for their next hops; the routes go over the
+//! same IPv4 session, and every receiver puts them in its IPv6 table.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
