@@ -6,20 +6,24 @@
 //! alone: gobgpd reports a session with a large RIB established late, and
 //! takes over a minute to withdraw a million routes.
 //!
-//! The table is the one the MRT file gives gobgpd ([`mrt::path_pool`]):
-//! the same prefixes with the same AS paths behind the peer's AS, and the
-//! peer's tunnel address as next hop, many prefixes per UPDATE.
+//! The table is the one the MRT file gives gobgpd ([`Table`]): the same
+//! prefixes with the same attributes, the peer's AS in front of each AS
+//! path and the peer's tunnel address as next hop (its IPv6 one for
+//! IPv6 routes, in MP_REACH_NLRI); each UPDATE carries prefixes of one
+//! attribute set and family, as many as fit.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::mrt;
-use crate::prefixes::Prefix;
+use crate::prefixes::IpPrefix;
+use crate::table::{
+    EXTENDED_LENGTH, IPV6_UNICAST, MP_UNREACH_NLRI, NextHop, OPTIONAL, PathAttributes, Table,
+};
 
 const MAX_MESSAGE: usize = 4096;
 const HEADER: usize = 19;
@@ -81,59 +85,112 @@ fn message(kind: u8, body: &[u8]) -> Vec<u8> {
     message
 }
 
-fn nlri(prefix: &Prefix) -> impl Iterator<Item = u8> {
-    let octets = usize::from(prefix.len).div_ceil(8);
-    std::iter::once(prefix.len).chain(prefix.address.to_be_bytes().into_iter().take(octets))
+/// The next hops the peer gives: its addresses on the receiver's tunnel.
+#[derive(Debug, Clone, Copy)]
+pub struct NextHops {
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
 }
 
-/// The UPDATEs for `prefixes` from AS `peer_as` with next hop `next_hop`.
-pub fn encode(prefixes: &[Prefix], seed: u64, peer_as: u32, next_hop: Ipv4Addr) -> Updates {
-    let paths = mrt::path_pool(seed);
-    let mut groups: Vec<Vec<&Prefix>> = vec![Vec::new(); paths.len()];
-    for prefix in prefixes {
-        groups[mrt::path_of(seed, prefix)].push(prefix);
+/// The body of an UPDATE announcing `nlri` with attribute set `set`:
+/// IPv4 NLRI after the attributes, IPv6 inside MP_REACH_NLRI.
+fn announcement(
+    set: &PathAttributes,
+    peer_as: u32,
+    next_hops: NextHops,
+    ipv6: bool,
+    nlri: &[u8],
+) -> Vec<u8> {
+    let attributes = if ipv6 {
+        set.encode(Some(peer_as), NextHop::V6(next_hops.ipv6, nlri))
+    } else {
+        set.encode(Some(peer_as), NextHop::V4(next_hops.ipv4))
+    };
+    let mut body = Vec::with_capacity(MAX_MESSAGE);
+    body.extend_from_slice(&0u16.to_be_bytes()); // no withdrawn routes
+    body.extend_from_slice(&(attributes.len() as u16).to_be_bytes());
+    body.extend_from_slice(&attributes);
+    if !ipv6 {
+        body.extend_from_slice(nlri);
     }
+    body
+}
+
+/// The body of an UPDATE withdrawing `nlri`: IPv4 in the withdrawn
+/// routes, IPv6 in MP_UNREACH_NLRI.
+fn withdrawal(ipv6: bool, nlri: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(MAX_MESSAGE);
+    if ipv6 {
+        let len = IPV6_UNICAST.len() + nlri.len();
+        body.extend_from_slice(&0u16.to_be_bytes()); // no withdrawn routes
+        body.extend_from_slice(&((4 + len) as u16).to_be_bytes());
+        body.extend_from_slice(&[OPTIONAL | EXTENDED_LENGTH, MP_UNREACH_NLRI]);
+        body.extend_from_slice(&(len as u16).to_be_bytes());
+        body.extend_from_slice(&IPV6_UNICAST);
+        body.extend_from_slice(nlri);
+    } else {
+        body.extend_from_slice(&(nlri.len() as u16).to_be_bytes());
+        body.extend_from_slice(nlri);
+        body.extend_from_slice(&0u16.to_be_bytes()); // no attributes
+    }
+    body
+}
+
+/// The longest NLRI of a prefix of the family: its length, its address.
+fn longest_nlri(ipv6: bool) -> usize {
+    if ipv6 { 17 } else { 5 }
+}
+
+/// The UPDATEs for `table` from AS `peer_as` with `next_hops`: each
+/// announcement carries prefixes of one attribute set and family, as
+/// many as fit; withdrawals as many prefixes of a family as fit.
+pub fn encode(table: &Table, peer_as: u32, next_hops: NextHops) -> Updates {
     let mut announce = Stream::default();
-    for (path, group) in paths.iter().zip(&groups) {
-        let mut as_path = vec![peer_as];
-        as_path.extend(path);
-        let attributes = mrt::attributes(&as_path, next_hop);
-        let mut body = Vec::with_capacity(MAX_MESSAGE);
-        let start = |body: &mut Vec<u8>| {
-            body.clear();
-            body.extend_from_slice(&0u16.to_be_bytes()); // no withdrawn routes
-            body.extend_from_slice(&(attributes.len() as u16).to_be_bytes());
-            body.extend_from_slice(&attributes);
-        };
-        start(&mut body);
-        let empty = body.len();
-        for prefix in group {
-            if HEADER + body.len() + 5 > MAX_MESSAGE {
-                announce.push(&message(UPDATE, &body));
-                start(&mut body);
+    let mut nlri = Vec::with_capacity(MAX_MESSAGE);
+    for (set, group) in table.groups() {
+        let set = &table.sets[set as usize];
+        let ipv6 = matches!(table.prefixes[group[0] as usize], IpPrefix::V6(_));
+        // What every prefix is added to; an MP_REACH_NLRI past 255
+        // octets takes one more for its length.
+        let empty = announcement(set, peer_as, next_hops, ipv6, &[]).len() + 1;
+        nlri.clear();
+        for &index in &group {
+            if HEADER + empty + nlri.len() + longest_nlri(ipv6) > MAX_MESSAGE {
+                announce.push(&message(
+                    UPDATE,
+                    &announcement(set, peer_as, next_hops, ipv6, &nlri),
+                ));
+                nlri.clear();
             }
-            body.extend(nlri(prefix));
+            nlri.extend(table.prefixes[index as usize].nlri());
         }
-        if body.len() > empty {
-            announce.push(&message(UPDATE, &body));
+        if !nlri.is_empty() {
+            announce.push(&message(
+                UPDATE,
+                &announcement(set, peer_as, next_hops, ipv6, &nlri),
+            ));
         }
     }
     let mut withdraw = Stream::default();
-    let mut withdrawn = Vec::with_capacity(MAX_MESSAGE);
-    let flush = |withdrawn: &mut Vec<u8>, withdraw: &mut Stream| {
-        let mut body = (withdrawn.len() as u16).to_be_bytes().to_vec();
-        body.append(withdrawn);
-        body.extend_from_slice(&0u16.to_be_bytes()); // no attributes
-        withdraw.push(&message(UPDATE, &body));
-    };
-    for prefix in prefixes {
-        if HEADER + 2 + withdrawn.len() + 5 + 2 > MAX_MESSAGE {
-            flush(&mut withdrawn, &mut withdraw);
+    // IPv4, IPv6: the prefixes of each waiting for a message.
+    let mut withdrawn = [
+        Vec::with_capacity(MAX_MESSAGE),
+        Vec::with_capacity(MAX_MESSAGE),
+    ];
+    let empty = [withdrawal(false, &[]).len(), withdrawal(true, &[]).len()];
+    for prefix in &table.prefixes {
+        let ipv6 = matches!(prefix, IpPrefix::V6(_));
+        let family = usize::from(ipv6);
+        if HEADER + empty[family] + withdrawn[family].len() + longest_nlri(ipv6) > MAX_MESSAGE {
+            withdraw.push(&message(UPDATE, &withdrawal(ipv6, &withdrawn[family])));
+            withdrawn[family].clear();
         }
-        withdrawn.extend(nlri(prefix));
+        withdrawn[family].extend(prefix.nlri());
     }
-    if !withdrawn.is_empty() {
-        flush(&mut withdrawn, &mut withdraw);
+    for (family, nlri) in withdrawn.iter().enumerate() {
+        if !nlri.is_empty() {
+            withdraw.push(&message(UPDATE, &withdrawal(family == 1, nlri)));
+        }
     }
     Updates { announce, withdraw }
 }
@@ -144,11 +201,19 @@ pub struct Feeder {
     listener: TcpListener,
     asn: u32,
     id: Ipv4Addr,
+    /// Whether the OPEN offers IPv6 unicast too.
+    ipv6: bool,
 }
 
 impl Feeder {
-    /// Listens on `address`, port 179, inside namespace `namespace`.
-    pub fn listen(namespace: &str, address: Ipv4Addr, asn: u32) -> anyhow::Result<Self> {
+    /// Listens on `address`, port 179, inside namespace `namespace`; its
+    /// sessions carry IPv4 unicast, and IPv6 unicast with `ipv6`.
+    pub fn listen(
+        namespace: &str,
+        address: Ipv4Addr,
+        asn: u32,
+        ipv6: bool,
+    ) -> anyhow::Result<Self> {
         let listener = crate::kernel::in_namespace(namespace, move || {
             TcpListener::bind(SocketAddr::from((address, 179)))
                 .with_context(|| format!("listening on {address}:179"))
@@ -158,6 +223,7 @@ impl Feeder {
             listener,
             asn,
             id: address,
+            ipv6,
         })
     }
 
@@ -198,8 +264,13 @@ impl Feeder {
         open.extend_from_slice(&two_octet.to_be_bytes());
         open.extend_from_slice(&HOLD_SECONDS.to_be_bytes());
         open.extend_from_slice(&self.id.octets());
-        // Capabilities: multiprotocol IPv4 unicast, 4-octet AS numbers.
-        let mut capabilities = vec![1, 4, 0, 1, 0, 1, 65, 4];
+        // Capabilities: multiprotocol IPv4 (and IPv6) unicast, 4-octet AS
+        // numbers.
+        let mut capabilities = vec![1, 4, 0, 1, 0, 1];
+        if self.ipv6 {
+            capabilities.extend_from_slice(&[1, 4, 0, 2, 0, 1]);
+        }
+        capabilities.extend_from_slice(&[65, 4]);
         capabilities.extend_from_slice(&self.asn.to_be_bytes());
         open.push(2 + capabilities.len() as u8);
         open.extend_from_slice(&[2, capabilities.len() as u8]);
@@ -358,62 +429,157 @@ impl Drop for Session {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use std::net::IpAddr;
+
     use super::*;
+    use crate::prefixes::{Prefix, Prefix6};
+    use crate::table::{Kind, MP_REACH_NLRI, NEXT_HOP};
+
+    /// Prefixes of `len` NLRI-encoded in `bytes`, of a family whose
+    /// addresses have `octets` octets.
+    fn prefixes_in(mut bytes: &[u8], ipv6: bool) -> Vec<IpPrefix> {
+        let mut prefixes = Vec::new();
+        while let [len, rest @ ..] = bytes {
+            let significant = usize::from(*len).div_ceil(8);
+            let mut address = [0u8; 16];
+            address[..significant].copy_from_slice(&rest[..significant]);
+            prefixes.push(if ipv6 {
+                IpPrefix::V6(Prefix6 {
+                    address: u128::from_be_bytes(address),
+                    len: *len,
+                })
+            } else {
+                IpPrefix::V4(Prefix {
+                    address: u32::from_be_bytes(address[..4].try_into().unwrap()),
+                    len: *len,
+                })
+            });
+            bytes = &rest[significant..];
+        }
+        prefixes
+    }
+
+    /// What one UPDATE carries: announced prefixes (with the next hop
+    /// they go with), withdrawn prefixes.
+    fn parse(body: &[u8]) -> (Vec<IpPrefix>, Option<IpAddr>, Vec<IpPrefix>) {
+        let withdrawn_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let mut withdrawn = prefixes_in(&body[2..2 + withdrawn_len], false);
+        let at = 2 + withdrawn_len;
+        let attributes_len = usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+        let mut attributes = &body[at + 2..at + 2 + attributes_len];
+        let mut announced = prefixes_in(&body[at + 2 + attributes_len..], false);
+        let mut next_hop = None;
+        while let [flags, code, rest @ ..] = attributes {
+            let (len, rest) = if flags & EXTENDED_LENGTH != 0 {
+                (
+                    usize::from(u16::from_be_bytes([rest[0], rest[1]])),
+                    &rest[2..],
+                )
+            } else {
+                (usize::from(rest[0]), &rest[1..])
+            };
+            let value = &rest[..len];
+            match *code {
+                NEXT_HOP => {
+                    next_hop = Some(IpAddr::from(<[u8; 4]>::try_from(value).unwrap()));
+                }
+                MP_REACH_NLRI => {
+                    assert_eq!(&value[..4], &[0, 2, 1, 16]);
+                    next_hop = Some(IpAddr::from(<[u8; 16]>::try_from(&value[4..20]).unwrap()));
+                    announced.extend(prefixes_in(&value[21..], true));
+                }
+                MP_UNREACH_NLRI => {
+                    assert_eq!(&value[..3], &IPV6_UNICAST);
+                    withdrawn.extend(prefixes_in(&value[3..], true));
+                }
+                _ => {}
+            }
+            attributes = &rest[len..];
+        }
+        (announced, next_hop, withdrawn)
+    }
 
     /// Every prefix is announced once and withdrawn once, in messages
-    /// no longer than BGP allows.
+    /// no longer than BGP allows, each announcement carrying prefixes of
+    /// one attribute set and family, with the family's next hop.
     #[test]
     fn updates_carry_every_prefix_once_within_the_size_limit() {
-        let prefixes = crate::prefixes::generate(1, 20_000);
-        let updates = encode(&prefixes, 1, 65002, "10.255.0.1".parse().unwrap());
-        let walk = |stream: &Stream, withdrawn: bool| {
-            let mut seen = Vec::new();
+        for (kind, ipv6) in [(Kind::Real, 0), (Kind::Uniform, 0), (Kind::Real, 4_000)] {
+            updates_carry_every_prefix_once(kind, ipv6);
+        }
+    }
+
+    fn updates_carry_every_prefix_once(kind: Kind, ipv6: usize) {
+        let table = Table::generate(kind, 1, 20_000, ipv6);
+        let set_of: HashMap<IpPrefix, u32> = table
+            .prefixes
+            .iter()
+            .copied()
+            .zip(table.set_of.clone())
+            .collect();
+        let next_hops = NextHops {
+            ipv4: "10.255.0.1".parse().unwrap(),
+            ipv6: "fd77::1".parse().unwrap(),
+        };
+        let updates = encode(&table, 65002, next_hops);
+        let messages = |stream: &Stream| -> Vec<Vec<u8>> {
+            let mut all = Vec::new();
             for chunk in &stream.chunks {
                 let mut at = 0;
                 while at < chunk.len() {
                     let len = usize::from(u16::from_be_bytes([chunk[at + 16], chunk[at + 17]]));
                     assert!(len <= MAX_MESSAGE);
                     assert_eq!(chunk[at + 18], UPDATE);
-                    let body = &chunk[at + HEADER..at + len];
-                    let withdrawn_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
-                    let attributes_at = 2 + withdrawn_len;
-                    let attributes_len = usize::from(u16::from_be_bytes([
-                        body[attributes_at],
-                        body[attributes_at + 1],
-                    ]));
-                    let routes = if withdrawn {
-                        assert_eq!(attributes_len, 0);
-                        &body[2..attributes_at]
-                    } else {
-                        assert_eq!(withdrawn_len, 0);
-                        &body[attributes_at + 2 + attributes_len..]
-                    };
-                    let mut i = 0;
-                    while i < routes.len() {
-                        let len = routes[i];
-                        let octets = usize::from(len).div_ceil(8);
-                        let mut address = [0u8; 4];
-                        address[..octets].copy_from_slice(&routes[i + 1..i + 1 + octets]);
-                        seen.push(Prefix {
-                            address: u32::from_be_bytes(address),
-                            len,
-                        });
-                        i += 1 + octets;
-                    }
+                    all.push(chunk[at + HEADER..at + len].to_vec());
                     at += len;
                 }
             }
-            seen.sort_by_key(|p| (p.address, p.len));
-            seen
+            all
         };
-        let mut expected = prefixes.clone();
-        expected.sort_by_key(|p| (p.address, p.len));
-        assert_eq!(walk(&updates.announce, false), expected);
-        assert_eq!(walk(&updates.withdraw, true), expected);
-        assert!(
-            updates.announce.messages < 20_000 / 4,
-            "many prefixes per UPDATE"
-        );
+        let mut announced = Vec::new();
+        for body in messages(&updates.announce) {
+            let (prefixes, next_hop, withdrawn) = parse(&body);
+            assert!(withdrawn.is_empty());
+            let sets: HashSet<u32> = prefixes.iter().map(|p| set_of[p]).collect();
+            assert_eq!(sets.len(), 1, "{kind:?}: one set per UPDATE");
+            let families: HashSet<bool> = prefixes
+                .iter()
+                .map(|p| matches!(p, IpPrefix::V6(_)))
+                .collect();
+            let expected = match families.iter().collect::<Vec<_>>()[..] {
+                [false] => IpAddr::V4(next_hops.ipv4),
+                [true] => IpAddr::V6(next_hops.ipv6),
+                _ => panic!("one family per UPDATE"),
+            };
+            assert_eq!(next_hop, Some(expected));
+            announced.extend(prefixes);
+        }
+        let mut withdrawn = Vec::new();
+        for body in messages(&updates.withdraw) {
+            let (prefixes, _, gone) = parse(&body);
+            assert!(prefixes.is_empty());
+            withdrawn.extend(gone);
+        }
+        let mut expected = table.prefixes.clone();
+        expected.sort();
+        announced.sort();
+        withdrawn.sort();
+        assert_eq!(announced, expected);
+        assert_eq!(withdrawn, expected);
+        let groups = table.groups().len();
+        match kind {
+            Kind::Uniform => assert!(
+                updates.announce.messages < 20_000 / 4,
+                "many prefixes per UPDATE"
+            ),
+            Kind::Real => assert!(
+                (groups..groups + 100).contains(&updates.announce.messages),
+                "an UPDATE per set and family, a few more for sets too large for one: {} for {groups}",
+                updates.announce.messages,
+            ),
+        }
     }
 
     #[test]

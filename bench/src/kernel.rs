@@ -1,7 +1,7 @@
 //! The harness's own view of a namespace's kernel, over raw rtnetlink: how
-//! many routes of a protocol the main table holds (a dump, counted, or
-//! followed from route notifications: [`Watch`]), and the packed writer
-//! that is the machine's floor for installing routes.
+//! many routes of a protocol the main tables (IPv4 and IPv6) hold (a
+//! dump, counted, or followed from route notifications: [`Watch`]), and
+//! the packed writer that is the machine's floor for installing routes.
 //!
 //! Each call runs on a short-lived thread that enters the namespace
 //! (`setns` changes only the calling thread), so the harness itself stays
@@ -35,13 +35,15 @@ const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_PRIORITY: u16 = 6;
 const RTA_TABLE: u16 = 15;
-/// The multicast group of IPv4 route changes.
+/// The multicast groups of IPv4 and IPv6 route changes.
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
 const RT_TABLE_MAIN: u8 = 254;
 const RTN_UNICAST: u8 = 1;
 const RT_SCOPE_UNIVERSE: u8 = 0;
@@ -129,8 +131,16 @@ fn end(buf: &mut [u8], start: usize) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn route_header(buf: &mut Vec<u8>, dst_len: u8, protocol: u8, scope: u8, kind: u8, flags: u32) {
-    buf.extend_from_slice(&[AF_INET, dst_len, 0, 0, RT_TABLE_MAIN, protocol, scope, kind]);
+fn route_header(
+    buf: &mut Vec<u8>,
+    family: u8,
+    dst_len: u8,
+    protocol: u8,
+    scope: u8,
+    kind: u8,
+    flags: u32,
+) {
+    buf.extend_from_slice(&[family, dst_len, 0, 0, RT_TABLE_MAIN, protocol, scope, kind]);
     buf.extend_from_slice(&flags.to_ne_bytes());
 }
 
@@ -201,7 +211,7 @@ fn route_oif(payload: &[u8]) -> Option<u32> {
     ))
 }
 
-/// Routes of `protocol` in the main IPv4 table of the calling thread's
+/// Routes of `protocol` in the main tables of the calling thread's
 /// namespace (through interface `oif` only, if given).
 fn count_here(socket: &Socket, protocol: u8, oif: Option<u32>) -> anyhow::Result<usize> {
     let mut count = 0;
@@ -213,14 +223,27 @@ fn count_here(socket: &Socket, protocol: u8, oif: Option<u32>) -> anyhow::Result
     Ok(count)
 }
 
-/// Dumps the main IPv4 table and gives `visit` each route message of
-/// `protocol`; a dump the kernel flags as interrupted is read again (and
-/// `visit` sees its routes again).
+/// Dumps the main IPv4 and IPv6 tables and gives `visit` each route
+/// message of `protocol`.
 fn dump(socket: &Socket, protocol: u8, mut visit: impl FnMut(&[u8])) -> anyhow::Result<()> {
+    for family in [AF_INET, AF_INET6] {
+        dump_family(socket, family, protocol, &mut visit)?;
+    }
+    Ok(())
+}
+
+/// Dumps the main table of `family`; a dump the kernel flags as
+/// interrupted is read again (and `visit` sees its routes again).
+fn dump_family(
+    socket: &Socket,
+    family: u8,
+    protocol: u8,
+    visit: &mut impl FnMut(&[u8]),
+) -> anyhow::Result<()> {
     'again: for _ in 0..5 {
         let mut request = Vec::with_capacity(64);
         let start = begin(&mut request, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1);
-        route_header(&mut request, 0, protocol, RT_SCOPE_UNIVERSE, 0, 0);
+        route_header(&mut request, family, 0, protocol, RT_SCOPE_UNIVERSE, 0, 0);
         attribute(
             &mut request,
             RTA_TABLE,
@@ -250,7 +273,7 @@ fn dump(socket: &Socket, protocol: u8, mut visit: impl FnMut(&[u8])) -> anyhow::
                     // checked again for kernels that do not.
                     RTM_NEWROUTE
                         if payload.len() >= 12
-                            && payload[0] == AF_INET
+                            && payload[0] == family
                             && payload[4] == RT_TABLE_MAIN
                             && payload[5] == protocol =>
                     {
@@ -264,12 +287,12 @@ fn dump(socket: &Socket, protocol: u8, mut visit: impl FnMut(&[u8])) -> anyhow::
     bail!("the route table kept changing while it was read")
 }
 
-/// A protocol's routes in a namespace's main IPv4 table, followed from the
-/// kernel's route notifications on a thread of its own, so that waiting
-/// for a count costs no dump per look: a dump of a million routes takes a
-/// core a third of a second, which polling would take from the daemons
-/// being measured. Notifications lost to a full socket buffer (`ENOBUFS`)
-/// cost one dump to catch up.
+/// A protocol's routes in a namespace's main tables (IPv4 and IPv6),
+/// followed from the kernel's route notifications on a thread of its own,
+/// so that waiting for a count costs no dump per look: a dump of a
+/// million routes takes a core a third of a second, which polling would
+/// take from the daemons being measured. Notifications lost to a full
+/// socket buffer (`ENOBUFS`) cost one dump to catch up.
 #[derive(Debug)]
 pub struct Watch {
     seen: Arc<(Mutex<Seen>, Condvar)>,
@@ -360,7 +383,7 @@ impl Drop for Watch {
     }
 }
 
-/// A socket on the IPv4 route group, with a buffer for a burst of a
+/// A socket on the IPv4 and IPv6 route groups, with a buffer for a burst of a
 /// million changes and a receive timeout (so that its thread can stop).
 fn subscribe() -> anyhow::Result<Socket> {
     let mut socket = Socket::new(NETLINK_ROUTE).context("netlink socket")?;
@@ -368,6 +391,9 @@ fn subscribe() -> anyhow::Result<Socket> {
     socket
         .add_membership(RTNLGRP_IPV4_ROUTE)
         .context("joining the IPv4 route group")?;
+    socket
+        .add_membership(RTNLGRP_IPV6_ROUTE)
+        .context("joining the IPv6 route group")?;
     nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &(1 << 30))
         .context("SO_RCVBUFFORCE")?;
     nix::sys::socket::setsockopt(
@@ -430,25 +456,29 @@ fn follow(
     Ok(())
 }
 
-/// (address, length) of an IPv4 route of `protocol` in the main table.
-fn route_prefix(payload: &[u8], protocol: u8) -> Option<(u32, u8)> {
+/// A route's prefix: family, address (left-aligned), length.
+type RoutePrefix = (u8, u128, u8);
+
+/// The prefix of a route of `protocol` in a main table.
+fn route_prefix(payload: &[u8], protocol: u8) -> Option<RoutePrefix> {
     if payload.len() < 12
-        || payload[0] != AF_INET
+        || !matches!(payload[0], AF_INET | AF_INET6)
         || payload[4] != RT_TABLE_MAIN
         || payload[5] != protocol
     {
         return None;
     }
     // The default route has no destination attribute.
-    let address = match route_attribute(payload, RTA_DST) {
-        Some(value) => u32::from_be_bytes(value.get(..4)?.try_into().ok()?),
-        None => 0,
-    };
-    Some((address, payload[1]))
+    let mut address = [0u8; 16];
+    if let Some(value) = route_attribute(payload, RTA_DST) {
+        let len = value.len().min(16);
+        address[..len].copy_from_slice(&value[..len]);
+    }
+    Some((payload[0], u128::from_be_bytes(address), payload[1]))
 }
 
-/// The prefixes of `protocol` in the main IPv4 table, by one dump.
-fn dump_prefixes(socket: &Socket, protocol: u8) -> anyhow::Result<HashSet<(u32, u8)>> {
+/// The prefixes of `protocol` in the main tables, by one dump.
+fn dump_prefixes(socket: &Socket, protocol: u8) -> anyhow::Result<HashSet<RoutePrefix>> {
     let mut prefixes = HashSet::new();
     dump(socket, protocol, |payload| {
         if let Some(prefix) = route_prefix(payload, protocol) {
@@ -483,7 +513,7 @@ impl Counter {
         Ok(Self { requests })
     }
 
-    /// Routes of `protocol` in the main IPv4 table, now.
+    /// Routes of `protocol` in the main tables (IPv4 and IPv6), now.
     pub fn count(&self, protocol: u8) -> anyhow::Result<usize> {
         self.count_via(protocol, None)
     }
@@ -559,6 +589,7 @@ pub fn write_packed(
             };
             route_header(
                 &mut buffer,
+                AF_INET,
                 prefix.len,
                 protocol,
                 scope,

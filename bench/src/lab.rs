@@ -150,6 +150,13 @@ impl Link {
     pub fn address_b(&self) -> String {
         format!("10.255.{}.1", self.index)
     }
+    /// A's IPv6 address on the tunnel (when it has one, see [`tunnel`]).
+    pub fn address6_a(&self) -> String {
+        format!("fd77:0:0:{}::a", self.index)
+    }
+    pub fn address6_b(&self) -> String {
+        format!("fd77:0:0:{}::b", self.index)
+    }
     pub fn underlay_address_a(&self) -> String {
         format!("198.18.{}.1", self.index)
     }
@@ -162,8 +169,14 @@ impl Link {
 }
 
 /// Tunnel `index` between `a` and `b`: the underlay veth (made now, with
-/// its addresses) and each side's `[[tunnel]]` section for wgd.
-pub fn tunnel(a: &Namespace, b: &Namespace, index: u8) -> anyhow::Result<(Link, String, String)> {
+/// its addresses) and each side's `[[tunnel]]` section for wgd; with
+/// `ipv6`, each side has an IPv6 address on it too (a /64 of fd77::/16).
+pub fn tunnel(
+    a: &Namespace,
+    b: &Namespace,
+    index: u8,
+    ipv6: bool,
+) -> anyhow::Result<(Link, String, String)> {
     let link = Link {
         index,
         tunnel_a: unique_name("bwa"),
@@ -181,10 +194,20 @@ pub fn tunnel(a: &Namespace, b: &Namespace, index: u8) -> anyhow::Result<(Link, 
         &format!("{}/30", link.underlay_address_b()),
     )?;
     let (keys_a, keys_b) = (Keys::generate()?, Keys::generate()?);
-    let section = |name: &str, keys: &Keys, address: String, peer: &Keys, endpoint: String| {
+    let section = |name: &str,
+                   keys: &Keys,
+                   address: String,
+                   address6: String,
+                   peer: &Keys,
+                   endpoint: String| {
+        let address6 = if ipv6 {
+            format!(", \"{address6}/64\"")
+        } else {
+            String::new()
+        };
         format!(
             "\n[[tunnel]]\nname = \"{name}\"\nprivate_key = \"{}\"\nlisten_port = {}\n\
-             address = [\"{address}/31\"]\n\n[[tunnel.peer]]\npublic_key = \"{}\"\n\
+             address = [\"{address}/31\"{address6}]\n\n[[tunnel.peer]]\npublic_key = \"{}\"\n\
              endpoint = \"{endpoint}:{}\"\npersistent_keepalive = 1\n",
             keys.private,
             link.port(),
@@ -196,6 +219,7 @@ pub fn tunnel(a: &Namespace, b: &Namespace, index: u8) -> anyhow::Result<(Link, 
         &link.tunnel_a,
         &keys_a,
         link.address_a(),
+        link.address6_a(),
         &keys_b,
         link.underlay_address_b(),
     );
@@ -203,6 +227,7 @@ pub fn tunnel(a: &Namespace, b: &Namespace, index: u8) -> anyhow::Result<(Link, 
         &link.tunnel_b,
         &keys_b,
         link.address_b(),
+        link.address6_b(),
         &keys_a,
         link.underlay_address_a(),
     );
@@ -236,12 +261,13 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Both sites with `links` tunnels; A's config gets `extra` after its
+    /// Both sites with `links` tunnels (with IPv6 addresses too, with
+    /// `ipv6`); A's config gets `extra` after its
     /// tunnels' sections are written (a `[bridge]` or `[bgp]` section,
     /// which must not come between a tunnel and its peers: it goes first).
     /// B gets its ends with `wgd up`; B's LAN host 192.168.77.1 is on its
     /// `lo`. A's daemon is started and the first handshakes awaited.
-    pub fn new(wgd: &Wgd, links: u8, extra: &str) -> anyhow::Result<Self> {
+    pub fn new(wgd: &Wgd, links: u8, extra: &str, ipv6: bool) -> anyhow::Result<Self> {
         let a = Namespace::new("ba")?;
         let b = Namespace::new("bb")?;
         b.add_address("lo", "192.168.77.1/24")?;
@@ -253,7 +279,7 @@ impl Lab {
         let mut config_b = String::new();
         let mut all = Vec::new();
         for index in 0..links {
-            let (link, section_a, section_b) = tunnel(&a, &b, index)?;
+            let (link, section_a, section_b) = tunnel(&a, &b, index, ipv6)?;
             config_a.push_str(&section_a);
             config_b.push_str(&section_b);
             all.push(link);

@@ -8,7 +8,9 @@
 //! is printed as a table (median, min, max, and wgd's ratio to each
 //! anchor) or with `--json` as JSON; `--plot FILE` also draws it.
 //!
-//! Prefix sets come from a seed ([`prefixes`]); the kernel is read and the
+//! Prefix sets come from a seed ([`prefixes`]), route tables (prefixes
+//! with attribute sets) from a seed or a user's MRT dump ([`table`],
+//! [`mrt`]); the kernel is read and the
 //! packed-netlink anchor written over raw rtnetlink ([`kernel`]); wgd is
 //! fed through its gRPC session ([`session`]) or its BGP speaker.
 
@@ -21,6 +23,7 @@ mod prefixes;
 mod report;
 mod scenario;
 mod session;
+mod table;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,6 +78,42 @@ pub struct Common {
     pub wgd: Option<PathBuf>,
 }
 
+/// The route table a scenario sends.
+#[derive(Debug, Args, Clone)]
+pub struct TableArgs {
+    /// Generated table: `real` is shaped like a full feed (a distinct
+    /// attribute set for every third or fourth prefix, communities, MED,
+    /// prepends); `uniform` is 4,096 AS paths for all prefixes.
+    #[arg(long, value_enum, default_value = "real")]
+    pub table: table::Kind,
+    /// Percent of the generated table's prefixes that are IPv6 (a mixed
+    /// run: 20, as in the public tables). The tunnels get IPv6 addresses
+    /// for their next hops.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0)]
+    pub ipv6: u8,
+    /// Send the routes of an MRT dump instead (TABLE_DUMP_V2: IPv4 and
+    /// IPv6 unicast RIB records of one peer); each size N takes its first
+    /// N.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["table", "ipv6"])]
+    pub mrt: Option<PathBuf>,
+    /// The peer of the dump whose routes are sent: its index in the
+    /// dump's PEER_INDEX_TABLE.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "mrt")]
+    pub mrt_peer: usize,
+}
+
+impl TableArgs {
+    pub fn source(&self, seed: u64) -> anyhow::Result<table::Source> {
+        table::Source::new(
+            self.table,
+            seed,
+            self.ipv6,
+            self.mrt.as_deref(),
+            self.mrt_peer,
+        )
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Scenario {
     /// Prefixes through a gRPC session into the kernel and withdrawn,
@@ -97,25 +136,34 @@ enum Scenario {
         /// receivers alone).
         #[arg(long, value_enum, default_value = "gobgpd")]
         feeder: scenario::bgp::FeederKind,
+        #[command(flatten)]
+        table: TableArgs,
     },
     /// wgd run killed with N routes installed and restarted: time until
     /// every route is re-claimed, and the lowest kernel count meanwhile.
     Restart {
         #[arg(long, value_delimiter = ',', default_values_t = [100_000])]
         prefixes: Vec<usize>,
+        /// The routes' prefixes come from this table (the gRPC session
+        /// carries no attributes).
+        #[command(flatten)]
+        table: TableArgs,
     },
     /// T tunnels from one config with `wgd up`, and a no-change reconcile.
     Tunnels {
         #[arg(long, value_delimiter = ',', default_values_t = [10, 100])]
         tunnels: Vec<usize>,
     },
-    /// Writes the prefix set as an MRT file (TABLE_DUMP_V2), as the bgp
-    /// scenario feeds gobgpd, and prints the prefixes with `--list`.
+    /// Writes the table as an MRT file (TABLE_DUMP_V2), as the bgp
+    /// scenario feeds gobgpd, prints its shape, and the prefixes with
+    /// `--list`.
     Mrt {
         #[arg(long, default_value_t = 100_000)]
         prefixes: usize,
         #[arg(long)]
         list: bool,
+        #[command(flatten)]
+        table: TableArgs,
         output: PathBuf,
     },
     /// Where the built-in speaker's and the bridge's bytes go, structure
@@ -210,13 +258,32 @@ fn run(
     if let Scenario::Mrt {
         prefixes,
         list,
+        table,
         output,
     } = &cli.scenario
     {
-        let set = prefixes::generate(cli.common.seed, *prefixes);
-        mrt::write(output, &set, "10.255.0.1".parse()?, 65002, cli.common.seed)?;
+        let source = table.source(cli.common.seed)?;
+        let table = source.table(*prefixes);
+        // IPv6 routes as the bgp scenario gives gobgpd those for its
+        // first receiver.
+        let next_hop6 = "fd77:0:0:0::b".parse()?;
+        mrt::write(output, &table, "10.255.0.1".parse()?, 65002, next_hop6)?;
+        let next_hops = feeder::NextHops {
+            ipv4: std::net::Ipv4Addr::UNSPECIFIED,
+            ipv6: std::net::Ipv6Addr::UNSPECIFIED,
+        };
+        let updates = feeder::encode(&table, 65002, next_hops);
+        progress(
+            table::Shape::of(
+                "mrt",
+                &source.name(),
+                &table,
+                Some(updates.announce.messages),
+            )
+            .line(),
+        );
         if *list {
-            for prefix in &set {
+            for prefix in &table.prefixes {
                 println!("{prefix}");
             }
         }
@@ -244,9 +311,23 @@ fn run(
             prefixes,
             receivers,
             feeder,
-        } => scenario::bgp::run(&wgd, &cli.common, prefixes, receivers, *feeder, report),
-        Scenario::Restart { prefixes } => {
-            scenario::restart::run(runtime, &wgd, &cli.common, prefixes, report)
+            table,
+        } => {
+            let source = table.source(cli.common.seed)?;
+            scenario::bgp::run(
+                &wgd,
+                &cli.common,
+                &source.sizes(prefixes),
+                receivers,
+                *feeder,
+                &source,
+                report,
+            )
+        }
+        Scenario::Restart { prefixes, table } => {
+            let source = table.source(cli.common.seed)?;
+            let sizes = source.sizes(prefixes);
+            scenario::restart::run(runtime, &wgd, &cli.common, &sizes, &source, report)
         }
         Scenario::Tunnels { tunnels } => scenario::tunnels::run(&wgd, &cli.common, tunnels, report),
         Scenario::Mrt { .. } | Scenario::Show { .. } | Scenario::Memory { .. } => Ok(()),

@@ -1,9 +1,12 @@
 //! What a scenario measured, and how it is shown: one [`Row`] per
 //! contender and metric, with every run's value kept; the table prints
 //! median, min and max, then the ratios of the median of wgd to each
-//! anchor's; `--json` prints the same as one JSON document.
+//! anchor's; `--json` prints the same as one JSON document. The shape of
+//! each route table sent ([`Shape`]) comes first, one line a table.
 
 use serde::{Deserialize, Serialize};
+
+use crate::table::Shape;
 
 /// One metric of one contender at one size, over every run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +30,9 @@ pub struct Row {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     pub machine: Machine,
+    /// The route tables sent, one per scenario and size.
+    #[serde(default)]
+    pub tables: Vec<Shape>,
     pub rows: Vec<Row>,
     /// Routes each contender left in the kernel, checked in every run:
     /// what a test compares (timings are never asserted).
@@ -110,10 +116,15 @@ impl Report {
         if self.rows.is_empty() {
             self.machine = other.machine;
         }
+        self.tables.extend(other.tables);
         self.rows.extend(other.rows);
         self.counts.extend(other.counts);
         self.skipped.extend(other.skipped);
         self.notes.extend(other.notes);
+    }
+
+    pub fn shape(&mut self, shape: Shape) {
+        self.tables.push(shape);
     }
 
     pub fn count(&mut self, count: Count) {
@@ -162,6 +173,10 @@ impl Report {
             }
         }
         let mut text = String::new();
+        for shape in &self.tables {
+            text.push_str(&shape.line());
+            text.push('\n');
+        }
         for line in &lines {
             let cells: Vec<String> = line
                 .iter()

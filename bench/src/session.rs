@@ -11,8 +11,6 @@ use tokio::sync::mpsc;
 use wgd_proto::v1 as api;
 use wgd_proto::v1::session_response::Kind;
 
-use crate::prefixes::Prefix;
-
 /// Routes per `RouteBatch`: far under gRPC's 4 MiB message limit both
 /// ways, large enough that per-message costs vanish.
 pub const BATCH: usize = 5_000;
@@ -66,12 +64,12 @@ impl Session {
         }
     }
 
-    /// Builds the batches for `prefixes` (before any clock starts: a
-    /// routing program has its routes ready).
-    pub fn batches(
+    /// Builds the batches for `prefixes`, each through `nexthop(prefix)`
+    /// (before any clock starts: a routing program has its routes ready).
+    pub fn batches<'a, P: std::fmt::Display>(
         &mut self,
-        prefixes: &[Prefix],
-        nexthop: &str,
+        prefixes: &[P],
+        nexthop: impl Fn(&P) -> &'a str,
         operation: api::route_update::Operation,
     ) -> Vec<api::SessionRequest> {
         prefixes
@@ -89,7 +87,7 @@ impl Session {
                                 route: Some(api::Route {
                                     prefix: prefix.to_string(),
                                     nexthops: vec![api::Nexthop {
-                                        address: nexthop.to_owned(),
+                                        address: nexthop(prefix).to_owned(),
                                         tunnel: String::new(),
                                     }],
                                     distance: None,

@@ -24,6 +24,14 @@
 //! receiver reads. Add is then timed from the session established as the
 //! peer saw it (exactly), withdraw from the first withdrawal sent; the
 //! rows go under scenario `bgp-replay`.
+//!
+//! The table (`--table real`, the default, `--table uniform`, or `--mrt
+//! FILE`: [`Source`]) is the same for every receiver and feeder; the
+//! report prints its shape (prefixes, distinct attribute sets, UPDATEs
+//! when each carries prefixes of one set, as the replay feeder sends).
+//! A table with IPv6 routes (`--ipv6 PERCENT`, or a dump's) gives the
+//! tunnels IPv6 addresses for their next hops; the routes go over the
+//! same IPv4 session, and every receiver puts them in its IPv6 table.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -38,8 +46,8 @@ use super::{PROTO_BIRD, PROTO_FRR_BGP, PROTO_WGD};
 use crate::feeder::{self, Feeder};
 use crate::kernel::{Counter, Watch};
 use crate::lab::{Link, Wgd, rss_bytes, time_until, tunnel, wait_for_handshake, write_private};
-use crate::prefixes;
 use crate::report::{Count, Report};
+use crate::table::{Shape, Source};
 use crate::{Common, check_interrupted, mrt, progress};
 
 /// Who sends the table.
@@ -111,6 +119,19 @@ struct Receiver {
     /// For wgd: the config of `wgd run`.
     config: std::path::PathBuf,
     counter: Counter,
+    /// Whether the table has IPv6 routes (the tunnel has IPv6 addresses
+    /// for their next hops, the session carries IPv6 unicast).
+    ipv6: bool,
+}
+
+impl Receiver {
+    /// The peer's next hops on this receiver's tunnel.
+    fn next_hops(&self) -> anyhow::Result<feeder::NextHops> {
+        Ok(feeder::NextHops {
+            ipv4: self.link.address_b().parse()?,
+            ipv6: self.link.address6_b().parse()?,
+        })
+    }
 }
 
 /// Whatever runs the receiver's BGP; dropped to stop it.
@@ -128,6 +149,7 @@ pub fn run(
     sizes: &[usize],
     wanted: &[String],
     feeding: FeederKind,
+    source: &Source,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let scenario = match feeding {
@@ -160,12 +182,13 @@ pub fn run(
             .join(", ")
     ));
 
+    let ipv6 = source.ipv6();
     let peer = Namespace::new("bp")?;
     let mut receivers = Vec::new();
     let mut peer_config = String::new();
     for (index, kind) in kinds.iter().enumerate() {
         let namespace = Namespace::new("br")?;
-        let (link, section, peer_section) = tunnel(&namespace, &peer, index as u8)?;
+        let (link, section, peer_section) = tunnel(&namespace, &peer, index as u8, ipv6)?;
         peer_config.push_str(&peer_section);
         let config = namespace.dir().join("wgd.toml");
         let text = match kind {
@@ -192,36 +215,59 @@ pub fn run(
             link,
             config,
             counter,
+            ipv6,
         });
     }
     let peer_path = peer.dir().join("peer.toml");
     write_private(&peer_path, &peer_config)?;
     wgd.run(&peer, &["up", peer_path.to_str().context("a UTF-8 path")?])?;
     let speaker = match feeding {
-        FeederKind::Gobgpd => Peer::Gobgp(Gobgp::start(&peer, &gobgp_config(&receivers))?),
+        FeederKind::Gobgpd => Peer::Gobgp(Gobgp::start(&peer, &gobgp_config(&receivers, ipv6))?),
         FeederKind::Replay => Peer::Replay(
             receivers
                 .iter()
                 .map(|receiver| {
-                    Feeder::listen(peer.name(), receiver.link.address_b().parse()?, PEER_AS)
+                    Feeder::listen(
+                        peer.name(),
+                        receiver.link.address_b().parse()?,
+                        PEER_AS,
+                        ipv6,
+                    )
                 })
                 .collect::<anyhow::Result<_>>()?,
         ),
     };
 
     for &size in sizes {
-        let prefixes = prefixes::generate(common.seed, size);
-        let mrt_path = peer.dir().join(format!("rib-{size}.mrt"));
+        let table = source.table(size);
+        let next_hops = receivers
+            .first()
+            .map(Receiver::next_hops)
+            .transpose()?
+            .context("no receiver")?;
+        let updates = feeder::encode(&table, PEER_AS, next_hops);
+        report.shape(Shape::of(
+            scenario,
+            &source.name(),
+            &table,
+            Some(updates.announce.messages),
+        ));
+        drop(updates);
+        // One file for all receivers (gobgpd gives each its own IPv4 next
+        // hop), or one per receiver with its IPv6 next hop in it.
+        let mut mrt_paths: Vec<String> = Vec::new();
         if let Peer::Gobgp(_) = speaker {
-            mrt::write(
-                &mrt_path,
-                &prefixes,
-                "10.255.0.1".parse()?,
-                PEER_AS,
-                common.seed,
-            )?;
+            for (index, receiver) in receivers.iter().enumerate() {
+                if index > 0 && !ipv6 {
+                    mrt_paths.push(mrt_paths[0].clone());
+                    continue;
+                }
+                let path = peer.dir().join(format!("rib-{size}-{index}.mrt"));
+                let next_hop6 = receiver.next_hops()?.ipv6;
+                mrt::write(&path, &table, "10.255.0.1".parse()?, PEER_AS, next_hop6)?;
+                mrt_paths.push(path.to_str().context("a UTF-8 path")?.to_owned());
+            }
         }
-        let mrt_path = mrt_path.to_str().context("a UTF-8 path")?.to_owned();
         let mut rows: Vec<Rows> = receivers.iter().map(|_| Rows::default()).collect();
         for run in 1..=common.runs {
             for (index, (receiver, rows)) in receivers.iter().zip(&mut rows).enumerate() {
@@ -234,7 +280,7 @@ pub fn run(
                             common.runs
                         ));
                         let started = Instant::now();
-                        load(gobgp, &mrt_path, size)?;
+                        load(gobgp, &mrt_paths[index], size)?;
                         progress(format!(
                             "bgp: gobgpd loaded in {:.1} s; measuring",
                             started.elapsed().as_secs_f64()
@@ -242,8 +288,7 @@ pub fn run(
                         measure(wgd, Feeding::Gobgp(gobgp), receiver, size, rows)
                     }
                     Peer::Replay(feeders) => {
-                        let next_hop = receiver.link.address_b().parse()?;
-                        let updates = feeder::encode(&prefixes, common.seed, PEER_AS, next_hop);
+                        let updates = feeder::encode(&table, PEER_AS, receiver.next_hops()?);
                         progress(format!(
                             "bgp: {size} prefixes to {} in {} UPDATEs, run {run}/{}",
                             receiver.kind.name(),
@@ -327,8 +372,13 @@ fn installed(program: &str) -> bool {
 }
 
 /// gobgpd: AS 65002, every receiver a neighbor on its tunnel, each
-/// administratively down until its turn.
-fn gobgp_config(receivers: &[Receiver]) -> String {
+/// administratively down until its turn; IPv6 unicast too with `ipv6`.
+fn gobgp_config(receivers: &[Receiver], ipv6: bool) -> String {
+    let ipv6 = if ipv6 {
+        "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n"
+    } else {
+        ""
+    };
     let mut text = format!(
         "[global.config]\n  as = {PEER_AS}\n  router-id = \"{}\"\n",
         receivers
@@ -341,7 +391,7 @@ fn gobgp_config(receivers: &[Receiver]) -> String {
              \x20   admin-down = true\n\
              \x20 [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 90\n    keepalive-interval = 30\n\
              \x20 [neighbors.transport.config]\n    local-address = \"{}\"\n\
-             \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n",
+             \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n{ipv6}",
             receiver.link.address_a(),
             receiver.kind.asn(),
             receiver.link.address_b(),
@@ -350,11 +400,22 @@ fn gobgp_config(receivers: &[Receiver]) -> String {
     text
 }
 
+/// Both families of gobgpd's global RIB.
+const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
+
+/// Empties gobgpd's global RIB, both families.
+fn empty(gobgp: &Gobgp) -> anyhow::Result<()> {
+    for family in FAMILIES {
+        gobgp.cli(&["global", "rib", "-a", family, "del", "all"])?;
+    }
+    Ok(())
+}
+
 /// Loads the MRT file into gobgpd's RIB (emptied first) and waits until
 /// it holds all `size` prefixes. The file is injected again if the RIB
-/// stops growing short of that (see [`mrt::padding`]).
+/// stops growing short of that (see [`mrt::write`]).
 pub fn load(gobgp: &Gobgp, mrt: &str, size: usize) -> anyhow::Result<()> {
-    gobgp.cli(&["global", "rib", "-a", "ipv4", "del", "all"])?;
+    empty(gobgp)?;
     for _ in 0..3 {
         gobgp.cli(&["mrt", "inject", "global", mrt])?;
         let mut last = (usize::MAX, Instant::now());
@@ -391,16 +452,20 @@ pub const NEXT_HOP_SELF: &str = "\n[global.apply-policy.config]\n  export-policy
     [policy-definitions.statements.actions]\n      route-disposition = \"accept-route\"\n\
     [policy-definitions.statements.actions.bgp-actions]\n      set-next-hop = \"self\"\n";
 
-/// Destinations in gobgpd's IPv4 RIB.
+/// Destinations in gobgpd's global RIB, both families.
 fn rib_size(gobgp: &Gobgp) -> anyhow::Result<usize> {
-    let text = gobgp.cli(&["global", "rib", "-a", "ipv4", "summary"])?;
-    // "Table ipv4-unicast\nDestination: 100000, Path: 100000"
-    Ok(text
-        .split("Destination:")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|number| number.trim().parse().ok())
-        .unwrap_or(0))
+    let mut size = 0;
+    for family in FAMILIES {
+        let text = gobgp.cli(&["global", "rib", "-a", family, "summary"])?;
+        // "Table ipv4-unicast\nDestination: 100000, Path: 100000"
+        size += text
+            .split("Destination:")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|number| number.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+    }
+    Ok(size)
 }
 
 /// RSS of the receiver's daemons (by process name) in its namespace.
@@ -420,6 +485,18 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
     let namespace = &receiver.namespace;
     let (local, peer) = (receiver.link.address_a(), receiver.link.address_b());
     let asn = receiver.kind.asn();
+    // IPv6 routes over the same (IPv4) session, into the IPv6 table.
+    let (bird_kernel6, bird_channel6, frr_family6) = if receiver.ipv6 {
+        (
+            "protocol kernel kernel6 {\n  ipv6 { import none; export all; };\n}\n".to_owned(),
+            "  ipv6 { import all; export none; };\n",
+            format!(
+                " address-family ipv6 unicast\n  neighbor {peer} activate\n exit-address-family\n"
+            ),
+        )
+    } else {
+        (String::new(), "", String::new())
+    };
     Ok(match receiver.kind {
         Kind::Wgd => {
             let config = receiver.config.to_str().context("a UTF-8 path")?;
@@ -438,9 +515,10 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
             &format!(
                 "router id {local};\nprotocol device {{\n}}\n\
                  protocol kernel kernel4 {{\n  ipv4 {{ import none; export all; }};\n}}\n\
+                 {bird_kernel6}\
                  protocol bgp peer {{\n  local {local} as {asn};\n  neighbor {peer} as {PEER_AS};\n\
                  \x20 connect delay time 1;\n  connect retry time 1;\n\
-                 \x20 ipv4 {{ import all; export none; }};\n}}\n"
+                 \x20 ipv4 {{ import all; export none; }};\n{bird_channel6}}}\n"
             ),
         )?),
         Kind::Frr => Running::Frr(Frr::start(
@@ -449,7 +527,8 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
                 "frr defaults traditional\nhostname bench\n\
                  router bgp {asn}\n bgp router-id {local}\n no bgp ebgp-requires-policy\n\
                  no bgp network import-check\n neighbor {peer} remote-as {PEER_AS}\n\
-                 address-family ipv4 unicast\n  neighbor {peer} activate\n exit-address-family\n"
+                 address-family ipv4 unicast\n  neighbor {peer} activate\n exit-address-family\n\
+                 {frr_family6}"
             ),
         )?),
     })
@@ -523,9 +602,7 @@ impl Live<'_> {
 
     fn withdraw(&self) -> anyhow::Result<()> {
         match self {
-            Live::Gobgp { gobgp, .. } => gobgp
-                .cli(&["global", "rib", "-a", "ipv4", "del", "all"])
-                .map(drop),
+            Live::Gobgp { gobgp, .. } => empty(gobgp),
             Live::Replay { session, updates } => session.send(&updates.withdraw),
         }
     }

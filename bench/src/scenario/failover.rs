@@ -37,7 +37,7 @@ pub fn run(wgd: &Wgd, common: &Common, sizes: &[usize], report: &mut Report) -> 
                    [[bgp.neighbor]]\naddress = \"10.255.0.1\"\nremote_as = 65002\n\
                    [[bgp.neighbor]]\naddress = \"10.255.1.1\"\nremote_as = 65002\n";
     progress("failover: building the lab");
-    let lab = Lab::new(wgd, 2, speaker)?;
+    let lab = Lab::new(wgd, 2, speaker, false)?;
     for sysctl in [
         "net.ipv4.conf.all.rp_filter=0",
         "net.ipv4.conf.default.rp_filter=0",
@@ -81,13 +81,9 @@ pub fn run(wgd: &Wgd, common: &Common, sizes: &[usize], report: &mut Report) -> 
         });
         let total = prefixes.len();
         let mrt_path = lab.b.dir().join(format!("failover-{size}.mrt"));
-        mrt::write(
-            &mrt_path,
-            &prefixes,
-            "10.255.0.1".parse()?,
-            65002,
-            common.seed,
-        )?;
+        let table = crate::table::Table::ipv4(common.seed, prefixes);
+        let next_hop6 = std::net::Ipv6Addr::UNSPECIFIED; // no IPv6 route
+        mrt::write(&mrt_path, &table, "10.255.0.1".parse()?, 65002, next_hop6)?;
         gobgp.cli(&["global", "rib", "-a", "ipv4", "del", "all"])?;
         gobgp.cli(&[
             "mrt",

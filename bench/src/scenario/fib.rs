@@ -34,7 +34,7 @@ pub fn run(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     progress("fib: building the lab");
-    let mut lab = Lab::new(wgd, 1, "")?;
+    let mut lab = Lab::new(wgd, 1, "", false)?;
     let counter = Counter::new(lab.a.name())?;
     let link = lab.links[0].clone();
     let gateway: Ipv4Addr = link.address_b().parse()?;
@@ -181,8 +181,8 @@ fn wgd_run(
     let nexthop = lab.links[0].address_b();
     let socket = lab.socket.clone();
     let mut session = block_on(runtime, Session::open(&socket, "bench", 90))?;
-    let adds = session.batches(prefixes, &nexthop, Operation::Add);
-    let deletes = session.batches(prefixes, &nexthop, Operation::Delete);
+    let adds = session.batches(prefixes, |_| nexthop.as_str(), Operation::Add);
+    let deletes = session.batches(prefixes, |_| nexthop.as_str(), Operation::Delete);
     let before = rss_bytes(pid)?;
 
     let started = Instant::now();

@@ -17,9 +17,10 @@ use wgd_proto::v1::route_update::Operation;
 use super::{PROTO_WGD, block_on, confirmed};
 use crate::kernel::Counter;
 use crate::lab::{Lab, Wgd};
-use crate::prefixes;
+use crate::prefixes::IpPrefix;
 use crate::report::{Count, Report};
 use crate::session::Session;
+use crate::table::{Shape, Source};
 use crate::{Common, progress};
 
 const SCENARIO: &str = "restart";
@@ -30,14 +31,22 @@ pub fn run(
     wgd: &Wgd,
     common: &Common,
     sizes: &[usize],
+    source: &Source,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     progress("restart: building the lab");
-    let mut lab = Lab::new(wgd, 1, "[bridge]\nstartup_hold = 600\n")?;
+    let ipv6 = source.ipv6();
+    let mut lab = Lab::new(wgd, 1, "[bridge]\nstartup_hold = 600\n", ipv6)?;
     let counter = Arc::new(Counter::new(lab.a.name())?);
-    let nexthop = lab.links[0].address_b();
+    let (nexthop4, nexthop6) = (lab.links[0].address_b(), lab.links[0].address6_b());
+    let nexthop = |prefix: &IpPrefix| match prefix {
+        IpPrefix::V4(_) => nexthop4.as_str(),
+        IpPrefix::V6(_) => nexthop6.as_str(),
+    };
     for &size in sizes {
-        let prefixes = prefixes::generate(common.seed, size);
+        let table = source.table(size);
+        report.shape(Shape::of(SCENARIO, &source.name(), &table, None));
+        let prefixes = table.prefixes;
         let (mut api, mut reclaimed, mut lowest_seen) = (vec![], vec![], vec![]);
         for run in 1..=common.runs {
             progress(format!(
@@ -46,7 +55,7 @@ pub fn run(
             ));
             let socket = lab.socket.clone();
             let mut session = block_on(runtime, Session::open(&socket, OWNER, 600))?;
-            let adds = session.batches(&prefixes, &nexthop, Operation::Add);
+            let adds = session.batches(&prefixes, nexthop, Operation::Add);
             let started = Instant::now();
             let outcome = block_on(runtime, session.push(adds, true))?;
             confirmed(&counter, PROTO_WGD, size, started, outcome.elapsed)?;
@@ -79,7 +88,7 @@ pub fn run(
                 "the new daemon kept {} routes for {OWNER}, not {size}",
                 session.stale_routes
             );
-            let again = session.batches(&prefixes, &nexthop, Operation::Add);
+            let again = session.batches(&prefixes, nexthop, Operation::Add);
             let outcome = block_on(runtime, session.push(again, true))?;
             let done = started.elapsed();
             anyhow::ensure!(
@@ -102,7 +111,7 @@ pub fn run(
             lowest_seen.push(lowest as f64);
 
             // Clean slate for the next run.
-            let deletes = session.batches(&prefixes, &nexthop, Operation::Delete);
+            let deletes = session.batches(&prefixes, nexthop, Operation::Delete);
             let started = Instant::now();
             let outcome = block_on(runtime, session.push(deletes, false))?;
             confirmed(&counter, PROTO_WGD, 0, started, outcome.elapsed)?;
@@ -128,7 +137,8 @@ pub fn run(
     }
     report.note(
         "restart: times from the new `wgd run` start; the client reconnects as soon as the API \
-         answers and re-sends every route, then End-of-RIB",
+         answers and re-sends every route, then End-of-RIB; the session carries prefixes and a \
+         next hop, not the table's attributes",
     );
     Ok(())
 }
