@@ -172,6 +172,8 @@ enum Scenario {
     Memory {
         #[arg(long, value_delimiter = ',', default_values_t = [100_000, 1_000_000])]
         prefixes: Vec<usize>,
+        #[command(flatten)]
+        table: TableArgs,
     },
     /// Prints (and with --plot draws) reports saved with --json, merged.
     Show { files: Vec<PathBuf> },
@@ -299,8 +301,9 @@ fn run(
         }
         return Ok(());
     }
-    if let Scenario::Memory { prefixes } = &cli.scenario {
-        return scenario::memory::run(&cli.common, prefixes, report);
+    if let Scenario::Memory { prefixes, table } = &cli.scenario {
+        let source = table.source(cli.common.seed)?;
+        return scenario::memory::run(&cli.common, &source, prefixes, report);
     }
     let wgd = lab::Wgd::find(cli.common.wgd.as_deref())?;
     match &cli.scenario {

@@ -17,7 +17,7 @@
 //! what it fed the bridge, and the FIB writer's batches (transient); the
 //! bgp scenario's RSS per prefix measures the whole process.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use bgp_bridge::rib::{Rib, RibConfig};
@@ -28,11 +28,13 @@ use wgd_bgp::types::{Attributes, Family, Negotiated, NeighborId};
 
 use crate::feeder;
 use crate::report::Report;
+use crate::table::{self, Shape};
 
 const HEADER: usize = 19;
 const PEER_AS: u32 = 65002;
 const LOCAL_AS: u32 = 65001;
 const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 1);
+const NEXT_HOP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 1, 0, 0, 0, 0xb);
 
 /// Bytes in use by the allocator now.
 #[allow(unsafe_code)]
@@ -57,7 +59,7 @@ fn session() -> Negotiated {
         remote_id: Ipv4Addr::new(10, 255, 0, 1),
         hold_time: 90,
         four_octet_as: true,
-        families: vec![Family::Ipv4Unicast],
+        families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
         route_refresh: true,
         extended_next_hop_ipv4: false,
         extended_messages: false,
@@ -73,7 +75,10 @@ fn tunnels() -> TunnelView {
             name: "wg-feed".into(),
             ifindex: 7,
             up: true,
-            addresses: vec!["10.255.0.0/31".parse().expect("a prefix")],
+            addresses: vec![
+                "10.255.0.0/31".parse().expect("a prefix"),
+                "fd77:0:0:1::a/64".parse().expect("a prefix"),
+            ],
             peer_addresses: Vec::new(),
             peers: vec![PeerInfo {
                 public_key: "feeder".into(),
@@ -95,10 +100,7 @@ struct Shares {
     parts: Vec<(String, usize)>,
 }
 
-fn measure(common: &crate::Common, size: usize) -> anyhow::Result<Shares> {
-    let prefixes = crate::prefixes::generate(common.seed, size);
-    let updates = feeder::encode(&prefixes, common.seed, PEER_AS, NEXT_HOP);
-    drop(prefixes);
+fn measure(updates: &feeder::Updates, size: usize) -> anyhow::Result<Shares> {
     let session = session();
     let neighbor_id = NeighborId::new(IpAddr::V4(NEXT_HOP), None)?;
     let owner = Owner::new(format!("bgp:{neighbor_id}"));
@@ -183,13 +185,32 @@ fn measure(common: &crate::Common, size: usize) -> anyhow::Result<Shares> {
     Ok(Shares { total, parts })
 }
 
-pub fn run(common: &crate::Common, sizes: &[usize], report: &mut Report) -> anyhow::Result<()> {
+pub fn run(
+    common: &crate::Common,
+    source: &table::Source,
+    sizes: &[usize],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     for &size in sizes {
         crate::progress(format!("memory: {size} prefixes"));
+        let table = source.table(size);
+        let next_hops = feeder::NextHops {
+            ipv4: NEXT_HOP,
+            ipv6: NEXT_HOP6,
+        };
+        let updates = feeder::encode(&table, PEER_AS, next_hops);
+        report.shape(Shape::of(
+            "memory",
+            &source.name(),
+            &table,
+            Some(updates.announce.messages),
+        ));
+        let size = table.len();
+        drop(table);
         let mut runs: Vec<Shares> = Vec::new();
         for _ in 0..common.runs {
             crate::check_interrupted()?;
-            runs.push(measure(common, size)?);
+            runs.push(measure(&updates, size)?);
         }
         let per_prefix = |bytes: usize| bytes as f64 / size as f64;
         report.add(
