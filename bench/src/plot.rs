@@ -66,6 +66,7 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
     for row in rows {
         match groups.iter_mut().find(|group| {
             group[0].scenario == row.scenario
+                && group[0].table == row.table
                 && group[0].metric == row.metric
                 && group[0].size == row.size
         }) {
@@ -96,7 +97,10 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         root.draw(&Text::new(
             format!(
                 "{} · {} · {} ({})",
-                first.scenario, first.metric, first.size, first.unit
+                first.labelled_scenario(),
+                first.metric,
+                first.size,
+                first.unit
             ),
             (20, y),
             ("sans-serif", 16).into_font().style(FontStyle::Bold),

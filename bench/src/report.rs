@@ -12,6 +12,11 @@ use crate::table::Shape;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub scenario: String,
+    /// The route table sent, where the scenario sends one (`real`,
+    /// `uniform`, a dump's name): rows of different tables are not
+    /// compared.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub table: String,
     /// What ran: `wgd session`, `ip -batch`, `netlink packed`, `bird`, ...
     pub contender: String,
     /// What was measured: `add`, `withdraw`, `rss per prefix`, ...
@@ -26,10 +31,25 @@ pub struct Row {
     pub max: f64,
 }
 
+impl Row {
+    /// The scenario, and the table in brackets where there is one:
+    /// `bgp-replay [uniform]`.
+    pub fn labelled_scenario(&self) -> String {
+        if self.table.is_empty() {
+            self.scenario.clone()
+        } else {
+            format!("{} [{}]", self.scenario, self.table)
+        }
+    }
+}
+
 /// Everything one invocation measured.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     pub machine: Machine,
+    /// The table the rows added now are of ([`Row::table`]).
+    #[serde(skip)]
+    pub table: String,
     /// The route tables sent, one per scenario and size.
     #[serde(default)]
     pub tables: Vec<Shape>,
@@ -100,6 +120,7 @@ impl Report {
         };
         self.rows.push(Row {
             scenario: scenario.to_owned(),
+            table: self.table.clone(),
             contender: contender.to_owned(),
             metric: metric.to_owned(),
             size,
@@ -155,7 +176,7 @@ impl Report {
         let mut lines: Vec<[String; 9]> = vec![header.map(str::to_owned)];
         for row in &self.rows {
             lines.push([
-                row.scenario.clone(),
+                row.labelled_scenario(),
                 row.size.to_string(),
                 row.contender.clone(),
                 row.metric.clone(),
@@ -218,6 +239,7 @@ impl Report {
             for anchor in self.rows.iter().filter(|row| {
                 !row.contender.starts_with("wgd")
                     && row.scenario == ours.scenario
+                    && row.table == ours.table
                     && row.metric == ours.metric
                     && row.size == ours.size
                     && row.unit == "s"
@@ -225,7 +247,7 @@ impl Report {
                 if anchor.median > 0.0 {
                     lines.push(format!(
                         "ratio: {} {} {}: {} / {} = {:.2}x",
-                        ours.scenario,
+                        ours.labelled_scenario(),
                         ours.metric,
                         ours.size,
                         ours.contender,
@@ -263,6 +285,28 @@ mod tests {
         let table = report.table();
         assert!(
             table.contains("wgd session / netlink packed = 2.00x"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn rows_of_different_tables_are_not_compared() {
+        let mut report = Report::default();
+        for table in ["real", "uniform"] {
+            report.table = table.to_owned();
+            report.add("bgp-replay", "wgd speaker", "add", 10, "s", vec![2.0]);
+            report.add("bgp-replay", "bird", "add", 10, "s", vec![1.0]);
+        }
+        assert_eq!(report.ratios().len(), 2, "{:?}", report.ratios());
+        let table = report.table();
+        assert!(
+            table
+                .lines()
+                .any(|line| line.starts_with("bgp-replay [uniform] ") && line.contains("bird")),
+            "{table}"
+        );
+        assert!(
+            table.contains("ratio: bgp-replay [real] add 10: wgd speaker / bird = 2.00x"),
             "{table}"
         );
     }

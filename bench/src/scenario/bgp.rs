@@ -183,6 +183,7 @@ pub fn run(
     ));
 
     let ipv6 = source.ipv6();
+    report.table = source.label();
     let peer = Namespace::new("bp")?;
     let mut receivers = Vec::new();
     let mut peer_config = String::new();

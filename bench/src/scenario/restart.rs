@@ -36,6 +36,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     progress("restart: building the lab");
     let ipv6 = source.ipv6();
+    report.table = source.label();
     let mut lab = Lab::new(wgd, 1, "[bridge]\nstartup_hold = 600\n", ipv6)?;
     let counter = Arc::new(Counter::new(lab.a.name())?);
     let (nexthop4, nexthop6) = (lab.links[0].address_b(), lab.links[0].address6_b());

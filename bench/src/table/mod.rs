@@ -477,6 +477,18 @@ impl Source {
         }
     }
 
+    /// A short name for the report's rows: `real`, `uniform`, `real
+    /// 20 % IPv6`, `rib.mrt peer 0`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Generated { kind, ipv6: 0, .. } => kind.name().to_owned(),
+            Self::Generated { kind, ipv6, .. } => format!("{} {ipv6} % IPv6", kind.name()),
+            Self::Dump { name, .. } => name
+                .split_once(" (")
+                .map_or_else(|| name.clone(), |(short, _)| short.to_owned()),
+        }
+    }
+
     /// `real (seed 1)`, `rib.mrt peer 0 (192.0.2.1 AS 64500)`.
     pub fn name(&self) -> String {
         match self {
