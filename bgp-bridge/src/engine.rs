@@ -197,6 +197,8 @@ enum Command {
     Close {
         owner: Owner,
         session: u64,
+        /// Its routes go now, whatever its hold time.
+        withdraw: bool,
     },
     Updates {
         owner: Owner,
@@ -352,7 +354,22 @@ impl Bridge {
 
     /// The session ended (the stream closed or the client died).
     pub fn close(&self, owner: Owner, session: u64) {
-        let _ = self.commands.send(Command::Close { owner, session });
+        let _ = self.commands.send(Command::Close {
+            owner,
+            session,
+            withdraw: false,
+        });
+    }
+
+    /// The session ended and its routes go now, in one pass over the RIB
+    /// and in the writer's batches, without a withdrawal per route from
+    /// the owner (a BGP neighbor gone without graceful restart).
+    pub fn close_withdrawing(&self, owner: Owner, session: u64) {
+        let _ = self.commands.send(Command::Close {
+            owner,
+            session,
+            withdraw: true,
+        });
     }
 
     /// A batch of a session's updates.
@@ -721,7 +738,16 @@ impl<F: Fib> Engine<F> {
             } => {
                 let _ = reply.send(self.open(owner, hold, nexthops));
             }
-            Command::Close { owner, session } => self.close(owner, session),
+            Command::Close {
+                owner,
+                session,
+                withdraw: false,
+            } => self.close(owner, session),
+            Command::Close {
+                owner,
+                session,
+                withdraw: true,
+            } => self.close_withdrawing(owner, session),
             Command::Updates {
                 owner,
                 session,
@@ -859,6 +885,24 @@ impl<F: Fib> Engine<F> {
             session,
             stale_routes,
         })
+    }
+
+    fn close_withdrawing(&mut self, owner: Owner, session: u64) {
+        let Some(OwnerState::Connected {
+            session: current, ..
+        }) = self.owners.get(&owner)
+        else {
+            return;
+        };
+        if *current != session {
+            return;
+        }
+        self.rib.forget_registrations(&owner);
+        let mut changes = Changes::default();
+        let withdrawn = self.rib.withdraw_all(&owner, &mut changes);
+        self.owners.remove(&owner);
+        tracing::info!(%owner, session, withdrawn, "session ended; its routes withdrawn");
+        self.program(changes);
     }
 
     fn close(&mut self, owner: Owner, session: u64) {

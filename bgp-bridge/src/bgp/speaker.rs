@@ -315,6 +315,9 @@ struct Core {
     pending_index: HashMap<IpNet, usize, foldhash::fast::RandomState>,
     /// When the oldest pending change came.
     pending_since: Option<Instant>,
+    /// A neighbor whose session is ending: its routes leave the bridge
+    /// with the session, not one by one.
+    leaving: Option<NeighborId>,
     /// Batches given to the bridge, with their results to come.
     in_flight: VecDeque<InFlight>,
 }
@@ -414,6 +417,7 @@ impl Core {
             pending: Vec::new(),
             pending_index: HashMap::default(),
             pending_since: None,
+            leaving: None,
             in_flight: VecDeque::new(),
         })
     }
@@ -1035,12 +1039,17 @@ impl Core {
                 let changes = self
                     .rib
                     .neighbor_down(neighbor, &resolver(&self.view, &self.peers));
+                // Its routes that other neighbors carry now are offered
+                // under them (replaced in place); the rest leave with its
+                // bridge session in one pass, not a withdrawal per route.
+                self.leaving = Some(neighbor);
                 self.after_changes(changes).await;
                 self.feed_bridge().await;
+                self.leaving = None;
                 if let Some(peer) = self.peers.get_mut(&neighbor)
                     && let Some(session) = peer.bridge_session.take()
                 {
-                    self.bridge.close(owner(neighbor), session);
+                    self.bridge.close_withdrawing(owner(neighbor), session);
                 }
             }
         }
@@ -1208,6 +1217,7 @@ impl Core {
             }
             if let Some(old) = old_owner
                 && Some(old) != new_owner
+                && Some(old) != self.leaving
             {
                 withdrawals
                     .entry(old)
