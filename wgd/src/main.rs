@@ -11,10 +11,18 @@ use wgd::keys::PrivateKey;
 use wgd::reconcile::Host;
 use wgd::system::Depth;
 
+/// `wgd --version`: the version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WGD_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "wgd",
-    version,
+    version = VERSION,
     about = "WireGuard tunnels for routers: no routes, no rules, unless asked"
 )]
 struct Cli {
@@ -119,6 +127,12 @@ enum Command {
     Genkey,
     /// Read a private key on stdin, print its public key.
     Pubkey,
+    /// Check a config as `wgd run -c FILE` would, changing nothing: every
+    /// error with its file and line; exit status 1 if there is one.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Run the daemon: reconcile at start, on SIGHUP and periodically.
     Run {
         #[arg(short, long)]
@@ -387,6 +401,7 @@ fn main() -> ExitCode {
             };
             runtime().block_on(bgp(what, config, api))
         }
+        Command::Check { config } => check(&config),
         Command::Run {
             config,
             down_on_exit,
@@ -458,6 +473,26 @@ fn mesh(action: MeshCommand) -> ExitCode {
             }
             Err(errors) => refused(errors),
         },
+    }
+}
+
+/// `wgd check`: notices and errors on stderr, one per line, then a verdict
+/// (on stdout when the config passed).
+fn check(file: &Path) -> ExitCode {
+    init_logging_quiet();
+    let findings = wgd::check::check(file);
+    for notice in findings.config.iter().flat_map(|config| &config.notices) {
+        eprintln!("notice: {notice}");
+    }
+    for error in &findings.errors {
+        eprintln!("{error}");
+    }
+    if findings.passed() {
+        println!("{}: ok: {}", file.display(), findings.verdict());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{}: {}", file.display(), findings.verdict());
+        ExitCode::FAILURE
     }
 }
 
