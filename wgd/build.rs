@@ -1,9 +1,19 @@
 //! Puts the git commit wgd is built from into `WGD_GIT_COMMIT`, for
 //! `wgd --version`. A packager building from a tarball (no `.git`) can
 //! set `WGD_GIT_COMMIT` themselves; otherwise it is "unknown".
+//!
+//! Also writes wgd's man pages and shell completions, from the same clap
+//! definitions as the binary (`src/cli.rs`), under
+//! `target/<profile>/share/`, where `cargo deb` takes them from (it can
+//! only package files that exist after the build).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+// Only the definitions and `pages` are used here.
+#[allow(dead_code)]
+#[path = "src/cli.rs"]
+mod cli;
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
@@ -16,6 +26,30 @@ fn main() {
     println!("cargo::rustc-env=WGD_GIT_COMMIT={commit}");
     for file in watched(&manifest) {
         println!("cargo::rerun-if-changed={}", file.display());
+    }
+    write_manual(&commit);
+}
+
+/// The man pages and completions, for packaging. A failure here is a
+/// warning: a build does not need them.
+fn write_manual(commit: &str) {
+    println!("cargo::rerun-if-changed=src/cli.rs");
+    println!("cargo::rerun-if-changed=man/wgd.toml.txt");
+    let Some(share) = wgd_manual::share_dir() else {
+        println!(
+            "cargo::warning=cannot tell the target folder from OUT_DIR: no man pages for packaging"
+        );
+        return;
+    };
+    // Built once per run of this script: the pages keep it.
+    let version: &'static str =
+        Box::leak(format!("{} (commit {commit})", env!("CARGO_PKG_VERSION")).into_boxed_str());
+    let command = <cli::Cli as clap::CommandFactory>::command().version(version);
+    if let Err(error) = wgd_manual::install(&share, &command, &cli::pages(version)) {
+        println!(
+            "cargo::warning=cannot write the man pages and completions under {}: {error}",
+            share.display()
+        );
     }
 }
 

@@ -205,3 +205,60 @@ fn check_refuses_a_source_address_the_host_lacks() {
     let output = wgd(dir.path(), &["check", "-c", path.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output.stderr));
 }
+
+#[test]
+fn completions_cover_every_command_and_load_in_bash() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let output = wgd(dir.path(), &["completions", shell]);
+        assert!(output.status.success(), "{shell}: {}", text(&output.stderr));
+        let script = text(&output.stdout);
+        for word in ["run", "check", "down-on-exit", "userspace"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    // The bash script registers itself when sourced.
+    let script = write(
+        dir.path(),
+        "wgd.bash",
+        &text(&wgd(dir.path(), &["completions", "bash"]).stdout),
+    );
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p wgd", script.display()))
+        .output()
+        .expect("bash runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("wgd"));
+    let output = wgd(dir.path(), &["completions", "tcsh"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn man_writes_the_command_pages_and_wgd_toml_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("pages");
+    let output = wgd(dir.path(), &["man", "--dir", pages.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    for name in [
+        "wgd.8",
+        "wgd-run.8",
+        "wgd-check.8",
+        "wgd-route-add.8",
+        "wgd.toml.5",
+    ] {
+        let page =
+            fs::read_to_string(pages.join(name)).unwrap_or_else(|error| panic!("{name}: {error}"));
+        assert!(page.contains("\n.SH NAME\n"), "{name}:\n{page}");
+        assert!(page.contains(".SH \"SEE ALSO\"\n"), "{name}:\n{page}");
+    }
+    let run = fs::read_to_string(pages.join("wgd-run.8")).unwrap();
+    assert!(run.contains("\\-\\-down\\-on\\-exit"), "{run}");
+    let format = fs::read_to_string(pages.join("wgd.toml.5")).unwrap();
+    assert!(format.starts_with(".TH WGD.TOML 5 "), "{format}");
+    assert!(format.contains("\n.SH [[tunnel.peer]]\n"), "{format}");
+    // Every page written is named on stdout.
+    let listed = text(&output.stdout);
+    let written = fs::read_dir(&pages).unwrap().count();
+    assert_eq!(listed.lines().count(), written, "{listed}");
+}
