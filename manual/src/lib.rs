@@ -9,8 +9,9 @@
 //!
 //! Two ways in: the programs' `man --dir DIR` and `completions SHELL`
 //! commands, for people; and their build scripts, which write the same
-//! files under `target/<profile>/share/` ([`share_dir`]) for `cargo deb`,
-//! which can only package files that exist after `cargo build`.
+//! files under `target/<profile>/share/` ([`share_dir`], [`install`]) for
+//! `cargo deb`, which can only package files that exist after `cargo
+//! build` (and compresses none of them: `install` does).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -241,13 +242,28 @@ pub fn share_dir() -> Option<PathBuf> {
     Some(build.parent()?.join("share"))
 }
 
-/// Writes `pages` under `share/man/man<section>/` and the program's
-/// completions for every shell under `share/`; the paths written.
+/// Writes `pages` under `share/<program>/man/man<section>/`, compressed
+/// as Debian policy wants them (`wgd.8.gz`: gzip at its best, no name, no
+/// time), and the program's completions for every shell under
+/// `share/<program>/` (`bash-completion/completions/wgd`); the paths
+/// written. What an earlier run left in `share/<program>` goes first, so
+/// a command that is gone takes its page with it.
 pub fn install(share: &Path, command: &clap::Command, pages: &[Page]) -> io::Result<Vec<PathBuf>> {
+    let share = share.join(command.get_name());
+    match std::fs::remove_dir_all(&share) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
     let mut written = Vec::new();
     for page in pages {
         let dir = share.join("man").join(format!("man{}", page.section));
-        written.push(page.write_to(&dir)?);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}.gz", page.file_name));
+        let mut gzip = flate2::GzBuilder::new()
+            .write(std::fs::File::create(&path)?, flate2::Compression::best());
+        gzip.write_all(page.text.as_bytes())?;
+        gzip.finish()?;
+        written.push(path);
     }
     for shell in Shell::value_variants() {
         let path = share.join(shell.install_path(command.get_name()));
@@ -340,20 +356,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let command = <Cli as clap::CommandFactory>::command();
         let pages = command_pages(command.clone(), "8", &[]);
+        // A page of a command that is gone, from an earlier run.
+        let stale = dir.path().join("tool/man/man8/tool-gone.8.gz");
+        std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+        std::fs::write(&stale, "").unwrap();
         let written = install(dir.path(), &command, &pages).unwrap();
+        assert!(!stale.exists());
         let relative: Vec<String> = written
             .iter()
-            .map(|path| path.strip_prefix(dir.path()).unwrap().display().to_string())
+            .map(|path| {
+                let path = path.strip_prefix(dir.path().join("tool")).unwrap();
+                path.display().to_string()
+            })
             .collect();
         assert_eq!(
             relative,
             [
-                "man/man8/tool.8",
-                "man/man8/tool-start.8",
+                "man/man8/tool.8.gz",
+                "man/man8/tool-start.8.gz",
                 "bash-completion/completions/tool",
                 "zsh/vendor-completions/_tool",
                 "fish/vendor_completions.d/tool.fish",
             ]
         );
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(&written[0]).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, pages[0].text);
     }
 }

@@ -674,6 +674,14 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
 mod tests {
     use super::*;
 
+    /// The Debian package ships the file `wgd run` would write.
+    #[test]
+    fn the_package_names_the_route_protocol_as_the_daemon_does() {
+        let (file, text) = bgp_bridge::RT_PROTOS_ENTRY;
+        assert_eq!(file, "wgd.conf");
+        assert_eq!(include_str!("../../debian/rt_protos.conf"), text);
+    }
+
     #[test]
     fn repairs_back_off_after_failures_and_reset_on_success() {
         let start = Instant::now();
