@@ -8,7 +8,8 @@
 //! ([`Wgd`]), reloads ([`sighup`]). Observations flow back: `wgd status
 //! --json` as typed values ([`status::Status`]), the kernel's rules and
 //! routes as snapshots to compare ([`routing::RoutingState`]), interface
-//! indexes ([`ifindex`]) and the daemon's metrics ([`scrape_metrics`]).
+//! indexes ([`ifindex`]), the daemon's metrics ([`scrape_metrics`]) and
+//! what it tells systemd ([`systemd::NotifySocket`]).
 //!
 //! The tests need root, `ip`, `wg`, `wireguard-go`, `ping`, and for the
 //! wg-quick comparison `wg-quick` with `nft` (or `iptables-restore`). `wgd`
@@ -23,6 +24,7 @@ pub mod gobgp;
 pub mod routing;
 pub mod sites;
 pub mod status;
+pub mod systemd;
 
 use std::fmt;
 use std::fs::OpenOptions;

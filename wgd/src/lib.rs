@@ -6,10 +6,12 @@
 //! adapters: WireGuard devices and rtnetlink) → `status`/`daemon` (state,
 //! events, API, metrics). Config, plan and keys are pure; only `system`,
 //! `apply` and `daemon` touch the host. `mesh` sits before `config`: it
-//! writes the config files of every site of a mesh from one description.
+//! writes the config files of every site of a mesh from one description;
+//! `check` runs `config` and the daemon's start-up checks alone.
 
 pub mod actual;
 pub mod apply;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod keys;

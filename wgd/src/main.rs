@@ -1,195 +1,26 @@
-//! The `wgd` command line.
+//! The `wgd` command line: runs the commands `cli` defines.
+
+mod cli;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches};
+use cli::{BackendArg, BgpCommand, Cli, Command, MeshCommand, RouteAction};
 use wgd::config::{self, BackendChoice, Config};
 use wgd::keys::PrivateKey;
 use wgd::reconcile::Host;
 use wgd::system::Depth;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "wgd",
-    version,
-    about = "WireGuard tunnels for routers: no routes, no rules, unless asked"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum BackendArg {
-    Auto,
-    Kernel,
-    Userspace,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Bring the tunnels of a wgd.toml or wg-quick .conf file up (or in line with it).
-    Up {
-        file: PathBuf,
-        /// Print what would change and change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Override the config's backend choice.
-        #[arg(long, value_enum)]
-        backend: Option<BackendArg>,
-    },
-    /// Take down the tunnels of a config file, or one tunnel by name.
-    Down {
-        /// A config file or a tunnel name.
-        target: String,
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Show tunnels and peers (from the running daemon when there is one).
-    Status {
-        #[arg(long)]
-        json: bool,
-        /// The config whose daemon to ask (its [daemon] api) and whose peer names to show.
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-        /// The daemon's API socket.
-        #[arg(long)]
-        api: Option<PathBuf>,
-    },
-    /// Follow the running daemon's events (tunnel up/down, handshakes, dead peers), one per line.
-    Events {
-        #[arg(long)]
-        json: bool,
-        /// The config whose daemon to ask (its [daemon] api).
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-        /// The daemon's API socket.
-        #[arg(long)]
-        api: Option<PathBuf>,
-    },
-    /// Add or delete a static route through the running daemon's bridge.
-    Route {
-        #[command(subcommand)]
-        action: RouteAction,
-        /// The config whose daemon to ask (its [daemon] api).
-        #[arg(short, long, global = true)]
-        config: Option<PathBuf>,
-        /// The daemon's API socket.
-        #[arg(long, global = true)]
-        api: Option<PathBuf>,
-    },
-    /// List the bridge's routes: owner, nexthops, installed or why not.
-    Routes {
-        #[arg(long)]
-        json: bool,
-        /// Only this owner's routes.
-        #[arg(long)]
-        owner: Option<String>,
-        /// Only routes with a nexthop on this tunnel.
-        #[arg(long)]
-        tunnel: Option<String>,
-        /// Only routes for exactly this prefix.
-        #[arg(long)]
-        prefix: Option<String>,
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        api: Option<PathBuf>,
-    },
-    /// The built-in BGP speaker: `wgd bgp summary`, `wgd bgp routes`.
-    Bgp {
-        #[command(subcommand)]
-        what: BgpCommand,
-        /// The config whose daemon to ask (its [daemon] api).
-        #[arg(short, long, global = true)]
-        config: Option<PathBuf>,
-        /// The daemon's API socket.
-        #[arg(long, global = true)]
-        api: Option<PathBuf>,
-    },
-    /// Site meshes: key pairs and every site's wgd.toml from one mesh file.
-    Mesh {
-        #[command(subcommand)]
-        action: MeshCommand,
-    },
-    /// Print a new private key.
-    Genkey,
-    /// Read a private key on stdin, print its public key.
-    Pubkey,
-    /// Run the daemon: reconcile at start, on SIGHUP and periodically.
-    Run {
-        #[arg(short, long)]
-        config: PathBuf,
-        /// Take the tunnels down when exiting (default: leave them up).
-        #[arg(long)]
-        down_on_exit: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum BgpCommand {
-    /// Neighbors: AS, state, uptime, prefixes received, accepted and sent.
-    Summary {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Paths from neighbors and originated here, best ones marked `*>`.
-    Routes {
-        #[arg(long)]
-        json: bool,
-        /// Only this neighbor's paths: its address, and for a link-local
-        /// one its tunnel (`10.0.0.2`, `fe80::2%dn42b`).
-        #[arg(long)]
-        neighbor: Option<String>,
-        /// Only paths for exactly this prefix.
-        #[arg(long)]
-        prefix: Option<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum MeshCommand {
-    /// Make each site's missing key pair in <mesh dir>/<site>/ (never replaces a key).
-    Init { file: PathBuf },
-    /// Write one site's wgd.toml (default <mesh dir>/<site>/wgd.toml).
-    Render {
-        file: PathBuf,
-        site: String,
-        /// Where to write it; `-` prints it.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
-    /// Check the mesh, its keys and every site's config; every problem, one per line.
-    Check { file: PathBuf },
-}
-
-#[derive(Debug, Subcommand)]
-enum RouteAction {
-    /// `wgd route add 192.0.2.0/24 via 10.255.0.1` or `... dev wg-b`; several
-    /// `via` make an ECMP route.
-    Add {
-        prefix: String,
-        /// via ADDRESS [dev TUNNEL] | dev TUNNEL, repeated for ECMP.
-        #[arg(num_args = 1.., required = true)]
-        nexthop: Vec<String>,
-        #[arg(long, default_value_t = 0)]
-        metric: u32,
-        /// Lower wins between owners (default 20).
-        #[arg(long)]
-        distance: Option<u32>,
-        #[arg(long, default_value = "cli")]
-        owner: String,
-    },
-    /// Delete a static route.
-    Del {
-        prefix: String,
-        #[arg(long, default_value = "cli")]
-        owner: String,
-    },
-}
+/// `wgd --version`: the version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WGD_GIT_COMMIT"),
+    ")"
+);
 
 fn load(file: &Path) -> Result<Config, ExitCode> {
     match config::load(file) {
@@ -253,7 +84,8 @@ fn runtime() -> tokio::runtime::Runtime {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().version(VERSION).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     match cli.command {
         Command::Mesh { action } => mesh(action),
         Command::Genkey => {
@@ -387,6 +219,20 @@ fn main() -> ExitCode {
             };
             runtime().block_on(bgp(what, config, api))
         }
+        Command::Check { config } => check(&config),
+        Command::Completions { shell } => {
+            wgd_manual::completions(Cli::command(), shell, &mut std::io::stdout().lock());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => {
+            for page in cli::pages(VERSION) {
+                match page.write_to(&dir) {
+                    Ok(path) => println!("wrote {}", path.display()),
+                    Err(error) => return fail(format!("{}: {error}", dir.display())),
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Run {
             config,
             down_on_exit,
@@ -458,6 +304,26 @@ fn mesh(action: MeshCommand) -> ExitCode {
             }
             Err(errors) => refused(errors),
         },
+    }
+}
+
+/// `wgd check`: notices and errors on stderr, one per line, then a verdict
+/// (on stdout when the config passed).
+fn check(file: &Path) -> ExitCode {
+    init_logging_quiet();
+    let findings = wgd::check::check(file);
+    for notice in findings.config.iter().flat_map(|config| &config.notices) {
+        eprintln!("notice: {notice}");
+    }
+    for error in &findings.errors {
+        eprintln!("{error}");
+    }
+    if findings.passed() {
+        println!("{}: ok: {}", file.display(), findings.verdict());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{}: {}", file.display(), findings.verdict());
+        ExitCode::FAILURE
     }
 }
 

@@ -8,6 +8,7 @@
 //! `exec` runs a command in a node ([`node`]), `down` removes everything.
 
 mod checks;
+mod cli;
 mod lab;
 mod node;
 mod report;
@@ -20,65 +21,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 
 use checks::{Checks, Verdict};
+use cli::{Cli, Command};
 use node::NodeShell;
 use state::LabState;
 use topology::Topology;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "wgd-lab",
-    version,
-    about = "Run containerlab topologies as network namespaces and check them"
-)]
-struct Cli {
-    /// Run the lab under this name instead of the file's (as
-    /// `containerlab deploy --name`): namespaces are `<name>-<node>`.
-    #[arg(long, global = true, value_name = "NAME")]
-    name: Option<String>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Make the lab, wait for its checks to pass, print the report.
-    Up {
-        file: PathBuf,
-        /// Make the lab and report, without waiting for the checks.
-        #[arg(long)]
-        no_check: bool,
-        /// The `wgd` that node commands run (default: the one beside
-        /// wgd-lab, else the first on PATH).
-        #[arg(long, value_name = "PATH")]
-        wgd: Option<PathBuf>,
-        /// Also write the picture here.
-        #[arg(long, value_name = "PATH")]
-        svg: Option<PathBuf>,
-    },
-    /// Wait for the checks of a lab that is up to pass; print the report.
-    Check {
-        file: PathBuf,
-        /// Also write the picture here.
-        #[arg(long, value_name = "PATH")]
-        svg: Option<PathBuf>,
-        /// Another checks file instead of the lab's own (what must hold
-        /// after a change, such as a cut tunnel).
-        #[arg(long, value_name = "PATH")]
-        checks: Option<PathBuf>,
-    },
-    /// Remove everything the lab made (also after a crash of `up`).
-    Down { file: PathBuf },
-    /// Run a command in a node: `wgd-lab exec FILE NODE -- CMD...`.
-    Exec {
-        file: PathBuf,
-        node: String,
-        #[arg(last = true, required = true)]
-        command: Vec<String>,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -151,6 +100,19 @@ fn run(command: Command, name: Option<&str>) -> anyhow::Result<ExitCode> {
                         .map(|dir| dir.display().to_string())
                         .unwrap_or_else(|| "no state directory".into())
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            wgd_manual::completions(Cli::command(), shell, &mut std::io::stdout().lock());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            for page in cli::pages() {
+                let path = page.write_to(&dir).with_context(|| {
+                    format!("writing {} into {}", page.file_name, dir.display())
+                })?;
+                println!("wrote {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }

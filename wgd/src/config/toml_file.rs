@@ -1430,6 +1430,52 @@ public_key = "uKjZpzBmrsp7YGqhpTLajsk2XiKj0HHYoRMkLVOaE2c="
 endpoint = "203.0.113.7:51821"
 "#;
 
+    /// wgd.toml(5) has a term for every key the reader takes, in the
+    /// section of its table: a key added here and not described there
+    /// fails. The keys come from serde's refusal of an unknown one.
+    #[test]
+    fn every_key_is_described_in_the_manual() {
+        let manual = include_str!("../../man/wgd.toml.txt");
+        let tables = [
+            ("[daemon]", "[daemon]"),
+            ("[bridge]", "[bridge]"),
+            ("[fpm]", "[fpm]"),
+            ("[bgp]", "[bgp]"),
+            ("[[bgp.neighbor]]", "[[bgp.neighbor]]"),
+            ("[[tunnel]]", "[[tunnel]]"),
+            ("[[tunnel.peer]]", "[[tunnel]]\n[[tunnel.peer]]"),
+        ];
+        for (section, header) in tables {
+            let text = format!("{header}\nno_such_key = 1\n");
+            let error = toml::from_str::<raw::File>(&text).unwrap_err();
+            let message = error.message();
+            let expected = message
+                .split_once("expected ")
+                .map(|(_, keys)| keys)
+                .unwrap_or_else(|| panic!("{section}: {message}"));
+            let keys: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            assert!(keys.len() > 2, "{section}: {message}");
+            let body = manual
+                .split("\n# ")
+                .find(|part| part.starts_with(section) && part[section.len()..].starts_with('\n'))
+                .unwrap_or_else(|| panic!("no section {section} in wgd.toml(5)"));
+            let terms: Vec<&str> = body
+                .lines()
+                .filter_map(|line| line.strip_prefix(": "))
+                .flat_map(|term| term.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+                .collect();
+            let table = section.trim_matches(['[', ']']);
+            for key in keys {
+                // A table of tables has a section of its own.
+                let own_section = format!("\n# [[{table}.{key}]]\n");
+                assert!(
+                    terms.contains(&key) || manual.contains(&own_section),
+                    "{section} {key} is not described in wgd/man/wgd.toml.txt"
+                );
+            }
+        }
+    }
+
     fn parse(file: &Path, text: &str) -> Config {
         match parse_str(file, text) {
             Ok(config) => config,

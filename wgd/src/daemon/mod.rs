@@ -9,10 +9,16 @@
 //! On SIGTERM or SIGINT it exits and leaves the tunnels up (routing
 //! protocols keep their adjacencies across a restart), unless asked to take
 //! them down.
+//!
+//! Under systemd (`Type=notify`), `notify::Notifier` tells it when the
+//! first reconcile is done, when a reload starts and ends, and what the
+//! tunnels and sessions are doing, and pets the watchdog from this loop
+//! (a loop that hangs stops petting it).
 
 pub mod api;
 pub mod events;
 pub mod metrics;
+pub mod notify;
 pub mod routes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -112,6 +118,9 @@ struct Daemon {
     extras: AllowedExtras,
     /// Tunnel events for the bridge's sessions, as the API sends them.
     tunnel_events: broadcast::Sender<wgd_proto::v1::TunnelEvent>,
+    /// Why the last reload was refused, until one is accepted: for
+    /// systemd's status line (the log says the rest).
+    refused_reload: Option<&'static str>,
 }
 
 /// A supervised wireguard-go ended.
@@ -294,9 +303,28 @@ impl Daemon {
         }
     }
 
+    /// The line `systemctl status wgd` shows: tunnels up, BGP sessions
+    /// established, a refused reload.
+    fn status_line(&self) -> String {
+        let speaker = self.speaker.as_ref().map(|speaker| speaker.status());
+        notify::status_line(
+            &self.snapshot.read(),
+            self.config.tunnels.len(),
+            speaker.as_ref(),
+            self.refused_reload,
+        )
+    }
+
     /// Re-reads the config; a bad one is reported and the old one kept.
     /// An included file that is broken now keeps its last good version.
     fn reload(&mut self) -> bool {
+        let accepted = self.reload_config();
+        self.refused_reload =
+            (!accepted).then_some("the last reload was refused, the previous config runs");
+        accepted
+    }
+
+    fn reload_config(&mut self) -> bool {
         match config::reload(&self.path, &self.config) {
             Ok(config) => {
                 for notice in &config.notices {
@@ -430,6 +458,7 @@ fn name_our_protocol() {
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
+    let mut notifier = notify::Notifier::from_env();
     let config = config::load(path).map_err(DaemonError::Config)?;
     for notice in &config.notices {
         tracing::warn!(%notice, "config");
@@ -529,6 +558,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         fpm,
         extras,
         tunnel_events: broadcast::channel(1024).0,
+        refused_reload: None,
         host,
         config,
     };
@@ -585,19 +615,29 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
 
     daemon.reconcile("start").await;
     tracing::info!(config = %daemon.path.display(), api = %api_path.display(), "wgd running");
+    notifier.ready(&daemon.status_line());
     let mut reconcile_timer = tokio::time::interval(daemon.config.daemon.reconcile_interval);
     reconcile_timer.reset();
     let mut status_timer = tokio::time::interval(STATUS_INTERVAL);
+    let mut watchdog_timer = notifier.watchdog_interval().map(tokio::time::interval);
     loop {
         tokio::select! {
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading config");
+                notifier.reloading();
                 if daemon.reload() {
                     reconcile_timer = tokio::time::interval(daemon.config.daemon.reconcile_interval);
                     reconcile_timer.reset();
                     daemon.reconcile("reload").await;
                 }
+                notifier.ready(&daemon.status_line());
             }
+            _ = async {
+                match watchdog_timer.as_mut() {
+                    Some(timer) => timer.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => notifier.watchdog(),
             _ = reconcile_timer.tick() => {
                 daemon.refresh_endpoints().await;
                 daemon.reconcile("periodic").await;
@@ -611,11 +651,13 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
                 if daemon.refresh().await {
                     daemon.repair("tunnel missing").await;
                 }
+                notifier.status(&daemon.status_line());
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
     }
+    notifier.stopping();
     let _ = std::fs::remove_file(&pointer);
     let _ = std::fs::remove_file(&api_path);
     if down_on_exit {
@@ -631,6 +673,14 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Debian package ships the file `wgd run` would write.
+    #[test]
+    fn the_package_names_the_route_protocol_as_the_daemon_does() {
+        let (file, text) = bgp_bridge::RT_PROTOS_ENTRY;
+        assert_eq!(file, "wgd.conf");
+        assert_eq!(include_str!("../../debian/rt_protos.conf"), text);
+    }
 
     #[test]
     fn repairs_back_off_after_failures_and_reset_on_success() {
