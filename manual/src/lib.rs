@@ -54,6 +54,24 @@ pub fn completions(command: clap::Command, shell: Shell, out: &mut dyn Write) {
     clap_complete::generate(shell.generator(), &mut command, name, out);
 }
 
+/// Prints `command`'s completion script for `shell` on standard output. A
+/// reader that stops early (`| head`) ends it quietly, as `cat` does; any
+/// other write error fails.
+pub fn print_completions(command: clap::Command, shell: Shell) -> std::process::ExitCode {
+    let mut script = Vec::new();
+    completions(command, shell, &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: writing the completion script: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// A program's man pages in `section`: its own and one per command (and
 /// per command of a command), `name.section`, each with `see_also` (page
 /// references such as `wgd.toml(5)`) and the program's other pages in a

@@ -220,10 +220,7 @@ fn main() -> ExitCode {
             runtime().block_on(bgp(what, config, api))
         }
         Command::Check { config } => check(&config),
-        Command::Completions { shell } => {
-            wgd_manual::completions(Cli::command(), shell, &mut std::io::stdout().lock());
-            ExitCode::SUCCESS
-        }
+        Command::Completions { shell } => wgd_manual::print_completions(Cli::command(), shell),
         Command::Man { dir } => {
             for page in cli::pages(VERSION) {
                 match page.write_to(&dir) {

@@ -103,10 +103,7 @@ fn run(command: Command, name: Option<&str>) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Completions { shell } => {
-            wgd_manual::completions(Cli::command(), shell, &mut std::io::stdout().lock());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Completions { shell } => Ok(wgd_manual::print_completions(Cli::command(), shell)),
         Command::Man { dir } => {
             for page in cli::pages() {
                 let path = page.write_to(&dir).with_context(|| {
