@@ -2,7 +2,8 @@
 //! it listens on the peer's end of a receiver's tunnel, takes the session
 //! the receiver opens, and sends the prefix set as UPDATEs encoded before
 //! the session came up, as fast as the receiver reads them; then the
-//! withdrawals the same way. The figures then measure the receivers
+//! withdrawals the same way, and at the end a Cease that takes the
+//! session down ([`Session::cease`]). The figures then measure the receivers
 //! alone: gobgpd reports a session with a large RIB established late, and
 //! takes over a minute to withdraw a million routes.
 //!
@@ -410,19 +411,37 @@ impl Session {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+
+    /// Ends the session as an operator would: a NOTIFICATION Cease /
+    /// Administrative Shutdown, then the TCP connection closed. Returns
+    /// when the NOTIFICATION was handed to the socket, where a receiver's
+    /// "session down" is timed from.
+    pub fn cease(mut self) -> Instant {
+        self.close()
+    }
+
+    fn close(&mut self) -> Instant {
+        self.stop.store(true, Ordering::SeqCst);
+        let sent = {
+            let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+            let sent = Instant::now();
+            // Cease (6), Administrative Shutdown (2), RFC 4486.
+            let _ = stream.write_all(&message(NOTIFICATION, &[6, 2]));
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            sent
+        };
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        sent
+    }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        {
-            let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
-            // Cease, administrative shutdown.
-            let _ = stream.write_all(&message(NOTIFICATION, &[6, 2]));
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-        }
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
+        // Not again after [`Session::cease`].
+        if !self.threads.is_empty() {
+            self.close();
         }
     }
 }

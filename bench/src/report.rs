@@ -63,7 +63,8 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// What the kernel held after a contender's add and after its withdraw.
+/// What the kernel held after a contender's add and after its withdraw,
+/// and after its session went down where a scenario takes it down.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Count {
     pub scenario: String,
@@ -72,6 +73,8 @@ pub struct Count {
     pub run: usize,
     pub after_add: usize,
     pub after_withdraw: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_session_down: Option<usize>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

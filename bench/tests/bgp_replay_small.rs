@@ -1,7 +1,8 @@
 //! `wgd-bench bgp --feeder replay` at a small size: the harness's own peer
 //! must bring up a session with each receiver (wgd's speaker, BIRD and
 //! FRR, as CI installs them), every receiver must have put every route in
-//! its kernel and taken every one out, and the report must parse. No
+//! its kernel and taken every one out, both when the peer withdrew them
+//! and when it ended the session with a Cease, and the report must parse. No
 //! timing is asserted; a second run does the same with a mixed table
 //! (a fifth IPv6). Needs root, `ip`, `wg`, `wireguard-go`, bird2 and
 //! frr, and the `wgd` binary of the same build (`cargo build -p wgd`).
@@ -22,11 +23,12 @@ fn bgp_replay_at_small_size_reports_every_receiver_with_matching_counts() {
         &PREFIXES.to_string(),
     ]);
     for contender in ["wgd speaker", "bird", "frr"] {
-        for metric in ["add", "withdraw", "session up"] {
+        for metric in ["add", "withdraw", "session down", "session up"] {
             let row = common::row(&report, contender, metric, PREFIXES);
             assert_eq!(row["scenario"], "bgp-replay", "{row}");
         }
         common::all_in_and_out(&report, contender, PREFIXES);
+        common::emptied_by_session_down(&report, contender);
     }
 }
 
@@ -54,6 +56,8 @@ fn bgp_replay_of_a_mixed_table_reports_its_shape_and_every_route() {
     assert!(sets > PREFIXES as u64 / 5 && updates >= sets, "{shape}");
     for contender in ["wgd speaker", "bird", "frr"] {
         common::row(&report, contender, "add", PREFIXES);
+        common::row(&report, contender, "session down", PREFIXES);
         common::all_in_and_out(&report, contender, PREFIXES);
+        common::emptied_by_session_down(&report, contender);
     }
 }

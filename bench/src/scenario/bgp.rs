@@ -25,6 +25,19 @@
 //! peer saw it (exactly), withdraw from the first withdrawal sent; the
 //! rows go under scenario `bgp-replay`.
 //!
+//! The replaying peer also measures `session down`, at the end of each
+//! run: after the withdrawals it sends the table again on the same
+//! session (not timed), and once every route is back in the kernel it
+//! sends a NOTIFICATION Cease / Administrative Shutdown and closes the
+//! connection; the time is from that NOTIFICATION to no route left. The
+//! same session, so that no receiver waits on its connect-retry timer,
+//! and the run ends there, since the receiver goes next. None keeps the
+//! routes as a graceful restart would: the peer's OPEN offers no graceful
+//! restart capability (RFC 4724 lets a receiver keep routes only for a
+//! peer that did), and the receivers' own graceful restart is off besides
+//! (wgd's `graceful_restart = false`, BIRD's `graceful restart off`, FRR's
+//! `bgp graceful-restart-disable`).
+//!
 //! The table (`--table real`, the default, `--table uniform`, or `--mrt
 //! FILE`: [`Source`]) is the same for every receiver and feeder; the
 //! report prints its shape (prefixes, distinct attribute sets, UPDATEs
@@ -194,7 +207,8 @@ pub fn run(
         let config = namespace.dir().join("wgd.toml");
         let text = match kind {
             Kind::Wgd => format!(
-                "[daemon]\napi = \"{}\"\nmetrics = \"127.0.0.1:9586\"\n\n[bgp]\nasn = {}\n\n\
+                "[daemon]\napi = \"{}\"\nmetrics = \"127.0.0.1:9586\"\n\n[bgp]\nasn = {}\n\
+                 graceful_restart = false\n\n\
                  [[bgp.neighbor]]\naddress = \"{}\"\nremote_as = {PEER_AS}\n{section}",
                 namespace.dir().join("wgd.sock").display(),
                 kind.asn(),
@@ -305,7 +319,7 @@ pub fn run(
                         )
                     }
                 };
-                measured.with_context(|| {
+                let left = measured.with_context(|| {
                     format!("{} receiving {size} prefixes", receiver.kind.name())
                 })?;
                 report.count(Count {
@@ -314,7 +328,8 @@ pub fn run(
                     size,
                     run,
                     after_add: size,
-                    after_withdraw: receiver.counter.count(receiver.kind.protocol())?,
+                    after_withdraw: left.after_withdraw,
+                    after_session_down: left.after_session_down,
                 });
             }
         }
@@ -322,6 +337,9 @@ pub fn run(
             let name = receiver.kind.name();
             report.add(scenario, name, "add", size, "s", rows.add);
             report.add(scenario, name, "withdraw", size, "s", rows.withdraw);
+            if !rows.session_down.is_empty() {
+                report.add(scenario, name, "session down", size, "s", rows.session_down);
+            }
             report.add(scenario, name, "session up", size, "s", rows.established);
             let total = match speaker {
                 Peer::Gobgp(_) => "enable to all",
@@ -336,8 +354,11 @@ pub fn run(
             "bgp-replay: the peer is the harness's own, replaying UPDATEs encoded before the \
              session; add is from the session established (the peer's KEEPALIVE received) to \
              the route notification that made all routes present in the receiver's kernel; \
-             withdraw from the first withdrawal sent to the one that left none; session up is \
-             from the receiver's start to established, start to all both together"
+             withdraw from the first withdrawal sent to the one that left none; session down \
+             from the NOTIFICATION Cease that ends the session (the table sent again on it \
+             after the withdrawals, not timed) to the one that left none, graceful restart off \
+             on both sides; session up is from the receiver's start to established, start to \
+             all both together"
                 .to_owned(),
         );
         drop(receivers);
@@ -360,6 +381,8 @@ pub fn run(
 struct Rows {
     add: Vec<f64>,
     withdraw: Vec<f64>,
+    /// From the replaying peer's Cease to no route left (none with gobgpd).
+    session_down: Vec<f64>,
     established: Vec<f64>,
     /// From enabling the neighbor to all routes in the kernel: the robust
     /// figure when gobgpd is slow to report the session (a large RIB).
@@ -518,7 +541,7 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
                  protocol kernel kernel4 {{\n  ipv4 {{ import none; export all; }};\n}}\n\
                  {bird_kernel6}\
                  protocol bgp peer {{\n  local {local} as {asn};\n  neighbor {peer} as {PEER_AS};\n\
-                 \x20 connect delay time 1;\n  connect retry time 1;\n\
+                 \x20 connect delay time 1;\n  connect retry time 1;\n  graceful restart off;\n\
                  \x20 ipv4 {{ import all; export none; }};\n{bird_channel6}}}\n"
             ),
         )?),
@@ -527,6 +550,7 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
             &format!(
                 "frr defaults traditional\nhostname bench\n\
                  router bgp {asn}\n bgp router-id {local}\n no bgp ebgp-requires-policy\n\
+                 \x20bgp graceful-restart-disable\n\
                  no bgp network import-check\n neighbor {peer} remote-as {PEER_AS}\n\
                  address-family ipv4 unicast\n  neighbor {peer} activate\n exit-address-family\n\
                  {frr_family6}"
@@ -542,15 +566,23 @@ enum Feeding<'a> {
     Replay(&'a Feeder, &'a feeder::Updates),
 }
 
+/// Routes the receiver's kernel held after a run's phases.
+struct Left {
+    after_withdraw: usize,
+    /// After the replaying peer's Cease.
+    after_session_down: Option<usize>,
+}
+
 /// One run: the receiver starts, the peer brings the session up and sends
-/// the table, then withdraws it.
+/// the table, then withdraws it; the replaying peer then sends it again
+/// and ends the session.
 fn measure(
     wgd: &Wgd,
     feeding: Feeding<'_>,
     receiver: &Receiver,
     size: usize,
     rows: &mut Rows,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Left> {
     let starting = Instant::now();
     let running = start(wgd, receiver)?;
     let result = measure_running(feeding, receiver, starting, size, rows);
@@ -619,14 +651,35 @@ impl Live<'_> {
         Ok(())
     }
 
-    /// Ends the session: gobgpd's neighbor goes down, the replaying peer
-    /// sends a Cease.
-    fn end(self) -> anyhow::Result<()> {
+    /// Ends the session: gobgpd's neighbor goes down (not timed); the
+    /// replaying peer sends the table again and, once all of it is in the
+    /// kernel, a Cease: the time from it to no route left.
+    fn end(self, watch: &Watch, size: usize) -> anyhow::Result<Option<Duration>> {
         match self {
             Live::Gobgp { gobgp, neighbor } => {
-                gobgp.cli(&["neighbor", &neighbor, "disable"]).map(drop)
+                gobgp.cli(&["neighbor", &neighbor, "disable"])?;
+                Ok(None)
             }
-            Live::Replay { .. } => Ok(()),
+            live @ Live::Replay { .. } => {
+                let again = Instant::now();
+                live.announce()?;
+                watch.until(again, deadline(size), "all routes back", |count| {
+                    live.still_up(count)?;
+                    Ok(count == size)
+                })?;
+                let Live::Replay { session, .. } = live else {
+                    unreachable!("matched above");
+                };
+                let ceased = session.cease();
+                watch
+                    .until(
+                        ceased,
+                        deadline(size),
+                        "no route left after the Cease",
+                        |count| Ok(count == 0),
+                    )
+                    .map(Some)
+            }
         }
     }
 }
@@ -637,7 +690,7 @@ fn measure_running(
     starting: Instant,
     size: usize,
     rows: &mut Rows,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Left> {
     let before = rss(receiver)?;
     let watch = Watch::new(receiver.namespace.name(), receiver.kind.protocol())?;
     // Session up: from enabling gobgpd's neighbor, or from the receiver's
@@ -679,12 +732,22 @@ fn measure_running(
         live.still_up(count)?;
         Ok(count == 0)
     })?;
-    live.end()?;
+    let after_withdraw = receiver.counter.count(receiver.kind.protocol())?;
+    let session_down = live.end(&watch, size)?;
+    let after_session_down = match session_down {
+        Some(_) => Some(receiver.counter.count(receiver.kind.protocol())?),
+        None => None,
+    };
     rows.add.push(add.as_secs_f64());
     rows.withdraw.push(withdraw.as_secs_f64());
+    rows.session_down
+        .extend(session_down.map(|down| down.as_secs_f64()));
     rows.established.push(up.as_secs_f64());
     rows.total.push((up + add).as_secs_f64());
     rows.rss
         .push(after.saturating_sub(before) as f64 / size as f64);
-    Ok(())
+    Ok(Left {
+        after_withdraw,
+        after_session_down,
+    })
 }

@@ -169,6 +169,7 @@ pub fn run(wgd: &Wgd, common: &Common, sizes: &[usize], report: &mut Report) -> 
                 run,
                 after_add: counter.count_via(PROTO_WGD, Some(tunnel1))?,
                 after_withdraw: counter.count_via(PROTO_WGD, Some(tunnel0))?,
+                after_session_down: None,
             });
             // Heal, and wait for the session over tunnel 0 to come back.
             lab.b

@@ -86,6 +86,7 @@ impl Measured {
                 run: index / (self.counts.len() / runs).max(1) + 1,
                 after_add: *after_add,
                 after_withdraw: *after_withdraw,
+                after_session_down: None,
             });
         }
         let seconds = |values: &Vec<f64>| values.clone();

@@ -123,6 +123,7 @@ pub fn run(
                 run,
                 after_add: lowest,
                 after_withdraw: counter.count(PROTO_WGD)?,
+                after_session_down: None,
             });
         }
         report.add(SCENARIO, "wgd", "api answers", size, "s", api);

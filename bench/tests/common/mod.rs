@@ -46,3 +46,14 @@ pub fn all_in_and_out(report: &serde_json::Value, contender: &str, size: usize) 
     assert_eq!(count["after_add"], size, "{count}");
     assert_eq!(count["after_withdraw"], 0, "{count}");
 }
+
+/// `contender`'s kernel held none of the routes once its session had gone
+/// down (the bgp scenario's replaying peer ends it with a Cease).
+#[allow(dead_code)] // each test binary builds this module; only bgp's call it
+pub fn emptied_by_session_down(report: &serde_json::Value, contender: &str) {
+    let count = report["counts"]
+        .as_array()
+        .and_then(|counts| counts.iter().find(|count| count["contender"] == contender))
+        .unwrap_or_else(|| panic!("no count for {contender} in {report}"));
+    assert_eq!(count["after_session_down"], 0, "{count}");
+}
