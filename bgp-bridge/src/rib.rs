@@ -475,9 +475,19 @@ impl Rib {
             })
             .map(|(prefix, _)| prefix)
             .collect();
+        let first_op = changes.fib.len();
         for prefix in &prefixes {
             self.withdraw(owner, *prefix, changes);
         }
+        // The RIB is walked in address order (its lookups stay in cache),
+        // the kernel is not: its FIB trie takes deletions of neighbouring
+        // prefixes one after another at several times the cost of
+        // scattered ones (it recomputes a node's suffix length over its
+        // children for each), so the writes go in bit-reversed order.
+        changes.fib[first_op..].sort_by_cached_key(|op| match op.prefix() {
+            IpNet::V4(net) => (0, u128::from(u32::from(net.addr()).reverse_bits())),
+            IpNet::V6(net) => (1, u128::from(net.addr()).reverse_bits()),
+        });
         prefixes.len() as u64
     }
 

@@ -770,3 +770,29 @@ fn a_link_local_nexthop_is_tracked_on_its_tunnel() {
     assert!(changes.nexthops[0].reachable);
     rib.unregister(&owner, &scoped);
 }
+
+#[test]
+fn an_owners_routes_leave_the_kernel_scattered_not_in_address_order() {
+    let mut rib = rib();
+    let prefixes: Vec<String> = (0..8).map(|i| format!("192.0.{i}.0/24")).collect();
+    for prefix in &prefixes {
+        offer(&mut rib, "bgp:a", via(prefix, "10.255.0.1", 20, 0));
+    }
+    let mut changes = Changes::default();
+    assert_eq!(rib.withdraw_all(&Owner::new("bgp:a"), &mut changes), 8);
+    let deleted: Vec<String> = changes
+        .fib
+        .iter()
+        .map(|op| {
+            assert!(matches!(op, FibOp::Remove { .. }), "{op:?}");
+            op.prefix().to_string()
+        })
+        .collect();
+    // Bit-reversed: 0, 4, 2, 6, 1, 5, 3, 7 in the third octet.
+    let expected: Vec<String> = [0, 4, 2, 6, 1, 5, 3, 7]
+        .iter()
+        .map(|i| format!("192.0.{i}.0/24"))
+        .collect();
+    assert_eq!(deleted, expected);
+    assert_eq!(rib.installed_count(), 0);
+}
