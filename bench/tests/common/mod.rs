@@ -18,6 +18,7 @@ pub fn report(args: &[&str]) -> serde_json::Value {
 
 /// The row of `contender` and `metric`: there, for `size`, with one run
 /// and a positive value.
+#[allow(dead_code)] // each test binary builds this module; memory's does not call it
 pub fn row<'a>(
     report: &'a serde_json::Value,
     contender: &str,
@@ -38,6 +39,7 @@ pub fn row<'a>(
 
 /// `contender` put every one of `size` routes in the kernel and took
 /// every one out.
+#[allow(dead_code)] // each test binary builds this module; memory's does not call it
 pub fn all_in_and_out(report: &serde_json::Value, contender: &str, size: usize) {
     let count = report["counts"]
         .as_array()
