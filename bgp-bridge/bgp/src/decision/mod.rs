@@ -190,15 +190,27 @@ impl Neighbor {
 /// of it. The best paths are not kept apart: a path's `rank` says whether
 /// (and where) it is among its prefix's best, so that the Loc-RIB costs
 /// one byte per path and not a map of its own.
+/// 16 bytes: the attributes an import policy changed are kept apart (see
+/// [`NeighborState::changed`]).
 #[derive(Debug, Clone)]
 struct Received {
     attributes: Arc<Attributes>,
-    /// `None`: denied by the import policy.
-    accepted: Option<Arc<Attributes>>,
     /// Kept through a graceful restart, not yet announced again.
     stale: bool,
     /// 0: not among the best paths; k: the k-th of them (1: the best).
     rank: u8,
+    import: Import,
+}
+
+/// What the import policy made of a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Import {
+    /// Taken as received.
+    Taken,
+    Denied,
+    /// Taken with changed attributes (a rule's `set`): they are in
+    /// [`NeighborState::changed`].
+    Changed,
 }
 
 #[derive(Debug)]
@@ -206,10 +218,60 @@ struct NeighborState {
     settings: Neighbor,
     established: bool,
     adj_rib_in: PrefixMap<Received>,
+    /// The attributes of the paths the import policy changed: few (a rule
+    /// with a `set`), so every other path costs one pointer, not two.
+    changed: PrefixMap<Arc<Attributes>>,
     adj_rib_out: PrefixMap<Arc<Attributes>>,
 }
 
 impl NeighborState {
+    /// A path's attributes as the import policy took them; `None`: denied.
+    fn accepted<'a>(
+        &'a self,
+        prefix: &IpNet,
+        received: &'a Received,
+    ) -> Option<&'a Arc<Attributes>> {
+        match received.import {
+            Import::Taken => Some(&received.attributes),
+            Import::Denied => None,
+            Import::Changed => self.changed.get(prefix),
+        }
+    }
+
+    /// Records what the import policy made of the path to `prefix` that
+    /// came with `attributes`.
+    fn record_import(
+        &mut self,
+        prefix: IpNet,
+        attributes: &Arc<Attributes>,
+        accepted: Option<Arc<Attributes>>,
+    ) -> Import {
+        match accepted {
+            Some(accepted) if !Arc::ptr_eq(&accepted, attributes) => {
+                self.changed.insert(prefix, accepted);
+                Import::Changed
+            }
+            accepted => {
+                if !self.changed.is_empty() {
+                    self.changed.remove(&prefix);
+                }
+                if accepted.is_some() {
+                    Import::Taken
+                } else {
+                    Import::Denied
+                }
+            }
+        }
+    }
+
+    /// Drops the path to `prefix`.
+    fn remove(&mut self, prefix: &IpNet) -> Option<Received> {
+        if !self.changed.is_empty() {
+            self.changed.remove(prefix);
+        }
+        self.adj_rib_in.remove(prefix)
+    }
+
     fn ebgp(&self, local_as: Asn) -> bool {
         self.settings.remote_as != local_as
     }
@@ -249,7 +311,7 @@ impl LocRib {
         let (adj_rib_in, adj_rib_out): (Vec<_>, Vec<_>) = self
             .neighbors
             .into_values()
-            .map(|state| (state.adj_rib_in, state.adj_rib_out))
+            .map(|state| ((state.adj_rib_in, state.changed), state.adj_rib_out))
             .unzip();
         vec![
             ("Adj-RIB-Out", Box::new(adj_rib_out)),
@@ -275,7 +337,7 @@ impl LocRib {
                     received.rank,
                     Path {
                         source: Source::Neighbor(*id),
-                        attributes: Arc::clone(received.accepted.as_ref()?),
+                        attributes: Arc::clone(state.accepted(prefix, received)?),
                     },
                 ))
             })
@@ -296,7 +358,7 @@ impl LocRib {
             let received = state.adj_rib_in.get(prefix).filter(|r| r.rank == 1)?;
             Some(Path {
                 source: Source::Neighbor(*id),
-                attributes: Arc::clone(received.accepted.as_ref()?),
+                attributes: Arc::clone(state.accepted(prefix, received)?),
             })
         })
     }
@@ -385,6 +447,7 @@ impl LocRib {
             settings: neighbor.clone(),
             established: false,
             adj_rib_in: PrefixMap::new(),
+            changed: PrefixMap::new(),
             adj_rib_out: PrefixMap::new(),
         });
         state.settings = neighbor;
@@ -441,7 +504,7 @@ impl LocRib {
         let before = self.before(swept.iter().copied());
         if let Some(state) = self.neighbors.get_mut(&neighbor) {
             for prefix in &swept {
-                state.adj_rib_in.remove(prefix);
+                state.remove(prefix);
             }
             if !state.established && state.adj_rib_in.is_empty() {
                 self.neighbors.remove(&neighbor);
@@ -476,7 +539,7 @@ impl LocRib {
             return Vec::new();
         };
         for prefix in &update.withdrawn {
-            state.adj_rib_in.remove(prefix);
+            state.remove(prefix);
         }
         let mut imported = SetCache::default();
         for (prefix, attributes) in &update.announced {
@@ -484,11 +547,12 @@ impl LocRib {
                 Outcome::Deny => None,
                 Outcome::Permit(set) => Some(imported.apply(set, attributes)),
             };
+            let import = state.record_import(*prefix, attributes, accepted);
             let received = Received {
                 attributes: Arc::clone(attributes),
-                accepted,
                 stale: false,
                 rank: 0,
+                import,
             };
             match state.adj_rib_in.get_mut(prefix) {
                 // The rank stays until the decision runs again.
@@ -528,7 +592,7 @@ impl LocRib {
                 Outcome::Deny => None,
                 Outcome::Permit(set) => Some(imported.apply(set, &received.attributes)),
             };
-            if accepted != received.accepted {
+            if accepted.as_ref() != state.accepted(&prefix, received) {
                 touched.push((prefix, accepted));
             }
         }
@@ -537,8 +601,16 @@ impl LocRib {
             return (Vec::new(), Export::default());
         };
         for (prefix, accepted) in touched {
+            let Some(attributes) = state
+                .adj_rib_in
+                .get(&prefix)
+                .map(|r| Arc::clone(&r.attributes))
+            else {
+                continue;
+            };
+            let import = state.record_import(prefix, &attributes, accepted);
             if let Some(received) = state.adj_rib_in.get_mut(&prefix) {
-                received.accepted = accepted;
+                received.import = import;
             }
         }
         state.settings.import = import;
@@ -636,7 +708,8 @@ impl LocRib {
             .neighbors
             .iter()
             .filter_map(|(id, state)| {
-                let attributes = state.adj_rib_in.get(prefix)?.accepted.as_ref()?;
+                let received = state.adj_rib_in.get(prefix)?;
+                let attributes = state.accepted(prefix, received)?;
                 // Our own AS in the path, or our identifier as originator:
                 // a loop (RFC 4271 9.1.2, RFC 4456 8).
                 if attributes.contains_as(self.config.local_as)
