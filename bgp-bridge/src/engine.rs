@@ -741,13 +741,8 @@ impl<F: Fib> Engine<F> {
             Command::Close {
                 owner,
                 session,
-                withdraw: false,
-            } => self.close(owner, session),
-            Command::Close {
-                owner,
-                session,
-                withdraw: true,
-            } => self.close_withdrawing(owner, session),
+                withdraw,
+            } => self.close(owner, session, withdraw),
             Command::Updates {
                 owner,
                 session,
@@ -887,25 +882,9 @@ impl<F: Fib> Engine<F> {
         })
     }
 
-    fn close_withdrawing(&mut self, owner: Owner, session: u64) {
-        let Some(OwnerState::Connected {
-            session: current, ..
-        }) = self.owners.get(&owner)
-        else {
-            return;
-        };
-        if *current != session {
-            return;
-        }
-        self.rib.forget_registrations(&owner);
-        let mut changes = Changes::default();
-        let withdrawn = self.rib.withdraw_all(&owner, &mut changes);
-        self.owners.remove(&owner);
-        tracing::info!(%owner, session, withdrawn, "session ended; its routes withdrawn");
-        self.program(changes);
-    }
-
-    fn close(&mut self, owner: Owner, session: u64) {
+    /// A session ended: its routes are kept for its hold time (stale until
+    /// re-claimed), or with `withdraw` they go now.
+    fn close(&mut self, owner: Owner, session: u64, withdraw: bool) {
         let Some(OwnerState::Connected {
             session: current,
             hold,
@@ -919,6 +898,14 @@ impl<F: Fib> Engine<F> {
         }
         let hold = *hold;
         self.rib.forget_registrations(&owner);
+        if withdraw {
+            let mut changes = Changes::default();
+            let withdrawn = self.rib.withdraw_all(&owner, &mut changes);
+            self.owners.remove(&owner);
+            tracing::info!(%owner, session, withdrawn, "session ended; its routes withdrawn");
+            self.program(changes);
+            return;
+        }
         let kept = self.rib.mark_stale(&owner);
         if kept == 0 {
             tracing::info!(%owner, session, "session ended; it had no routes left");

@@ -265,6 +265,43 @@ impl SessionClient {
         }
     }
 
+    /// Opens a session as `owner` on the daemon at `socket`, sends
+    /// `routes` as one batch and End-of-RIB, and reads both answers; an
+    /// error unless every route was installed. The session stays open.
+    pub async fn announce(
+        socket: &std::path::Path,
+        owner: &str,
+        hold_seconds: u32,
+        routes: Vec<api::Route>,
+    ) -> anyhow::Result<Self> {
+        let mut session = Self::open_on(socket, owner, hold_seconds).await?;
+        let count = routes.len();
+        session
+            .send(batch(1, routes, api::route_update::Operation::Add))
+            .await?;
+        session.send(end_of_rib()).await?;
+        let api::session_response::Kind::BatchResult(result) = session.next().await? else {
+            anyhow::bail!("no BatchResult");
+        };
+        let installed = result
+            .results
+            .iter()
+            .filter(|r| r.state() == api::RouteState::Installed)
+            .count();
+        anyhow::ensure!(
+            installed == count,
+            "{installed} of {count} routes installed: {:?}",
+            result
+                .results
+                .iter()
+                .find(|r| r.state() != api::RouteState::Installed)
+        );
+        let api::session_response::Kind::EndOfRib(_) = session.next().await? else {
+            anyhow::bail!("no EndOfRibResult");
+        };
+        Ok(session)
+    }
+
     pub async fn send(&self, request: api::SessionRequest) -> anyhow::Result<()> {
         self.requests
             .send(request)

@@ -545,7 +545,7 @@ fn a_killed_daemon_leaves_routes_and_each_peers_allowed_ips_in_place_while_its_s
  {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
-    use wgd_tests::bridge::{SessionClient, batch, bulk_prefixes, end_of_rib};
+    use wgd_tests::bridge::{SessionClient, bulk_prefixes};
 
     let mut lab = Hub::new().expect("the hub and two spokes");
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
@@ -557,26 +557,7 @@ fn a_killed_daemon_leaves_routes_and_each_peers_allowed_ips_in_place_while_its_s
         .map(|(index, prefix)| route_via(prefix, lab.spokes[index % 2].tunnel_address))
         .collect();
     let announce = |socket: &std::path::Path| {
-        runtime.block_on(async {
-            let mut session = SessionClient::open_on(socket, OWNER, 60).await?;
-            session
-                .send(batch(1, routes.clone(), api::route_update::Operation::Add))
-                .await?;
-            session.send(end_of_rib()).await?;
-            let api::session_response::Kind::BatchResult(result) = session.next().await? else {
-                anyhow::bail!("no BatchResult");
-            };
-            let installed = result
-                .results
-                .iter()
-                .filter(|r| r.state() == api::RouteState::Installed)
-                .count();
-            anyhow::ensure!(
-                installed == routes.len(),
-                "{installed} installed: {result:?}"
-            );
-            anyhow::Ok(session)
-        })
+        runtime.block_on(SessionClient::announce(socket, OWNER, 60, routes.clone()))
     };
     let session = announce(&lab.socket).unwrap_or_else(|error| {
         panic!(

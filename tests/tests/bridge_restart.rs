@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wgd_labs::wait_for;
-use wgd_proto::v1 as api;
-use wgd_tests::bridge::{BridgeLab, SessionClient, batch, bulk_prefixes, end_of_rib, route_via};
+use wgd_tests::bridge::{BridgeLab, SessionClient, bulk_prefixes, route_via};
 
 const ROUTES: usize = 10_000;
 /// Routes the program does not send again after the restart.
@@ -24,28 +23,13 @@ async fn announce(
     owner: &str,
     prefixes: &[String],
 ) -> anyhow::Result<SessionClient> {
-    let mut session = SessionClient::open(lab, owner, 60).await?;
     let routes = prefixes
         .iter()
         .map(|prefix| route_via(prefix, BridgeLab::TUNNEL_B))
         .collect();
-    session
-        .send(batch(1, routes, api::route_update::Operation::Add))
-        .await?;
-    session.send(end_of_rib()).await?;
-    let api::session_response::Kind::BatchResult(result) = session.next().await? else {
-        anyhow::bail!("no BatchResult");
-    };
-    let installed = result
-        .results
-        .iter()
-        .filter(|r| r.state == api::RouteState::Installed as i32)
-        .count();
-    assert_eq!(installed, prefixes.len(), "{}", lab.log());
-    let api::session_response::Kind::EndOfRib(_) = session.next().await? else {
-        anyhow::bail!("no EndOfRibResult");
-    };
-    Ok(session)
+    SessionClient::announce(&lab.socket, owner, 60, routes)
+        .await
+        .map_err(|error| anyhow::anyhow!("{error:#}\n{}", lab.log()))
 }
 
 /// wgd's routes in namespace `name`, counted the way `ip` lists them.

@@ -651,7 +651,9 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
                 if daemon.refresh().await {
                     daemon.repair("tunnel missing").await;
                 }
-                notifier.status(&daemon.status_line());
+                if notifier.listening() {
+                    notifier.status(&daemon.status_line());
+                }
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,

@@ -52,6 +52,11 @@ impl Notifier {
         }
     }
 
+    /// Whether systemd listens (a status line is worth making).
+    pub fn listening(&self) -> bool {
+        self.socket.is_some()
+    }
+
     /// How often to send `WATCHDOG=1`: half systemd's timeout, as
     /// sd_watchdog_enabled(3) advises; `None` without a watchdog.
     pub fn watchdog_interval(&self) -> Option<Duration> {
