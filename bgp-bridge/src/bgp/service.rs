@@ -129,7 +129,7 @@ impl BgpService for BgpApi {
                 prefix: path.prefix.to_string(),
                 neighbor: path.neighbor.map(|a| a.to_string()).unwrap_or_default(),
                 next_hop: next_hop_text(&path.attributes),
-                as_path: as_path_text(&path.attributes.as_path),
+                as_path: as_path_text(&path.attributes.as_path.to_segments()),
                 origin: match path.attributes.origin {
                     Origin::Igp => "igp",
                     Origin::Egp => "egp",
