@@ -134,6 +134,10 @@ pub struct Transition {
     pub to: State,
     /// Why (the Diag we now send).
     pub diagnostic: Diagnostic,
+    /// The neighbor's state as last heard: AdminDown means it was shut on
+    /// purpose, which its clients should not take for a failure (RFC 5882
+    /// 3.2).
+    pub remote_state: State,
 }
 
 /// Why a received packet was not taken.
@@ -478,6 +482,7 @@ impl Session {
             from,
             to,
             diagnostic,
+            remote_state: self.remote_state,
         }));
         if self.transmit_interval() != interval_before {
             self.reschedule(now);

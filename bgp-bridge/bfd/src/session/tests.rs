@@ -260,6 +260,8 @@ fn a_neighbor_going_down_takes_us_down_with_diagnostic_3() {
             (0, Diagnostic::NeighborSignaledSessionDown)
         ]
     );
+    // The neighbor said it was shut on purpose (RFC 5882 3.2).
+    assert_eq!(pair.transitions[1].2.remote_state, State::AdminDown);
     // It stays down while the neighbor is administratively down...
     pair.run_for(5 * SLOW_TX);
     assert_eq!(pair.states(), [State::Down, State::AdminDown]);
@@ -398,7 +400,8 @@ fn refuses_malformed_and_foreign_packets_and_changes_nothing() {
     assert!(actions.contains(&Action::Transition(Transition {
         from: State::Down,
         to: State::Init,
-        diagnostic: Diagnostic::None
+        diagnostic: Diagnostic::None,
+        remote_state: State::Down,
     })));
     assert_eq!(session.remote_discriminator(), 0x9999);
 }
@@ -464,7 +467,8 @@ fn down_stays_down_on_an_up_neighbor_and_init_does_not_time_out_early() {
     assert!(actions.contains(&Action::Transition(Transition {
         from: State::Init,
         to: State::Down,
-        diagnostic: Diagnostic::ControlDetectionTimeExpired
+        diagnostic: Diagnostic::ControlDetectionTimeExpired,
+        remote_state: State::Down,
     })));
 }
 
