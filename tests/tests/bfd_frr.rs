@@ -1,0 +1,118 @@
+//! BFD against FRR's bfdd (Debian's `frr`), over a wgd tunnel with
+//! wireguard-go: `bfd = true` on wgd's neighbor and `neighbor ... bfd` on
+//! FRR's bring a BFD session up beside the BGP session; when the underlay
+//! is cut, the BGP session goes with BFD's detection time, long before its
+//! hold time, and B's routes leave A's kernel at once although graceful
+//! restart was negotiated; when the underlay is back, so are both
+//! sessions and the routes.
+
+use std::time::Duration;
+
+use wgd_labs::wait_for;
+use wgd_tests::bgp::{api, established, has_route, speaker_config, summary};
+use wgd_tests::bridge::BridgeLab;
+use wgd_tests::frr::Frr;
+
+/// B's frr.conf: AS 65002, its LAN, A as neighbor with BFD (bfdd's
+/// defaults, 300 ms x 3), graceful restart, hold time 9 s.
+fn frr_config() -> String {
+    format!(
+        "frr defaults traditional\nhostname site-b\n\
+         router bgp 65002\n bgp router-id {b}\n no bgp ebgp-requires-policy\n bgp graceful-restart\n\
+         timers bgp 3 9\n neighbor {a} remote-as 65001\n neighbor {a} bfd\n\
+         address-family ipv4 unicast\n  network {lan}\n exit-address-family\n",
+        b = BridgeLab::TUNNEL_B,
+        a = BridgeLab::TUNNEL_A,
+        lan = BridgeLab::FAR_LAN,
+    )
+}
+
+/// FRR's BFD session with A: its status (`up`, `down`, ...), if it has one.
+fn frr_bfd_status(frr: &Frr) -> Option<String> {
+    let text = frr.vtysh(&["show bfd peers json"]).ok()?;
+    let peers: serde_json::Value = serde_json::from_str(&text).ok()?;
+    peers
+        .as_array()?
+        .iter()
+        .find(|peer| peer["peer"] == BridgeLab::TUNNEL_A)
+        .and_then(|peer| peer["status"].as_str())
+        .map(str::to_owned)
+}
+
+#[test]
+fn a_cut_underlay_takes_the_session_and_its_routes_down_with_bfd() -> anyhow::Result<()> {
+    // Graceful restart on (the default), restart time 30 s, hold time 9 s:
+    // without BFD, a cut would keep B's routes for 9 + 30 s.
+    let lab = BridgeLab::new(&(speaker_config() + "bfd = true\n"))?;
+    let frr = Frr::start_with(&lab.b, &frr_config(), &["zebra", "bfdd", "bgpd"], &[])?;
+    let context = |error: wgd_labs::Error| {
+        let bfd = frr.vtysh(&["show bfd peers"]).unwrap_or_default();
+        let bgp = frr.vtysh(&["show bgp summary"]).unwrap_or_default();
+        anyhow::anyhow!("{error}\nFRR:\n{bfd}\n{bgp}\nwgd:\n{}", lab.log())
+    };
+
+    wait_for(Duration::from_secs(30), "the BGP session with FRR", || {
+        established(&lab)
+    })
+    .map_err(context)?;
+    wait_for(Duration::from_secs(10), "B's prefix in A's kernel", || {
+        has_route(&lab, BridgeLab::FAR_LAN)
+    })
+    .map_err(context)?;
+    wait_for(
+        Duration::from_secs(15),
+        "FRR's BFD session with A up",
+        || frr_bfd_status(&frr).as_deref() == Some("up"),
+    )
+    .map_err(context)?;
+    // FRR asked for graceful restart: a plain failure would keep the routes.
+    let neighbors = frr.vtysh(&["show bgp neighbors"])?;
+    assert!(
+        neighbors.contains("Graceful Restart Capability: advertised and received"),
+        "graceful restart not negotiated:\n{neighbors}"
+    );
+
+    // The cut: nothing crosses the underlay any more, the tunnel interfaces
+    // stay up. BFD notices within 900 ms; the hold timer would take 9 s and
+    // graceful restart 30 s more. 5 s leaves room for a busy machine.
+    lab.a
+        .check(&["ip", "link", "set", "dev", &lab.underlay_a, "down"])?;
+    wait_for(
+        Duration::from_secs(5),
+        "B's prefix gone from A's kernel, before the hold time",
+        || !has_route(&lab, BridgeLab::FAR_LAN),
+    )
+    .map_err(context)?;
+    let neighbor = &summary(&lab.wgd, &lab.a, api(&lab))["neighbors"][0];
+    assert_ne!(neighbor["state"], "established", "{neighbor}");
+    let last_error = neighbor["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last_error.contains("6/10") || last_error.to_lowercase().contains("bfd"),
+        "not reset by BFD: {neighbor}"
+    );
+    wait_for(Duration::from_secs(5), "FRR's BFD session down", || {
+        frr_bfd_status(&frr).as_deref() == Some("down")
+    })
+    .map_err(context)?;
+
+    // Mended: BFD, then BGP, then the route come back.
+    lab.a
+        .check(&["ip", "link", "set", "dev", &lab.underlay_a, "up"])?;
+    wait_for(
+        Duration::from_secs(15),
+        "FRR's BFD session up again",
+        || frr_bfd_status(&frr).as_deref() == Some("up"),
+    )
+    .map_err(context)?;
+    wait_for(Duration::from_secs(60), "the BGP session back", || {
+        established(&lab)
+    })
+    .map_err(context)?;
+    wait_for(
+        Duration::from_secs(10),
+        "B's prefix back in A's kernel",
+        || has_route(&lab, BridgeLab::FAR_LAN),
+    )
+    .map_err(context)?;
+    Ok(())
+}
