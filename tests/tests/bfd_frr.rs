@@ -4,14 +4,38 @@
 //! is cut, the BGP session goes with BFD's detection time, long before its
 //! hold time, and B's routes leave A's kernel at once although graceful
 //! restart was negotiated; when the underlay is back, so are both
-//! sessions and the routes.
+//! sessions and the routes. `wgd bfd` and the metrics show the session; a
+//! SIGHUP leaves it alone; a BFD session that never comes up (FRR without
+//! BFD) does not keep BGP down.
 
 use std::time::Duration;
+
+use anyhow::Context;
 
 use wgd_labs::wait_for;
 use wgd_tests::bgp::{api, established, has_route, speaker_config, summary};
 use wgd_tests::bridge::BridgeLab;
 use wgd_tests::frr::Frr;
+use wgd_tests::{scrape_metrics, sighup};
+
+/// A's only BFD session as `wgd bfd --json` prints it (`null` if the
+/// daemon does not answer).
+fn wgd_bfd(lab: &BridgeLab) -> serde_json::Value {
+    lab.wgd
+        .run(&lab.a, &["bfd", "--json", "--api", api(lab)])
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .map(|value| value["sessions"][0].clone())
+        .unwrap_or_default()
+}
+
+/// The value of the metric line that starts with `start` in A's metrics.
+fn metric(lab: &BridgeLab, start: &str) -> Option<u64> {
+    scrape_metrics(&lab.a, BridgeLab::METRICS)
+        .lines()
+        .find_map(|line| line.strip_prefix(start))
+        .and_then(|value| value.trim().parse().ok())
+}
 
 /// B's frr.conf: AS 65002, its LAN, A as neighbor with BFD (bfdd's
 /// defaults, 300 ms x 3), graceful restart, hold time 9 s.
@@ -71,6 +95,43 @@ fn a_cut_underlay_takes_the_session_and_its_routes_down_with_bfd() -> anyhow::Re
         neighbors.contains("Graceful Restart Capability: advertised and received"),
         "graceful restart not negotiated:\n{neighbors}"
     );
+    // wgd's side, as `wgd bfd` and the metrics show it.
+    wait_for(Duration::from_secs(5), "wgd's BFD session up", || {
+        wgd_bfd(&lab)["state"] == "up"
+    })
+    .map_err(context)?;
+    let session = wgd_bfd(&lab);
+    assert_eq!(session["peer"], BridgeLab::TUNNEL_B, "{session}");
+    assert_eq!(session["tunnel"], lab.tunnel_a.as_str(), "{session}");
+    assert_eq!(session["multiplier"], 3, "{session}");
+    assert_eq!(session["negotiated_transmit_ms"], 300, "{session}");
+    assert_eq!(session["detection_time_ms"], 900, "{session}");
+    let up_labels = format!(
+        "wgd_bfd_session_up{{neighbor=\"{}\",tunnel=\"{}\"}} ",
+        BridgeLab::TUNNEL_B,
+        lab.tunnel_a
+    );
+    assert_eq!(metric(&lab, &up_labels), Some(1), "{up_labels}");
+    let changes = format!(
+        "wgd_bfd_state_changes_total{{neighbor=\"{}\"}} ",
+        BridgeLab::TUNNEL_B
+    );
+    let changes_before = metric(&lab, &changes).context("the state changes metric")?;
+    assert_eq!(session["state_changes"], changes_before, "{session}");
+
+    // A SIGHUP with the same BFD settings leaves the session alone.
+    let reconciles = || metric(&lab, "wgd_reconciles_total ");
+    let reconciled = reconciles().context("wgd's reconciles")?;
+    let daemon = lab.daemon.as_ref().context("A's daemon")?;
+    sighup(&lab.a, daemon)?;
+    wait_for(Duration::from_secs(10), "wgd's reload after SIGHUP", || {
+        reconciles().is_some_and(|count| count > reconciled)
+    })
+    .map_err(context)?;
+    let session = wgd_bfd(&lab);
+    assert_eq!(session["state"], "up", "{session}");
+    assert_eq!(session["state_changes"], changes_before, "{session}");
+    assert_eq!(frr_bfd_status(&frr).as_deref(), Some("up"));
 
     // The cut: nothing crosses the underlay any more, the tunnel interfaces
     // stay up. BFD notices within 900 ms; the hold timer would take 9 s and
@@ -94,6 +155,10 @@ fn a_cut_underlay_takes_the_session_and_its_routes_down_with_bfd() -> anyhow::Re
         frr_bfd_status(&frr).as_deref() == Some("down")
     })
     .map_err(context)?;
+    let session = wgd_bfd(&lab);
+    assert_eq!(session["state"], "down", "{session}");
+    assert_eq!(session["diagnostic_code"], 1, "{session}");
+    assert_eq!(metric(&lab, &up_labels), Some(0));
 
     // Mended: BFD, then BGP, then the route come back.
     lab.a
@@ -114,5 +179,32 @@ fn a_cut_underlay_takes_the_session_and_its_routes_down_with_bfd() -> anyhow::Re
         || has_route(&lab, BridgeLab::FAR_LAN),
     )
     .map_err(context)?;
+    Ok(())
+}
+
+#[test]
+fn a_bfd_session_that_never_comes_up_does_not_hold_bgp_down() -> anyhow::Result<()> {
+    // FRR runs no bfdd and has no `neighbor ... bfd`: wgd's BFD session
+    // stays down, and BGP comes up regardless.
+    let lab = BridgeLab::new(&(speaker_config() + "bfd = true\n"))?;
+    let config = frr_config().replace(&format!(" neighbor {} bfd\n", BridgeLab::TUNNEL_A), "");
+    let frr = Frr::start(&lab.b, &config)?;
+    let context = |error: wgd_labs::Error| {
+        let bgp = frr.vtysh(&["show bgp summary"]).unwrap_or_default();
+        anyhow::anyhow!("{error}\nFRR:\n{bgp}\nwgd:\n{}", lab.log())
+    };
+    wait_for(Duration::from_secs(30), "the BGP session with FRR", || {
+        established(&lab)
+    })
+    .map_err(context)?;
+    wait_for(Duration::from_secs(10), "B's prefix in A's kernel", || {
+        has_route(&lab, BridgeLab::FAR_LAN)
+    })
+    .map_err(context)?;
+    let session = wgd_bfd(&lab);
+    assert_eq!(session["state"], "down", "{session}");
+    assert_eq!(session["tunnel"], lab.tunnel_a.as_str(), "{session}");
+    assert_eq!(session["state_changes"], 0, "{session}");
+    assert!(established(&lab));
     Ok(())
 }

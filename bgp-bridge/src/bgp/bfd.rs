@@ -358,6 +358,16 @@ impl Runtime {
     }
 }
 
+/// Whether a BFD state change takes the neighbor's BGP session down: only
+/// a fall from Up (a session that never came up holds nothing down, as
+/// with BIRD's `bfd graceful` and FRR), and not when the neighbor said it
+/// shut BFD on purpose (AdminDown, RFC 5882 3.2).
+pub fn takes_bgp_down(transition: &Transition) -> bool {
+    transition.from == State::Up
+        && transition.to != State::Up
+        && transition.remote_state != State::AdminDown
+}
+
 fn canonical(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
@@ -509,4 +519,39 @@ fn receive_with_ttl(socket: &impl AsFd, buffer: &mut [u8]) -> io::Result<(usize,
         })
         .ok_or_else(|| io::Error::other("a datagram without a source address"))?;
     Ok((message.bytes, from, ttl))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(from: State, to: State, remote_state: State) -> Transition {
+        let diagnostic = match (to, remote_state) {
+            (State::Down, State::Down) => Diagnostic::ControlDetectionTimeExpired,
+            (State::Down, _) => Diagnostic::NeighborSignaledSessionDown,
+            _ => Diagnostic::None,
+        };
+        Transition {
+            from,
+            to,
+            diagnostic,
+            remote_state,
+        }
+    }
+
+    #[test]
+    fn only_a_fall_from_up_takes_bgp_down() {
+        use State::*;
+        // Lost packets, or the neighbor going down: BGP goes.
+        assert!(takes_bgp_down(&change(Up, Down, Down)));
+        assert!(takes_bgp_down(&change(Up, Down, Init)));
+        // A session that never came up: Down and Init back and forth.
+        assert!(!takes_bgp_down(&change(Down, Init, Down)));
+        assert!(!takes_bgp_down(&change(Init, Down, Down)));
+        // Coming up holds nothing down either.
+        assert!(!takes_bgp_down(&change(Init, Up, Up)));
+        assert!(!takes_bgp_down(&change(Down, Up, Init)));
+        // The neighbor shut BFD on purpose: not a forwarding failure.
+        assert!(!takes_bgp_down(&change(Up, Down, AdminDown)));
+    }
 }

@@ -674,14 +674,9 @@ impl Core {
     /// BFD saw the path through the neighbor's tunnel fail (RFC 5882): the
     /// session goes at once and its routes with it, graceful restart or
     /// not (a forwarding failure, not a restart), with NOTIFICATION Cease
-    /// / BFD Down (RFC 9384). Only a fall from Up counts (a BFD session
-    /// that never came up holds nothing down), and not the neighbor
-    /// shutting BFD on purpose (AdminDown, RFC 5882 3.2).
+    /// / BFD Down (RFC 9384). Which changes count: `bfd::takes_bgp_down`.
     async fn bfd_changed(&mut self, neighbor: NeighborId, transition: wgd_bfd::Transition) {
-        if transition.from != wgd_bfd::State::Up
-            || transition.to == wgd_bfd::State::Up
-            || transition.remote_state == wgd_bfd::State::AdminDown
-        {
+        if !super::bfd::takes_bgp_down(&transition) {
             return;
         }
         let established = self
