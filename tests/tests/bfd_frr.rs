@@ -5,7 +5,7 @@
 //! hold time, and B's routes leave A's kernel at once although graceful
 //! restart was negotiated; when the underlay is back, so are both
 //! sessions and the routes. `wgd bfd` and the metrics show the session; a
-//! SIGHUP leaves it alone; a BFD session that never comes up (FRR without
+//! SIGHUP leaves it alone; its changes are on the event stream; a BFD session that never comes up (FRR without
 //! BFD) does not keep BGP down.
 
 use std::time::Duration;
@@ -68,6 +68,9 @@ fn a_cut_underlay_takes_the_session_and_its_routes_down_with_bfd() -> anyhow::Re
     // Graceful restart on (the default), restart time 30 s, hold time 9 s:
     // without BFD, a cut would keep B's routes for 9 + 30 s.
     let lab = BridgeLab::new(&(speaker_config() + "bfd = true\n"))?;
+    let events = lab
+        .wgd
+        .spawn(&lab.a, &["events", "--json", "--api", api(&lab)])?;
     let frr = Frr::start_with(&lab.b, &frr_config(), &["zebra", "bfdd", "bgpd"], &[])?;
     let context = |error: wgd_labs::Error| {
         let bfd = frr.vtysh(&["show bfd peers"]).unwrap_or_default();
@@ -159,6 +162,28 @@ fn a_cut_underlay_takes_the_session_and_its_routes_down_with_bfd() -> anyhow::Re
     assert_eq!(session["state"], "down", "{session}");
     assert_eq!(session["diagnostic_code"], 1, "{session}");
     assert_eq!(metric(&lab, &up_labels), Some(0));
+    // Both changes on the event stream, on the tunnel.
+    let bfd_event = |to: &str| {
+        events.log().lines().any(|line| {
+            serde_json::from_str::<serde_json::Value>(line).is_ok_and(|event| {
+                event["event"] == "bfd-state"
+                    && event["tunnel"] == lab.tunnel_a.as_str()
+                    && event["detail"]["peer"] == BridgeLab::TUNNEL_B
+                    && event["detail"]["to"] == to
+            })
+        })
+    };
+    wait_for(
+        Duration::from_secs(5),
+        "bfd-state events up and down",
+        || bfd_event("up") && bfd_event("down"),
+    )
+    .map_err(|error| anyhow::anyhow!("{error}\nevents:\n{}", events.log()))?;
+    assert!(
+        events.log().contains("control detection time expired"),
+        "{}",
+        events.log()
+    );
 
     // Mended: BFD, then BGP, then the route come back.
     lab.a

@@ -28,7 +28,7 @@ use nix::sys::socket::{
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use wgd_bfd::{Action, CONTROL_PORT, Input, REQUIRED_TTL, SOURCE_PORTS, Session, SessionConfig};
 pub use wgd_bfd::{Diagnostic, State, Timers, Transition};
@@ -58,10 +58,19 @@ pub struct BfdStatus {
     pub state_changes: u64,
 }
 
+/// A session's state change, for the event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdChange {
+    pub neighbor: NeighborId,
+    pub tunnel: Option<String>,
+    pub transition: Transition,
+}
+
 /// The handle the speaker keeps.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Bfd {
     status: Arc<Mutex<Vec<BfdStatus>>>,
+    changes: broadcast::Sender<BfdChange>,
 }
 
 impl Bfd {
@@ -73,8 +82,9 @@ impl Bfd {
         changed: Box<dyn Fn(NeighborId, Transition) + Send>,
     ) -> Bfd {
         let status = Arc::new(Mutex::new(Vec::new()));
+        let changes = broadcast::channel(256).0;
         if neighbors.is_empty() {
-            return Bfd { status };
+            return Bfd { status, changes };
         }
         let now = Instant::now();
         // Discriminators unique on this host across restarts (mostly):
@@ -117,10 +127,16 @@ impl Bfd {
             readers: HashMap::new(),
             datagrams,
             changed,
+            changes: changes.clone(),
             status: status.clone(),
         };
         tokio::spawn(runtime.run(incoming, tunnels));
-        Bfd { status }
+        Bfd { status, changes }
+    }
+
+    /// Every state change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<BfdChange> {
+        self.changes.subscribe()
     }
 
     pub fn status(&self) -> Vec<BfdStatus> {
@@ -158,6 +174,7 @@ struct Runtime {
     readers: HashMap<ReaderKey, tokio::task::JoinHandle<()>>,
     datagrams: mpsc::UnboundedSender<Datagram>,
     changed: Box<dyn Fn(NeighborId, Transition) + Send>,
+    changes: broadcast::Sender<BfdChange>,
     status: Arc<Mutex<Vec<BfdStatus>>>,
 }
 
@@ -327,6 +344,11 @@ impl Runtime {
                         transition.to
                     );
                     (self.changed)(neighbor, transition);
+                    let _ = self.changes.send(BfdChange {
+                        neighbor,
+                        tunnel: peer.tunnel.as_ref().map(|(name, _)| name.clone()),
+                        transition,
+                    });
                 }
                 Action::Discard(reason) => {
                     tracing::debug!(%neighbor, %reason, "BFD packet discarded");

@@ -261,6 +261,11 @@ impl Speaker {
         self.bfd.status()
     }
 
+    /// BFD state changes from now on, for the event stream.
+    pub fn bfd_changes(&self) -> tokio::sync::broadcast::Receiver<super::bfd::BfdChange> {
+        self.bfd.subscribe()
+    }
+
     pub fn status(&self) -> SpeakerStatus {
         self.status
             .lock()
