@@ -378,7 +378,8 @@ pub struct RawAttribute {
 /// merged in on decode when the session is 2-octet). Shared by every
 /// prefix of an UPDATE: routes hold an `Arc`. Lists are boxed slices, not
 /// `Vec`s: a set is built once and never grows, and a full table holds a
-/// quarter million sets.
+/// quarter million sets. 96 bytes, 112 with the `Arc`'s counts: an
+/// allocator's size class of its own (see [`Rare`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attributes {
     pub origin: Origin,
@@ -390,13 +391,36 @@ pub struct Attributes {
     pub link_local_next_hop: Option<Ipv6Addr>,
     pub med: Option<u32>,
     pub local_pref: Option<u32>,
-    pub atomic_aggregate: bool,
-    pub aggregator: Option<(Asn, Ipv4Addr)>,
     /// RFC 1997 communities as `(asn << 16) | value`.
     pub communities: Box<[u32]>,
+    /// What few routes carry; `None` when it would be empty (never
+    /// `Some` of an empty one, so that equal attributes compare equal).
+    pub rare: Option<Box<Rare>>,
+}
+
+/// The attributes few routes carry, kept apart from those most do: 56
+/// bytes that most attribute sets do not pay (with them in place, a set
+/// took 152 bytes, 160 with the allocator's rounding).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Rare {
+    pub atomic_aggregate: bool,
+    pub aggregator: Option<(Asn, Ipv4Addr)>,
     pub originator_id: Option<Ipv4Addr>,
     pub cluster_list: Box<[Ipv4Addr]>,
+    /// Attributes wgd does not interpret, passed on (large and extended
+    /// communities among them).
     pub other: Box<[RawAttribute]>,
+}
+
+impl Rare {
+    pub fn is_empty(&self) -> bool {
+        self == &Rare::default()
+    }
+
+    /// `Some` if not empty.
+    pub fn boxed(self) -> Option<Box<Rare>> {
+        (!self.is_empty()).then(|| Box::new(self))
+    }
 }
 
 impl Default for Attributes {
@@ -408,17 +432,41 @@ impl Default for Attributes {
             link_local_next_hop: None,
             med: None,
             local_pref: None,
-            atomic_aggregate: false,
-            aggregator: None,
             communities: Box::default(),
-            originator_id: None,
-            cluster_list: Box::default(),
-            other: Box::default(),
+            rare: None,
         }
     }
 }
 
 impl Attributes {
+    pub fn atomic_aggregate(&self) -> bool {
+        self.rare.as_ref().is_some_and(|rare| rare.atomic_aggregate)
+    }
+
+    pub fn aggregator(&self) -> Option<(Asn, Ipv4Addr)> {
+        self.rare.as_ref().and_then(|rare| rare.aggregator)
+    }
+
+    pub fn originator_id(&self) -> Option<Ipv4Addr> {
+        self.rare.as_ref().and_then(|rare| rare.originator_id)
+    }
+
+    pub fn cluster_list(&self) -> &[Ipv4Addr] {
+        self.rare.as_ref().map_or(&[], |rare| &rare.cluster_list)
+    }
+
+    pub fn other(&self) -> &[RawAttribute] {
+        self.rare.as_ref().map_or(&[], |rare| &rare.other)
+    }
+
+    /// Changes the rare attributes (none yet: from empty ones), leaving
+    /// `None` if they end up empty.
+    pub fn change_rare(&mut self, change: impl FnOnce(&mut Rare)) {
+        let mut rare = self.rare.take().map(|rare| *rare).unwrap_or_default();
+        change(&mut rare);
+        self.rare = rare.boxed();
+    }
+
     /// AS_PATH length for the decision process: a set counts as one,
     /// confederation segments not at all (RFC 4271 9.1.2.2, RFC 5065).
     pub fn as_path_len(&self) -> usize {

@@ -711,7 +711,7 @@ impl LocRib {
                 // Our own AS in the path, or our identifier as originator:
                 // a loop (RFC 4271 9.1.2, RFC 4456 8).
                 if attributes.contains_as(self.config.local_as)
-                    || attributes.originator_id == Some(self.config.router_id)
+                    || attributes.originator_id() == Some(self.config.router_id)
                 {
                     return None;
                 }
@@ -724,7 +724,9 @@ impl LocRib {
                         attributes: Arc::clone(attributes),
                     },
                     ebgp: state.ebgp(self.config.local_as),
-                    router_id: attributes.originator_id.unwrap_or(state.settings.router_id),
+                    router_id: attributes
+                        .originator_id()
+                        .unwrap_or(state.settings.router_id),
                     neighbor: Some(*id),
                 })
             })
@@ -898,8 +900,10 @@ impl LocRib {
             if to_ebgp {
                 out.as_path = out.as_path.prepended(local_as);
                 out.local_pref = None;
-                out.originator_id = None;
-                out.cluster_list = Box::default();
+                out.change_rare(|rare| {
+                    rare.originator_id = None;
+                    rare.cluster_list = Box::default();
+                });
                 if path.source != Source::Local {
                     out.med = None;
                 }

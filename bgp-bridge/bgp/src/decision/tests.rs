@@ -1,6 +1,6 @@
 use super::*;
 use crate::policy::{Match, PrefixListEntry, Rule, Verdict};
-use crate::types::{AsSegment, Origin};
+use crate::types::{AsSegment, Origin, Rare};
 
 const LOCAL_AS: Asn = 65000;
 
@@ -201,7 +201,11 @@ fn lowest_router_id_then_lowest_address() {
         &a,
         P,
         Attributes {
-            originator_id: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            rare: Rare {
+                originator_id: Some(Ipv4Addr::new(192, 0, 2, 1)),
+                ..Rare::default()
+            }
+            .boxed(),
             ..path(&a, &[65010])
         },
     );
@@ -286,7 +290,11 @@ fn looping_paths_are_ignored() {
         &b,
         P,
         Attributes {
-            originator_id: Some(Ipv4Addr::new(192, 0, 2, 254)),
+            rare: Rare {
+                originator_id: Some(Ipv4Addr::new(192, 0, 2, 254)),
+                ..Rare::default()
+            }
+            .boxed(),
             ..path(&b, &[65010])
         },
     );

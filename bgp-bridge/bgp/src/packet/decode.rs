@@ -106,7 +106,9 @@ pub(super) struct Walk<'s> {
     /// NEXT_HOP, or why it is unusable; checked only if the body has NLRI.
     next_hop: Option<Result<Ipv4Addr, String>>,
     as4_path: Option<Vec<AsSegment>>,
-    /// Attributes kept as they came, gathered here and boxed at the end.
+    /// The rare attributes, boxed at the end if any; those kept as they
+    /// came gathered apart.
+    rare: Rare,
     other: Vec<RawAttribute>,
     as4_aggregator: Option<(Asn, Ipv4Addr)>,
     reach: Option<Reach>,
@@ -125,6 +127,7 @@ impl<'s> Walk<'s> {
             seen: [false; 256],
             next_hop: None,
             as4_path: None,
+            rare: Rare::default(),
             other: Vec::new(),
             as4_aggregator: None,
             reach: None,
@@ -272,7 +275,7 @@ impl<'s> Walk<'s> {
             },
             code::ATOMIC_AGGREGATE => {
                 if value.is_empty() {
-                    self.attributes.atomic_aggregate = true;
+                    self.rare.atomic_aggregate = true;
                 } else {
                     self.discard(type_code, format!("length {} (not 0)", value.len()));
                 }
@@ -280,7 +283,7 @@ impl<'s> Walk<'s> {
             code::AGGREGATOR => {
                 let width = if self.session.four_octet_as { 4 } else { 2 };
                 match parse_aggregator(value, width) {
-                    Some(aggregator) => self.attributes.aggregator = Some(aggregator),
+                    Some(aggregator) => self.rare.aggregator = Some(aggregator),
                     None => self.discard(
                         type_code,
                         format!("length {} (not {})", value.len(), width + 4),
@@ -295,12 +298,12 @@ impl<'s> Walk<'s> {
                 ),
             },
             code::ORIGINATOR_ID => match <[u8; 4]>::try_from(value) {
-                Ok(octets) => self.attributes.originator_id = Some(Ipv4Addr::from(octets)),
+                Ok(octets) => self.rare.originator_id = Some(Ipv4Addr::from(octets)),
                 Err(_) => self.withdraw(type_code, format!("length {} (not 4)", value.len())),
             },
             code::CLUSTER_LIST => match words(value) {
                 Some(ids) => {
-                    self.attributes.cluster_list = ids.into_iter().map(Ipv4Addr::from).collect();
+                    self.rare.cluster_list = ids.into_iter().map(Ipv4Addr::from).collect();
                 }
                 None => self.withdraw(
                     type_code,
@@ -464,7 +467,7 @@ impl<'s> Walk<'s> {
         mut nlri: Vec<IpNet>,
         empty: bool,
     ) -> (Update, Vec<Problem>) {
-        self.attributes.other = std::mem::take(&mut self.other).into_boxed_slice();
+        self.rare.other = std::mem::take(&mut self.other).into_boxed_slice();
         if !nlri.is_empty() && !self.session.families.contains(&Family::Ipv4Unicast) {
             self.problem(
                 None,
@@ -476,6 +479,7 @@ impl<'s> Walk<'s> {
         if !self.session.four_octet_as {
             self.merge_as4();
         }
+        self.attributes.rare = std::mem::take(&mut self.rare).boxed();
         let reach_nlri = self
             .reach
             .as_ref()
@@ -554,7 +558,7 @@ impl<'s> Walk<'s> {
     /// Puts AS4_AGGREGATOR and AS4_PATH into what a 2-octet session
     /// carried (RFC 6793 4.2.3).
     fn merge_as4(&mut self) {
-        if let Some((asn, _)) = self.attributes.aggregator
+        if let Some((asn, _)) = self.rare.aggregator
             && asn != AS_TRANS
         {
             // The aggregating speaker was 2-octet: the AS4 attributes were
@@ -568,7 +572,7 @@ impl<'s> Walk<'s> {
             return;
         }
         if let Some(aggregator) = self.as4_aggregator.take() {
-            self.attributes.aggregator = Some(aggregator);
+            self.rare.aggregator = Some(aggregator);
         }
         let Some(as4_path) = self.as4_path.take() else {
             return;

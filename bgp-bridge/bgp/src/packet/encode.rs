@@ -269,10 +269,10 @@ pub(super) fn encode_attributes(
             local_pref.to_be_bytes().to_vec(),
         ));
     }
-    if attributes.atomic_aggregate {
+    if attributes.atomic_aggregate() {
         list.push((well_known, code::ATOMIC_AGGREGATE, Vec::new()));
     }
-    if let Some((asn, address)) = attributes.aggregator {
+    if let Some((asn, address)) = attributes.aggregator() {
         let mut value = Vec::new();
         if four_octet {
             value.extend_from_slice(&asn.to_be_bytes());
@@ -296,16 +296,16 @@ pub(super) fn encode_attributes(
         list.push((optional_transitive, code::COMMUNITIES, value));
     }
     if !ebgp {
-        if let Some(originator_id) = attributes.originator_id {
+        if let Some(originator_id) = attributes.originator_id() {
             list.push((
                 flag::OPTIONAL,
                 code::ORIGINATOR_ID,
                 originator_id.octets().to_vec(),
             ));
         }
-        if !attributes.cluster_list.is_empty() {
+        if !attributes.cluster_list().is_empty() {
             let value = attributes
-                .cluster_list
+                .cluster_list()
                 .iter()
                 .flat_map(|id| id.octets())
                 .collect();
@@ -330,7 +330,7 @@ pub(super) fn encode_attributes(
             list.push((optional_transitive, code::AS4_PATH, as_path_value(&path, 4)));
         }
     }
-    for other in &attributes.other {
+    for other in attributes.other() {
         let known = expected_flags(other.code).is_some();
         // Never pass on what the list above already holds.
         if known
