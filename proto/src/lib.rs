@@ -7,3 +7,8 @@ pub mod v1 {
     #![allow(missing_debug_implementations, clippy::all)]
     tonic::include_proto!("wgd.v1");
 }
+
+/// The encoded `FileDescriptorSet` of every `.proto` file above (with its
+/// imports), which the daemon serves through gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/wgd_descriptor.bin"));

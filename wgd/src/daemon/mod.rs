@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod events;
+pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod routes;
@@ -587,15 +588,21 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         dead_after: daemon.dead_after.subscribe(),
         netns_cookie,
     };
-    let route_service = bgp_bridge::service::RouteApi {
-        bridge: daemon.bridge.clone(),
-        tunnel_events: daemon.tunnel_events.clone(),
-    };
-    let bgp_service = bgp_bridge::bgp::service::BgpApi {
-        speaker: daemon.speaker.clone(),
+    let health = health::Health::new().await;
+    health.follow(daemon.bridge.clone());
+    let services = api::Services {
+        tunnels: service,
+        routes: bgp_bridge::service::RouteApi {
+            bridge: daemon.bridge.clone(),
+            tunnel_events: daemon.tunnel_events.clone(),
+        },
+        bgp: bgp_bridge::bgp::service::BgpApi {
+            speaker: daemon.speaker.clone(),
+        },
+        health: health.clone(),
     };
     tokio::spawn(async move {
-        if let Err(error) = api::serve(listener, service, route_service, bgp_service).await {
+        if let Err(error) = api::serve(listener, services).await {
             tracing::error!(%error, "API server stopped");
         }
     });
@@ -614,6 +621,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     }
 
     daemon.reconcile("start").await;
+    health.reconciled().await;
     tracing::info!(config = %daemon.path.display(), api = %api_path.display(), "wgd running");
     notifier.ready(&daemon.status_line());
     let mut reconcile_timer = tokio::time::interval(daemon.config.daemon.reconcile_interval);
