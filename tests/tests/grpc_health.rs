@@ -11,12 +11,12 @@
 //! Needs `python3` with `grpcio`, `grpcio-health-checking` and
 //! `grpcio-reflection` (`scripts/setup` installs them).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use wgd_labs::{Namespace, unique_name, wait_for};
+use wgd_tests::grpc::probe;
 use wgd_tests::{KeyPair, Wgd, write_config};
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -27,30 +27,13 @@ const SERVICES: [&str; 4] = [
     "wgd.v1.BgpService",
 ];
 
-/// `grpc_probe.py TARGET ARGS...`, its JSON output.
-fn probe(target: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/grpc_probe.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(target)
-        .args(args)
-        .output()
-        .context("running python3 (is it installed?)")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "grpc_probe.py failed (run scripts/setup for grpcio-health-checking and grpcio-reflection):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).context("grpc_probe.py printed no JSON")
-}
-
 /// The health status of each of wgd's services, as `grpc_probe.py` got it.
-fn health(target: &str) -> anyhow::Result<serde_json::Value> {
+fn health(namespace: &Namespace, target: &str) -> anyhow::Result<serde_json::Value> {
     let mut args = Vec::new();
     for service in SERVICES {
         args.extend(["--health", service]);
     }
-    Ok(probe(target, &args)?["health"].take())
+    Ok(probe(namespace, target, &args)?["health"].take())
 }
 
 fn all(health: &serde_json::Value, status: &str) -> bool {
@@ -84,7 +67,7 @@ fn health_waits_for_the_first_reconcile_and_reflection_lists_and_calls_the_servi
     // The socket answers while the hook holds the first reconcile.
     wait_for(DEADLINE, "the API socket", || Path::new(&socket).exists())
         .with_context(|| daemon.log())?;
-    let before = health(&target)?;
+    let before = health(&namespace, &target)?;
     assert!(
         all(&before, "NOT_SERVING"),
         "before the first reconcile: {before}\n{}",
@@ -94,18 +77,18 @@ fn health_waits_for_the_first_reconcile_and_reflection_lists_and_calls_the_servi
     std::fs::write(&gate, "")?;
     let mut after = serde_json::Value::Null;
     wait_for(DEADLINE, "every service SERVING", || {
-        after = health(&target).unwrap_or_default();
+        after = health(&namespace, &target).unwrap_or_default();
         all(&after, "SERVING")
     })
     .with_context(|| format!("{after}\n{}", daemon.log()))?;
 
-    let unknown = probe(&target, &["--health", "wgd.v1.NoSuchService"])?;
+    let unknown = probe(&namespace, &target, &["--health", "wgd.v1.NoSuchService"])?;
     assert_eq!(
         unknown["health"]["wgd.v1.NoSuchService"]["error"], "NOT_FOUND",
         "{unknown}"
     );
 
-    let reflected = probe(&target, &["--reflect", "--list-tunnels"])?;
+    let reflected = probe(&namespace, &target, &["--reflect", "--list-tunnels"])?;
     let services = reflected["services"]
         .as_array()
         .with_context(|| format!("no service list: {reflected}"))?;

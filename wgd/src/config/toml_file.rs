@@ -21,8 +21,8 @@ use zeroize::Zeroizing;
 use super::include::{self, Candidate};
 use super::model::{
     BackendChoice, BgpSettings, BridgeSettings, Config, ConfigError, DaemonConfig, FpmSettings,
-    Hooks, IncludedFile, NeighborSettings, PeerConfig, RouteTable, RoutesMode, TunnelConfig,
-    TunnelName, default_allowed_ips, is_link_local,
+    Hooks, IncludedFile, NeighborSettings, PeerConfig, RouteTable, RoutesMode, TcpApi,
+    TunnelConfig, TunnelName, default_allowed_ips, is_link_local,
 };
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice, line_at};
@@ -50,12 +50,23 @@ mod raw {
     pub(super) struct Daemon {
         #[serde(default)]
         pub include: Vec<Spanned<String>>,
-        pub api: Option<Spanned<String>>,
+        pub api: Option<Spanned<Api>>,
+        pub tls_cert: Option<Spanned<String>>,
+        pub tls_key: Option<Spanned<String>>,
+        pub tls_client_ca: Option<Spanned<String>>,
         pub metrics: Option<Spanned<String>>,
         pub backend: Option<Spanned<String>>,
         pub wireguard_go: Option<Spanned<String>>,
         pub reconcile_interval: Option<Spanned<i64>>,
         pub peer_dead_after: Option<Spanned<i64>>,
+    }
+
+    /// `api`: one address, or a Unix socket and a TCP listener.
+    #[derive(Debug, Deserialize)]
+    #[serde(untagged)]
+    pub(super) enum Api {
+        One(String),
+        Many(Vec<String>),
     }
 
     #[derive(Debug, Deserialize)]
@@ -417,10 +428,81 @@ impl Reader<'_, '_> {
                 Err(reason) => self.error(pattern, format!("include \"{written}\": {reason}")),
             }
         }
-        if let Some(api) = raw.api {
-            match api_socket(api.get_ref()) {
-                Ok(path) => daemon.api = path,
-                Err(reason) => self.error(&api, format!("api \"{}\": {reason}", api.get_ref())),
+        let tls = [
+            ("tls_cert", &raw.tls_cert),
+            ("tls_key", &raw.tls_key),
+            ("tls_client_ca", &raw.tls_client_ca),
+        ];
+        let mut tcp = None;
+        if let Some(api) = &raw.api {
+            let written = match api.get_ref() {
+                raw::Api::One(one) => std::slice::from_ref(one),
+                raw::Api::Many(many) => many.as_slice(),
+            };
+            let (mut unix, mut tcp_seen) = (false, false);
+            for address in written {
+                match api_address(address) {
+                    Ok(ApiAddress::Unix(_)) if unix => {
+                        self.error(api, format!("api \"{address}\": a second Unix socket"));
+                    }
+                    Ok(ApiAddress::Tcp(_)) if tcp_seen => {
+                        self.error(api, format!("api \"{address}\": a second TCP listener"));
+                    }
+                    Ok(ApiAddress::Unix(path)) => {
+                        unix = true;
+                        daemon.api = path;
+                    }
+                    Ok(ApiAddress::Tcp(listen)) => {
+                        tcp_seen = true;
+                        tcp = Some((api, address, listen));
+                    }
+                    Err(reason) => self.error(api, format!("api \"{address}\": {reason}")),
+                }
+            }
+        }
+        match tcp {
+            Some((api, address, listen)) => {
+                let missing: Vec<&str> = tls
+                    .iter()
+                    .filter(|(_, value)| value.is_none())
+                    .map(|(name, _)| *name)
+                    .collect();
+                let mut paths = Vec::new();
+                for (name, value) in tls {
+                    let Some(value) = value else { continue };
+                    if value.get_ref().is_empty() {
+                        self.error(value, format!("{name}: {}", Invalid::EmptyPath));
+                    } else {
+                        paths.push(self.report.directory().join(value.get_ref()));
+                    }
+                }
+                if !missing.is_empty() {
+                    self.error(
+                        api,
+                        format!(
+                            "api \"{address}\": a TCP API takes mutual TLS only; missing {}",
+                            missing.join(", ")
+                        ),
+                    );
+                } else if let Ok([cert, key, client_ca]) = <[PathBuf; 3]>::try_from(paths) {
+                    daemon.tcp_api = Some(TcpApi {
+                        line: self.line(api.span()),
+                        listen,
+                        cert,
+                        key,
+                        client_ca,
+                    });
+                }
+            }
+            None => {
+                for (name, value) in tls {
+                    if let Some(value) = value {
+                        self.error(
+                            value,
+                            format!("{name}: only for api = \"tcp://address:port\""),
+                        );
+                    }
+                }
             }
         }
         if let Some(metrics) = raw.metrics {
@@ -1391,15 +1473,25 @@ impl Reader<'_, '_> {
 }
 
 /// The API socket: `unix:/path` or `/path`. TCP would need TLS.
-fn api_socket(written: &str) -> Result<PathBuf, Invalid> {
-    if written.starts_with("tcp:") {
-        return Err(Invalid::TcpApi);
+/// Where `api` says the gRPC API listens.
+enum ApiAddress {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+fn api_address(written: &str) -> Result<ApiAddress, Invalid> {
+    if let Some(address) = written.strip_prefix("tcp:") {
+        let address = address.strip_prefix("//").unwrap_or(address);
+        return address
+            .parse()
+            .map(ApiAddress::Tcp)
+            .map_err(|_| Invalid::SocketAddress);
     }
     let path = written.strip_prefix("unix:").unwrap_or(written);
     if !path.starts_with('/') {
         return Err(Invalid::ApiPath);
     }
-    Ok(PathBuf::from(path))
+    Ok(ApiAddress::Unix(PathBuf::from(path)))
 }
 
 #[cfg(test)]
@@ -1602,6 +1694,60 @@ persistent_keepalive = 0
         assert!(config.notices.is_empty());
         let config = parse(Path::new("wgd.toml"), "");
         assert!(config.tunnels.is_empty());
+    }
+
+    #[test]
+    fn a_tcp_api_takes_mutual_tls_and_keeps_the_unix_socket() {
+        let text = "[daemon]\n\
+                    api = \"tcp://127.0.0.1:50061\"\n\
+                    tls_cert = \"tls/server.pem\"\n\
+                    tls_key = \"/etc/wgd/tls/server.key\"\n\
+                    tls_client_ca = \"tls/clients.pem\"\n";
+        let config = parse(Path::new("/etc/wgd/wgd.toml"), text);
+        assert_eq!(
+            config.daemon.api,
+            Path::new(crate::config::DEFAULT_API_SOCKET)
+        );
+        assert_eq!(
+            config.daemon.tcp_api,
+            Some(TcpApi {
+                line: 2,
+                listen: "127.0.0.1:50061".parse().unwrap(),
+                cert: "/etc/wgd/tls/server.pem".into(),
+                key: "/etc/wgd/tls/server.key".into(),
+                client_ca: "/etc/wgd/tls/clients.pem".into(),
+            })
+        );
+        assert_eq!(
+            error_line(
+                "wgd.toml",
+                "[daemon]\napi = \"tcp://0.0.0.0:50061\"\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\n"
+            ),
+            "wgd.toml:2: api \"tcp://0.0.0.0:50061\": a TCP API takes mutual TLS only; missing tls_client_ca"
+        );
+        let both = text.replace(
+            "\"tcp://127.0.0.1:50061\"",
+            "[\"unix:/tmp/wgd.sock\", \"tcp://127.0.0.1:50061\"]",
+        );
+        let config = parse(Path::new("/etc/wgd/wgd.toml"), &both);
+        assert_eq!(config.daemon.api, Path::new("/tmp/wgd.sock"));
+        assert!(config.daemon.tcp_api.is_some());
+        assert_eq!(
+            error_line(
+                "wgd.toml",
+                "[daemon]\napi = [\"/a.sock\", \"tcp://[::1]:1\", \"tcp://[::1]:2\"]\n\
+                 tls_cert = \"a\"\ntls_key = \"b\"\ntls_client_ca = \"c\"\n"
+            ),
+            "wgd.toml:2: api \"tcp://[::1]:2\": a second TCP listener"
+        );
+        assert_eq!(
+            error_line("wgd.toml", "[daemon]\napi = \"tcp://0.0.0.0\"\n"),
+            "wgd.toml:2: api \"tcp://0.0.0.0\": expected address:port, like 127.0.0.1:9586"
+        );
+        assert_eq!(
+            error_line("wgd.toml", "[daemon]\ntls_key = \"a.key\"\n"),
+            "wgd.toml:2: tls_key: only for api = \"tcp://address:port\""
+        );
     }
 
     #[test]
@@ -1952,14 +2098,16 @@ listen_port = 51822
                     api_socket = 1\n";
         assert_eq!(
             error_line("wgd.toml", text),
-            "wgd.toml:7: unknown key \"api_socket\", expected one of \"include\", \"api\", \"metrics\", \
-             \"backend\", \"wireguard_go\", \"reconcile_interval\", \"peer_dead_after\""
+            "wgd.toml:7: unknown key \"api_socket\", expected one of \"include\", \"api\", \"tls_cert\", \
+             \"tls_key\", \"tls_client_ca\", \"metrics\", \"backend\", \"wireguard_go\", \"reconcile_interval\", \
+             \"peer_dead_after\""
         );
         let text = text.replace("api_socket = 1\n", "");
         assert_eq!(
             error_lines("wgd.toml", &text),
             [
-                "wgd.toml:2: api \"tcp:0.0.0.0:9000\": tcp API needs TLS, not supported yet",
+                "wgd.toml:2: api \"tcp:0.0.0.0:9000\": a TCP API takes mutual TLS only; missing \
+                 tls_cert, tls_key, tls_client_ca",
                 "wgd.toml:3: metrics \"localhost\": expected address:port, like 127.0.0.1:9586",
                 "wgd.toml:4: backend \"kernle\": expected auto, kernel or userspace",
                 "wgd.toml:5: reconcile_interval 0: must be at least 1 (seconds)",
@@ -1968,7 +2116,8 @@ listen_port = 51822
         );
         assert_eq!(
             error_line("wgd.toml", "[daemon]\napi = \"run/wgd.sock\"\n"),
-            "wgd.toml:2: api \"run/wgd.sock\": expected unix:/absolute/path or /absolute/path"
+            "wgd.toml:2: api \"run/wgd.sock\": expected unix:/absolute/path, /absolute/path or \
+             tcp://address:port"
         );
     }
 

@@ -21,6 +21,7 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod routes;
+pub mod tcp_api;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -91,6 +92,8 @@ pub enum DaemonError {
     Bgp(std::io::Error),
     #[error("cannot listen for zebra over FPM: {0}")]
     Fpm(std::io::Error),
+    #[error(transparent)]
+    TcpApi(#[from] tcp_api::TcpApiError),
 }
 
 struct Daemon {
@@ -468,6 +471,11 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     // Checked before anything changes: a source address the config's
     // tunnels (or their hooks) will bring counts.
     routes::check_sources(&config, true).map_err(DaemonError::Config)?;
+    // Before anything changes: the TCP API's TLS files and its port.
+    let tcp_api = match &config.daemon.tcp_api {
+        Some(settings) => Some(tcp_api::TcpApi::open(settings, path).await?),
+        None => None,
+    };
     let host = Host::open()?;
     // The bridge starts before the first reconcile: it adopts the routes a
     // previous run left in the kernel, and the AllowedIPs that go with them
@@ -601,6 +609,14 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         },
         health: health.clone(),
     };
+    if let Some(tcp_api) = tcp_api {
+        let services = services.clone();
+        tokio::spawn(async move {
+            if let Err(error) = tcp_api.serve(services).await {
+                tracing::error!(%error, "TCP API server stopped");
+            }
+        });
+    }
     tokio::spawn(async move {
         if let Err(error) = api::serve(listener, services).await {
             tracing::error!(%error, "API server stopped");
