@@ -7,7 +7,8 @@
 //! (health, reflection, a call); a client without a certificate, one with a
 //! certificate from another CA, and one without TLS are refused. A config
 //! with a TCP API and no client CA, or with a key others can read, stops
-//! `wgd run` before it makes the tunnel, naming the setting.
+//! `wgd run` before it makes the tunnel, naming the setting; so does a
+//! certificate file with no certificate in it.
 //!
 //! Needs `openssl` and `python3` with `grpcio`, `grpcio-health-checking`
 //! and `grpcio-reflection` (`scripts/setup` installs them).
@@ -115,8 +116,7 @@ fn the_tcp_api_serves_only_clients_with_a_certificate_from_the_client_ca() -> an
 }
 
 #[test]
-fn a_tcp_api_without_its_tls_settings_or_with_a_readable_key_stops_the_start() -> anyhow::Result<()>
-{
+fn a_tcp_api_without_its_tls_settings_or_with_bad_ones_stops_the_start() -> anyhow::Result<()> {
     let wgd = Wgd::new()?;
     let namespace = Namespace::new("tlb")?;
     let pki = TestPki::generate(namespace.dir())?;
@@ -163,6 +163,26 @@ fn a_tcp_api_without_its_tls_settings_or_with_a_readable_key_stops_the_start() -
             "tls_key {}: readable by group or others (mode 0644)",
             pki.server_key.display()
         )),
+        "{stderr}"
+    );
+    // A certificate file that holds no certificate.
+    std::fs::set_permissions(&pki.server_key, std::fs::Permissions::from_mode(0o600))?;
+    let garbage = namespace.dir().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n")?;
+    let bad_pem = readable.replace(text(&pki.server_cert)?, text(&garbage)?);
+    let path = write_config(
+        namespace.dir(),
+        "bad-pem.toml",
+        &config(&namespace, &tunnel, &bad_pem)?,
+    )?;
+    let output = wgd.output(&namespace, &["run", "-c", text(&path)?])?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "started with no certificate:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("bad-pem.toml:2: api \"tcp://127.0.0.1:50161\": TLS setup from tls_cert"),
         "{stderr}"
     );
     // Refused before anything changed: no tunnel.

@@ -8,7 +8,6 @@
 //! setup (so a bad PEM stops the start with the setting named) and binds
 //! the port. [`TcpApi::serve`] then serves until the daemon exits.
 
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -17,34 +16,21 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use super::api::Services;
 use crate::config::TcpApi as Settings;
 
-/// A TCP API that cannot start; names the config line and the setting.
+/// A TCP API that cannot start. `at` names the config line:
+/// `wgd.toml:2: api "tcp://0.0.0.0:50061"`.
 #[derive(Debug, thiserror::Error)]
 pub enum TcpApiError {
-    #[error("{config}:{line}: api \"tcp://{listen}\": {setting} {path}: {reason}")]
+    #[error("{at}: {setting} {path}: {reason}")]
     File {
-        config: String,
-        line: usize,
-        listen: SocketAddr,
+        at: String,
         setting: &'static str,
         path: String,
         reason: String,
     },
-    #[error(
-        "{config}:{line}: api \"tcp://{listen}\": TLS setup from tls_cert, tls_key and tls_client_ca: {reason}"
-    )]
-    Tls {
-        config: String,
-        line: usize,
-        listen: SocketAddr,
-        reason: String,
-    },
-    #[error("{config}:{line}: api \"tcp://{listen}\": {source}")]
-    Bind {
-        config: String,
-        line: usize,
-        listen: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("{at}: TLS setup from tls_cert, tls_key and tls_client_ca: {reason}")]
+    Tls { at: String, reason: String },
+    #[error("{at}: {source}")]
+    Bind { at: String, source: std::io::Error },
 }
 
 /// The TCP API, checked and bound, not yet serving.
@@ -58,17 +44,19 @@ impl TcpApi {
     /// Reads and checks the TLS files and binds the port; `config` is the
     /// config file's path, for errors.
     pub async fn open(settings: &Settings, config: &Path) -> Result<TcpApi, TcpApiError> {
-        let config = config.display().to_string();
+        let at = format!(
+            "{}:{}: api \"tcp://{}\"",
+            config.display(),
+            settings.line,
+            settings.listen
+        );
         let file = |setting: &'static str, path: &Path| {
-            let failed = |reason: String| TcpApiError::File {
-                config: config.clone(),
-                line: settings.line,
-                listen: settings.listen,
+            std::fs::read(path).map_err(|error| TcpApiError::File {
+                at: at.clone(),
                 setting,
                 path: path.display().to_string(),
-                reason,
-            };
-            std::fs::read(path).map_err(|error| failed(error.to_string()))
+                reason: error.to_string(),
+            })
         };
         let cert = file("tls_cert", &settings.cert)?;
         let key = file("tls_key", &settings.key)?;
@@ -79,9 +67,7 @@ impl TcpApi {
             .unwrap_or(0);
         if mode & 0o077 != 0 {
             return Err(TcpApiError::File {
-                config,
-                line: settings.line,
-                listen: settings.listen,
+                at,
                 setting: "tls_key",
                 path: settings.key.display().to_string(),
                 reason: format!("readable by group or others (mode {mode:04o}); chmod 600 it"),
@@ -94,19 +80,12 @@ impl TcpApi {
         Server::builder()
             .tls_config(tls.clone())
             .map_err(|error| TcpApiError::Tls {
-                config: config.clone(),
-                line: settings.line,
-                listen: settings.listen,
+                at: at.clone(),
                 reason: describe(&error),
             })?;
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
-            .map_err(|source| TcpApiError::Bind {
-                config,
-                line: settings.line,
-                listen: settings.listen,
-                source,
-            })?;
+            .map_err(|source| TcpApiError::Bind { at, source })?;
         Ok(TcpApi { listener, tls })
     }
 
