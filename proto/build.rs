@@ -18,5 +18,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&descriptors),
     )?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
+
+    // The part of GoBGP's API that the GoBGP follower calls: a client only,
+    // and not in the descriptors above (wgd does not serve it).
+    let gobgp = "proto/gobgp/apipb.proto";
+    println!("cargo:rerun-if-changed={gobgp}");
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_fds(protox::compile([gobgp], ["proto"])?)?;
     Ok(())
 }

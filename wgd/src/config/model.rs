@@ -76,6 +76,8 @@ pub struct DaemonConfig {
     /// `[fpm]`: FRR's zebra streaming its routes to the bridge, when
     /// configured.
     pub fpm: Option<FpmSettings>,
+    /// `[[gobgp]]`: gobgpd daemons whose best paths the bridge follows.
+    pub gobgp: Vec<GobgpSettings>,
 }
 
 /// The gRPC API on TCP (`api = "tcp://..."` with `tls_cert`, `tls_key` and
@@ -92,6 +94,27 @@ pub struct TcpApi {
     pub key: PathBuf,
     /// The CA certificates (PEM) that client certificates must chain to.
     pub client_ca: PathBuf,
+}
+
+/// `[[gobgp]]` of wgd.toml: a gobgpd whose best paths go into the bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GobgpSettings {
+    pub line: usize,
+    pub api: GobgpApi,
+    /// The bridge owner its routes go in as (`gobgp` by default).
+    pub owner: String,
+    pub ipv4: bool,
+    pub ipv6: bool,
+    /// How long its routes outlive a lost gobgpd; the bridge's
+    /// `hold_time` when not set.
+    pub hold_time: Option<Duration>,
+}
+
+/// Where gobgpd's gRPC API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GobgpApi {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
 }
 
 /// `[fpm]` of wgd.toml: where zebra connects with `fpm address`.
@@ -227,6 +250,7 @@ impl Default for DaemonConfig {
             bridge: BridgeSettings::default(),
             bgp: None,
             fpm: None,
+            gobgp: Vec::new(),
         }
     }
 }

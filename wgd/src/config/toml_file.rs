@@ -21,8 +21,8 @@ use zeroize::Zeroizing;
 use super::include::{self, Candidate};
 use super::model::{
     BackendChoice, BgpSettings, BridgeSettings, Config, ConfigError, DaemonConfig, FpmSettings,
-    Hooks, IncludedFile, NeighborSettings, PeerConfig, RouteTable, RoutesMode, TcpApi,
-    TunnelConfig, TunnelName, default_allowed_ips, is_link_local,
+    GobgpApi, GobgpSettings, Hooks, IncludedFile, NeighborSettings, PeerConfig, RouteTable,
+    RoutesMode, TcpApi, TunnelConfig, TunnelName, default_allowed_ips, is_link_local,
 };
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice, line_at};
@@ -41,6 +41,8 @@ mod raw {
         pub bridge: Option<Spanned<Bridge>>,
         pub bgp: Option<Spanned<Bgp>>,
         pub fpm: Option<Spanned<Fpm>>,
+        #[serde(default)]
+        pub gobgp: Vec<Spanned<Gobgp>>,
         #[serde(default)]
         pub tunnel: Vec<Spanned<Tunnel>>,
     }
@@ -90,6 +92,15 @@ mod raw {
         pub listen: Option<Spanned<String>>,
         pub hold_time: Option<Spanned<i64>>,
         pub table: Option<Spanned<i64>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Gobgp {
+        pub api: Option<Spanned<String>>,
+        pub owner: Option<Spanned<String>>,
+        pub families: Option<Spanned<Vec<String>>>,
+        pub hold_time: Option<Spanned<i64>>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -210,6 +221,11 @@ pub(super) fn parse(
     };
     daemon.bgp = file.bgp.and_then(|bgp| reader.bgp(bgp, &known));
     daemon.fpm = file.fpm.map(|fpm| reader.fpm(fpm, &daemon.bridge));
+    for gobgp in file.gobgp {
+        if let Some(settings) = reader.gobgp(gobgp, &daemon.gobgp) {
+            daemon.gobgp.push(settings);
+        }
+    }
     (daemon, tunnels, included)
 }
 
@@ -623,6 +639,96 @@ impl Reader<'_, '_> {
             }
         }
         bridge
+    }
+
+    /// `[[gobgp]]`: a gobgpd whose best paths the bridge follows; each
+    /// under an owner of its own.
+    fn gobgp(
+        &mut self,
+        raw: Spanned<raw::Gobgp>,
+        earlier: &[GobgpSettings],
+    ) -> Option<GobgpSettings> {
+        let line = self.line(raw.span());
+        let raw = raw.into_inner();
+        let Some(api) = raw.api else {
+            self.report.error(
+                line,
+                "[[gobgp]]: api is required (gobgpd's gRPC API, like \"127.0.0.1:50051\")",
+            );
+            return None;
+        };
+        let written = api.get_ref();
+        let api = if let Some(path) = written.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                self.error(&api, format!("api \"{written}\": {}", Invalid::ApiPath));
+                return None;
+            }
+            GobgpApi::Unix(PathBuf::from(path))
+        } else {
+            match written.parse::<SocketAddr>() {
+                Ok(address) => GobgpApi::Tcp(address),
+                Err(_) => {
+                    self.error(&api, format!("api \"{written}\": expected address:port, like 127.0.0.1:50051, or unix:/path"));
+                    return None;
+                }
+            }
+        };
+        let mut settings = GobgpSettings {
+            line,
+            api,
+            owner: "gobgp".into(),
+            ipv4: true,
+            ipv6: true,
+            hold_time: None,
+        };
+        if let Some(owner) = raw.owner {
+            let name = owner.get_ref();
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                self.error(
+                    &owner,
+                    format!("owner \"{name}\": expected a name without spaces"),
+                );
+            } else {
+                settings.owner = name.clone();
+            }
+        }
+        if let Some(families) = raw.families {
+            settings.ipv4 = false;
+            settings.ipv6 = false;
+            for family in families.get_ref() {
+                match family.as_str() {
+                    "ipv4" => settings.ipv4 = true,
+                    "ipv6" => settings.ipv6 = true,
+                    other => self.error(
+                        &families,
+                        format!("families: \"{other}\": expected \"ipv4\" or \"ipv6\""),
+                    ),
+                }
+            }
+            if families.get_ref().is_empty() {
+                self.error(
+                    &families,
+                    "families: empty; leave it out for both".to_owned(),
+                );
+            }
+        }
+        if let Some(hold) = raw.hold_time {
+            match values::seconds(*hold.get_ref()) {
+                Ok(seconds) => settings.hold_time = Some(seconds),
+                Err(reason) => self.error(&hold, format!("hold_time {}: {reason}", hold.get_ref())),
+            }
+        }
+        if let Some(other) = earlier.iter().find(|other| other.owner == settings.owner) {
+            self.report.error(
+                line,
+                format!(
+                    "[[gobgp]]: owner \"{}\" is already the owner of the [[gobgp]] on line {}; give each its own",
+                    settings.owner, other.line
+                ),
+            );
+            return None;
+        }
+        Some(settings)
     }
 
     /// `[fpm]`: where zebra connects, how long its routes outlive it, and
@@ -1532,6 +1638,7 @@ endpoint = "203.0.113.7:51821"
             ("[daemon]", "[daemon]"),
             ("[bridge]", "[bridge]"),
             ("[fpm]", "[fpm]"),
+            ("[[gobgp]]", "[[gobgp]]"),
             ("[bgp]", "[bgp]"),
             ("[[bgp.neighbor]]", "[[bgp.neighbor]]"),
             ("[[tunnel]]", "[[tunnel]]"),
@@ -1694,6 +1801,44 @@ persistent_keepalive = 0
         assert!(config.notices.is_empty());
         let config = parse(Path::new("wgd.toml"), "");
         assert!(config.tunnels.is_empty());
+    }
+
+    #[test]
+    fn gobgp_followers_are_read_and_checked() {
+        let config = parse_str(
+            Path::new("wgd.toml"),
+            "[[gobgp]]\napi = \"127.0.0.1:50051\"\n\
+             [[gobgp]]\napi = \"unix:/run/gobgpd.sock\"\nowner = \"rs\"\nfamilies = [\"ipv6\"]\nhold_time = 30\n",
+        )
+        .unwrap();
+        let [first, second] = config.daemon.gobgp.as_slice() else {
+            panic!("{:?}", config.daemon.gobgp)
+        };
+        assert_eq!(first.api, GobgpApi::Tcp("127.0.0.1:50051".parse().unwrap()));
+        assert_eq!(
+            (first.owner.as_str(), first.ipv4, first.ipv6),
+            ("gobgp", true, true)
+        );
+        assert_eq!(second.api, GobgpApi::Unix("/run/gobgpd.sock".into()));
+        assert_eq!(
+            (second.owner.as_str(), second.ipv4, second.ipv6),
+            ("rs", false, true)
+        );
+        assert_eq!(second.hold_time, Some(Duration::from_secs(30)));
+        assert_eq!(
+            error_lines(
+                "wgd.toml",
+                "[[gobgp]]\napi = \"localhost\"\n[[gobgp]]\napi = \"127.0.0.1:1\"\nfamilies = [\"evpn\"]\n\
+                 [[gobgp]]\napi = \"127.0.0.1:2\"\n[[gobgp]]\n",
+            ),
+            [
+                "wgd.toml:2: api \"localhost\": expected address:port, like 127.0.0.1:50051, or unix:/path",
+                "wgd.toml:5: families: \"evpn\": expected \"ipv4\" or \"ipv6\"",
+                "wgd.toml:6: [[gobgp]]: owner \"gobgp\" is already the owner of the [[gobgp]] on line 3; \
+                 give each its own",
+                "wgd.toml:8: [[gobgp]]: api is required (gobgpd's gRPC API, like \"127.0.0.1:50051\")",
+            ]
+        );
     }
 
     #[test]
@@ -1872,7 +2017,7 @@ listen_port = 51822
         );
         assert_eq!(
             error_line("wgd.toml", "[deamon]\n"),
-            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"bgp\", \"fpm\", \"tunnel\""
+            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"bgp\", \"fpm\", \"gobgp\", \"tunnel\""
         );
     }
 

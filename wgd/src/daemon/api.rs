@@ -234,7 +234,9 @@ pub async fn connect_bgp(
     ))
 }
 
-async fn channel(path: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+pub(crate) async fn channel(
+    path: &Path,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let path: PathBuf = path.to_path_buf();
     // The URI is required by the API but unused: the connector dials the socket.
     let channel = tonic::transport::Endpoint::from_static("http://wgd.invalid")

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod events;
+pub mod gobgp;
 pub mod health;
 pub mod metrics;
 pub mod notify;
@@ -638,6 +639,8 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
 
     daemon.reconcile("start").await;
     health.reconciled().await;
+    // After the first reconcile: the tunnels its next hops resolve onto exist.
+    gobgp::start(&daemon.config.daemon.gobgp, &daemon.bridge);
     tracing::info!(config = %daemon.path.display(), api = %api_path.display(), "wgd running");
     notifier.ready(&daemon.status_line());
     let mut reconcile_timer = tokio::time::interval(daemon.config.daemon.reconcile_interval);
