@@ -9,18 +9,21 @@
 //!
 //! GoBGP v3.10.0 sends the whole best table as the first table event of a
 //! watch asked with `init` (one message, so the client takes messages of
-//! any size); everything after it is a change. When the first event is
-//! in, the follower sends End-of-RIB: routes of the owner that gobgpd no
-//! longer has leave, the rest never flap. A watch on a gobgpd that has not
+//! any size); everything after it is a change. End-of-RIB follows the
+//! first event at once when the follower starts: routes of the owner that
+//! gobgpd does not have leave, the rest never flap. A watch on a gobgpd that has not
 //! started its BGP server gets no initial table, so the follower asks
 //! `GetBgp` first and waits for an AS number.
 //!
 //! When the stream ends (gobgpd stopped or restarted) the session closes
 //! and the routes are held for the owner's hold time; the follower
-//! reconnects with backoff and re-claims them.
+//! reconnects with backoff and re-claims them. A gobgpd that restarted
+//! learns its table again from its peers after the watch has begun, so
+//! after a lost watch End-of-RIB waits until the hold time since the loss
+//! is over: a route gobgpd has again by then never leaves the kernel.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bgp_bridge::engine::{Bridge, Update};
 use bgp_bridge::route::{NexthopSpec, Owner, RouteSpec};
@@ -39,33 +42,31 @@ const CHUNK: usize = 50_000;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
-/// Starts a follower task for each `[[gobgp]]`.
-pub fn start(settings: &[GobgpSettings], bridge: &Bridge) {
+/// Starts a follower task for each `[[gobgp]]`; `default_hold` is the
+/// bridge's `hold_time`, for those that set none.
+pub fn start(settings: &[GobgpSettings], default_hold: Duration, bridge: &Bridge) {
     for settings in settings {
-        let (settings, bridge) = (settings.clone(), bridge.clone());
-        tokio::spawn(async move { follow(settings, bridge).await });
+        let follower = Follower {
+            owner: Owner::new(settings.owner.clone()),
+            hold: settings.hold_time.unwrap_or(default_hold),
+            families: Families {
+                ipv4: settings.ipv4,
+                ipv6: settings.ipv6,
+            },
+            api: settings.api.clone(),
+            bridge: bridge.clone(),
+        };
+        tokio::spawn(follower.run());
     }
 }
 
-/// Follows one gobgpd for as long as the daemon runs.
-async fn follow(settings: GobgpSettings, bridge: Bridge) {
-    let owner = Owner::new(settings.owner.clone());
-    let api = describe_api(&settings.api);
-    let mut retry = FIRST_RETRY;
-    loop {
-        match watch(&settings, &bridge, &owner).await {
-            // It ran: the next failure starts the backoff anew.
-            Ok(paths) => {
-                tracing::warn!(gobgp = %api, owner = %owner.as_str(), paths, "gobgpd's watch ended; its routes are held");
-                retry = FIRST_RETRY;
-            }
-            Err(error) => {
-                tracing::warn!(gobgp = %api, owner = %owner.as_str(), %error, retry_in = ?retry, "cannot follow gobgpd");
-            }
-        }
-        tokio::time::sleep(retry).await;
-        retry = (retry * 2).min(MAX_RETRY);
-    }
+#[derive(Debug)]
+struct Follower {
+    owner: Owner,
+    hold: Duration,
+    families: Families,
+    api: GobgpApi,
+    bridge: Bridge,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,105 +81,144 @@ enum WatchError {
     Bridge(#[from] bgp_bridge::engine::BridgeError),
 }
 
-/// One watch, from connecting to the stream's end; how many paths it took.
-async fn watch(
-    settings: &GobgpSettings,
-    bridge: &Bridge,
-    owner: &Owner,
-) -> Result<u64, WatchError> {
-    let channel = match &settings.api {
-        GobgpApi::Tcp(address) => {
-            tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
-                .connect()
-                .await?
+impl Follower {
+    /// Follows gobgpd for as long as the daemon runs.
+    async fn run(self) {
+        let api = describe_api(&self.api);
+        let owner = self.owner.as_str().to_owned();
+        let mut retry = FIRST_RETRY;
+        // When the last watch ended: gobgpd has the hold time from then
+        // to give its whole table again.
+        let mut lost: Option<Instant> = None;
+        loop {
+            match self.watch(lost).await {
+                Ok(paths) => {
+                    tracing::warn!(gobgp = %api, %owner, paths, hold = ?self.hold, "gobgpd's watch ended; its routes are held");
+                    lost = Some(Instant::now());
+                    retry = FIRST_RETRY;
+                }
+                Err((error, watched)) => {
+                    if watched {
+                        lost = Some(Instant::now());
+                        retry = FIRST_RETRY;
+                    }
+                    tracing::warn!(gobgp = %api, %owner, %error, retry_in = ?retry, "cannot follow gobgpd");
+                }
+            }
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(MAX_RETRY);
         }
-        GobgpApi::Unix(path) => super::api::channel(path).await?,
-    };
-    // The initial table is one message: a full table is far past 4 MiB.
-    let mut client = GobgpApiClient::new(channel).max_decoding_message_size(usize::MAX);
-    let global = client.get_bgp(api::GetBgpRequest {}).await?.into_inner();
-    if global.global.is_none_or(|global| global.asn == 0) {
-        return Err(WatchError::NotStarted);
     }
-    use api::watch_event_request::table::{Filter, filter::Type};
-    let request = api::WatchEventRequest {
-        table: Some(api::watch_event_request::Table {
-            filters: vec![Filter {
-                r#type: Type::Best.into(),
-                init: true,
-            }],
-        }),
-    };
-    let mut stream = client.watch_event(request).await?.into_inner();
-    let families = Families {
-        ipv4: settings.ipv4,
-        ipv6: settings.ipv6,
-    };
-    let mut session = None;
-    let mut paths = 0;
-    let result = loop {
-        let event = match stream.next().await {
-            Some(Ok(event)) => event,
-            Some(Err(status)) => break Err(WatchError::Call(status)),
-            None => break Ok(paths),
-        };
-        let Some(api::watch_event_response::Event::Table(table)) = event.event else {
-            continue;
-        };
-        paths += table.paths.len() as u64;
-        let updates: Vec<Update> = table
-            .paths
-            .iter()
-            .filter_map(|path| decode(path, families))
-            .collect();
-        refuse_log(&updates, owner);
-        let id = match session {
-            Some(id) => id,
-            None => {
-                // The initial table: the session opens with it, re-claiming
-                // what the owner had, and End-of-RIB sweeps the rest.
-                let (nexthops, _ignored) = tokio::sync::mpsc::unbounded_channel();
-                let welcome = match bridge
-                    .open(owner.clone(), settings.hold_time, nexthops)
-                    .await
-                {
-                    Ok(welcome) => welcome,
-                    Err(error) => break Err(error.into()),
-                };
-                tracing::info!(owner = %owner.as_str(), paths = table.paths.len(), stale = welcome.stale_routes, "following gobgpd: its initial table");
-                session = Some(welcome.session);
-                let mut failed = None;
-                for chunk in updates.chunks(CHUNK) {
-                    let batch = chunk.to_vec();
-                    if let Err(error) = bridge
-                        .session_updates(owner.clone(), welcome.session, batch)
-                        .await
-                    {
-                        failed = Some(error);
-                        break;
+
+    /// One watch, from connecting to the stream's end: how many paths it
+    /// took, or the error and whether a session had been open.
+    async fn watch(&self, lost: Option<Instant>) -> Result<u64, (WatchError, bool)> {
+        let mut stream = self.subscribe().await.map_err(|error| (error, false))?;
+        let (owner, bridge) = (&self.owner, &self.bridge);
+        let mut session = None;
+        let mut paths = 0;
+        // End-of-RIB: at once after the first table, or after a lost
+        // watch, when the hold time since then is over (gobgpd restarted
+        // may take a while to learn its table again from its peers).
+        let mut end_of_rib: Option<Instant> = None;
+        let result = loop {
+            let event = tokio::select! {
+                event = stream.next() => event,
+                () = sleep_until(end_of_rib) => {
+                    end_of_rib = None;
+                    match bridge.end_of_rib(owner.clone()).await {
+                        Ok(withdrawn) => tracing::info!(owner = %owner.as_str(), withdrawn, "End-of-RIB for gobgpd: routes it no longer has are withdrawn"),
+                        Err(error) => break Err(error.into()),
                     }
+                    continue;
                 }
-                if let Some(error) = failed {
-                    break Err(error.into());
-                }
-                match bridge.end_of_rib(owner.clone()).await {
-                    Ok(withdrawn) if withdrawn > 0 => {
-                        tracing::info!(owner = %owner.as_str(), withdrawn, "routes gobgpd no longer has are withdrawn")
-                    }
-                    Ok(_) => {}
-                    Err(error) => break Err(error.into()),
-                }
+            };
+            let event = match event {
+                Some(Ok(event)) => event,
+                Some(Err(status)) => break Err(WatchError::Call(status)),
+                None => break Ok(paths),
+            };
+            let Some(api::watch_event_response::Event::Table(table)) = event.event else {
                 continue;
+            };
+            paths += table.paths.len() as u64;
+            let updates: Vec<Update> = table
+                .paths
+                .iter()
+                .filter_map(|path| decode(path, self.families))
+                .collect();
+            refuse_log(&updates, owner);
+            let id = match session {
+                Some(id) => id,
+                None => {
+                    // The initial table: the session opens with it and
+                    // re-claims what the owner had.
+                    let (nexthops, _ignored) = tokio::sync::mpsc::unbounded_channel();
+                    let welcome = match bridge.open(owner.clone(), Some(self.hold), nexthops).await
+                    {
+                        Ok(welcome) => welcome,
+                        Err(error) => break Err(error.into()),
+                    };
+                    tracing::info!(owner = %owner.as_str(), paths = table.paths.len(), stale = welcome.stale_routes, "following gobgpd: its initial table");
+                    session = Some(welcome.session);
+                    end_of_rib = Some(lost.map_or_else(Instant::now, |lost| lost + self.hold));
+                    welcome.session
+                }
+            };
+            let mut failed = None;
+            for chunk in updates.chunks(CHUNK) {
+                let batch = chunk.to_vec();
+                if let Err(error) = bridge.session_updates(owner.clone(), id, batch).await {
+                    failed = Some(error);
+                    break;
+                }
+            }
+            if let Some(error) = failed {
+                break Err(error.into());
             }
         };
-        if let Err(error) = bridge.session_updates(owner.clone(), id, updates).await {
-            break Err(error.into());
+        if let Some(id) = session {
+            bridge.close(owner.clone(), id);
         }
-    };
-    if let Some(id) = session {
-        bridge.close(owner.clone(), id);
+        result.map_err(|error| (error, session.is_some()))
     }
-    result
+
+    /// Connects, checks that gobgpd's BGP server runs, and asks for its
+    /// best paths, the current table first.
+    async fn subscribe(&self) -> Result<tonic::Streaming<api::WatchEventResponse>, WatchError> {
+        let channel = match &self.api {
+            GobgpApi::Tcp(address) => {
+                tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+                    .connect()
+                    .await?
+            }
+            GobgpApi::Unix(path) => super::api::channel(path).await?,
+        };
+        // The initial table is one message: a full table is far past 4 MiB.
+        let mut client = GobgpApiClient::new(channel).max_decoding_message_size(usize::MAX);
+        let global = client.get_bgp(api::GetBgpRequest {}).await?.into_inner();
+        if global.global.is_none_or(|global| global.asn == 0) {
+            return Err(WatchError::NotStarted);
+        }
+        use api::watch_event_request::table::{Filter, filter::Type};
+        let request = api::WatchEventRequest {
+            table: Some(api::watch_event_request::Table {
+                filters: vec![Filter {
+                    r#type: Type::Best.into(),
+                    init: true,
+                }],
+            }),
+        };
+        Ok(client.watch_event(request).await?.into_inner())
+    }
+}
+
+/// Sleeps until `deadline`; never, without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn refuse_log(updates: &[Update], owner: &Owner) {

@@ -640,7 +640,11 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     daemon.reconcile("start").await;
     health.reconciled().await;
     // After the first reconcile: the tunnels its next hops resolve onto exist.
-    gobgp::start(&daemon.config.daemon.gobgp, &daemon.bridge);
+    gobgp::start(
+        &daemon.config.daemon.gobgp,
+        daemon.config.daemon.bridge.hold_time,
+        &daemon.bridge,
+    );
     tracing::info!(config = %daemon.path.display(), api = %api_path.display(), "wgd running");
     notifier.ready(&daemon.status_line());
     let mut reconcile_timer = tokio::time::interval(daemon.config.daemon.reconcile_interval);
