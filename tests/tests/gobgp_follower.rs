@@ -5,12 +5,19 @@
 //! `kill -9` of gobgpd and its restart (its table taught again, as its
 //! peers would) within the hold time change nothing in the kernel, and
 //! past the hold time without gobgpd the routes leave.
+//!
+//! And with a BIRD peer of gobgpd (at site B, over the tunnel) that
+//! announces a table too large for one gRPC message of the default limit
+//! (4 MiB): gobgpd's best paths reach A's kernel, a restart of `wgd run`
+//! makes the follower take gobgpd's whole table as its initial message
+//! and loses no route, and a prefix BIRD stops announcing leaves.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use wgd_labs::wait_for;
 use wgd_tests::bgp::{RouteMonitor, listed_route};
+use wgd_tests::bird::Bird;
 use wgd_tests::bridge::BridgeLab;
 use wgd_tests::gobgp::{API_HOST, API_PORT, Gobgp};
 
@@ -53,6 +60,19 @@ fn v4(lab: &BridgeLab) -> bool {
 
 fn v6(lab: &BridgeLab) -> bool {
     in_kernel(lab, BridgeLab::FAR_LAN6, BridgeLab::TUNNEL_B6)
+}
+
+/// `text` without its terminal colours (wgd's log has them).
+fn plain(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('\x1b') {
+        plain.push_str(&rest[..start]);
+        rest = &rest[start..];
+        rest = rest.find('m').map_or("", |end| &rest[end + 1..]);
+    }
+    plain.push_str(rest);
+    plain
 }
 
 /// How many End-of-RIBs the follower has sent, from wgd's log.
@@ -139,5 +159,143 @@ fn gobgp_best_paths_follow_into_the_kernel_and_survive_a_gobgpd_restart() -> any
         || !v4(&lab) && !v6(&lab),
     )
     .with_context(|| context(&lab, &gobgp))?;
+    Ok(())
+}
+
+/// Prefixes BIRD announces besides B's LANs: enough that gobgpd's initial
+/// table is well past 4 MiB (measured: 8,245,018 bytes, about 275 bytes a
+/// path; with gRPC's default limit the follower could not take it).
+const BIRD_PREFIXES: usize = 30_000;
+
+/// `BIRD_PREFIXES` /26s of 100.64.0.0/10.
+fn bird_prefixes() -> Vec<String> {
+    (0..BIRD_PREFIXES)
+        .map(|index| {
+            let address = std::net::Ipv4Addr::from(0x6440_0000_u32 + 64 * index as u32);
+            format!("{address}/26")
+        })
+        .collect()
+}
+
+/// B's bird.conf: BGP to gobgpd on A over the tunnel, announcing the
+/// prefixes, B's LAN, and B's IPv6 LAN if `lan6`.
+fn bird_config(lan6: bool) -> String {
+    let routes: String = bird_prefixes()
+        .iter()
+        .map(|prefix| format!("  route {prefix} unreachable;\n"))
+        .collect();
+    let lan6 = if lan6 {
+        format!("  route {} unreachable;\n", BridgeLab::FAR_LAN6)
+    } else {
+        String::new()
+    };
+    format!(
+        "router id {b};\n\
+         protocol device {{\n}}\n\
+         protocol static many4 {{\n  ipv4;\n  route {lan} unreachable;\n{routes}}}\n\
+         protocol static lan6 {{\n  ipv6;\n{lan6}}}\n\
+         protocol bgp gobgp_a {{\n  local {b} as 65002;\n  neighbor {a} as 65001;\n\
+         \x20 hold time 9;\n  keepalive time 3;\n  connect delay time 1;\n  connect retry time 2;\n\
+         \x20 ipv4 {{ import none; export all; }};\n\
+         \x20 ipv6 {{ import none; export all; next hop address {b6}; }};\n}}\n",
+        b = BridgeLab::TUNNEL_B,
+        a = BridgeLab::TUNNEL_A,
+        b6 = BridgeLab::TUNNEL_B6,
+        lan = BridgeLab::FAR_LAN,
+    )
+}
+
+/// gobgpd on A with BIRD at B as its neighbor, both unicast families.
+fn gobgp_with_bird() -> String {
+    let family = |name: &str| {
+        format!(
+            "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{name}\"\n"
+        )
+    };
+    format!(
+        "{global}\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{b}\"\n    peer-as = 65002\n\
+         \x20 [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 9\n    keepalive-interval = 3\n\
+         \x20 [neighbors.transport.config]\n    local-address = \"{a}\"\n{v4}{v6}",
+        global = gobgp_config(),
+        a = BridgeLab::TUNNEL_A,
+        b = BridgeLab::TUNNEL_B,
+        v4 = family("ipv4-unicast"),
+        v6 = family("ipv6-unicast"),
+    )
+}
+
+#[test]
+fn a_bird_peers_table_past_grpcs_message_limit_follows_and_survives_a_wgd_restart()
+-> anyhow::Result<()> {
+    let mut lab = BridgeLab::new(&format!(
+        "\n[[gobgp]]\napi = \"{API_HOST}:{API_PORT}\"\nhold_time = {HOLD}\n"
+    ))?;
+    let bird = Bird::start(&lab.b, &bird_config(true))?;
+    let gobgp = Gobgp::start(&lab.a, &gobgp_with_bird())?;
+    let all = BIRD_PREFIXES + 2;
+    let context = |lab: &BridgeLab| {
+        format!(
+            "kernel: {:?} routes\nbird: {}\ngobgpd: {}\nwgd:\n{}",
+            lab.kernel_count(),
+            bird.protocols(),
+            gobgp.show(BridgeLab::TUNNEL_B),
+            lab.log()
+        )
+    };
+    wait_for(
+        Duration::from_secs(60),
+        "BIRD's table in A's kernel",
+        || lab.kernel_count().is_ok_and(|count| count == all),
+    )
+    .with_context(|| context(&lab))?;
+    assert!(v6(&lab), "{}", context(&lab));
+    assert!(
+        in_kernel(&lab, "100.64.0.0/26", BridgeLab::TUNNEL_B),
+        "{}",
+        context(&lab)
+    );
+    assert!(
+        lab.a.pings(BridgeLab::FAR_LAN_HOST)?,
+        "no ping over BIRD's route"
+    );
+
+    // wgd restarts: the follower's first message is gobgpd's whole table.
+    let monitor = RouteMonitor::start(&lab.a)?;
+    lab.kill_daemon()?;
+    lab.start_daemon()?;
+    let taken = format!("paths={all} ");
+    wait_for(
+        DEADLINE,
+        "the follower to take gobgpd's initial table",
+        || {
+            plain(&lab.log()).lines().any(|line| {
+                line.contains("following gobgpd: its initial table") && line.contains(&taken)
+            })
+        },
+    )
+    .with_context(|| context(&lab))?;
+    wait_for(DEADLINE, "the follower's End-of-RIB", || {
+        ends_of_rib(&lab) > 0
+    })
+    .with_context(|| context(&lab))?;
+    assert_eq!(lab.kernel_count()?, all, "{}", context(&lab));
+    let mut watched: Vec<String> = bird_prefixes();
+    watched.extend([
+        BridgeLab::FAR_LAN.to_owned(),
+        BridgeLab::FAR_LAN6.to_owned(),
+    ]);
+    let watched: Vec<&str> = watched.iter().map(String::as_str).collect();
+    let deleted = monitor.deletions(&watched);
+    assert!(
+        deleted.is_empty(),
+        "deleted across the restart: {:?}",
+        &deleted[..deleted.len().min(5)]
+    );
+
+    // BIRD withdraws B's IPv6 LAN; the rest stays.
+    bird.reconfigure(&bird_config(false))?;
+    wait_for(DEADLINE, "the prefix BIRD withdrew to leave", || !v6(&lab))
+        .with_context(|| context(&lab))?;
+    assert_eq!(lab.kernel_count()?, all - 1, "{}", context(&lab));
     Ok(())
 }
