@@ -367,6 +367,14 @@ impl Daemon {
                 if old.fpm != new.fpm {
                     tracing::warn!("[fpm] changed; it takes effect when wgd restarts");
                 }
+                if old.tcp_api != new.tcp_api {
+                    tracing::warn!(
+                        "[daemon] api on TCP or its TLS settings changed; it takes effect when wgd restarts"
+                    );
+                }
+                if old.gobgp != new.gobgp {
+                    tracing::warn!("[[gobgp]] changed; it takes effect when wgd restarts");
+                }
                 self.dead_after.send_replace(new.peer_dead_after);
                 self.bridge.set_sources(routes::sources(&config));
                 self.config = config;
