@@ -303,8 +303,11 @@ fn decode(path: &api::Path, families: Families) -> Option<Update> {
 
 /// The path's next hop: NEXT_HOP for IPv4, MP_REACH's for IPv6 (the global
 /// one, or the link-local one when there is no global one). A link-local
-/// next hop keeps its interface: the zone of the neighbor it came from
-/// (`fe80::2%wg-b`); without one it is refused rather than guessed.
+/// next hop needs its interface: the zone of the neighbor it came from
+/// (`fe80::2%wg-b`) when the path names one; without it the path is
+/// refused rather than put on a guessed interface. GoBGP v3.10.0 writes
+/// `neighbor_ip` from a `net.IP`, without a zone, so today such a path is
+/// refused; the neighbor's interface would have to come from `ListPeer`.
 fn nexthop(path: &api::Path, ipv6: bool) -> Result<NexthopSpec, String> {
     let mut written: Vec<String> = Vec::new();
     for attribute in &path.pattrs {
