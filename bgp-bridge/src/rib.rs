@@ -130,26 +130,119 @@ struct Candidate {
     metric: u32,
     distance: u8,
     stale: bool,
+    /// The kernel has this route (the slot's `installed` is its nexthops
+    /// as resolved). Kept here, in the candidate's padding, rather than
+    /// an owner beside the installed nexthops: 8 bytes less per prefix.
+    installed: bool,
 }
 
-/// What wgd believes the kernel has for a prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Installed {
-    /// `None`: adopted at start, no owner has claimed it yet.
-    owner: Option<Owner>,
-    /// Shared by every route with the same nexthops (see [`intern`]).
-    nexthops: Shared<FibNexthop>,
+/// A prefix's candidates. Most prefixes have one, kept in place; two or
+/// more are a boxed slice (rare: a prefix two owners give). 24 bytes, the
+/// size of one candidate: the variant is told by a value the candidate's
+/// `bool`s never take, where a `SmallVec` adds 8 bytes for its length.
+#[derive(Debug, Clone, Default)]
+enum Candidates {
+    #[default]
+    None,
+    One(Candidate),
+    Many(Box<[Candidate]>),
 }
 
+impl Candidates {
+    fn push(&mut self, candidate: Candidate) {
+        *self = match std::mem::take(self) {
+            Candidates::None => Candidates::One(candidate),
+            Candidates::One(first) => Candidates::Many(Box::new([first, candidate])),
+            Candidates::Many(many) => {
+                let mut many = many.into_vec();
+                many.push(candidate);
+                Candidates::Many(many.into_boxed_slice())
+            }
+        };
+    }
+
+    fn remove(&mut self, index: usize) -> Candidate {
+        match std::mem::take(self) {
+            Candidates::None => unreachable!("remove from no candidates"),
+            Candidates::One(only) => {
+                assert_eq!(index, 0, "remove past the only candidate");
+                only
+            }
+            Candidates::Many(many) => {
+                let mut many = many.into_vec();
+                let removed = many.remove(index);
+                *self = match many.len() {
+                    0 => Candidates::None,
+                    1 => Candidates::One(many.remove(0)),
+                    _ => Candidates::Many(many.into_boxed_slice()),
+                };
+                removed
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Candidates {
+    type Target = [Candidate];
+
+    fn deref(&self) -> &[Candidate] {
+        match self {
+            Candidates::None => &[],
+            Candidates::One(candidate) => std::slice::from_ref(candidate),
+            Candidates::Many(many) => many,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Candidates {
+    fn deref_mut(&mut self) -> &mut [Candidate] {
+        match self {
+            Candidates::None => &mut [],
+            Candidates::One(candidate) => std::slice::from_mut(candidate),
+            Candidates::Many(many) => many,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Candidates {
+    type Item = &'a Candidate;
+    type IntoIter = std::slice::Iter<'a, Candidate>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Candidates {
+    type Item = &'a mut Candidate;
+    type IntoIter = std::slice::IterMut<'a, Candidate>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter_mut()
+    }
+}
+
+/// A prefix: its owners' routes, and what wgd believes the kernel has for
+/// it. 32 bytes; a full table has a million.
 #[derive(Debug, Clone, Default)]
 struct Slot {
-    /// Most prefixes have one: it is kept in the slot, not allocated.
-    candidates: smallvec::SmallVec<[Candidate; 1]>,
-    installed: Option<Installed>,
-    /// The kernel refused the selected route: why. Rare, so behind a thin
-    /// pointer: 8 bytes in every slot, where a `String` would take 24.
-    #[allow(clippy::box_collection)]
-    failed: Option<Box<String>>,
+    candidates: Candidates,
+    /// The kernel's route, its nexthops shared by every route with the
+    /// same ones (see [`intern`]): the route of the candidate marked
+    /// `installed`, or, when none is, one adopted at start that no owner
+    /// has claimed yet (the prefix is in `Context::adopted`). The kernel's
+    /// refusals are in `Context::failed`, not here: they are rare.
+    installed: Option<Shared<FibNexthop>>,
+}
+
+impl Slot {
+    /// The owner of the kernel's route, if an owner's.
+    fn installed_owner(&self) -> Option<&Owner> {
+        self.candidates
+            .iter()
+            .find(|candidate| candidate.installed)
+            .map(|candidate| &candidate.owner)
+    }
 }
 
 /// A set shared by every route with the same one, behind a thin pointer
@@ -227,6 +320,12 @@ struct Context {
     /// a few tunnels has a handful, not one copy per route.
     nexthop_sets: HashSet<Shared<FibNexthop>>,
     sources: SourceChoice,
+    /// Prefixes whose kernel route was adopted at start and that no owner
+    /// has claimed yet (after a restart with a full table, a million for
+    /// the startup hold; none after it).
+    adopted: PrefixMap<()>,
+    /// The kernel refused the selected route of these prefixes: why.
+    failed: PrefixMap<String>,
 }
 
 /// The `src` of the routes: the configured sources, of those the host
@@ -281,15 +380,13 @@ impl Context {
             config: &self.config,
             sources: &self.sources,
         };
-        reselect_slot(
-            &resolver,
-            &mut self.nexthop_sets,
-            &mut self.allowed,
-            prefix,
-            slot,
-            sweeping,
-            changes,
-        )
+        let mut state = SlotState {
+            nexthop_sets: &mut self.nexthop_sets,
+            allowed: &mut self.allowed,
+            adopted: &mut self.adopted,
+            failed: &mut self.failed,
+        };
+        reselect_slot(&resolver, &mut state, prefix, slot, sweeping, changes)
     }
 }
 
@@ -315,6 +412,8 @@ impl Rib {
             ("slots", Box::new(self.slots)),
             ("nexthop sets", Box::new(self.context.nexthop_sets)),
             ("AllowedIPs", Box::new(self.context.allowed)),
+            ("adopted", Box::new(self.context.adopted)),
+            ("refusals", Box::new(self.context.failed)),
             ("spec sets", Box::new(self.spec_sets)),
         ]
     }
@@ -363,6 +462,7 @@ impl Rib {
                     metric: spec.metric,
                     distance: spec.distance,
                     stale: false,
+                    installed: false,
                 });
                 *self.counts.entry(owner.clone()).or_default() += 1;
             }
@@ -374,9 +474,12 @@ impl Rib {
             .iter()
             .find(|candidate| &candidate.owner == owner)
             .map_or(RouteStatus::Withdrawn, |candidate| {
-                self.context
-                    .resolver()
-                    .candidate_status(&prefix, slot, candidate)
+                self.context.resolver().candidate_status(
+                    &prefix,
+                    slot,
+                    candidate,
+                    self.context.failed.get(&prefix),
+                )
             })
     }
 
@@ -514,11 +617,11 @@ impl Rib {
             let Some(installed) = &slot.installed else {
                 continue;
             };
-            let source = new.of(&prefix, &installed.nexthops);
-            if source != old.of(&prefix, &installed.nexthops) {
+            let source = new.of(&prefix, installed);
+            if source != old.of(&prefix, installed) {
                 changes.fib.push(FibOp::Replace {
                     prefix,
-                    nexthops: installed.nexthops.to_vec(),
+                    nexthops: installed.to_vec(),
                     source,
                 });
             }
@@ -563,10 +666,7 @@ impl Rib {
                 source: wanted,
             });
         }
-        let installed = Some(Installed {
-            owner: None,
-            nexthops: intern(&mut self.context.nexthop_sets, nexthops),
-        });
+        let installed = intern(&mut self.context.nexthop_sets, nexthops);
         // The device still has the AllowedIPs the previous run gave it.
         note_allowed(
             &mut self.context.allowed,
@@ -575,9 +675,10 @@ impl Rib {
             &installed,
             &mut Changes::default(),
         );
+        self.context.adopted.insert(prefix, ());
         self.slots
             .get_or_insert_with(prefix, Slot::default)
-            .installed = installed;
+            .installed = Some(installed);
     }
 
     /// Names the tunnel and peer of an adopted nexthop from the view.
@@ -603,12 +704,7 @@ impl Rib {
     /// the kernel; claimed prefixes whose owner's route cannot be installed
     /// leave it too. Returns how many were removed.
     pub fn sweep_adopted(&mut self, changes: &mut Changes) -> u64 {
-        let adopted: Vec<IpNet> = self
-            .slots
-            .iter()
-            .filter(|(_, slot)| slot.installed.as_ref().is_some_and(|i| i.owner.is_none()))
-            .map(|(prefix, _)| prefix)
-            .collect();
+        let adopted: Vec<IpNet> = self.context.adopted.keys().collect();
         let before = changes.fib.len();
         for prefix in &adopted {
             self.reselect(*prefix, true, changes);
@@ -621,10 +717,7 @@ impl Rib {
 
     /// How many adopted routes no owner has claimed yet.
     pub fn adopted_count(&self) -> u64 {
-        self.slots
-            .values()
-            .filter(|slot| slot.installed.as_ref().is_some_and(|i| i.owner.is_none()))
-            .count() as u64
+        self.context.adopted.len() as u64
     }
 
     /// wgd's tunnels changed: every route is chosen again (nexthops that
@@ -715,20 +808,22 @@ impl Rib {
         let Some(slot) = self.slots.get_mut(&prefix) else {
             return;
         };
-        slot.failed = Some(Box::new(reason));
+        self.context.failed.insert(prefix, reason);
         if still_ours {
             return;
         }
-        let nexthops: Vec<FibNexthop> = slot
-            .installed
-            .take()
-            .map(|installed| installed.nexthops.to_vec())
-            .unwrap_or_default();
+        // The kernel has nothing of wgd's here: no candidate's route is in
+        // it, and an adopted one has gone.
+        for candidate in &mut slot.candidates {
+            candidate.installed = false;
+        }
+        self.context.adopted.remove(&prefix);
+        let nexthops = slot.installed.take();
         note_allowed(
             &mut self.context.allowed,
             prefix,
-            &nexthops,
-            &None,
+            nexthops.as_deref().unwrap_or_default(),
+            &[],
             &mut Changes::default(),
         );
     }
@@ -736,12 +831,7 @@ impl Rib {
     /// Tries again the routes the kernel refused (a foreign route may have
     /// gone, an interface come back).
     pub fn retry_failed(&mut self, changes: &mut Changes) {
-        let failed: Vec<IpNet> = self
-            .slots
-            .iter()
-            .filter(|(_, slot)| slot.failed.is_some())
-            .map(|(prefix, _)| prefix)
-            .collect();
+        let failed: Vec<IpNet> = self.context.failed.keys().collect();
         for prefix in failed {
             self.reselect(prefix, false, changes);
         }
@@ -753,8 +843,8 @@ impl Rib {
         self.slots.iter().filter_map(|(prefix, slot)| {
             slot.installed
                 .as_ref()
-                .filter(|_| slot.failed.is_none())
-                .map(|installed| (prefix, &installed.nexthops[..]))
+                .filter(|_| !self.context.failed.contains_key(&prefix))
+                .map(|installed| (prefix, &installed[..]))
         })
     }
 
@@ -838,26 +928,31 @@ impl Rib {
                     nexthops: candidate.nexthops.to_vec(),
                     distance: candidate.distance,
                     metric: candidate.metric,
-                    status: self.resolver().candidate_status(&prefix, slot, candidate),
+                    status: self.resolver().candidate_status(
+                        &prefix,
+                        slot,
+                        candidate,
+                        self.context.failed.get(&prefix),
+                    ),
                     stale: candidate.stale,
                 });
             }
             if let Some(installed) = &slot.installed
-                && installed.owner.is_none()
+                && self.context.adopted.contains_key(&prefix)
             {
                 let owner = Owner::adopted();
                 if filter.owner.as_ref().is_some_and(|o| o != &owner) {
                     continue;
                 }
                 if let Some(tunnel) = &filter.tunnel
-                    && !installed.nexthops.iter().any(|n| &n.tunnel == tunnel)
+                    && !installed.iter().any(|n| &n.tunnel == tunnel)
                 {
                     continue;
                 }
                 records.push(RouteRecord {
                     prefix,
                     owner,
-                    nexthops: installed.nexthops.iter().map(FibNexthop::to_spec).collect(),
+                    nexthops: installed.iter().map(FibNexthop::to_spec).collect(),
                     distance: u8::MAX,
                     metric: 0,
                     status: RouteStatus::Installed,
@@ -911,7 +1006,11 @@ impl Rib {
                 if candidate.stale {
                     entry.stale += 1;
                 }
-                match self.resolver().candidate_status(&prefix, slot, candidate) {
+                let failed = self.context.failed.get(&prefix);
+                match self
+                    .resolver()
+                    .candidate_status(&prefix, slot, candidate, failed)
+                {
                     RouteStatus::Installed => entry.installed += 1,
                     RouteStatus::Queued(_) => entry.queued += 1,
                     RouteStatus::Standby { .. } => entry.standby += 1,
@@ -922,12 +1021,11 @@ impl Rib {
             if slot.installed.is_some() {
                 installed += 1;
             }
-            if slot.installed.as_ref().is_some_and(|i| i.owner.is_none()) {
-                adopted.routes += 1;
-                adopted.installed += 1;
-                adopted.stale += 1;
-            }
         }
+        let unclaimed = self.context.adopted.len() as u64;
+        adopted.routes += unclaimed;
+        adopted.installed += unclaimed;
+        adopted.stale += unclaimed;
         let mut counts: BTreeMap<Owner, OwnerCounts> = by_owner
             .into_iter()
             .map(|(owner, counts)| (owner.clone(), counts))
@@ -960,7 +1058,11 @@ impl Rib {
     pub fn status_of(&self, prefix: IpNet, owner: &Owner) -> Option<RouteStatus> {
         let slot = self.slots.get(&prefix)?;
         let candidate = slot.candidates.iter().find(|c| &c.owner == owner)?;
-        Some(self.resolver().candidate_status(&prefix, slot, candidate))
+        let failed = self.context.failed.get(&prefix);
+        Some(
+            self.resolver()
+                .candidate_status(&prefix, slot, candidate, failed),
+        )
     }
 
     /// Chooses the prefix's route again and says what the kernel and the
@@ -1001,10 +1103,18 @@ impl Resolver<'_> {
         })
     }
 
-    fn candidate_status(&self, prefix: &IpNet, slot: &Slot, candidate: &Candidate) -> RouteStatus {
-        let installed_owner = slot.installed.as_ref().and_then(|i| i.owner.as_ref());
-        if installed_owner == Some(&candidate.owner) {
-            return match &slot.failed {
+    /// Where a candidate stands; `failed`: the kernel's last refusal of
+    /// the prefix's route.
+    fn candidate_status(
+        &self,
+        prefix: &IpNet,
+        slot: &Slot,
+        candidate: &Candidate,
+        failed: Option<&String>,
+    ) -> RouteStatus {
+        let installed_owner = slot.installed_owner();
+        if candidate.installed {
+            return match failed {
                 Some(reason) => RouteStatus::Failed(reason.to_string()),
                 None => RouteStatus::Installed,
             };
@@ -1012,7 +1122,7 @@ impl Resolver<'_> {
         match self.resolve(prefix, &candidate.nexthops) {
             Resolution::Down(reason) => RouteStatus::Queued(reason),
             Resolution::Invalid(refusal) => RouteStatus::Queued(refusal.to_string()),
-            Resolution::Up(_) => match (&slot.failed, installed_owner) {
+            Resolution::Up(_) => match (failed, installed_owner) {
                 (_, Some(other)) => RouteStatus::Standby {
                     installed_owner: other.clone(),
                 },
@@ -1147,47 +1257,48 @@ impl Resolver<'_> {
     }
 }
 
+/// What choosing a prefix's route changes besides its slot.
+struct SlotState<'a> {
+    nexthop_sets: &'a mut HashSet<Shared<FibNexthop>>,
+    allowed: &'a mut BTreeMap<(String, String), BTreeSet<IpNet>>,
+    adopted: &'a mut PrefixMap<()>,
+    failed: &'a mut PrefixMap<String>,
+}
+
 /// Chooses a prefix's route again (see [`Rib::reselect`]) in its slot;
 /// whether the slot is left empty (to be removed).
 fn reselect_slot(
     resolver: &Resolver<'_>,
-    nexthop_sets: &mut HashSet<Shared<FibNexthop>>,
-    allowed: &mut BTreeMap<(String, String), BTreeSet<IpNet>>,
+    state: &mut SlotState<'_>,
     prefix: IpNet,
     slot: &mut Slot,
     sweeping: bool,
     changes: &mut Changes,
 ) -> bool {
-    let current_owner = slot.installed.as_ref().and_then(|i| i.owner.clone());
-    let mut best: Option<(&Candidate, Vec<FibNexthop>)> = None;
-    for candidate in &slot.candidates {
+    let mut best: Option<(usize, Vec<FibNexthop>)> = None;
+    for (index, candidate) in slot.candidates.iter().enumerate() {
         let Resolution::Up(nexthops) = resolver.resolve(&prefix, &candidate.nexthops) else {
             continue;
         };
         let better = match &best {
             None => true,
             Some((chosen, _)) => {
-                let key = |c: &Candidate| {
-                    (
-                        c.distance,
-                        c.metric,
-                        current_owner.as_ref() != Some(&c.owner),
-                    )
-                };
+                let chosen = &slot.candidates[*chosen];
+                // On a tie, the route the kernel has stays.
+                let key = |c: &Candidate| (c.distance, c.metric, !c.installed);
                 (key(candidate), &candidate.owner) < (key(chosen), &chosen.owner)
             }
         };
         if better {
-            best = Some((candidate, nexthops));
+            best = Some((index, nexthops));
         }
     }
-    let best = best.map(|(candidate, nexthops)| (candidate.owner.clone(), nexthops));
     let fib_before = changes.fib.len();
     let old = slot.installed.clone();
-    let retrying = slot.failed.is_some();
-    let adopted = old.as_ref().is_some_and(|i| i.owner.is_none());
+    let retrying = !state.failed.is_empty() && state.failed.contains_key(&prefix);
+    let adopted = !state.adopted.is_empty() && state.adopted.contains_key(&prefix);
     let new = match best {
-        Some((owner, nexthops)) => {
+        Some((chosen, nexthops)) => {
             let source = resolver.sources.of(&prefix, &nexthops);
             let op = match &old {
                 None => Some(FibOp::Add {
@@ -1196,11 +1307,7 @@ fn reselect_slot(
                     source,
                 }),
                 // The same nexthops have the same source (see SourceChoice).
-                Some(installed)
-                    if !retrying && same_kernel_route(&installed.nexthops, &nexthops) =>
-                {
-                    None
-                }
+                Some(installed) if !retrying && same_kernel_route(installed, &nexthops) => None,
                 Some(_) => Some(FibOp::Replace {
                     prefix,
                     nexthops: nexthops.clone(),
@@ -1208,10 +1315,13 @@ fn reselect_slot(
                 }),
             };
             changes.fib.extend(op);
-            Some(Installed {
-                owner: Some(owner),
-                nexthops: intern(nexthop_sets, nexthops),
-            })
+            for (index, candidate) in slot.candidates.iter_mut().enumerate() {
+                candidate.installed = index == chosen;
+            }
+            if adopted {
+                state.adopted.remove(&prefix);
+            }
+            Some(intern(state.nexthop_sets, nexthops))
         }
         // Nothing can take an adopted route's place yet: during the
         // startup hold it stays, carrying traffic as before.
@@ -1220,14 +1330,21 @@ fn reselect_slot(
             if old.is_some() {
                 changes.fib.push(FibOp::Remove { prefix });
             }
+            for candidate in &mut slot.candidates {
+                candidate.installed = false;
+            }
+            if adopted {
+                state.adopted.remove(&prefix);
+            }
             None
         }
     };
-    let old_nexthops = old.as_ref().map_or(&[][..], |i| &i.nexthops[..]);
-    note_allowed(allowed, prefix, old_nexthops, &new, changes);
+    let old_nexthops = old.as_deref().unwrap_or_default();
+    let new_nexthops = new.as_deref().unwrap_or_default();
+    note_allowed(state.allowed, prefix, old_nexthops, new_nexthops, changes);
     // A new attempt (or nothing to install) forgets the kernel's last refusal.
-    if changes.fib.len() > fib_before || new.is_none() {
-        slot.failed = None;
+    if retrying && (changes.fib.len() > fib_before || new.is_none()) {
+        state.failed.remove(&prefix);
     }
     slot.installed = new;
     slot.candidates.is_empty() && slot.installed.is_none()
@@ -1240,7 +1357,7 @@ fn note_allowed(
     allowed: &mut BTreeMap<(String, String), BTreeSet<IpNet>>,
     prefix: IpNet,
     old: &[FibNexthop],
-    new: &Option<Installed>,
+    new: &[FibNexthop],
     changes: &mut Changes,
 ) {
     let peers = |nexthops: &[FibNexthop]| -> BTreeSet<(String, String)> {
@@ -1252,10 +1369,7 @@ fn note_allowed(
             .collect()
     };
     let before = peers(old);
-    let after = new
-        .as_ref()
-        .map(|installed| peers(&installed.nexthops))
-        .unwrap_or_default();
+    let after = peers(new);
     for (tunnel, peer) in before.difference(&after) {
         let key = (tunnel.clone(), peer.clone());
         if let Some(set) = allowed.get_mut(&key) {

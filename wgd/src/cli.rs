@@ -112,6 +112,17 @@ pub enum Command {
         #[arg(long, global = true)]
         api: Option<PathBuf>,
     },
+    /// BFD sessions over the tunnels: peer, tunnel, state, intervals, uptime, last diagnostic.
+    Bfd {
+        #[arg(long)]
+        json: bool,
+        /// The config whose daemon to ask (its [daemon] api).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The daemon's API socket.
+        #[arg(long)]
+        api: Option<PathBuf>,
+    },
     /// Site meshes: key pairs and every site's wgd.toml from one mesh file.
     Mesh {
         #[command(subcommand)]

@@ -11,6 +11,7 @@
 
 pub mod actual;
 pub mod apply;
+pub mod bfd_cli;
 pub mod check;
 pub mod config;
 pub mod daemon;

@@ -219,6 +219,14 @@ fn main() -> ExitCode {
             };
             runtime().block_on(bgp(what, config, api))
         }
+        Command::Bfd { json, config, api } => {
+            init_logging_quiet();
+            let config = match config.as_deref().map(load).transpose() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            runtime().block_on(bfd(json, config, api))
+        }
         Command::Check { config } => check(&config),
         Command::Completions { shell } => wgd_manual::print_completions(Cli::command(), shell),
         Command::Man { dir } => {
@@ -521,6 +529,25 @@ async fn bgp(what: BgpCommand, config: Option<Config>, api: Option<PathBuf>) -> 
                 Err(status) => return fail(status.message()),
             }
         }
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
+}
+
+/// `wgd bfd`: the daemon's BFD sessions.
+async fn bfd(json: bool, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {
+    let path = match daemon_socket(config.as_ref(), api).await {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    let mut client = match wgd::daemon::api::connect_bgp(&path).await {
+        Ok(client) => client,
+        Err(error) => return fail(format!("{}: {error}", path.display())),
+    };
+    let request = wgd_proto::v1::BfdSessionsRequest {};
+    let text = match client.list_bfd_sessions(request).await {
+        Ok(response) => wgd::bfd_cli::render(&response.into_inner().sessions, json),
+        Err(status) => return fail(status.message()),
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     ExitCode::SUCCESS

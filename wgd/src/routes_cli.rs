@@ -255,7 +255,7 @@ pub fn render_bgp_summary(summary: &api::BgpSummaryResponse, json: bool) -> Stri
 }
 
 /// `1d02h`, `03:04:05`, like routers print session ages.
-fn duration(seconds: u64) -> String {
+pub(crate) fn duration(seconds: u64) -> String {
     let (days, rest) = (seconds / 86_400, seconds % 86_400);
     let (hours, minutes, seconds) = (rest / 3600, rest % 3600 / 60, rest % 60);
     if days > 0 {

@@ -272,11 +272,13 @@ impl Set {
             return Arc::clone(attributes);
         }
         let mut changed = Attributes::clone(attributes);
+        let mut communities = std::mem::take(&mut changed.communities).into_vec();
         for community in &self.add_communities {
-            if !changed.communities.contains(&community.0) {
-                changed.communities.push(community.0);
+            if !communities.contains(&community.0) {
+                communities.push(community.0);
             }
         }
+        changed.communities = communities.into_boxed_slice();
         if let Some(local_preference) = self.local_preference {
             changed.local_pref = Some(local_preference);
         }
@@ -302,8 +304,8 @@ mod tests {
 
     fn attributes() -> Arc<Attributes> {
         Arc::new(Attributes {
-            as_path: vec![AsSegment::Sequence(vec![65001, 65002])],
-            communities: vec![(65001 << 16) | 7],
+            as_path: vec![AsSegment::Sequence(vec![65001, 65002])].into(),
+            communities: vec![(65001 << 16) | 7].into(),
             ..Attributes::default()
         })
     }
@@ -415,12 +417,15 @@ mod tests {
         let taken = policy.apply(&net("10.1.0.0/16"), &attributes).unwrap();
         assert_eq!(taken.local_pref, Some(200));
         assert_eq!(taken.med, Some(5));
-        assert_eq!(taken.communities, vec![(65001 << 16) | 7, 65000 << 16 | 1]);
+        assert_eq!(
+            taken.communities,
+            vec![(65001 << 16) | 7, 65000 << 16 | 1].into()
+        );
         // Unmatched: the default (deny here).
         assert_eq!(policy.apply(&net("192.0.2.0/24"), &attributes), None);
         // The deny rule comes first.
         let looped = Arc::new(Attributes {
-            as_path: vec![AsSegment::Sequence(vec![65001, 64666])],
+            as_path: vec![AsSegment::Sequence(vec![65001, 64666])].into(),
             ..Attributes::default()
         });
         assert_eq!(policy.apply(&net("10.1.0.0/16"), &looped), None);

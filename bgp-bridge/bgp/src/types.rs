@@ -237,6 +237,134 @@ impl AsSegment {
     }
 }
 
+impl AsSegment {
+    /// The segment's type code on the wire (RFC 4271 4.3, RFC 5065).
+    fn code(&self) -> u32 {
+        match self {
+            AsSegment::Set(_) => 1,
+            AsSegment::Sequence(_) => 2,
+            AsSegment::ConfedSequence(_) => 3,
+            AsSegment::ConfedSet(_) => 4,
+        }
+    }
+
+    fn asns(&self) -> &[Asn] {
+        match self {
+            AsSegment::Sequence(asns)
+            | AsSegment::Set(asns)
+            | AsSegment::ConfedSequence(asns)
+            | AsSegment::ConfedSet(asns) => asns,
+        }
+    }
+
+    fn from_code(code: u32, asns: &[Asn]) -> Self {
+        let asns = asns.to_vec();
+        match code {
+            1 => AsSegment::Set(asns),
+            3 => AsSegment::ConfedSequence(asns),
+            4 => AsSegment::ConfedSet(asns),
+            _ => AsSegment::Sequence(asns),
+        }
+    }
+}
+
+/// An AS_PATH as a route keeps it: every segment in one allocation, each
+/// a word of its type and length followed by its AS numbers. A full table
+/// has an AS path per attribute set (a quarter million of them); a
+/// `Vec<AsSegment>` takes two allocations each and 24 bytes in the set.
+/// Built from and turned back into [`AsSegment`]s where a path is made
+/// or changed (decoding, prepending); read in place otherwise.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct AsPath(Box<[u32]>);
+
+impl AsPath {
+    /// A path of one AS_SEQUENCE.
+    pub fn sequence(asns: &[Asn]) -> Self {
+        if asns.is_empty() {
+            return Self::default();
+        }
+        Self::from(vec![AsSegment::Sequence(asns.to_vec())])
+    }
+
+    /// The segments, each as its type code and AS numbers.
+    fn raw_segments(&self) -> impl Iterator<Item = (u32, &[Asn])> + '_ {
+        let mut rest = &self.0[..];
+        std::iter::from_fn(move || {
+            let (&header, tail) = rest.split_first()?;
+            let len = (header & 0xffff) as usize;
+            let (asns, tail) = tail.split_at(len.min(tail.len()));
+            rest = tail;
+            Some((header >> 16, asns))
+        })
+    }
+
+    /// The segments, copied out.
+    pub fn to_segments(&self) -> Vec<AsSegment> {
+        self.raw_segments()
+            .map(|(code, asns)| AsSegment::from_code(code, asns))
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Length for the decision process: a set counts as one,
+    /// confederation segments not at all (RFC 4271 9.1.2.2, RFC 5065).
+    pub fn path_len(&self) -> usize {
+        self.raw_segments()
+            .map(|(code, asns)| match code {
+                2 => asns.len(),
+                1 => 1,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// The neighboring AS: the first AS of a leading AS_SEQUENCE.
+    pub fn first_as(&self) -> Option<Asn> {
+        self.raw_segments()
+            .find(|(code, _)| *code == 2)
+            .and_then(|(_, asns)| asns.first().copied())
+    }
+
+    pub fn contains(&self, asn: Asn) -> bool {
+        self.raw_segments().any(|(_, asns)| asns.contains(&asn))
+    }
+
+    /// The path with `asn` in front (RFC 4271 5.1.2): into a leading
+    /// AS_SEQUENCE with room, else in a new one.
+    pub fn prepended(&self, asn: Asn) -> Self {
+        let mut segments = self.to_segments();
+        match segments.first_mut() {
+            Some(AsSegment::Sequence(asns)) if asns.len() < 255 => asns.insert(0, asn),
+            _ => segments.insert(0, AsSegment::Sequence(vec![asn])),
+        }
+        Self::from(segments)
+    }
+}
+
+impl From<Vec<AsSegment>> for AsPath {
+    fn from(segments: Vec<AsSegment>) -> Self {
+        let mut words = Vec::with_capacity(segments.iter().map(|s| s.asns().len() + 1).sum());
+        for segment in &segments {
+            // A segment holds at most 255 ASes on the wire; longer ones
+            // made here are split alike.
+            for chunk in segment.asns().chunks(255) {
+                words.push(segment.code() << 16 | chunk.len() as u32);
+                words.extend_from_slice(chunk);
+            }
+        }
+        Self(words.into_boxed_slice())
+    }
+}
+
+impl fmt::Debug for AsPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.to_segments()).finish()
+    }
+}
+
 /// A path attribute wgd does not interpret, kept to pass on when it is
 /// optional transitive (with the partial bit set, RFC 4271 5).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -248,11 +376,13 @@ pub struct RawAttribute {
 
 /// The path attributes of a route, 4-octet AS numbers throughout (AS4_PATH
 /// merged in on decode when the session is 2-octet). Shared by every
-/// prefix of an UPDATE: routes hold an `Arc`.
+/// prefix of an UPDATE: routes hold an `Arc`. Lists are boxed slices, not
+/// `Vec`s: a set is built once and never grows, and a full table holds a
+/// quarter million sets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attributes {
     pub origin: Origin,
-    pub as_path: Vec<AsSegment>,
+    pub as_path: AsPath,
     /// NEXT_HOP for IPv4 NLRI, or the MP_REACH nexthop (IPv4 or IPv6
     /// global; RFC 8950 allows an IPv6 nexthop for IPv4 routes).
     pub next_hop: Option<IpAddr>,
@@ -263,27 +393,27 @@ pub struct Attributes {
     pub atomic_aggregate: bool,
     pub aggregator: Option<(Asn, Ipv4Addr)>,
     /// RFC 1997 communities as `(asn << 16) | value`.
-    pub communities: Vec<u32>,
+    pub communities: Box<[u32]>,
     pub originator_id: Option<Ipv4Addr>,
-    pub cluster_list: Vec<Ipv4Addr>,
-    pub other: Vec<RawAttribute>,
+    pub cluster_list: Box<[Ipv4Addr]>,
+    pub other: Box<[RawAttribute]>,
 }
 
 impl Default for Attributes {
     fn default() -> Self {
         Self {
             origin: Origin::Igp,
-            as_path: Vec::new(),
+            as_path: AsPath::default(),
             next_hop: None,
             link_local_next_hop: None,
             med: None,
             local_pref: None,
             atomic_aggregate: false,
             aggregator: None,
-            communities: Vec::new(),
+            communities: Box::default(),
             originator_id: None,
-            cluster_list: Vec::new(),
-            other: Vec::new(),
+            cluster_list: Box::default(),
+            other: Box::default(),
         }
     }
 }
@@ -292,24 +422,16 @@ impl Attributes {
     /// AS_PATH length for the decision process: a set counts as one,
     /// confederation segments not at all (RFC 4271 9.1.2.2, RFC 5065).
     pub fn as_path_len(&self) -> usize {
-        self.as_path.iter().map(AsSegment::path_len).sum()
+        self.as_path.path_len()
     }
 
     /// The neighboring AS: the first AS of the path (for MED comparison).
     pub fn first_as(&self) -> Option<Asn> {
-        self.as_path.iter().find_map(|segment| match segment {
-            AsSegment::Sequence(asns) => asns.first().copied(),
-            _ => None,
-        })
+        self.as_path.first_as()
     }
 
     pub fn contains_as(&self, asn: Asn) -> bool {
-        self.as_path.iter().any(|segment| match segment {
-            AsSegment::Sequence(asns)
-            | AsSegment::Set(asns)
-            | AsSegment::ConfedSequence(asns)
-            | AsSegment::ConfedSet(asns) => asns.contains(&asn),
-        })
+        self.as_path.contains(asn)
     }
 }
 

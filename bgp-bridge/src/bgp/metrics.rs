@@ -1,6 +1,6 @@
 //! The BGP speaker's Prometheus metrics, read from its status at scrape
-//! time: session state, prefixes per neighbor, messages in and out, and
-//! resets with the latest reason.
+//! time: session state, prefixes per neighbor, messages in and out,
+//! resets with the latest reason, and each BFD session's state.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -9,6 +9,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use super::bfd::{BfdStatus, State as BfdState};
 use super::service::state_name;
 use super::session::State;
 use super::speaker::{NeighborStatus, Speaker};
@@ -102,8 +103,39 @@ impl Collector for SpeakerCollector {
             ];
             ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
         }
-        Ok(())
+        bfd(&mut encoder, &self.speaker.bfd())
     }
+}
+
+/// Each BFD session: whether it is up, and how often it changed state.
+fn bfd(encoder: &mut DescriptorEncoder, sessions: &[BfdStatus]) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        "bfd_session_up",
+        "1 when the BFD session with the neighbor is up.",
+        None,
+        ConstGauge::<i64>::TYPE,
+    )?;
+    for session in sessions {
+        let name = session.neighbor.to_string();
+        let labels = [
+            ("neighbor", name.as_str()),
+            ("tunnel", session.tunnel.as_deref().unwrap_or("")),
+        ];
+        ConstGauge::new(i64::from(session.state == BfdState::Up))
+            .encode(family.encode_family(&labels)?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "bfd_state_changes",
+        "State changes of the BFD session (down, init, up, ...).",
+        None,
+        ConstCounter::<u64>::TYPE,
+    )?;
+    for session in sessions {
+        let name = session.neighbor.to_string();
+        ConstCounter::new(session.state_changes)
+            .encode(family.encode_family(&[("neighbor", name.as_str())])?)?;
+    }
+    Ok(())
 }
 
 fn per_neighbor<M: EncodeMetric + TypedMetric>(

@@ -5,11 +5,15 @@
 //! - `speaker`: sessions over TCP (tokio), one bridge owner
 //!   `bgp:<neighbor>` per neighbor, networks, nexthop tracking;
 //! - `socket`: binding, MD5 and TTL security on the sockets;
+//! - `bfd`: BFD over the neighbors' tunnels (the `wgd-bfd` sessions over
+//!   UDP), which takes a BGP session down when its tunnel stops carrying
+//!   packets;
 //! - `service`: the gRPC `BgpService` (`wgd bgp summary`, `wgd bgp routes`);
 //! - `metrics`: the speaker's Prometheus metrics.
 
 pub use wgd_bgp::{decision, packet, policy, session, types};
 
+pub mod bfd;
 pub mod metrics;
 pub mod service;
 pub mod socket;

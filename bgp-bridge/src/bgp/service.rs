@@ -1,5 +1,5 @@
 //! The gRPC `BgpService` (`proto/wgd/v1/bgp.proto`): the speaker's status
-//! as `wgd bgp summary` and `wgd bgp routes` show it.
+//! as `wgd bgp summary`, `wgd bgp routes` and `wgd bfd` show it.
 
 use std::time::SystemTime;
 
@@ -108,6 +108,42 @@ impl BgpService for BgpApi {
         }))
     }
 
+    async fn list_bfd_sessions(
+        &self,
+        _: Request<api::BfdSessionsRequest>,
+    ) -> Result<Response<api::BfdSessionsResponse>, Status> {
+        let now = SystemTime::now();
+        let millis =
+            |duration: std::time::Duration| u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+        let sessions = self
+            .speaker()?
+            .bfd()
+            .into_iter()
+            .map(|session| api::BfdSession {
+                peer: session.neighbor.to_string(),
+                tunnel: session.tunnel.unwrap_or_default(),
+                state: session.state.name().to_owned(),
+                remote_state: session.remote_state.name().to_owned(),
+                local_discriminator: session.local_discriminator,
+                remote_discriminator: session.remote_discriminator,
+                transmit_interval_ms: millis(session.timers.desired_min_tx()),
+                receive_interval_ms: millis(session.timers.required_min_rx()),
+                multiplier: u32::from(session.timers.detect_multiplier()),
+                negotiated_transmit_ms: millis(session.transmit_interval),
+                detection_time_ms: session.detection_time.map(millis).unwrap_or(0),
+                uptime_seconds: session
+                    .up_since
+                    .and_then(|since| now.duration_since(since).ok())
+                    .map(|up| up.as_secs())
+                    .unwrap_or(0),
+                diagnostic_code: u32::from(session.diagnostic.code()),
+                diagnostic: session.diagnostic.to_string(),
+                state_changes: session.state_changes,
+            })
+            .collect();
+        Ok(Response::new(api::BfdSessionsResponse { sessions }))
+    }
+
     async fn list_paths(
         &self,
         request: Request<api::BgpPathsRequest>,
@@ -129,7 +165,7 @@ impl BgpService for BgpApi {
                 prefix: path.prefix.to_string(),
                 neighbor: path.neighbor.map(|a| a.to_string()).unwrap_or_default(),
                 next_hop: next_hop_text(&path.attributes),
-                as_path: as_path_text(&path.attributes.as_path),
+                as_path: as_path_text(&path.attributes.as_path.to_segments()),
                 origin: match path.attributes.origin {
                     Origin::Igp => "igp",
                     Origin::Egp => "egp",

@@ -97,6 +97,9 @@ pub struct NeighborConfig {
     pub password: Option<Secret>,
     /// RFC 5082, one hop.
     pub ttl_security: bool,
+    /// BFD over the neighbor's tunnel (RFC 5881), with these timers: when
+    /// it falls from Up, the session goes down with its routes.
+    pub bfd: Option<wgd_bfd::Timers>,
     pub import: Policy,
     pub export: Policy,
 }
@@ -158,6 +161,7 @@ pub struct SpeakerStatus {
 #[derive(Debug, Clone)]
 pub struct Speaker {
     status: Arc<Mutex<SpeakerStatus>>,
+    bfd: super::bfd::Bfd,
     tunnels: watch::Sender<TunnelView>,
     /// Asks the speaker's task for its paths (listing them walks the table).
     paths: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<Vec<PathStatus>>>,
@@ -200,6 +204,14 @@ impl Speaker {
         }));
         let (events, incoming) = mpsc::unbounded_channel();
         let accept_events = events.clone();
+        let bfd_events = events.clone();
+        let bfd = super::bfd::Bfd::start(
+            bfd_neighbors(&config.neighbors),
+            tunnels.subscribe(),
+            Box::new(move |neighbor, transition| {
+                let _ = bfd_events.send(Event::Bfd(neighbor, transition));
+            }),
+        );
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
@@ -221,6 +233,7 @@ impl Speaker {
         tokio::spawn(core.run(incoming, tunnel_updates, path_requests));
         Ok(Speaker {
             status,
+            bfd,
             tunnels,
             paths,
         })
@@ -243,6 +256,16 @@ impl Speaker {
         answer.await.unwrap_or_default()
     }
 
+    /// Every BFD session, for `wgd bfd`.
+    pub fn bfd(&self) -> Vec<super::bfd::BfdStatus> {
+        self.bfd.status()
+    }
+
+    /// BFD state changes from now on, for the event stream.
+    pub fn bfd_changes(&self) -> tokio::sync::broadcast::Receiver<super::bfd::BfdChange> {
+        self.bfd.subscribe()
+    }
+
     pub fn status(&self) -> SpeakerStatus {
         self.status
             .lock()
@@ -260,6 +283,8 @@ enum Event {
     ConnectFailed(NeighborId, u64, Option<String>),
     Received(NeighborId, ConnectionId, Vec<u8>),
     Closed(NeighborId, ConnectionId),
+    /// The neighbor's BFD session changed state.
+    Bfd(NeighborId, wgd_bfd::Transition),
 }
 
 /// A neighbor's session and what the speaker keeps about it.
@@ -647,7 +672,32 @@ impl Core {
                 }
                 self.drive(neighbor, Input::Closed(id)).await;
             }
+            Event::Bfd(neighbor, transition) => self.bfd_changed(neighbor, transition).await,
         }
+    }
+
+    /// BFD saw the path through the neighbor's tunnel fail (RFC 5882): the
+    /// session goes at once and its routes with it, graceful restart or
+    /// not (a forwarding failure, not a restart), with NOTIFICATION Cease
+    /// / BFD Down (RFC 9384). Which changes count: `bfd::takes_bgp_down`.
+    async fn bfd_changed(&mut self, neighbor: NeighborId, transition: wgd_bfd::Transition) {
+        if !super::bfd::takes_bgp_down(&transition) {
+            return;
+        }
+        let established = self
+            .peers
+            .get(&neighbor)
+            .is_some_and(|peer| peer.session.state() == State::Established);
+        if !established {
+            return;
+        }
+        tracing::warn!(%neighbor, diagnostic = %transition.diagnostic, "BFD down: BGP session reset");
+        let notification = super::types::Notification {
+            code: 6,
+            subcode: 10,
+            data: Vec::new(),
+        };
+        self.drive(neighbor, Input::Reset(notification)).await;
     }
 
     /// Starts the reader and writer tasks of a connection.
@@ -1346,6 +1396,17 @@ impl InFlight {
     }
 }
 
+/// The neighbors with BFD, keyed as the speaker keys them (a neighbor
+/// whose id cannot be made is refused by `Core::new`).
+fn bfd_neighbors(
+    neighbors: &[NeighborConfig],
+) -> Vec<(NeighborId, NeighborConfig, wgd_bfd::Timers)> {
+    neighbors
+        .iter()
+        .filter_map(|neighbor| Some((neighbor.id().ok()?, neighbor.clone(), neighbor.bfd?)))
+        .collect()
+}
+
 fn owner(neighbor: NeighborId) -> Owner {
     Owner::new(format!("bgp:{neighbor}"))
 }
@@ -1353,7 +1414,10 @@ fn owner(neighbor: NeighborId) -> Owner {
 /// The tunnel a neighbor's session runs over: the one its config names,
 /// or the one whose subnet or point-to-point far end holds its address
 /// (never by subnet for a link-local address: every tunnel has fe80::/64).
-fn session_tunnel<'v>(neighbor: &NeighborConfig, view: &'v TunnelView) -> Option<&'v TunnelInfo> {
+pub(super) fn session_tunnel<'v>(
+    neighbor: &NeighborConfig,
+    view: &'v TunnelView,
+) -> Option<&'v TunnelInfo> {
     if let Some(name) = &neighbor.tunnel {
         return view.tunnels.iter().find(|tunnel| tunnel.name == *name);
     }

@@ -796,3 +796,11 @@ fn an_owners_routes_leave_the_kernel_scattered_not_in_address_order() {
     assert_eq!(deleted, expected);
     assert_eq!(rib.installed_count(), 0);
 }
+
+#[test]
+fn a_slot_is_32_bytes() {
+    // A full table has a slot per prefix: its size is paid a million times.
+    assert_eq!(std::mem::size_of::<super::Candidate>(), 24);
+    assert_eq!(std::mem::size_of::<super::Candidates>(), 24);
+    assert_eq!(std::mem::size_of::<super::Slot>(), 32);
+}

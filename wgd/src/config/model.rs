@@ -164,6 +164,9 @@ pub struct NeighborSettings {
     pub password: Option<zeroize::Zeroizing<String>>,
     /// RFC 5082: accept only packets sent from one hop away (TTL 255).
     pub ttl_security: bool,
+    /// BFD over the neighbor's tunnel (`bfd = true`, or a table), its
+    /// timers filled in from `[bfd]`.
+    pub bfd: Option<BfdSettings>,
     /// Routes accepted from this neighbor; 0 is no limit.
     pub prefix_limit: u32,
     pub description: Option<String>,
@@ -183,11 +186,35 @@ impl fmt::Debug for NeighborSettings {
             .field("hold_time", &self.hold_time)
             .field("password", &self.password.as_ref().map(|_| "(hidden)"))
             .field("ttl_security", &self.ttl_security)
+            .field("bfd", &self.bfd)
             .field("prefix_limit", &self.prefix_limit)
             .field("description", &self.description)
             .field("import", &self.import)
             .field("export", &self.export)
             .finish()
+    }
+}
+
+/// `[bfd]` of wgd.toml (the defaults of every BFD session), or a
+/// neighbor's `bfd` table over them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdSettings {
+    /// Desired min TX (RFC 5880), as configured.
+    pub transmit_interval: Duration,
+    /// Required min RX.
+    pub receive_interval: Duration,
+    /// Detect multiplier.
+    pub multiplier: u8,
+}
+
+impl Default for BfdSettings {
+    /// 300 ms x 3, as FRR's bfdd and BIRD default to.
+    fn default() -> Self {
+        Self {
+            transmit_interval: Duration::from_millis(300),
+            receive_interval: Duration::from_millis(300),
+            multiplier: 3,
+        }
     }
 }
 

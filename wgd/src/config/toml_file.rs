@@ -20,9 +20,9 @@ use zeroize::Zeroizing;
 
 use super::include::{self, Candidate};
 use super::model::{
-    BackendChoice, BgpSettings, BridgeSettings, Config, ConfigError, DaemonConfig, FpmSettings,
-    GobgpApi, GobgpSettings, Hooks, IncludedFile, NeighborSettings, PeerConfig, RouteTable,
-    RoutesMode, TcpApi, TunnelConfig, TunnelName, default_allowed_ips, is_link_local,
+    BackendChoice, BfdSettings, BgpSettings, BridgeSettings, Config, ConfigError, DaemonConfig,
+    FpmSettings, GobgpApi, GobgpSettings, Hooks, IncludedFile, NeighborSettings, PeerConfig,
+    RouteTable, RoutesMode, TcpApi, TunnelConfig, TunnelName, default_allowed_ips, is_link_local,
 };
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice, line_at};
@@ -41,10 +41,19 @@ mod raw {
         pub bridge: Option<Spanned<Bridge>>,
         pub bgp: Option<Spanned<Bgp>>,
         pub fpm: Option<Spanned<Fpm>>,
+        pub bfd: Option<Spanned<Bfd>>,
         #[serde(default)]
         pub gobgp: Vec<Spanned<Gobgp>>,
         #[serde(default)]
         pub tunnel: Vec<Spanned<Tunnel>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Bfd {
+        pub transmit_interval: Option<Spanned<i64>>,
+        pub receive_interval: Option<Spanned<i64>>,
+        pub multiplier: Option<Spanned<i64>>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -128,6 +137,9 @@ mod raw {
         pub hold_time: Option<Spanned<i64>>,
         pub password: Option<Spanned<String>>,
         pub ttl_security: Option<bool>,
+        /// `true`, `false`, or a table like `[bfd]`: read by hand, so
+        /// that a mistake in it is named as such.
+        pub bfd: Option<Spanned<toml::Value>>,
         pub prefix_limit: Option<Spanned<i64>>,
         pub description: Option<String>,
         pub import: Option<bgp_bridge::bgp::policy::Policy>,
@@ -219,7 +231,8 @@ pub(super) fn parse(
         configs: &tunnels,
         unreadable: &unreadable,
     };
-    daemon.bgp = file.bgp.and_then(|bgp| reader.bgp(bgp, &known));
+    let bfd = reader.bfd(file.bfd);
+    daemon.bgp = file.bgp.and_then(|bgp| reader.bgp(bgp, &known, &bfd));
     daemon.fpm = file.fpm.map(|fpm| reader.fpm(fpm, &daemon.bridge));
     for gobgp in file.gobgp {
         if let Some(settings) = reader.gobgp(gobgp, &daemon.gobgp) {
@@ -809,7 +822,120 @@ impl Reader<'_, '_> {
         T::try_from(number).ok()
     }
 
-    fn bgp(&mut self, raw: Spanned<raw::Bgp>, known: &KnownTunnels<'_>) -> Option<BgpSettings> {
+    /// `[bfd]`: the defaults of every BFD session.
+    fn bfd(&mut self, raw: Option<Spanned<raw::Bfd>>) -> BfdSettings {
+        let mut bfd = BfdSettings::default();
+        let Some(raw) = raw.map(Spanned::into_inner) else {
+            return bfd;
+        };
+        let values = [
+            ("transmit_interval", raw.transmit_interval),
+            ("receive_interval", raw.receive_interval),
+            ("multiplier", raw.multiplier),
+        ];
+        for (key, value) in values {
+            if let Some(value) = value {
+                let line = self.line(value.span());
+                self.bfd_value(&mut bfd, "[bfd]", key, *value.get_ref(), line);
+            }
+        }
+        bfd
+    }
+
+    /// One of the three BFD values, checked, into `bfd`. Intervals are in
+    /// milliseconds: 10 ms to a minute, as FRR takes them.
+    fn bfd_value(
+        &mut self,
+        bfd: &mut BfdSettings,
+        table: &str,
+        key: &str,
+        value: i64,
+        line: usize,
+    ) {
+        let range = if key == "multiplier" {
+            1..=255
+        } else {
+            10..=60_000
+        };
+        if !range.contains(&value) {
+            let (low, high) = range.into_inner();
+            let unit = if key == "multiplier" {
+                ""
+            } else {
+                " (milliseconds)"
+            };
+            self.report.error(
+                line,
+                format!("{table} {key} {value}: out of range ({low}..={high}){unit}"),
+            );
+            return;
+        }
+        match key {
+            "transmit_interval" => {
+                bfd.transmit_interval = std::time::Duration::from_millis(value as u64)
+            }
+            "receive_interval" => {
+                bfd.receive_interval = std::time::Duration::from_millis(value as u64)
+            }
+            _ => bfd.multiplier = value as u8,
+        }
+    }
+
+    /// A neighbor's `bfd`: `true` (the `[bfd]` defaults), `false`, or a
+    /// table of the values that differ from them.
+    fn neighbor_bfd(
+        &mut self,
+        raw: Spanned<toml::Value>,
+        defaults: &BfdSettings,
+    ) -> Option<Option<BfdSettings>> {
+        let line = self.line(raw.span());
+        let before = self.report.errors.len();
+        let bfd = match raw.into_inner() {
+            toml::Value::Boolean(enabled) => enabled.then_some(*defaults),
+            toml::Value::Table(table) => {
+                let mut bfd = *defaults;
+                for (key, value) in table {
+                    match (key.as_str(), value) {
+                        (
+                            "transmit_interval" | "receive_interval" | "multiplier",
+                            toml::Value::Integer(value),
+                        ) => self.bfd_value(&mut bfd, "bfd", &key, value, line),
+                        ("transmit_interval" | "receive_interval" | "multiplier", other) => {
+                            self.report.error(
+                                line,
+                                format!("bfd {key}: expected a whole number, found {}", other.type_str()),
+                            )
+                        }
+                        _ => self.report.error(
+                            line,
+                            format!(
+                                "bfd: unknown key \"{key}\" (expected transmit_interval, receive_interval or multiplier)"
+                            ),
+                        ),
+                    }
+                }
+                Some(bfd)
+            }
+            other => {
+                self.report.error(
+                    line,
+                    format!(
+                        "bfd: expected true, false or a table, found {}",
+                        other.type_str()
+                    ),
+                );
+                return None;
+            }
+        };
+        (self.report.errors.len() == before).then_some(bfd)
+    }
+
+    fn bgp(
+        &mut self,
+        raw: Spanned<raw::Bgp>,
+        known: &KnownTunnels<'_>,
+        bfd: &BfdSettings,
+    ) -> Option<BgpSettings> {
         let tunnels = known.configs;
         let line = self.line(raw.span());
         let raw = raw.into_inner();
@@ -885,7 +1011,7 @@ impl Reader<'_, '_> {
         };
         let mut neighbors: Vec<NeighborSettings> = Vec::new();
         for neighbor in raw.neighbor {
-            let Some(neighbor) = self.neighbor(neighbor, known) else {
+            let Some(neighbor) = self.neighbor(neighbor, known, bfd) else {
                 continue;
             };
             // A link-local address is one per tunnel; any other is one
@@ -940,6 +1066,7 @@ impl Reader<'_, '_> {
         &mut self,
         raw: Spanned<raw::Neighbor>,
         tunnels: &KnownTunnels<'_>,
+        bfd_defaults: &BfdSettings,
     ) -> Option<NeighborSettings> {
         let line = self.line(raw.span());
         let raw = raw.into_inner();
@@ -1062,6 +1189,10 @@ impl Reader<'_, '_> {
             Some(value) => self.number::<u32>("prefix_limit", value, 0..=i64::from(u32::MAX))?,
             None => 0,
         };
+        let bfd = match raw.bfd {
+            Some(value) => self.neighbor_bfd(value, bfd_defaults)?,
+            None => None,
+        };
         let password = match raw.password {
             Some(password) if password.get_ref().is_empty() || password.get_ref().len() > 80 => {
                 self.error(&password, "password: 1 to 80 characters (TCP MD5)".into());
@@ -1079,6 +1210,7 @@ impl Reader<'_, '_> {
             hold_time,
             password,
             ttl_security: raw.ttl_security.unwrap_or(false),
+            bfd,
             prefix_limit,
             description: raw.description,
             import: raw.import.unwrap_or_default(),
@@ -1638,6 +1770,7 @@ endpoint = "203.0.113.7:51821"
             ("[daemon]", "[daemon]"),
             ("[bridge]", "[bridge]"),
             ("[fpm]", "[fpm]"),
+            ("[bfd]", "[bfd]"),
             ("[[gobgp]]", "[[gobgp]]"),
             ("[bgp]", "[bgp]"),
             ("[[bgp.neighbor]]", "[[bgp.neighbor]]"),
@@ -2017,7 +2150,7 @@ listen_port = 51822
         );
         assert_eq!(
             error_line("wgd.toml", "[deamon]\n"),
-            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"bgp\", \"fpm\", \"gobgp\", \"tunnel\""
+            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"bgp\", \"fpm\", \"bfd\", \"gobgp\", \"tunnel\""
         );
     }
 
@@ -2676,6 +2809,86 @@ endpoint = "198.51.100.2:51922"
                 "wgd.toml:4: tunnel \"dn42b\": source \"fd42:1::2\": a second IPv6 source"
             ),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn bfd_defaults_and_each_neighbor_s_own() {
+        let text = format!(
+            "{TUNNEL}\n[bfd]\ntransmit_interval = 100\nmultiplier = 5\n\
+             [bgp]\nasn = 65001\n\
+             [[bgp.neighbor]]\ntunnel = \"wg-b\"\nremote_as = 65002\nbfd = true\n\
+             [[bgp.neighbor]]\naddress = \"192.0.2.9\"\nremote_as = 65003\nbfd = {{ receive_interval = 50 }}\n\
+             [[bgp.neighbor]]\naddress = \"192.0.2.10\"\nremote_as = 65003\nbfd = false\n\
+             [[bgp.neighbor]]\naddress = \"192.0.2.11\"\nremote_as = 65003\n"
+        );
+        let config = parse(Path::new("wgd.toml"), &text);
+        let neighbors = &config.daemon.bgp.as_ref().unwrap().neighbors;
+        let ms = std::time::Duration::from_millis;
+        let defaults = BfdSettings {
+            transmit_interval: ms(100),
+            receive_interval: ms(300),
+            multiplier: 5,
+        };
+        assert_eq!(neighbors[0].bfd, Some(defaults));
+        assert_eq!(
+            neighbors[1].bfd,
+            Some(BfdSettings {
+                receive_interval: ms(50),
+                ..defaults
+            })
+        );
+        assert_eq!(neighbors[2].bfd, None);
+        assert_eq!(neighbors[3].bfd, None);
+        // Without [bfd]: FRR's and BIRD's 300 ms x 3.
+        let text = format!(
+            "{TUNNEL}\n[bgp]\nasn = 65001\n[[bgp.neighbor]]\ntunnel = \"wg-b\"\nremote_as = 65002\nbfd = true\n"
+        );
+        let config = parse(Path::new("wgd.toml"), &text);
+        assert_eq!(
+            config.daemon.bgp.unwrap().neighbors[0].bfd,
+            Some(BfdSettings::default())
+        );
+    }
+
+    #[test]
+    fn bfd_values_are_checked_at_their_line() {
+        let lines = TUNNEL.lines().count();
+        let text = format!(
+            "{TUNNEL}\n[bfd]\ntransmit_interval = 5\nmultiplier = 0\nreceive_interval = 60001\n\
+             [bgp]\nasn = 65001\n\
+             [[bgp.neighbor]]\ntunnel = \"wg-b\"\nremote_as = 65002\nbfd = \"yes\"\n\
+             [[bgp.neighbor]]\naddress = \"192.0.2.9\"\nremote_as = 65003\nbfd = {{ multiplier = 256, interval = 3, receive_interval = \"x\" }}\n"
+        );
+        let errors = error_lines("wgd.toml", &text);
+        let at = |offset: usize, message: &str| format!("wgd.toml:{}: {message}", lines + offset);
+        assert_eq!(
+            errors,
+            [
+                at(
+                    3,
+                    "[bfd] transmit_interval 5: out of range (10..=60000) (milliseconds)"
+                ),
+                at(4, "[bfd] multiplier 0: out of range (1..=255)"),
+                at(
+                    5,
+                    "[bfd] receive_interval 60001: out of range (10..=60000) (milliseconds)"
+                ),
+                at(11, "bfd: expected true, false or a table, found string"),
+                at(
+                    15,
+                    "bfd: unknown key \"interval\" (expected transmit_interval, receive_interval or multiplier)"
+                ),
+                at(15, "bfd multiplier 256: out of range (1..=255)"),
+                at(
+                    15,
+                    "bfd receive_interval: expected a whole number, found string"
+                ),
+            ]
+        );
+        assert!(
+            error_line("wgd.toml", "[bfd]\ntransmit = 1\n")
+                .starts_with("wgd.toml:2: unknown key \"transmit\"")
         );
     }
 }

@@ -41,6 +41,19 @@ impl From<&Event> for api::TunnelEvent {
                 public_key: public_key.clone(),
                 latest_handshake_age_seconds: *latest_handshake_age_seconds,
             }),
+            EventKind::BfdStateChange {
+                peer,
+                from,
+                to,
+                diagnostic,
+                diagnostic_code,
+            } => Kind::BfdStateChange(api::BfdStateChange {
+                peer: peer.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                diagnostic: diagnostic.clone(),
+                diagnostic_code: u32::from(*diagnostic_code),
+            }),
         };
         api::TunnelEvent {
             unix_time: event
@@ -306,6 +319,10 @@ pub fn describe_event(event: &api::TunnelEvent, json: bool) -> String {
         Some(Kind::PeerDead(peer)) => (
             "peer-dead",
             serde_json::json!({ "peer": peer.public_key, "latest_handshake_age_seconds": peer.latest_handshake_age_seconds }),
+        ),
+        Some(Kind::BfdStateChange(change)) => (
+            "bfd-state",
+            serde_json::json!({ "peer": change.peer, "from": change.from, "to": change.to, "diagnostic": change.diagnostic }),
         ),
         None => ("unknown", serde_json::json!({})),
     };

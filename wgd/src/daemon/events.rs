@@ -20,6 +20,15 @@ pub enum EventKind {
         public_key: String,
         latest_handshake_age_seconds: Option<u64>,
     },
+    /// A BGP neighbor's BFD session over the tunnel changed state (from
+    /// the speaker, not from the snapshots).
+    BfdStateChange {
+        peer: String,
+        from: String,
+        to: String,
+        diagnostic: String,
+        diagnostic_code: u8,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

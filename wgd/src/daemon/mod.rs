@@ -16,6 +16,7 @@
 //! (a loop that hangs stops petting it).
 
 pub mod api;
+mod bfd;
 pub mod events;
 pub mod gobgp;
 pub mod health;
@@ -599,6 +600,9 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         tracing::warn!(%error, "cannot read the network namespace cookie; `wgd status` will not trust the API");
         0
     });
+    if let Some(speaker) = &daemon.speaker {
+        bfd::forward_changes(speaker, daemon.events.clone());
+    }
     let service = api::TunnelApi {
         snapshot: daemon.snapshot.clone(),
         events: daemon.events.clone(),

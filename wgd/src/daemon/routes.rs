@@ -232,6 +232,16 @@ pub fn speaker_config(settings: &BgpSettings) -> SpeakerConfig {
                 description: neighbor.description.clone(),
                 password: neighbor.password.clone().map(Secret),
                 ttl_security: neighbor.ttl_security,
+                // The config reader checked the ranges (10 ms to a minute,
+                // a multiplier of at least 1): Timers takes them.
+                bfd: neighbor.bfd.and_then(|bfd| {
+                    bgp_bridge::bgp::bfd::Timers::new(
+                        bfd.transmit_interval,
+                        bfd.receive_interval,
+                        bfd.multiplier,
+                    )
+                    .ok()
+                }),
                 import: neighbor.import.clone(),
                 export: neighbor.export.clone(),
             })

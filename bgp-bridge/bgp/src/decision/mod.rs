@@ -49,9 +49,7 @@ use ipnet::IpNet;
 
 use crate::policy::{Community, Outcome, Policy, Set};
 use crate::prefix_map::PrefixMap;
-use crate::types::{
-    AsSegment, Asn, Attributes, DEFAULT_LOCAL_PREF, Family, Negotiated, NeighborId, Update,
-};
+use crate::types::{Asn, Attributes, DEFAULT_LOCAL_PREF, Family, Negotiated, NeighborId, Update};
 
 /// Settings of the decision process, from `[bgp]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -898,10 +896,10 @@ impl LocRib {
             out.next_hop = Some(next_hop);
             out.link_local_next_hop = link_local_next_hop;
             if to_ebgp {
-                prepend(&mut out.as_path, local_as);
+                out.as_path = out.as_path.prepended(local_as);
                 out.local_pref = None;
                 out.originator_id = None;
-                out.cluster_list.clear();
+                out.cluster_list = Box::default();
                 if path.source != Source::Local {
                     out.med = None;
                 }
@@ -945,15 +943,6 @@ fn keep_best<K: Ord>(candidates: &mut Vec<Candidate>, key: impl Fn(&Candidate) -
 fn med_of(candidate: &Candidate) -> (Option<Asn>, u32) {
     let attributes = &candidate.path.attributes;
     (attributes.first_as(), attributes.med.unwrap_or(0))
-}
-
-/// Puts our AS in front of a path (into its leading sequence when it has
-/// room, RFC 4271 5.1.2).
-fn prepend(as_path: &mut Vec<AsSegment>, asn: Asn) {
-    match as_path.first_mut() {
-        Some(AsSegment::Sequence(asns)) if asns.len() < 255 => asns.insert(0, asn),
-        _ => as_path.insert(0, AsSegment::Sequence(vec![asn])),
-    }
 }
 
 /// A cached result beside the input it came from (which keeps the input's

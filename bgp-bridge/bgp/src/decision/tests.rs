@@ -1,6 +1,6 @@
 use super::*;
 use crate::policy::{Match, PrefixListEntry, Rule, Verdict};
-use crate::types::Origin;
+use crate::types::{AsSegment, Origin};
 
 const LOCAL_AS: Asn = 65000;
 
@@ -42,7 +42,7 @@ fn neighbor(address: &str, remote_as: Asn, router_id: u8) -> Neighbor {
 /// A path as `from` sends it: its nexthop is its own address.
 fn path(from: &Neighbor, as_path: &[Asn]) -> Attributes {
     Attributes {
-        as_path: vec![AsSegment::Sequence(as_path.to_vec())],
+        as_path: vec![AsSegment::Sequence(as_path.to_vec())].into(),
         next_hop: Some(from.id.address()),
         ..Attributes::default()
     }
@@ -128,9 +128,9 @@ fn shortest_as_path_then_lowest_origin() {
     assert_eq!(sources(&rib, P), vec![from(&b)]);
     // A set counts as one.
     let mut with_set = path(&a, &[65001]);
-    with_set
-        .as_path
-        .push(AsSegment::Set(vec![65010, 65011, 65012]));
+    let mut segments = with_set.as_path.to_segments();
+    segments.push(AsSegment::Set(vec![65010, 65011, 65012]));
+    with_set.as_path = segments.into();
     announce(&mut rib, &a, P, with_set.clone());
     assert_eq!(sources(&rib, P), vec![from(&a)]);
     // Equal lengths: the lower origin.
@@ -516,7 +516,7 @@ fn export_of_an_ebgp_route() {
     assert_eq!(attributes.next_hop, Some(ip("10.255.0.1")));
     assert_eq!(
         attributes.as_path,
-        vec![AsSegment::Sequence(vec![LOCAL_AS, 65001, 65005, 65010])]
+        vec![AsSegment::Sequence(vec![LOCAL_AS, 65001, 65005, 65010])].into()
     );
     assert_eq!(attributes.med, None);
     assert_eq!(attributes.local_pref, None);
@@ -525,7 +525,7 @@ fn export_of_an_ebgp_route() {
         let attributes = &sent(&exports, to).unwrap().announced[0].1;
         assert_eq!(
             attributes.as_path,
-            vec![AsSegment::Sequence(vec![65001, 65005, 65010])]
+            vec![AsSegment::Sequence(vec![65001, 65005, 65010])].into()
         );
         assert_eq!(attributes.local_pref, Some(DEFAULT_LOCAL_PREF));
         assert_eq!(attributes.med, Some(7));
@@ -555,7 +555,7 @@ fn ibgp_routes_do_not_go_to_other_ibgp_neighbors() {
     let attributes = &sent(&exports, &c).unwrap().announced[0].1;
     assert_eq!(
         attributes.as_path,
-        vec![AsSegment::Sequence(vec![LOCAL_AS, 65010])]
+        vec![AsSegment::Sequence(vec![LOCAL_AS, 65010])].into()
     );
 }
 
@@ -566,10 +566,13 @@ fn local_networks_go_to_everyone_and_new_neighbors_get_the_table() {
     let exports = rib.export(&changes);
     assert_eq!(exports.len(), 5);
     let to_a = &sent(&exports, &a).unwrap().announced;
-    assert_eq!(to_a[0].1.as_path, vec![AsSegment::Sequence(vec![LOCAL_AS])]);
+    assert_eq!(
+        to_a[0].1.as_path,
+        vec![AsSegment::Sequence(vec![LOCAL_AS])].into()
+    );
     assert_eq!(to_a[1].1.next_hop, Some(ip("2001:db8:ff::1")));
     let to_i = &sent(&exports, &i).unwrap().announced;
-    assert_eq!(to_i[0].1.as_path, Vec::new());
+    assert!(to_i[0].1.as_path.is_empty());
     // Nothing new to send: nothing sent.
     assert!(rib.export(&changes).is_empty());
     // A neighbor coming up gets the whole table; one without IPv6 only
@@ -587,7 +590,7 @@ fn well_known_communities_limit_export() {
         mut rib, a, c, i, ..
     } = world();
     let no_export = Attributes {
-        communities: vec![Community::NO_EXPORT.0],
+        communities: vec![Community::NO_EXPORT.0].into(),
         ..path(&a, &[65001])
     };
     let changes = announce(&mut rib, &a, P, no_export);
@@ -595,7 +598,7 @@ fn well_known_communities_limit_export() {
     assert!(sent(&exports, &c).is_none());
     assert!(sent(&exports, &i).is_some());
     let no_advertise = Attributes {
-        communities: vec![Community::NO_ADVERTISE.0],
+        communities: vec![Community::NO_ADVERTISE.0].into(),
         ..path(&a, &[65001])
     };
     let changes = announce(&mut rib, &a, P, no_advertise);

@@ -106,6 +106,8 @@ pub(super) struct Walk<'s> {
     /// NEXT_HOP, or why it is unusable; checked only if the body has NLRI.
     next_hop: Option<Result<Ipv4Addr, String>>,
     as4_path: Option<Vec<AsSegment>>,
+    /// Attributes kept as they came, gathered here and boxed at the end.
+    other: Vec<RawAttribute>,
     as4_aggregator: Option<(Asn, Ipv4Addr)>,
     reach: Option<Reach>,
     unreach: Option<(Family, Vec<IpNet>)>,
@@ -123,6 +125,7 @@ impl<'s> Walk<'s> {
             seen: [false; 256],
             next_hop: None,
             as4_path: None,
+            other: Vec::new(),
             as4_aggregator: None,
             reach: None,
             unreach: None,
@@ -243,7 +246,7 @@ impl<'s> Walk<'s> {
             code::AS_PATH => {
                 let width = if self.session.four_octet_as { 4 } else { 2 };
                 match parse_as_path(value, width) {
-                    Ok(segments) => self.attributes.as_path = segments,
+                    Ok(segments) => self.attributes.as_path = segments.into(),
                     Err(reason) => self.withdraw(type_code, reason),
                 }
             }
@@ -285,7 +288,7 @@ impl<'s> Walk<'s> {
                 }
             }
             code::COMMUNITIES => match words(value) {
-                Some(communities) => self.attributes.communities = communities,
+                Some(communities) => self.attributes.communities = communities.into(),
                 None => self.withdraw(
                     type_code,
                     format!("length {} (not a non-zero multiple of 4)", value.len()),
@@ -343,7 +346,7 @@ impl<'s> Walk<'s> {
                         format!("length {} (not a non-zero multiple of {unit})", value.len()),
                     );
                 } else {
-                    self.attributes.other.push(RawAttribute {
+                    self.other.push(RawAttribute {
                         flags: flags & !flag::EXTENDED_LENGTH,
                         code: type_code,
                         value: value.to_vec(),
@@ -359,7 +362,7 @@ impl<'s> Walk<'s> {
             }
             // Unknown optional transitive: kept, and partial from here on
             // (RFC 4271 5). Unknown optional non-transitive: quietly dropped.
-            _ if flags & flag::TRANSITIVE != 0 => self.attributes.other.push(RawAttribute {
+            _ if flags & flag::TRANSITIVE != 0 => self.other.push(RawAttribute {
                 flags: (flags | flag::PARTIAL) & !flag::EXTENDED_LENGTH,
                 code: type_code,
                 value: value.to_vec(),
@@ -461,6 +464,7 @@ impl<'s> Walk<'s> {
         mut nlri: Vec<IpNet>,
         empty: bool,
     ) -> (Update, Vec<Problem>) {
+        self.attributes.other = std::mem::take(&mut self.other).into_boxed_slice();
         if !nlri.is_empty() && !self.session.families.contains(&Family::Ipv4Unicast) {
             self.problem(
                 None,
@@ -477,10 +481,7 @@ impl<'s> Walk<'s> {
             .as_ref()
             .is_some_and(|reach| !reach.nlri.is_empty());
         if self.seen[usize::from(code::AS_PATH)] && !self.withdraw && self.session.is_ebgp() {
-            let first = match self.attributes.as_path.first() {
-                Some(AsSegment::Sequence(asns)) => asns.first().copied(),
-                _ => None,
-            };
+            let first = self.attributes.as_path.first_as();
             if (!nlri.is_empty() || reach_nlri) && first != Some(self.session.remote_as) {
                 self.withdraw(
                     code::AS_PATH,
@@ -572,7 +573,7 @@ impl<'s> Walk<'s> {
         let Some(as4_path) = self.as4_path.take() else {
             return;
         };
-        let as_path = &self.attributes.as_path;
+        let as_path = self.attributes.as_path.to_segments();
         let as_len: usize = as_path.iter().map(AsSegment::path_len).sum();
         let as4_len: usize = as4_path.iter().map(AsSegment::path_len).sum();
         if as_len < as4_len {
@@ -608,6 +609,6 @@ impl<'s> Walk<'s> {
                 (_, segment) => merged.push(segment),
             }
         }
-        self.attributes.as_path = merged;
+        self.attributes.as_path = merged.into();
     }
 }

@@ -253,7 +253,7 @@ pub(super) fn encode_attributes(
     list.push((
         well_known,
         code::AS_PATH,
-        as_path_value(&attributes.as_path, width),
+        as_path_value(&attributes.as_path.to_segments(), width),
     ));
     if let Some(next_hop) = next_hop {
         list.push((well_known, code::NEXT_HOP, next_hop.octets().to_vec()));
@@ -316,9 +316,9 @@ pub(super) fn encode_attributes(
         // RFC 6793 4.2.2: the true path beside, if any AS did not fit.
         let path: Vec<AsSegment> = attributes
             .as_path
-            .iter()
+            .to_segments()
+            .into_iter()
             .filter(|segment| matches!(segment, AsSegment::Sequence(_) | AsSegment::Set(_)))
-            .cloned()
             .collect();
         let wide = path.iter().any(|segment| match segment {
             AsSegment::Sequence(asns) | AsSegment::Set(asns) => {

@@ -145,12 +145,13 @@ fn rich_attributes(next_hop: IpAddr) -> Attributes {
         as_path: vec![
             AsSegment::Sequence(vec![PEER_AS, 4_200_000_000, 65010]),
             AsSegment::Set(vec![65020, 65021]),
-        ],
+        ]
+        .into(),
         next_hop: Some(next_hop),
         med: Some(50),
         atomic_aggregate: true,
         aggregator: Some((4_200_000_000, Ipv4Addr::new(192, 0, 2, 9))),
-        communities: vec![(65001 << 16) | 100, 0xFFFF_FF01],
+        communities: vec![(65001 << 16) | 100, 0xFFFF_FF01].into(),
         other: vec![
             RawAttribute {
                 flags: OPT_TRANS,
@@ -165,7 +166,8 @@ fn rich_attributes(next_hop: IpAddr) -> Attributes {
                 code: 99,
                 value: vec![1, 2, 3],
             },
-        ],
+        ]
+        .into(),
         ..Attributes::default()
     }
 }
@@ -193,7 +195,7 @@ fn ipv4_round_trip() {
     let session = ebgp();
     let first = Arc::new(rich_attributes("10.0.0.1".parse().unwrap()));
     let second = Arc::new(Attributes {
-        as_path: vec![AsSegment::Sequence(vec![PEER_AS])],
+        as_path: vec![AsSegment::Sequence(vec![PEER_AS])].into(),
         next_hop: Some("10.0.0.2".parse().unwrap()),
         ..Attributes::default()
     });
@@ -222,7 +224,7 @@ fn ipv6_round_trip_with_link_local() {
         link_local_next_hop: Some("fe80::1".parse().unwrap()),
         local_pref: Some(200),
         originator_id: Some(Ipv4Addr::new(192, 0, 2, 7)),
-        cluster_list: vec![Ipv4Addr::new(192, 0, 2, 8)],
+        cluster_list: vec![Ipv4Addr::new(192, 0, 2, 8)].into(),
         ..rich_attributes("2001:db8::1".parse().unwrap())
     });
     let announced = vec![
@@ -241,7 +243,7 @@ fn mixed_round_trip_with_ipv4_over_ipv6_next_hop() {
     let mut session = ebgp();
     session.extended_next_hop_ipv4 = true;
     let over_ipv6 = Arc::new(Attributes {
-        as_path: vec![AsSegment::Sequence(vec![PEER_AS])],
+        as_path: vec![AsSegment::Sequence(vec![PEER_AS])].into(),
         next_hop: Some("2001:db8::1".parse().unwrap()),
         ..Attributes::default()
     });
@@ -331,6 +333,7 @@ fn as4_path_merges_behind_the_leading_two_octet_ases() {
             4_200_000_002,
             65003
         ])]
+        .into()
     );
 
     // An AS4_PATH longer than AS_PATH is ignored.
@@ -357,7 +360,7 @@ fn as4_path_merges_behind_the_leading_two_octet_ases() {
     ));
     assert_eq!(
         update.announced[0].1.as_path,
-        vec![AsSegment::Sequence(vec![PEER_AS])]
+        vec![AsSegment::Sequence(vec![PEER_AS])].into()
     );
 }
 
@@ -365,7 +368,7 @@ fn as4_path_merges_behind_the_leading_two_octet_ases() {
 fn large_batches_split_into_messages_of_at_most_4096_octets() {
     let session = ebgp();
     let ipv4_attributes = Arc::new(Attributes {
-        as_path: vec![AsSegment::Sequence(vec![PEER_AS])],
+        as_path: vec![AsSegment::Sequence(vec![PEER_AS])].into(),
         next_hop: Some("10.0.0.1".parse().unwrap()),
         ..Attributes::default()
     });
@@ -458,7 +461,7 @@ fn ipv4_routes_go_with_link_local_next_hops_under_rfc_8950() {
     let mut session = ebgp();
     session.extended_next_hop_ipv4 = true;
     let link_local_alone = Arc::new(Attributes {
-        as_path: vec![AsSegment::Sequence(vec![PEER_AS])],
+        as_path: vec![AsSegment::Sequence(vec![PEER_AS])].into(),
         next_hop: Some("fe80::1".parse().unwrap()),
         ..Attributes::default()
     });
@@ -904,6 +907,7 @@ fn unknown_attributes() {
             code: 99,
             value: vec![1, 2],
         }]
+        .into()
     );
 }
 
@@ -1050,4 +1054,40 @@ fn mutated_updates_never_panic_and_re_encode_cleanly() {
     }
     // The mutations reach every outcome, not just the first check.
     assert!(outcomes.iter().all(|&count| count > 100), "{outcomes:?}");
+}
+
+#[test]
+fn an_as_path_keeps_its_segments_in_one_allocation() {
+    use crate::types::AsPath;
+    let segments = vec![
+        AsSegment::ConfedSequence(vec![64512]),
+        AsSegment::Sequence(vec![65001, 65001, 65002]),
+        AsSegment::Set(vec![65010, 65011]),
+    ];
+    let path = AsPath::from(segments.clone());
+    assert_eq!(path.to_segments(), segments);
+    assert_eq!(path.path_len(), 4);
+    assert_eq!(path.first_as(), Some(65001));
+    assert!(path.contains(65011) && !path.contains(65003));
+    let prepended = path.prepended(65000);
+    assert_eq!(
+        prepended.to_segments()[0],
+        AsSegment::Sequence(vec![65000]),
+        "a leading confederation segment is not a sequence to prepend into"
+    );
+    let long: Vec<u32> = (0..300).collect();
+    let split = AsPath::from(vec![AsSegment::Sequence(long.clone())]);
+    assert_eq!(split.path_len(), 300);
+    assert_eq!(
+        split.to_segments(),
+        vec![
+            AsSegment::Sequence(long[..255].to_vec()),
+            AsSegment::Sequence(long[255..].to_vec())
+        ]
+    );
+    assert!(AsPath::default().is_empty());
+    assert_eq!(
+        AsPath::sequence(&[65001]).prepended(65000).to_segments(),
+        vec![AsSegment::Sequence(vec![65000, 65001])]
+    );
 }

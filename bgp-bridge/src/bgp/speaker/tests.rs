@@ -169,6 +169,7 @@ fn neighbor(address: &str, tunnel: Option<&str>, password: Option<&str>) -> Neig
         prefix_limit: 0,
         description: None,
         password: password.map(|p| Secret(zeroize::Zeroizing::new(p.to_owned()))),
+        bfd: None,
         ttl_security: false,
         import: Policy::default(),
         export: Policy::default(),
