@@ -480,6 +480,12 @@ impl Bridge {
     pub fn allowed_ips(&self) -> watch::Receiver<AllowedExtras> {
         self.allowed.clone()
     }
+
+    /// Returns when the engine has stopped: its thread ended, or the FIB
+    /// writer thread died under it (the engine cannot go on without it).
+    pub async fn stopped(&self) {
+        self.commands.closed().await;
+    }
 }
 
 #[derive(Debug)]

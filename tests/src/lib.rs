@@ -21,6 +21,7 @@ pub mod bird;
 pub mod bridge;
 pub mod frr;
 pub mod gobgp;
+pub mod grpc;
 pub mod routing;
 pub mod sites;
 pub mod status;

@@ -55,8 +55,11 @@ pub struct DaemonConfig {
     /// after its file (relative ones are made absolute against the
     /// wgd.toml's folder). Wildcards (`*`, `?`) in the file name only.
     pub include: Vec<PathBuf>,
-    /// Unix socket of the gRPC API.
+    /// Unix socket of the gRPC API (also there when `api` names a TCP
+    /// listener: `wgd status` and local clients use it).
     pub api: PathBuf,
+    /// `api = "tcp://address:port"`: the gRPC API on TCP, mutual TLS only.
+    pub tcp_api: Option<TcpApi>,
     /// Address of the Prometheus endpoint, if any.
     pub metrics: Option<SocketAddr>,
     pub backend: BackendChoice,
@@ -73,6 +76,45 @@ pub struct DaemonConfig {
     /// `[fpm]`: FRR's zebra streaming its routes to the bridge, when
     /// configured.
     pub fpm: Option<FpmSettings>,
+    /// `[[gobgp]]`: gobgpd daemons whose best paths the bridge follows.
+    pub gobgp: Vec<GobgpSettings>,
+}
+
+/// The gRPC API on TCP (`api = "tcp://..."` with `tls_cert`, `tls_key` and
+/// `tls_client_ca`): for routers on other hosts. Clients must present a
+/// certificate the client CA signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpApi {
+    /// The line of `api`.
+    pub line: usize,
+    pub listen: SocketAddr,
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+    /// The CA certificates (PEM) that client certificates must chain to.
+    pub client_ca: PathBuf,
+}
+
+/// `[[gobgp]]` of wgd.toml: a gobgpd whose best paths go into the bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GobgpSettings {
+    pub line: usize,
+    pub api: GobgpApi,
+    /// The bridge owner its routes go in as (`gobgp` by default).
+    pub owner: String,
+    pub ipv4: bool,
+    pub ipv6: bool,
+    /// How long its routes outlive a lost gobgpd; the bridge's
+    /// `hold_time` when not set.
+    pub hold_time: Option<Duration>,
+}
+
+/// Where gobgpd's gRPC API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GobgpApi {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
 }
 
 /// `[fpm]` of wgd.toml: where zebra connects with `fpm address`.
@@ -224,6 +266,7 @@ impl Default for DaemonConfig {
         Self {
             include: Vec::new(),
             api: PathBuf::from(DEFAULT_API_SOCKET),
+            tcp_api: None,
             metrics: None,
             backend: BackendChoice::Auto,
             wireguard_go: None,
@@ -234,6 +277,7 @@ impl Default for DaemonConfig {
             bridge: BridgeSettings::default(),
             bgp: None,
             fpm: None,
+            gobgp: Vec::new(),
         }
     }
 }

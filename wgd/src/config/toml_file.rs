@@ -21,8 +21,8 @@ use zeroize::Zeroizing;
 use super::include::{self, Candidate};
 use super::model::{
     BackendChoice, BfdSettings, BgpSettings, BridgeSettings, Config, ConfigError, DaemonConfig,
-    FpmSettings, Hooks, IncludedFile, NeighborSettings, PeerConfig, RouteTable, RoutesMode,
-    TunnelConfig, TunnelName, default_allowed_ips, is_link_local,
+    FpmSettings, GobgpApi, GobgpSettings, Hooks, IncludedFile, NeighborSettings, PeerConfig,
+    RouteTable, RoutesMode, TcpApi, TunnelConfig, TunnelName, default_allowed_ips, is_link_local,
 };
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice, line_at};
@@ -43,6 +43,8 @@ mod raw {
         pub fpm: Option<Spanned<Fpm>>,
         pub bfd: Option<Spanned<Bfd>>,
         #[serde(default)]
+        pub gobgp: Vec<Spanned<Gobgp>>,
+        #[serde(default)]
         pub tunnel: Vec<Spanned<Tunnel>>,
     }
 
@@ -59,12 +61,23 @@ mod raw {
     pub(super) struct Daemon {
         #[serde(default)]
         pub include: Vec<Spanned<String>>,
-        pub api: Option<Spanned<String>>,
+        pub api: Option<Spanned<Api>>,
+        pub tls_cert: Option<Spanned<String>>,
+        pub tls_key: Option<Spanned<String>>,
+        pub tls_client_ca: Option<Spanned<String>>,
         pub metrics: Option<Spanned<String>>,
         pub backend: Option<Spanned<String>>,
         pub wireguard_go: Option<Spanned<String>>,
         pub reconcile_interval: Option<Spanned<i64>>,
         pub peer_dead_after: Option<Spanned<i64>>,
+    }
+
+    /// `api`: one address, or a Unix socket and a TCP listener.
+    #[derive(Debug, Deserialize)]
+    #[serde(untagged)]
+    pub(super) enum Api {
+        One(String),
+        Many(Vec<String>),
     }
 
     #[derive(Debug, Deserialize)]
@@ -88,6 +101,15 @@ mod raw {
         pub listen: Option<Spanned<String>>,
         pub hold_time: Option<Spanned<i64>>,
         pub table: Option<Spanned<i64>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Gobgp {
+        pub api: Option<Spanned<String>>,
+        pub owner: Option<Spanned<String>>,
+        pub families: Option<Spanned<Vec<String>>>,
+        pub hold_time: Option<Spanned<i64>>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -212,6 +234,11 @@ pub(super) fn parse(
     let bfd = reader.bfd(file.bfd);
     daemon.bgp = file.bgp.and_then(|bgp| reader.bgp(bgp, &known, &bfd));
     daemon.fpm = file.fpm.map(|fpm| reader.fpm(fpm, &daemon.bridge));
+    for gobgp in file.gobgp {
+        if let Some(settings) = reader.gobgp(gobgp, &daemon.gobgp) {
+            daemon.gobgp.push(settings);
+        }
+    }
     (daemon, tunnels, included)
 }
 
@@ -430,10 +457,81 @@ impl Reader<'_, '_> {
                 Err(reason) => self.error(pattern, format!("include \"{written}\": {reason}")),
             }
         }
-        if let Some(api) = raw.api {
-            match api_socket(api.get_ref()) {
-                Ok(path) => daemon.api = path,
-                Err(reason) => self.error(&api, format!("api \"{}\": {reason}", api.get_ref())),
+        let tls = [
+            ("tls_cert", &raw.tls_cert),
+            ("tls_key", &raw.tls_key),
+            ("tls_client_ca", &raw.tls_client_ca),
+        ];
+        let mut tcp = None;
+        if let Some(api) = &raw.api {
+            let written = match api.get_ref() {
+                raw::Api::One(one) => std::slice::from_ref(one),
+                raw::Api::Many(many) => many.as_slice(),
+            };
+            let (mut unix, mut tcp_seen) = (false, false);
+            for address in written {
+                match api_address(address) {
+                    Ok(ApiAddress::Unix(_)) if unix => {
+                        self.error(api, format!("api \"{address}\": a second Unix socket"));
+                    }
+                    Ok(ApiAddress::Tcp(_)) if tcp_seen => {
+                        self.error(api, format!("api \"{address}\": a second TCP listener"));
+                    }
+                    Ok(ApiAddress::Unix(path)) => {
+                        unix = true;
+                        daemon.api = path;
+                    }
+                    Ok(ApiAddress::Tcp(listen)) => {
+                        tcp_seen = true;
+                        tcp = Some((api, address, listen));
+                    }
+                    Err(reason) => self.error(api, format!("api \"{address}\": {reason}")),
+                }
+            }
+        }
+        match tcp {
+            Some((api, address, listen)) => {
+                let missing: Vec<&str> = tls
+                    .iter()
+                    .filter(|(_, value)| value.is_none())
+                    .map(|(name, _)| *name)
+                    .collect();
+                let mut paths = Vec::new();
+                for (name, value) in tls {
+                    let Some(value) = value else { continue };
+                    if value.get_ref().is_empty() {
+                        self.error(value, format!("{name}: {}", Invalid::EmptyPath));
+                    } else {
+                        paths.push(self.report.directory().join(value.get_ref()));
+                    }
+                }
+                if !missing.is_empty() {
+                    self.error(
+                        api,
+                        format!(
+                            "api \"{address}\": a TCP API takes mutual TLS only; missing {}",
+                            missing.join(", ")
+                        ),
+                    );
+                } else if let Ok([cert, key, client_ca]) = <[PathBuf; 3]>::try_from(paths) {
+                    daemon.tcp_api = Some(TcpApi {
+                        line: self.line(api.span()),
+                        listen,
+                        cert,
+                        key,
+                        client_ca,
+                    });
+                }
+            }
+            None => {
+                for (name, value) in tls {
+                    if let Some(value) = value {
+                        self.error(
+                            value,
+                            format!("{name}: only for api = \"tcp://address:port\""),
+                        );
+                    }
+                }
             }
         }
         if let Some(metrics) = raw.metrics {
@@ -554,6 +652,96 @@ impl Reader<'_, '_> {
             }
         }
         bridge
+    }
+
+    /// `[[gobgp]]`: a gobgpd whose best paths the bridge follows; each
+    /// under an owner of its own.
+    fn gobgp(
+        &mut self,
+        raw: Spanned<raw::Gobgp>,
+        earlier: &[GobgpSettings],
+    ) -> Option<GobgpSettings> {
+        let line = self.line(raw.span());
+        let raw = raw.into_inner();
+        let Some(api) = raw.api else {
+            self.report.error(
+                line,
+                "[[gobgp]]: api is required (gobgpd's gRPC API, like \"127.0.0.1:50051\")",
+            );
+            return None;
+        };
+        let written = api.get_ref();
+        let api = if let Some(path) = written.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                self.error(&api, format!("api \"{written}\": {}", Invalid::ApiPath));
+                return None;
+            }
+            GobgpApi::Unix(PathBuf::from(path))
+        } else {
+            match written.parse::<SocketAddr>() {
+                Ok(address) => GobgpApi::Tcp(address),
+                Err(_) => {
+                    self.error(&api, format!("api \"{written}\": expected address:port, like 127.0.0.1:50051, or unix:/path"));
+                    return None;
+                }
+            }
+        };
+        let mut settings = GobgpSettings {
+            line,
+            api,
+            owner: "gobgp".into(),
+            ipv4: true,
+            ipv6: true,
+            hold_time: None,
+        };
+        if let Some(owner) = raw.owner {
+            let name = owner.get_ref();
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                self.error(
+                    &owner,
+                    format!("owner \"{name}\": expected a name without spaces"),
+                );
+            } else {
+                settings.owner = name.clone();
+            }
+        }
+        if let Some(families) = raw.families {
+            settings.ipv4 = false;
+            settings.ipv6 = false;
+            for family in families.get_ref() {
+                match family.as_str() {
+                    "ipv4" => settings.ipv4 = true,
+                    "ipv6" => settings.ipv6 = true,
+                    other => self.error(
+                        &families,
+                        format!("families: \"{other}\": expected \"ipv4\" or \"ipv6\""),
+                    ),
+                }
+            }
+            if families.get_ref().is_empty() {
+                self.error(
+                    &families,
+                    "families: empty; leave it out for both".to_owned(),
+                );
+            }
+        }
+        if let Some(hold) = raw.hold_time {
+            match values::seconds(*hold.get_ref()) {
+                Ok(seconds) => settings.hold_time = Some(seconds),
+                Err(reason) => self.error(&hold, format!("hold_time {}: {reason}", hold.get_ref())),
+            }
+        }
+        if let Some(other) = earlier.iter().find(|other| other.owner == settings.owner) {
+            self.report.error(
+                line,
+                format!(
+                    "[[gobgp]]: owner \"{}\" is already the owner of the [[gobgp]] on line {}; give each its own",
+                    settings.owner, other.line
+                ),
+            );
+            return None;
+        }
+        Some(settings)
     }
 
     /// `[fpm]`: where zebra connects, how long its routes outlive it, and
@@ -1523,15 +1711,25 @@ impl Reader<'_, '_> {
 }
 
 /// The API socket: `unix:/path` or `/path`. TCP would need TLS.
-fn api_socket(written: &str) -> Result<PathBuf, Invalid> {
-    if written.starts_with("tcp:") {
-        return Err(Invalid::TcpApi);
+/// Where `api` says the gRPC API listens.
+enum ApiAddress {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+fn api_address(written: &str) -> Result<ApiAddress, Invalid> {
+    if let Some(address) = written.strip_prefix("tcp:") {
+        let address = address.strip_prefix("//").unwrap_or(address);
+        return address
+            .parse()
+            .map(ApiAddress::Tcp)
+            .map_err(|_| Invalid::SocketAddress);
     }
     let path = written.strip_prefix("unix:").unwrap_or(written);
     if !path.starts_with('/') {
         return Err(Invalid::ApiPath);
     }
-    Ok(PathBuf::from(path))
+    Ok(ApiAddress::Unix(PathBuf::from(path)))
 }
 
 #[cfg(test)]
@@ -1573,6 +1771,7 @@ endpoint = "203.0.113.7:51821"
             ("[bridge]", "[bridge]"),
             ("[fpm]", "[fpm]"),
             ("[bfd]", "[bfd]"),
+            ("[[gobgp]]", "[[gobgp]]"),
             ("[bgp]", "[bgp]"),
             ("[[bgp.neighbor]]", "[[bgp.neighbor]]"),
             ("[[tunnel]]", "[[tunnel]]"),
@@ -1738,6 +1937,98 @@ persistent_keepalive = 0
     }
 
     #[test]
+    fn gobgp_followers_are_read_and_checked() {
+        let config = parse_str(
+            Path::new("wgd.toml"),
+            "[[gobgp]]\napi = \"127.0.0.1:50051\"\n\
+             [[gobgp]]\napi = \"unix:/run/gobgpd.sock\"\nowner = \"rs\"\nfamilies = [\"ipv6\"]\nhold_time = 30\n",
+        )
+        .unwrap();
+        let [first, second] = config.daemon.gobgp.as_slice() else {
+            panic!("{:?}", config.daemon.gobgp)
+        };
+        assert_eq!(first.api, GobgpApi::Tcp("127.0.0.1:50051".parse().unwrap()));
+        assert_eq!(
+            (first.owner.as_str(), first.ipv4, first.ipv6),
+            ("gobgp", true, true)
+        );
+        assert_eq!(second.api, GobgpApi::Unix("/run/gobgpd.sock".into()));
+        assert_eq!(
+            (second.owner.as_str(), second.ipv4, second.ipv6),
+            ("rs", false, true)
+        );
+        assert_eq!(second.hold_time, Some(Duration::from_secs(30)));
+        assert_eq!(
+            error_lines(
+                "wgd.toml",
+                "[[gobgp]]\napi = \"localhost\"\n[[gobgp]]\napi = \"127.0.0.1:1\"\nfamilies = [\"evpn\"]\n\
+                 [[gobgp]]\napi = \"127.0.0.1:2\"\n[[gobgp]]\n",
+            ),
+            [
+                "wgd.toml:2: api \"localhost\": expected address:port, like 127.0.0.1:50051, or unix:/path",
+                "wgd.toml:5: families: \"evpn\": expected \"ipv4\" or \"ipv6\"",
+                "wgd.toml:6: [[gobgp]]: owner \"gobgp\" is already the owner of the [[gobgp]] on line 3; \
+                 give each its own",
+                "wgd.toml:8: [[gobgp]]: api is required (gobgpd's gRPC API, like \"127.0.0.1:50051\")",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tcp_api_takes_mutual_tls_and_keeps_the_unix_socket() {
+        let text = "[daemon]\n\
+                    api = \"tcp://127.0.0.1:50061\"\n\
+                    tls_cert = \"tls/server.pem\"\n\
+                    tls_key = \"/etc/wgd/tls/server.key\"\n\
+                    tls_client_ca = \"tls/clients.pem\"\n";
+        let config = parse(Path::new("/etc/wgd/wgd.toml"), text);
+        assert_eq!(
+            config.daemon.api,
+            Path::new(crate::config::DEFAULT_API_SOCKET)
+        );
+        assert_eq!(
+            config.daemon.tcp_api,
+            Some(TcpApi {
+                line: 2,
+                listen: "127.0.0.1:50061".parse().unwrap(),
+                cert: "/etc/wgd/tls/server.pem".into(),
+                key: "/etc/wgd/tls/server.key".into(),
+                client_ca: "/etc/wgd/tls/clients.pem".into(),
+            })
+        );
+        assert_eq!(
+            error_line(
+                "wgd.toml",
+                "[daemon]\napi = \"tcp://0.0.0.0:50061\"\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\n"
+            ),
+            "wgd.toml:2: api \"tcp://0.0.0.0:50061\": a TCP API takes mutual TLS only; missing tls_client_ca"
+        );
+        let both = text.replace(
+            "\"tcp://127.0.0.1:50061\"",
+            "[\"unix:/tmp/wgd.sock\", \"tcp://127.0.0.1:50061\"]",
+        );
+        let config = parse(Path::new("/etc/wgd/wgd.toml"), &both);
+        assert_eq!(config.daemon.api, Path::new("/tmp/wgd.sock"));
+        assert!(config.daemon.tcp_api.is_some());
+        assert_eq!(
+            error_line(
+                "wgd.toml",
+                "[daemon]\napi = [\"/a.sock\", \"tcp://[::1]:1\", \"tcp://[::1]:2\"]\n\
+                 tls_cert = \"a\"\ntls_key = \"b\"\ntls_client_ca = \"c\"\n"
+            ),
+            "wgd.toml:2: api \"tcp://[::1]:2\": a second TCP listener"
+        );
+        assert_eq!(
+            error_line("wgd.toml", "[daemon]\napi = \"tcp://0.0.0.0\"\n"),
+            "wgd.toml:2: api \"tcp://0.0.0.0\": expected address:port, like 127.0.0.1:9586"
+        );
+        assert_eq!(
+            error_line("wgd.toml", "[daemon]\ntls_key = \"a.key\"\n"),
+            "wgd.toml:2: tls_key: only for api = \"tcp://address:port\""
+        );
+    }
+
+    #[test]
     fn api_takes_a_bare_path_and_routes_full_tunnel() {
         let text = format!(
             "[daemon]\napi = \"/tmp/wgd.sock\"\nbackend = \"userspace\"\n\n{}",
@@ -1859,7 +2150,7 @@ listen_port = 51822
         );
         assert_eq!(
             error_line("wgd.toml", "[deamon]\n"),
-            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"bgp\", \"fpm\", \"bfd\", \"tunnel\""
+            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"bgp\", \"fpm\", \"bfd\", \"gobgp\", \"tunnel\""
         );
     }
 
@@ -2085,14 +2376,16 @@ listen_port = 51822
                     api_socket = 1\n";
         assert_eq!(
             error_line("wgd.toml", text),
-            "wgd.toml:7: unknown key \"api_socket\", expected one of \"include\", \"api\", \"metrics\", \
-             \"backend\", \"wireguard_go\", \"reconcile_interval\", \"peer_dead_after\""
+            "wgd.toml:7: unknown key \"api_socket\", expected one of \"include\", \"api\", \"tls_cert\", \
+             \"tls_key\", \"tls_client_ca\", \"metrics\", \"backend\", \"wireguard_go\", \"reconcile_interval\", \
+             \"peer_dead_after\""
         );
         let text = text.replace("api_socket = 1\n", "");
         assert_eq!(
             error_lines("wgd.toml", &text),
             [
-                "wgd.toml:2: api \"tcp:0.0.0.0:9000\": tcp API needs TLS, not supported yet",
+                "wgd.toml:2: api \"tcp:0.0.0.0:9000\": a TCP API takes mutual TLS only; missing \
+                 tls_cert, tls_key, tls_client_ca",
                 "wgd.toml:3: metrics \"localhost\": expected address:port, like 127.0.0.1:9586",
                 "wgd.toml:4: backend \"kernle\": expected auto, kernel or userspace",
                 "wgd.toml:5: reconcile_interval 0: must be at least 1 (seconds)",
@@ -2101,7 +2394,8 @@ listen_port = 51822
         );
         assert_eq!(
             error_line("wgd.toml", "[daemon]\napi = \"run/wgd.sock\"\n"),
-            "wgd.toml:2: api \"run/wgd.sock\": expected unix:/absolute/path or /absolute/path"
+            "wgd.toml:2: api \"run/wgd.sock\": expected unix:/absolute/path, /absolute/path or \
+             tcp://address:port"
         );
     }
 

@@ -34,9 +34,7 @@ pub(crate) enum Invalid {
     RoutesWord,
     #[error("expected auto, kernel or userspace")]
     BackendWord,
-    #[error("tcp API needs TLS, not supported yet")]
-    TcpApi,
-    #[error("expected unix:/absolute/path or /absolute/path")]
+    #[error("expected unix:/absolute/path, /absolute/path or tcp://address:port")]
     ApiPath,
     #[error("expected address:port, like 127.0.0.1:9586")]
     SocketAddress,

@@ -181,20 +181,41 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
+/// Everything the daemon serves on each of its gRPC sockets.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub tunnels: TunnelApi,
+    pub routes: bgp_bridge::service::RouteApi,
+    pub bgp: bgp_bridge::bgp::service::BgpApi,
+    pub health: super::health::Health,
+}
+
+impl Services {
+    /// The services, health and reflection on `server`.
+    pub fn router(
+        self,
+        mut server: tonic::transport::Server,
+    ) -> Result<tonic::transport::server::Router, super::health::ReflectionError> {
+        let router = server
+            .add_service(TunnelServiceServer::new(self.tunnels))
+            .add_service(wgd_proto::v1::route_service_server::RouteServiceServer::new(self.routes))
+            .add_service(wgd_proto::v1::bgp_service_server::BgpServiceServer::new(
+                self.bgp,
+            ));
+        super::health::add_to(router, &self.health)
+    }
+}
+
+/// Serves on the Unix socket until the server fails.
 pub async fn serve(
     listener: tokio::net::UnixListener,
-    service: TunnelApi,
-    routes: bgp_bridge::service::RouteApi,
-    bgp: bgp_bridge::bgp::service::BgpApi,
-) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .add_service(TunnelServiceServer::new(service))
-        .add_service(wgd_proto::v1::route_service_server::RouteServiceServer::new(routes))
-        .add_service(wgd_proto::v1::bgp_service_server::BgpServiceServer::new(
-            bgp,
-        ))
+    services: Services,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    services
+        .router(tonic::transport::Server::builder())?
         .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
-        .await
+        .await?;
+    Ok(())
 }
 
 /// A client on the daemon's Unix socket.
@@ -226,7 +247,9 @@ pub async fn connect_bgp(
     ))
 }
 
-async fn channel(path: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+pub(crate) async fn channel(
+    path: &Path,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let path: PathBuf = path.to_path_buf();
     // The URI is required by the API but unused: the connector dials the socket.
     let channel = tonic::transport::Endpoint::from_static("http://wgd.invalid")

@@ -18,9 +18,12 @@
 pub mod api;
 mod bfd;
 pub mod events;
+pub mod gobgp;
+pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod routes;
+pub mod tcp_api;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -91,6 +94,8 @@ pub enum DaemonError {
     Bgp(std::io::Error),
     #[error("cannot listen for zebra over FPM: {0}")]
     Fpm(std::io::Error),
+    #[error(transparent)]
+    TcpApi(#[from] tcp_api::TcpApiError),
 }
 
 struct Daemon {
@@ -363,6 +368,14 @@ impl Daemon {
                 if old.fpm != new.fpm {
                     tracing::warn!("[fpm] changed; it takes effect when wgd restarts");
                 }
+                if old.tcp_api != new.tcp_api {
+                    tracing::warn!(
+                        "[daemon] api on TCP or its TLS settings changed; it takes effect when wgd restarts"
+                    );
+                }
+                if old.gobgp != new.gobgp {
+                    tracing::warn!("[[gobgp]] changed; it takes effect when wgd restarts");
+                }
                 self.dead_after.send_replace(new.peer_dead_after);
                 self.bridge.set_sources(routes::sources(&config));
                 self.config = config;
@@ -468,6 +481,11 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     // Checked before anything changes: a source address the config's
     // tunnels (or their hooks) will bring counts.
     routes::check_sources(&config, true).map_err(DaemonError::Config)?;
+    // Before anything changes: the TCP API's TLS files and its port.
+    let tcp_api = match &config.daemon.tcp_api {
+        Some(settings) => Some(tcp_api::TcpApi::open(settings, path).await?),
+        None => None,
+    };
     let host = Host::open()?;
     // The bridge starts before the first reconcile: it adopts the routes a
     // previous run left in the kernel, and the AllowedIPs that go with them
@@ -591,15 +609,29 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         dead_after: daemon.dead_after.subscribe(),
         netns_cookie,
     };
-    let route_service = bgp_bridge::service::RouteApi {
-        bridge: daemon.bridge.clone(),
-        tunnel_events: daemon.tunnel_events.clone(),
+    let health = health::Health::new().await;
+    health.follow(daemon.bridge.clone());
+    let services = api::Services {
+        tunnels: service,
+        routes: bgp_bridge::service::RouteApi {
+            bridge: daemon.bridge.clone(),
+            tunnel_events: daemon.tunnel_events.clone(),
+        },
+        bgp: bgp_bridge::bgp::service::BgpApi {
+            speaker: daemon.speaker.clone(),
+        },
+        health: health.clone(),
     };
-    let bgp_service = bgp_bridge::bgp::service::BgpApi {
-        speaker: daemon.speaker.clone(),
-    };
+    if let Some(tcp_api) = tcp_api {
+        let services = services.clone();
+        tokio::spawn(async move {
+            if let Err(error) = tcp_api.serve(services).await {
+                tracing::error!(%error, "TCP API server stopped");
+            }
+        });
+    }
     tokio::spawn(async move {
-        if let Err(error) = api::serve(listener, service, route_service, bgp_service).await {
+        if let Err(error) = api::serve(listener, services).await {
             tracing::error!(%error, "API server stopped");
         }
     });
@@ -618,6 +650,13 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     }
 
     daemon.reconcile("start").await;
+    health.reconciled().await;
+    // After the first reconcile: the tunnels its next hops resolve onto exist.
+    gobgp::start(
+        &daemon.config.daemon.gobgp,
+        daemon.config.daemon.bridge.hold_time,
+        &daemon.bridge,
+    );
     tracing::info!(config = %daemon.path.display(), api = %api_path.display(), "wgd running");
     notifier.ready(&daemon.status_line());
     let mut reconcile_timer = tokio::time::interval(daemon.config.daemon.reconcile_interval);
