@@ -128,6 +128,19 @@ impl Liveness {
     }
 }
 
+/// How many times A's BFD session with `peer` changed state (`wgd bfd
+/// --json`).
+fn bfd_state_changes(lab: &Lab, peer: &str) -> anyhow::Result<u64> {
+    let socket = lab.socket.to_str().context("a UTF-8 path")?;
+    let text = lab.wgd.run(&lab.a, &["bfd", "--json", "--api", socket])?;
+    let value: serde_json::Value = serde_json::from_str(&text).context("wgd bfd --json")?;
+    value["sessions"]
+        .as_array()
+        .and_then(|sessions| sessions.iter().find(|session| session["peer"] == peer))
+        .and_then(|session| session["state_changes"].as_u64())
+        .with_context(|| format!("no BFD session with {peer} in:\n{text}"))
+}
+
 /// Whether BIRD's BFD session with A over `link` is up.
 fn bfd_up(bird: &Bird, link: &Link) -> bool {
     bird.birdc(&["show", "bfd", "sessions"]).is_ok_and(|text| {
@@ -283,6 +296,13 @@ fn run_contender(
                 LAN_HOST,
             ])?;
             std::thread::sleep(Duration::from_millis(500));
+            // The session over the other tunnel must stay up: a change in
+            // its count during the run is told in a note.
+            let other = lab.links[1].address_b();
+            let other_changes = bird
+                .as_ref()
+                .map(|_| bfd_state_changes(&lab, &other))
+                .transpose()?;
             let cut_at = SystemTime::now();
             let cut = Instant::now();
             lab.b
@@ -301,6 +321,16 @@ fn run_contender(
                 "every route through tunnel 1",
                 || Ok(counter.count_via(PROTO_WGD, Some(tunnel1))? == total),
             )?;
+            if let Some(before) = other_changes {
+                let after = bfd_state_changes(&lab, &other)?;
+                if after != before {
+                    report.note(format!(
+                        "failover: {contender}, {total} prefixes, run {run}: the BFD session over \
+                         the other tunnel changed state too ({} changes) while the routes moved",
+                        after - before
+                    ));
+                }
+            }
             std::thread::sleep(Duration::from_millis(500));
             // SIGINT: ping flushes what it buffered and exits.
             let mut ping = ping;
