@@ -537,12 +537,22 @@ pub struct Verdict {
     pub outcomes: Vec<(Check, Outcome)>,
     /// Since the start of [`converge`], when every check passed in one round.
     pub converged_after: Option<Duration>,
+    /// The clock's time then.
+    pub passed_at: Option<SystemTime>,
+    /// When the change the checks follow was made (`wgd-lab check
+    /// --since`), if the caller said.
+    pub since: Option<SystemTime>,
     pub deadline: Duration,
 }
 
 impl Verdict {
     pub fn passed(&self) -> bool {
         self.converged_after.is_some()
+    }
+
+    /// From the change to every check passing, when both are known.
+    pub fn after_change(&self) -> Option<Duration> {
+        self.passed_at?.duration_since(self.since?).ok()
     }
 }
 
@@ -568,6 +578,8 @@ pub fn converge(checks: &Checks, shells: &BTreeMap<String, NodeShell>) -> Verdic
             return Verdict {
                 outcomes,
                 converged_after: all.then_some(elapsed),
+                passed_at: all.then(SystemTime::now),
+                since: None,
                 deadline: checks.converge_within,
             };
         }

@@ -52,6 +52,11 @@ pub enum Command {
         /// after a change, such as a cut tunnel).
         #[arg(long, value_name = "PATH")]
         checks: Option<PathBuf>,
+        /// When the change the checks follow was made, in seconds since
+        /// the epoch (`date +%s.%N`): the report then says how long after
+        /// it every check passed (a reroute time, after a cut).
+        #[arg(long, value_name = "SECONDS")]
+        since: Option<f64>,
     },
     /// Remove everything the lab made (also after a crash of `up`).
     Down { file: PathBuf },

@@ -19,6 +19,7 @@ mod topology;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::{CommandFactory, Parser};
@@ -71,16 +72,29 @@ fn run(command: Command, name: Option<&str>) -> anyhow::Result<ExitCode> {
                 topology.name,
                 state.nodes.len()
             );
-            report(&topology, &state, &checks, !no_check, svg.as_deref())
+            let run_checks = (!no_check).then_some(None);
+            report(&topology, &state, &checks, run_checks, svg.as_deref())
         }
-        Command::Check { file, svg, checks } => {
+        Command::Check {
+            file,
+            svg,
+            checks,
+            since,
+        } => {
             let topology = load(&file)?;
             let checks = match checks {
                 Some(path) => Checks::load_from(&path, &topology)?,
                 None => Checks::load(&topology)?,
             };
             let state = up_state(&topology.name, &file)?;
-            report(&topology, &state, &checks, true, svg.as_deref())
+            let since = match since {
+                Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+                    Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(seconds))
+                }
+                Some(seconds) => bail!("--since {seconds}: expected seconds since the epoch"),
+                None => None,
+            };
+            report(&topology, &state, &checks, Some(since), svg.as_deref())
         }
         Command::Down { file } => {
             let lab = match name {
@@ -195,17 +209,22 @@ fn shells(topology: &Topology, state: &LabState) -> BTreeMap<String, NodeShell> 
         .collect()
 }
 
-/// Runs the checks (if asked), reads the nodes, prints the report and
-/// writes the picture; fails if a check failed.
+/// Runs the checks (if asked: `Some`, with the time of the change they
+/// follow if there is one), reads the nodes, prints the report and writes
+/// the picture; fails if a check failed.
 fn report(
     topology: &Topology,
     state: &LabState,
     checks: &Checks,
-    run_checks: bool,
+    run_checks: Option<Option<SystemTime>>,
     svg: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let shells = shells(topology, state);
-    let verdict: Option<Verdict> = run_checks.then(|| checks::converge(checks, &shells));
+    let verdict: Option<Verdict> = run_checks.map(|since| {
+        let mut verdict = checks::converge(checks, &shells);
+        verdict.since = since;
+        verdict
+    });
     let views = report::observe(state, &shells);
     let picture = svg::draw(topology, &views);
     let mut written = Vec::new();

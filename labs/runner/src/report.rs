@@ -393,6 +393,13 @@ pub fn render(
                         verdict.deadline.as_secs(),
                         verdict.outcomes.len()
                     );
+                    if let Some(after) = verdict.after_change() {
+                        let _ = writeln!(
+                            out,
+                            "every check passed {:.2} s after the change (--since)",
+                            after.as_secs_f64()
+                        );
+                    }
                 }
                 None => {
                     let failed = verdict.outcomes.iter().filter(|(_, o)| !o.passed).count();

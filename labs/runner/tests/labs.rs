@@ -504,15 +504,27 @@ fn mesh3_lab_rendered_by_wgd_mesh_passes_and_leaves_nothing() {
             "[pass] route site1 192.168.2.0/24 dev site1-site2 proto wgd",
         ],
         |lab| {
+            let cut_at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after the epoch")
+                .as_secs_f64()
+                .to_string();
             cut(lab, "add");
             let rerouted = lab.ok(
                 "check",
-                &["--checks", cut_checks.to_str().expect("a UTF-8 path")],
+                &[
+                    "--checks",
+                    cut_checks.to_str().expect("a UTF-8 path"),
+                    "--since",
+                    &cut_at,
+                ],
             );
             for expected in [
                 "[pass] bgp site1: 1 established",
                 "[pass] route site1 192.168.2.0/24 dev site1-site3 proto wgd",
                 "[pass] ping host1 -> 192.168.2.10: answers",
+                // The reroute time, from the cut (no bound: not a timed test).
+                "s after the change (--since)",
             ] {
                 assert!(
                     rerouted.contains(expected),

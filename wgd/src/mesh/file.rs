@@ -27,8 +27,17 @@ mod raw {
     pub(super) struct File {
         pub mesh: Option<Spanned<Mesh>>,
         pub bgp: Option<Spanned<Bgp>>,
+        pub bfd: Option<Spanned<Bfd>>,
         #[serde(default)]
         pub site: Vec<Spanned<Site>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Bfd {
+        pub transmit_interval: Option<Spanned<i64>>,
+        pub receive_interval: Option<Spanned<i64>>,
+        pub multiplier: Option<Spanned<i64>>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -100,6 +109,19 @@ pub struct BgpDefaults {
     pub graceful_restart: Option<bool>,
     pub restart_time: Option<u16>,
     pub max_paths: Option<u16>,
+    /// `[bfd]` of the mesh file: BFD on every site's BGP sessions, with
+    /// these timers (wgd's defaults where not given).
+    pub bfd: Option<BfdDefaults>,
+}
+
+/// `[bfd]` of the mesh file, copied to every site's `[bfd]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BfdDefaults {
+    /// Milliseconds.
+    pub transmit_interval: Option<u16>,
+    /// Milliseconds.
+    pub receive_interval: Option<u16>,
+    pub multiplier: Option<u16>,
 }
 
 /// One `[[site]]`.
@@ -324,7 +346,7 @@ impl Reader<'_> {
                 })
                 .ok()
         });
-        let bgp = self.bgp(raw.bgp, &sites);
+        let bgp = self.bgp(raw.bgp, raw.bfd, &sites);
         if written_sites < 2 {
             self.error(
                 mesh_line,
@@ -594,12 +616,24 @@ impl Reader<'_> {
         distinct
     }
 
-    fn bgp(&mut self, raw: Option<Spanned<raw::Bgp>>, sites: &[ReadSite]) -> Option<BgpDefaults> {
+    fn bgp(
+        &mut self,
+        raw: Option<Spanned<raw::Bgp>>,
+        raw_bfd: Option<Spanned<raw::Bfd>>,
+        sites: &[ReadSite],
+    ) -> Option<BgpDefaults> {
         let with_asn = sites.iter().filter(|read| read.asn_written).count();
         let raw_line = raw.as_ref().map(|raw| self.line(raw));
         if with_asn == 0 {
             if let Some(line) = raw_line {
                 self.error(line, "[bgp]: no [[site]] has an asn");
+            }
+            if let Some(bfd) = &raw_bfd {
+                let line = self.line(bfd);
+                self.error(
+                    line,
+                    "[bfd]: BFD runs beside BGP, and no [[site]] has an asn",
+                );
             }
             return None;
         }
@@ -612,7 +646,10 @@ impl Reader<'_> {
                 self.error(read.site.line, message);
             }
         }
-        let mut defaults = BgpDefaults::default();
+        let mut defaults = BgpDefaults {
+            bfd: raw_bfd.map(|raw| self.bfd(raw.into_inner())),
+            ..BgpDefaults::default()
+        };
         let Some(raw) = raw.map(Spanned::into_inner) else {
             return Some(defaults);
         };
@@ -632,6 +669,25 @@ impl Reader<'_> {
         defaults.restart_time = self.bounded("restart_time", raw.restart_time.as_ref(), 1, 4095);
         defaults.max_paths = self.bounded("max_paths", raw.max_paths.as_ref(), 1, 64);
         Some(defaults)
+    }
+
+    /// `[bfd]`: the same bounds as in wgd.toml.
+    fn bfd(&mut self, raw: raw::Bfd) -> BfdDefaults {
+        BfdDefaults {
+            transmit_interval: self.bounded(
+                "transmit_interval",
+                raw.transmit_interval.as_ref(),
+                10,
+                60000,
+            ),
+            receive_interval: self.bounded(
+                "receive_interval",
+                raw.receive_interval.as_ref(),
+                10,
+                60000,
+            ),
+            multiplier: self.bounded("multiplier", raw.multiplier.as_ref(), 1, 255),
+        }
     }
 
     fn bounded(

@@ -71,6 +71,21 @@ pub(super) fn text(mesh: &Mesh, index: usize, public_keys: &[PublicKey]) -> Stri
                 other.asn.unwrap_or_default(),
                 other.name
             );
+            if defaults.bfd.is_some() {
+                let _ = writeln!(out, "bfd = true");
+            }
+        }
+        if let Some(bfd) = defaults.bfd {
+            let _ = writeln!(out, "\n[bfd]");
+            for (key, value) in [
+                ("transmit_interval", bfd.transmit_interval),
+                ("receive_interval", bfd.receive_interval),
+                ("multiplier", bfd.multiplier),
+            ] {
+                if let Some(value) = value {
+                    let _ = writeln!(out, "{key} = {value}");
+                }
+            }
         }
     }
     for (other_index, other) in &others {

@@ -311,6 +311,56 @@ fn bgp_is_everywhere_or_nowhere_with_valid_numbers() {
     assert_eq!(mesh.bgp, None);
 }
 
+#[test]
+fn a_bfd_section_puts_bfd_on_every_bgp_session_of_every_site() {
+    let (directory, path) = mesh_dir(3, "10.255.0.0/24");
+    let text = fs::read_to_string(&path).unwrap().replace(
+        "[bgp]\n",
+        "[bfd]\ntransmit_interval = 100\nmultiplier = 4\n\n[bgp]\n",
+    );
+    fs::write(&path, text).unwrap();
+    let mesh = load(&path).unwrap();
+    init(&mesh).unwrap();
+    let rendered = render(&mesh, "site1").unwrap();
+    let config_path = directory.path().join("site1/wgd.toml");
+    let config = crate::config::parse_str(&config_path, &rendered).unwrap();
+    let bgp = config.daemon.bgp.unwrap();
+    assert_eq!(bgp.neighbors.len(), 2);
+    for neighbor in &bgp.neighbors {
+        let bfd = neighbor.bfd.expect("bfd on every neighbor");
+        assert_eq!(bfd.transmit_interval, std::time::Duration::from_millis(100));
+        // Not given: wgd's default.
+        assert_eq!(bfd.receive_interval, std::time::Duration::from_millis(300));
+        assert_eq!(bfd.multiplier, 4);
+    }
+    // Without [bfd], no neighbor has BFD.
+    let plain = parsed(&mesh_text("10.255.0.0/24", 2));
+    assert_eq!(plain.bgp.unwrap().bfd, None);
+}
+
+#[test]
+fn bfd_values_out_of_range_or_without_bgp_are_refused_with_their_line() {
+    let text = mesh_text("10.255.0.0/24", 2).replace("[bgp]\n", "[bfd]\nmultiplier = 0\n[bgp]\n");
+    assert_eq!(
+        error(&text),
+        "/meshes/mesh.toml:6: multiplier 0: out of range (1..=255)"
+    );
+    let text =
+        mesh_text("10.255.0.0/24", 2).replace("[bgp]\n", "[bfd]\ntransmit_interval = 5\n[bgp]\n");
+    assert_eq!(
+        error(&text),
+        "/meshes/mesh.toml:6: transmit_interval 5: out of range (10..=60000)"
+    );
+    let text = mesh_text("10.255.0.0/24", 2)
+        .replace("[bgp]\nhold_time = 9\n", "[bfd]\n")
+        .replace("asn = 65001\n", "")
+        .replace("asn = 65002\n", "");
+    assert_eq!(
+        error(&text),
+        "/meshes/mesh.toml:5: [bfd]: BFD runs beside BGP, and no [[site]] has an asn"
+    );
+}
+
 /// A mesh of `n` sites written to a new temporary directory.
 fn mesh_dir(n: usize, pool: &str) -> (tempfile::TempDir, PathBuf) {
     let directory = tempfile::tempdir().unwrap();
