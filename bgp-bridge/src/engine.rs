@@ -633,9 +633,6 @@ impl<F: Fib> Engine<F> {
                     if self.counters_stale && Instant::now() >= self.counting_after {
                         self.update_counters();
                     }
-                    if self.rib.compact_when_settled() {
-                        tracing::debug!(routes = self.rib.installed_count(), "RIB compacted");
-                    }
                 }
                 _ = audit.tick() => self.audit(),
             }

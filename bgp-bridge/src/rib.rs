@@ -418,19 +418,6 @@ impl Rib {
         ]
     }
 
-    /// Rebuilds the slots with full nodes once they have settled (see
-    /// `PrefixMap::compact_when_settled`); called now and then. Returns
-    /// whether it did.
-    pub fn compact_when_settled(&mut self) -> bool {
-        self.slots.compact_when_settled()
-    }
-
-    /// Rebuilds the slots now (see `PrefixMap::compact`), as a settled
-    /// daemon has them.
-    pub fn compact(&mut self) {
-        self.slots.compact();
-    }
-
     pub fn set_config(&mut self, config: RibConfig) {
         self.context.config = config;
     }

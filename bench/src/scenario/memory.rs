@@ -169,10 +169,6 @@ fn measure(updates: &feeder::Updates, size: usize) -> anyhow::Result<Shares> {
         "the bridge selected {} of {size} routes",
         rib.installed_count()
     );
-    // As a daemon has them once the table is in (it compacts its maps
-    // when they settle).
-    rib.compact();
-    loc_rib.compact();
     let total = in_use().saturating_sub(start);
     let copies = attribute_sets.len();
     let mut parts = Vec::new();

@@ -44,16 +44,6 @@ fn from_v6(key: &V6) -> IpNet {
 pub struct PrefixMap<V> {
     v4: BTreeMap<V4, V>,
     v6: BTreeMap<V6, V>,
-    /// Sizes [`PrefixMap::compact_when_settled`] saw.
-    sizes: Sizes,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Sizes {
-    /// At the last compaction.
-    compacted: usize,
-    /// At the last look.
-    looked: usize,
 }
 
 impl<V> Default for PrefixMap<V> {
@@ -67,40 +57,7 @@ impl<V> PrefixMap<V> {
         Self {
             v4: BTreeMap::new(),
             v6: BTreeMap::new(),
-            sizes: Sizes {
-                compacted: 0,
-                looked: 0,
-            },
         }
-    }
-
-    /// Rebuilds the maps with full nodes. A B-tree filled in any order
-    /// but the sorted one splits its nodes as they fill and keeps them
-    /// about two thirds full; built from a sorted walk, every node but the
-    /// last of each level is full. A full table's maps shrink by about a
-    /// quarter. The cost is one pass, and a `Vec` of the entries while it
-    /// runs (the old nodes are freed as the walk goes).
-    pub fn compact(&mut self) {
-        self.v4 = std::mem::take(&mut self.v4).into_iter().collect();
-        self.v6 = std::mem::take(&mut self.v6).into_iter().collect();
-        self.sizes.compacted = self.len();
-    }
-
-    /// Compacts (see [`PrefixMap::compact`]) once the map has settled: its
-    /// size the same as at the last look, and changed by an eighth (at
-    /// least 4,096 entries) since the last compaction. Called now and then
-    /// (once a second), a table that is still arriving is left alone and
-    /// compacted once it is in. Returns whether it compacted.
-    pub fn compact_when_settled(&mut self) -> bool {
-        let len = self.len();
-        let settled = len == self.sizes.looked;
-        self.sizes.looked = len;
-        let change = len.abs_diff(self.sizes.compacted);
-        if !settled || change < (self.sizes.compacted / 8).max(4096) {
-            return false;
-        }
-        self.compact();
-        true
     }
 
     pub fn len(&self) -> usize {
@@ -243,31 +200,5 @@ mod tests {
         map.retain(|prefix, _| prefix.addr().is_ipv4());
         assert_eq!(map.len(), 5);
         assert!(map.values().all(|value| *value != 70));
-    }
-
-    #[test]
-    fn compacts_once_settled_and_keeps_every_entry() {
-        let mut map = PrefixMap::new();
-        // Not in order: a B-tree filled so keeps its nodes part full.
-        let prefix = |i: u32| -> IpNet {
-            let address = Ipv4Addr::from(i.wrapping_mul(2_654_435_761) & 0xffff_ff00);
-            IpNet::V4(Ipv4Net::new(address, 24).unwrap())
-        };
-        for i in 0..10_000 {
-            map.insert(prefix(i), i);
-        }
-        assert!(!map.compact_when_settled(), "first look: not known settled");
-        map.insert(prefix(10_000), 10_000);
-        assert!(!map.compact_when_settled(), "still growing");
-        let before: Vec<(IpNet, u32)> = map.iter().map(|(p, v)| (p, *v)).collect();
-        assert!(map.compact_when_settled(), "settled, and grew past 4,096");
-        let after: Vec<(IpNet, u32)> = map.iter().map(|(p, v)| (p, *v)).collect();
-        assert_eq!(before, after);
-        assert!(
-            !map.compact_when_settled(),
-            "compacted: nothing changed since"
-        );
-        map.insert(net("2001:db8::/32"), 1);
-        assert_eq!(map.get(&net("2001:db8::/32")), Some(&1));
     }
 }

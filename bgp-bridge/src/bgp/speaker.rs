@@ -50,9 +50,6 @@ use crate::route::{NexthopSpec, Owner, RouteSpec, TunnelInfo, TunnelView};
 pub const BGP_PORT: u16 = 179;
 /// How often the kernel is read for the networks to originate.
 const NETWORKS_INTERVAL: Duration = Duration::from_secs(5);
-/// How often the Adj-RIBs are looked at for a compaction: a table that
-/// stopped arriving is compacted a second or two after.
-const COMPACTION_INTERVAL: Duration = Duration::from_secs(1);
 /// zebra's distances: eBGP routes beat most others, iBGP ones few.
 const EBGP_DISTANCE: u8 = crate::route::DEFAULT_DISTANCE;
 const IBGP_DISTANCE: u8 = 200;
@@ -465,8 +462,6 @@ impl Core {
         }
         let mut networks = tokio::time::interval(NETWORKS_INTERVAL);
         networks.reset();
-        let mut compaction = tokio::time::interval(COMPACTION_INTERVAL);
-        compaction.reset();
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -487,12 +482,6 @@ impl Core {
                 }
                 () = sleep_until(deadline) => self.tick().await,
                 _ = networks.tick() => self.check_networks().await,
-                _ = compaction.tick() => {
-                    let compacted = self.rib.compact_when_settled();
-                    if compacted > 0 {
-                        tracing::debug!(compacted, "Adj-RIBs compacted");
-                    }
-                }
                 Some(reply) = path_requests.recv() => {
                     let _ = reply.send(self.paths());
                 }

@@ -302,27 +302,6 @@ impl LocRib {
         }
     }
 
-    /// Rebuilds each neighbor's Adj-RIB-In and -Out with full nodes once
-    /// it has settled (see [`PrefixMap::compact_when_settled`]); called
-    /// now and then. Returns how many it rebuilt.
-    pub fn compact_when_settled(&mut self) -> usize {
-        let mut compacted = 0;
-        for state in self.neighbors.values_mut() {
-            compacted += usize::from(state.adj_rib_in.compact_when_settled());
-            compacted += usize::from(state.adj_rib_out.compact_when_settled());
-        }
-        compacted
-    }
-
-    /// Rebuilds every Adj-RIB now (see [`PrefixMap::compact`]), as a
-    /// settled daemon has them.
-    pub fn compact(&mut self) {
-        for state in self.neighbors.values_mut() {
-            state.adj_rib_in.compact();
-            state.adj_rib_out.compact();
-        }
-    }
-
     /// The table's structures by name, for a caller that measures what
     /// each holds by dropping them one at a time (`wgd-bench memory`).
     /// Attribute sets are shared: they go with their last holder.
