@@ -1,7 +1,5 @@
 //! `wgd bfd`: the daemon's BFD sessions as a table, or as JSON.
 
-use std::fmt::Write;
-
 use wgd_proto::v1 as api;
 
 /// One line per session (peer, tunnel, state, configured and negotiated
@@ -74,24 +72,7 @@ pub fn render(sessions: &[api::BfdSession], json: bool) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut text = String::new();
-        for (cell, width) in cells.iter().zip(widths) {
-            let _ = write!(text, "{cell:<width$}  ");
-        }
-        text.trim_end().to_owned() + "\n"
-    };
-    let mut out = line(header.to_vec());
-    for row in &rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
+    crate::routes_cli::table(header, &rows)
 }
 
 #[cfg(test)]

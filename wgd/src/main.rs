@@ -513,14 +513,22 @@ async fn routes(
     }
 }
 
+/// The daemon's BGP service (which also answers for BFD), or why not.
+async fn bgp_client(
+    config: Option<&Config>,
+    api: Option<PathBuf>,
+) -> Result<wgd_proto::v1::bgp_service_client::BgpServiceClient<tonic::transport::Channel>, ExitCode>
+{
+    let path = daemon_socket(config, api).await?;
+    wgd::daemon::api::connect_bgp(&path)
+        .await
+        .map_err(|error| fail(format!("{}: {error}", path.display())))
+}
+
 async fn bgp(what: BgpCommand, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {
-    let path = match daemon_socket(config.as_ref(), api).await {
-        Ok(path) => path,
-        Err(code) => return code,
-    };
-    let mut client = match wgd::daemon::api::connect_bgp(&path).await {
+    let mut client = match bgp_client(config.as_ref(), api).await {
         Ok(client) => client,
-        Err(error) => return fail(format!("{}: {error}", path.display())),
+        Err(code) => return code,
     };
     let text = match what {
         BgpCommand::Summary { json } => {
@@ -555,13 +563,9 @@ async fn bgp(what: BgpCommand, config: Option<Config>, api: Option<PathBuf>) -> 
 
 /// `wgd bfd`: the daemon's BFD sessions.
 async fn bfd(json: bool, config: Option<Config>, api: Option<PathBuf>) -> ExitCode {
-    let path = match daemon_socket(config.as_ref(), api).await {
-        Ok(path) => path,
-        Err(code) => return code,
-    };
-    let mut client = match wgd::daemon::api::connect_bgp(&path).await {
+    let mut client = match bgp_client(config.as_ref(), api).await {
         Ok(client) => client,
-        Err(error) => return fail(format!("{}: {error}", path.display())),
+        Err(code) => return code,
     };
     let request = wgd_proto::v1::BfdSessionsRequest {};
     let text = match client.list_bfd_sessions(request).await {

@@ -225,19 +225,24 @@ pub enum AsSegment {
     ConfedSet(Vec<Asn>),
 }
 
-impl AsSegment {
-    /// What the segment adds to the AS_PATH length: a set counts as one,
-    /// confederation segments not at all (RFC 4271 9.1.2.2, RFC 5065).
-    pub fn path_len(&self) -> usize {
-        match self {
-            AsSegment::Sequence(asns) => asns.len(),
-            AsSegment::Set(_) => 1,
-            AsSegment::ConfedSequence(_) | AsSegment::ConfedSet(_) => 0,
-        }
+/// What a segment of type `code` with `count` ASes adds to the AS_PATH
+/// length: a set counts as one, confederation segments not at all (RFC
+/// 4271 9.1.2.2, RFC 5065).
+fn segment_path_len(code: u32, count: usize) -> usize {
+    match code {
+        2 => count,
+        1 => 1,
+        _ => 0,
     }
 }
 
 impl AsSegment {
+    /// What the segment adds to the AS_PATH length (see
+    /// [`segment_path_len`]).
+    pub fn path_len(&self) -> usize {
+        segment_path_len(self.code(), self.asns().len())
+    }
+
     /// The segment's type code on the wire (RFC 4271 4.3, RFC 5065).
     fn code(&self) -> u32 {
         match self {
@@ -313,11 +318,7 @@ impl AsPath {
     /// confederation segments not at all (RFC 4271 9.1.2.2, RFC 5065).
     pub fn path_len(&self) -> usize {
         self.raw_segments()
-            .map(|(code, asns)| match code {
-                2 => asns.len(),
-                1 => 1,
-                _ => 0,
-            })
+            .map(|(code, asns)| segment_path_len(code, asns.len()))
             .sum()
     }
 
