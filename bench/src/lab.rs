@@ -345,14 +345,31 @@ impl Lab {
 
 /// Resident memory of a process in bytes (VmRSS).
 pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// The most resident memory a process has had in bytes (VmHWM), since it
+/// started or since [`reset_peak_rss`].
+pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// Starts a process's peak resident memory (VmHWM) again from its
+/// resident memory now (`clear_refs` 5, Linux 4.0).
+pub fn reset_peak_rss(pid: u32) -> anyhow::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .with_context(|| format!("resetting the peak RSS of pid {pid}"))
+}
+
+fn status_bytes(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
         .map(|kib| kib * 1024)
-        .with_context(|| format!("no VmRSS for pid {pid}"))
+        .with_context(|| format!("no {field} for pid {pid}"))
 }
 
 /// Polls `condition` every `interval` until it holds (the time it first

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::rib::{OwnerCounts, Rib, RibConfig, RouteFilter, RouteRecord, RouteStatus};
+use crate::rib::{OwnerCounts, Rib, RibConfig, RouteFilter, RouteRecord, RouteStatus, Withdrawal};
 use crate::route::{
     Changes, FibNexthop, FibOp, NexthopEvent, Owner, RouteSpec, ScopedAddress, Sources, TunnelView,
 };
@@ -175,6 +175,10 @@ pub struct Statistics {
 
 /// How often the counters for statistics and metrics are brought up to
 /// date (counting walks the whole RIB)...
+/// How many routes a withdrawal of an owner's table takes at a time (see
+/// `Engine::withdraw_in_parts`).
+const WITHDRAWAL_PART: usize = 1 << 15;
+
 const COUNTERS_INTERVAL: Duration = Duration::from_secs(1);
 /// ...at most: a walk that took `d` waits `COUNTING_SHARE * d` for the next
 /// one, so counting a full table costs the engine a few percent of its
@@ -707,26 +711,49 @@ impl<F: Fib> Engine<F> {
             let swept = self.rib.sweep_adopted(&mut changes);
             tracing::info!(swept, "startup hold over: unclaimed adopted routes removed");
         }
+        self.program(changes);
         let mut gone = Vec::new();
+        let mut unswept = Vec::new();
         for (owner, state) in &mut self.owners {
             match state {
-                OwnerState::Away { until } if *until <= now => {
-                    let withdrawn = self.rib.withdraw_all(owner, &mut changes);
-                    tracing::info!(%owner, withdrawn, "hold time over: the owner's routes are withdrawn");
-                    gone.push(owner.clone());
-                }
+                OwnerState::Away { until } if *until <= now => gone.push(owner.clone()),
                 OwnerState::Connected { sweep_at, .. } if sweep_at.is_some_and(|at| at <= now) => {
                     *sweep_at = None;
-                    let withdrawn = self.rib.sweep_stale(owner, &mut changes);
-                    tracing::info!(%owner, withdrawn, "hold time over before end-of-RIB: stale routes withdrawn");
+                    unswept.push(owner.clone());
                 }
                 _ => {}
             }
         }
         for owner in gone {
+            let withdrawn = self.withdraw_in_parts(Withdrawal::all(&owner));
+            tracing::info!(%owner, withdrawn, "hold time over: the owner's routes are withdrawn");
             self.owners.remove(&owner);
         }
-        self.program(changes);
+        for owner in unswept {
+            let withdrawn = self.withdraw_in_parts(Withdrawal::stale(&owner));
+            tracing::info!(%owner, withdrawn, "hold time over before end-of-RIB: stale routes withdrawn");
+        }
+    }
+
+    /// Withdraws an owner's routes (all, or the stale ones) a part at a
+    /// time, with two parts at most before the kernel: the RIB makes the
+    /// next part while the writer takes the last, and a full table's
+    /// removals (their kernel operations, the netlink messages) are never
+    /// all held at once, only the list of their prefixes. Returns how
+    /// many, once the kernel has taken them all.
+    fn withdraw_in_parts(&mut self, which: Withdrawal<'_>) -> u64 {
+        let order = self.rib.withdrawal_order(&which);
+        for part in order.chunks(WITHDRAWAL_PART) {
+            let mut changes = Changes::default();
+            self.rib.withdraw_listed(which.owner, part, &mut changes);
+            self.submit(changes, None);
+            while self.pending.len() > 1 {
+                let done = self.writer.wait();
+                self.complete(done);
+            }
+        }
+        self.drain();
+        order.len() as u64
     }
 
     fn handle(&mut self, command: Command) {
@@ -759,13 +786,11 @@ impl<F: Fib> Engine<F> {
                 self.complete_ready();
             }
             Command::EndOfRib { owner, reply } => {
-                let mut changes = Changes::default();
-                let withdrawn = self.rib.sweep_stale(&owner, &mut changes);
+                let withdrawn = self.withdraw_in_parts(Withdrawal::stale(&owner));
                 if let Some(OwnerState::Connected { sweep_at, .. }) = self.owners.get_mut(&owner) {
                     *sweep_at = None;
                 }
                 tracing::info!(%owner, withdrawn, "end-of-RIB");
-                self.program(changes);
                 let _ = reply.send(withdrawn);
             }
             Command::Register {
@@ -905,11 +930,9 @@ impl<F: Fib> Engine<F> {
         let hold = *hold;
         self.rib.forget_registrations(&owner);
         if withdraw {
-            let mut changes = Changes::default();
-            let withdrawn = self.rib.withdraw_all(&owner, &mut changes);
+            let withdrawn = self.withdraw_in_parts(Withdrawal::all(&owner));
             self.owners.remove(&owner);
             tracing::info!(%owner, session, withdrawn, "session ended; its routes withdrawn");
-            self.program(changes);
             return;
         }
         let kept = self.rib.mark_stale(&owner);

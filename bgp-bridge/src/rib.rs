@@ -245,6 +245,29 @@ impl Slot {
     }
 }
 
+/// Which of an owner's routes a withdrawal takes: all, or the stale ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Withdrawal<'a> {
+    pub owner: &'a Owner,
+    pub only_stale: bool,
+}
+
+impl<'a> Withdrawal<'a> {
+    pub fn all(owner: &'a Owner) -> Self {
+        Withdrawal {
+            owner,
+            only_stale: false,
+        }
+    }
+
+    pub fn stale(owner: &'a Owner) -> Self {
+        Withdrawal {
+            owner,
+            only_stale: true,
+        }
+    }
+}
+
 /// A set shared by every route with the same one, behind a thin pointer
 /// (8 bytes in each route, where `Arc<[T]>` takes 16).
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -559,38 +582,53 @@ impl Rib {
 
     /// Withdraws the owner's routes that are still stale. Returns how many.
     pub fn sweep_stale(&mut self, owner: &Owner, changes: &mut Changes) -> u64 {
-        self.withdraw_where(owner, true, changes)
+        let order = self.withdrawal_order(&Withdrawal::stale(owner));
+        self.withdraw_listed(owner, &order, changes)
     }
 
     /// Withdraws every route of an owner.
     pub fn withdraw_all(&mut self, owner: &Owner, changes: &mut Changes) -> u64 {
-        self.withdraw_where(owner, false, changes)
+        let order = self.withdrawal_order(&Withdrawal::all(owner));
+        self.withdraw_listed(owner, &order, changes)
     }
 
-    fn withdraw_where(&mut self, owner: &Owner, only_stale: bool, changes: &mut Changes) -> u64 {
-        let prefixes: Vec<IpNet> = self
+    /// The prefixes of the routes `which` names, in the order their
+    /// removal should reach the kernel: its FIB trie takes deletions of
+    /// neighbouring prefixes one after another at several times the cost
+    /// of scattered ones (it recomputes a node's suffix length over its
+    /// children for each), so they go in bit-reversed order. A withdrawal
+    /// of a full table takes this list in parts (see
+    /// `Engine::withdraw_in_parts`), each part's kernel operations made
+    /// and written before the next: only the prefixes are held at once.
+    pub fn withdrawal_order(&self, which: &Withdrawal<'_>) -> Vec<IpNet> {
+        let mut prefixes: Vec<IpNet> = self
             .slots
             .iter()
             .filter(|(_, slot)| {
                 slot.candidates
                     .iter()
-                    .any(|c| &c.owner == owner && (c.stale || !only_stale))
+                    .any(|c| &c.owner == which.owner && (c.stale || !which.only_stale))
             })
             .map(|(prefix, _)| prefix)
             .collect();
-        let first_op = changes.fib.len();
-        for prefix in &prefixes {
-            self.withdraw(owner, *prefix, changes);
-        }
-        // The RIB is walked in address order (its lookups stay in cache),
-        // the kernel is not: its FIB trie takes deletions of neighbouring
-        // prefixes one after another at several times the cost of
-        // scattered ones (it recomputes a node's suffix length over its
-        // children for each), so the writes go in bit-reversed order.
-        changes.fib[first_op..].sort_by_cached_key(|op| match op.prefix() {
+        prefixes.sort_unstable_by_key(|prefix| match prefix {
             IpNet::V4(net) => (0, u128::from(u32::from(net.addr()).reverse_bits())),
             IpNet::V6(net) => (1, u128::from(net.addr()).reverse_bits()),
         });
+        prefixes
+    }
+
+    /// Withdraws the owner's routes to `prefixes`, in that order. Returns
+    /// how many.
+    pub fn withdraw_listed(
+        &mut self,
+        owner: &Owner,
+        prefixes: &[IpNet],
+        changes: &mut Changes,
+    ) -> u64 {
+        for prefix in prefixes {
+            self.withdraw(owner, *prefix, changes);
+        }
         prefixes.len() as u64
     }
 

@@ -58,7 +58,10 @@ use wgd_tests::gobgp::Gobgp;
 use super::{PROTO_BIRD, PROTO_FRR_BGP, PROTO_WGD};
 use crate::feeder::{self, Feeder};
 use crate::kernel::{Counter, Watch};
-use crate::lab::{Link, Wgd, rss_bytes, time_until, tunnel, wait_for_handshake, write_private};
+use crate::lab::{
+    Link, Wgd, peak_rss_bytes, reset_peak_rss, rss_bytes, time_until, tunnel, wait_for_handshake,
+    write_private,
+};
 use crate::report::{Count, Report};
 use crate::table::{Shape, Source};
 use crate::{Common, check_interrupted, mrt, progress};
@@ -347,6 +350,18 @@ pub fn run(
             };
             report.add(scenario, name, total, size, "s", rows.total);
             report.add(scenario, name, "rss per prefix", size, "bytes", rows.rss);
+            report.add(
+                scenario,
+                name,
+                "peak rss per prefix, add",
+                size,
+                "bytes",
+                rows.peak_add,
+            );
+            if !rows.peak_down.is_empty() {
+                let metric = "peak rss per prefix, session down";
+                report.add(scenario, name, metric, size, "bytes", rows.peak_down);
+            }
         }
     }
     if let Peer::Replay(_) = speaker {
@@ -358,7 +373,9 @@ pub fn run(
              from the NOTIFICATION Cease that ends the session (the table sent again on it \
              after the withdrawals, not timed) to the one that left none, graceful restart off \
              on both sides; session up is from the receiver's start to established, start to \
-             all both together"
+             all both together; a peak RSS is the receiver's daemons' VmHWM (reset with \
+             clear_refs just before: the session, and the Cease) minus their RSS before the \
+             session"
                 .to_owned(),
         );
         drop(receivers);
@@ -388,6 +405,10 @@ struct Rows {
     /// figure when gobgpd is slow to report the session (a large RIB).
     total: Vec<f64>,
     rss: Vec<f64>,
+    /// The peak RSS while the table came in, and from the Cease to no
+    /// route left, minus the RSS before the session, per prefix.
+    peak_add: Vec<f64>,
+    peak_down: Vec<f64>,
 }
 
 fn installed(program: &str) -> bool {
@@ -494,15 +515,29 @@ fn rib_size(gobgp: &Gobgp) -> anyhow::Result<usize> {
 
 /// RSS of the receiver's daemons (by process name) in its namespace.
 fn rss(receiver: &Receiver) -> anyhow::Result<u64> {
+    daemons(receiver)?.into_iter().map(rss_bytes).sum()
+}
+
+/// The receiver's daemons' peak RSS since [`reset_peaks`], summed.
+fn peak_rss(receiver: &Receiver) -> anyhow::Result<u64> {
+    daemons(receiver)?.into_iter().map(peak_rss_bytes).sum()
+}
+
+fn reset_peaks(receiver: &Receiver) -> anyhow::Result<()> {
+    daemons(receiver)?.into_iter().try_for_each(reset_peak_rss)
+}
+
+/// The receiver's daemons in its namespace, by process name.
+fn daemons(receiver: &Receiver) -> anyhow::Result<Vec<u32>> {
     let pids = crate::scenario::command(&["ip", "netns", "pids", receiver.namespace.name()])?;
-    let mut total = 0;
+    let mut daemons = Vec::new();
     for pid in pids.split_whitespace() {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         if receiver.kind.processes().contains(&comm.trim()) {
-            total += rss_bytes(pid.parse()?)?;
+            daemons.push(pid.parse()?);
         }
     }
-    Ok(total)
+    Ok(daemons)
 }
 
 fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
@@ -654,7 +689,13 @@ impl Live<'_> {
     /// Ends the session: gobgpd's neighbor goes down (not timed); the
     /// replaying peer sends the table again and, once all of it is in the
     /// kernel, a Cease: the time from it to no route left.
-    fn end(self, watch: &Watch, size: usize) -> anyhow::Result<Option<Duration>> {
+    /// The receiver's peak RSS is reset just before the Cease.
+    fn end(
+        self,
+        watch: &Watch,
+        receiver: &Receiver,
+        size: usize,
+    ) -> anyhow::Result<Option<Duration>> {
         match self {
             Live::Gobgp { gobgp, neighbor } => {
                 gobgp.cli(&["neighbor", &neighbor, "disable"])?;
@@ -670,6 +711,7 @@ impl Live<'_> {
                 let Live::Replay { session, .. } = live else {
                     unreachable!("matched above");
                 };
+                reset_peaks(receiver)?;
                 let ceased = session.cease();
                 watch
                     .until(
@@ -692,6 +734,7 @@ fn measure_running(
     rows: &mut Rows,
 ) -> anyhow::Result<Left> {
     let before = rss(receiver)?;
+    reset_peaks(receiver)?;
     let watch = Watch::new(receiver.namespace.name(), receiver.kind.protocol())?;
     // Session up: from enabling gobgpd's neighbor, or from the receiver's
     // start to the replaying peer's session.
@@ -726,6 +769,7 @@ fn measure_running(
         },
     )?;
     let after = rss(receiver)?;
+    let peak_add = peak_rss(receiver)?;
     let withdrawing = Instant::now();
     live.withdraw()?;
     let withdraw = watch.until(withdrawing, deadline(size), "no route left", |count| {
@@ -733,7 +777,11 @@ fn measure_running(
         Ok(count == 0)
     })?;
     let after_withdraw = receiver.counter.count(receiver.kind.protocol())?;
-    let session_down = live.end(&watch, size)?;
+    let session_down = live.end(&watch, receiver, size)?;
+    let peak_down = match session_down {
+        Some(_) => Some(peak_rss(receiver)?),
+        None => None,
+    };
     let after_session_down = match session_down {
         Some(_) => Some(receiver.counter.count(receiver.kind.protocol())?),
         None => None,
@@ -744,8 +792,10 @@ fn measure_running(
         .extend(session_down.map(|down| down.as_secs_f64()));
     rows.established.push(up.as_secs_f64());
     rows.total.push((up + add).as_secs_f64());
-    rows.rss
-        .push(after.saturating_sub(before) as f64 / size as f64);
+    let per_prefix = |bytes: u64| bytes.saturating_sub(before) as f64 / size as f64;
+    rows.rss.push(per_prefix(after));
+    rows.peak_add.push(per_prefix(peak_add));
+    rows.peak_down.extend(peak_down.map(per_prefix));
     Ok(Left {
         after_withdraw,
         after_session_down,

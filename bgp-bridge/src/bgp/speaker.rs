@@ -58,6 +58,10 @@ const IBGP_DISTANCE: u8 = 200;
 /// [`FEED_DELAY`]: a burst of UPDATEs becomes a few large batches (one
 /// netlink write each) instead of one batch per UPDATE.
 const FEED_AT: usize = 16_384;
+/// How many of a neighbor's paths a session that went down takes out of
+/// the table at a time (see `LocRib::neighbor_leaving`): a full table's
+/// changes are not all held at once.
+const LEAVING_PART: usize = 1 << 15;
 const FEED_DELAY: Duration = Duration::from_millis(50);
 /// Batches given to the bridge whose results are not read yet: the
 /// speaker decodes the next UPDATEs while the bridge programs the kernel.
@@ -1086,15 +1090,20 @@ impl Core {
                 }
             }
             None => {
-                let changes = self
-                    .rib
-                    .neighbor_down(neighbor, &resolver(&self.view, &self.peers));
                 // Its routes that other neighbors carry now are offered
                 // under them (replaced in place); the rest leave with its
                 // bridge session in one pass, not a withdrawal per route.
+                // The table is decided again a part at a time, each part's
+                // changes sent on before the next is made.
                 self.leaving = Some(neighbor);
-                self.after_changes(changes).await;
-                self.feed_bridge().await;
+                while let Some(changes) = self.rib.neighbor_leaving(
+                    neighbor,
+                    LEAVING_PART,
+                    &resolver(&self.view, &self.peers),
+                ) {
+                    self.after_changes(changes).await;
+                    self.feed_bridge().await;
+                }
                 self.leaving = None;
                 if let Some(peer) = self.peers.get_mut(&neighbor)
                     && let Some(session) = peer.bridge_session.take()

@@ -566,3 +566,47 @@ async fn an_adopted_route_takes_the_configured_source_in_place() {
         }]
     );
 }
+
+#[tokio::test]
+async fn a_closed_sessions_table_leaves_the_kernel_in_parts_in_the_kernels_order() {
+    let fib = MemoryFib::default();
+    let bridge = Bridge::start(config(), fib.clone(), view()).await.unwrap();
+    let id = session(&bridge, "ctl", 30).await;
+    let owner = Owner::new("ctl");
+    let total = 2 * WITHDRAWAL_PART + 100;
+    let prefix = |i: usize| format!("10.{}.{}.{}/28", i >> 12, (i >> 4) & 255, (i & 15) << 4);
+    let updates: Vec<Update> = (0..total).map(|i| route(&prefix(i))).collect();
+    bridge
+        .session_updates(owner.clone(), id, updates)
+        .await
+        .unwrap();
+    let other = session(&bridge, "other", 30).await;
+    bridge
+        .session_updates(Owner::new("other"), other, vec![route("192.0.2.0/24")])
+        .await
+        .unwrap();
+    assert_eq!(fib.count(), total + 1);
+    fib.applied.lock().unwrap().clear();
+    bridge.close_withdrawing(owner, id);
+    settle(&bridge).await;
+    assert_eq!(fib.count(), 1, "only the other owner's route is left");
+    let removed: Vec<IpNet> = fib
+        .applied
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|op| {
+            assert!(matches!(op, FibOp::Remove { .. }), "{op:?}");
+            op.prefix()
+        })
+        .collect();
+    assert_eq!(removed.len(), total);
+    // In the kernel's order (bit-reversed) across the parts, as one
+    // withdrawal of the whole table would be.
+    let mut in_order = removed.clone();
+    in_order.sort_by_key(|prefix| match prefix {
+        IpNet::V4(net) => u32::from(net.addr()).reverse_bits(),
+        IpNet::V6(_) => unreachable!("IPv4 only"),
+    });
+    assert_eq!(removed, in_order);
+}

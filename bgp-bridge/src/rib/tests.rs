@@ -798,6 +798,48 @@ fn an_owners_routes_leave_the_kernel_scattered_not_in_address_order() {
 }
 
 #[test]
+fn an_owners_routes_can_be_withdrawn_in_parts_of_their_kernel_order() {
+    let mut rib = rib();
+    let prefixes: Vec<String> = (0..5).map(|i| format!("192.0.{i}.0/24")).collect();
+    for prefix in &prefixes {
+        offer(&mut rib, "bgp:a", via(prefix, "10.255.0.1", 20, 0));
+    }
+    // Another owner's route between them stays.
+    offer(
+        &mut rib,
+        "bgp:b",
+        via("192.0.2.128/25", "10.255.0.1", 20, 0),
+    );
+    let owner = Owner::new("bgp:a");
+    let order = rib.withdrawal_order(&super::Withdrawal::all(&owner));
+    let mut parts = Vec::new();
+    for part in order.chunks(2) {
+        let mut changes = Changes::default();
+        assert_eq!(
+            rib.withdraw_listed(&owner, part, &mut changes),
+            part.len() as u64
+        );
+        parts.push(
+            changes
+                .fib
+                .iter()
+                .map(|op| op.prefix().to_string())
+                .collect::<Vec<_>>(),
+        );
+    }
+    // Bit-reversed in the third octet: 0, 4, 2, 1, 3.
+    assert_eq!(
+        parts,
+        [
+            vec!["192.0.0.0/24", "192.0.4.0/24"],
+            vec!["192.0.2.0/24", "192.0.1.0/24"],
+            vec!["192.0.3.0/24"],
+        ]
+    );
+    assert_eq!(rib.installed_count(), 1);
+}
+
+#[test]
 fn a_slot_is_32_bytes() {
     // A full table has a slot per prefix: its size is paid a million times.
     assert_eq!(std::mem::size_of::<super::Candidate>(), 24);

@@ -461,12 +461,41 @@ impl LocRib {
         neighbor: NeighborId,
         resolver: &dyn Resolver,
     ) -> Vec<BestChange> {
-        let Some(state) = self.neighbors.get(&neighbor) else {
-            return Vec::new();
-        };
-        let before = self.before(state.adj_rib_in.keys());
-        self.neighbors.remove(&neighbor);
-        self.recompute(before, resolver)
+        let mut changes = Vec::new();
+        while let Some(part) = self.neighbor_leaving(neighbor, usize::MAX, resolver) {
+            changes.extend(part);
+        }
+        changes
+    }
+
+    /// [`LocRib::neighbor_down`] a part at a time: takes up to `limit` of
+    /// the neighbor's paths away (the first in address order) and gives
+    /// the changes of their prefixes; `None` once it has none left, when
+    /// the neighbor is gone. Until then it is not established (nothing is
+    /// sent to it) and its paths not yet taken stay as they were, so the
+    /// caller takes every part before anything else changes the table.
+    /// The changes of a full table are never all held at once.
+    pub fn neighbor_leaving(
+        &mut self,
+        neighbor: NeighborId,
+        limit: usize,
+        resolver: &dyn Resolver,
+    ) -> Option<Vec<BestChange>> {
+        let state = self.neighbors.get_mut(&neighbor)?;
+        state.established = false;
+        state.adj_rib_out.clear();
+        let prefixes: Vec<IpNet> = state.adj_rib_in.keys().take(limit).collect();
+        if prefixes.is_empty() {
+            self.neighbors.remove(&neighbor);
+            return None;
+        }
+        let before = self.before(prefixes.iter().copied());
+        if let Some(state) = self.neighbors.get_mut(&neighbor) {
+            for prefix in &prefixes {
+                state.remove(prefix);
+            }
+        }
+        Some(self.recompute(before, resolver))
     }
 
     /// A neighbor's session is gone and the neighbor restarts gracefully

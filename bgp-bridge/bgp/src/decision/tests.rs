@@ -368,6 +368,47 @@ fn neighbor_down_takes_its_paths() {
 }
 
 #[test]
+fn a_neighbor_leaves_a_part_at_a_time_with_the_same_changes() {
+    let prefixes = [
+        P,
+        "198.51.100.0/24",
+        "198.51.101.0/24",
+        "2001:db8::/32",
+        "2001:db9::/32",
+    ];
+    let table = || {
+        let mut rib = rib(1);
+        let (a, b) = pair(&mut rib, (65001, 1), (65002, 2));
+        for prefix in prefixes {
+            announce(&mut rib, &a, prefix, path(&a, &[65001]));
+        }
+        // b carries two of them (a longer path): they move to it.
+        announce(&mut rib, &b, P, path(&b, &[65002, 65010]));
+        announce(&mut rib, &b, "2001:db8::/32", path(&b, &[65002, 65010]));
+        (rib, a, b)
+    };
+    let (mut whole, a, _) = table();
+    let at_once = whole.neighbor_down(a.id, &all);
+    let (mut parted, a, b) = table();
+    let mut in_parts = Vec::new();
+    let mut sizes = Vec::new();
+    while let Some(part) = parted.neighbor_leaving(a.id, 2, &all) {
+        // Not established from the first part on: nothing goes to it.
+        assert!(parted.export(&part).iter().all(|(to, _)| *to != a.id));
+        sizes.push(part.len());
+        in_parts.extend(part);
+    }
+    assert_eq!(sizes, [2, 2, 1]);
+    assert_eq!(in_parts, at_once);
+    assert_eq!(in_parts.len(), prefixes.len());
+    assert_eq!(sources(&parted, P), vec![from(&b)]);
+    assert_eq!(sources(&parted, "2001:db8::/32"), vec![from(&b)]);
+    assert!(sources(&parted, "198.51.101.0/24").is_empty());
+    assert_eq!(parted.received(a.id), 0);
+    assert!(parted.neighbor_leaving(a.id, 2, &all).is_none());
+}
+
+#[test]
 fn stale_paths_stay_until_announced_again_or_swept() {
     let mut rib = rib(1);
     let (a, _) = pair(&mut rib, (65001, 1), (65002, 2));
