@@ -15,15 +15,26 @@
 //! set.local_preference = 200
 //! set.add_communities = ["65000:10"]
 //! ```
+//!
+//! Conditions: a prefix list (`ge`/`le` bounds, IPv4 and IPv6 alike), an
+//! AS anywhere in the path, the origin AS (the path's last), the
+//! neighboring AS (its first), the path's length (`{ ge = 1, le = 10 }`,
+//! an AS_SET counting one as in the decision), an RFC 1997 community, an
+//! RFC 8092 large community, an RFC 4360 route target or origin. Changes:
+//! communities and large communities deleted (by pattern) then added,
+//! LOCAL_PREF, MED.
 
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::types::{Asn, Attributes};
+use crate::types::{
+    Administrator, Asn, Attributes, ExtendedKind, LargeCommunity, route_target_or_origin,
+};
 
 /// Permit or deny, for a rule or a prefix list entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -70,6 +81,21 @@ pub struct Match {
     pub as_path_contains: Option<Asn>,
     /// The route must carry this community.
     pub community: Option<Community>,
+    /// The route must carry this large community (RFC 8092),
+    /// `"4242420001:1:2"`.
+    pub large_community: Option<LargeCommunity>,
+    /// The route must carry this route target or route origin extended
+    /// community (RFC 4360): `"rt:65000:1"`, `"ro:192.0.2.1:5"`.
+    pub extended_community: Option<ExtendedCommunity>,
+    /// The AS_PATH's length, as the decision counts it (an AS_SET is one,
+    /// confederation segments nothing), must be within these bounds.
+    pub as_path_length: Option<LengthRange>,
+    /// The AS that originated the route: the last AS of the path (none
+    /// when the path ends in an AS_SET or is empty: no match).
+    pub origin_as: Option<Asn>,
+    /// The neighboring AS: the first AS of the path (BIRD's
+    /// `bgp_path.first`).
+    pub neighbor_as: Option<Asn>,
 }
 
 /// What a permitting rule changes. Nothing, by default.
@@ -81,6 +107,15 @@ pub struct Set {
     pub add_communities: Vec<Community>,
     pub local_preference: Option<u32>,
     pub med: Option<u32>,
+    /// Added to the route's large communities (those it has stay once).
+    #[serde(default)]
+    pub add_large_communities: Vec<LargeCommunity>,
+    /// Communities taken off the route, before any are added: a standard
+    /// one as `asn:value` (or a well-known name), a large one as
+    /// `asn:value:value`; `*` in place of a number takes any
+    /// (`"65000:*"`, `"4242420001:*:*"`).
+    #[serde(default)]
+    pub delete_communities: Vec<CommunityPattern>,
 }
 
 /// A prefix list entry: prefixes inside `prefix` whose length is `prefix`'s
@@ -208,6 +243,201 @@ impl fmt::Display for Community {
     }
 }
 
+/// Bounds on a number (the AS_PATH length): `ge`, `le` or both, each
+/// inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawLengthRange")]
+pub struct LengthRange {
+    pub ge: Option<u32>,
+    pub le: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLengthRange {
+    ge: Option<u32>,
+    le: Option<u32>,
+}
+
+impl TryFrom<RawLengthRange> for LengthRange {
+    type Error = String;
+
+    fn try_from(raw: RawLengthRange) -> Result<Self, String> {
+        match (raw.ge, raw.le) {
+            (None, None) => Err("as_path_length: give ge, le or both".to_owned()),
+            (Some(ge), Some(le)) if ge > le => {
+                Err(format!("as_path_length: ge {ge} is above le {le}"))
+            }
+            (ge, le) => Ok(Self { ge, le }),
+        }
+    }
+}
+
+impl LengthRange {
+    pub fn contains(&self, length: usize) -> bool {
+        let length = u32::try_from(length).unwrap_or(u32::MAX);
+        self.ge.is_none_or(|ge| length >= ge) && self.le.is_none_or(|le| length <= le)
+    }
+}
+
+/// A route target or route origin to match (RFC 4360): `rt:` or `ro:`,
+/// then the global administrator (an AS, or an IPv4 address), then the
+/// local number. However the route encodes it (a 2-octet or 4-octet AS
+/// type) the same AS matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ExtendedCommunity {
+    pub kind: ExtendedKind,
+    pub administrator: Administrator,
+    pub local: u32,
+}
+
+impl FromStr for ExtendedCommunity {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = |why: &str| format!("extended community {text:?}: {why}");
+        let mut parts = text.splitn(3, ':');
+        let kind = match parts.next() {
+            Some("rt") => ExtendedKind::Target,
+            Some("ro") => ExtendedKind::Origin,
+            _ => {
+                return Err(invalid(
+                    "expected rt:<asn or IPv4>:<number> (route target) or ro:... (route origin)",
+                ));
+            }
+        };
+        let (Some(administrator), Some(local)) = (parts.next(), parts.next()) else {
+            return Err(invalid("expected rt:<asn or IPv4>:<number>"));
+        };
+        let local: u32 = local
+            .parse()
+            .map_err(|_| invalid("the last part is not a number"))?;
+        // RFC 4360: 6 octets for both parts, so one of them is short.
+        let (administrator, local_max) = match administrator.parse::<Ipv4Addr>() {
+            Ok(address) => (Administrator::Ipv4(address), u32::from(u16::MAX)),
+            Err(_) => match administrator.parse::<Asn>() {
+                Ok(asn) if asn <= u32::from(u16::MAX) => (Administrator::As(asn), u32::MAX),
+                Ok(asn) => (Administrator::As(asn), u32::from(u16::MAX)),
+                Err(_) => {
+                    return Err(invalid(
+                        "the middle part is neither an AS nor an IPv4 address",
+                    ));
+                }
+            },
+        };
+        if local > local_max {
+            return Err(invalid(&format!(
+                "{local} does not fit beside that administrator (0..={local_max})"
+            )));
+        }
+        Ok(Self {
+            kind,
+            administrator,
+            local,
+        })
+    }
+}
+
+impl TryFrom<String> for ExtendedCommunity {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl ExtendedCommunity {
+    /// Whether one of a route's extended communities is this one.
+    fn carried_by(&self, attributes: &Attributes) -> bool {
+        attributes
+            .extended_communities()
+            .iter()
+            .filter_map(|value| route_target_or_origin(*value))
+            .any(|(kind, administrator, local)| {
+                (kind, administrator, local) == (self.kind, self.administrator, self.local)
+            })
+    }
+}
+
+/// Communities to delete: a standard one or a large one, each number
+/// given (`Some`) or any (`None`, written `*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum CommunityPattern {
+    Standard([Option<u16>; 2]),
+    Large([Option<u32>; 3]),
+}
+
+impl FromStr for CommunityPattern {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Ok(Community(value)) = text.parse::<Community>() {
+            return Ok(Self::Standard([
+                Some((value >> 16) as u16),
+                Some(value as u16),
+            ]));
+        }
+        let invalid = || {
+            format!(
+                "community {text:?}: expected asn:value (0..=65535 each) or asn:value:value (large), a number or * each"
+            )
+        };
+        let parts: Vec<&str> = text.split(':').collect();
+        fn part<T: FromStr>(text: &str) -> Result<Option<T>, ()> {
+            match text {
+                "*" => Ok(None),
+                number => number.parse().map(Some).map_err(|_| ()),
+            }
+        }
+        match parts[..] {
+            [asn, value] => Ok(Self::Standard([
+                part(asn).map_err(|()| invalid())?,
+                part(value).map_err(|()| invalid())?,
+            ])),
+            [global, local1, local2] => Ok(Self::Large([
+                part(global).map_err(|()| invalid())?,
+                part(local1).map_err(|()| invalid())?,
+                part(local2).map_err(|()| invalid())?,
+            ])),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+impl TryFrom<String> for CommunityPattern {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl CommunityPattern {
+    fn matches_standard(&self, community: u32) -> bool {
+        let parts = [(community >> 16) as u16, community as u16];
+        match self {
+            Self::Standard(pattern) => pattern
+                .iter()
+                .zip(parts)
+                .all(|(want, have)| want.is_none_or(|want| want == have)),
+            Self::Large(_) => false,
+        }
+    }
+
+    fn matches_large(&self, community: &LargeCommunity) -> bool {
+        let parts = [community.global, community.local1, community.local2];
+        match self {
+            Self::Large(pattern) => pattern
+                .iter()
+                .zip(parts)
+                .all(|(want, have)| want.is_none_or(|want| want == have)),
+            Self::Standard(_) => false,
+        }
+    }
+}
+
 /// What a policy makes of a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome<'p> {
@@ -257,12 +487,31 @@ impl Match {
             && self
                 .community
                 .is_none_or(|community| attributes.communities.contains(&community.0))
+            && self
+                .large_community
+                .is_none_or(|community| attributes.large_communities().contains(&community))
+            && self
+                .extended_community
+                .is_none_or(|community| community.carried_by(attributes))
+            && self
+                .as_path_length
+                .is_none_or(|range| range.contains(attributes.as_path_len()))
+            && self
+                .origin_as
+                .is_none_or(|asn| attributes.as_path.origin_as() == Some(asn))
+            && self
+                .neighbor_as
+                .is_none_or(|asn| attributes.first_as() == Some(asn))
     }
 }
 
 impl Set {
     pub fn is_empty(&self) -> bool {
-        self.add_communities.is_empty() && self.local_preference.is_none() && self.med.is_none()
+        self.add_communities.is_empty()
+            && self.local_preference.is_none()
+            && self.med.is_none()
+            && self.add_large_communities.is_empty()
+            && self.delete_communities.is_empty()
     }
 
     /// The attributes with the changes made; the same `Arc` when there are
@@ -273,6 +522,31 @@ impl Set {
         }
         let mut changed = Attributes::clone(attributes);
         let mut communities = std::mem::take(&mut changed.communities).into_vec();
+        if !self.delete_communities.is_empty() {
+            communities.retain(|community| {
+                !self
+                    .delete_communities
+                    .iter()
+                    .any(|pattern| pattern.matches_standard(*community))
+            });
+        }
+        if !self.delete_communities.is_empty() || !self.add_large_communities.is_empty() {
+            changed.change_rare(|rare| {
+                let mut large = std::mem::take(&mut rare.large_communities).into_vec();
+                large.retain(|community| {
+                    !self
+                        .delete_communities
+                        .iter()
+                        .any(|pattern| pattern.matches_large(community))
+                });
+                for community in &self.add_large_communities {
+                    if !large.contains(community) {
+                        large.push(*community);
+                    }
+                }
+                rare.large_communities = large.into_boxed_slice();
+            });
+        }
         for community in &self.add_communities {
             if !communities.contains(&community.0) {
                 communities.push(community.0);
@@ -408,6 +682,7 @@ mod tests {
                         ],
                         local_preference: Some(200),
                         med: Some(5),
+                        ..Set::default()
                     },
                 },
             ],
