@@ -348,15 +348,36 @@ impl TryFrom<String> for ExtendedCommunity {
 }
 
 impl ExtendedCommunity {
+    /// The route target or origin an extended community's 8 octets hold,
+    /// if they hold one.
+    pub fn of(value: u64) -> Option<Self> {
+        let (kind, administrator, local) = route_target_or_origin(value)?;
+        Some(Self {
+            kind,
+            administrator,
+            local,
+        })
+    }
+
     /// Whether one of a route's extended communities is this one.
     fn carried_by(&self, attributes: &Attributes) -> bool {
         attributes
             .extended_communities()
             .iter()
-            .filter_map(|value| route_target_or_origin(*value))
-            .any(|(kind, administrator, local)| {
-                (kind, administrator, local) == (self.kind, self.administrator, self.local)
-            })
+            .any(|value| Self::of(*value) == Some(*self))
+    }
+}
+
+impl fmt::Display for ExtendedCommunity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            ExtendedKind::Target => "rt",
+            ExtendedKind::Origin => "ro",
+        };
+        match self.administrator {
+            Administrator::As(asn) => write!(f, "{kind}:{asn}:{}", self.local),
+            Administrator::Ipv4(address) => write!(f, "{kind}:{address}:{}", self.local),
+        }
     }
 }
 
@@ -774,5 +795,268 @@ mod tests {
             }))
             .is_err()
         );
+    }
+
+    fn with_rare(change: impl FnOnce(&mut crate::types::Rare)) -> Arc<Attributes> {
+        let mut attributes = Attributes::clone(&attributes());
+        attributes.change_rare(change);
+        Arc::new(attributes)
+    }
+
+    fn large(text: &str) -> LargeCommunity {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn large_community_condition() {
+        let prefix = net("172.20.1.0/24");
+        let tagged = with_rare(|rare| {
+            rare.large_communities = vec![large("4242420001:1:2"), large("64511:3:4")].into();
+        });
+        let condition = |text: &str| Match {
+            large_community: Some(large(text)),
+            ..Match::default()
+        };
+        assert!(condition("4242420001:1:2").holds(&prefix, &tagged));
+        assert!(condition("64511:3:4").holds(&prefix, &tagged));
+        assert!(!condition("4242420001:1:3").holds(&prefix, &tagged));
+        assert!(!condition("4242420001:1:2").holds(&prefix, &attributes()));
+        assert!("4242420001:1".parse::<LargeCommunity>().is_err());
+        assert!("4242420001:1:2:3".parse::<LargeCommunity>().is_err());
+        assert!("4294967296:1:2".parse::<LargeCommunity>().is_err());
+        assert_eq!(large("4242420001:1:2").to_string(), "4242420001:1:2");
+    }
+
+    #[test]
+    fn extended_community_condition() {
+        let prefix = net("172.20.1.0/24");
+        // rt:65001:7 as a two-octet-AS type, ro:4242420001:9 as a
+        // four-octet one, rt:192.0.2.1:5 as an IPv4 one.
+        let tagged = with_rare(|rare| {
+            rare.extended_communities = vec![
+                0x0002_fde9_0000_0007,
+                0x0203_fcde_3121_0009,
+                0x0102_c000_0201_0005,
+            ]
+            .into();
+        });
+        let condition = |text: &str| Match {
+            extended_community: Some(text.parse().unwrap()),
+            ..Match::default()
+        };
+        assert!(condition("rt:65001:7").holds(&prefix, &tagged));
+        assert!(condition("ro:4242420001:9").holds(&prefix, &tagged));
+        assert!(condition("rt:192.0.2.1:5").holds(&prefix, &tagged));
+        assert!(!condition("ro:65001:7").holds(&prefix, &tagged));
+        assert!(!condition("rt:4242420001:9").holds(&prefix, &tagged));
+        assert!(!condition("rt:65001:7").holds(&prefix, &attributes()));
+        for bad in [
+            "65001:7",
+            "xx:65001:7",
+            "rt:65001",
+            "rt:4242420001:70000",
+            "rt:a.b:1",
+        ] {
+            assert!(bad.parse::<ExtendedCommunity>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn as_path_conditions() {
+        let prefix = net("172.20.1.0/24");
+        let path = |segments: Vec<AsSegment>| {
+            Arc::new(Attributes {
+                as_path: segments.into(),
+                ..Attributes::default()
+            })
+        };
+        // Length 3: two in the sequence, the set counting one.
+        let aggregated = path(vec![
+            AsSegment::Sequence(vec![65001, 65002]),
+            AsSegment::Set(vec![65003, 65004, 65005]),
+        ]);
+        let long = path(vec![AsSegment::Sequence((65001..65012).collect())]);
+        let length = |ge, le| Match {
+            as_path_length: Some(LengthRange { ge, le }),
+            ..Match::default()
+        };
+        assert!(length(None, Some(3)).holds(&prefix, &aggregated));
+        assert!(!length(None, Some(2)).holds(&prefix, &aggregated));
+        assert!(length(Some(3), None).holds(&prefix, &aggregated));
+        assert!(!length(Some(4), Some(10)).holds(&prefix, &aggregated));
+        assert!(!length(None, Some(10)).holds(&prefix, &long));
+        assert!(length(Some(11), Some(11)).holds(&prefix, &long));
+
+        let origin = |asn| Match {
+            origin_as: Some(asn),
+            ..Match::default()
+        };
+        let neighbor = |asn| Match {
+            neighbor_as: Some(asn),
+            ..Match::default()
+        };
+        assert!(origin(65011).holds(&prefix, &long));
+        assert!(!origin(65001).holds(&prefix, &long));
+        // Ends in an AS_SET: no origin AS to match.
+        for asn in [65002, 65003, 65005] {
+            assert!(!origin(asn).holds(&prefix, &aggregated), "{asn}");
+        }
+        assert!(neighbor(65001).holds(&prefix, &long));
+        assert!(neighbor(65001).holds(&prefix, &aggregated));
+        assert!(!neighbor(65002).holds(&prefix, &aggregated));
+        assert!(!neighbor(65001).holds(&prefix, &path(Vec::new())));
+    }
+
+    #[test]
+    fn length_ranges_are_checked() {
+        let range = |value| serde_json::from_value::<LengthRange>(value);
+        assert_eq!(
+            range(serde_json::json!({ "le": 10 })).unwrap(),
+            LengthRange {
+                ge: None,
+                le: Some(10)
+            }
+        );
+        assert!(range(serde_json::json!({})).is_err());
+        let error = range(serde_json::json!({ "ge": 5, "le": 4 })).unwrap_err();
+        assert!(error.to_string().contains("ge 5 is above le 4"), "{error}");
+        assert!(range(serde_json::json!({ "lt": 4 })).is_err());
+    }
+
+    #[test]
+    fn overlay_prefix_lists_bound_both_families() {
+        // What overlay communities ask: their space, with length bounds.
+        let matches = Match {
+            prefix_list: vec![
+                entry(Verdict::Permit, "172.20.0.0/14", Some(21), Some(29)),
+                entry(Verdict::Permit, "fd00::/8", Some(44), Some(64)),
+            ],
+            ..Match::default()
+        };
+        let attributes = attributes();
+        for taken in [
+            "172.20.0.0/21",
+            "172.23.255.248/29",
+            "172.22.1.0/24",
+            "fd42:4242::/44",
+            "fdff:1:2:3::/64",
+            "fd00::/48",
+        ] {
+            assert!(matches.holds(&net(taken), &attributes), "{taken}");
+        }
+        for refused in [
+            "172.20.0.0/14",
+            "172.20.0.0/20",
+            "172.20.1.0/30",
+            "172.24.0.0/24",
+            "fd00::/8",
+            "fd42::/43",
+            "fd42:4242:1:2::/65",
+            "fe80::/64",
+            "2001:db8::/48",
+        ] {
+            assert!(!matches.holds(&net(refused), &attributes), "{refused}");
+        }
+    }
+
+    #[test]
+    fn sets_delete_then_add_communities() {
+        let tagged = with_rare(|rare| {
+            rare.large_communities = vec![
+                large("4242420001:1:2"),
+                large("4242420001:3:4"),
+                large("64511:1:2"),
+            ]
+            .into();
+        });
+        let mut tagged = Attributes::clone(&tagged);
+        tagged.communities = vec![
+            65001 << 16 | 7,
+            65001 << 16 | 8,
+            65002 << 16 | 7,
+            0xFFFF_FF01,
+        ]
+        .into();
+        let tagged = Arc::new(tagged);
+        let set: Set = serde_json::from_value(serde_json::json!({
+            "delete_communities": ["65001:*", "no-export", "4242420001:*:*"],
+            "add_communities": ["65001:9"],
+            "add_large_communities": ["4242420001:5:6", "64511:1:2"]
+        }))
+        .unwrap();
+        let changed = set.apply(&tagged);
+        assert_eq!(
+            changed.communities,
+            vec![65002 << 16 | 7, 65001 << 16 | 9].into()
+        );
+        assert_eq!(
+            changed.large_communities(),
+            [large("64511:1:2"), large("4242420001:5:6")]
+        );
+        // The rest as they were.
+        assert_eq!(changed.as_path, tagged.as_path);
+
+        // Exact patterns, and a large pattern never takes a standard one.
+        let set: Set = serde_json::from_value(serde_json::json!({
+            "delete_communities": ["65001:7", "*:*:2"]
+        }))
+        .unwrap();
+        let changed = set.apply(&tagged);
+        assert_eq!(
+            changed.communities,
+            vec![65001 << 16 | 8, 65002 << 16 | 7, 0xFFFF_FF01].into()
+        );
+        assert_eq!(changed.large_communities(), [large("4242420001:3:4")]);
+        // Deleting every large community leaves no empty Rare behind.
+        let set: Set = serde_json::from_value(serde_json::json!({
+            "delete_communities": ["*:*:*"]
+        }))
+        .unwrap();
+        let plain = Arc::new(Attributes {
+            rare: crate::types::Rare {
+                large_communities: vec![large("1:2:3")].into(),
+                ..crate::types::Rare::default()
+            }
+            .boxed(),
+            ..Attributes::default()
+        });
+        assert_eq!(set.apply(&plain).rare, None);
+
+        for bad in ["65001", "65536:*", "1:2:3:4", "a:b", "*:4294967296:1"] {
+            assert!(bad.parse::<CommunityPattern>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_conditions_deserialize_from_config_values() {
+        let policy: Policy = serde_json::from_value(serde_json::json!({
+            "rules": [{
+                "action": "deny",
+                "match": {
+                    "large_community": "4242420001:1:2",
+                    "extended_community": "rt:65000:1",
+                    "as_path_length": { "ge": 2, "le": 10 },
+                    "origin_as": 4242420002u32,
+                    "neighbor_as": 4242420001u32
+                }
+            }]
+        }))
+        .unwrap();
+        let matches = &policy.rules[0].matches;
+        assert_eq!(matches.large_community, Some(large("4242420001:1:2")));
+        assert_eq!(
+            matches.as_path_length,
+            Some(LengthRange {
+                ge: Some(2),
+                le: Some(10)
+            })
+        );
+        assert_eq!(matches.origin_as, Some(4_242_420_002));
+        assert_eq!(matches.neighbor_as, Some(4_242_420_001));
+        let error = serde_json::from_value::<Policy>(serde_json::json!({
+            "rules": [{ "action": "permit", "match": { "large_community": "1:2" } }]
+        }))
+        .unwrap_err();
+        assert!(error.to_string().contains("large community"), "{error}");
     }
 }

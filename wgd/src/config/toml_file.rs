@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 
+use bgp_bridge::bgp::decision::LimitAction;
 use ipnet::IpNet;
 use toml::Spanned;
 use zeroize::Zeroizing;
@@ -141,6 +142,7 @@ mod raw {
         /// that a mistake in it is named as such.
         pub bfd: Option<Spanned<toml::Value>>,
         pub prefix_limit: Option<Spanned<i64>>,
+        pub prefix_limit_action: Option<Spanned<String>>,
         pub description: Option<String>,
         pub import: Option<bgp_bridge::bgp::policy::Policy>,
         pub export: Option<bgp_bridge::bgp::policy::Policy>,
@@ -1189,6 +1191,22 @@ impl Reader<'_, '_> {
             Some(value) => self.number::<u32>("prefix_limit", value, 0..=i64::from(u32::MAX))?,
             None => 0,
         };
+        let prefix_limit_action = match &raw.prefix_limit_action {
+            Some(value) => match value.get_ref().as_str() {
+                "reset" => LimitAction::Reset,
+                "block" => LimitAction::Block,
+                other => {
+                    self.error(
+                        value,
+                        format!(
+                            "prefix_limit_action \"{other}\": expected \"reset\" (the session, the default) or \"block\" (new prefixes)"
+                        ),
+                    );
+                    return None;
+                }
+            },
+            None => LimitAction::Reset,
+        };
         let bfd = match raw.bfd {
             Some(value) => self.neighbor_bfd(value, bfd_defaults)?,
             None => None,
@@ -1212,6 +1230,7 @@ impl Reader<'_, '_> {
             ttl_security: raw.ttl_security.unwrap_or(false),
             bfd,
             prefix_limit,
+            prefix_limit_action,
             description: raw.description,
             import: raw.import.unwrap_or_default(),
             export: raw.export.unwrap_or_default(),

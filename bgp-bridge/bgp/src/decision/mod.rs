@@ -132,6 +132,40 @@ impl Export {
     }
 }
 
+/// A neighbor's prefix limit: how many paths it may have in its
+/// Adj-RIB-In (0: no limit), and what happens to an UPDATE that would
+/// take it past.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixLimit {
+    pub limit: u32,
+    pub action: LimitAction,
+}
+
+/// What a prefix limit does once reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LimitAction {
+    /// The session is reset (Cease / Maximum Number of Prefixes Reached).
+    #[default]
+    Reset,
+    /// New prefixes past the limit are not taken (BIRD's `action
+    /// block`): paths for prefixes the neighbor already has still
+    /// replace theirs, withdrawals still go, and once the count falls
+    /// below the limit new ones are taken again.
+    Block,
+}
+
+/// What a prefix limit made of an UPDATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    /// Within the limit: take it whole.
+    Within,
+    /// Past it, and the action is `Reset`.
+    Reset,
+    /// Past it with `Block`: this many announcements of new prefixes
+    /// were taken out of the UPDATE.
+    Blocked(usize),
+}
+
 /// A neighbor whose session is established, as the table needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Neighbor {
@@ -427,6 +461,53 @@ impl LocRib {
         self.neighbors
             .get(&neighbor)
             .is_some_and(|state| state.adj_rib_in.contains_key(prefix))
+    }
+
+    /// Holds an UPDATE from `neighbor` to its prefix limit, counting
+    /// every path in its Adj-RIB-In (those the import policy denied too:
+    /// they take memory alike) after the UPDATE's withdrawals. With
+    /// `Block`, the announcements of new prefixes past the limit leave
+    /// `update`, in the order they came.
+    pub fn limit(&self, neighbor: NeighborId, update: &mut Update, limit: PrefixLimit) -> Limited {
+        if limit.limit == 0 || update.announced.is_empty() {
+            return Limited::Within;
+        }
+        let limit_count = limit.limit as usize;
+        let held = |prefix: &IpNet| self.has_received(neighbor, prefix);
+        let withdrawn = update
+            .withdrawn
+            .iter()
+            .filter(|prefix| held(prefix))
+            .count();
+        let mut count = self.received(neighbor).saturating_sub(withdrawn);
+        match limit.action {
+            LimitAction::Reset => {
+                let added = update
+                    .announced
+                    .iter()
+                    .filter(|(prefix, _)| !held(prefix))
+                    .count();
+                if count + added > limit_count {
+                    Limited::Reset
+                } else {
+                    Limited::Within
+                }
+            }
+            LimitAction::Block => {
+                let before = update.announced.len();
+                update.announced.retain(|(prefix, _)| {
+                    if held(prefix) {
+                        return true;
+                    }
+                    count += 1;
+                    count <= limit_count
+                });
+                match before - update.announced.len() {
+                    0 => Limited::Within,
+                    blocked => Limited::Blocked(blocked),
+                }
+            }
+        }
     }
 
     /// How many routes a neighbor was sent and holds now.
