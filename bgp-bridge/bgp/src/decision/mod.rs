@@ -36,7 +36,8 @@
 //! ORIGINATOR_ID and CLUSTER_LIST removed, MED removed unless we originate
 //! the route, nothing marked NO_EXPORT, and no route whose AS_PATH holds
 //! the neighbor's AS (we filter rather than send what the neighbor would
-//! drop). To iBGP neighbors: only routes we originate or learned over eBGP
+//! drop), and no extended community marked non-transitive (RFC 4360 3:
+//! the T bit of its type). To iBGP neighbors: only routes we originate or learned over eBGP
 //! (no route reflection), with LOCAL_PREF. The export policy comes last
 //! (it sees the route as it would be sent) and may still deny or change
 //! it.
@@ -984,6 +985,15 @@ impl LocRib {
                 out.change_rare(|rare| {
                     rare.originator_id = None;
                     rare.cluster_list = Box::default();
+                    if rare
+                        .extended_communities
+                        .iter()
+                        .any(|community| !extended_transitive(*community))
+                    {
+                        let mut kept = std::mem::take(&mut rare.extended_communities).into_vec();
+                        kept.retain(|community| extended_transitive(*community));
+                        rare.extended_communities = kept.into_boxed_slice();
+                    }
                 });
                 if path.source != Source::Local {
                     out.med = None;
@@ -1014,6 +1024,12 @@ fn our_next_hop(to: &Neighbor, family: Family) -> Option<(IpAddr, Option<Ipv6Add
         Family::Ipv4Unicast => ipv4,
         Family::Ipv6Unicast => ipv6.or(ipv4),
     }
+}
+
+/// Whether an extended community may leave the AS: its type's T bit
+/// (0x40) is clear (RFC 4360 3).
+fn extended_transitive(community: u64) -> bool {
+    community.to_be_bytes()[0] & 0x40 == 0
 }
 
 /// Keeps the candidates with the greatest key.

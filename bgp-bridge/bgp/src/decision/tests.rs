@@ -504,15 +504,15 @@ fn export_of_an_ebgp_route() {
         i,
         j,
     } = world();
-    let changes = announce(
-        &mut rib,
-        &a,
-        P,
-        Attributes {
-            med: Some(7),
-            ..path(&a, &[65001, 65005, 65010])
-        },
-    );
+    // A route target (transitive) and a non-transitive one (type 0x40).
+    let mut received = Attributes {
+        med: Some(7),
+        ..path(&a, &[65001, 65005, 65010])
+    };
+    received.change_rare(|rare| {
+        rare.extended_communities = vec![0x0002_fde9_0000_0007, 0x4002_fde9_0000_0008].into();
+    });
+    let changes = announce(&mut rib, &a, P, received);
     let exports = rib.export(&changes);
     // Not back to A; not to D, whose AS is in the path.
     assert!(sent(&exports, &a).is_none());
@@ -528,6 +528,7 @@ fn export_of_an_ebgp_route() {
     );
     assert_eq!(attributes.med, None);
     assert_eq!(attributes.local_pref, None);
+    assert_eq!(attributes.extended_communities(), [0x0002_fde9_0000_0007]);
     // iBGP I and J: path unchanged, LOCAL_PREF given, next-hop self.
     for to in [&i, &j] {
         let attributes = &sent(&exports, to).unwrap().announced[0].1;
@@ -538,6 +539,7 @@ fn export_of_an_ebgp_route() {
         assert_eq!(attributes.local_pref, Some(DEFAULT_LOCAL_PREF));
         assert_eq!(attributes.med, Some(7));
         assert_eq!(attributes.next_hop, Some(ip("10.255.0.1")));
+        assert_eq!(attributes.extended_communities().len(), 2);
     }
     // Withdrawn: withdrawn from those that had it, and only those.
     let changes = withdraw(&mut rib, &a, P);

@@ -1116,6 +1116,9 @@ fn an_attribute_set_is_96_bytes() {
     // A full table holds a quarter million: with the `Arc`'s two counts,
     // 112 bytes, an allocator size class of its own.
     assert_eq!(std::mem::size_of::<Attributes>(), 96);
+    // What a set with rare attributes pays besides (large and extended
+    // communities took 32 of it).
+    assert_eq!(std::mem::size_of::<Rare>(), 88);
 }
 
 #[test]
