@@ -93,8 +93,9 @@ pub struct Match {
     /// The AS that originated the route: the last AS of the path (none
     /// when the path ends in an AS_SET or is empty: no match).
     pub origin_as: Option<Asn>,
-    /// The neighboring AS: the first AS of the path (BIRD's
-    /// `bgp_path.first`).
+    /// The neighboring AS: the first AS of the path's first AS_SEQUENCE,
+    /// as the decision's MED comparison reads it (BIRD's `bgp_path.first`
+    /// but for a path that starts with an AS_SET, where BIRD has none).
     pub neighbor_as: Option<Asn>,
 }
 
