@@ -120,7 +120,18 @@ pub(super) fn large_communities(value: &[u8]) -> Vec<LargeCommunity> {
             })
         })
         .collect();
-    if communities.len() > 1 {
+    // A route carries a few: comparing each with those before it costs
+    // less than a hash set then.
+    if communities.len() <= 32 {
+        let mut kept = 0;
+        for at in 0..communities.len() {
+            if !communities[..kept].contains(&communities[at]) {
+                communities[kept] = communities[at];
+                kept += 1;
+            }
+        }
+        communities.truncate(kept);
+    } else {
         let mut seen = std::collections::HashSet::with_capacity(communities.len());
         communities.retain(|community| seen.insert(*community));
     }

@@ -1159,6 +1159,19 @@ fn large_and_extended_communities_are_decoded_and_encoded() {
     );
     // Interpreted, so not kept raw as well.
     assert!(attributes.other().is_empty());
+    // Many, repeats dropped all the same.
+    let many: Vec<u8> = (0..40u32)
+        .chain(0..40)
+        .flat_map(|n| large([65001, n, n]))
+        .collect();
+    let with_many = ipv4_body(
+        &[attribute(OPT_TRANS, code::LARGE_COMMUNITIES, &many)],
+        &["192.0.2.0/24"],
+    );
+    let (many, _) = accepted(&with_many, &ebgp());
+    let kept = many.announced[0].1.large_communities();
+    assert_eq!(kept.len(), 40);
+    assert_eq!(kept[39].local1, 39);
     // Out again: one attribute each, in type order, not repeated.
     let messages = encode(Family::Ipv4Unicast, &update.announced, &[], &ebgp());
     let (again, _) = accepted(body(&messages[0]), &ebgp());
