@@ -6,13 +6,15 @@
 //! ones into its kernel. Then BIRD announces more than the neighbor's
 //! `prefix_limit` with `prefix_limit_action = "block"`: the new prefixes
 //! are not taken, counted, and the session stays up; once BIRD withdraws
-//! some, a new prefix is taken again.
+//! some, a new prefix is taken again. The other way, wgd's export policy
+//! puts large and standard communities on the LAN it originates, and BIRD
+//! reads them.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use wgd_labs::wait_for;
-use wgd_tests::bgp::{api, established, summary};
+use wgd_tests::bgp::{LOCAL_LAN, add_local_lan, api, established, summary};
 use wgd_tests::bird::Bird;
 use wgd_tests::bridge::BridgeLab;
 use wgd_tests::scrape_metrics;
@@ -25,6 +27,7 @@ fn speaker_config() -> String {
 [bgp]
 asn = 4242420001
 hold_time = 9
+networks = ["{LOCAL_LAN}"]
 
 [[bgp.neighbor]]
 address = "{b}"
@@ -57,6 +60,12 @@ match.prefix_list = [
 ]
 set.delete_communities = ["4242420002:1:*"]
 set.add_large_communities = ["4242420001:1:1"]
+
+[[bgp.neighbor.export.rules]]
+action = "permit"
+match.prefix_list = [{{ prefix = "{LOCAL_LAN}" }}]
+set.add_communities = ["64511:7"]
+set.add_large_communities = ["4242420001:2:3", "4242420001:4:5"]
 "#,
         b = BridgeLab::TUNNEL_B,
     )
@@ -132,7 +141,7 @@ fn bird_config(prefixes: &[&str]) -> String {
          protocol bgp site_a {{\n  local {b} as 4242420002;\n  neighbor {a} as 4242420001;\n\
          \x20 hold time 9;\n  keepalive time 3;\n  connect delay time 1;\n  connect retry time 2;\n\
          \x20 error wait time 1, 5;\n\
-         \x20 ipv4 {{ import none; export filter to_wgd; }};\n\
+         \x20 ipv4 {{ import all; export filter to_wgd; }};\n\
          \x20 ipv6 {{ import none; export filter to_wgd; next hop address {b6}; }};\n}}\n",
         b = BridgeLab::TUNNEL_B,
         a = BridgeLab::TUNNEL_A,
@@ -184,6 +193,7 @@ fn path(lab: &BridgeLab, prefix: &str) -> serde_json::Value {
 fn the_overlay_policy_admits_exactly_its_prefixes_and_blocks_past_the_limit() -> anyhow::Result<()>
 {
     let lab = BridgeLab::new(&speaker_config())?;
+    add_local_lan(&lab)?;
     let first: Vec<&str> = IPV4.iter().chain(IPV6).map(|(prefix, _)| *prefix).collect();
     assert_eq!(first.len(), LIMIT);
     let bird = Bird::start(&lab.b, &bird_config(&first))?;
@@ -238,6 +248,17 @@ fn the_overlay_policy_admits_exactly_its_prefixes_and_blocks_past_the_limit() ->
             .map(|path| path.split_whitespace().count()),
         Some(12)
     );
+
+    // wgd's export policy marked its LAN; BIRD decoded the marks.
+    let lan_at_bird = || {
+        bird.birdc(&["show", "route", "for", LOCAL_LAN, "all"])
+            .unwrap_or_default()
+    };
+    wait_for(Duration::from_secs(15), "A's LAN at BIRD, marked", || {
+        let route = lan_at_bird();
+        route.contains("(4242420001, 2, 3) (4242420001, 4, 5)") && route.contains("(64511,7)")
+    })
+    .map_err(|error| anyhow::anyhow!("{error}\nBIRD's route:\n{}", lan_at_bird()))?;
 
     // Past the limit: the new prefixes are not taken, the session stays.
     let mut more = first.clone();
