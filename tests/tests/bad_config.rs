@@ -248,6 +248,36 @@ const CASES: &[Case] = &[
         r#"table 100 needs routes = "allowed-ips" (routes is "none")"#,
     ),
     toml(
+        "toml: unknown prefix_limit_action",
+        &[(
+            r#"endpoint = "192.0.2.3:51820""#,
+            "endpoint = \"192.0.2.3:51820\"\n\n[bgp]\nasn = 65001\n\n[[bgp.neighbor]]\n\
+             address = \"10.1.0.2\"\nremote_as = 65002\nprefix_limit = 10\n\
+             prefix_limit_action = \"drop\" # error",
+        )],
+        r#"prefix_limit_action "drop": expected "reset" (the session, the default) or "block" (new prefixes)"#,
+    ),
+    toml(
+        "toml: large community of two parts",
+        &[(
+            r#"endpoint = "192.0.2.3:51820""#,
+            "endpoint = \"192.0.2.3:51820\"\n\n[bgp]\nasn = 65001\n\n[[bgp.neighbor]]\n\
+             address = \"10.1.0.2\"\nremote_as = 65002\n\n[[bgp.neighbor.import.rules]]\n\
+             action = \"deny\"\nmatch.large_community = \"4242420001:1\" # error",
+        )],
+        r#"large community "4242420001:1": expected asn:value:value"#,
+    ),
+    toml(
+        "toml: AS path length bounds upside down",
+        &[(
+            r#"endpoint = "192.0.2.3:51820""#,
+            "endpoint = \"192.0.2.3:51820\"\n\n[bgp]\nasn = 65001\n\n[[bgp.neighbor]]\n\
+             address = \"10.1.0.2\"\nremote_as = 65002\n\n[[bgp.neighbor.import.rules]]\n\
+             action = \"deny\"\nmatch.as_path_length = { ge = 10, le = 2 } # error",
+        )],
+        "as_path_length: ge 10 is above le 2",
+    ),
+    toml(
         "toml: unterminated string",
         &[(
             r#"endpoint = "192.0.2.2:51820""#,

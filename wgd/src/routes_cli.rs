@@ -172,6 +172,7 @@ pub fn render_bgp_summary(summary: &api::BgpSummaryResponse, json: bool) -> Stri
                     "messages_received": n.messages_received,
                     "messages_sent": n.messages_sent,
                     "resets": n.resets,
+                    "prefixes_blocked": n.prefixes_blocked,
                     "last_error": (!n.last_error.is_empty()).then_some(&n.last_error),
                 })
             })
@@ -210,6 +211,13 @@ pub fn render_bgp_summary(summary: &api::BgpSummaryResponse, json: bool) -> Stri
     for n in &summary.neighbors {
         if !n.last_error.is_empty() {
             let _ = writeln!(out, "{}: last error: {}", n.address, n.last_error);
+        }
+        if n.prefixes_blocked > 0 {
+            let _ = writeln!(
+                out,
+                "{}: prefix limit reached: {} announcements of new prefixes not taken",
+                n.address, n.prefixes_blocked
+            );
         }
     }
     out
@@ -266,6 +274,8 @@ pub fn render_bgp_paths(paths: &[api::BgpPath], json: bool) -> String {
                     "med": p.med,
                     "local_pref": p.local_pref,
                     "communities": p.communities,
+                    "large_communities": p.large_communities,
+                    "extended_communities": p.extended_communities,
                     "best": p.best,
                     "stale": p.stale,
                 })

@@ -15,15 +15,26 @@
 //! set.local_preference = 200
 //! set.add_communities = ["65000:10"]
 //! ```
+//!
+//! Conditions: a prefix list (`ge`/`le` bounds, IPv4 and IPv6 alike), an
+//! AS anywhere in the path, the origin AS (the path's last), the
+//! neighboring AS (its first), the path's length (`{ ge = 1, le = 10 }`,
+//! an AS_SET counting one as in the decision), an RFC 1997 community, an
+//! RFC 8092 large community, an RFC 4360 route target or origin. Changes:
+//! communities and large communities deleted (by pattern) then added,
+//! LOCAL_PREF, MED.
 
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::types::{Asn, Attributes};
+use crate::types::{
+    Administrator, Asn, Attributes, ExtendedKind, LargeCommunity, route_target_or_origin,
+};
 
 /// Permit or deny, for a rule or a prefix list entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -70,6 +81,22 @@ pub struct Match {
     pub as_path_contains: Option<Asn>,
     /// The route must carry this community.
     pub community: Option<Community>,
+    /// The route must carry this large community (RFC 8092),
+    /// `"4242420001:1:2"`.
+    pub large_community: Option<LargeCommunity>,
+    /// The route must carry this route target or route origin extended
+    /// community (RFC 4360): `"rt:65000:1"`, `"ro:192.0.2.1:5"`.
+    pub extended_community: Option<ExtendedCommunity>,
+    /// The AS_PATH's length, as the decision counts it (an AS_SET is one,
+    /// confederation segments nothing), must be within these bounds.
+    pub as_path_length: Option<LengthRange>,
+    /// The AS that originated the route: the last AS of the path (none
+    /// when the path ends in an AS_SET or is empty: no match).
+    pub origin_as: Option<Asn>,
+    /// The neighboring AS: the first AS of the path's first AS_SEQUENCE,
+    /// as the decision's MED comparison reads it (BIRD's `bgp_path.first`
+    /// but for a path that starts with an AS_SET, where BIRD has none).
+    pub neighbor_as: Option<Asn>,
 }
 
 /// What a permitting rule changes. Nothing, by default.
@@ -81,6 +108,15 @@ pub struct Set {
     pub add_communities: Vec<Community>,
     pub local_preference: Option<u32>,
     pub med: Option<u32>,
+    /// Added to the route's large communities (those it has stay once).
+    #[serde(default)]
+    pub add_large_communities: Vec<LargeCommunity>,
+    /// Communities taken off the route, before any are added: a standard
+    /// one as `asn:value` (or a well-known name), a large one as
+    /// `asn:value:value`; `*` in place of a number takes any
+    /// (`"65000:*"`, `"4242420001:*:*"`).
+    #[serde(default)]
+    pub delete_communities: Vec<CommunityPattern>,
 }
 
 /// A prefix list entry: prefixes inside `prefix` whose length is `prefix`'s
@@ -208,6 +244,222 @@ impl fmt::Display for Community {
     }
 }
 
+/// Bounds on a number (the AS_PATH length): `ge`, `le` or both, each
+/// inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawLengthRange")]
+pub struct LengthRange {
+    pub ge: Option<u32>,
+    pub le: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLengthRange {
+    ge: Option<u32>,
+    le: Option<u32>,
+}
+
+impl TryFrom<RawLengthRange> for LengthRange {
+    type Error = String;
+
+    fn try_from(raw: RawLengthRange) -> Result<Self, String> {
+        match (raw.ge, raw.le) {
+            (None, None) => Err("as_path_length: give ge, le or both".to_owned()),
+            (Some(ge), Some(le)) if ge > le => {
+                Err(format!("as_path_length: ge {ge} is above le {le}"))
+            }
+            (ge, le) => Ok(Self { ge, le }),
+        }
+    }
+}
+
+impl LengthRange {
+    pub fn contains(&self, length: usize) -> bool {
+        let length = u32::try_from(length).unwrap_or(u32::MAX);
+        self.ge.is_none_or(|ge| length >= ge) && self.le.is_none_or(|le| length <= le)
+    }
+}
+
+/// A route target or route origin to match (RFC 4360): `rt:` or `ro:`,
+/// then the global administrator (an AS, or an IPv4 address), then the
+/// local number. However the route encodes it (a 2-octet or 4-octet AS
+/// type) the same AS matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ExtendedCommunity {
+    pub kind: ExtendedKind,
+    pub administrator: Administrator,
+    pub local: u32,
+}
+
+impl FromStr for ExtendedCommunity {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = |why: &str| format!("extended community {text:?}: {why}");
+        let mut parts = text.splitn(3, ':');
+        let kind = match parts.next() {
+            Some("rt") => ExtendedKind::Target,
+            Some("ro") => ExtendedKind::Origin,
+            _ => {
+                return Err(invalid(
+                    "expected rt:<asn or IPv4>:<number> (route target) or ro:... (route origin)",
+                ));
+            }
+        };
+        let (Some(administrator), Some(local)) = (parts.next(), parts.next()) else {
+            return Err(invalid("expected rt:<asn or IPv4>:<number>"));
+        };
+        let local: u32 = local
+            .parse()
+            .map_err(|_| invalid("the last part is not a number"))?;
+        // RFC 4360: 6 octets for both parts, so one of them is short.
+        let (administrator, local_max) = match administrator.parse::<Ipv4Addr>() {
+            Ok(address) => (Administrator::Ipv4(address), u32::from(u16::MAX)),
+            Err(_) => match administrator.parse::<Asn>() {
+                Ok(asn) if asn <= u32::from(u16::MAX) => (Administrator::As(asn), u32::MAX),
+                Ok(asn) => (Administrator::As(asn), u32::from(u16::MAX)),
+                Err(_) => {
+                    return Err(invalid(
+                        "the middle part is neither an AS nor an IPv4 address",
+                    ));
+                }
+            },
+        };
+        if local > local_max {
+            return Err(invalid(&format!(
+                "{local} does not fit beside that administrator (0..={local_max})"
+            )));
+        }
+        Ok(Self {
+            kind,
+            administrator,
+            local,
+        })
+    }
+}
+
+impl TryFrom<String> for ExtendedCommunity {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl ExtendedCommunity {
+    /// The route target or origin an extended community's 8 octets hold,
+    /// if they hold one.
+    pub fn of(value: u64) -> Option<Self> {
+        let (kind, administrator, local) = route_target_or_origin(value)?;
+        Some(Self {
+            kind,
+            administrator,
+            local,
+        })
+    }
+
+    /// Whether one of a route's extended communities is this one.
+    fn carried_by(&self, attributes: &Attributes) -> bool {
+        attributes
+            .extended_communities()
+            .iter()
+            .any(|value| Self::of(*value) == Some(*self))
+    }
+}
+
+impl fmt::Display for ExtendedCommunity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            ExtendedKind::Target => "rt",
+            ExtendedKind::Origin => "ro",
+        };
+        match self.administrator {
+            Administrator::As(asn) => write!(f, "{kind}:{asn}:{}", self.local),
+            Administrator::Ipv4(address) => write!(f, "{kind}:{address}:{}", self.local),
+        }
+    }
+}
+
+/// Communities to delete: a standard one or a large one, each number
+/// given (`Some`) or any (`None`, written `*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum CommunityPattern {
+    Standard([Option<u16>; 2]),
+    Large([Option<u32>; 3]),
+}
+
+impl FromStr for CommunityPattern {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Ok(Community(value)) = text.parse::<Community>() {
+            return Ok(Self::Standard([
+                Some((value >> 16) as u16),
+                Some(value as u16),
+            ]));
+        }
+        let invalid = || {
+            format!(
+                "community {text:?}: expected asn:value (0..=65535 each) or asn:value:value (large), a number or * each"
+            )
+        };
+        let parts: Vec<&str> = text.split(':').collect();
+        fn part<T: FromStr>(text: &str) -> Result<Option<T>, ()> {
+            match text {
+                "*" => Ok(None),
+                number => number.parse().map(Some).map_err(|_| ()),
+            }
+        }
+        match parts[..] {
+            [asn, value] => Ok(Self::Standard([
+                part(asn).map_err(|()| invalid())?,
+                part(value).map_err(|()| invalid())?,
+            ])),
+            [global, local1, local2] => Ok(Self::Large([
+                part(global).map_err(|()| invalid())?,
+                part(local1).map_err(|()| invalid())?,
+                part(local2).map_err(|()| invalid())?,
+            ])),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+impl TryFrom<String> for CommunityPattern {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl CommunityPattern {
+    fn matches_standard(&self, community: u32) -> bool {
+        let parts = [(community >> 16) as u16, community as u16];
+        match self {
+            Self::Standard(pattern) => pattern
+                .iter()
+                .zip(parts)
+                .all(|(want, have)| want.is_none_or(|want| want == have)),
+            Self::Large(_) => false,
+        }
+    }
+
+    fn matches_large(&self, community: &LargeCommunity) -> bool {
+        let parts = [community.global, community.local1, community.local2];
+        match self {
+            Self::Large(pattern) => pattern
+                .iter()
+                .zip(parts)
+                .all(|(want, have)| want.is_none_or(|want| want == have)),
+            Self::Standard(_) => false,
+        }
+    }
+}
+
 /// What a policy makes of a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome<'p> {
@@ -257,12 +509,31 @@ impl Match {
             && self
                 .community
                 .is_none_or(|community| attributes.communities.contains(&community.0))
+            && self
+                .large_community
+                .is_none_or(|community| attributes.large_communities().contains(&community))
+            && self
+                .extended_community
+                .is_none_or(|community| community.carried_by(attributes))
+            && self
+                .as_path_length
+                .is_none_or(|range| range.contains(attributes.as_path_len()))
+            && self
+                .origin_as
+                .is_none_or(|asn| attributes.as_path.origin_as() == Some(asn))
+            && self
+                .neighbor_as
+                .is_none_or(|asn| attributes.first_as() == Some(asn))
     }
 }
 
 impl Set {
     pub fn is_empty(&self) -> bool {
-        self.add_communities.is_empty() && self.local_preference.is_none() && self.med.is_none()
+        self.add_communities.is_empty()
+            && self.local_preference.is_none()
+            && self.med.is_none()
+            && self.add_large_communities.is_empty()
+            && self.delete_communities.is_empty()
     }
 
     /// The attributes with the changes made; the same `Arc` when there are
@@ -273,6 +544,31 @@ impl Set {
         }
         let mut changed = Attributes::clone(attributes);
         let mut communities = std::mem::take(&mut changed.communities).into_vec();
+        if !self.delete_communities.is_empty() {
+            communities.retain(|community| {
+                !self
+                    .delete_communities
+                    .iter()
+                    .any(|pattern| pattern.matches_standard(*community))
+            });
+        }
+        if !self.delete_communities.is_empty() || !self.add_large_communities.is_empty() {
+            changed.change_rare(|rare| {
+                let mut large = std::mem::take(&mut rare.large_communities).into_vec();
+                large.retain(|community| {
+                    !self
+                        .delete_communities
+                        .iter()
+                        .any(|pattern| pattern.matches_large(community))
+                });
+                for community in &self.add_large_communities {
+                    if !large.contains(community) {
+                        large.push(*community);
+                    }
+                }
+                rare.large_communities = large.into_boxed_slice();
+            });
+        }
         for community in &self.add_communities {
             if !communities.contains(&community.0) {
                 communities.push(community.0);
@@ -408,6 +704,7 @@ mod tests {
                         ],
                         local_preference: Some(200),
                         med: Some(5),
+                        ..Set::default()
                     },
                 },
             ],
@@ -499,5 +796,268 @@ mod tests {
             }))
             .is_err()
         );
+    }
+
+    fn with_rare(change: impl FnOnce(&mut crate::types::Rare)) -> Arc<Attributes> {
+        let mut attributes = Attributes::clone(&attributes());
+        attributes.change_rare(change);
+        Arc::new(attributes)
+    }
+
+    fn large(text: &str) -> LargeCommunity {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn large_community_condition() {
+        let prefix = net("172.20.1.0/24");
+        let tagged = with_rare(|rare| {
+            rare.large_communities = vec![large("4242420001:1:2"), large("64511:3:4")].into();
+        });
+        let condition = |text: &str| Match {
+            large_community: Some(large(text)),
+            ..Match::default()
+        };
+        assert!(condition("4242420001:1:2").holds(&prefix, &tagged));
+        assert!(condition("64511:3:4").holds(&prefix, &tagged));
+        assert!(!condition("4242420001:1:3").holds(&prefix, &tagged));
+        assert!(!condition("4242420001:1:2").holds(&prefix, &attributes()));
+        assert!("4242420001:1".parse::<LargeCommunity>().is_err());
+        assert!("4242420001:1:2:3".parse::<LargeCommunity>().is_err());
+        assert!("4294967296:1:2".parse::<LargeCommunity>().is_err());
+        assert_eq!(large("4242420001:1:2").to_string(), "4242420001:1:2");
+    }
+
+    #[test]
+    fn extended_community_condition() {
+        let prefix = net("172.20.1.0/24");
+        // rt:65001:7 as a two-octet-AS type, ro:4242420001:9 as a
+        // four-octet one, rt:192.0.2.1:5 as an IPv4 one.
+        let tagged = with_rare(|rare| {
+            rare.extended_communities = vec![
+                0x0002_fde9_0000_0007,
+                0x0203_fcde_3121_0009,
+                0x0102_c000_0201_0005,
+            ]
+            .into();
+        });
+        let condition = |text: &str| Match {
+            extended_community: Some(text.parse().unwrap()),
+            ..Match::default()
+        };
+        assert!(condition("rt:65001:7").holds(&prefix, &tagged));
+        assert!(condition("ro:4242420001:9").holds(&prefix, &tagged));
+        assert!(condition("rt:192.0.2.1:5").holds(&prefix, &tagged));
+        assert!(!condition("ro:65001:7").holds(&prefix, &tagged));
+        assert!(!condition("rt:4242420001:9").holds(&prefix, &tagged));
+        assert!(!condition("rt:65001:7").holds(&prefix, &attributes()));
+        for bad in [
+            "65001:7",
+            "xx:65001:7",
+            "rt:65001",
+            "rt:4242420001:70000",
+            "rt:a.b:1",
+        ] {
+            assert!(bad.parse::<ExtendedCommunity>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn as_path_conditions() {
+        let prefix = net("172.20.1.0/24");
+        let path = |segments: Vec<AsSegment>| {
+            Arc::new(Attributes {
+                as_path: segments.into(),
+                ..Attributes::default()
+            })
+        };
+        // Length 3: two in the sequence, the set counting one.
+        let aggregated = path(vec![
+            AsSegment::Sequence(vec![65001, 65002]),
+            AsSegment::Set(vec![65003, 65004, 65005]),
+        ]);
+        let long = path(vec![AsSegment::Sequence((65001..65012).collect())]);
+        let length = |ge, le| Match {
+            as_path_length: Some(LengthRange { ge, le }),
+            ..Match::default()
+        };
+        assert!(length(None, Some(3)).holds(&prefix, &aggregated));
+        assert!(!length(None, Some(2)).holds(&prefix, &aggregated));
+        assert!(length(Some(3), None).holds(&prefix, &aggregated));
+        assert!(!length(Some(4), Some(10)).holds(&prefix, &aggregated));
+        assert!(!length(None, Some(10)).holds(&prefix, &long));
+        assert!(length(Some(11), Some(11)).holds(&prefix, &long));
+
+        let origin = |asn| Match {
+            origin_as: Some(asn),
+            ..Match::default()
+        };
+        let neighbor = |asn| Match {
+            neighbor_as: Some(asn),
+            ..Match::default()
+        };
+        assert!(origin(65011).holds(&prefix, &long));
+        assert!(!origin(65001).holds(&prefix, &long));
+        // Ends in an AS_SET: no origin AS to match.
+        for asn in [65002, 65003, 65005] {
+            assert!(!origin(asn).holds(&prefix, &aggregated), "{asn}");
+        }
+        assert!(neighbor(65001).holds(&prefix, &long));
+        assert!(neighbor(65001).holds(&prefix, &aggregated));
+        assert!(!neighbor(65002).holds(&prefix, &aggregated));
+        assert!(!neighbor(65001).holds(&prefix, &path(Vec::new())));
+    }
+
+    #[test]
+    fn length_ranges_are_checked() {
+        let range = |value| serde_json::from_value::<LengthRange>(value);
+        assert_eq!(
+            range(serde_json::json!({ "le": 10 })).unwrap(),
+            LengthRange {
+                ge: None,
+                le: Some(10)
+            }
+        );
+        assert!(range(serde_json::json!({})).is_err());
+        let error = range(serde_json::json!({ "ge": 5, "le": 4 })).unwrap_err();
+        assert!(error.to_string().contains("ge 5 is above le 4"), "{error}");
+        assert!(range(serde_json::json!({ "lt": 4 })).is_err());
+    }
+
+    #[test]
+    fn overlay_prefix_lists_bound_both_families() {
+        // What overlay communities ask: their space, with length bounds.
+        let matches = Match {
+            prefix_list: vec![
+                entry(Verdict::Permit, "172.20.0.0/14", Some(21), Some(29)),
+                entry(Verdict::Permit, "fd00::/8", Some(44), Some(64)),
+            ],
+            ..Match::default()
+        };
+        let attributes = attributes();
+        for taken in [
+            "172.20.0.0/21",
+            "172.23.255.248/29",
+            "172.22.1.0/24",
+            "fd42:4242::/44",
+            "fdff:1:2:3::/64",
+            "fd00::/48",
+        ] {
+            assert!(matches.holds(&net(taken), &attributes), "{taken}");
+        }
+        for refused in [
+            "172.20.0.0/14",
+            "172.20.0.0/20",
+            "172.20.1.0/30",
+            "172.24.0.0/24",
+            "fd00::/8",
+            "fd42::/43",
+            "fd42:4242:1:2::/65",
+            "fe80::/64",
+            "2001:db8::/48",
+        ] {
+            assert!(!matches.holds(&net(refused), &attributes), "{refused}");
+        }
+    }
+
+    #[test]
+    fn sets_delete_then_add_communities() {
+        let tagged = with_rare(|rare| {
+            rare.large_communities = vec![
+                large("4242420001:1:2"),
+                large("4242420001:3:4"),
+                large("64511:1:2"),
+            ]
+            .into();
+        });
+        let mut tagged = Attributes::clone(&tagged);
+        tagged.communities = vec![
+            65001 << 16 | 7,
+            65001 << 16 | 8,
+            65002 << 16 | 7,
+            0xFFFF_FF01,
+        ]
+        .into();
+        let tagged = Arc::new(tagged);
+        let set: Set = serde_json::from_value(serde_json::json!({
+            "delete_communities": ["65001:*", "no-export", "4242420001:*:*"],
+            "add_communities": ["65001:9"],
+            "add_large_communities": ["4242420001:5:6", "64511:1:2"]
+        }))
+        .unwrap();
+        let changed = set.apply(&tagged);
+        assert_eq!(
+            changed.communities,
+            vec![65002 << 16 | 7, 65001 << 16 | 9].into()
+        );
+        assert_eq!(
+            changed.large_communities(),
+            [large("64511:1:2"), large("4242420001:5:6")]
+        );
+        // The rest as they were.
+        assert_eq!(changed.as_path, tagged.as_path);
+
+        // Exact patterns, and a large pattern never takes a standard one.
+        let set: Set = serde_json::from_value(serde_json::json!({
+            "delete_communities": ["65001:7", "*:*:2"]
+        }))
+        .unwrap();
+        let changed = set.apply(&tagged);
+        assert_eq!(
+            changed.communities,
+            vec![65001 << 16 | 8, 65002 << 16 | 7, 0xFFFF_FF01].into()
+        );
+        assert_eq!(changed.large_communities(), [large("4242420001:3:4")]);
+        // Deleting every large community leaves no empty Rare behind.
+        let set: Set = serde_json::from_value(serde_json::json!({
+            "delete_communities": ["*:*:*"]
+        }))
+        .unwrap();
+        let plain = Arc::new(Attributes {
+            rare: crate::types::Rare {
+                large_communities: vec![large("1:2:3")].into(),
+                ..crate::types::Rare::default()
+            }
+            .boxed(),
+            ..Attributes::default()
+        });
+        assert_eq!(set.apply(&plain).rare, None);
+
+        for bad in ["65001", "65536:*", "1:2:3:4", "a:b", "*:4294967296:1"] {
+            assert!(bad.parse::<CommunityPattern>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_conditions_deserialize_from_config_values() {
+        let policy: Policy = serde_json::from_value(serde_json::json!({
+            "rules": [{
+                "action": "deny",
+                "match": {
+                    "large_community": "4242420001:1:2",
+                    "extended_community": "rt:65000:1",
+                    "as_path_length": { "ge": 2, "le": 10 },
+                    "origin_as": 4242420002u32,
+                    "neighbor_as": 4242420001u32
+                }
+            }]
+        }))
+        .unwrap();
+        let matches = &policy.rules[0].matches;
+        assert_eq!(matches.large_community, Some(large("4242420001:1:2")));
+        assert_eq!(
+            matches.as_path_length,
+            Some(LengthRange {
+                ge: Some(2),
+                le: Some(10)
+            })
+        );
+        assert_eq!(matches.origin_as, Some(4_242_420_002));
+        assert_eq!(matches.neighbor_as, Some(4_242_420_001));
+        let error = serde_json::from_value::<Policy>(serde_json::json!({
+            "rules": [{ "action": "permit", "match": { "large_community": "1:2" } }]
+        }))
+        .unwrap_err();
+        assert!(error.to_string().contains("large community"), "{error}");
     }
 }

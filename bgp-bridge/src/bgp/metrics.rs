@@ -1,6 +1,7 @@
 //! The BGP speaker's Prometheus metrics, read from its status at scrape
-//! time: session state, prefixes per neighbor, messages in and out,
-//! resets with the latest reason, and each BFD session's state.
+//! time: session state, prefixes per neighbor (and those a prefix limit
+//! blocked), messages in and out, resets with the latest reason, and each
+//! BFD session's state.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -81,6 +82,13 @@ impl Collector for SpeakerCollector {
             "bgp_messages_sent",
             "BGP messages sent.",
             |n| ConstCounter::new(n.messages_sent),
+        )?;
+        per_neighbor(
+            &mut encoder,
+            neighbors,
+            "bgp_prefixes_blocked",
+            "Announcements of new prefixes not taken: the prefix limit was reached with prefix_limit_action = \"block\".",
+            |n| ConstCounter::new(n.prefixes_blocked),
         )?;
         per_neighbor(
             &mut encoder,

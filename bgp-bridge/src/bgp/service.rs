@@ -61,6 +61,15 @@ fn next_hop_text(attributes: &Attributes) -> String {
     }
 }
 
+/// A route target or origin as a policy names it (`rt:65000:1`), any
+/// other extended community as its octets in hex.
+fn extended_community_text(value: u64) -> String {
+    match super::policy::ExtendedCommunity::of(value) {
+        Some(community) => community.to_string(),
+        None => format!("{value:#018x}"),
+    }
+}
+
 impl BgpApi {
     fn speaker(&self) -> Result<&Speaker, Status> {
         self.speaker
@@ -103,6 +112,7 @@ impl BgpService for BgpApi {
                     last_error: neighbor.last_error.clone(),
                     description: neighbor.description.clone().unwrap_or_default(),
                     resets: neighbor.resets,
+                    prefixes_blocked: neighbor.prefixes_blocked,
                 })
                 .collect(),
         }))
@@ -183,6 +193,18 @@ impl BgpService for BgpApi {
                 best: path.best,
                 stale: path.stale,
                 reason: String::new(),
+                large_communities: path
+                    .attributes
+                    .large_communities()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                extended_communities: path
+                    .attributes
+                    .extended_communities()
+                    .iter()
+                    .map(|value| extended_community_text(*value))
+                    .collect(),
             })
             .collect();
         Ok(Response::new(api::BgpPathsResponse { paths }))
@@ -209,5 +231,22 @@ mod tests {
             "2001:db8::2,fe80::2"
         );
         assert_eq!(next_hop_text(&Attributes::default()), "");
+    }
+
+    #[test]
+    fn extended_communities_read_as_policies_name_them() {
+        assert_eq!(extended_community_text(0x0002_fde9_0000_0007), "rt:65001:7");
+        assert_eq!(
+            extended_community_text(0x0203_fcde_3121_0009),
+            "ro:4242420001:9"
+        );
+        assert_eq!(
+            extended_community_text(0x0102_c000_0201_0005),
+            "rt:192.0.2.1:5"
+        );
+        assert_eq!(
+            extended_community_text(0x030c_0000_0000_0007),
+            "0x030c000000000007"
+        );
     }
 }

@@ -96,6 +96,9 @@ pub struct NeighborConfig {
     pub passive: bool,
     pub hold_time: Option<u16>,
     pub prefix_limit: u32,
+    /// What `prefix_limit` does once reached: reset the session (the
+    /// default) or block new prefixes.
+    pub prefix_limit_action: decision::LimitAction,
     pub description: Option<String>,
     /// TCP MD5 (RFC 2385).
     pub password: Option<Secret>,
@@ -141,6 +144,9 @@ pub struct NeighborStatus {
     pub messages_sent: u64,
     pub resets: u64,
     pub last_error: String,
+    /// Announcements of new prefixes not taken since wgd started: the
+    /// prefix limit was reached with `prefix_limit_action = "block"`.
+    pub prefixes_blocked: u64,
 }
 
 /// One path as `wgd bgp routes` shows it.
@@ -316,6 +322,9 @@ struct Peer {
     ifindex: u32,
     /// "IPv4 routes not sent" was logged (once per neighbor).
     told_no_ipv4: bool,
+    /// "Prefix limit reached, new prefixes blocked" was logged (once per
+    /// session).
+    told_blocking: bool,
     /// Routes kept through a graceful restart go when this passes.
     stale_until: Option<(Instant, Vec<Family>)>,
 }
@@ -405,6 +414,7 @@ impl Core {
                         messages_sent: 0,
                         resets: 0,
                         last_error: String::new(),
+                        prefixes_blocked: 0,
                     },
                     config: neighbor.clone(),
                     session,
@@ -418,6 +428,7 @@ impl Core {
                     local_link_local: None,
                     ifindex: 0,
                     told_no_ipv4: false,
+                    told_blocking: false,
                     stale_until: None,
                 },
             );
@@ -873,6 +884,7 @@ impl Core {
         tracing::info!(neighbor = %neighbor, remote_as = negotiated.remote_as, families = ?negotiated.families, "BGP session established");
         peer.negotiated = Some(negotiated.clone());
         peer.status.last_error.clear();
+        peer.told_blocking = false;
         // A link-local session sends our link-local nexthop (beside the
         // global one, if any), and with RFC 8950 its IPv4 routes go with
         // them too. A global session sends IPv4 routes with our IPv4
@@ -971,38 +983,41 @@ impl Core {
                         .handle(std::time::Instant::now(), Input::Reset(notification)),
                 )
             }
-            Decoded::Update { update, problems } => {
+            Decoded::Update {
+                mut update,
+                problems,
+            } => {
                 for problem in &problems {
                     tracing::warn!(neighbor = %neighbor, %problem, "UPDATE error handled (RFC 7606)");
                 }
-                let limit = self.peers.get(&neighbor)?.config.prefix_limit;
-                // Counted only under a limit: two lookups per prefix.
-                let over_limit = limit > 0 && {
-                    let added = update
-                        .announced
-                        .iter()
-                        .filter(|(prefix, _)| !self.rib.has_received(neighbor, prefix))
-                        .count();
-                    let removed = update
-                        .withdrawn
-                        .iter()
-                        .filter(|prefix| self.rib.has_received(neighbor, prefix))
-                        .count();
-                    (self.rib.received(neighbor) + added).saturating_sub(removed) > limit as usize
+                let config = &self.peers.get(&neighbor)?.config;
+                let limit = decision::PrefixLimit {
+                    limit: config.prefix_limit,
+                    action: config.prefix_limit_action,
                 };
-                if over_limit {
-                    tracing::warn!(neighbor = %neighbor, limit, "prefix limit exceeded: session reset");
-                    let peer = self.peers.get_mut(&neighbor)?;
-                    // Cease / Maximum Number of Prefixes Reached (RFC 4486).
-                    let notification = super::types::Notification {
-                        code: 6,
-                        subcode: 1,
-                        data: Vec::new(),
-                    };
-                    return Some(
-                        peer.session
-                            .handle(std::time::Instant::now(), Input::Reset(notification)),
-                    );
+                match self.rib.limit(neighbor, &mut update, limit) {
+                    decision::Limited::Within => {}
+                    decision::Limited::Reset => {
+                        tracing::warn!(neighbor = %neighbor, limit = limit.limit, "prefix limit exceeded: session reset");
+                        let peer = self.peers.get_mut(&neighbor)?;
+                        // Cease / Maximum Number of Prefixes Reached (RFC 4486).
+                        let notification = super::types::Notification {
+                            code: 6,
+                            subcode: 1,
+                            data: Vec::new(),
+                        };
+                        return Some(
+                            peer.session
+                                .handle(std::time::Instant::now(), Input::Reset(notification)),
+                        );
+                    }
+                    decision::Limited::Blocked(blocked) => {
+                        let peer = self.peers.get_mut(&neighbor)?;
+                        peer.status.prefixes_blocked += blocked as u64;
+                        if !std::mem::replace(&mut peer.told_blocking, true) {
+                            tracing::warn!(neighbor = %neighbor, limit = limit.limit, "prefix limit reached: new prefixes from this neighbor are not taken (prefix_limit_action = \"block\")");
+                        }
+                    }
                 }
                 let eor = !update.end_of_rib.is_empty();
                 let changes = self

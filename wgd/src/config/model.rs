@@ -169,6 +169,9 @@ pub struct NeighborSettings {
     pub bfd: Option<BfdSettings>,
     /// Routes accepted from this neighbor; 0 is no limit.
     pub prefix_limit: u32,
+    /// Past `prefix_limit`: reset the session (the default), or block
+    /// new prefixes (`prefix_limit_action = "block"`).
+    pub prefix_limit_action: bgp_bridge::bgp::decision::LimitAction,
     pub description: Option<String>,
     /// What is taken from the neighbor, and what is sent to it.
     pub import: bgp_bridge::bgp::policy::Policy,
@@ -188,6 +191,7 @@ impl fmt::Debug for NeighborSettings {
             .field("ttl_security", &self.ttl_security)
             .field("bfd", &self.bfd)
             .field("prefix_limit", &self.prefix_limit)
+            .field("prefix_limit_action", &self.prefix_limit_action)
             .field("description", &self.description)
             .field("import", &self.import)
             .field("export", &self.export)

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 
+use bgp_bridge::bgp::decision::LimitAction;
 use ipnet::IpNet;
 use toml::Spanned;
 use zeroize::Zeroizing;
@@ -141,6 +142,7 @@ mod raw {
         /// that a mistake in it is named as such.
         pub bfd: Option<Spanned<toml::Value>>,
         pub prefix_limit: Option<Spanned<i64>>,
+        pub prefix_limit_action: Option<Spanned<String>>,
         pub description: Option<String>,
         pub import: Option<bgp_bridge::bgp::policy::Policy>,
         pub export: Option<bgp_bridge::bgp::policy::Policy>,
@@ -1189,6 +1191,22 @@ impl Reader<'_, '_> {
             Some(value) => self.number::<u32>("prefix_limit", value, 0..=i64::from(u32::MAX))?,
             None => 0,
         };
+        let prefix_limit_action = match &raw.prefix_limit_action {
+            Some(value) => match value.get_ref().as_str() {
+                "reset" => LimitAction::Reset,
+                "block" => LimitAction::Block,
+                other => {
+                    self.error(
+                        value,
+                        format!(
+                            "prefix_limit_action \"{other}\": expected \"reset\" (the session, the default) or \"block\" (new prefixes)"
+                        ),
+                    );
+                    return None;
+                }
+            },
+            None => LimitAction::Reset,
+        };
         let bfd = match raw.bfd {
             Some(value) => self.neighbor_bfd(value, bfd_defaults)?,
             None => None,
@@ -1212,6 +1230,7 @@ impl Reader<'_, '_> {
             ttl_security: raw.ttl_security.unwrap_or(false),
             bfd,
             prefix_limit,
+            prefix_limit_action,
             description: raw.description,
             import: raw.import.unwrap_or_default(),
             export: raw.export.unwrap_or_default(),
@@ -2555,6 +2574,129 @@ listen_port = 51822
         let error = error_line("wgd.toml", &bad);
         assert!(error.starts_with("wgd.toml:"), "{error}");
         assert!(error.contains("33"), "{error}");
+    }
+
+    /// The policy of an overlay community's node (the README's example):
+    /// its space with length bounds, both families, an import limit that
+    /// blocks, large communities.
+    const OVERLAY_NEIGHBOR: &str = r#"
+[bgp]
+asn = 4242420001
+
+[[bgp.neighbor]]
+tunnel = "wg-b"
+remote_as = 4242420002
+prefix_limit = 10000
+prefix_limit_action = "block"
+
+[bgp.neighbor.import]
+default = "deny"
+
+[[bgp.neighbor.import.rules]]
+action = "deny"
+match.as_path_length = { ge = 16 }
+
+[[bgp.neighbor.import.rules]]
+action = "deny"
+match.large_community = "4242420002:666:0"
+
+[[bgp.neighbor.import.rules]]
+action = "permit"
+match.prefix_list = [
+  { prefix = "172.20.0.0/14", ge = 21, le = 29 },
+  { prefix = "fd00::/8", ge = 44, le = 64 },
+]
+set.delete_communities = ["4242420001:*:*", "65535:*"]
+set.add_large_communities = ["4242420001:1:2"]
+
+[[bgp.neighbor.export.rules]]
+action = "permit"
+match.origin_as = 4242420001
+match.neighbor_as = 4242420001
+match.extended_community = "rt:4242420001:1"
+"#;
+
+    #[test]
+    fn overlay_policies_and_prefix_limit_action_are_read() {
+        use bgp_bridge::bgp::decision::LimitAction;
+        use bgp_bridge::bgp::policy::{LengthRange, Verdict};
+        let text = format!("{TUNNEL}{OVERLAY_NEIGHBOR}");
+        let config = parse_str(Path::new("wgd.toml"), &text).unwrap();
+        let neighbor = &config.daemon.bgp.as_ref().unwrap().neighbors[0];
+        assert_eq!(neighbor.prefix_limit, 10000);
+        assert_eq!(neighbor.prefix_limit_action, LimitAction::Block);
+        let import = &neighbor.import;
+        assert_eq!(import.default, Verdict::Deny);
+        assert_eq!(
+            import.rules[0].matches.as_path_length,
+            Some(LengthRange {
+                ge: Some(16),
+                le: None
+            })
+        );
+        assert_eq!(
+            import.rules[1].matches.large_community,
+            Some("4242420002:666:0".parse().unwrap())
+        );
+        let bounds = &import.rules[2].matches.prefix_list;
+        assert_eq!((bounds[1].ge, bounds[1].le), (Some(44), Some(64)));
+        assert_eq!(import.rules[2].set.delete_communities.len(), 2);
+        assert_eq!(neighbor.export.rules[0].matches.origin_as, Some(4242420001));
+        // Without the action: the session reset, as before.
+        let plain = text.replace("prefix_limit_action = \"block\"\n", "");
+        let config = parse_str(Path::new("wgd.toml"), &plain).unwrap();
+        let neighbor = &config.daemon.bgp.as_ref().unwrap().neighbors[0];
+        assert_eq!(neighbor.prefix_limit_action, LimitAction::Reset);
+    }
+
+    #[test]
+    fn bad_policy_values_name_their_line() {
+        let text = format!("{TUNNEL}{OVERLAY_NEIGHBOR}");
+        let line_of = |needle: &str| {
+            text.lines()
+                .position(|line| line.contains(needle))
+                .map(|index| index + 1)
+                .unwrap()
+        };
+        for (good, bad, phrase) in [
+            (
+                "prefix_limit_action = \"block\"",
+                "prefix_limit_action = \"drop\"",
+                "prefix_limit_action \"drop\": expected \"reset\"",
+            ),
+            (
+                "\"4242420002:666:0\"",
+                "\"4242420002:666\"",
+                "large community \"4242420002:666\"",
+            ),
+            (
+                "{ ge = 16 }",
+                "{ ge = 16, le = 4 }",
+                "as_path_length: ge 16 is above le 4",
+            ),
+            // In an array over several lines, the toml crate gives the
+            // line where the array starts.
+            (
+                "match.prefix_list = [",
+                "match.prefix_list = [{ prefix = \"fd00::/8\", le = 129 }, ",
+                "le 129 is not within 8..=128",
+            ),
+            ("\"65535:*\"", "\"65536:*\"", "community \"65536:*\""),
+            (
+                "\"rt:4242420001:1\"",
+                "\"rt:4242420001:65536\"",
+                "65536 does not fit",
+            ),
+        ] {
+            let line = line_of(good);
+            let broken = text.replacen(good, bad, 1);
+            let error = error_line("wgd.toml", &broken);
+            assert!(
+                error.starts_with(&format!("wgd.toml:{line}: ")),
+                "{bad}: {error} (line {line})"
+            );
+            assert!(error.contains(phrase), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -229,6 +229,7 @@ pub fn speaker_config(settings: &BgpSettings) -> SpeakerConfig {
                 passive: neighbor.passive,
                 hold_time: neighbor.hold_time,
                 prefix_limit: neighbor.prefix_limit,
+                prefix_limit_action: neighbor.prefix_limit_action,
                 description: neighbor.description.clone(),
                 password: neighbor.password.clone().map(Secret),
                 ttl_security: neighbor.ttl_security,

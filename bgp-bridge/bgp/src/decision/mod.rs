@@ -36,7 +36,8 @@
 //! ORIGINATOR_ID and CLUSTER_LIST removed, MED removed unless we originate
 //! the route, nothing marked NO_EXPORT, and no route whose AS_PATH holds
 //! the neighbor's AS (we filter rather than send what the neighbor would
-//! drop). To iBGP neighbors: only routes we originate or learned over eBGP
+//! drop), and no extended community marked non-transitive (RFC 4360 3:
+//! the T bit of its type). To iBGP neighbors: only routes we originate or learned over eBGP
 //! (no route reflection), with LOCAL_PREF. The export policy comes last
 //! (it sees the route as it would be sent) and may still deny or change
 //! it.
@@ -130,6 +131,40 @@ impl Export {
     pub fn is_empty(&self) -> bool {
         self.announced.is_empty() && self.withdrawn.is_empty()
     }
+}
+
+/// A neighbor's prefix limit: how many paths it may have in its
+/// Adj-RIB-In (0: no limit), and what happens to an UPDATE that would
+/// take it past.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixLimit {
+    pub limit: u32,
+    pub action: LimitAction,
+}
+
+/// What a prefix limit does once reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LimitAction {
+    /// The session is reset (Cease / Maximum Number of Prefixes Reached).
+    #[default]
+    Reset,
+    /// New prefixes past the limit are not taken (BIRD's `action
+    /// block`): paths for prefixes the neighbor already has still
+    /// replace theirs, withdrawals still go, and once the count falls
+    /// below the limit new ones are taken again.
+    Block,
+}
+
+/// What a prefix limit made of an UPDATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    /// Within the limit: take it whole.
+    Within,
+    /// Past it, and the action is `Reset`.
+    Reset,
+    /// Past it with `Block`: this many announcements of new prefixes
+    /// were taken out of the UPDATE.
+    Blocked(usize),
 }
 
 /// A neighbor whose session is established, as the table needs it.
@@ -427,6 +462,53 @@ impl LocRib {
         self.neighbors
             .get(&neighbor)
             .is_some_and(|state| state.adj_rib_in.contains_key(prefix))
+    }
+
+    /// Holds an UPDATE from `neighbor` to its prefix limit, counting
+    /// every path in its Adj-RIB-In (those the import policy denied too:
+    /// they take memory alike) after the UPDATE's withdrawals. With
+    /// `Block`, the announcements of new prefixes past the limit leave
+    /// `update`, in the order they came.
+    pub fn limit(&self, neighbor: NeighborId, update: &mut Update, limit: PrefixLimit) -> Limited {
+        if limit.limit == 0 || update.announced.is_empty() {
+            return Limited::Within;
+        }
+        let limit_count = limit.limit as usize;
+        let held = |prefix: &IpNet| self.has_received(neighbor, prefix);
+        let withdrawn = update
+            .withdrawn
+            .iter()
+            .filter(|prefix| held(prefix))
+            .count();
+        let mut count = self.received(neighbor).saturating_sub(withdrawn);
+        match limit.action {
+            LimitAction::Reset => {
+                let added = update
+                    .announced
+                    .iter()
+                    .filter(|(prefix, _)| !held(prefix))
+                    .count();
+                if count + added > limit_count {
+                    Limited::Reset
+                } else {
+                    Limited::Within
+                }
+            }
+            LimitAction::Block => {
+                let before = update.announced.len();
+                update.announced.retain(|(prefix, _)| {
+                    if held(prefix) {
+                        return true;
+                    }
+                    count += 1;
+                    count <= limit_count
+                });
+                match before - update.announced.len() {
+                    0 => Limited::Within,
+                    blocked => Limited::Blocked(blocked),
+                }
+            }
+        }
     }
 
     /// How many routes a neighbor was sent and holds now.
@@ -932,6 +1014,15 @@ impl LocRib {
                 out.change_rare(|rare| {
                     rare.originator_id = None;
                     rare.cluster_list = Box::default();
+                    if rare
+                        .extended_communities
+                        .iter()
+                        .any(|community| !extended_transitive(*community))
+                    {
+                        let mut kept = std::mem::take(&mut rare.extended_communities).into_vec();
+                        kept.retain(|community| extended_transitive(*community));
+                        rare.extended_communities = kept.into_boxed_slice();
+                    }
                 });
                 if path.source != Source::Local {
                     out.med = None;
@@ -962,6 +1053,12 @@ fn our_next_hop(to: &Neighbor, family: Family) -> Option<(IpAddr, Option<Ipv6Add
         Family::Ipv4Unicast => ipv4,
         Family::Ipv6Unicast => ipv6.or(ipv4),
     }
+}
+
+/// Whether an extended community may leave the AS: its type's T bit
+/// (0x40) is clear (RFC 4360 3).
+fn extended_transitive(community: u64) -> bool {
+    community.to_be_bytes()[0] & 0x40 == 0
 }
 
 /// Keeps the candidates with the greatest key.

@@ -545,15 +545,15 @@ fn export_of_an_ebgp_route() {
         i,
         j,
     } = world();
-    let changes = announce(
-        &mut rib,
-        &a,
-        P,
-        Attributes {
-            med: Some(7),
-            ..path(&a, &[65001, 65005, 65010])
-        },
-    );
+    // A route target (transitive) and a non-transitive one (type 0x40).
+    let mut received = Attributes {
+        med: Some(7),
+        ..path(&a, &[65001, 65005, 65010])
+    };
+    received.change_rare(|rare| {
+        rare.extended_communities = vec![0x0002_fde9_0000_0007, 0x4002_fde9_0000_0008].into();
+    });
+    let changes = announce(&mut rib, &a, P, received);
     let exports = rib.export(&changes);
     // Not back to A; not to D, whose AS is in the path.
     assert!(sent(&exports, &a).is_none());
@@ -569,6 +569,7 @@ fn export_of_an_ebgp_route() {
     );
     assert_eq!(attributes.med, None);
     assert_eq!(attributes.local_pref, None);
+    assert_eq!(attributes.extended_communities(), [0x0002_fde9_0000_0007]);
     // iBGP I and J: path unchanged, LOCAL_PREF given, next-hop self.
     for to in [&i, &j] {
         let attributes = &sent(&exports, to).unwrap().announced[0].1;
@@ -579,6 +580,7 @@ fn export_of_an_ebgp_route() {
         assert_eq!(attributes.local_pref, Some(DEFAULT_LOCAL_PREF));
         assert_eq!(attributes.med, Some(7));
         assert_eq!(attributes.next_hop, Some(ip("10.255.0.1")));
+        assert_eq!(attributes.extended_communities().len(), 2);
     }
     // Withdrawn: withdrawn from those that had it, and only those.
     let changes = withdraw(&mut rib, &a, P);
@@ -815,4 +817,83 @@ fn one_link_local_address_on_two_tunnels_is_two_neighbors() {
     assert_eq!(sent(&exports, &c).unwrap().announced.len(), 1);
     assert_eq!(rib.received(b.id), 1);
     assert_eq!(rib.received(c.id), 0);
+}
+
+/// An UPDATE of `announced` (one path each) and `withdrawn`.
+fn update_of(from: &Neighbor, announced: &[&str], withdrawn: &[&str]) -> Update {
+    let attributes = Arc::new(path(from, &[65001]));
+    Update {
+        announced: announced
+            .iter()
+            .map(|prefix| (net(prefix), Arc::clone(&attributes)))
+            .collect(),
+        withdrawn: withdrawn.iter().map(|prefix| net(prefix)).collect(),
+        ..Update::default()
+    }
+}
+
+fn prefixes_of(update: &Update) -> Vec<String> {
+    update
+        .announced
+        .iter()
+        .map(|(prefix, _)| prefix.to_string())
+        .collect()
+}
+
+#[test]
+fn prefix_limit_resets_or_blocks() {
+    let mut rib = rib(1);
+    let a = neighbor("10.0.0.1", 65001, 1);
+    rib.neighbor_up(a.clone());
+    let reset = PrefixLimit {
+        limit: 2,
+        action: LimitAction::Reset,
+    };
+    let block = PrefixLimit {
+        limit: 2,
+        action: LimitAction::Block,
+    };
+    // No limit, or within it: whole.
+    let mut first = update_of(&a, &["10.1.0.0/16", "10.2.0.0/16"], &[]);
+    assert_eq!(
+        rib.limit(a.id, &mut first, PrefixLimit::default()),
+        Limited::Within
+    );
+    assert_eq!(rib.limit(a.id, &mut first, reset), Limited::Within);
+    assert_eq!(rib.limit(a.id, &mut first, block), Limited::Within);
+    assert_eq!(first.announced.len(), 2);
+    rib.apply(a.id, &first, &all);
+
+    // A third prefix: reset, or blocked alone.
+    let mut more = update_of(&a, &["10.1.0.0/16", "10.3.0.0/16", "10.4.0.0/16"], &[]);
+    assert_eq!(rib.limit(a.id, &mut more.clone(), reset), Limited::Reset);
+    assert_eq!(rib.limit(a.id, &mut more, block), Limited::Blocked(2));
+    // The one it has stays (a replacement counts nothing).
+    assert_eq!(prefixes_of(&more), ["10.1.0.0/16"]);
+
+    // Withdrawals in the same UPDATE make room, first come first taken.
+    let mut room = update_of(
+        &a,
+        &["10.3.0.0/16", "10.4.0.0/16"],
+        &["10.2.0.0/16", "10.9.0.0/16"],
+    );
+    assert_eq!(rib.limit(a.id, &mut room.clone(), reset), Limited::Reset);
+    assert_eq!(rib.limit(a.id, &mut room, block), Limited::Blocked(1));
+    assert_eq!(prefixes_of(&room), ["10.3.0.0/16"]);
+    rib.apply(a.id, &room, &all);
+    assert_eq!(rib.received(a.id), 2);
+    assert!(rib.has_received(a.id, &net("10.3.0.0/16")));
+    assert!(!rib.has_received(a.id, &net("10.4.0.0/16")));
+
+    // Denied paths count too: they are held.
+    let mut b = neighbor("10.0.0.2", 65002, 2);
+    b.import = Policy {
+        default: Verdict::Deny,
+        ..Policy::default()
+    };
+    rib.neighbor_up(b.clone());
+    let mut denied = update_of(&b, &["10.5.0.0/16", "10.6.0.0/16", "10.7.0.0/16"], &[]);
+    assert_eq!(rib.limit(b.id, &mut denied, block), Limited::Blocked(1));
+    rib.apply(b.id, &denied, &all);
+    assert_eq!(rib.received(b.id), 2);
 }

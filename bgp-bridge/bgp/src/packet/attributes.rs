@@ -106,6 +106,38 @@ pub(super) fn words(value: &[u8]) -> Option<Vec<u32>> {
     Some(value.chunks_exact(4).filter_map(read_u32).collect())
 }
 
+/// LARGE_COMMUNITY values (a non-zero multiple of 12 octets, checked by
+/// the caller), each repeat after the first dropped as RFC 8092 5 asks
+/// of a receiver.
+pub(super) fn large_communities(value: &[u8]) -> Vec<LargeCommunity> {
+    let mut communities: Vec<LargeCommunity> = value
+        .chunks_exact(12)
+        .filter_map(|octets| {
+            Some(LargeCommunity {
+                global: read_u32(&octets[..4])?,
+                local1: read_u32(&octets[4..8])?,
+                local2: read_u32(&octets[8..])?,
+            })
+        })
+        .collect();
+    // A route carries a few: comparing each with those before it costs
+    // less than a hash set then.
+    if communities.len() <= 32 {
+        let mut kept = 0;
+        for at in 0..communities.len() {
+            if !communities[..kept].contains(&communities[at]) {
+                communities[kept] = communities[at];
+                kept += 1;
+            }
+        }
+        communities.truncate(kept);
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(communities.len());
+        communities.retain(|community| seen.insert(*community));
+    }
+    communities
+}
+
 /// An IPv6 MP nexthop: global, optionally followed by link-local (RFC 2545
 /// 3). An IPv4-mapped global is the IPv4 address it maps; a global of `::`
 /// beside a link-local leaves the link-local as the nexthop (BIRD sends

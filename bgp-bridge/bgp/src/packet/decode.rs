@@ -336,8 +336,8 @@ impl<'s> Walk<'s> {
             code::EXTENDED_COMMUNITIES
             | code::IPV6_EXTENDED_COMMUNITIES
             | code::LARGE_COMMUNITIES => {
-                // Not interpreted, passed on as they came; RFC 7606 7.14,
-                // 7.15 and RFC 8092 6 treat a bad length as withdraw.
+                // RFC 7606 7.14, 7.15 and RFC 8092 6 treat a bad length
+                // as withdraw.
                 let unit = match type_code {
                     code::EXTENDED_COMMUNITIES => 8,
                     code::IPV6_EXTENDED_COMMUNITIES => 20,
@@ -348,7 +348,16 @@ impl<'s> Walk<'s> {
                         type_code,
                         format!("length {} (not a non-zero multiple of {unit})", value.len()),
                     );
+                } else if type_code == code::LARGE_COMMUNITIES {
+                    self.rare.large_communities = large_communities(value).into();
+                } else if type_code == code::EXTENDED_COMMUNITIES {
+                    self.rare.extended_communities = value
+                        .chunks_exact(8)
+                        .filter_map(|octets| Some(u64::from_be_bytes(octets.try_into().ok()?)))
+                        .collect();
                 } else {
+                    // IPv6 extended communities: not interpreted, passed
+                    // on as they came.
                     self.other.push(RawAttribute {
                         flags: flags & !flag::EXTENDED_LENGTH,
                         code: type_code,

@@ -295,6 +295,28 @@ pub(super) fn encode_attributes(
             .collect();
         list.push((optional_transitive, code::COMMUNITIES, value));
     }
+    if !attributes.extended_communities().is_empty() {
+        let value = attributes
+            .extended_communities()
+            .iter()
+            .flat_map(|community| community.to_be_bytes())
+            .collect();
+        list.push((optional_transitive, code::EXTENDED_COMMUNITIES, value));
+    }
+    if !attributes.large_communities().is_empty() {
+        let value = attributes
+            .large_communities()
+            .iter()
+            .flat_map(|community| {
+                let mut octets = [0; 12];
+                octets[..4].copy_from_slice(&community.global.to_be_bytes());
+                octets[4..8].copy_from_slice(&community.local1.to_be_bytes());
+                octets[8..].copy_from_slice(&community.local2.to_be_bytes());
+                octets
+            })
+            .collect();
+        list.push((optional_transitive, code::LARGE_COMMUNITIES, value));
+    }
     if !ebgp {
         if let Some(originator_id) = attributes.originator_id() {
             list.push((
@@ -333,14 +355,7 @@ pub(super) fn encode_attributes(
     for other in attributes.other() {
         let known = expected_flags(other.code).is_some();
         // Never pass on what the list above already holds.
-        if known
-            && !matches!(
-                other.code,
-                code::EXTENDED_COMMUNITIES
-                    | code::IPV6_EXTENDED_COMMUNITIES
-                    | code::LARGE_COMMUNITIES
-            )
-        {
+        if known && other.code != code::IPV6_EXTENDED_COMMUNITIES {
             continue;
         }
         let flags = if known {

@@ -153,14 +153,26 @@ fn rich_attributes(next_hop: IpAddr) -> Attributes {
         rare: Rare {
             atomic_aggregate: true,
             aggregator: Some((4_200_000_000, Ipv4Addr::new(192, 0, 2, 9))),
+            large_communities: vec![
+                LargeCommunity {
+                    global: 4_242_420_001,
+                    local1: 1,
+                    local2: 2,
+                },
+                LargeCommunity {
+                    global: 65001,
+                    local1: u32::MAX,
+                    local2: 0,
+                },
+            ]
+            .into(),
+            // A route target 65001:7 and an origin 192.0.2.1:9.
+            extended_communities: vec![0x0002_fde9_0000_0007, 0x0103_c000_0201_0009].into(),
             other: vec![
                 RawAttribute {
                     flags: OPT_TRANS,
-                    code: code::LARGE_COMMUNITIES,
-                    value: [65001u32, 1, 2]
-                        .iter()
-                        .flat_map(|word| word.to_be_bytes())
-                        .collect(),
+                    code: code::IPV6_EXTENDED_COMMUNITIES,
+                    value: vec![0; 20],
                 },
                 RawAttribute {
                     flags: OPT_TRANS | flag::PARTIAL,
@@ -1104,4 +1116,122 @@ fn an_attribute_set_is_96_bytes() {
     // A full table holds a quarter million: with the `Arc`'s two counts,
     // 112 bytes, an allocator size class of its own.
     assert_eq!(std::mem::size_of::<Attributes>(), 96);
+    // What a set with rare attributes pays besides (large and extended
+    // communities took 32 of it).
+    assert_eq!(std::mem::size_of::<Rare>(), 88);
+}
+
+#[test]
+fn large_and_extended_communities_are_decoded_and_encoded() {
+    let large =
+        |words: [u32; 3]| -> Vec<u8> { words.iter().flat_map(|w| w.to_be_bytes()).collect() };
+    let value = [
+        large([4_242_420_001, 1, 2]),
+        large([65001, 0, u32::MAX]),
+        // Repeated: dropped (RFC 8092 5).
+        large([4_242_420_001, 1, 2]),
+    ]
+    .concat();
+    let extended = [0x0002_fde9_0000_0007u64, 0x0003_fde9_0000_0008]
+        .iter()
+        .flat_map(|value| value.to_be_bytes())
+        .collect::<Vec<u8>>();
+    let received = ipv4_body(
+        &[
+            attribute(OPT_TRANS, code::LARGE_COMMUNITIES, &value),
+            attribute(OPT_TRANS, code::EXTENDED_COMMUNITIES, &extended),
+        ],
+        &["192.0.2.0/24"],
+    );
+    let (update, problems) = accepted(&received, &ebgp());
+    assert!(problems.is_empty(), "{problems:?}");
+    let attributes = &update.announced[0].1;
+    assert_eq!(
+        attributes.large_communities(),
+        [
+            "4242420001:1:2".parse::<LargeCommunity>().unwrap(),
+            "65001:0:4294967295".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        attributes.extended_communities(),
+        [0x0002_fde9_0000_0007, 0x0003_fde9_0000_0008]
+    );
+    // Interpreted, so not kept raw as well.
+    assert!(attributes.other().is_empty());
+    // Many, repeats dropped all the same.
+    let many: Vec<u8> = (0..40u32)
+        .chain(0..40)
+        .flat_map(|n| large([65001, n, n]))
+        .collect();
+    let with_many = ipv4_body(
+        &[attribute(OPT_TRANS, code::LARGE_COMMUNITIES, &many)],
+        &["192.0.2.0/24"],
+    );
+    let (many, _) = accepted(&with_many, &ebgp());
+    let kept = many.announced[0].1.large_communities();
+    assert_eq!(kept.len(), 40);
+    assert_eq!(kept[39].local1, 39);
+    // Out again: one attribute each, in type order, not repeated.
+    let messages = encode(Family::Ipv4Unicast, &update.announced, &[], &ebgp());
+    let (again, _) = accepted(body(&messages[0]), &ebgp());
+    assert_eq!(again.announced, update.announced);
+    let encoded = body(&messages[0]);
+    let large_value = [large([4_242_420_001, 1, 2]), large([65001, 0, u32::MAX])].concat();
+    let wanted = attribute(OPT_TRANS, code::LARGE_COMMUNITIES, &large_value);
+    assert_eq!(
+        encoded
+            .windows(wanted.len())
+            .filter(|w| *w == wanted)
+            .count(),
+        1
+    );
+    let wanted = attribute(OPT_TRANS, code::EXTENDED_COMMUNITIES, &extended);
+    assert_eq!(
+        encoded
+            .windows(wanted.len())
+            .filter(|w| *w == wanted)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn route_targets_and_origins_are_read_from_extended_communities() {
+    use crate::types::{Administrator, ExtendedKind, route_target_or_origin};
+    assert_eq!(
+        route_target_or_origin(0x0002_fde9_0000_0007),
+        Some((ExtendedKind::Target, Administrator::As(65001), 7))
+    );
+    assert_eq!(
+        route_target_or_origin(0x0203_fcde_3121_0009),
+        Some((ExtendedKind::Origin, Administrator::As(4_242_420_001), 9))
+    );
+    assert_eq!(
+        route_target_or_origin(0x0102_c000_0201_0005),
+        Some((
+            ExtendedKind::Target,
+            Administrator::Ipv4(Ipv4Addr::new(192, 0, 2, 1)),
+            5
+        ))
+    );
+    // Another subtype (0x0b, color is 0x030b), a non-transitive type.
+    assert_eq!(route_target_or_origin(0x0300_0000_0000_0001), None);
+    assert_eq!(route_target_or_origin(0x4002_fde9_0000_0007), None);
+}
+
+#[test]
+fn origin_as_is_the_last_as_of_a_final_sequence() {
+    use crate::types::AsPath;
+    assert_eq!(
+        AsPath::sequence(&[65001, 65002, 65003]).origin_as(),
+        Some(65003)
+    );
+    let aggregate: AsPath = vec![
+        AsSegment::Sequence(vec![65001]),
+        AsSegment::Set(vec![65002, 65003]),
+    ]
+    .into();
+    assert_eq!(aggregate.origin_as(), None);
+    assert_eq!(AsPath::default().origin_as(), None);
 }

@@ -167,6 +167,7 @@ fn neighbor(address: &str, tunnel: Option<&str>, password: Option<&str>) -> Neig
         passive: false,
         hold_time: None,
         prefix_limit: 0,
+        prefix_limit_action: decision::LimitAction::Reset,
         description: None,
         password: password.map(|p| Secret(zeroize::Zeroizing::new(p.to_owned()))),
         bfd: None,
