@@ -75,7 +75,10 @@ pub fn tunnel_view(
             }
         })
         .collect();
-    TunnelView { tunnels }
+    TunnelView {
+        tunnels,
+        bfd_down: bfd_down.clone(),
+    }
 }
 
 /// The bridge's settings (`[bridge]`, and the tunnels' sources); the
