@@ -107,9 +107,7 @@ impl Lab {
             paths,
         };
         wait_for(Duration::from_secs(10), "the daemon's API", || {
-            lab.wgd
-                .run(&lab.a, &["routes", "--api", lab.api()])
-                .is_ok()
+            lab.wgd.run(&lab.a, &["routes", "--api", lab.api()]).is_ok()
         })?;
         Ok(lab)
     }
@@ -216,9 +214,7 @@ fn a_static_route_follows_its_nexthop_s_bfd_session() -> anyhow::Result<()> {
     // Both sessions are listed as the nexthops', with their tunnel, in
     // `wgd bfd` and in the metrics.
     for (path, session) in [first, second].iter().zip([
-        lab.bfd()
-            .into_iter()
-            .find(|s| s["peer"] == first.address_b),
+        lab.bfd().into_iter().find(|s| s["peer"] == first.address_b),
         lab.bfd()
             .into_iter()
             .find(|s| s["peer"] == second.address_b),
@@ -249,7 +245,9 @@ fn a_static_route_follows_its_nexthop_s_bfd_session() -> anyhow::Result<()> {
     eprintln!("rerouted {} ms after the cut", cut.elapsed().as_millis());
     assert_eq!(lab.bfd_state(first.address_b).as_deref(), Some("down"));
     assert_eq!(lab.bfd_state(second.address_b).as_deref(), Some("up"));
-    let routes = lab.wgd.run(&lab.a, &["routes", "--json", "--api", lab.api()])?;
+    let routes = lab
+        .wgd
+        .run(&lab.a, &["routes", "--json", "--api", lab.api()])?;
     let routes: serde_json::Value = serde_json::from_str(&routes)?;
     let config_route = routes
         .as_array()
