@@ -174,8 +174,12 @@ impl Bfd {
     /// before: a session already running for one is left as it is (a
     /// reload that changes nothing touches nothing).
     pub fn set_nexthops(&self, mut nexthops: Vec<BfdNexthop>) {
+        // One session per nexthop: the first timers given win (a stable
+        // sort keeps them first).
         nexthops.sort_by(|a, b| (a.address, &a.tunnel).cmp(&(b.address, &b.tunnel)));
-        nexthops.dedup();
+        nexthops.dedup_by(|later, first| {
+            later.address == first.address && later.tunnel == first.tunnel
+        });
         self.nexthops.send_if_modified(|current| {
             let changed = *current != nexthops;
             *current = nexthops;
