@@ -254,7 +254,6 @@ pub(super) fn parse(
     };
     let bfd = reader.bfd(file.bfd);
     daemon.bfd = bfd;
-    daemon.bridge.routes = Vec::new();
     for route in bridge_routes {
         let Some(route) = reader.bridge_route(route, &known, &bfd) else {
             continue;
