@@ -8,7 +8,10 @@
 //! route through it stops resolving and the kernel's route moves to the
 //! second tunnel (the peer is not dead for wgd's handshake age for another
 //! 180 s: only BFD can move it); mended, the route comes back. `wgd bfd`
-//! and the metrics list both sessions.
+//! and the metrics list both sessions. A reload (SIGHUP) that changes
+//! nothing leaves the session alone; deleting the `wgd route` route stops
+//! its session, and a reload without the `[[bridge.route]]` withdraws the
+//! route and stops the other.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -37,6 +40,8 @@ struct Lab {
     socket: PathBuf,
     daemon: Daemon,
     paths: [Path; 2],
+    /// A's config without its `[[bridge.route]]`, for a reload.
+    config_without_route: String,
 }
 
 impl Lab {
@@ -89,6 +94,7 @@ impl Lab {
             });
         }
         let paths: [Path; 2] = paths.try_into().unwrap_or_else(|_| unreachable!());
+        let config_without_route = config_a.clone();
         // The better route, from the config, with BFD to its nexthop.
         config_a.push_str(&format!(
             "\n[[bridge.route]]\nprefix = \"{LAN}\"\nvia = \"{}\"\ndistance = 10\nbfd = true\n",
@@ -105,6 +111,7 @@ impl Lab {
             socket,
             daemon,
             paths,
+            config_without_route,
         };
         wait_for(Duration::from_secs(10), "the daemon's API", || {
             lab.wgd.run(&lab.a, &["routes", "--api", lab.api()]).is_ok()
@@ -135,6 +142,23 @@ impl Lab {
             .ok()
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
             .and_then(|value| value["sessions"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// How many reconciles the daemon has run (a reload ends with one).
+    fn reconciles(&self) -> u64 {
+        scrape_metrics(&self.a, METRICS)
+            .lines()
+            .find_map(|line| line.strip_prefix("wgd_reconciles_total "))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The session to `peer`, as `wgd bfd --json` shows it.
+    fn session(&self, peer: &str) -> serde_json::Value {
+        self.bfd()
+            .into_iter()
+            .find(|session| session["peer"] == peer)
             .unwrap_or_default()
     }
 
@@ -273,6 +297,30 @@ fn a_static_route_follows_its_nexthop_s_bfd_session() -> anyhow::Result<()> {
     .map_err(context)?;
     assert_eq!(lab.bfd_state(first.address_b).as_deref(), Some("up"));
 
+    // A reload that changes nothing leaves the session alone.
+    // (The periodic reconcile is 30 s away: the next one is the reload's.)
+    let before = lab.session(first.address_b);
+    let reconciles = lab.reconciles();
+    wgd_tests::sighup(&lab.a, &lab.daemon)?;
+    wait_for(Duration::from_secs(10), "the reload", || {
+        lab.reconciles() > reconciles
+    })
+    .map_err(context)?;
+    let after = lab.session(first.address_b);
+    assert_eq!(
+        (
+            &after["local_discriminator"],
+            &after["state_changes"],
+            &after["state"]
+        ),
+        (
+            &before["local_discriminator"],
+            &before["state_changes"],
+            &before["state"]
+        ),
+        "{before:#}\n{after:#}"
+    );
+
     // The route added with --bfd deleted: its session goes; the config's
     // stays.
     lab.wgd
@@ -281,6 +329,17 @@ fn a_static_route_follows_its_nexthop_s_bfd_session() -> anyhow::Result<()> {
         let sessions = lab.bfd();
         sessions.len() == 1 && sessions[0]["peer"] == first.address_b
     })
+    .map_err(context)?;
+
+    // The config's route taken out by a reload: the route and its session
+    // go.
+    wgd_tests::rewrite_config(lab.a.dir(), "a.toml", &lab.config_without_route)?;
+    wgd_tests::sighup(&lab.a, &lab.daemon)?;
+    wait_for(
+        Duration::from_secs(10),
+        "the config's route and its session gone",
+        || lab.lan_tunnel().is_none() && lab.bfd().is_empty(),
+    )
     .map_err(context)?;
     Ok(())
 }
