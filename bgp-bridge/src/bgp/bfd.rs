@@ -293,6 +293,7 @@ impl Runtime {
         mut nexthops: watch::Receiver<Vec<BfdNexthop>>,
     ) {
         let mut view = tunnels.borrow_and_update().clone();
+        let mut nexthops_open = true;
         self.locate(&view);
         self.publish();
         loop {
@@ -309,14 +310,15 @@ impl Runtime {
                     view = tunnels.borrow_and_update().clone();
                     self.locate(&view);
                 }
-                changed = nexthops.changed() => {
+                changed = nexthops.changed(), if nexthops_open => {
                     if changed.is_err() {
-                        // The handle is gone: the nexthops stay as they are.
-                        std::future::pending::<()>().await;
+                        // Every handle is gone: the nexthops stay as they are.
+                        nexthops_open = false;
+                    } else {
+                        let wanted = nexthops.borrow_and_update().clone();
+                        self.follow(&wanted);
+                        self.locate(&view);
                     }
-                    let wanted = nexthops.borrow_and_update().clone();
-                    self.follow(&wanted);
-                    self.locate(&view);
                 }
                 Some(datagram) = incoming.recv() => self.receive(datagram),
                 () = sleep_until(deadline) => self.tick(),
