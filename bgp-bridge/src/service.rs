@@ -654,6 +654,68 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bfd_requests_follow_their_routes_and_outlive_a_restart() {
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("bfd-routes.json");
+        let requests = BfdRequests::load(Some(file.clone()));
+        assert!(requests.nexthops().is_empty());
+        let cli = Owner::new("cli");
+        let (lan, lan2): (IpNet, IpNet) = (
+            "192.168.77.0/24".parse().unwrap(),
+            "192.168.78.0/24".parse().unwrap(),
+        );
+        let b: IpAddr = "10.255.0.1".parse().unwrap();
+        let c: IpAddr = "fe80::2".parse().unwrap();
+        requests.set(&cli, lan, vec![(b, None)]);
+        requests.set(&cli, lan2, vec![(b, None), (c, Some("wg-c".into()))]);
+        assert_eq!(
+            requests.nexthops(),
+            [(b, None), (c, Some("wg-c".to_owned()))]
+        );
+        // A new daemon reads them back.
+        let again = BfdRequests::load(Some(file.clone()));
+        assert_eq!(again.nexthops(), requests.nexthops());
+        // A route added again without bfd, or deleted, asks nothing.
+        again.set(&cli, lan2, Vec::new());
+        assert_eq!(again.nexthops(), [(b, None)]);
+        again.set(&cli, lan, Vec::new());
+        assert!(BfdRequests::load(Some(file)).nexthops().is_empty());
+    }
+
+    #[test]
+    fn bfd_needs_a_nexthop_address() {
+        let nexthop = |address: &str, tunnel: &str, bfd: bool| api::Nexthop {
+            address: address.into(),
+            tunnel: tunnel.into(),
+            bfd,
+        };
+        let route = |nexthops| api::Route {
+            prefix: "192.0.2.0/24".into(),
+            nexthops,
+            distance: None,
+            metric: 0,
+        };
+        let targets = bfd_targets(&route(vec![
+            nexthop("10.255.0.1", "", true),
+            nexthop("fe80::2%wg-c", "", true),
+            nexthop("10.254.0.2", "", false),
+        ]))
+        .unwrap();
+        assert_eq!(
+            targets,
+            [
+                ("10.255.0.1".parse().unwrap(), None),
+                ("fe80::2".parse().unwrap(), Some("wg-c".to_owned()))
+            ]
+        );
+        assert!(
+            bfd_targets(&route(vec![nexthop("", "wg-b", true)]))
+                .unwrap_err()
+                .contains("BFD needs the nexthop's address")
+        );
+    }
+
+    #[test]
     fn requests_are_read_into_routes_or_refusals() {
         let route = api::Route {
             prefix: "192.0.2.0/24".into(),
