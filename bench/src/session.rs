@@ -89,6 +89,7 @@ impl Session {
                                     nexthops: vec![api::Nexthop {
                                         address: nexthop(prefix).to_owned(),
                                         tunnel: String::new(),
+                                        bfd: false,
                                     }],
                                     distance: None,
                                     metric: 0,

@@ -16,7 +16,9 @@
 //! lowest metric, then the route already installed (no flap on a tie), then
 //! the owner's name. A route whose nexthops are down is queued, kept and
 //! installed when they come back; one beaten by a better route waits in
-//! standby. Nexthops resolve onto tunnel subnets (and the far ends of
+//! standby. A nexthop whose BFD session fell from Up (the view's
+//! `bfd_down`) is down too, whatever the tunnel and handshakes say.
+//! Nexthops resolve onto tunnel subnets (and the far ends of
 //! point-to-point addresses) only, never over routes the bridge installed,
 //! so a learned route cannot make its own nexthop look reachable. An IPv4
 //! route may go through an IPv6 nexthop (RFC 8950): it resolves as the
@@ -1284,6 +1286,20 @@ impl Resolver<'_> {
             return Resolution::Down(format!(
                 "peer {} of tunnel {} is dead (no recent handshake)",
                 peer.public_key, tunnel.name
+            ));
+        }
+        // A handful of sessions at most: no lookup structure (nor a copy
+        // of the name per route) needed.
+        if let Some(gateway) = gateway
+            && self
+                .view
+                .bfd_down
+                .iter()
+                .any(|(name, address)| *address == gateway && *name == tunnel.name)
+        {
+            return Resolution::Down(format!(
+                "BFD to {gateway} on tunnel {} is down",
+                tunnel.name
             ));
         }
         Resolution::Up(vec![FibNexthop {

@@ -169,6 +169,11 @@ impl FibNexthop {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TunnelView {
     pub tunnels: Vec<TunnelInfo>,
+    /// Nexthops (tunnel, address) whose BFD session fell from Up and is not
+    /// back: routes through them do not resolve, whoever their owner, so
+    /// other candidates take over (BFD drives nexthop tracking). A session
+    /// that never came up is not here (no false alarm).
+    pub bfd_down: BTreeSet<(String, IpAddr)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,13 +8,17 @@
 //! client dies), the session is closed and the bridge keeps its routes for
 //! the hold time.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
 use ipnet::IpNet;
-use tokio::sync::{broadcast, mpsc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use wgd_proto::v1 as api;
@@ -37,6 +41,155 @@ pub const DEFAULT_STATIC_OWNER: &str = "cli";
 pub struct RouteApi {
     pub bridge: Bridge,
     pub tunnel_events: broadcast::Sender<api::TunnelEvent>,
+    /// Where `AddRoutes` puts the nexthops it asks BFD for; without it,
+    /// such a route is refused.
+    pub bfd_requests: Option<BfdRequests>,
+}
+
+/// A nexthop to run BFD to: an address, and its tunnel when named.
+pub type BfdTarget = (IpAddr, Option<String>);
+
+/// The BFD nexthops of each route that asked, by owner and prefix.
+pub type BfdRequestMap = BTreeMap<(String, IpNet), Vec<BfdTarget>>;
+
+/// The nexthops `AddRoutes` asked BFD for (`Nexthop.bfd`), per owner and
+/// prefix: the route added again without it, or deleted, drops its
+/// request. Kept in a file beside the static routes, so that they outlive
+/// a restart as the routes do; the daemon runs a BFD session to each.
+#[derive(Debug, Clone)]
+pub struct BfdRequests {
+    requests: Arc<watch::Sender<BfdRequestMap>>,
+    file: Option<PathBuf>,
+}
+
+/// One request as the file keeps it.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredRequest {
+    owner: String,
+    prefix: IpNet,
+    nexthops: Vec<StoredTarget>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredTarget {
+    address: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tunnel: Option<String>,
+}
+
+impl BfdRequests {
+    /// The requests kept in `file` (none when it is not there).
+    pub fn load(file: Option<PathBuf>) -> BfdRequests {
+        let mut requests = BTreeMap::new();
+        if let Some(path) = &file {
+            match std::fs::read(path) {
+                Ok(bytes) => match serde_json::from_slice::<Vec<StoredRequest>>(&bytes) {
+                    Ok(stored) => {
+                        for request in stored {
+                            let targets = request
+                                .nexthops
+                                .into_iter()
+                                .map(|target| (target.address, target.tunnel))
+                                .collect();
+                            requests.insert((request.owner, request.prefix), targets);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(path = %path.display(), %error, "cannot read the kept BFD requests");
+                    }
+                },
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::error!(path = %path.display(), %error, "cannot read the kept BFD requests");
+                }
+            }
+        }
+        BfdRequests {
+            requests: Arc::new(watch::Sender::new(requests)),
+            file,
+        }
+    }
+
+    /// The route of `owner` for `prefix` asks BFD for `targets` now (none:
+    /// it asks nothing).
+    fn set(&self, owner: &Owner, prefix: IpNet, targets: Vec<BfdTarget>) {
+        let key = (owner.to_string(), prefix);
+        let changed = self.requests.send_if_modified(|requests| {
+            if targets.is_empty() {
+                requests.remove(&key).is_some()
+            } else if requests.get(&key) == Some(&targets) {
+                false
+            } else {
+                requests.insert(key, targets);
+                true
+            }
+        });
+        if changed {
+            self.save();
+        }
+    }
+
+    fn save(&self) {
+        let Some(path) = &self.file else {
+            return;
+        };
+        let stored: Vec<StoredRequest> = self
+            .requests
+            .borrow()
+            .iter()
+            .map(|((owner, prefix), targets)| StoredRequest {
+                owner: owner.clone(),
+                prefix: *prefix,
+                nexthops: targets
+                    .iter()
+                    .map(|(address, tunnel)| StoredTarget {
+                        address: *address,
+                        tunnel: tunnel.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let write = || -> std::io::Result<()> {
+            let text = serde_json::to_vec_pretty(&stored).map_err(std::io::Error::other)?;
+            let partial = path.with_extension("json.new");
+            std::fs::write(&partial, text)?;
+            std::fs::rename(&partial, path)
+        };
+        if let Err(error) = write() {
+            tracing::error!(path = %path.display(), %error, "cannot keep the BFD requests");
+        }
+    }
+
+    /// Every nexthop asked for, once.
+    pub fn nexthops(&self) -> Vec<BfdTarget> {
+        let set: BTreeSet<BfdTarget> = self.requests.borrow().values().flatten().cloned().collect();
+        set.into_iter().collect()
+    }
+
+    /// Tells of every change.
+    pub fn subscribe(&self) -> watch::Receiver<BfdRequestMap> {
+        self.requests.subscribe()
+    }
+}
+
+/// The nexthops of `route` that ask for BFD; an error for one without an
+/// address.
+fn bfd_targets(route: &api::Route) -> Result<Vec<BfdTarget>, String> {
+    let mut targets = Vec::new();
+    for nexthop in route.nexthops.iter().filter(|nexthop| nexthop.bfd) {
+        match parse_nexthop(nexthop)? {
+            NexthopSpec::Address(address) => targets.push((address, None)),
+            NexthopSpec::AddressOnTunnel { address, tunnel } => {
+                targets.push((address, Some(tunnel)))
+            }
+            NexthopSpec::Tunnel(tunnel) => {
+                return Err(format!(
+                    "bfd on nexthop dev {tunnel}: BFD needs the nexthop's address (via ADDRESS)"
+                ));
+            }
+        }
+    }
+    Ok(targets)
 }
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<api::SessionResponse, Status>> + Send>>;
@@ -125,14 +278,17 @@ fn nexthop_message(nexthop: &NexthopSpec) -> api::Nexthop {
         NexthopSpec::Address(address) => api::Nexthop {
             address: address.to_string(),
             tunnel: String::new(),
+            bfd: false,
         },
         NexthopSpec::Tunnel(tunnel) => api::Nexthop {
             address: String::new(),
             tunnel: tunnel.clone(),
+            bfd: false,
         },
         NexthopSpec::AddressOnTunnel { address, tunnel } => api::Nexthop {
             address: address.to_string(),
             tunnel: tunnel.clone(),
+            bfd: false,
         },
     }
 }
@@ -370,18 +526,41 @@ impl RouteService for RouteApi {
     ) -> Result<Response<api::AddRoutesResponse>, Status> {
         let request = request.into_inner();
         let owner = owner_of(&request.owner, Some(DEFAULT_STATIC_OWNER))?;
+        let mut asked = Vec::new();
         let updates = request
             .routes
             .iter()
-            .map(|route| match parse_route(route) {
-                Ok(spec) => Update::Offer(spec),
-                Err(reason) => Update::Invalid {
-                    prefix: route.prefix.clone(),
-                    reason,
-                },
+            .map(|route| {
+                let targets = bfd_targets(route).and_then(|targets| {
+                    if !targets.is_empty() && self.bfd_requests.is_none() {
+                        return Err("bfd: this server runs no BFD".to_owned());
+                    }
+                    Ok(targets)
+                });
+                match parse_route(route).and_then(|spec| targets.map(|targets| (spec, targets))) {
+                    Ok((spec, targets)) => {
+                        asked.push((spec.prefix, targets));
+                        Update::Offer(spec)
+                    }
+                    Err(reason) => Update::Invalid {
+                        prefix: route.prefix.clone(),
+                        reason,
+                    },
+                }
             })
             .collect();
-        let results = self.bridge.static_updates(owner, updates).await?;
+        let results = self.bridge.static_updates(owner.clone(), updates).await?;
+        if let Some(requests) = &self.bfd_requests {
+            for (prefix, targets) in asked {
+                let refused = results.iter().any(|result| {
+                    result.prefix == prefix.to_string()
+                        && matches!(result.status, RouteStatus::Refused(_))
+                });
+                if !refused {
+                    requests.set(&owner, prefix, targets);
+                }
+            }
+        }
         Ok(Response::new(api::AddRoutesResponse {
             results: results.into_iter().map(result_message).collect(),
         }))
@@ -404,7 +583,16 @@ impl RouteService for RouteApi {
                 },
             })
             .collect();
-        let results = self.bridge.static_updates(owner, updates).await?;
+        let results = self.bridge.static_updates(owner.clone(), updates).await?;
+        if let Some(requests) = &self.bfd_requests {
+            for prefix in request
+                .prefixes
+                .iter()
+                .filter_map(|text| parse_prefix(text).ok())
+            {
+                requests.set(&owner, prefix, Vec::new());
+            }
+        }
         Ok(Response::new(api::DeleteRoutesResponse {
             results: results.into_iter().map(result_message).collect(),
         }))
@@ -466,6 +654,68 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bfd_requests_follow_their_routes_and_outlive_a_restart() {
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("bfd-routes.json");
+        let requests = BfdRequests::load(Some(file.clone()));
+        assert!(requests.nexthops().is_empty());
+        let cli = Owner::new("cli");
+        let (lan, lan2): (IpNet, IpNet) = (
+            "192.168.77.0/24".parse().unwrap(),
+            "192.168.78.0/24".parse().unwrap(),
+        );
+        let b: IpAddr = "10.255.0.1".parse().unwrap();
+        let c: IpAddr = "fe80::2".parse().unwrap();
+        requests.set(&cli, lan, vec![(b, None)]);
+        requests.set(&cli, lan2, vec![(b, None), (c, Some("wg-c".into()))]);
+        assert_eq!(
+            requests.nexthops(),
+            [(b, None), (c, Some("wg-c".to_owned()))]
+        );
+        // A new daemon reads them back.
+        let again = BfdRequests::load(Some(file.clone()));
+        assert_eq!(again.nexthops(), requests.nexthops());
+        // A route added again without bfd, or deleted, asks nothing.
+        again.set(&cli, lan2, Vec::new());
+        assert_eq!(again.nexthops(), [(b, None)]);
+        again.set(&cli, lan, Vec::new());
+        assert!(BfdRequests::load(Some(file)).nexthops().is_empty());
+    }
+
+    #[test]
+    fn bfd_needs_a_nexthop_address() {
+        let nexthop = |address: &str, tunnel: &str, bfd: bool| api::Nexthop {
+            address: address.into(),
+            tunnel: tunnel.into(),
+            bfd,
+        };
+        let route = |nexthops| api::Route {
+            prefix: "192.0.2.0/24".into(),
+            nexthops,
+            distance: None,
+            metric: 0,
+        };
+        let targets = bfd_targets(&route(vec![
+            nexthop("10.255.0.1", "", true),
+            nexthop("fe80::2%wg-c", "", true),
+            nexthop("10.254.0.2", "", false),
+        ]))
+        .unwrap();
+        assert_eq!(
+            targets,
+            [
+                ("10.255.0.1".parse().unwrap(), None),
+                ("fe80::2".parse().unwrap(), Some("wg-c".to_owned()))
+            ]
+        );
+        assert!(
+            bfd_targets(&route(vec![nexthop("", "wg-b", true)]))
+                .unwrap_err()
+                .contains("BFD needs the nexthop's address")
+        );
+    }
+
+    #[test]
     fn requests_are_read_into_routes_or_refusals() {
         let route = api::Route {
             prefix: "192.0.2.0/24".into(),
@@ -473,10 +723,12 @@ mod tests {
                 api::Nexthop {
                     address: "10.255.0.1".into(),
                     tunnel: String::new(),
+                    bfd: false,
                 },
                 api::Nexthop {
                     address: String::new(),
                     tunnel: "wg-b".into(),
+                    bfd: false,
                 },
             ],
             distance: None,
@@ -511,6 +763,7 @@ mod tests {
         let nexthop = |address: &str, tunnel: &str| api::Nexthop {
             address: address.into(),
             tunnel: tunnel.into(),
+            bfd: false,
         };
         let on_dn42b = NexthopSpec::AddressOnTunnel {
             address: "fe80::2".parse().unwrap(),

@@ -326,6 +326,7 @@ pub fn route_via(prefix: &str, nexthop: &str) -> api::Route {
         nexthops: vec![api::Nexthop {
             address: nexthop.to_owned(),
             tunnel: String::new(),
+            bfd: false,
         }],
         distance: None,
         metric: 0,

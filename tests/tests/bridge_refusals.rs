@@ -58,6 +58,7 @@ fn route_dev(prefix: &str, tunnel: &str) -> api::Route {
         nexthops: vec![api::Nexthop {
             address: String::new(),
             tunnel: tunnel.to_owned(),
+            bfd: false,
         }],
         distance: None,
         metric: 0,

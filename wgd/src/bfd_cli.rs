@@ -12,6 +12,7 @@ pub fn render(sessions: &[api::BfdSession], json: bool) -> String {
                 serde_json::json!({
                     "peer": s.peer,
                     "tunnel": (!s.tunnel.is_empty()).then_some(&s.tunnel),
+                    "for": s.clients,
                     "state": s.state,
                     "remote_state": s.remote_state,
                     "local_discriminator": s.local_discriminator,
@@ -32,18 +33,21 @@ pub fn render(sessions: &[api::BfdSession], json: bool) -> String {
         return serde_json::to_string_pretty(&value).expect("sessions serialise") + "\n";
     }
     if sessions.is_empty() {
-        return "no BFD sessions (bfd = true on a [[bgp.neighbor]] starts one)\n".to_owned();
+        return "no BFD sessions (bfd = true on a [[bgp.neighbor]] or a [[bridge.route]], or \
+                `wgd route add ... --bfd`, starts one)\n"
+            .to_owned();
     }
     let header = [
         "PEER",
         "TUNNEL",
+        "FOR",
         "STATE",
         "INTERVALS",
         "NEGOTIATED",
         "UPTIME",
         "LAST DIAGNOSTIC",
     ];
-    let rows: Vec<[String; 7]> = sessions
+    let rows: Vec<[String; 8]> = sessions
         .iter()
         .map(|s| {
             let detection = match s.detection_time_ms {
@@ -57,6 +61,7 @@ pub fn render(sessions: &[api::BfdSession], json: bool) -> String {
                 } else {
                     s.tunnel.clone()
                 },
+                s.clients.join(","),
                 s.state.clone(),
                 format!(
                     "{}/{}ms x{}",
@@ -96,6 +101,7 @@ mod tests {
             diagnostic_code: 1,
             diagnostic: "control detection time expired".into(),
             state_changes: 3,
+            clients: vec!["bgp".into(), "nexthop".into()],
         }
     }
 
@@ -108,6 +114,7 @@ mod tests {
         for part in [
             "10.255.0.1",
             "wg-b",
+            "bgp,nexthop",
             " up ",
             "300/300ms x3",
             "tx 300ms, detect 900ms",
@@ -137,5 +144,6 @@ mod tests {
         assert_eq!(first["uptime_seconds"], serde_json::Value::Null);
         assert_eq!(first["diagnostic_code"], 1);
         assert_eq!(first["state_changes"], 3);
+        assert_eq!(first["for"], serde_json::json!(["bgp", "nexthop"]));
     }
 }

@@ -211,6 +211,11 @@ pub enum RouteAction {
         distance: Option<u32>,
         #[arg(long, default_value = "cli")]
         owner: String,
+        /// Run BFD to each nexthop's address over its tunnel ([bfd]'s
+        /// timers); while a session is down, after it has been up, routes
+        /// through that address are not installed.
+        #[arg(long)]
+        bfd: bool,
     },
     /// Delete a static route.
     Del {

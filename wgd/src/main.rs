@@ -446,11 +446,23 @@ async fn route(action: RouteAction, config: Option<Config>, api: Option<PathBuf>
             metric,
             distance,
             owner,
+            bfd,
         } => {
-            let nexthops = match parse_nexthops(&nexthop) {
+            let mut nexthops = match parse_nexthops(&nexthop) {
                 Ok(nexthops) => nexthops,
                 Err(error) => return fail(error),
             };
+            if bfd {
+                if let Some(without) = nexthops.iter().find(|nexthop| nexthop.address.is_empty()) {
+                    return fail(format!(
+                        "--bfd: dev {} has no address to run BFD to: give via ADDRESS dev {}",
+                        without.tunnel, without.tunnel
+                    ));
+                }
+                for nexthop in &mut nexthops {
+                    nexthop.bfd = true;
+                }
+            }
             let request = wgd_proto::v1::AddRoutesRequest {
                 owner,
                 routes: vec![wgd_proto::v1::Route {

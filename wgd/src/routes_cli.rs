@@ -32,11 +32,16 @@ pub fn parse_nexthops(words: &[String]) -> Result<Vec<api::Nexthop>, String> {
                     words.next();
                     tunnel = value(&mut words)?;
                 }
-                nexthops.push(api::Nexthop { address, tunnel });
+                nexthops.push(api::Nexthop {
+                    address,
+                    tunnel,
+                    bfd: false,
+                });
             }
             "dev" => nexthops.push(api::Nexthop {
                 address: String::new(),
                 tunnel: value(&mut words)?,
+                bfd: false,
             }),
             other => {
                 return Err(format!(
@@ -364,6 +369,7 @@ mod tests {
             nexthops: vec![api::Nexthop {
                 address: "10.255.0.1".into(),
                 tunnel: String::new(),
+                bfd: false,
             }],
             distance: 20,
             metric: 0,
@@ -388,6 +394,7 @@ mod tests {
             nexthops: vec![api::Nexthop {
                 address: "fe80::2".into(),
                 tunnel: "dn42b".into(),
+                bfd: false,
             }],
             distance: 1,
             metric: 0,

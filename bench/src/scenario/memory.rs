@@ -90,6 +90,7 @@ fn tunnels() -> TunnelView {
                 reachable: true,
             }],
         }],
+        bfd_down: Default::default(),
     }
 }
 

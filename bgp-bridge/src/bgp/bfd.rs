@@ -1,21 +1,28 @@
 //! BFD over the tunnels (RFC 5881, single hop): the tokio layer around the
-//! `wgd-bfd` sessions, one per neighbor configured with `bfd`.
+//! `wgd-bfd` sessions, one per neighbor configured with `bfd` and one per
+//! static route nexthop configured with `bfd` (a nexthop that is also a
+//! BFD neighbor shares its session: one session per peer and tunnel, as
+//! RFC 5882 asks of its clients).
 //!
 //! One task owns every session. In: datagrams to port 3784 (one reading
 //! socket per tunnel and address family, bound to the tunnel, with the TTL
 //! or hop limit of each datagram), the tunnel view (which tunnel each
-//! neighbor is on, and its interface index), and the clock (each session's
-//! next deadline). Out: control packets, each session from a socket of its
-//! own bound to its tunnel with a source port in 49152-65535 and TTL 255,
-//! and state changes, given to the speaker through a callback: a session
-//! that falls from Up takes its BGP session down (RFC 5882), unless the
-//! neighbor said it shut BFD on purpose (AdminDown).
+//! peer is on, and its interface index), the nexthops to watch
+//! (`Bfd::set_nexthops`, from the config and `wgd route add --bfd`), and
+//! the clock (each session's next deadline). Out: control packets, each
+//! session from a socket of its own bound to its tunnel with a source port
+//! in 49152-65535 and TTL 255; state changes, given to the speaker through
+//! a callback for its neighbors' sessions: a session that falls from Up
+//! takes its BGP session down (RFC 5882), unless the neighbor said it shut
+//! BFD on purpose (AdminDown); and the set of peers whose session fell so
+//! (`Bfd::failed`), which the daemon puts in the bridge's tunnel view so
+//! that routes through them, whoever owns them, stop resolving.
 //!
 //! A received packet goes to the session its Your Discriminator names, or
 //! while that is zero, to the session of the tunnel and source address it
 //! came from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -43,6 +50,9 @@ pub struct BfdStatus {
     pub neighbor: NeighborId,
     /// The tunnel it runs over, when that is there.
     pub tunnel: Option<String>,
+    /// What it serves: a BGP neighbor's session, static routes' nexthop,
+    /// or both.
+    pub clients: Clients,
     pub state: State,
     pub remote_state: State,
     pub local_discriminator: u32,
@@ -58,6 +68,41 @@ pub struct BfdStatus {
     pub state_changes: u64,
 }
 
+/// What a session serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Clients {
+    /// A BGP neighbor with `bfd`: a fall from Up resets its session.
+    pub bgp: bool,
+    /// A static route's nexthop with `bfd`.
+    pub nexthop: bool,
+}
+
+impl Clients {
+    /// `bgp`, `nexthop`, or both, for listings.
+    pub fn names(self) -> Vec<&'static str> {
+        [(self.bgp, "bgp"), (self.nexthop, "nexthop")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect()
+    }
+}
+
+/// A nexthop to run BFD to: an address, on the tunnel named or the one
+/// whose subnet holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdNexthop {
+    pub address: IpAddr,
+    pub tunnel: Option<String>,
+    pub timers: Timers,
+}
+
+impl BfdNexthop {
+    /// The session's name: the address, with its tunnel when link-local.
+    pub fn id(&self) -> Result<NeighborId, super::types::NeighborIdError> {
+        NeighborId::new(self.address, self.tunnel.as_deref())
+    }
+}
+
 /// A session's state change, for the event stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BfdChange {
@@ -66,16 +111,19 @@ pub struct BfdChange {
     pub transition: Transition,
 }
 
-/// The handle the speaker keeps.
+/// The handle the speaker (or, without `[bgp]`, the daemon) keeps.
 #[derive(Debug, Clone)]
 pub struct Bfd {
     status: Arc<Mutex<Vec<BfdStatus>>>,
     changes: broadcast::Sender<BfdChange>,
+    nexthops: watch::Sender<Vec<BfdNexthop>>,
+    failed: watch::Receiver<BTreeSet<(String, IpAddr)>>,
 }
 
 impl Bfd {
-    /// Starts a session for each neighbor with BFD configured; `changed`
-    /// hears every state change.
+    /// Starts a session for each neighbor with BFD configured, and one
+    /// for each nexthop given later; `changed` hears every state change
+    /// of the neighbors' sessions.
     pub fn start(
         neighbors: Vec<(NeighborId, NeighborConfig, Timers)>,
         tunnels: watch::Receiver<TunnelView>,
@@ -83,43 +131,19 @@ impl Bfd {
     ) -> Bfd {
         let status = Arc::new(Mutex::new(Vec::new()));
         let changes = broadcast::channel(256).0;
-        if neighbors.is_empty() {
-            return Bfd { status, changes };
-        }
-        let now = Instant::now();
-        // Discriminators unique on this host across restarts (mostly):
-        // from the clock and the process, then one after another.
-        let base = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|since| since.subsec_nanos() ^ since.as_secs() as u32)
-            .unwrap_or(1)
-            ^ (std::process::id() << 16);
+        let (nexthops, nexthop_updates) = watch::channel(Vec::new());
+        let (failed_sender, failed) = watch::channel(BTreeSet::new());
         let mut peers = BTreeMap::new();
-        for (index, (neighbor, config, timers)) in neighbors.into_iter().enumerate() {
-            let discriminator = match base.wrapping_add(index as u32) {
-                0 => 1,
-                other => other,
-            };
-            let session = Session::new(
-                SessionConfig {
-                    timers,
-                    local_discriminator: discriminator,
-                    control_plane_independent: false,
-                    seed: u64::from(discriminator) << 32 | u64::from(std::process::id()),
-                },
-                now.into_std(),
+        let mut next_discriminator = discriminator_base();
+        for (neighbor, config, timers) in neighbors {
+            let mut peer = Peer::new(
+                config.address,
+                config.tunnel.clone(),
+                timers,
+                &mut next_discriminator,
             );
-            peers.insert(
-                neighbor,
-                Peer {
-                    config,
-                    session,
-                    tunnel: None,
-                    socket: None,
-                    up_since: None,
-                    state_changes: 0,
-                },
-            );
+            peer.clients.bgp = true;
+            peers.insert(neighbor, peer);
         }
         let (datagrams, incoming) = mpsc::unbounded_channel();
         let runtime = Runtime {
@@ -129,14 +153,44 @@ impl Bfd {
             changed,
             changes: changes.clone(),
             status: status.clone(),
+            failed: failed_sender,
+            next_discriminator,
         };
-        tokio::spawn(runtime.run(incoming, tunnels));
-        Bfd { status, changes }
+        tokio::spawn(runtime.run(incoming, tunnels, nexthop_updates));
+        Bfd {
+            status,
+            changes,
+            nexthops,
+            failed,
+        }
     }
 
     /// Every state change from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<BfdChange> {
         self.changes.subscribe()
+    }
+
+    /// The nexthops of static routes to run BFD to, replacing those given
+    /// before: a session already running for one is left as it is (a
+    /// reload that changes nothing touches nothing).
+    pub fn set_nexthops(&self, mut nexthops: Vec<BfdNexthop>) {
+        // One session per nexthop: the first timers given win (a stable
+        // sort keeps them first).
+        nexthops.sort_by(|a, b| (a.address, &a.tunnel).cmp(&(b.address, &b.tunnel)));
+        nexthops.dedup_by(|later, first| {
+            later.address == first.address && later.tunnel == first.tunnel
+        });
+        self.nexthops.send_if_modified(|current| {
+            let changed = *current != nexthops;
+            *current = nexthops;
+            changed
+        });
+    }
+
+    /// The peers (tunnel, address) whose session fell from Up and is not
+    /// back; a session that never came up is not among them.
+    pub fn failed(&self) -> watch::Receiver<BTreeSet<(String, IpAddr)>> {
+        self.failed.clone()
     }
 
     pub fn status(&self) -> Vec<BfdStatus> {
@@ -147,8 +201,22 @@ impl Bfd {
     }
 }
 
+/// Discriminators unique on this host across restarts (mostly): from the
+/// clock and the process, then one after another.
+fn discriminator_base() -> u32 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|since| since.subsec_nanos() ^ since.as_secs() as u32)
+        .unwrap_or(1)
+        ^ (std::process::id() << 16)
+}
+
 struct Peer {
-    config: NeighborConfig,
+    address: IpAddr,
+    /// The tunnel as configured; else the one whose subnet holds the
+    /// address.
+    configured_tunnel: Option<String>,
+    clients: Clients,
     session: Session,
     /// The tunnel's name and interface index, when it is there.
     tunnel: Option<(String, u32)>,
@@ -156,6 +224,43 @@ struct Peer {
     socket: Option<UdpSocket>,
     up_since: Option<SystemTime>,
     state_changes: u64,
+    /// Fell from Up (`takes_bgp_down`) and not back.
+    failed: bool,
+}
+
+impl Peer {
+    fn new(
+        address: IpAddr,
+        configured_tunnel: Option<String>,
+        timers: Timers,
+        next_discriminator: &mut u32,
+    ) -> Peer {
+        let discriminator = match *next_discriminator {
+            0 => 1,
+            other => other,
+        };
+        *next_discriminator = discriminator.wrapping_add(1);
+        let session = Session::new(
+            SessionConfig {
+                timers,
+                local_discriminator: discriminator,
+                control_plane_independent: false,
+                seed: u64::from(discriminator) << 32 | u64::from(std::process::id()),
+            },
+            Instant::now().into_std(),
+        );
+        Peer {
+            address,
+            configured_tunnel,
+            clients: Clients::default(),
+            session,
+            tunnel: None,
+            socket: None,
+            up_since: None,
+            state_changes: 0,
+            failed: false,
+        }
+    }
 }
 
 /// A datagram to port 3784.
@@ -176,6 +281,8 @@ struct Runtime {
     changed: Box<dyn Fn(NeighborId, Transition) + Send>,
     changes: broadcast::Sender<BfdChange>,
     status: Arc<Mutex<Vec<BfdStatus>>>,
+    failed: watch::Sender<BTreeSet<(String, IpAddr)>>,
+    next_discriminator: u32,
 }
 
 impl Runtime {
@@ -183,8 +290,10 @@ impl Runtime {
         mut self,
         mut incoming: mpsc::UnboundedReceiver<Datagram>,
         mut tunnels: watch::Receiver<TunnelView>,
+        mut nexthops: watch::Receiver<Vec<BfdNexthop>>,
     ) {
-        let view = tunnels.borrow_and_update().clone();
+        let mut view = tunnels.borrow_and_update().clone();
+        let mut nexthops_open = true;
         self.locate(&view);
         self.publish();
         loop {
@@ -198,8 +307,18 @@ impl Runtime {
                     if changed.is_err() {
                         break;
                     }
-                    let view = tunnels.borrow_and_update().clone();
+                    view = tunnels.borrow_and_update().clone();
                     self.locate(&view);
+                }
+                changed = nexthops.changed(), if nexthops_open => {
+                    if changed.is_err() {
+                        // Every handle is gone: the nexthops stay as they are.
+                        nexthops_open = false;
+                    } else {
+                        let wanted = nexthops.borrow_and_update().clone();
+                        self.follow(&wanted);
+                        self.locate(&view);
+                    }
                 }
                 Some(datagram) = incoming.recv() => self.receive(datagram),
                 () = sleep_until(deadline) => self.tick(),
@@ -211,15 +330,62 @@ impl Runtime {
         }
     }
 
+    /// The static routes' nexthops now wanted: a session for each new one
+    /// (or the neighbor's session it shares), and those no longer wanted
+    /// (nor a neighbor's) stopped.
+    fn follow(&mut self, wanted: &[BfdNexthop]) {
+        let mut keep = BTreeSet::new();
+        for nexthop in wanted {
+            let id = match nexthop.id() {
+                Ok(id) => id,
+                Err(error) => {
+                    tracing::warn!(address = %nexthop.address, %error, "BFD: nexthop left out");
+                    continue;
+                }
+            };
+            keep.insert(id);
+            // New timers for a nexthop's own session: a new session (the
+            // neighbor's session keeps the neighbor's timers).
+            if let Some(peer) = self.peers.get(&id)
+                && !peer.clients.bgp
+                && (peer.session.timers() != nexthop.timers
+                    || peer.configured_tunnel != nexthop.tunnel)
+            {
+                self.peers.remove(&id);
+            }
+            let peer = self.peers.entry(id).or_insert_with(|| {
+                tracing::info!(neighbor = %id, "BFD: a session for a static route's nexthop");
+                Peer::new(
+                    nexthop.address,
+                    nexthop.tunnel.clone(),
+                    nexthop.timers,
+                    &mut self.next_discriminator,
+                )
+            });
+            peer.clients.nexthop = true;
+        }
+        self.peers.retain(|id, peer| {
+            if !keep.contains(id) {
+                peer.clients.nexthop = false;
+            }
+            peer.clients.bgp || peer.clients.nexthop
+        });
+        self.publish_failed();
+    }
+
     /// Each session's tunnel: a new one (or a new interface index) gets a
     /// new sending socket, and a reading socket when it has none yet.
     fn locate(&mut self, view: &TunnelView) {
         let mut wanted: Vec<ReaderKey> = Vec::new();
         for (neighbor, peer) in &mut self.peers {
-            let found = super::speaker::session_tunnel(&peer.config, view)
-                .filter(|tunnel| tunnel.ifindex != 0)
-                .map(|tunnel| (tunnel.name.clone(), tunnel.ifindex));
-            let v6 = peer.config.address.is_ipv6();
+            let found = super::speaker::tunnel_of_peer(
+                peer.address,
+                peer.configured_tunnel.as_deref(),
+                view,
+            )
+            .filter(|tunnel| tunnel.ifindex != 0)
+            .map(|tunnel| (tunnel.name.clone(), tunnel.ifindex));
+            let v6 = peer.address.is_ipv6();
             if let Some((name, ifindex)) = &found {
                 wanted.push((name.clone(), *ifindex, v6));
             }
@@ -262,6 +428,7 @@ impl Runtime {
                 }
             }
         }
+        self.publish_failed();
     }
 
     fn receive(&mut self, datagram: Datagram) {
@@ -279,7 +446,7 @@ impl Runtime {
             let ours = if your != 0 {
                 peer.session.local_discriminator() == your
             } else {
-                canonical(peer.config.address) == from
+                canonical(peer.address) == from
             };
             (on_tunnel && ours).then_some(*neighbor)
         });
@@ -312,13 +479,14 @@ impl Runtime {
             return;
         };
         let actions = peer.session.handle(Instant::now().into_std(), input);
+        let mut failures_changed = false;
         for action in actions {
             match action {
                 Action::Send(bytes) => {
                     let (Some(socket), Some((_, ifindex))) = (&peer.socket, &peer.tunnel) else {
                         continue;
                     };
-                    let target = match peer.config.address {
+                    let target = match peer.address {
                         IpAddr::V6(v6) if v6.is_unicast_link_local() => {
                             SocketAddr::V6(SocketAddrV6::new(v6, CONTROL_PORT, 0, *ifindex))
                         }
@@ -343,7 +511,18 @@ impl Runtime {
                         "BFD session {}",
                         transition.to
                     );
-                    (self.changed)(neighbor, transition);
+                    if peer.clients.bgp {
+                        (self.changed)(neighbor, transition);
+                    }
+                    let failed = if transition.to == State::Up {
+                        false
+                    } else {
+                        peer.failed || takes_bgp_down(&transition)
+                    };
+                    if failed != peer.failed {
+                        peer.failed = failed;
+                        failures_changed = true;
+                    }
                     let _ = self.changes.send(BfdChange {
                         neighbor,
                         tunnel: peer.tunnel.as_ref().map(|(name, _)| name.clone()),
@@ -355,6 +534,27 @@ impl Runtime {
                 }
             }
         }
+        if failures_changed {
+            self.publish_failed();
+        }
+    }
+
+    /// The peers whose session fell, on the tunnel it ran over.
+    fn publish_failed(&self) {
+        let failed: BTreeSet<(String, IpAddr)> = self
+            .peers
+            .values()
+            .filter(|peer| peer.failed)
+            .filter_map(|peer| {
+                let (tunnel, _) = peer.tunnel.as_ref()?;
+                Some((tunnel.clone(), peer.address))
+            })
+            .collect();
+        self.failed.send_if_modified(|current| {
+            let changed = *current != failed;
+            *current = failed;
+            changed
+        });
     }
 
     fn publish(&self) {
@@ -364,6 +564,7 @@ impl Runtime {
             .map(|(neighbor, peer)| BfdStatus {
                 neighbor: *neighbor,
                 tunnel: peer.tunnel.as_ref().map(|(name, _)| name.clone()),
+                clients: peer.clients,
                 state: peer.session.state(),
                 remote_state: peer.session.remote_state(),
                 local_discriminator: peer.session.local_discriminator(),

@@ -1,7 +1,8 @@
 //! The BGP speaker's Prometheus metrics, read from its status at scrape
 //! time: session state, prefixes per neighbor (and those a prefix limit
-//! blocked), messages in and out, resets with the latest reason, and each
-//! BFD session's state.
+//! blocked), messages in and out, resets with the latest reason; and each
+//! BFD session's state (a collector of its own: static routes' nexthops
+//! have BFD without a speaker).
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -111,7 +112,24 @@ impl Collector for SpeakerCollector {
             ];
             ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
         }
-        bfd(&mut encoder, &self.speaker.bfd())
+        Ok(())
+    }
+}
+
+/// Adds the BFD sessions' metrics (the neighbors' and the static routes'
+/// nexthops') to `registry`.
+pub fn register_bfd(registry: &mut Registry, bfd: &super::bfd::Bfd) {
+    registry.register_collector(Box::new(BfdCollector { bfd: bfd.clone() }));
+}
+
+#[derive(Debug)]
+struct BfdCollector {
+    bfd: super::bfd::Bfd,
+}
+
+impl Collector for BfdCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        bfd(&mut encoder, &self.bfd.status())
     }
 }
 

@@ -15,6 +15,9 @@ use super::types::{AsSegment, Attributes, NeighborId, NeighborIdError, Origin};
 pub struct BgpApi {
     /// `None` when the config has no `[bgp]`.
     pub speaker: Option<Speaker>,
+    /// The BFD sessions (the speaker's neighbors' and static routes'
+    /// nexthops'), with or without a speaker.
+    pub bfd: Option<super::bfd::Bfd>,
 }
 
 pub fn state_name(state: State) -> &'static str {
@@ -125,13 +128,22 @@ impl BgpService for BgpApi {
         let now = SystemTime::now();
         let millis =
             |duration: std::time::Duration| u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
-        let sessions = self
-            .speaker()?
-            .bfd()
+        let sessions = match (&self.bfd, &self.speaker) {
+            (Some(bfd), _) => bfd.status(),
+            (None, Some(speaker)) => speaker.bfd(),
+            (None, None) => Vec::new(),
+        };
+        let sessions = sessions
             .into_iter()
             .map(|session| api::BfdSession {
                 peer: session.neighbor.to_string(),
                 tunnel: session.tunnel.unwrap_or_default(),
+                clients: session
+                    .clients
+                    .names()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
                 state: session.state.name().to_owned(),
                 remote_state: session.remote_state.name().to_owned(),
                 local_discriminator: session.local_discriminator,

@@ -271,6 +271,11 @@ impl Speaker {
         self.bfd.status()
     }
 
+    /// The BFD sessions' host, to add static routes' nexthops to.
+    pub fn bfd_handle(&self) -> super::bfd::Bfd {
+        self.bfd.clone()
+    }
+
     /// BFD state changes from now on, for the event stream.
     pub fn bfd_changes(&self) -> tokio::sync::broadcast::Receiver<super::bfd::BfdChange> {
         self.bfd.subscribe()
@@ -1442,10 +1447,20 @@ pub(super) fn session_tunnel<'v>(
     neighbor: &NeighborConfig,
     view: &'v TunnelView,
 ) -> Option<&'v TunnelInfo> {
-    if let Some(name) = &neighbor.tunnel {
-        return view.tunnels.iter().find(|tunnel| tunnel.name == *name);
+    tunnel_of_peer(neighbor.address, neighbor.tunnel.as_deref(), view)
+}
+
+/// The same for any peer (a BFD session's): the tunnel named, or the one
+/// whose subnet holds the address.
+pub(super) fn tunnel_of_peer<'v>(
+    address: IpAddr,
+    tunnel: Option<&str>,
+    view: &'v TunnelView,
+) -> Option<&'v TunnelInfo> {
+    if let Some(name) = tunnel {
+        return view.tunnels.iter().find(|tunnel| tunnel.name == name);
     }
-    if matches!(neighbor.address, IpAddr::V6(v6) if v6.is_unicast_link_local()) {
+    if matches!(address, IpAddr::V6(v6) if v6.is_unicast_link_local()) {
         return None;
     }
     view.tunnels.iter().find(|tunnel| {
@@ -1453,7 +1468,7 @@ pub(super) fn session_tunnel<'v>(
             .addresses
             .iter()
             .chain(&tunnel.peer_addresses)
-            .any(|net| net.contains(&neighbor.address))
+            .any(|net| net.contains(&address))
     })
 }
 

@@ -17,6 +17,7 @@ fn view() -> TunnelView {
                 reachable: true,
             }],
         }],
+        bfd_down: Default::default(),
     }
 }
 

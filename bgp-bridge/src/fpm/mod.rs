@@ -382,6 +382,7 @@ pub fn fuzz(data: &[u8]) {
                 reachable: true,
             }],
         }],
+        bfd_down: Default::default(),
     };
     let mut feed = Feed::new(254);
     let mut frames = decode::Frames::new(data);

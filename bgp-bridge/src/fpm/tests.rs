@@ -254,6 +254,7 @@ fn view() -> TunnelView {
             tunnel("wg-a", WG_A, "10.255.0.0/31"),
             tunnel("wg-b", WG_B, "10.255.1.0/31"),
         ],
+        bfd_down: Default::default(),
     }
 }
 

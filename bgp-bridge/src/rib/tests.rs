@@ -45,6 +45,7 @@ fn view() -> TunnelView {
                 ],
             },
         ],
+        bfd_down: Default::default(),
     }
 }
 
@@ -310,6 +311,82 @@ fn multi_peer_tunnels_carry_each_prefix_in_its_peers_allowed_ips() {
     // Single-peer tunnels never get AllowedIPs changes.
     let (_, changes) = offer(&mut rib, "a", via("192.0.2.0/24", "10.255.0.1", 20, 0));
     assert!(changes.allowed_ips.is_empty());
+}
+
+#[test]
+fn a_nexthop_whose_bfd_failed_does_not_resolve_and_others_take_over() {
+    let mut rib = rib();
+    // An ECMP route over both spokes, a route through spoke-1 alone with a
+    // worse one through wg-b beside it.
+    let ecmp = RouteSpec {
+        nexthops: vec![
+            NexthopSpec::Address(ip("10.254.0.2")),
+            NexthopSpec::Address(ip("10.254.0.3")),
+        ],
+        ..via("192.168.5.0/24", "10.254.0.2", 20, 0)
+    };
+    offer(&mut rib, "a", ecmp);
+    offer(&mut rib, "a", via("192.168.2.0/24", "10.254.0.2", 10, 0));
+    offer(&mut rib, "b", via("192.168.2.0/24", "10.255.0.1", 30, 0));
+    let spoke_1 = ("wg-hub".to_owned(), "spoke-1".to_owned());
+    assert_eq!(
+        rib.allowed_ips()[&spoke_1],
+        BTreeSet::from([net("192.168.2.0/24"), net("192.168.5.0/24")])
+    );
+
+    // BFD to spoke-1 falls: its routes stop resolving, whoever owns them.
+    let mut down = view();
+    down.bfd_down
+        .insert(("wg-hub".to_owned(), ip("10.254.0.2")));
+    let mut changes = Changes::default();
+    assert!(rib.set_tunnels(down, &mut changes));
+    assert!(
+        changes.fib.contains(&FibOp::Replace {
+            prefix: net("192.168.2.0/24"),
+            nexthops: vec![nexthop("wg-b", 7, Some("10.255.0.1"), None)],
+            source: None,
+        }),
+        "{changes:?}"
+    );
+    assert!(
+        changes.fib.contains(&FibOp::Replace {
+            prefix: net("192.168.5.0/24"),
+            nexthops: vec![nexthop("wg-hub", 9, Some("10.254.0.3"), Some(KEY_C))],
+            source: None,
+        }),
+        "{changes:?}"
+    );
+    // Neither prefix is in spoke-1's AllowedIPs any more.
+    assert!(!rib.allowed_ips().contains_key(&spoke_1));
+    assert_eq!(
+        rib.status_of(net("192.168.2.0/24"), &Owner::new("a")),
+        Some(RouteStatus::Queued(
+            "BFD to 10.254.0.2 on tunnel wg-hub is down".into()
+        ))
+    );
+    // The same address on another tunnel is another nexthop.
+    let mut elsewhere = view();
+    elsewhere
+        .bfd_down
+        .insert(("wg-b".to_owned(), ip("10.254.0.2")));
+    let mut changes = Changes::default();
+    rib.set_tunnels(elsewhere, &mut changes);
+    assert_eq!(
+        rib.allowed_ips()[&spoke_1],
+        BTreeSet::from([net("192.168.2.0/24"), net("192.168.5.0/24")])
+    );
+
+    // BFD back up: everything as before.
+    let mut changes = Changes::default();
+    rib.set_tunnels(view(), &mut changes);
+    assert_eq!(
+        rib.status_of(net("192.168.2.0/24"), &Owner::new("a")),
+        Some(RouteStatus::Installed)
+    );
+    assert_eq!(
+        rib.allowed_ips()[&spoke_1],
+        BTreeSet::from([net("192.168.2.0/24"), net("192.168.5.0/24")])
+    );
 }
 
 #[test]

@@ -78,6 +78,9 @@ pub struct DaemonConfig {
     pub fpm: Option<FpmSettings>,
     /// `[[gobgp]]`: gobgpd daemons whose best paths the bridge follows.
     pub gobgp: Vec<GobgpSettings>,
+    /// `[bfd]`: the defaults of BFD sessions (folded into each neighbor's
+    /// and config route's already; kept for `wgd route add --bfd`).
+    pub bfd: BfdSettings,
 }
 
 /// The gRPC API on TCP (`api = "tcp://..."` with `tls_cert`, `tls_key` and
@@ -245,6 +248,26 @@ pub struct BridgeSettings {
     pub source: Vec<std::net::IpAddr>,
     /// Where `source` is written, for messages about it (0: not given).
     pub source_line: usize,
+    /// `[[bridge.route]]`: the config's static routes (owner `config`).
+    pub routes: Vec<StaticRoute>,
+}
+
+/// `[[bridge.route]]`: a route the config gives the bridge, under owner
+/// `config`, like `wgd route add` would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticRoute {
+    pub prefix: ipnet::IpNet,
+    /// The nexthop's address (`via`).
+    pub via: Option<std::net::IpAddr>,
+    /// The tunnel it goes through (`tunnel`, or a link-local `via`'s scope).
+    pub tunnel: Option<TunnelName>,
+    pub distance: u8,
+    pub metric: u32,
+    /// BFD to `via` over its tunnel: while that session is down (after it
+    /// was up), routes through `via` do not resolve.
+    pub bfd: Option<BfdSettings>,
+    /// Where it is written.
+    pub line: usize,
 }
 
 impl Default for BridgeSettings {
@@ -259,6 +282,7 @@ impl Default for BridgeSettings {
             prefix_limits: std::collections::BTreeMap::new(),
             source: Vec::new(),
             source_line: 0,
+            routes: Vec::new(),
         }
     }
 }
@@ -282,6 +306,7 @@ impl Default for DaemonConfig {
             bgp: None,
             fpm: None,
             gobgp: Vec::new(),
+            bfd: BfdSettings::default(),
         }
     }
 }

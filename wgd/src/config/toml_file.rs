@@ -23,7 +23,8 @@ use super::include::{self, Candidate};
 use super::model::{
     BackendChoice, BfdSettings, BgpSettings, BridgeSettings, Config, ConfigError, DaemonConfig,
     FpmSettings, GobgpApi, GobgpSettings, Hooks, IncludedFile, NeighborSettings, PeerConfig,
-    RouteTable, RoutesMode, TcpApi, TunnelConfig, TunnelName, default_allowed_ips, is_link_local,
+    RouteTable, RoutesMode, StaticRoute, TcpApi, TunnelConfig, TunnelName, default_allowed_ips,
+    is_link_local,
 };
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice, line_at};
@@ -94,6 +95,21 @@ mod raw {
         pub prefix_limits: std::collections::BTreeMap<String, Spanned<i64>>,
         #[serde(default)]
         pub source: Vec<Spanned<String>>,
+        /// `[[bridge.route]]`: read after the tunnels, which they name.
+        #[serde(default)]
+        pub route: Vec<Spanned<BridgeRoute>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct BridgeRoute {
+        pub prefix: Option<Spanned<String>>,
+        pub via: Option<Spanned<String>>,
+        pub tunnel: Option<Spanned<String>>,
+        pub distance: Option<Spanned<i64>>,
+        pub metric: Option<Spanned<i64>>,
+        /// `true`, `false`, or a table like `[bfd]`, as a neighbor's.
+        pub bfd: Option<Spanned<toml::Value>>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -198,7 +214,7 @@ pub(super) fn parse(
     report: &mut Report,
     previous: Option<&Config>,
 ) -> (DaemonConfig, Vec<TunnelConfig>, Vec<IncludedFile>) {
-    let file = match toml::from_str::<raw::File>(text) {
+    let mut file = match toml::from_str::<raw::File>(text) {
         Ok(file) => file,
         Err(error) => {
             let line = error.span().map_or(0, |span| line_at(text, span.start));
@@ -212,6 +228,11 @@ pub(super) fn parse(
         tunnel_names: HashMap::new(),
         listen_ports: HashMap::new(),
     };
+    let bridge_routes = file
+        .bridge
+        .as_mut()
+        .map(|bridge| std::mem::take(&mut bridge.get_mut().route))
+        .unwrap_or_default();
     let mut daemon = reader.daemon(file.daemon);
     daemon.bridge = reader.bridge(file.bridge);
     let mut tunnels: Vec<TunnelConfig> = file
@@ -234,6 +255,29 @@ pub(super) fn parse(
         unreadable: &unreadable,
     };
     let bfd = reader.bfd(file.bfd);
+    daemon.bfd = bfd;
+    for route in bridge_routes {
+        let Some(route) = reader.bridge_route(route, &known, &bfd) else {
+            continue;
+        };
+        // One route per prefix and owner: a second would replace the first.
+        if let Some(first) = daemon
+            .bridge
+            .routes
+            .iter()
+            .find(|r| r.prefix == route.prefix)
+        {
+            reader.report.error(
+                route.line,
+                format!(
+                    "route {}: given twice (first at line {}): one [[bridge.route]] per prefix",
+                    route.prefix, first.line
+                ),
+            );
+            continue;
+        }
+        daemon.bridge.routes.push(route);
+    }
     daemon.bgp = file.bgp.and_then(|bgp| reader.bgp(bgp, &known, &bfd));
     daemon.fpm = file.fpm.map(|fpm| reader.fpm(fpm, &daemon.bridge));
     for gobgp in file.gobgp {
@@ -654,6 +698,161 @@ impl Reader<'_, '_> {
             }
         }
         bridge
+    }
+
+    /// `[[bridge.route]]`: a static route of the config, through `via` (an
+    /// address, `fe80::2%tunnel` for a link-local one) and/or `tunnel`,
+    /// with BFD to `via` when `bfd` says so.
+    fn bridge_route(
+        &mut self,
+        raw: Spanned<raw::BridgeRoute>,
+        tunnels: &KnownTunnels<'_>,
+        bfd_defaults: &BfdSettings,
+    ) -> Option<StaticRoute> {
+        let line = self.line(raw.span());
+        let raw = raw.into_inner();
+        let before = self.report.errors.len();
+        let prefix = match &raw.prefix {
+            None => {
+                self.report
+                    .error(line, "[[bridge.route]]: prefix is required");
+                None
+            }
+            Some(text) => match text.get_ref().parse::<IpNet>() {
+                Ok(prefix) if prefix.trunc() == prefix => Some(prefix),
+                Ok(prefix) => {
+                    self.error(
+                        text,
+                        format!(
+                            "[[bridge.route]]: prefix {prefix} has host bits set (the network is {})",
+                            prefix.trunc()
+                        ),
+                    );
+                    None
+                }
+                Err(_) => {
+                    self.error(
+                        text,
+                        format!(
+                            "[[bridge.route]]: prefix \"{}\" is not a prefix",
+                            text.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let label = prefix.map_or_else(|| "[[bridge.route]]".to_owned(), |p| format!("route {p}"));
+        let via = match &raw.via {
+            None => None,
+            Some(text) => match scoped_address(text.get_ref()) {
+                Ok(parsed) => Some(parsed),
+                Err(message) => {
+                    self.error(text, format!("{label}: via: {message}"));
+                    None
+                }
+            },
+        };
+        let scope = via.as_ref().and_then(|(_, scope)| scope.clone());
+        let tunnel_name = match (&raw.tunnel, scope) {
+            (Some(name), Some(scope)) if name.get_ref() != &scope => {
+                let message = format!(
+                    "{label}: via names tunnel \"{scope}\" but tunnel = \"{}\"",
+                    name.get_ref()
+                );
+                self.error(name, message);
+                None
+            }
+            (Some(name), _) => Some((name.get_ref().clone(), self.line(name.span()))),
+            (None, Some(scope)) => Some((
+                scope,
+                raw.via.as_ref().map_or(line, |v| self.line(v.span())),
+            )),
+            (None, None) => None,
+        };
+        let tunnel = match &tunnel_name {
+            None => None,
+            Some((name, at)) => match tunnels.find(name) {
+                Some(found) => Some(found.name().clone()),
+                None => {
+                    self.report.error(
+                        *at,
+                        format!("{label}: tunnel \"{name}\": no such tunnel ([[tunnel]] or included file)"),
+                    );
+                    None
+                }
+            },
+        };
+        let via = via.map(|(address, _)| address);
+        match (via, &raw.tunnel, &tunnel) {
+            (None, None, _) if raw.via.is_none() => self.report.error(
+                line,
+                format!("{label}: give via (the nexthop's address), tunnel, or both"),
+            ),
+            (Some(address), _, None) if is_link_local(address) && tunnel_name.is_none() => {
+                self.report.error(
+                    raw.via.as_ref().map_or(line, |v| self.line(v.span())),
+                    format!(
+                        "{label}: a link-local nexthop needs its tunnel: tunnel = \"...\" or {address}%tunnel"
+                    ),
+                );
+            }
+            _ => {}
+        }
+        let distance = match &raw.distance {
+            None => bgp_bridge::route::DEFAULT_DISTANCE,
+            Some(value) => match u8::try_from(*value.get_ref()) {
+                Ok(distance) => distance,
+                Err(_) => {
+                    self.error(
+                        value,
+                        format!(
+                            "{label}: distance {}: out of range (0..=255)",
+                            value.get_ref()
+                        ),
+                    );
+                    0
+                }
+            },
+        };
+        let metric = match &raw.metric {
+            None => 0,
+            Some(value) => u32::try_from(*value.get_ref()).unwrap_or_else(|_| {
+                self.error(
+                    value,
+                    format!("{label}: metric {}: {}", value.get_ref(), Invalid::U32Range),
+                );
+                0
+            }),
+        };
+        let bfd = match raw.bfd {
+            None => None,
+            Some(value) => {
+                let at = self.line(value.span());
+                let bfd = self.neighbor_bfd(value, bfd_defaults)?;
+                if bfd.is_some() && via.is_none() {
+                    self.report.error(
+                        at,
+                        format!(
+                            "{label}: bfd needs via: BFD runs to the nexthop's address over its tunnel"
+                        ),
+                    );
+                }
+                bfd
+            }
+        };
+        if self.report.errors.len() != before {
+            return None;
+        }
+        Some(StaticRoute {
+            prefix: prefix?,
+            via,
+            tunnel,
+            distance,
+            metric,
+            bfd,
+            line,
+        })
     }
 
     /// `[[gobgp]]`: a gobgpd whose best paths the bridge follows; each
@@ -2951,6 +3150,90 @@ endpoint = "198.51.100.2:51922"
                 "wgd.toml:4: tunnel \"dn42b\": source \"fd42:1::2\": a second IPv6 source"
             ),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn bridge_routes_with_bfd_and_their_errors_at_their_line() {
+        let text = format!(
+            "{TUNNEL}\n[bfd]\nmultiplier = 4\n\
+             [[bridge.route]]\nprefix = \"192.168.77.0/24\"\nvia = \"10.255.0.1\"\nbfd = true\ndistance = 10\n\
+             [[bridge.route]]\nprefix = \"fd00:77::/64\"\nvia = \"fe80::2%wg-b\"\nbfd = {{ transmit_interval = 100 }}\n\
+             [[bridge.route]]\nprefix = \"192.168.78.0/24\"\ntunnel = \"wg-b\"\nmetric = 5\n"
+        );
+        let config = parse(Path::new("wgd.toml"), &text);
+        let routes = &config.daemon.bridge.routes;
+        assert_eq!(routes.len(), 3);
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(routes[0].prefix.to_string(), "192.168.77.0/24");
+        assert_eq!(routes[0].via, Some("10.255.0.1".parse().unwrap()));
+        assert_eq!(routes[0].tunnel, None);
+        assert_eq!(routes[0].distance, 10);
+        assert_eq!(
+            routes[0].bfd,
+            Some(BfdSettings {
+                multiplier: 4,
+                ..BfdSettings::default()
+            })
+        );
+        assert_eq!(routes[1].tunnel.as_ref().unwrap().as_str(), "wg-b");
+        assert_eq!(routes[1].bfd.unwrap().transmit_interval, ms(100));
+        assert_eq!(routes[1].distance, bgp_bridge::route::DEFAULT_DISTANCE);
+        assert_eq!(
+            (routes[2].via, routes[2].metric, routes[2].bfd),
+            (None, 5, None)
+        );
+        assert_eq!(config.daemon.bfd.multiplier, 4);
+
+        let lines = TUNNEL.lines().count();
+        let at = |offset: usize, message: &str| format!("wgd.toml:{}: {message}", lines + offset);
+        let text = format!(
+            "{TUNNEL}\n[[bridge.route]]\nvia = \"10.255.0.1\"\n\
+             [[bridge.route]]\nprefix = \"192.168.77.1/24\"\nvia = \"10.255.0.1\"\n\
+             [[bridge.route]]\nprefix = \"192.168.79.0/24\"\ntunnel = \"wg-x\"\n\
+             [[bridge.route]]\nprefix = \"192.168.80.0/24\"\ntunnel = \"wg-b\"\nbfd = true\n\
+             [[bridge.route]]\nprefix = \"fd00:80::/64\"\nvia = \"fe80::2\"\n\
+             [[bridge.route]]\nprefix = \"192.168.81.0/24\"\n\
+             [[bridge.route]]\nprefix = \"192.168.82.0/24\"\nvia = \"10.255.0.1\"\ndistance = 256\n\
+             [[bridge.route]]\nprefix = \"192.168.83.0/24\"\nvia = \"10.255.0.1\"\n\
+             [[bridge.route]]\nprefix = \"192.168.83.0/24\"\nvia = \"10.255.0.1\"\n"
+        );
+        assert_eq!(
+            error_lines("wgd.toml", &text),
+            [
+                at(2, "[[bridge.route]]: prefix is required"),
+                at(
+                    5,
+                    "[[bridge.route]]: prefix 192.168.77.1/24 has host bits set (the network is 192.168.77.0/24)"
+                ),
+                at(
+                    9,
+                    "route 192.168.79.0/24: tunnel \"wg-x\": no such tunnel ([[tunnel]] or included file)"
+                ),
+                at(
+                    13,
+                    "route 192.168.80.0/24: bfd needs via: BFD runs to the nexthop's address over its tunnel"
+                ),
+                at(
+                    16,
+                    "route fd00:80::/64: a link-local nexthop needs its tunnel: tunnel = \"...\" or fe80::2%tunnel"
+                ),
+                at(
+                    17,
+                    "route 192.168.81.0/24: give via (the nexthop's address), tunnel, or both"
+                ),
+                at(
+                    22,
+                    "route 192.168.82.0/24: distance 256: out of range (0..=255)"
+                ),
+                at(
+                    26,
+                    &format!(
+                        "route 192.168.83.0/24: given twice (first at line {}): one [[bridge.route]] per prefix",
+                        lines + 23
+                    )
+                ),
+            ]
         );
     }
 

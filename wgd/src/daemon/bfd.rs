@@ -3,16 +3,15 @@
 
 use std::time::SystemTime;
 
-use bgp_bridge::bgp::bfd::BfdChange;
-use bgp_bridge::bgp::speaker::Speaker;
+use bgp_bridge::bgp::bfd::{Bfd, BfdChange};
 use tokio::sync::broadcast;
 
 use super::events::{Event, EventKind};
 
-/// Forwards every BFD state change of `speaker` to `events` until the
-/// speaker is gone.
-pub fn forward_changes(speaker: &Speaker, events: broadcast::Sender<Event>) {
-    let mut changes = speaker.bfd_changes();
+/// Forwards every BFD state change of `bfd` to `events` until its
+/// sessions' host is gone.
+pub fn forward_changes(bfd: &Bfd, events: broadcast::Sender<Event>) {
+    let mut changes = bfd.subscribe();
     tokio::spawn(async move {
         loop {
             match changes.recv().await {

@@ -15,6 +15,16 @@
 //! started its BGP server gets no initial table, so the follower asks
 //! `GetBgp` first and waits for an AS number.
 //!
+//! A link-local next hop goes in on its neighbor's interface (a wgd tunnel
+//! of the same name). GoBGP v3.10.0 writes a path's `neighbor_ip` without
+//! a zone (its own zebra path puts such a next hop on the wrong interface:
+//! GoBGP issue 3257), so the follower asks `ListPeer` where each
+//! link-local neighbor is (the zone of its address, its unnumbered
+//! interface, or the interface its transport is bound to), at the start
+//! of a watch and again when a path comes from a neighbor it does not
+//! know yet; two neighbors with one address on two interfaces are told
+//! apart by their BGP identifier (the path's `source_id`).
+//!
 //! When the stream ends (gobgpd stopped or restarted) the session closes
 //! and the routes are held for the owner's hold time; the follower
 //! reconnects with backoff and re-claims them. A gobgpd that restarted
@@ -22,7 +32,7 @@
 //! after a lost watch End-of-RIB waits until the hold time since the loss
 //! is over: a route gobgpd has again by then never leaves the kernel.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use bgp_bridge::engine::{Bridge, Update};
@@ -113,7 +123,10 @@ impl Follower {
     /// One watch, from connecting to the stream's end: how many paths it
     /// took, or the error and whether a session had been open.
     async fn watch(&self, lost: Option<Instant>) -> Result<u64, (WatchError, bool)> {
-        let mut stream = self.subscribe().await.map_err(|error| (error, false))?;
+        let (mut client, mut stream) = self.subscribe().await.map_err(|error| (error, false))?;
+        let mut interfaces = Interfaces::list(&mut client)
+            .await
+            .map_err(|error| (error, false))?;
         let (owner, bridge) = (&self.owner, &self.bridge);
         let mut session = None;
         let mut paths = 0;
@@ -142,11 +155,24 @@ impl Follower {
                 continue;
             };
             paths += table.paths.len() as u64;
-            let updates: Vec<Update> = table
-                .paths
-                .iter()
-                .filter_map(|path| decode(path, self.families))
-                .collect();
+            let decode_all = |interfaces: &Interfaces| -> Vec<Update> {
+                table
+                    .paths
+                    .iter()
+                    .filter_map(|path| decode(path, self.families, interfaces))
+                    .collect()
+            };
+            let mut updates = decode_all(&interfaces);
+            // A link-local neighbor added since: where it is, once per event.
+            if updates.iter().any(unknown_neighbor) {
+                match Interfaces::list(&mut client).await {
+                    Ok(listed) => {
+                        interfaces = listed;
+                        updates = decode_all(&interfaces);
+                    }
+                    Err(error) => break Err(error),
+                }
+            }
             refuse_log(&updates, owner);
             let id = match session {
                 Some(id) => id,
@@ -185,7 +211,9 @@ impl Follower {
 
     /// Connects, checks that gobgpd's BGP server runs, and asks for its
     /// best paths, the current table first.
-    async fn subscribe(&self) -> Result<tonic::Streaming<api::WatchEventResponse>, WatchError> {
+    async fn subscribe(
+        &self,
+    ) -> Result<(Client, tonic::Streaming<api::WatchEventResponse>), WatchError> {
         let channel = match &self.api {
             GobgpApi::Tcp(address) => {
                 tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
@@ -209,8 +237,96 @@ impl Follower {
                 }],
             }),
         };
-        Ok(client.watch_event(request).await?.into_inner())
+        let stream = client.watch_event(request).await?.into_inner();
+        Ok((client, stream))
     }
+}
+
+type Client = GobgpApiClient<tonic::transport::Channel>;
+
+/// Where gobgpd's link-local neighbors are, from `ListPeer`: each one's
+/// address, BGP identifier and interface.
+#[derive(Debug, Default)]
+struct Interfaces {
+    neighbors: Vec<(Ipv6Addr, String, String)>,
+}
+
+impl Interfaces {
+    async fn list(client: &mut Client) -> Result<Interfaces, WatchError> {
+        let mut stream = client
+            .list_peer(api::ListPeerRequest::default())
+            .await?
+            .into_inner();
+        let mut peers = Vec::new();
+        while let Some(response) = stream.next().await {
+            peers.extend(response?.peer);
+        }
+        Ok(Interfaces::of_peers(&peers))
+    }
+
+    fn of_peers(peers: &[api::Peer]) -> Interfaces {
+        Interfaces {
+            neighbors: peers.iter().filter_map(link_local_neighbor).collect(),
+        }
+    }
+
+    /// The interface of the link-local neighbor a path came from: by its
+    /// address, and by its BGP identifier when two share the address.
+    fn of(&self, neighbor: Ipv6Addr, source_id: &str) -> Result<&str, String> {
+        let mut matching = self
+            .neighbors
+            .iter()
+            .filter(|(address, _, _)| *address == neighbor)
+            .peekable();
+        let first = matching
+            .next()
+            .ok_or_else(|| format!("{UNKNOWN_NEIGHBOR} {neighbor}"))?;
+        if matching.peek().is_none() {
+            return Ok(&first.2);
+        }
+        let mut by_id = std::iter::once(first)
+            .chain(matching)
+            .filter(|(_, id, _)| id == source_id);
+        match (by_id.next(), by_id.next()) {
+            (Some(found), None) => Ok(&found.2),
+            _ => Err(format!(
+                "gobgpd has several neighbors {neighbor} on other interfaces, and the path's \
+                 BGP identifier ({source_id:?}) does not tell which it came from"
+            )),
+        }
+    }
+}
+
+/// The start of the reason for a path from a link-local neighbor that
+/// `ListPeer` did not list (yet).
+const UNKNOWN_NEIGHBOR: &str = "gobgpd lists no link-local neighbor";
+
+fn unknown_neighbor(update: &Update) -> bool {
+    matches!(update, Update::Invalid { reason, .. } if reason.contains(UNKNOWN_NEIGHBOR))
+}
+
+/// A peer's link-local address, BGP identifier and interface: the zone of
+/// its address (as in use, or as configured), its unnumbered interface,
+/// or the interface its transport is bound to.
+fn link_local_neighbor(peer: &api::Peer) -> Option<(Ipv6Addr, String, String)> {
+    let state = peer.state.clone().unwrap_or_default();
+    let conf = peer.conf.clone().unwrap_or_default();
+    let transport = peer.transport.clone().unwrap_or_default();
+    let split = |text: &str| -> Option<(Ipv6Addr, String)> {
+        let (address, zone) = text.split_once('%').unwrap_or((text, ""));
+        Some((address.parse().ok()?, zone.to_owned()))
+    };
+    let (address, zone) = split(&state.neighbor_address)
+        .filter(|(_, zone)| !zone.is_empty())
+        .or_else(|| split(&conf.neighbor_address))
+        .or_else(|| split(&state.neighbor_address))?;
+    if !address.is_unicast_link_local() {
+        return None;
+    }
+    let interface = [zone, conf.neighbor_interface, transport.bind_interface]
+        .into_iter()
+        .find(|name| !name.is_empty())?;
+    Some((address, state.router_id, interface))
 }
 
 /// Sleeps until `deadline`; never, without one.
@@ -253,7 +369,7 @@ fn unpack<M: Message + Default>(any: &prost_types::Any, name: &str) -> Option<Re
 }
 
 /// A best path as a bridge update; `None` for families not taken here.
-fn decode(path: &api::Path, families: Families) -> Option<Update> {
+fn decode(path: &api::Path, families: Families, interfaces: &Interfaces) -> Option<Update> {
     use api::family::{Afi, Safi};
     let family = path.family.unwrap_or_default();
     let ipv6 = match (Afi::try_from(family.afi), Safi::try_from(family.safi)) {
@@ -290,7 +406,7 @@ fn decode(path: &api::Path, families: Families) -> Option<Update> {
     if path.is_withdraw {
         return Some(Update::Withdraw(prefix));
     }
-    match nexthop(path, ipv6) {
+    match nexthop(path, ipv6, interfaces) {
         Ok(nexthop) => Some(Update::Offer(RouteSpec {
             prefix,
             nexthops: vec![nexthop],
@@ -304,11 +420,10 @@ fn decode(path: &api::Path, families: Families) -> Option<Update> {
 /// The path's next hop: NEXT_HOP for IPv4, MP_REACH's for IPv6 (the global
 /// one, or the link-local one when there is no global one). A link-local
 /// next hop needs its interface: the zone of the neighbor it came from
-/// (`fe80::2%wg-b`) when the path names one; without it the path is
-/// refused rather than put on a guessed interface. GoBGP v3.10.0 writes
-/// `neighbor_ip` from a `net.IP`, without a zone, so today such a path is
-/// refused; the neighbor's interface would have to come from `ListPeer`.
-fn nexthop(path: &api::Path, ipv6: bool) -> Result<NexthopSpec, String> {
+/// (`fe80::2%wg-b`) when the path names one, else where `ListPeer` says
+/// that neighbor is (GoBGP v3.10.0 writes `neighbor_ip` without a zone);
+/// without one the path is refused rather than put on a guessed interface.
+fn nexthop(path: &api::Path, ipv6: bool, interfaces: &Interfaces) -> Result<NexthopSpec, String> {
     let mut written: Vec<String> = Vec::new();
     for attribute in &path.pattrs {
         if let Some(next_hop) = unpack::<api::NextHopAttribute>(attribute, "NextHopAttribute") {
@@ -336,15 +451,23 @@ fn nexthop(path: &api::Path, ipv6: bool) -> Result<NexthopSpec, String> {
     if !link_local(&chosen) {
         return Ok(NexthopSpec::Address(chosen));
     }
+    let on = |tunnel: &str| NexthopSpec::AddressOnTunnel {
+        address: chosen,
+        tunnel: tunnel.to_owned(),
+    };
     match path.neighbor_ip.split_once('%') {
-        Some((_, zone)) if !zone.is_empty() => Ok(NexthopSpec::AddressOnTunnel {
-            address: chosen,
-            tunnel: zone.to_owned(),
-        }),
-        _ => Err(format!(
-            "link-local next hop {chosen} without an interface (neighbor {:?})",
-            path.neighbor_ip
-        )),
+        Some((_, zone)) if !zone.is_empty() => Ok(on(zone)),
+        _ => match path.neighbor_ip.parse::<Ipv6Addr>() {
+            Ok(neighbor) if neighbor.is_unicast_link_local() => interfaces
+                .of(neighbor, &path.source_id)
+                .map(on)
+                .map_err(|reason| format!("link-local next hop {chosen}: {reason}")),
+            _ => Err(format!(
+                "link-local next hop {chosen} without an interface (neighbor {:?} is not \
+                 link-local, so its interface is unknown)",
+                path.neighbor_ip
+            )),
+        },
     }
 }
 
@@ -355,6 +478,9 @@ mod tests {
     const BOTH: Families = Families {
         ipv4: true,
         ipv6: true,
+    };
+    const NONE: Interfaces = Interfaces {
+        neighbors: Vec::new(),
     };
 
     fn any(name: &str, message: &impl Message) -> prost_types::Any {
@@ -430,7 +556,7 @@ mod tests {
     fn best_paths_become_offers_and_withdrawals_of_their_prefix() {
         let path = ipv4("192.168.77.0", 24, "10.255.0.1");
         assert_eq!(
-            shown(decode(&path, BOTH)),
+            shown(decode(&path, BOTH, &NONE)),
             offer(
                 "192.168.77.0/24",
                 NexthopSpec::Address("10.255.0.1".parse().unwrap())
@@ -441,12 +567,12 @@ mod tests {
             ..path
         };
         assert_eq!(
-            shown(decode(&withdrawn, BOTH)),
+            shown(decode(&withdrawn, BOTH, &NONE)),
             shown(Some(Update::Withdraw("192.168.77.0/24".parse().unwrap())))
         );
         let path = ipv6("fd00:77::", 64, &["fd00:255::1", "fe80::1"], "");
         assert_eq!(
-            shown(decode(&path, BOTH)),
+            shown(decode(&path, BOTH, &NONE)),
             offer(
                 "fd00:77::/64",
                 NexthopSpec::Address("fd00:255::1".parse().unwrap())
@@ -458,7 +584,7 @@ mod tests {
     fn a_link_local_next_hop_keeps_its_interface_or_is_refused() {
         let path = ipv6("fd00:77::", 64, &["::", "fe80::2"], "fe80::2%wg-b");
         assert_eq!(
-            shown(decode(&path, BOTH)),
+            shown(decode(&path, BOTH, &NONE)),
             offer(
                 "fd00:77::/64",
                 NexthopSpec::AddressOnTunnel {
@@ -469,8 +595,71 @@ mod tests {
         );
         let path = ipv6("fd00:77::", 64, &["fe80::2"], "fd00::9");
         assert!(
-            matches!(decode(&path, BOTH), Some(Update::Invalid { reason, .. }) if reason.contains("without an interface")),
+            matches!(decode(&path, BOTH, &NONE), Some(Update::Invalid { reason, .. }) if reason.contains("without an interface")),
         );
+    }
+
+    fn peer(conf: &str, state: &str, interface: &str, router_id: &str) -> api::Peer {
+        api::Peer {
+            conf: Some(api::PeerConf {
+                neighbor_address: conf.into(),
+                neighbor_interface: interface.into(),
+            }),
+            state: Some(api::PeerState {
+                neighbor_address: state.into(),
+                router_id: router_id.into(),
+            }),
+            transport: None,
+        }
+    }
+
+    #[test]
+    fn a_link_local_neighbor_s_interface_comes_from_list_peer() {
+        // GoBGP v3.10.0: neighbor_ip without a zone; ListPeer knows it.
+        let interfaces = Interfaces::of_peers(&[
+            peer("fe80::2%wg-b", "fe80::2%wg-b", "", "10.0.0.2"),
+            peer("10.255.0.1", "10.255.0.1", "", "10.0.0.9"),
+            // Unnumbered: the address found on the interface.
+            peer("", "fe80::3%wg-c", "wg-c", "10.0.0.3"),
+        ]);
+        assert_eq!(interfaces.neighbors.len(), 2, "{interfaces:?}");
+        let mut path = ipv6("fd00:77::", 64, &["fe80::2"], "fe80::2");
+        path.source_id = "10.0.0.2".into();
+        let on = |address: &str, tunnel: &str| NexthopSpec::AddressOnTunnel {
+            address: address.parse().unwrap(),
+            tunnel: tunnel.into(),
+        };
+        assert_eq!(
+            shown(decode(&path, BOTH, &interfaces)),
+            offer("fd00:77::/64", on("fe80::2", "wg-b"))
+        );
+        let path = ipv6("fd00:78::", 64, &["::", "fe80::3"], "fe80::3");
+        assert_eq!(
+            shown(decode(&path, BOTH, &interfaces)),
+            offer("fd00:78::/64", on("fe80::3", "wg-c"))
+        );
+        // A neighbor not listed (yet): refused, and marked for a new list.
+        let path = ipv6("fd00:79::", 64, &["fe80::4"], "fe80::4");
+        let update = decode(&path, BOTH, &interfaces).unwrap();
+        assert!(unknown_neighbor(&update), "{update:?}");
+
+        // One address on two tunnels (as on dn42): the BGP identifier
+        // tells them apart, or the path is refused.
+        let interfaces = Interfaces::of_peers(&[
+            peer("fe80::2%wg-b", "fe80::2%wg-b", "", "10.0.0.2"),
+            peer("fe80::2%wg-d", "fe80::2%wg-d", "", "10.0.0.4"),
+        ]);
+        let mut path = ipv6("fd00:77::", 64, &["fe80::2"], "fe80::2");
+        path.source_id = "10.0.0.4".into();
+        assert_eq!(
+            shown(decode(&path, BOTH, &interfaces)),
+            offer("fd00:77::/64", on("fe80::2", "wg-d"))
+        );
+        path.source_id = "10.0.0.7".into();
+        assert!(matches!(
+            decode(&path, BOTH, &interfaces),
+            Some(Update::Invalid { reason, .. }) if reason.contains("does not tell which")
+        ));
     }
 
     #[test]
@@ -480,15 +669,15 @@ mod tests {
             ipv4: false,
             ipv6: true,
         };
-        assert!(decode(&path, only_ipv6).is_none());
+        assert!(decode(&path, only_ipv6, &NONE).is_none());
         let host_bits = ipv4("192.168.77.1", 24, "10.255.0.1");
         assert!(matches!(
-            decode(&host_bits, BOTH),
+            decode(&host_bits, BOTH, &NONE),
             Some(Update::Invalid { .. })
         ));
         let no_next_hop = ipv4("192.168.77.0", 24, "0.0.0.0");
         assert!(
-            matches!(decode(&no_next_hop, BOTH), Some(Update::Invalid { reason, .. }) if reason.contains("no usable next hop"))
+            matches!(decode(&no_next_hop, BOTH, &NONE), Some(Update::Invalid { reason, .. }) if reason.contains("no usable next hop"))
         );
     }
 }

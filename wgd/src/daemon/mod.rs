@@ -23,6 +23,7 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod routes;
+mod static_routes;
 pub mod tcp_api;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,6 +122,15 @@ struct Daemon {
     speaker: Option<bgp_bridge::bgp::speaker::Speaker>,
     /// The FPM listener (FRR's zebra), when the config has `[fpm]`.
     fpm: Option<bgp_bridge::fpm::Fpm>,
+    /// The BFD sessions: the speaker's, or without `[bgp]` a host of their
+    /// own, which `bfd_view` tells of the tunnels.
+    bfd: bgp_bridge::bgp::bfd::Bfd,
+    bfd_view: Option<watch::Sender<bgp_bridge::TunnelView>>,
+    /// The nexthops `wgd route add --bfd` asked BFD for.
+    bfd_requests: bgp_bridge::service::BfdRequests,
+    /// The tunnel view last given to the bridge, to change its BFD part
+    /// at once when a session falls (without reading the devices again).
+    view: bgp_bridge::TunnelView,
     extras: AllowedExtras,
     /// Tunnel events for the bridge's sessions, as the API sends them.
     tunnel_events: broadcast::Sender<wgd_proto::v1::TunnelEvent>,
@@ -413,14 +423,9 @@ impl Daemon {
         for event in self.tracker.update(&status, now, dead_after) {
             self.publish(event);
         }
-        let view = routes::tunnel_view(&self.config, &actual, &status, &self.tracker);
-        if let Some(speaker) = &self.speaker {
-            speaker.set_tunnels(view.clone());
-        }
-        if let Some(fpm) = &self.fpm {
-            fpm.set_tunnels(view.clone());
-        }
-        self.bridge.set_tunnels(view);
+        let bfd_down = self.bfd.failed().borrow().clone();
+        let view = routes::tunnel_view(&self.config, &actual, &status, &self.tracker, &bfd_down);
+        self.set_view(view);
         let missing = self
             .config
             .tunnels
@@ -428,6 +433,48 @@ impl Daemon {
             .any(|tunnel| !actual.links.contains_key(tunnel.name.as_str()));
         self.snapshot.replace(status);
         missing
+    }
+}
+
+impl Daemon {
+    /// Gives the tunnel view to everything that resolves over it.
+    fn set_view(&mut self, view: bgp_bridge::TunnelView) {
+        if let Some(speaker) = &self.speaker {
+            speaker.set_tunnels(view.clone());
+        }
+        if let Some(fpm) = &self.fpm {
+            fpm.set_tunnels(view.clone());
+        }
+        if let Some(bfd_view) = &self.bfd_view {
+            bfd_view.send_if_modified(|current| {
+                let changed = *current != view;
+                *current = view.clone();
+                changed
+            });
+        }
+        self.bridge.set_tunnels(view.clone());
+        self.view = view;
+    }
+
+    /// A BFD session fell or came back: the view changes at once (the
+    /// routes through its peer leave the kernel or return).
+    fn bfd_changed(&mut self) {
+        let bfd_down = self.bfd.failed().borrow().clone();
+        if bfd_down != self.view.bfd_down {
+            let mut view = self.view.clone();
+            view.bfd_down = bfd_down;
+            self.set_view(view);
+        }
+    }
+
+    /// The config's routes into the bridge, and BFD to the nexthops that
+    /// ask for it.
+    async fn static_routes(&self) {
+        static_routes::apply(&self.bridge, &self.config).await;
+        self.bfd.set_nexthops(static_routes::bfd_nexthops(
+            &self.config,
+            &self.bfd_requests,
+        ));
     }
 }
 
@@ -498,7 +545,13 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
                 config.daemon.peer_dead_after,
                 SystemTime::now(),
             );
-            routes::tunnel_view(&config, &actual, &status, &EventTracker::default())
+            routes::tunnel_view(
+                &config,
+                &actual,
+                &status,
+                &EventTracker::default(),
+                &BTreeSet::new(),
+            )
         }
         Err(error) => {
             tracing::warn!(%error, "cannot read the tunnels before starting the bridge");
@@ -552,12 +605,32 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
                 settings.kernel_metric,
             )
             .map_err(DaemonError::Fib)?;
-            bgp_bridge::bgp::speaker::Speaker::start(speaker_config, bridge.clone(), view, kernel)
-                .await
-                .map_err(DaemonError::Bgp)?
+            bgp_bridge::bgp::speaker::Speaker::start(
+                speaker_config,
+                bridge.clone(),
+                view.clone(),
+                kernel,
+            )
+            .await
+            .map_err(DaemonError::Bgp)?
         }),
         None => None,
     };
+    // BFD: the speaker's sessions host the static routes' nexthops too;
+    // without a speaker, a host of their own.
+    let (bfd, bfd_view) = match &speaker {
+        Some(speaker) => (speaker.bfd_handle(), None),
+        None => {
+            let (sender, receiver) = watch::channel(view.clone());
+            let bfd = bgp_bridge::bgp::bfd::Bfd::start(Vec::new(), receiver, Box::new(|_, _| {}));
+            (bfd, Some(sender))
+        }
+    };
+    let bfd_requests = bgp_bridge::service::BfdRequests::load(Some(
+        routes::state_folder(host.state.path()).join("bfd-routes.json"),
+    ));
+    let mut bfd_failed = bfd.failed();
+    let mut bfd_requested = bfd_requests.subscribe();
     let mut allowed = bridge.allowed_ips();
     let extras = allowed.borrow_and_update().clone();
     let (exits, mut exited) = mpsc::unbounded_channel();
@@ -575,6 +648,10 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         bridge,
         speaker,
         fpm,
+        bfd,
+        bfd_view,
+        bfd_requests,
+        view,
         extras,
         tunnel_events: broadcast::channel(1024).0,
         refused_reload: None,
@@ -600,9 +677,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         tracing::warn!(%error, "cannot read the network namespace cookie; `wgd status` will not trust the API");
         0
     });
-    if let Some(speaker) = &daemon.speaker {
-        bfd::forward_changes(speaker, daemon.events.clone());
-    }
+    bfd::forward_changes(&daemon.bfd, daemon.events.clone());
     let service = api::TunnelApi {
         snapshot: daemon.snapshot.clone(),
         events: daemon.events.clone(),
@@ -616,9 +691,11 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         routes: bgp_bridge::service::RouteApi {
             bridge: daemon.bridge.clone(),
             tunnel_events: daemon.tunnel_events.clone(),
+            bfd_requests: Some(daemon.bfd_requests.clone()),
         },
         bgp: bgp_bridge::bgp::service::BgpApi {
             speaker: daemon.speaker.clone(),
+            bfd: Some(daemon.bfd.clone()),
         },
         health: health.clone(),
     };
@@ -641,6 +718,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         if let Some(speaker) = &daemon.speaker {
             bgp_bridge::bgp::metrics::register(&mut registry, speaker);
         }
+        bgp_bridge::bgp::metrics::register_bfd(&mut registry, &daemon.bfd);
         let registry = Arc::new(registry);
         tokio::spawn(async move {
             if let Err(error) = metrics::serve(address, registry).await {
@@ -649,6 +727,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         });
     }
 
+    daemon.static_routes().await;
     daemon.reconcile("start").await;
     health.reconciled().await;
     // After the first reconcile: the tunnels its next hops resolve onto exist.
@@ -669,6 +748,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
                 tracing::info!("SIGHUP: reloading config");
                 notifier.reloading();
                 if daemon.reload() {
+                    daemon.static_routes().await;
                     reconcile_timer = tokio::time::interval(daemon.config.daemon.reconcile_interval);
                     reconcile_timer.reset();
                     daemon.reconcile("reload").await;
@@ -686,6 +766,16 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
                 daemon.reconcile("periodic").await;
             }
             Some(exit) = exited.recv() => daemon.child_exited(exit).await,
+            Ok(()) = bfd_failed.changed() => {
+                bfd_failed.borrow_and_update();
+                daemon.bfd_changed();
+            }
+            Ok(()) = bfd_requested.changed() => {
+                bfd_requested.borrow_and_update();
+                daemon
+                    .bfd
+                    .set_nexthops(static_routes::bfd_nexthops(&daemon.config, &daemon.bfd_requests));
+            }
             Ok(()) = allowed.changed() => {
                 daemon.extras = allowed.borrow_and_update().clone();
                 daemon.reconcile("routes on multi-peer tunnels").await;

@@ -21,12 +21,14 @@ use crate::status::Status;
 
 /// The config's tunnels as the bridge sees them: addresses and peers from
 /// the config (known even while a tunnel is down), the interface index,
-/// state and current endpoints from the host.
+/// state and current endpoints from the host, and the peers whose BFD
+/// session fell.
 pub fn tunnel_view(
     config: &Config,
     actual: &ActualState,
     status: &Status,
     tracker: &EventTracker,
+    bfd_down: &BTreeSet<(String, IpAddr)>,
 ) -> TunnelView {
     let tunnels = config
         .tunnels
@@ -75,7 +77,10 @@ pub fn tunnel_view(
             }
         })
         .collect();
-    TunnelView { tunnels }
+    TunnelView {
+        tunnels,
+        bfd_down: bfd_down.clone(),
+    }
 }
 
 /// The bridge's settings (`[bridge]`, and the tunnels' sources); the
@@ -83,7 +88,7 @@ pub fn tunnel_view(
 /// (beside the tunnel records' folder).
 pub fn bridge_config(config: &Config, records: &Path) -> BridgeConfig {
     let settings = &config.daemon.bridge;
-    let state = records.parent().unwrap_or(records);
+    let state = state_folder(records);
     BridgeConfig {
         rib: RibConfig {
             allow_other_interfaces: settings.allow_other_interfaces,
@@ -97,6 +102,12 @@ pub fn bridge_config(config: &Config, records: &Path) -> BridgeConfig {
         state_file: Some(state.join("routes.json")),
         sources: sources(config),
     }
+}
+
+/// The state folder of this namespace (where the unary API's routes are
+/// kept), beside the tunnel records' folder.
+pub fn state_folder(records: &Path) -> &Path {
+    records.parent().unwrap_or(records)
 }
 
 /// The preferred source addresses of the routes: `[bridge] source`, and
@@ -113,10 +124,12 @@ pub fn sources(config: &Config) -> Sources {
     }
 }
 
-/// `[bridge]` apart from the sources, which a reload changes in place.
+/// `[bridge]` apart from the sources and the routes, which a reload
+/// changes in place.
 pub fn restart_settings(settings: &BridgeSettings) -> BridgeSettings {
     BridgeSettings {
         source: Vec::new(),
+        routes: Vec::new(),
         ..settings.clone()
     }
 }

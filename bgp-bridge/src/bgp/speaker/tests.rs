@@ -28,6 +28,7 @@ fn view() -> TunnelView {
     let c = tunnel("dn42c", 9, &["fe80::1:1/64", "fd42:1::1/64"]);
     TunnelView {
         tunnels: vec![b, c],
+        bfd_down: Default::default(),
     }
 }
 
