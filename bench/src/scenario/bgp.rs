@@ -38,6 +38,15 @@
 //! (wgd's `graceful_restart = false`, BIRD's `graceful restart off`, FRR's
 //! `bgp graceful-restart-disable`).
 //!
+//! With gobgpd, `session down` is measured between the fill and the
+//! withdrawal instead: `gobgp neighbor disable` (a Cease) with the table
+//! in, the time to no route left; then the neighbor is enabled again and
+//! gobgpd sends the table again (not timed) before `rib del all`.
+//!
+//! The peak RSS rows are the receiver's daemons' VmHWM, reset just before
+//! the session and just before the session down, minus their RSS before
+//! the session, over N: what a fill and an emptying cost at their worst.
+//!
 //! The table (`--table real`, the default, `--table uniform`, or `--mrt
 //! FILE`: [`Source`]) is the same for every receiver and feeder; the
 //! report prints its shape (prefixes, distinct attribute sets, UPDATEs
@@ -384,9 +393,14 @@ pub fn run(
     report.note(
         "bgp: add is from the session established (gobgpd's view, polled at 50 ms) to the \
          route notification that made all routes present in the receiver's kernel; withdraw \
-         from `gobgp global rib del all` to the one that left none; session up is from \
-         enabling the neighbor, and enable to all is both together (gobgpd with a large RIB \
-         reports the session late, so add alone can miss routes that arrived before)"
+         from `gobgp global rib del all` to the one that left none; session down from \
+         `gobgp neighbor disable` (a Cease) with the table in to the notification that left \
+         none (then the neighbor is enabled and the table comes back, not timed, before the \
+         withdrawal); session up is from enabling the neighbor, and enable to all is both \
+         together (gobgpd with a large RIB reports the session late, so add alone can miss \
+         routes that arrived before); a peak RSS is the receiver's daemons' VmHWM (reset \
+         with clear_refs just before: the session, and the shutdown) minus their RSS before \
+         the session"
             .to_owned(),
     );
     drop(receivers);
@@ -726,6 +740,50 @@ impl Live<'_> {
     }
 }
 
+/// A session that went down with the table in: the time from the peer's
+/// NOTIFICATION to no route left, the receiver's peak RSS meanwhile, and
+/// the routes left.
+struct Shutdown {
+    time: Duration,
+    peak: u64,
+    left: usize,
+}
+
+/// Disables gobgpd's neighbor (a Cease, administrative shutdown) with the
+/// table in the receiver's kernel and times the emptying; then enables it
+/// and waits for the table again (not timed).
+fn shut_down(
+    gobgp: &Gobgp,
+    neighbor: &str,
+    watch: &Watch,
+    receiver: &Receiver,
+    size: usize,
+) -> anyhow::Result<Shutdown> {
+    reset_peaks(receiver)?;
+    let disabled = Instant::now();
+    gobgp.cli(&["neighbor", neighbor, "disable"])?;
+    let time = watch.until(
+        disabled,
+        deadline(size),
+        "no route left after gobgpd's shutdown",
+        |count| Ok(count == 0),
+    )?;
+    let shutdown = Shutdown {
+        time,
+        peak: peak_rss(receiver)?,
+        left: receiver.counter.count(receiver.kind.protocol())?,
+    };
+    let enabled = Instant::now();
+    gobgp.cli(&["neighbor", neighbor, "enable"])?;
+    watch.until(
+        enabled,
+        deadline(size),
+        "all routes back after the shutdown",
+        |count| Ok(count == size),
+    )?;
+    Ok(shutdown)
+}
+
 fn measure_running(
     feeding: Feeding<'_>,
     receiver: &Receiver,
@@ -770,6 +828,15 @@ fn measure_running(
     )?;
     let after = rss(receiver)?;
     let peak_add = peak_rss(receiver)?;
+    // gobgpd's neighbor goes down with the table in; enabled again, it
+    // gets the table again before the withdrawal. (The replaying peer's
+    // session ends last, see `Live::end`.)
+    let shutdown = match &live {
+        Live::Gobgp { gobgp, neighbor } => {
+            Some(shut_down(gobgp, neighbor, &watch, receiver, size)?)
+        }
+        Live::Replay { .. } => None,
+    };
     let withdrawing = Instant::now();
     live.withdraw()?;
     let withdraw = watch.until(withdrawing, deadline(size), "no route left", |count| {
@@ -777,15 +844,19 @@ fn measure_running(
         Ok(count == 0)
     })?;
     let after_withdraw = receiver.counter.count(receiver.kind.protocol())?;
-    let session_down = live.end(&watch, receiver, size)?;
-    let peak_down = match session_down {
-        Some(_) => Some(peak_rss(receiver)?),
-        None => None,
+    let ended = live.end(&watch, receiver, size)?;
+    let shutdown = match (shutdown, ended) {
+        (Some(shutdown), _) => Some(shutdown),
+        (None, Some(time)) => Some(Shutdown {
+            time,
+            peak: peak_rss(receiver)?,
+            left: receiver.counter.count(receiver.kind.protocol())?,
+        }),
+        (None, None) => None,
     };
-    let after_session_down = match session_down {
-        Some(_) => Some(receiver.counter.count(receiver.kind.protocol())?),
-        None => None,
-    };
+    let session_down = shutdown.as_ref().map(|shutdown| shutdown.time);
+    let peak_down = shutdown.as_ref().map(|shutdown| shutdown.peak);
+    let after_session_down = shutdown.as_ref().map(|shutdown| shutdown.left);
     rows.add.push(add.as_secs_f64());
     rows.withdraw.push(withdraw.as_secs_f64());
     rows.session_down
