@@ -123,42 +123,118 @@ pub struct OwnerCounts {
 
 /// An owner's route as the RIB keeps it: a [`RouteSpec`] without its
 /// prefix (the slot's key), whose nexthops are shared by every route with
-/// the same ones (see [`intern`]). 24 bytes: the fields are not grouped
-/// in a struct of their own, whose padding would make it 32.
+/// the same ones (see [`intern`]), its owner by number (see [`Owners`]).
+/// 16 bytes.
 #[derive(Debug, Clone)]
 struct Candidate {
-    owner: Owner,
     nexthops: Shared<NexthopSpec>,
     metric: u32,
+    owner: OwnerId,
     distance: u8,
-    stale: bool,
+    marks: Marks,
+}
+
+impl Candidate {
+    fn stale(&self) -> bool {
+        matches!(self.marks, Marks::Stale | Marks::StaleInstalled)
+    }
+
     /// The kernel has this route (the slot's `installed` is its nexthops
-    /// as resolved). Kept here, in the candidate's padding, rather than
-    /// an owner beside the installed nexthops: 8 bytes less per prefix.
-    installed: bool,
+    /// as resolved). Kept here rather than an owner beside the installed
+    /// nexthops: 8 bytes less per prefix.
+    fn installed(&self) -> bool {
+        matches!(self.marks, Marks::Installed | Marks::StaleInstalled)
+    }
+
+    fn set_stale(&mut self, stale: bool) {
+        self.marks = Marks::of(stale, self.installed());
+    }
+
+    fn set_installed(&mut self, installed: bool) {
+        self.marks = Marks::of(self.stale(), installed);
+    }
+}
+
+/// A candidate's two flags in one byte (two `bool`s would make it 24
+/// bytes): its values are few, so the byte's others tell [`Candidates`]'
+/// variants apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marks {
+    Fresh,
+    Stale,
+    Installed,
+    StaleInstalled,
+}
+
+impl Marks {
+    fn of(stale: bool, installed: bool) -> Self {
+        match (stale, installed) {
+            (false, false) => Marks::Fresh,
+            (true, false) => Marks::Stale,
+            (false, true) => Marks::Installed,
+            (true, true) => Marks::StaleInstalled,
+        }
+    }
+}
+
+/// An owner as a candidate keeps it: its number in [`Owners`], 2 bytes
+/// where an [`Owner`] is an 8-byte pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OwnerId(u16);
+
+/// The owners the RIB has met, numbered in that order and never
+/// forgotten: they are few (neighbors, gRPC sessions, FPM clients, the
+/// config), and a number stays valid in every slot that holds it.
+#[derive(Debug, Default)]
+struct Owners {
+    names: Vec<Owner>,
+    ids: BTreeMap<Owner, OwnerId>,
+}
+
+impl Owners {
+    fn find(&self, owner: &Owner) -> Option<OwnerId> {
+        self.ids.get(owner).copied()
+    }
+
+    /// The owner's number, given one if it has none; `None` once 65,536
+    /// owners have been met.
+    fn intern(&mut self, owner: &Owner) -> Option<OwnerId> {
+        if let Some(id) = self.find(owner) {
+            return Some(id);
+        }
+        let id = OwnerId(u16::try_from(self.names.len()).ok()?);
+        self.names.push(owner.clone());
+        self.ids.insert(owner.clone(), id);
+        Some(id)
+    }
+
+    fn name(&self, id: OwnerId) -> &Owner {
+        &self.names[usize::from(id.0)]
+    }
 }
 
 /// A prefix's candidates. Most prefixes have one, kept in place; two or
-/// more are a boxed slice (rare: a prefix two owners give). 24 bytes, the
-/// size of one candidate: the variant is told by a value the candidate's
-/// `bool`s never take, where a `SmallVec` adds 8 bytes for its length.
+/// more are behind a thin pointer (rare: a prefix two owners give). 16
+/// bytes, the size of one candidate: the variant is told by a value the
+/// candidate's [`Marks`] never take, where a `SmallVec` adds 8 bytes for
+/// its length (and a boxed slice's length would not fit beside the marks).
 #[derive(Debug, Clone, Default)]
 enum Candidates {
     #[default]
     None,
     One(Candidate),
-    Many(Box<[Candidate]>),
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Candidate>>),
 }
 
 impl Candidates {
     fn push(&mut self, candidate: Candidate) {
         *self = match std::mem::take(self) {
             Candidates::None => Candidates::One(candidate),
-            Candidates::One(first) => Candidates::Many(Box::new([first, candidate])),
-            Candidates::Many(many) => {
-                let mut many = many.into_vec();
+            Candidates::One(first) => Candidates::Many(Box::new(vec![first, candidate])),
+            Candidates::Many(mut many) => {
                 many.push(candidate);
-                Candidates::Many(many.into_boxed_slice())
+                Candidates::Many(many)
             }
         };
     }
@@ -170,13 +246,12 @@ impl Candidates {
                 assert_eq!(index, 0, "remove past the only candidate");
                 only
             }
-            Candidates::Many(many) => {
-                let mut many = many.into_vec();
+            Candidates::Many(mut many) => {
                 let removed = many.remove(index);
                 *self = match many.len() {
                     0 => Candidates::None,
                     1 => Candidates::One(many.remove(0)),
-                    _ => Candidates::Many(many.into_boxed_slice()),
+                    _ => Candidates::Many(many),
                 };
                 removed
             }
@@ -225,7 +300,7 @@ impl<'a> IntoIterator for &'a mut Candidates {
 }
 
 /// A prefix: its owners' routes, and what wgd believes the kernel has for
-/// it. 32 bytes; a full table has a million.
+/// it. 24 bytes; a full table has a million.
 #[derive(Debug, Clone, Default)]
 struct Slot {
     candidates: Candidates,
@@ -239,11 +314,11 @@ struct Slot {
 
 impl Slot {
     /// The owner of the kernel's route, if an owner's.
-    fn installed_owner(&self) -> Option<&Owner> {
+    fn installed_owner(&self) -> Option<OwnerId> {
         self.candidates
             .iter()
-            .find(|candidate| candidate.installed)
-            .map(|candidate| &candidate.owner)
+            .find(|candidate| candidate.installed())
+            .map(|candidate| candidate.owner)
     }
 }
 
@@ -351,6 +426,8 @@ struct Context {
     adopted: PrefixMap<()>,
     /// The kernel refused the selected route of these prefixes: why.
     failed: PrefixMap<String>,
+    /// The owners the candidates name by number.
+    owners: Owners,
 }
 
 /// The `src` of the routes: the configured sources, of those the host
@@ -388,6 +465,7 @@ impl Context {
             view: &self.view,
             config: &self.config,
             sources: &self.sources,
+            owners: &self.owners,
         }
     }
 
@@ -404,6 +482,7 @@ impl Context {
             view: &self.view,
             config: &self.config,
             sources: &self.sources,
+            owners: &self.owners,
         };
         let mut state = SlotState {
             nexthop_sets: &mut self.nexthop_sets,
@@ -461,20 +540,26 @@ impl Rib {
         if let Err(refusal) = self.check(owner, &spec) {
             return RouteStatus::Refused(refusal.to_string());
         }
+        let Some(id) = self.context.owners.intern(owner) else {
+            return RouteStatus::Refused(format!(
+                "{owner}: the bridge has met {} owners, its most",
+                u16::MAX as usize + 1
+            ));
+        };
         let prefix = spec.prefix;
         let nexthops = intern(&mut self.spec_sets, spec.nexthops);
         let slot = self.slots.get_or_insert_with(prefix, Slot::default);
         match slot
             .candidates
             .iter_mut()
-            .find(|candidate| &candidate.owner == owner)
+            .find(|candidate| candidate.owner == id)
         {
             Some(candidate) => {
                 candidate.nexthops = nexthops;
                 candidate.distance = spec.distance;
                 candidate.metric = spec.metric;
-                if candidate.stale {
-                    candidate.stale = false;
+                if candidate.stale() {
+                    candidate.set_stale(false);
                     if let Some(stale) = self.stale.get_mut(owner) {
                         *stale = stale.saturating_sub(1);
                     }
@@ -482,12 +567,11 @@ impl Rib {
             }
             None => {
                 slot.candidates.push(Candidate {
-                    owner: owner.clone(),
                     nexthops,
                     metric: spec.metric,
+                    owner: id,
                     distance: spec.distance,
-                    stale: false,
-                    installed: false,
+                    marks: Marks::Fresh,
                 });
                 *self.counts.entry(owner.clone()).or_default() += 1;
             }
@@ -497,7 +581,7 @@ impl Rib {
         self.context.reselect(prefix, slot, false, changes);
         slot.candidates
             .iter()
-            .find(|candidate| &candidate.owner == owner)
+            .find(|candidate| candidate.owner == id)
             .map_or(RouteStatus::Withdrawn, |candidate| {
                 self.context.resolver().candidate_status(
                     &prefix,
@@ -527,10 +611,11 @@ impl Rib {
                 .copied()
                 .unwrap_or(0)
                 .saturating_sub(self.stale.get(owner).copied().unwrap_or(0));
+            let id = self.context.owners.find(owner);
             let has = || {
                 self.slots
                     .get(&spec.prefix)
-                    .is_some_and(|slot| slot.candidates.iter().any(|c| &c.owner == owner))
+                    .is_some_and(|slot| slot.candidates.iter().any(|c| Some(c.owner) == id))
             };
             if live >= limit && !has() {
                 return Err(Refusal::OverPrefixLimit { limit });
@@ -548,10 +633,11 @@ impl Rib {
         let Some(slot) = self.slots.get_mut(&prefix) else {
             return RouteStatus::Refused(format!("{owner} has no route for {prefix}"));
         };
-        let Some(index) = slot.candidates.iter().position(|c| &c.owner == owner) else {
+        let id = self.context.owners.find(owner);
+        let Some(index) = slot.candidates.iter().position(|c| Some(c.owner) == id) else {
             return RouteStatus::Refused(format!("{owner} has no route for {prefix}"));
         };
-        if slot.candidates.remove(index).stale
+        if slot.candidates.remove(index).stale()
             && let Some(stale) = self.stale.get_mut(owner)
         {
             *stale = stale.saturating_sub(1);
@@ -570,10 +656,11 @@ impl Rib {
     /// comes back re-claims by offering them again). Returns how many.
     pub fn mark_stale(&mut self, owner: &Owner) -> u64 {
         let mut marked = 0;
+        let id = self.context.owners.find(owner);
         for slot in self.slots.values_mut() {
             for candidate in &mut slot.candidates {
-                if &candidate.owner == owner {
-                    candidate.stale = true;
+                if Some(candidate.owner) == id {
+                    candidate.set_stale(true);
                     marked += 1;
                 }
             }
@@ -603,13 +690,16 @@ impl Rib {
     /// `Engine::withdraw_in_parts`), each part's kernel operations made
     /// and written before the next: only the prefixes are held at once.
     pub fn withdrawal_order(&self, which: &Withdrawal<'_>) -> Vec<IpNet> {
+        let Some(id) = self.context.owners.find(which.owner) else {
+            return Vec::new();
+        };
         let mut prefixes: Vec<IpNet> = self
             .slots
             .iter()
             .filter(|(_, slot)| {
                 slot.candidates
                     .iter()
-                    .any(|c| &c.owner == which.owner && (c.stale || !which.only_stale))
+                    .any(|c| c.owner == id && (c.stale() || !which.only_stale))
             })
             .map(|(prefix, _)| prefix)
             .collect();
@@ -855,7 +945,7 @@ impl Rib {
         // The kernel has nothing of wgd's here: no candidate's route is in
         // it, and an adopted one has gone.
         for candidate in &mut slot.candidates {
-            candidate.installed = false;
+            candidate.set_installed(false);
         }
         self.context.adopted.remove(&prefix);
         let nexthops = slot.installed.take();
@@ -954,7 +1044,8 @@ impl Rib {
         };
         for (prefix, slot) in slots {
             for candidate in &slot.candidates {
-                if filter.owner.as_ref().is_some_and(|o| o != &candidate.owner) {
+                let owner = self.context.owners.name(candidate.owner);
+                if filter.owner.as_ref().is_some_and(|o| o != owner) {
                     continue;
                 }
                 if let Some(tunnel) = &filter.tunnel
@@ -964,7 +1055,7 @@ impl Rib {
                 }
                 records.push(RouteRecord {
                     prefix,
-                    owner: candidate.owner.clone(),
+                    owner: owner.clone(),
                     nexthops: candidate.nexthops.to_vec(),
                     distance: candidate.distance,
                     metric: candidate.metric,
@@ -974,7 +1065,7 @@ impl Rib {
                         candidate,
                         self.context.failed.get(&prefix),
                     ),
-                    stale: candidate.stale,
+                    stale: candidate.stale(),
                 });
             }
             if let Some(installed) = &slot.installed
@@ -1016,34 +1107,18 @@ impl Rib {
     /// Counts per owner, and how many routes wgd believes the kernel has:
     /// one walk of the RIB for both.
     pub fn census(&self) -> (BTreeMap<Owner, OwnerCounts>, u64) {
-        // Keyed by reference while walking (a full table walks a million
-        // candidates every second: no clone, no allocation per route), and
-        // the owner of the previous candidate tried first: most runs of
-        // prefixes share one.
-        let mut by_owner: Vec<(&Owner, OwnerCounts)> = Vec::new();
+        // Counted by owner number while walking (a full table walks a
+        // million candidates every second: no lookup, no clone, no
+        // allocation per route).
+        let mut by_owner: Vec<OwnerCounts> =
+            vec![OwnerCounts::default(); self.context.owners.names.len()];
         let mut adopted = OwnerCounts::default();
         let mut installed = 0;
-        let mut last = 0;
         for (prefix, slot) in self.slots.iter() {
             for candidate in &slot.candidates {
-                let index = if by_owner
-                    .get(last)
-                    .is_some_and(|(owner, _)| *owner == &candidate.owner)
-                {
-                    last
-                } else if let Some(index) = by_owner
-                    .iter()
-                    .position(|(owner, _)| *owner == &candidate.owner)
-                {
-                    index
-                } else {
-                    by_owner.push((&candidate.owner, OwnerCounts::default()));
-                    by_owner.len() - 1
-                };
-                last = index;
-                let entry = &mut by_owner[index].1;
+                let entry = &mut by_owner[usize::from(candidate.owner.0)];
                 entry.routes += 1;
-                if candidate.stale {
+                if candidate.stale() {
                     entry.stale += 1;
                 }
                 let failed = self.context.failed.get(&prefix);
@@ -1068,7 +1143,9 @@ impl Rib {
         adopted.stale += unclaimed;
         let mut counts: BTreeMap<Owner, OwnerCounts> = by_owner
             .into_iter()
-            .map(|(owner, counts)| (owner.clone(), counts))
+            .enumerate()
+            .filter(|(_, counts)| counts.routes > 0)
+            .map(|(id, counts)| (self.context.owners.names[id].clone(), counts))
             .collect();
         if adopted.routes > 0 {
             let entry = counts.entry(Owner::adopted()).or_default();
@@ -1097,7 +1174,8 @@ impl Rib {
     /// Where an owner's route for a prefix stands now.
     pub fn status_of(&self, prefix: IpNet, owner: &Owner) -> Option<RouteStatus> {
         let slot = self.slots.get(&prefix)?;
-        let candidate = slot.candidates.iter().find(|c| &c.owner == owner)?;
+        let id = self.context.owners.find(owner)?;
+        let candidate = slot.candidates.iter().find(|c| c.owner == id)?;
         let failed = self.context.failed.get(&prefix);
         Some(
             self.resolver()
@@ -1126,6 +1204,7 @@ struct Resolver<'a> {
     view: &'a TunnelView,
     config: &'a RibConfig,
     sources: &'a SourceChoice,
+    owners: &'a Owners,
 }
 
 impl Resolver<'_> {
@@ -1153,7 +1232,7 @@ impl Resolver<'_> {
         failed: Option<&String>,
     ) -> RouteStatus {
         let installed_owner = slot.installed_owner();
-        if candidate.installed {
+        if candidate.installed() {
             return match failed {
                 Some(reason) => RouteStatus::Failed(reason.to_string()),
                 None => RouteStatus::Installed,
@@ -1164,7 +1243,7 @@ impl Resolver<'_> {
             Resolution::Invalid(refusal) => RouteStatus::Queued(refusal.to_string()),
             Resolution::Up(_) => match (failed, installed_owner) {
                 (_, Some(other)) => RouteStatus::Standby {
-                    installed_owner: other.clone(),
+                    installed_owner: self.owners.name(other).clone(),
                 },
                 (Some(reason), None) => RouteStatus::Failed(reason.to_string()),
                 (None, None) => RouteStatus::Queued("waiting for the startup hold".into()),
@@ -1339,8 +1418,11 @@ fn reselect_slot(
             Some((chosen, _)) => {
                 let chosen = &slot.candidates[*chosen];
                 // On a tie, the route the kernel has stays.
-                let key = |c: &Candidate| (c.distance, c.metric, !c.installed);
-                (key(candidate), &candidate.owner) < (key(chosen), &chosen.owner)
+                let key = |c: &Candidate| {
+                    let owner = resolver.owners.name(c.owner);
+                    (c.distance, c.metric, !c.installed(), owner)
+                };
+                key(candidate) < key(chosen)
             }
         };
         if better {
@@ -1370,7 +1452,7 @@ fn reselect_slot(
             };
             changes.fib.extend(op);
             for (index, candidate) in slot.candidates.iter_mut().enumerate() {
-                candidate.installed = index == chosen;
+                candidate.set_installed(index == chosen);
             }
             if adopted {
                 state.adopted.remove(&prefix);
@@ -1385,7 +1467,7 @@ fn reselect_slot(
                 changes.fib.push(FibOp::Remove { prefix });
             }
             for candidate in &mut slot.candidates {
-                candidate.installed = false;
+                candidate.set_installed(false);
             }
             if adopted {
                 state.adopted.remove(&prefix);

@@ -917,9 +917,49 @@ fn an_owners_routes_can_be_withdrawn_in_parts_of_their_kernel_order() {
 }
 
 #[test]
-fn a_slot_is_32_bytes() {
+fn owners_are_numbered_in_the_slots_and_the_65537th_is_refused() {
+    let mut rib = rib();
+    let count = usize::from(u16::MAX) + 1;
+    for i in 0..count {
+        let prefix = format!("10.{}.{}.0/24", i >> 8, i & 255);
+        let (status, _) = offer(
+            &mut rib,
+            &format!("o{i}"),
+            via(&prefix, "10.255.0.1", 20, 0),
+        );
+        assert_eq!(status, RouteStatus::Installed, "owner {i}");
+    }
+    let (status, _) = offer(
+        &mut rib,
+        "one-too-many",
+        via("192.0.2.0/24", "10.255.0.1", 20, 0),
+    );
+    assert!(
+        matches!(&status, RouteStatus::Refused(reason) if reason.contains("65536 owners")),
+        "{status:?}"
+    );
+    // Known owners still offer, and each route lists under its own name.
+    let (status, _) = offer(&mut rib, "o7", via("192.0.2.0/24", "10.255.0.1", 20, 0));
+    assert_eq!(status, RouteStatus::Installed);
+    let listed = rib.routes(&RouteFilter {
+        owner: Some(Owner::new("o7")),
+        ..RouteFilter::default()
+    });
+    let prefixes: Vec<String> = listed.iter().map(|r| r.prefix.to_string()).collect();
+    assert_eq!(prefixes, ["10.0.7.0/24", "192.0.2.0/24"]);
+    assert!(
+        rib.offer(
+            &Owner::new("one-too-many"),
+            via("192.0.3.0/24", "10.255.0.1", 20, 0),
+            &mut Changes::default()
+        ) != RouteStatus::Installed
+    );
+}
+
+#[test]
+fn a_slot_is_24_bytes() {
     // A full table has a slot per prefix: its size is paid a million times.
-    assert_eq!(std::mem::size_of::<super::Candidate>(), 24);
-    assert_eq!(std::mem::size_of::<super::Candidates>(), 24);
-    assert_eq!(std::mem::size_of::<super::Slot>(), 32);
+    assert_eq!(std::mem::size_of::<super::Candidate>(), 16);
+    assert_eq!(std::mem::size_of::<super::Candidates>(), 16);
+    assert_eq!(std::mem::size_of::<super::Slot>(), 24);
 }
