@@ -333,6 +333,17 @@ impl AsPath {
         self.raw_segments().any(|(_, asns)| asns.contains(&asn))
     }
 
+    /// The origin AS as RFC 6811 2 reads it: the last AS of a final
+    /// AS_SEQUENCE; `None` when the path ends in a set (or is empty or
+    /// all confederation segments).
+    pub fn origin_as(&self) -> Option<Asn> {
+        self.raw_segments()
+            .filter(|(code, _)| matches!(code, 1 | 2))
+            .last()
+            .filter(|(code, _)| *code == 2)
+            .and_then(|(_, asns)| asns.last().copied())
+    }
+
     /// The path with `asn` in front (RFC 4271 5.1.2): into a leading
     /// AS_SEQUENCE with room, else in a new one.
     pub fn prepended(&self, asn: Asn) -> Self {
