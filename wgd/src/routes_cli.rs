@@ -268,12 +268,19 @@ pub fn render_bgp_paths(paths: &[api::BgpPath], json: bool) -> String {
                     "communities": p.communities,
                     "best": p.best,
                     "stale": p.stale,
+                    "rpki": (!p.rpki.is_empty()).then_some(&p.rpki),
                 })
             })
             .collect();
         return serde_json::to_string_pretty(&list).expect("paths serialise") + "\n";
     }
-    let mut out = String::from("  PREFIX / NEXT HOP / FROM / AS PATH / ORIGIN\n");
+    // Origin validation's state last, when it is on.
+    let validating = paths.iter().any(|p| !p.rpki.is_empty());
+    let mut out = String::from(if validating {
+        "  PREFIX / NEXT HOP / FROM / AS PATH / ORIGIN / RPKI\n"
+    } else {
+        "  PREFIX / NEXT HOP / FROM / AS PATH / ORIGIN\n"
+    });
     for p in paths {
         let marker = match (p.best, p.stale) {
             (true, false) => "*>",
@@ -291,11 +298,16 @@ pub fn render_bgp_paths(paths: &[api::BgpPath], json: bool) -> String {
         } else {
             &p.next_hop
         };
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{marker} {} via {next_hop} from {from} [{}] {}",
             p.prefix, p.as_path, p.origin
         );
+        if validating {
+            let rpki = if p.rpki.is_empty() { "-" } else { &p.rpki };
+            let _ = write!(out, " {rpki}");
+        }
+        out.push('\n');
     }
     out
 }

@@ -166,6 +166,16 @@ impl<K: std::hash::Hash + Eq + Copy> FamilyTable<K> {
         true
     }
 
+    /// The origins of the VRPs covering a route of `length`, with the
+    /// length of each one's prefix.
+    fn covering(&self, length: u8, key_at: impl Fn(u8) -> K) -> Vec<(u8, Origin)> {
+        let mut found = Vec::new();
+        for at in (0..=length).filter(|at| self.per_length[usize::from(*at)] > 0) {
+            found.extend(self.origins(&key_at(at)).map(|origin| (at, origin)));
+        }
+        found
+    }
+
     /// The state of a route of `length` with `origin`, its key at each
     /// length given by `key_at`.
     fn validate(&self, length: u8, origin: Option<u32>, key_at: impl Fn(u8) -> K) -> Validity {
@@ -343,6 +353,32 @@ impl VrpTable {
         }
     }
 
+    /// The VRPs that cover `prefix` (those that decide its state), shortest
+    /// prefix first.
+    pub fn covering(&self, prefix: &IpNet) -> Vec<Vrp> {
+        let found = match prefix {
+            IpNet::V4(net) => {
+                let address = net.addr().to_bits();
+                self.v4.covering(net.prefix_len(), |at| v4_key(address, at))
+            }
+            IpNet::V6(net) => {
+                let address = net.addr().to_bits();
+                self.v6.covering(net.prefix_len(), |at| v6_key(address, at))
+            }
+        };
+        found
+            .into_iter()
+            .map(|(length, origin)| Vrp {
+                // `length` is at most the prefix's own.
+                prefix: IpNet::new(prefix.addr(), length)
+                    .map(|net| net.trunc())
+                    .unwrap_or(*prefix),
+                max_length: origin.max_length,
+                asn: origin.asn,
+            })
+            .collect()
+    }
+
     /// Applies what a cache sent. The answer: the prefixes of the VRPs
     /// that came or went (each once), and how many announcements were
     /// there already or withdrawals of VRPs that were not (a cache's
@@ -462,6 +498,11 @@ mod tests {
             table.validate(&net("2001:db9::/32"), Some(65003)),
             Validity::NotFound
         );
+        assert_eq!(
+            table.covering(&net("10.1.2.0/24")),
+            vec![vrp("10.0.0.0/8", 16, 65001), vrp("10.1.0.0/16", 24, 65002)]
+        );
+        assert!(table.covering(&net("192.0.2.0/24")).is_empty());
         // The families are apart: ::/0 covers no IPv4 route.
         table.insert(vrp("::/0", 0, 65009));
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The BGP speaker's Prometheus metrics, read from its status at scrape
 //! time: session state, prefixes per neighbor, messages in and out,
-//! resets with the latest reason, and each BFD session's state.
+//! resets with the latest reason, each BFD session's state, and origin
+//! validation's VRPs, caches and paths per state when RPKI is on.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -10,6 +11,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use super::bfd::{BfdStatus, State as BfdState};
+use super::rpki::RpkiStatus;
 use super::service::state_name;
 use super::session::State;
 use super::speaker::{NeighborStatus, Speaker};
@@ -103,8 +105,60 @@ impl Collector for SpeakerCollector {
             ];
             ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
         }
-        bfd(&mut encoder, &self.speaker.bfd())
+        bfd(&mut encoder, &self.speaker.bfd())?;
+        match &status.rpki {
+            Some(rpki) => rpki_metrics(&mut encoder, rpki),
+            None => Ok(()),
+        }
     }
+}
+
+/// VRPs per family, each cache's state, and received paths per
+/// validation state.
+fn rpki_metrics(encoder: &mut DescriptorEncoder, rpki: &RpkiStatus) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        "rpki_vrps",
+        "VRPs in use for origin validation, per address family.",
+        None,
+        ConstGauge::<i64>::TYPE,
+    )?;
+    for (name, count) in [("ipv4", rpki.vrps_ipv4), ("ipv6", rpki.vrps_ipv6)] {
+        ConstGauge::new(count as i64).encode(family.encode_family(&[("family", name)])?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "rpki_server_up",
+        "1 when the RTR connection to the cache is up and synchronised.",
+        None,
+        ConstGauge::<i64>::TYPE,
+    )?;
+    for server in &rpki.servers {
+        let address = server.address.to_string();
+        ConstGauge::new(i64::from(server.state == "up"))
+            .encode(family.encode_family(&[("server", address.as_str())])?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "rpki_server_serial",
+        "The serial of the cache's last End of Data.",
+        None,
+        ConstGauge::<i64>::TYPE,
+    )?;
+    for server in &rpki.servers {
+        if let Some(serial) = server.serial {
+            let address = server.address.to_string();
+            ConstGauge::new(i64::from(serial))
+                .encode(family.encode_family(&[("server", address.as_str())])?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "bgp_routes_validation",
+        "Received paths per origin validation state (RFC 6811), counted every 5 s.",
+        None,
+        ConstGauge::<i64>::TYPE,
+    )?;
+    for (state, count) in ["valid", "invalid", "not-found"].iter().zip(rpki.routes) {
+        ConstGauge::new(count as i64).encode(family.encode_family(&[("state", *state)])?)?;
+    }
+    Ok(())
 }
 
 /// Each BFD session: whether it is up, and how often it changed state.
