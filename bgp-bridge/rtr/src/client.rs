@@ -236,16 +236,22 @@ impl Client {
                 self.servers[server].last_error = "cannot connect".into();
                 self.down(server, now, false);
             }
-            Input::Closed(server) if server < self.servers.len() => {
-                if self.servers[server].link == Link::Open {
-                    self.down(server, now, false);
-                }
+            Input::Closed(server)
+                if self
+                    .servers
+                    .get(server)
+                    .is_some_and(|s| s.link == Link::Open) =>
+            {
+                self.down(server, now, false);
             }
-            Input::Received(server, bytes) if server < self.servers.len() => {
-                if self.servers[server].link == Link::Open {
-                    self.servers[server].buffer.extend_from_slice(bytes);
-                    self.read(server, now, &mut actions);
-                }
+            Input::Received(server, bytes)
+                if self
+                    .servers
+                    .get(server)
+                    .is_some_and(|s| s.link == Link::Open) =>
+            {
+                self.servers[server].buffer.extend_from_slice(bytes);
+                self.read(server, now, &mut actions);
             }
             _ => {}
         }
@@ -503,7 +509,8 @@ impl Client {
                 });
             }
             Pdu::Prefix { announce, vrp } => match &mut entry.pending {
-                Some(pending) if !(pending.reset && !announce) => {
+                // A reset's answer only announces.
+                Some(pending) if !pending.reset || announce => {
                     pending.vrps.push((vrp, announce));
                 }
                 _ => {
