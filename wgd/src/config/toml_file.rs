@@ -2683,8 +2683,8 @@ listen_port = 51822
         let errors = error_lines("wgd.toml", &bad);
         let expected = [
             "[[rpki.server]]: address \"localhost\": expected an address and port, like \"127.0.0.1:8282\"",
-            "preference 300: out of range (0..=255)",
             "[[rpki.server]]: missing address",
+            "preference 300: out of range (0..=255)",
             "[[rpki.server]]: 127.0.0.1:1 is already a server (line",
         ];
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");
