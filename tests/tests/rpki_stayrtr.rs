@@ -22,6 +22,7 @@ use wgd_labs::{Daemon, wait_for};
 use wgd_tests::bgp::{api, established, has_route, speaker_config, summary};
 use wgd_tests::bird::Bird;
 use wgd_tests::bridge::BridgeLab;
+use wgd_tests::scrape_metrics;
 
 const VALID: &str = "192.168.101.0/24";
 const WRONG_ORIGIN: &str = "192.168.102.0/24";
@@ -193,6 +194,20 @@ fn invalid_routes_stay_out_until_a_roa_comes_and_all_are_not_found_once_the_cach
         answer["covering"][0]["prefix"], "192.168.103.0/24",
         "{answer}"
     );
+    // The metrics: VRPs per family, the cache, paths per state (counted
+    // every 5 s).
+    wait_for(Duration::from_secs(10), "the RPKI metrics", || {
+        let metrics = scrape_metrics(&lab.a, BridgeLab::METRICS);
+        metrics.contains("wgd_rpki_vrps{family=\"ipv4\"} 3")
+            && metrics.contains("wgd_rpki_server_up{server=\"127.0.0.1:8282\"} 1")
+            && metrics.contains("wgd_bgp_routes_validation{state=\"valid\"} 1")
+            && metrics.contains("wgd_bgp_routes_validation{state=\"invalid\"} 2")
+            && metrics.contains("wgd_bgp_routes_validation{state=\"not-found\"} 1")
+    })
+    .map_err(|error| {
+        let metrics = scrape_metrics(&lab.a, BridgeLab::METRICS);
+        context(error, &stayrtr).context(metrics)
+    })?;
     let session_before = summary(&lab.wgd, &lab.a, api(&lab))["neighbors"][0].clone();
     assert_eq!(session_before["resets"], 0, "{session_before}");
 
