@@ -311,3 +311,101 @@ impl Rpki {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+    use wgd_rtr::{Pdu, Vrp};
+
+    /// A cache's answer: Cache Response, the prefixes, End of Data.
+    fn answer(session: u16, serial: u32, prefixes: &[(Vrp, bool)]) -> Vec<u8> {
+        let mut pdus = vec![Pdu::CacheResponse { session }];
+        pdus.extend(prefixes.iter().map(|(vrp, announce)| Pdu::Prefix {
+            announce: *announce,
+            vrp: *vrp,
+        }));
+        pdus.push(Pdu::EndOfData {
+            session,
+            serial,
+            intervals: Some(wgd_rtr::Intervals {
+                refresh: 3600,
+                retry: 1,
+                expire: 7200,
+            }),
+        });
+        pdus.iter().flat_map(|pdu| pdu.encode(1)).collect()
+    }
+
+    #[tokio::test]
+    async fn vrps_come_over_tcp_and_a_lost_cache_is_asked_what_changed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let vrp = Vrp {
+            prefix: "192.0.2.0/24".parse().unwrap(),
+            max_length: 24,
+            asn: 65001,
+        };
+        // The cache: a full set on the first connection, which it then
+        // closes; on the next, the answer to a Serial Query.
+        let cache = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut query = [0; 8];
+            stream.read_exact(&mut query).await.unwrap();
+            assert_eq!(query[..], Pdu::ResetQuery.encode(1)[..]);
+            stream
+                .write_all(&answer(9, 1, &[(vrp, true)]))
+                .await
+                .unwrap();
+            drop(stream);
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut query = [0; 12];
+            stream.read_exact(&mut query).await.unwrap();
+            let expected = Pdu::SerialQuery {
+                session: 9,
+                serial: 1,
+            };
+            assert_eq!(query[..], expected.encode(1)[..]);
+            stream
+                .write_all(&answer(9, 2, &[(vrp, false)]))
+                .await
+                .unwrap();
+            stream
+        });
+        let (events, mut incoming) = mpsc::unbounded_channel();
+        let config = RpkiConfig {
+            servers: vec![RpkiServer {
+                address,
+                preference: 1,
+            }],
+            expire: None,
+        };
+        let mut rpki = Rpki::new(&config, move |event| {
+            let _ = events.send(event);
+        });
+        let mut updates = rpki.start();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while updates.len() < 2 {
+            let wake = rpki.next_deadline().unwrap_or(deadline).min(deadline);
+            tokio::select! {
+                Some(event) = incoming.recv() => updates.extend(rpki.event(event)),
+                () = tokio::time::sleep_until(wake) => {
+                    assert!(Instant::now() < deadline, "{updates:?}");
+                    updates.extend(rpki.tick());
+                }
+            }
+        }
+        assert_eq!(
+            updates,
+            vec![
+                VrpUpdate::Reset(vec![vrp]),
+                VrpUpdate::Delta(vec![(vrp, false)])
+            ]
+        );
+        let status = rpki.status(None, [0; 3]);
+        assert_eq!(status.servers[0].state, "up");
+        assert_eq!(status.servers[0].serial, Some(2));
+        assert_eq!(status.servers[0].retry, 1);
+        drop(cache.await.unwrap());
+    }
+}
