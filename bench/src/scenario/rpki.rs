@@ -3,10 +3,10 @@
 //! scenario's table.
 //!
 //! A VRP set about half the table's size is generated from the table
-//! itself, shaped like the real one: for every other route a ROA of its
-//! origin AS, most for the prefix itself, some for a covering /len-4 with
-//! a max length reaching the route, and a few wrong (another AS, or a max
-//! length the route exceeds) so that invalid routes exist. The import
+//! itself: for every other route a ROA of its origin AS, most for the
+//! prefix itself, one in 25 for a covering /len-4 with a max length
+//! reaching the route, and two in 25 wrong (another AS, or a max length
+//! the route exceeds) so that invalid routes exist. The import
 //! policy denies `match.rpki = "invalid"` in both runs.
 //!
 //! Per run, for each of *without* (no RPKI configured) and *with* (the
@@ -111,8 +111,9 @@ pub fn generate_vrps(table: &Table) -> Vec<Vrp> {
                 max_length: length.saturating_sub(1),
                 asn: origin,
             },
-            // A covering /len-4 reaching the route: valid.
-            n if n % 8 == 4 => Vrp {
+            // A covering /len-4 reaching the route: valid (and the routes
+            // of other origins it covers invalid, as in the real set).
+            4 => Vrp {
                 prefix: shorter(4),
                 max_length: length,
                 asn: origin,

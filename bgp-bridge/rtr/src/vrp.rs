@@ -5,8 +5,9 @@
 //! a prefix (AS and max length, 5 bytes) sits in the key's entry, the
 //! rarer others in a second map, so that a full set (half a million VRPs,
 //! most of them alone on their prefix) allocates nothing per VRP.
-//! [`VrpTable::validate`] looks up each length that has VRPs from 0 to the
-//! route's: a covering VRP makes the route at least invalid, a matching
+//! [`VrpTable::validate`] looks up each length from 0 to the route's that
+//! may hold a covering VRP (a bit per length and bucket of the address's
+//! first bits says so, in a filter small enough to stay in cache): a covering VRP makes the route at least invalid, a matching
 //! one (same origin AS, not AS 0, route no longer than the max length)
 //! valid. [`VrpTable::apply`] takes what the client hands over at an End
 //! of Data and says which VRP prefixes changed: the routes they cover are
@@ -87,6 +88,9 @@ struct Origin {
     max_length: u8,
 }
 
+/// Bits of the filter of one prefix length: one per bucket.
+const BUCKETS: usize = 1 << 16;
+
 /// The VRPs of one family. `K` is the packed prefix.
 #[derive(Debug, Clone)]
 struct FamilyTable<K> {
@@ -94,7 +98,36 @@ struct FamilyTable<K> {
     more: HashMap<K, Vec<Origin>, RandomState>,
     /// VRPs per prefix length: lengths with none are not looked up.
     per_length: Vec<u32>,
+    /// Per prefix length (empty until one comes), a bit per bucket of the
+    /// address's first bits (see [`v4_bucket`], [`v6_bucket`]) that holds
+    /// a VRP of that length: a route's lookup at a length whose bit is
+    /// clear is skipped. A full set is a few MB of hash table, and each
+    /// lookup a cache miss; the filter (8 KB a length) stays in cache.
+    /// Bits are set, never cleared (a withdrawn VRP's bit costs a lookup
+    /// at most); a reset builds a new table.
+    filter: Vec<Vec<u64>>,
     len: usize,
+}
+
+/// The filter bucket of an IPv4 prefix of `length` (or a route's address
+/// looked up at that length): its first `length` bits of 16.
+fn v4_bucket(address: u32, length: u8) -> u16 {
+    let kept = u32::from(length.min(16));
+    let mask = (0xFFFF_u32 << (16 - kept)) & 0xFFFF;
+    ((address >> 16) & mask) as u16
+}
+
+/// The same for IPv6: the first `length` bits of 32, folded to 16 (the
+/// first 16 bits of an IPv6 unicast address say little).
+fn v6_bucket(address: u128, length: u8) -> u16 {
+    let kept = u32::from(length.min(32));
+    let top = (address >> 96) as u32;
+    let masked = if kept == 0 {
+        0
+    } else {
+        top & (u32::MAX << (32 - kept))
+    };
+    ((masked >> 16) ^ masked) as u16
 }
 
 impl<K: std::hash::Hash + Eq + Copy> FamilyTable<K> {
@@ -103,8 +136,15 @@ impl<K: std::hash::Hash + Eq + Copy> FamilyTable<K> {
             first: HashMap::default(),
             more: HashMap::default(),
             per_length: vec![0; usize::from(max) + 1],
+            filter: vec![Vec::new(); usize::from(max) + 1],
             len: 0,
         }
+    }
+
+    fn may_hold(&self, length: u8, bucket: u16) -> bool {
+        self.filter[usize::from(length)]
+            .get(usize::from(bucket) / 64)
+            .is_some_and(|word| word & (1 << (bucket % 64)) != 0)
     }
 
     fn origins(&self, key: &K) -> impl Iterator<Item = Origin> + '_ {
@@ -120,10 +160,15 @@ impl<K: std::hash::Hash + Eq + Copy> FamilyTable<K> {
     }
 
     /// Adds an origin; false when it was there.
-    fn insert(&mut self, key: K, length: u8, origin: Origin) -> bool {
+    fn insert(&mut self, key: K, length: u8, bucket: u16, origin: Origin) -> bool {
         if self.contains(&key, origin) {
             return false;
         }
+        let filter = &mut self.filter[usize::from(length)];
+        if filter.is_empty() {
+            *filter = vec![0; BUCKETS / 64];
+        }
+        filter[usize::from(bucket) / 64] |= 1 << (bucket % 64);
         match self.first.entry(key) {
             std::collections::hash_map::Entry::Vacant(entry) => {
                 entry.insert(origin);
@@ -168,9 +213,14 @@ impl<K: std::hash::Hash + Eq + Copy> FamilyTable<K> {
 
     /// The origins of the VRPs covering a route of `length`, with the
     /// length of each one's prefix.
-    fn covering(&self, length: u8, key_at: impl Fn(u8) -> K) -> Vec<(u8, Origin)> {
+    fn covering(
+        &self,
+        length: u8,
+        key_at: impl Fn(u8) -> K,
+        bucket_at: impl Fn(u8) -> u16,
+    ) -> Vec<(u8, Origin)> {
         let mut found = Vec::new();
-        for at in (0..=length).filter(|at| self.per_length[usize::from(*at)] > 0) {
+        for at in (0..=length).filter(|at| self.may_hold(*at, bucket_at(*at))) {
             found.extend(self.origins(&key_at(at)).map(|origin| (at, origin)));
         }
         found
@@ -178,10 +228,16 @@ impl<K: std::hash::Hash + Eq + Copy> FamilyTable<K> {
 
     /// The state of a route of `length` with `origin`, its key at each
     /// length given by `key_at`.
-    fn validate(&self, length: u8, origin: Option<u32>, key_at: impl Fn(u8) -> K) -> Validity {
+    fn validate(
+        &self,
+        length: u8,
+        origin: Option<u32>,
+        key_at: impl Fn(u8) -> K,
+        bucket_at: impl Fn(u8) -> u16,
+    ) -> Validity {
         let mut covered = false;
         for at in 0..=length {
-            if self.per_length[usize::from(at)] == 0 {
+            if self.per_length[usize::from(at)] == 0 || !self.may_hold(at, bucket_at(at)) {
                 continue;
             }
             for vrp in self.origins(&key_at(at)) {
@@ -262,14 +318,16 @@ impl VrpTable {
         };
         match vrp.prefix {
             IpNet::V4(net) => {
-                let length = net.prefix_len();
+                let (address, length) = (net.addr().to_bits(), net.prefix_len());
+                let bucket = v4_bucket(address, length);
                 self.v4
-                    .insert(v4_key(net.addr().to_bits(), length), length, origin)
+                    .insert(v4_key(address, length), length, bucket, origin)
             }
             IpNet::V6(net) => {
-                let length = net.prefix_len();
+                let (address, length) = (net.addr().to_bits(), net.prefix_len());
+                let bucket = v6_bucket(address, length);
                 self.v6
-                    .insert(v6_key(net.addr().to_bits(), length), length, origin)
+                    .insert(v6_key(address, length), length, bucket, origin)
             }
         }
     }
@@ -342,13 +400,21 @@ impl VrpTable {
         match prefix {
             IpNet::V4(net) => {
                 let address = net.addr().to_bits();
-                self.v4
-                    .validate(net.prefix_len(), origin, |at| v4_key(address, at))
+                self.v4.validate(
+                    net.prefix_len(),
+                    origin,
+                    |at| v4_key(address, at),
+                    |at| v4_bucket(address, at),
+                )
             }
             IpNet::V6(net) => {
                 let address = net.addr().to_bits();
-                self.v6
-                    .validate(net.prefix_len(), origin, |at| v6_key(address, at))
+                self.v6.validate(
+                    net.prefix_len(),
+                    origin,
+                    |at| v6_key(address, at),
+                    |at| v6_bucket(address, at),
+                )
             }
         }
     }
@@ -359,11 +425,19 @@ impl VrpTable {
         let found = match prefix {
             IpNet::V4(net) => {
                 let address = net.addr().to_bits();
-                self.v4.covering(net.prefix_len(), |at| v4_key(address, at))
+                self.v4.covering(
+                    net.prefix_len(),
+                    |at| v4_key(address, at),
+                    |at| v4_bucket(address, at),
+                )
             }
             IpNet::V6(net) => {
                 let address = net.addr().to_bits();
-                self.v6.covering(net.prefix_len(), |at| v6_key(address, at))
+                self.v6.covering(
+                    net.prefix_len(),
+                    |at| v6_key(address, at),
+                    |at| v6_bucket(address, at),
+                )
             }
         };
         found
@@ -508,6 +582,65 @@ mod tests {
         assert_eq!(
             table.validate(&net("192.0.2.0/24"), Some(65001)),
             Validity::NotFound
+        );
+    }
+
+    #[test]
+    fn the_filter_never_hides_a_covering_vrp() {
+        // VRPs at every length of a few addresses, routes at every length
+        // of nearby ones: what the filter lets through is what a lookup at
+        // every length finds.
+        let mut table = VrpTable::new();
+        let bases = [0x0a00_0000_u32, 0x0a01_8000, 0xc000_0200, 0xffff_ffff];
+        for (index, base) in bases.iter().enumerate() {
+            for length in (0..=32).step_by(3 + index) {
+                let prefix = IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::from_bits(*base), length)
+                        .unwrap()
+                        .trunc(),
+                );
+                table.insert(Vrp {
+                    prefix,
+                    max_length: 32,
+                    asn: 64500 + length as u32,
+                });
+            }
+        }
+        for base in bases
+            .iter()
+            .flat_map(|base| [*base, base ^ 1, base ^ 0x100, base ^ 0x1_0000])
+        {
+            for length in 0..=32 {
+                let route = IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::from_bits(base), length)
+                        .unwrap()
+                        .trunc(),
+                );
+                let expected: Vec<Vrp> = table
+                    .iter()
+                    .filter(|vrp| vrp.prefix.contains(&route))
+                    .collect();
+                let mut found = table.covering(&route);
+                found.sort();
+                let mut expected = expected;
+                expected.sort();
+                assert_eq!(found, expected, "{route}");
+            }
+        }
+        let mut table = VrpTable::new();
+        let v6: IpNet = "2001:db8:1234::/48".parse().unwrap();
+        table.insert(Vrp {
+            prefix: v6,
+            max_length: 64,
+            asn: 1,
+        });
+        table.insert(vrp("2001:db8::/32", 32, 2));
+        table.insert(vrp("::/0", 0, 3));
+        assert_eq!(table.covering(&net("2001:db8:1234:5600::/56")).len(), 3);
+        assert_eq!(table.covering(&net("2001:db8:1235::/48")).len(), 2);
+        assert_eq!(
+            table.validate(&net("2001:db8:1234:5600::/56"), Some(1)),
+            Validity::Valid
         );
     }
 
