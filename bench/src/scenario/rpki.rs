@@ -3,8 +3,9 @@
 //! scenario's table.
 //!
 //! A VRP set about half the table's size is generated from the table
-//! itself: for every other route a ROA of its origin AS, most for the
-//! prefix itself, one in 25 for a covering /len-4 with a max length
+//! itself: for the routes of about every other /8 (blocks of address space
+//! have ROAs or none, as an organisation's do) a ROA of its origin AS,
+//! most for the prefix itself, one in 25 for a covering /len-4 with a max length
 //! reaching the route, and two in 25 wrong (another AS, or a max length
 //! the route exceeds) so that invalid routes exist. The import
 //! policy denies `match.rpki = "invalid"` in both runs.
@@ -85,7 +86,14 @@ fn net(prefix: IpPrefix) -> IpNet {
 pub fn generate_vrps(table: &Table) -> Vec<Vrp> {
     let mut vrps = Vec::with_capacity(table.len() / 2 + 1);
     for (index, (prefix, attributes)) in table.routes().enumerate() {
-        if index % 2 == 1 {
+        // Whole blocks of address space (a /8) have ROAs or none, as an
+        // organisation's do: a more specific route in a block with ROAs
+        // has its own, not only its covering route's.
+        let block = match prefix {
+            IpPrefix::V4(prefix) => prefix.address >> 24,
+            IpPrefix::V6(prefix) => (prefix.address >> 104) as u32,
+        };
+        if (block.wrapping_mul(0x9E37_79B1) >> 16) % 2 == 1 {
             continue;
         }
         let Some(origin) = attributes.origin_as() else {
