@@ -407,4 +407,42 @@ mod tests {
         assert_eq!(json[0]["nexthops"][0]["tunnel"], "dn42b");
         assert_eq!(json[0]["nexthops"][0]["family"], "inet6");
     }
+
+    #[test]
+    fn bgp_paths_show_their_validation_state_when_there_is_one() {
+        let path = |prefix: &str, rpki: &str| api::BgpPath {
+            prefix: prefix.into(),
+            neighbor: "10.255.0.1".into(),
+            next_hop: "10.255.0.1".into(),
+            as_path: "65002".into(),
+            origin: "igp".into(),
+            best: true,
+            rpki: rpki.into(),
+            ..api::BgpPath::default()
+        };
+        let plain = render_bgp_paths(&[path("192.0.2.0/24", "")], false);
+        assert_eq!(
+            plain,
+            "  PREFIX / NEXT HOP / FROM / AS PATH / ORIGIN\n\
+             *> 192.0.2.0/24 via 10.255.0.1 from 10.255.0.1 [65002] igp\n"
+        );
+        let validated = render_bgp_paths(
+            &[
+                path("192.0.2.0/24", "valid"),
+                path("198.51.100.0/24", "not-found"),
+            ],
+            false,
+        );
+        let lines: Vec<&str> = validated.lines().collect();
+        assert!(lines[0].ends_with("/ RPKI"), "{validated}");
+        assert!(lines[1].ends_with("igp valid"), "{validated}");
+        assert!(lines[2].ends_with("igp not-found"), "{validated}");
+        let json: serde_json::Value =
+            serde_json::from_str(&render_bgp_paths(&[path("192.0.2.0/24", "invalid")], true))
+                .unwrap();
+        assert_eq!(json[0]["rpki"], "invalid");
+        let json: serde_json::Value =
+            serde_json::from_str(&render_bgp_paths(&[path("192.0.2.0/24", "")], true)).unwrap();
+        assert_eq!(json[0]["rpki"], serde_json::Value::Null);
+    }
 }
