@@ -175,6 +175,15 @@ enum Scenario {
         #[command(flatten)]
         table: TableArgs,
     },
+    /// What origin validation costs the speaker: add time and memory per
+    /// prefix with and without it, against a generated VRP set half the
+    /// table's size, measured in this process (no lab, no kernel).
+    Rpki {
+        #[arg(long, value_delimiter = ',', default_values_t = [100_000, 1_000_000])]
+        prefixes: Vec<usize>,
+        #[command(flatten)]
+        table: TableArgs,
+    },
     /// Prints (and with --plot draws) reports saved with --json, merged.
     Show { files: Vec<PathBuf> },
     /// A tunnel's underlay cut: time until its routes leave the kernel and
@@ -305,6 +314,10 @@ fn run(
         let source = table.source(cli.common.seed)?;
         return scenario::memory::run(&cli.common, &source, prefixes, report);
     }
+    if let Scenario::Rpki { prefixes, table } = &cli.scenario {
+        let source = table.source(cli.common.seed)?;
+        return scenario::rpki::run(&cli.common, &source, prefixes, report);
+    }
     let wgd = lab::Wgd::find(cli.common.wgd.as_deref())?;
     match &cli.scenario {
         Scenario::Fib { prefixes } => {
@@ -333,7 +346,10 @@ fn run(
             scenario::restart::run(runtime, &wgd, &cli.common, &sizes, &source, report)
         }
         Scenario::Tunnels { tunnels } => scenario::tunnels::run(&wgd, &cli.common, tunnels, report),
-        Scenario::Mrt { .. } | Scenario::Show { .. } | Scenario::Memory { .. } => Ok(()),
+        Scenario::Mrt { .. }
+        | Scenario::Show { .. }
+        | Scenario::Memory { .. }
+        | Scenario::Rpki { .. } => Ok(()),
         Scenario::Failover { prefixes } => {
             scenario::failover::run(&wgd, &cli.common, prefixes, report)
         }

@@ -123,6 +123,19 @@ pub enum Command {
         #[arg(long)]
         api: Option<PathBuf>,
     },
+    /// Origin validation: RPKI caches (state, serial, last update) and VRP counts.
+    Rpki {
+        #[command(subcommand)]
+        what: Option<RpkiCommand>,
+        #[arg(long, global = true)]
+        json: bool,
+        /// The config whose daemon to ask (its [daemon] api).
+        #[arg(short, long, global = true)]
+        config: Option<PathBuf>,
+        /// The daemon's API socket.
+        #[arg(long, global = true)]
+        api: Option<PathBuf>,
+    },
     /// Site meshes: key pairs and every site's wgd.toml from one mesh file.
     Mesh {
         #[command(subcommand)]
@@ -176,6 +189,17 @@ pub enum BgpCommand {
         /// Only paths for exactly this prefix.
         #[arg(long)]
         prefix: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RpkiCommand {
+    /// The validation state of a route (valid, invalid, not-found) and the VRPs covering it.
+    Validate {
+        /// The route's prefix, like 192.0.2.0/24.
+        prefix: String,
+        /// Its origin AS, like 65001 or AS65001.
+        origin_as: String,
     },
 }
 

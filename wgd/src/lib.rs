@@ -20,6 +20,7 @@ pub mod mesh;
 pub mod plan;
 pub mod reconcile;
 pub mod routes_cli;
+pub mod rpki_cli;
 pub mod state;
 pub mod status;
 pub mod system;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{CommandFactory, FromArgMatches};
-use cli::{BackendArg, BgpCommand, Cli, Command, MeshCommand, RouteAction};
+use cli::{BackendArg, BgpCommand, Cli, Command, MeshCommand, RouteAction, RpkiCommand};
 use wgd::config::{self, BackendChoice, Config};
 use wgd::keys::PrivateKey;
 use wgd::reconcile::Host;
@@ -237,6 +237,19 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             runtime().block_on(bgp(what, config, api))
+        }
+        Command::Rpki {
+            what,
+            json,
+            config,
+            api,
+        } => {
+            init_logging_quiet();
+            let config = match config.as_deref().map(load).transpose() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            runtime().block_on(rpki(what, json, config, api))
         }
         Command::Bfd { json, config, api } => {
             init_logging_quiet();
@@ -565,6 +578,46 @@ async fn bgp(what: BgpCommand, config: Option<Config>, api: Option<PathBuf>) -> 
                 Ok(response) => {
                     wgd::routes_cli::render_bgp_paths(&response.into_inner().paths, json)
                 }
+                Err(status) => return fail(status.message()),
+            }
+        }
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
+}
+
+/// `wgd rpki`: the daemon's RPKI caches, or one route's validation.
+async fn rpki(
+    what: Option<RpkiCommand>,
+    json: bool,
+    config: Option<Config>,
+    api: Option<PathBuf>,
+) -> ExitCode {
+    let mut client = match bgp_client(config.as_ref(), api).await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let text = match what {
+        None => match client.get_rpki(wgd_proto::v1::RpkiRequest {}).await {
+            Ok(response) => wgd::rpki_cli::render(&response.into_inner(), json),
+            Err(status) => return fail(status.message()),
+        },
+        Some(RpkiCommand::Validate { prefix, origin_as }) => {
+            let origin_as = match wgd::rpki_cli::parse_asn(&origin_as) {
+                Ok(asn) => asn,
+                Err(message) => return fail(message),
+            };
+            let request = wgd_proto::v1::RpkiValidateRequest {
+                prefix: prefix.clone(),
+                origin_as,
+            };
+            match client.validate_route(request).await {
+                Ok(response) => wgd::rpki_cli::render_validation(
+                    &prefix,
+                    origin_as,
+                    &response.into_inner(),
+                    json,
+                ),
                 Err(status) => return fail(status.message()),
             }
         }

@@ -283,12 +283,19 @@ pub fn render_bgp_paths(paths: &[api::BgpPath], json: bool) -> String {
                     "extended_communities": p.extended_communities,
                     "best": p.best,
                     "stale": p.stale,
+                    "rpki": (!p.rpki.is_empty()).then_some(&p.rpki),
                 })
             })
             .collect();
         return serde_json::to_string_pretty(&list).expect("paths serialise") + "\n";
     }
-    let mut out = String::from("  PREFIX / NEXT HOP / FROM / AS PATH / ORIGIN\n");
+    // Origin validation's state last, when it is on.
+    let validating = paths.iter().any(|p| !p.rpki.is_empty());
+    let mut out = String::from(if validating {
+        "  PREFIX / NEXT HOP / FROM / AS PATH / ORIGIN / RPKI\n"
+    } else {
+        "  PREFIX / NEXT HOP / FROM / AS PATH / ORIGIN\n"
+    });
     for p in paths {
         let marker = match (p.best, p.stale) {
             (true, false) => "*>",
@@ -306,11 +313,16 @@ pub fn render_bgp_paths(paths: &[api::BgpPath], json: bool) -> String {
         } else {
             &p.next_hop
         };
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{marker} {} via {next_hop} from {from} [{}] {}",
             p.prefix, p.as_path, p.origin
         );
+        if validating {
+            let rpki = if p.rpki.is_empty() { "-" } else { &p.rpki };
+            let _ = write!(out, " {rpki}");
+        }
+        out.push('\n');
     }
     out
 }
@@ -411,5 +423,43 @@ mod tests {
         assert_eq!(json[0]["nexthops"][0]["address"], "fe80::2");
         assert_eq!(json[0]["nexthops"][0]["tunnel"], "dn42b");
         assert_eq!(json[0]["nexthops"][0]["family"], "inet6");
+    }
+
+    #[test]
+    fn bgp_paths_show_their_validation_state_when_there_is_one() {
+        let path = |prefix: &str, rpki: &str| api::BgpPath {
+            prefix: prefix.into(),
+            neighbor: "10.255.0.1".into(),
+            next_hop: "10.255.0.1".into(),
+            as_path: "65002".into(),
+            origin: "igp".into(),
+            best: true,
+            rpki: rpki.into(),
+            ..api::BgpPath::default()
+        };
+        let plain = render_bgp_paths(&[path("192.0.2.0/24", "")], false);
+        assert_eq!(
+            plain,
+            "  PREFIX / NEXT HOP / FROM / AS PATH / ORIGIN\n\
+             *> 192.0.2.0/24 via 10.255.0.1 from 10.255.0.1 [65002] igp\n"
+        );
+        let validated = render_bgp_paths(
+            &[
+                path("192.0.2.0/24", "valid"),
+                path("198.51.100.0/24", "not-found"),
+            ],
+            false,
+        );
+        let lines: Vec<&str> = validated.lines().collect();
+        assert!(lines[0].ends_with("/ RPKI"), "{validated}");
+        assert!(lines[1].ends_with("igp valid"), "{validated}");
+        assert!(lines[2].ends_with("igp not-found"), "{validated}");
+        let json: serde_json::Value =
+            serde_json::from_str(&render_bgp_paths(&[path("192.0.2.0/24", "invalid")], true))
+                .unwrap();
+        assert_eq!(json[0]["rpki"], "invalid");
+        let json: serde_json::Value =
+            serde_json::from_str(&render_bgp_paths(&[path("192.0.2.0/24", "")], true)).unwrap();
+        assert_eq!(json[0]["rpki"], serde_json::Value::Null);
     }
 }

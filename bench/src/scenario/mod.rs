@@ -6,6 +6,7 @@ pub mod failover;
 pub mod fib;
 pub mod memory;
 pub mod restart;
+pub mod rpki;
 pub mod tunnels;
 
 use std::time::{Duration, Instant};

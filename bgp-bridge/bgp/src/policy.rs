@@ -35,6 +35,7 @@ use serde::Deserialize;
 use crate::types::{
     Administrator, Asn, Attributes, ExtendedKind, LargeCommunity, route_target_or_origin,
 };
+pub use wgd_rtr::Validity;
 
 /// Permit or deny, for a rule or a prefix list entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -97,6 +98,9 @@ pub struct Match {
     /// as the decision's MED comparison reads it (BIRD's `bgp_path.first`
     /// but for a path that starts with an AS_SET, where BIRD has none).
     pub neighbor_as: Option<Asn>,
+    /// The route's origin validation state must be this (RFC 6811; every
+    /// route is `not-found` when no RPKI cache is configured).
+    pub rpki: Option<Validity>,
 }
 
 /// What a permitting rule changes. Nothing, by default.
@@ -469,13 +473,30 @@ pub enum Outcome<'p> {
 }
 
 impl Policy {
-    /// The outcome for a route, without applying it (callers that see the
-    /// same attributes for many prefixes apply each `Set` once).
+    /// The outcome for a route that is not validated (`not-found`).
     pub fn judge(&self, prefix: &IpNet, attributes: &Attributes) -> Outcome<'_> {
-        let rule = self
-            .rules
-            .iter()
-            .find(|rule| rule.matches.holds(prefix, attributes));
+        self.judge_validated(prefix, attributes, Validity::NotFound)
+    }
+
+    /// Whether a rule looks at origin validation: only then can a route's
+    /// new validation state change what the policy makes of it.
+    pub fn matches_rpki(&self) -> bool {
+        self.rules.iter().any(|rule| rule.matches.rpki.is_some())
+    }
+
+    /// The outcome for a route, without applying it (callers that see the
+    /// same attributes for many prefixes apply each `Set` once), given its
+    /// origin validation state.
+    pub fn judge_validated(
+        &self,
+        prefix: &IpNet,
+        attributes: &Attributes,
+        validity: Validity,
+    ) -> Outcome<'_> {
+        let rule = self.rules.iter().find(|rule| {
+            rule.matches.holds(prefix, attributes)
+                && rule.matches.rpki.is_none_or(|rpki| rpki == validity)
+        });
         match (rule, self.default) {
             (Some(rule), _) if rule.action == Verdict::Deny => Outcome::Deny,
             (Some(rule), _) => Outcome::Permit(Some(&rule.set)),
@@ -735,6 +756,41 @@ mod tests {
             .apply(&net("192.0.2.0/24"), &attributes)
             .unwrap();
         assert!(Arc::ptr_eq(&taken, &attributes));
+    }
+
+    #[test]
+    fn rpki_condition() {
+        let policy: Policy = serde_json::from_value(serde_json::json!({
+            "rules": [{ "action": "deny", "match": { "rpki": "invalid" } }]
+        }))
+        .unwrap();
+        assert!(policy.matches_rpki());
+        assert!(!Policy::default().matches_rpki());
+        let attributes = attributes();
+        let prefix = net("192.0.2.0/24");
+        assert_eq!(
+            policy.judge_validated(&prefix, &attributes, Validity::Invalid),
+            Outcome::Deny
+        );
+        for validity in [Validity::Valid, Validity::NotFound] {
+            assert_eq!(
+                policy.judge_validated(&prefix, &attributes, validity),
+                Outcome::Permit(None)
+            );
+        }
+        // Unvalidated routes are not found.
+        assert_eq!(policy.judge(&prefix, &attributes), Outcome::Permit(None));
+        let not_found: Policy = serde_json::from_value(serde_json::json!({
+            "rules": [{ "action": "deny", "match": { "rpki": "not-found" } }]
+        }))
+        .unwrap();
+        assert_eq!(not_found.judge(&prefix, &attributes), Outcome::Deny);
+        assert!(
+            serde_json::from_value::<Policy>(serde_json::json!({
+                "rules": [{ "action": "deny", "match": { "rpki": "unknown" } }]
+            }))
+            .is_err()
+        );
     }
 
     #[test]

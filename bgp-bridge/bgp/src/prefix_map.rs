@@ -144,6 +144,30 @@ impl<V> PrefixMap<V> {
         v4.chain(v6)
     }
 
+    /// The entries whose prefix is `covering` or inside it, in order: the
+    /// keys from `covering`'s own to its last address's host prefix are a
+    /// range (a shorter prefix at the same address sorts before it).
+    pub fn iter_within(&self, covering: &IpNet) -> Box<dyn Iterator<Item = (IpNet, &V)> + '_> {
+        match covering.trunc() {
+            IpNet::V4(net) => {
+                let last = Ipv4Net::new(net.broadcast(), 32).unwrap_or_default();
+                Box::new(
+                    self.v4
+                        .range(v4_key(&net)..=v4_key(&last))
+                        .map(|(key, value)| (from_v4(key), value)),
+                )
+            }
+            IpNet::V6(net) => {
+                let last = Ipv6Net::new(net.broadcast(), 128).unwrap_or_default();
+                Box::new(
+                    self.v6
+                        .range(v6_key(&net)..=v6_key(&last))
+                        .map(|(key, value)| (from_v6(key), value)),
+                )
+            }
+        }
+    }
+
     /// Keeps the entries for which `keep` holds.
     pub fn retain(&mut self, mut keep: impl FnMut(IpNet, &mut V) -> bool) {
         self.v4.retain(|key, value| keep(from_v4(key), value));
@@ -200,5 +224,38 @@ mod tests {
         map.retain(|prefix, _| prefix.addr().is_ipv4());
         assert_eq!(map.len(), 5);
         assert!(map.values().all(|value| *value != 70));
+    }
+
+    #[test]
+    fn within_a_prefix() {
+        let map: PrefixMap<()> = [
+            "10.0.0.0/7",
+            "10.0.0.0/8",
+            "10.0.0.0/16",
+            "10.255.255.255/32",
+            "11.0.0.0/8",
+            "9.0.0.0/8",
+            "2001:db8::/32",
+            "2001:db8:ffff::/48",
+            "2001:db9::/32",
+        ]
+        .map(|text| (net(text), ()))
+        .into_iter()
+        .collect();
+        let within = |covering: &str| {
+            map.iter_within(&net(covering))
+                .map(|(prefix, _)| prefix.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            within("10.0.0.0/8"),
+            ["10.0.0.0/8", "10.0.0.0/16", "10.255.255.255/32"]
+        );
+        assert_eq!(within("0.0.0.0/0").len(), 6);
+        assert_eq!(
+            within("2001:db8::/32"),
+            ["2001:db8::/32", "2001:db8:ffff::/48"]
+        );
+        assert!(within("192.0.2.0/24").is_empty());
     }
 }

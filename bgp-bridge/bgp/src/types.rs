@@ -333,12 +333,12 @@ impl AsPath {
         self.raw_segments().any(|(_, asns)| asns.contains(&asn))
     }
 
-    /// The AS that originated the route: the last AS of the path when
-    /// its last segment is an AS_SEQUENCE; none when it ends in an
-    /// AS_SET (an aggregate) or is empty (RFC 6811 2, BIRD's
-    /// `bgp_path.last`).
+    /// The origin AS as RFC 6811 2 reads it: the last AS of a final
+    /// AS_SEQUENCE; `None` when the path ends in a set (or is empty or
+    /// all confederation segments).
     pub fn origin_as(&self) -> Option<Asn> {
         self.raw_segments()
+            .filter(|(code, _)| matches!(code, 1 | 2))
             .last()
             .filter(|(code, _)| *code == 2)
             .and_then(|(_, asns)| asns.last().copied())

@@ -1,8 +1,9 @@
 //! The BGP speaker's Prometheus metrics, read from its status at scrape
 //! time: session state, prefixes per neighbor (and those a prefix limit
-//! blocked), messages in and out, resets with the latest reason; and each
-//! BFD session's state (a collector of its own: static routes' nexthops
-//! have BFD without a speaker).
+//! blocked), messages in and out, resets with the latest reason, and
+//! origin validation's VRPs, caches and paths per state when RPKI is on;
+//! and each BFD session's state (a collector of its own: static routes'
+//! nexthops have BFD without a speaker).
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -12,6 +13,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use super::bfd::{BfdStatus, State as BfdState};
+use super::rpki::RpkiStatus;
 use super::service::state_name;
 use super::session::State;
 use super::speaker::{NeighborStatus, Speaker};
@@ -112,7 +114,10 @@ impl Collector for SpeakerCollector {
             ];
             ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
         }
-        Ok(())
+        match &status.rpki {
+            Some(rpki) => rpki_metrics(&mut encoder, rpki),
+            None => Ok(()),
+        }
     }
 }
 
@@ -131,6 +136,54 @@ impl Collector for BfdCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         bfd(&mut encoder, &self.bfd.status())
     }
+}
+
+/// VRPs per family, each cache's state, and received paths per
+/// validation state.
+fn rpki_metrics(encoder: &mut DescriptorEncoder, rpki: &RpkiStatus) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        "rpki_vrps",
+        "VRPs in use for origin validation, per address family.",
+        None,
+        ConstGauge::<i64>::TYPE,
+    )?;
+    for (name, count) in [("ipv4", rpki.vrps_ipv4), ("ipv6", rpki.vrps_ipv6)] {
+        ConstGauge::new(count as i64).encode(family.encode_family(&[("family", name)])?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "rpki_server_up",
+        "1 when the RTR connection to the cache is up and synchronised.",
+        None,
+        ConstGauge::<i64>::TYPE,
+    )?;
+    for server in &rpki.servers {
+        let address = server.address.to_string();
+        ConstGauge::new(i64::from(server.state == "up"))
+            .encode(family.encode_family(&[("server", address.as_str())])?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "rpki_server_serial",
+        "The serial of the cache's last End of Data.",
+        None,
+        ConstGauge::<i64>::TYPE,
+    )?;
+    for server in &rpki.servers {
+        if let Some(serial) = server.serial {
+            let address = server.address.to_string();
+            ConstGauge::new(i64::from(serial))
+                .encode(family.encode_family(&[("server", address.as_str())])?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "bgp_routes_validation",
+        "Received paths per origin validation state (RFC 6811), counted every 5 s.",
+        None,
+        ConstGauge::<i64>::TYPE,
+    )?;
+    for (state, count) in ["valid", "invalid", "not-found"].iter().zip(rpki.routes) {
+        ConstGauge::new(count as i64).encode(family.encode_family(&[("state", *state)])?)?;
+    }
+    Ok(())
 }
 
 /// Each BFD session: whether it is up, and how often it changed state.

@@ -8,6 +8,8 @@
 //! - `bfd`: BFD over the neighbors' tunnels (the `wgd-bfd` sessions over
 //!   UDP), which takes a BGP session down when its tunnel stops carrying
 //!   packets;
+//! - `rpki`: origin validation's RTR client (`wgd-rtr`) over TCP to the
+//!   configured caches, whose VRPs the decision validates paths against;
 //! - `service`: the gRPC `BgpService` (`wgd bgp summary`, `wgd bgp routes`);
 //! - `metrics`: the speaker's Prometheus metrics.
 
@@ -15,6 +17,7 @@ pub use wgd_bgp::{decision, packet, policy, session, types};
 
 pub mod bfd;
 pub mod metrics;
+pub mod rpki;
 pub mod service;
 pub mod socket;
 pub mod speaker;

@@ -217,9 +217,82 @@ impl BgpService for BgpApi {
                     .iter()
                     .map(|value| extended_community_text(*value))
                     .collect(),
+                rpki: path
+                    .validity
+                    .map(|validity| validity.as_str().to_owned())
+                    .unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(api::BgpPathsResponse { paths }))
+    }
+
+    async fn get_rpki(
+        &self,
+        _: Request<api::RpkiRequest>,
+    ) -> Result<Response<api::RpkiResponse>, Status> {
+        let status = self.speaker()?.status();
+        let rpki = status.rpki.ok_or_else(|| {
+            Status::failed_precondition("no [[rpki.server]] in the daemon's config")
+        })?;
+        let now = SystemTime::now();
+        Ok(Response::new(api::RpkiResponse {
+            servers: rpki
+                .servers
+                .iter()
+                .map(|server| api::RpkiServer {
+                    address: server.address.to_string(),
+                    preference: u32::from(server.preference),
+                    state: server.state.to_owned(),
+                    source: server.source,
+                    version: u32::from(server.version),
+                    session_id: server.session.map(u32::from),
+                    serial: server.serial,
+                    last_update_seconds: server.last_update.map(|at| {
+                        now.duration_since(at)
+                            .map(|elapsed| elapsed.as_secs())
+                            .unwrap_or(0)
+                    }),
+                    refresh: server.refresh,
+                    retry: server.retry,
+                    expire: server.expire,
+                    last_error: server.last_error.clone(),
+                })
+                .collect(),
+            vrps_ipv4: rpki.vrps_ipv4 as u64,
+            vrps_ipv6: rpki.vrps_ipv6 as u64,
+            routes_valid: rpki.routes[0] as u64,
+            routes_invalid: rpki.routes[1] as u64,
+            routes_not_found: rpki.routes[2] as u64,
+        }))
+    }
+
+    async fn validate_route(
+        &self,
+        request: Request<api::RpkiValidateRequest>,
+    ) -> Result<Response<api::RpkiValidateResponse>, Status> {
+        let request = request.into_inner();
+        let prefix: ipnet::IpNet = request.prefix.parse().map_err(|_| {
+            Status::invalid_argument(format!("prefix \"{}\": not a prefix", request.prefix))
+        })?;
+        let validation = self
+            .speaker()?
+            .validate(prefix, request.origin_as)
+            .await
+            .ok_or_else(|| {
+                Status::failed_precondition("no [[rpki.server]] in the daemon's config")
+            })?;
+        Ok(Response::new(api::RpkiValidateResponse {
+            state: validation.validity.as_str().to_owned(),
+            covering: validation
+                .covering
+                .iter()
+                .map(|vrp| api::Vrp {
+                    prefix: vrp.prefix.to_string(),
+                    max_length: u32::from(vrp.max_length),
+                    asn: vrp.asn,
+                })
+                .collect(),
+        }))
     }
 }
 

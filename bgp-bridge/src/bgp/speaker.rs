@@ -39,7 +39,8 @@ use tokio::time::Instant;
 
 use super::decision::{self, BestChange, LocRib, Resolver, Source, first_neighbor};
 use super::packet::{self as update, Decoded};
-use super::policy::Policy;
+use super::policy::{Policy, Validity};
+use super::rpki::{Rpki, RpkiConfig, RpkiEvent, RpkiStatus};
 use super::session::{
     self, Action, ConnectionId, GracefulRestartConfig, Input, Session, SessionConfig, State,
 };
@@ -66,6 +67,8 @@ const FEED_DELAY: Duration = Duration::from_millis(50);
 /// Batches given to the bridge whose results are not read yet: the
 /// speaker decodes the next UPDATEs while the bridge programs the kernel.
 const FEEDS_IN_FLIGHT: usize = 4;
+/// How often the paths per validation state are counted for the status.
+const RPKI_COUNT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The speaker's settings, from `[bgp]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +87,8 @@ pub struct SpeakerConfig {
     /// RFC 4724) with the forwarding state preserved.
     pub restarting: bool,
     pub neighbors: Vec<NeighborConfig>,
+    /// Origin validation against these RPKI caches; none: no validation.
+    pub rpki: Option<RpkiConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +162,8 @@ pub struct PathStatus {
     pub attributes: Arc<Attributes>,
     pub best: bool,
     pub stale: bool,
+    /// Origin validation, when it is on.
+    pub validity: Option<Validity>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -164,7 +171,19 @@ pub struct SpeakerStatus {
     pub asn: Asn,
     pub router_id: Option<Ipv4Addr>,
     pub neighbors: Vec<NeighborStatus>,
+    /// Origin validation, when RPKI caches are configured.
+    pub rpki: Option<RpkiStatus>,
 }
+
+/// What `wgd rpki validate` answers: the state, and the VRPs that cover
+/// the prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validation {
+    pub validity: Validity,
+    pub covering: Vec<wgd_rtr::Vrp>,
+}
+
+type ValidationRequest = (IpNet, Asn, oneshot::Sender<Option<Validation>>);
 
 /// The handle the daemon keeps: the status for the API, and the tunnel
 /// view it passes on.
@@ -175,6 +194,8 @@ pub struct Speaker {
     tunnels: watch::Sender<TunnelView>,
     /// Asks the speaker's task for its paths (listing them walks the table).
     paths: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<Vec<PathStatus>>>,
+    /// Asks it to validate a route against its VRPs.
+    validations: mpsc::UnboundedSender<ValidationRequest>,
 }
 
 impl Speaker {
@@ -240,12 +261,14 @@ impl Speaker {
         });
         let core = Core::new(config, bridge, events, status.clone(), kernel)?;
         let (paths, path_requests) = mpsc::unbounded_channel();
-        tokio::spawn(core.run(incoming, tunnel_updates, path_requests));
+        let (validations, validation_requests) = mpsc::unbounded_channel();
+        tokio::spawn(core.run(incoming, tunnel_updates, path_requests, validation_requests));
         Ok(Speaker {
             status,
             bfd,
             tunnels,
             paths,
+            validations,
         })
     }
 
@@ -264,6 +287,14 @@ impl Speaker {
             return Vec::new();
         }
         answer.await.unwrap_or_default()
+    }
+
+    /// The origin validation state of a route to `prefix` from
+    /// `origin`, `None` when no RPKI cache is configured.
+    pub async fn validate(&self, prefix: IpNet, origin: Asn) -> Option<Validation> {
+        let (reply, answer) = oneshot::channel();
+        self.validations.send((prefix, origin, reply)).ok()?;
+        answer.await.ok().flatten()
     }
 
     /// Every BFD session, for `wgd bfd`.
@@ -300,6 +331,7 @@ enum Event {
     Closed(NeighborId, ConnectionId),
     /// The neighbor's BFD session changed state.
     Bfd(NeighborId, wgd_bfd::Transition),
+    Rpki(RpkiEvent),
 }
 
 /// A neighbor's session and what the speaker keeps about it.
@@ -363,6 +395,11 @@ struct Core {
     leaving: Option<NeighborId>,
     /// Batches given to the bridge, with their results to come.
     in_flight: VecDeque<InFlight>,
+    /// The RTR client, when RPKI caches are configured.
+    rpki: Option<Rpki>,
+    /// Paths valid, invalid and not found, counted every
+    /// [`RPKI_COUNT_INTERVAL`] (a walk of the whole table).
+    validity_counts: [usize; 3],
 }
 
 /// A batch given to the bridge for one neighbor's session.
@@ -443,10 +480,17 @@ impl Core {
                 )));
             }
         }
-        let rib = LocRib::new(decision::Config {
+        let mut rib = LocRib::new(decision::Config {
             local_as: config.asn,
             router_id: config.router_id,
             max_paths: usize::from(config.max_paths.max(1)),
+        });
+        let rpki = config.rpki.as_ref().map(|rpki| {
+            rib.validate_origins();
+            let events = events.clone();
+            Rpki::new(rpki, move |event| {
+                let _ = events.send(Event::Rpki(event));
+            })
         });
         Ok(Self {
             config,
@@ -464,6 +508,8 @@ impl Core {
             pending_since: None,
             leaving: None,
             in_flight: VecDeque::new(),
+            rpki,
+            validity_counts: [0; 3],
         })
     }
 
@@ -472,6 +518,7 @@ impl Core {
         mut incoming: mpsc::UnboundedReceiver<Event>,
         mut tunnels: watch::Receiver<TunnelView>,
         mut path_requests: mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<Vec<PathStatus>>>,
+        mut validation_requests: mpsc::UnboundedReceiver<ValidationRequest>,
     ) {
         self.view = tunnels.borrow_and_update().clone();
         self.locate_addresses();
@@ -480,8 +527,13 @@ impl Core {
         for neighbor in neighbors {
             self.drive(neighbor, Input::Start).await;
         }
+        if let Some(rpki) = &mut self.rpki {
+            let updates = rpki.start();
+            self.origins_changed(updates).await;
+        }
         let mut networks = tokio::time::interval(NETWORKS_INTERVAL);
         networks.reset();
+        let mut rpki_count = tokio::time::interval(RPKI_COUNT_INTERVAL);
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -504,6 +556,13 @@ impl Core {
                 _ = networks.tick() => self.check_networks().await,
                 Some(reply) = path_requests.recv() => {
                     let _ = reply.send(self.paths());
+                }
+                Some((prefix, origin, reply)) = validation_requests.recv() => {
+                    let _ = reply.send(self.validate(prefix, origin));
+                }
+                _ = rpki_count.tick(), if self.rpki.is_some() => {
+                    self.validity_counts = self.rib.validity_counts().unwrap_or_default();
+                    self.publish_rpki();
                 }
             }
             let overdue = self
@@ -587,6 +646,7 @@ impl Core {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        let rpki = self.rpki.as_ref().and_then(Rpki::next_deadline);
         self.peers
             .values()
             .flat_map(|peer| {
@@ -594,11 +654,18 @@ impl Core {
                 let stale = peer.stale_until.as_ref().map(|(at, _)| *at);
                 session.into_iter().chain(stale)
             })
+            .chain(rpki)
             .min()
     }
 
     async fn tick(&mut self) {
         let now = Instant::now();
+        if let Some(rpki) = &mut self.rpki
+            && rpki.next_deadline().is_some_and(|at| at <= now)
+        {
+            let updates = rpki.tick();
+            self.origins_changed(updates).await;
+        }
         let neighbors: Vec<NeighborId> = self.peers.keys().copied().collect();
         for neighbor in neighbors {
             let due = self.peers[&neighbor]
@@ -693,7 +760,63 @@ impl Core {
                 self.drive(neighbor, Input::Closed(id)).await;
             }
             Event::Bfd(neighbor, transition) => self.bfd_changed(neighbor, transition).await,
+            Event::Rpki(event) => {
+                if let Some(rpki) = &mut self.rpki {
+                    let updates = rpki.event(event);
+                    self.origins_changed(updates).await;
+                }
+            }
         }
+    }
+
+    /// An RPKI cache's VRPs changed: the paths they cover are validated
+    /// again, and those whose state changes go through import policy
+    /// again (no session reset, no route refresh).
+    async fn origins_changed(&mut self, updates: Vec<wgd_rtr::VrpUpdate>) {
+        for update in updates {
+            let (changes, mistakes) = self
+                .rib
+                .update_origins(update, &resolver(&self.view, &self.peers));
+            if mistakes > 0 {
+                tracing::warn!(
+                    mistakes,
+                    "RPKI cache announced VRPs it had announced, or withdrew ones it had not"
+                );
+            }
+            let (ipv4, ipv6) = self
+                .rib
+                .origins()
+                .map(wgd_rtr::VrpTable::counts)
+                .unwrap_or_default();
+            tracing::info!(
+                ipv4,
+                ipv6,
+                best_changed = changes.len(),
+                "RPKI VRPs updated"
+            );
+            self.after_changes(changes).await;
+        }
+        self.publish_rpki();
+    }
+
+    fn publish_rpki(&self) {
+        let Some(rpki) = &self.rpki else {
+            return;
+        };
+        let status = rpki.status(self.rib.origins(), self.validity_counts);
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rpki = Some(status);
+    }
+
+    fn validate(&self, prefix: IpNet, origin: Asn) -> Option<Validation> {
+        let origins = self.rib.origins()?;
+        let prefix = prefix.trunc();
+        Some(Validation {
+            validity: origins.validate(&prefix, Some(origin)),
+            covering: origins.covering(&prefix),
+        })
     }
 
     /// BFD saw the path through the neighbor's tunnel fail (RFC 5882): the
@@ -1389,6 +1512,7 @@ impl Core {
                         attributes: Arc::clone(&path.attributes),
                         best: true,
                         stale: false,
+                        validity: None,
                     });
                 }
             }
@@ -1401,6 +1525,7 @@ impl Core {
                     attributes: Arc::clone(attributes),
                     best: best.contains(&(prefix, Some(*neighbor))),
                     stale,
+                    validity: self.rib.validity(*neighbor, &prefix),
                 });
             }
         }

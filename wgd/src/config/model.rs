@@ -150,6 +150,27 @@ pub struct BgpSettings {
     pub graceful_restart: bool,
     pub restart_time: u16,
     pub neighbors: Vec<NeighborSettings>,
+    /// `[rpki]`: origin validation of the received routes, when set.
+    pub rpki: Option<RpkiSettings>,
+}
+
+/// `[rpki]` of wgd.toml: the RTR caches the speaker validates routes
+/// against (RFC 8210, TCP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpkiSettings {
+    pub line: usize,
+    pub servers: Vec<RpkiServerSettings>,
+    /// Replaces the caches' expire interval.
+    pub expire: Option<Duration>,
+}
+
+/// One `[[rpki.server]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpkiServerSettings {
+    pub line: usize,
+    pub address: SocketAddr,
+    /// Lower is preferred.
+    pub preference: u8,
 }
 
 /// One `[[bgp.neighbor]]`.

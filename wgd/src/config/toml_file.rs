@@ -23,8 +23,8 @@ use super::include::{self, Candidate};
 use super::model::{
     BackendChoice, BfdSettings, BgpSettings, BridgeSettings, Config, ConfigError, DaemonConfig,
     FpmSettings, GobgpApi, GobgpSettings, Hooks, IncludedFile, NeighborSettings, PeerConfig,
-    RouteTable, RoutesMode, StaticRoute, TcpApi, TunnelConfig, TunnelName, default_allowed_ips,
-    is_link_local,
+    RouteTable, RoutesMode, RpkiServerSettings, RpkiSettings, StaticRoute, TcpApi, TunnelConfig,
+    TunnelName, default_allowed_ips, is_link_local,
 };
 use super::values::{self, Invalid};
 use super::{Report, default_prefixes, default_route_notice, line_at};
@@ -48,6 +48,22 @@ mod raw {
         pub gobgp: Vec<Spanned<Gobgp>>,
         #[serde(default)]
         pub tunnel: Vec<Spanned<Tunnel>>,
+        pub rpki: Option<Spanned<Rpki>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Rpki {
+        #[serde(default)]
+        pub server: Vec<Spanned<RpkiServer>>,
+        pub expire: Option<Spanned<i64>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct RpkiServer {
+        pub address: Option<Spanned<String>>,
+        pub preference: Option<Spanned<i64>>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -279,6 +295,17 @@ pub(super) fn parse(
         daemon.bridge.routes.push(route);
     }
     daemon.bgp = file.bgp.and_then(|bgp| reader.bgp(bgp, &known, &bfd));
+    if let Some(rpki) = file.rpki {
+        let line = reader.line(rpki.span());
+        let rpki = reader.rpki(rpki);
+        match daemon.bgp.as_mut() {
+            Some(bgp) => bgp.rpki = rpki,
+            None => reader.report.error(
+                line,
+                "[rpki]: origin validation needs the BGP speaker ([bgp])",
+            ),
+        }
+    }
     daemon.fpm = file.fpm.map(|fpm| reader.fpm(fpm, &daemon.bridge));
     for gobgp in file.gobgp {
         if let Some(settings) = reader.gobgp(gobgp, &daemon.gobgp) {
@@ -1247,6 +1274,74 @@ impl Reader<'_, '_> {
             graceful_restart: raw.graceful_restart.unwrap_or(true),
             restart_time,
             neighbors,
+            rpki: None,
+        })
+    }
+
+    /// `[rpki]`: the RTR caches (`[[rpki.server]]`, at least one) and the
+    /// expire interval if it is set here.
+    fn rpki(&mut self, raw: Spanned<raw::Rpki>) -> Option<RpkiSettings> {
+        let line = self.line(raw.span());
+        let raw = raw.into_inner();
+        let before = self.report.errors.len();
+        if raw.server.is_empty() {
+            self.report.error(
+                line,
+                "[rpki]: no [[rpki.server]] (address = \"127.0.0.1:8282\")",
+            );
+        }
+        let expire = raw.expire.as_ref().and_then(|value| {
+            self.number::<u64>("expire", value, 1..=172_800)
+                .map(std::time::Duration::from_secs)
+        });
+        let mut servers: Vec<RpkiServerSettings> = Vec::new();
+        for server in raw.server {
+            let server_line = self.line(server.span());
+            let server = server.into_inner();
+            let preference = match &server.preference {
+                Some(value) => self.number::<u8>("preference", value, 0..=255),
+                None => Some(0),
+            };
+            let address = match &server.address {
+                Some(text) => match text.get_ref().parse::<SocketAddr>() {
+                    Ok(address) => Some(address),
+                    Err(_) => {
+                        let message = format!(
+                            "[[rpki.server]]: address \"{}\": expected an address and port, like \"127.0.0.1:8282\"",
+                            text.get_ref()
+                        );
+                        self.error(text, message);
+                        None
+                    }
+                },
+                None => {
+                    self.report
+                        .error(server_line, "[[rpki.server]]: missing address");
+                    None
+                }
+            };
+            if let Some(address) = address
+                && let Some(first) = servers.iter().find(|other| other.address == address)
+            {
+                let message = format!(
+                    "[[rpki.server]]: {address} is already a server (line {})",
+                    first.line
+                );
+                self.report.error(server_line, message);
+                continue;
+            }
+            if let (Some(address), Some(preference)) = (address, preference) {
+                servers.push(RpkiServerSettings {
+                    line: server_line,
+                    address,
+                    preference,
+                });
+            }
+        }
+        (self.report.errors.len() == before).then_some(RpkiSettings {
+            line,
+            servers,
+            expire,
         })
     }
 
@@ -2368,7 +2463,7 @@ listen_port = 51822
         );
         assert_eq!(
             error_line("wgd.toml", "[deamon]\n"),
-            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"bgp\", \"fpm\", \"bfd\", \"gobgp\", \"tunnel\""
+            "wgd.toml:1: unknown key \"deamon\", expected one of \"daemon\", \"bridge\", \"bgp\", \"fpm\", \"bfd\", \"gobgp\", \"tunnel\", \"rpki\""
         );
     }
 
@@ -2896,6 +2991,53 @@ match.extended_community = "rt:4242420001:1"
             );
             assert!(error.contains(phrase), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn rpki_servers_are_read_and_checked() {
+        let text = format!(
+            "{TUNNEL}\n[bgp]\nasn = 65001\n\
+             [rpki]\nexpire = 30\n\
+             [[rpki.server]]\naddress = \"127.0.0.1:8282\"\npreference = 1\n\
+             [[rpki.server]]\naddress = \"[2001:db8::1]:323\"\n"
+        );
+        let config = parse_str(Path::new("wgd.toml"), &text).unwrap();
+        let rpki = config.daemon.bgp.as_ref().unwrap().rpki.as_ref().unwrap();
+        assert_eq!(rpki.expire, Some(std::time::Duration::from_secs(30)));
+        assert_eq!(rpki.servers.len(), 2);
+        assert_eq!(rpki.servers[0].address.to_string(), "127.0.0.1:8282");
+        assert_eq!(rpki.servers[0].preference, 1);
+        assert_eq!(rpki.servers[1].preference, 0);
+        // None without [rpki].
+        let plain = format!("{TUNNEL}\n[bgp]\nasn = 65001\n");
+        let config = parse_str(Path::new("wgd.toml"), &plain).unwrap();
+        assert_eq!(config.daemon.bgp.unwrap().rpki, None);
+
+        let bad = format!(
+            "{TUNNEL}\n[bgp]\nasn = 65001\n\
+             [[rpki.server]]\naddress = \"localhost\"\n\
+             [[rpki.server]]\npreference = 300\n\
+             [[rpki.server]]\naddress = \"127.0.0.1:1\"\n\
+             [[rpki.server]]\naddress = \"127.0.0.1:1\"\n"
+        );
+        let errors = error_lines("wgd.toml", &bad);
+        let expected = [
+            "[[rpki.server]]: address \"localhost\": expected an address and port, like \"127.0.0.1:8282\"",
+            "[[rpki.server]]: missing address",
+            "preference 300: out of range (0..=255)",
+            "[[rpki.server]]: 127.0.0.1:1 is already a server (line",
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for (error, expected) in errors.iter().zip(expected) {
+            assert!(error.contains(expected), "{error} does not say {expected}");
+            assert!(error.starts_with("wgd.toml:"), "{error}");
+        }
+        let no_bgp = format!("{TUNNEL}\n[[rpki.server]]\naddress = \"127.0.0.1:8282\"\n");
+        let error = error_line("wgd.toml", &no_bgp);
+        assert!(
+            error.ends_with("[rpki]: origin validation needs the BGP speaker ([bgp])"),
+            "{error}"
+        );
     }
 
     #[test]

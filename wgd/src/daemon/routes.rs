@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
 
+use bgp_bridge::bgp::rpki::{RpkiConfig, RpkiServer};
 use bgp_bridge::bgp::speaker::{BGP_PORT, NeighborConfig, Secret, SpeakerConfig};
 use bgp_bridge::engine::{AllowedExtras, BridgeConfig};
 use bgp_bridge::rib::RibConfig;
@@ -260,6 +261,17 @@ pub fn speaker_config(settings: &BgpSettings) -> SpeakerConfig {
                 export: neighbor.export.clone(),
             })
             .collect(),
+        rpki: settings.rpki.as_ref().map(|rpki| RpkiConfig {
+            servers: rpki
+                .servers
+                .iter()
+                .map(|server| RpkiServer {
+                    address: server.address,
+                    preference: server.preference,
+                })
+                .collect(),
+            expire: rpki.expire,
+        }),
     }
 }
 

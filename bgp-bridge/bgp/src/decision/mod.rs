@@ -48,9 +48,15 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::policy::{Community, Outcome, Policy, Set};
+use wgd_rtr::{VrpTable, VrpUpdate};
+
+use crate::policy::{Community, Outcome, Policy, Set, Validity};
 use crate::prefix_map::PrefixMap;
 use crate::types::{Asn, Attributes, DEFAULT_LOCAL_PREF, Family, Negotiated, NeighborId, Update};
+
+/// VRP changes naming more prefixes than this validate every path again
+/// rather than look up the paths each covers.
+const REVALIDATE_ALL_AT: usize = 4096;
 
 /// Settings of the decision process, from `[bgp]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +239,9 @@ struct Received {
     /// 0: not among the best paths; k: the k-th of them (1: the best).
     rank: u8,
     import: Import,
+    /// Origin validation (RFC 6811) of the path as received; `NotFound`
+    /// when nothing is validated.
+    validity: Validity,
 }
 
 /// What the import policy made of a path.
@@ -318,6 +327,27 @@ pub struct LocRib {
     neighbors: BTreeMap<NeighborId, NeighborState>,
     /// The networks we originate: when one is here, it is the best path.
     local: BTreeMap<IpNet, Arc<Attributes>>,
+    /// The VRPs paths are validated against, when origin validation is on.
+    origins: Option<VrpTable>,
+}
+
+/// The origin validation state of a path: its origin AS (ours when the
+/// AS_PATH is empty, RFC 6811 2) against the VRPs.
+fn validity_of(
+    origins: Option<&VrpTable>,
+    local_as: Asn,
+    prefix: &IpNet,
+    attributes: &Attributes,
+) -> Validity {
+    let Some(origins) = origins else {
+        return Validity::NotFound;
+    };
+    let origin = if attributes.as_path_len() == 0 {
+        Some(local_as)
+    } else {
+        attributes.as_path.origin_as()
+    };
+    origins.validate(prefix, origin)
 }
 
 /// A path in the running, with what the decision compares.
@@ -334,7 +364,153 @@ impl LocRib {
             config,
             neighbors: BTreeMap::new(),
             local: BTreeMap::new(),
+            origins: None,
         }
+    }
+
+    /// Turns origin validation on (an RPKI cache is configured): every
+    /// path is validated from now on, `not-found` until VRPs come.
+    pub fn validate_origins(&mut self) {
+        self.origins.get_or_insert_with(VrpTable::new);
+    }
+
+    /// The VRPs, when origin validation is on.
+    pub fn origins(&self) -> Option<&VrpTable> {
+        self.origins.as_ref()
+    }
+
+    /// A path's validation state, `None` when origin validation is off.
+    pub fn validity(&self, neighbor: NeighborId, prefix: &IpNet) -> Option<Validity> {
+        self.origins.as_ref()?;
+        let state = self.neighbors.get(&neighbor)?;
+        Some(state.adj_rib_in.get(prefix)?.validity)
+    }
+
+    /// How many paths are valid, invalid and not found (none when origin
+    /// validation is off).
+    pub fn validity_counts(&self) -> Option<[usize; 3]> {
+        self.origins.as_ref()?;
+        let mut counts = [0; 3];
+        for state in self.neighbors.values() {
+            for received in state.adj_rib_in.values() {
+                counts[received.validity as usize] += 1;
+            }
+        }
+        Some(counts)
+    }
+
+    /// Applies what an RPKI cache sent (origin validation must be on) and
+    /// validates again the paths the changed VRPs cover: a path whose
+    /// state changed goes through its neighbor's import policy again (no
+    /// route refresh). The best-path changes, and how many of the cache's
+    /// records announced what was there or withdrew what was not.
+    pub fn update_origins(
+        &mut self,
+        update: VrpUpdate,
+        resolver: &dyn Resolver,
+    ) -> (Vec<BestChange>, usize) {
+        let local_as = self.config.local_as;
+        let Some(origins) = self.origins.as_mut() else {
+            return (Vec::new(), 0);
+        };
+        let (changed, mistakes) = origins.apply(update);
+        if changed.is_empty() {
+            return (Vec::new(), mistakes);
+        }
+        let origins = self.origins.as_ref();
+        // The paths whose state changed, and for those whose import
+        // policy's answer changed too, that answer.
+        let mut revalidated: Vec<(NeighborId, IpNet, Validity)> = Vec::new();
+        let mut touched: Vec<(NeighborId, IpNet, Option<Arc<Attributes>>)> = Vec::new();
+        for (id, state) in &self.neighbors {
+            let mut visit = |prefix: IpNet, received: &Received| {
+                let validity = validity_of(origins, local_as, &prefix, &received.attributes);
+                if validity == received.validity {
+                    return;
+                }
+                revalidated.push((*id, prefix, validity));
+                let import = &state.settings.import;
+                if !import.matches_rpki() {
+                    return;
+                }
+                let accepted = match import.judge_validated(&prefix, &received.attributes, validity)
+                {
+                    Outcome::Deny => None,
+                    Outcome::Permit(set) => Some(set.map_or_else(
+                        || Arc::clone(&received.attributes),
+                        |set| set.apply(&received.attributes),
+                    )),
+                };
+                if accepted.as_ref() != state.accepted(&prefix, received) {
+                    touched.push((*id, prefix, accepted));
+                }
+            };
+            if changed.len() > REVALIDATE_ALL_AT {
+                for (prefix, received) in state.adj_rib_in.iter() {
+                    visit(prefix, received);
+                }
+            } else {
+                // Nested VRP prefixes cover the same paths: each once.
+                let mut seen = BTreeSet::new();
+                for covering in &changed {
+                    for (prefix, received) in state.adj_rib_in.iter_within(covering) {
+                        if seen.insert(prefix) {
+                            visit(prefix, received);
+                        }
+                    }
+                }
+            }
+        }
+        // A best path whose state changed is exported again when an export
+        // policy looks at the state, even if the choice stays.
+        let exports_look = self
+            .neighbors
+            .values()
+            .any(|state| state.settings.export.matches_rpki());
+        let mut best_revalidated = Vec::new();
+        for (id, prefix, validity) in revalidated {
+            if let Some(received) = self
+                .neighbors
+                .get_mut(&id)
+                .and_then(|state| state.adj_rib_in.get_mut(&prefix))
+            {
+                received.validity = validity;
+                if exports_look && received.rank == 1 {
+                    best_revalidated.push(prefix);
+                }
+            }
+        }
+        let before = self.before(touched.iter().map(|(_, prefix, _)| *prefix));
+        for (id, prefix, accepted) in touched {
+            let Some(state) = self.neighbors.get_mut(&id) else {
+                continue;
+            };
+            let Some(attributes) = state
+                .adj_rib_in
+                .get(&prefix)
+                .map(|received| Arc::clone(&received.attributes))
+            else {
+                continue;
+            };
+            let import = state.record_import(prefix, &attributes, accepted);
+            if let Some(received) = state.adj_rib_in.get_mut(&prefix) {
+                received.import = import;
+            }
+        }
+        let mut changes = self.recompute(before, resolver);
+        let decided: BTreeSet<IpNet> = changes.iter().map(|change| change.prefix).collect();
+        for prefix in best_revalidated {
+            if !decided.contains(&prefix) {
+                let paths = self.best(&prefix);
+                let before = first_neighbor(&paths);
+                changes.push(BestChange {
+                    prefix,
+                    paths,
+                    before,
+                });
+            }
+        }
+        (changes, mistakes)
     }
 
     /// The table's structures by name, for a caller that measures what
@@ -644,6 +820,8 @@ impl LocRib {
             .filter(|prefix| state.adj_rib_in.contains_key(prefix));
         let touched = withdrawn.chain(update.announced.iter().map(|(prefix, _)| prefix));
         let before = self.before(touched.copied());
+        let origins = self.origins.as_ref();
+        let local_as = self.config.local_as;
         let Some(state) = self.neighbors.get_mut(&neighbor) else {
             return Vec::new();
         };
@@ -652,7 +830,12 @@ impl LocRib {
         }
         let mut imported = SetCache::default();
         for (prefix, attributes) in &update.announced {
-            let accepted = match state.settings.import.judge(prefix, attributes) {
+            let validity = validity_of(origins, local_as, prefix, attributes);
+            let accepted = match state
+                .settings
+                .import
+                .judge_validated(prefix, attributes, validity)
+            {
                 Outcome::Deny => None,
                 Outcome::Permit(set) => Some(imported.apply(set, attributes)),
             };
@@ -662,6 +845,7 @@ impl LocRib {
                 stale: false,
                 rank: 0,
                 import,
+                validity,
             };
             match state.adj_rib_in.get_mut(prefix) {
                 // The rank stays until the decision runs again.
@@ -697,10 +881,11 @@ impl LocRib {
         let mut imported = SetCache::default();
         let mut touched = Vec::new();
         for (prefix, received) in state.adj_rib_in.iter() {
-            let accepted = match import.judge(&prefix, &received.attributes) {
-                Outcome::Deny => None,
-                Outcome::Permit(set) => Some(imported.apply(set, &received.attributes)),
-            };
+            let accepted =
+                match import.judge_validated(&prefix, &received.attributes, received.validity) {
+                    Outcome::Deny => None,
+                    Outcome::Permit(set) => Some(imported.apply(set, &received.attributes)),
+                };
             if accepted.as_ref() != state.accepted(&prefix, received) {
                 touched.push((prefix, accepted));
             }
@@ -1032,7 +1217,14 @@ impl LocRib {
             }
             Arc::new(out)
         });
-        match to.settings.export.judge(prefix, &outgoing) {
+        let export = &to.settings.export;
+        let validity = match path.source {
+            Source::Neighbor(from) if export.matches_rpki() => {
+                self.validity(from, prefix).unwrap_or(Validity::NotFound)
+            }
+            _ => Validity::NotFound,
+        };
+        match export.judge_validated(prefix, &outgoing, validity) {
             Outcome::Deny => None,
             Outcome::Permit(set) => Some(cache.set.apply(set, &outgoing)),
         }

@@ -897,3 +897,191 @@ fn prefix_limit_resets_or_blocks() {
     rib.apply(b.id, &denied, &all);
     assert_eq!(rib.received(b.id), 2);
 }
+
+fn vrp(prefix: &str, max_length: u8, asn: Asn) -> wgd_rtr::Vrp {
+    wgd_rtr::Vrp {
+        prefix: net(prefix),
+        max_length,
+        asn,
+    }
+}
+
+fn deny_invalid() -> Policy {
+    serde_json::from_value(serde_json::json!({
+        "rules": [{ "action": "deny", "match": { "rpki": "invalid" } }]
+    }))
+    .unwrap()
+}
+
+#[test]
+fn origin_validation_is_off_unless_asked_for() {
+    let mut rib = rib(1);
+    let (a, _) = pair(&mut rib, (65001, 1), (65002, 2));
+    announce(&mut rib, &a, P, path(&a, &[65001]));
+    assert_eq!(rib.validity(a.id, &net(P)), None);
+    assert_eq!(rib.validity_counts(), None);
+    let (changes, _) = rib.update_origins(VrpUpdate::Reset(vec![vrp(P, 24, 1)]), &all);
+    assert!(changes.is_empty());
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+}
+
+#[test]
+fn paths_are_validated_on_arrival_and_again_when_vrps_change() {
+    let mut rib = rib(1);
+    rib.validate_origins();
+    let mut a = neighbor("10.0.0.1", 65001, 1);
+    a.import = deny_invalid();
+    rib.neighbor_up(a.clone());
+    let b = neighbor("10.0.0.2", LOCAL_AS, 2);
+    rib.neighbor_up(b.clone());
+    rib.update_origins(
+        VrpUpdate::Reset(vec![
+            vrp("10.0.0.0/8", 16, 65010),
+            vrp("192.0.2.0/24", 24, 65010),
+        ]),
+        &all,
+    );
+    // Valid, wrong origin, too specific, not covered.
+    announce(&mut rib, &a, "10.1.0.0/16", path(&a, &[65001, 65010]));
+    announce(&mut rib, &a, "10.2.0.0/16", path(&a, &[65001, 65011]));
+    announce(&mut rib, &a, "10.3.3.0/24", path(&a, &[65001, 65010]));
+    announce(&mut rib, &a, "198.51.100.0/24", path(&a, &[65001, 65012]));
+    // An AS_SET at the end: no origin, invalid when covered.
+    announce(
+        &mut rib,
+        &a,
+        "192.0.2.0/24",
+        Attributes {
+            as_path: vec![
+                AsSegment::Sequence(vec![65001]),
+                AsSegment::Set(vec![65010]),
+            ]
+            .into(),
+            ..path(&a, &[])
+        },
+    );
+    // An iBGP path with an empty AS_PATH originates in our AS.
+    announce(&mut rib, &b, "10.4.0.0/16", path(&b, &[]));
+    let state =
+        |rib: &LocRib, prefix: &str, neighbor: &Neighbor| rib.validity(neighbor.id, &net(prefix));
+    assert_eq!(state(&rib, "10.1.0.0/16", &a), Some(Validity::Valid));
+    assert_eq!(state(&rib, "10.2.0.0/16", &a), Some(Validity::Invalid));
+    assert_eq!(state(&rib, "10.3.3.0/24", &a), Some(Validity::Invalid));
+    assert_eq!(state(&rib, "198.51.100.0/24", &a), Some(Validity::NotFound));
+    assert_eq!(state(&rib, "192.0.2.0/24", &a), Some(Validity::Invalid));
+    assert_eq!(state(&rib, "10.4.0.0/16", &b), Some(Validity::Invalid));
+    assert_eq!(rib.validity_counts(), Some([1, 4, 1]));
+    // The invalid ones were denied on import.
+    assert_eq!(sources(&rib, "10.1.0.0/16"), vec![from(&a)]);
+    assert!(sources(&rib, "10.2.0.0/16").is_empty());
+    assert!(sources(&rib, "10.3.3.0/24").is_empty());
+    assert_eq!(sources(&rib, "198.51.100.0/24"), vec![from(&a)]);
+    // b's path has no rpki rule: it stays, invalid.
+    assert_eq!(sources(&rib, "10.4.0.0/16"), vec![from(&b)]);
+
+    // A ROA for 10.2.0.0/16's origin: it becomes valid and comes in,
+    // and nothing else changes.
+    let (changes, mistakes) = rib.update_origins(
+        VrpUpdate::Delta(vec![(vrp("10.2.0.0/16", 16, 65011), true)]),
+        &all,
+    );
+    assert_eq!(mistakes, 0);
+    assert_eq!(
+        changes
+            .iter()
+            .map(|change| change.prefix)
+            .collect::<Vec<_>>(),
+        vec![net("10.2.0.0/16")]
+    );
+    assert_eq!(state(&rib, "10.2.0.0/16", &a), Some(Validity::Valid));
+    assert_eq!(sources(&rib, "10.2.0.0/16"), vec![from(&a)]);
+
+    // The valid route's ROA goes: it is covered by nothing now but the /8
+    // of the same AS... which goes too: not found, and it stays in.
+    let (changes, _) = rib.update_origins(
+        VrpUpdate::Delta(vec![(vrp("10.0.0.0/8", 16, 65010), false)]),
+        &all,
+    );
+    // 10.3.3.0/24 (was invalid, now not found) comes in; 10.1.0.0/16 was
+    // and is accepted (valid to not found changes no import).
+    assert_eq!(
+        changes
+            .iter()
+            .map(|change| change.prefix)
+            .collect::<Vec<_>>(),
+        vec![net("10.3.3.0/24")]
+    );
+    assert_eq!(state(&rib, "10.1.0.0/16", &a), Some(Validity::NotFound));
+    assert_eq!(state(&rib, "10.4.0.0/16", &b), Some(Validity::NotFound));
+
+    // Data expired: everything is not found, and everything is in.
+    let (changes, _) = rib.update_origins(VrpUpdate::Reset(Vec::new()), &all);
+    assert_eq!(
+        changes
+            .iter()
+            .map(|change| change.prefix)
+            .collect::<Vec<_>>(),
+        vec![net("192.0.2.0/24")]
+    );
+    assert_eq!(rib.validity_counts(), Some([0, 0, 6]));
+    // A withdrawal of what is not there is the cache's mistake.
+    let (_, mistakes) = rib.update_origins(
+        VrpUpdate::Delta(vec![(vrp("10.0.0.0/8", 16, 65010), false)]),
+        &all,
+    );
+    assert_eq!(mistakes, 1);
+}
+
+#[test]
+fn a_large_vrp_change_validates_every_path() {
+    let mut rib = rib(1);
+    rib.validate_origins();
+    let mut a = neighbor("10.0.0.1", 65001, 1);
+    a.import = deny_invalid();
+    rib.neighbor_up(a.clone());
+    announce(&mut rib, &a, "10.1.0.0/16", path(&a, &[65001, 65010]));
+    // More VRP prefixes than REVALIDATE_ALL_AT, one of them covering.
+    let mut vrps: Vec<wgd_rtr::Vrp> = (0..=REVALIDATE_ALL_AT as u32)
+        .map(|i| wgd_rtr::Vrp {
+            prefix: IpNet::V4(
+                ipnet::Ipv4Net::new(Ipv4Addr::from(0x2000_0000 + (i << 8)), 24).unwrap(),
+            ),
+            max_length: 24,
+            asn: 1,
+        })
+        .collect();
+    vrps.push(vrp("10.0.0.0/8", 24, 65011));
+    let (changes, _) = rib.update_origins(VrpUpdate::Reset(vrps), &all);
+    assert_eq!(changes.len(), 1);
+    assert!(sources(&rib, "10.1.0.0/16").is_empty());
+    assert_eq!(
+        rib.validity(a.id, &net("10.1.0.0/16")),
+        Some(Validity::Invalid)
+    );
+}
+
+#[test]
+fn export_policy_sees_the_validation_state() {
+    let mut rib = rib(1);
+    rib.validate_origins();
+    let a = neighbor("10.0.0.1", 65001, 1);
+    let mut b = neighbor("10.0.0.2", 65002, 2);
+    b.export = deny_invalid();
+    rib.neighbor_up(a.clone());
+    rib.neighbor_up(b.clone());
+    rib.update_origins(VrpUpdate::Reset(vec![vrp(P, 24, 65099)]), &all);
+    let changes = announce(&mut rib, &a, P, path(&a, &[65001]));
+    let exports = rib.export(&changes);
+    assert!(sent(&exports, &b).is_none());
+    let (changes, _) = rib.update_origins(VrpUpdate::Delta(vec![(vrp(P, 24, 65001), true)]), &all);
+    // The best path stays, but it is valid now: it goes to b.
+    assert_eq!(changes.len(), 1);
+    let exports = rib.export(&changes);
+    assert_eq!(sent(&exports, &b).unwrap().announced.len(), 1);
+    assert!(sent(&exports, &a).is_none());
+}
+
+#[test]
+fn the_validation_state_costs_a_path_no_room() {
+    assert_eq!(std::mem::size_of::<Received>(), 16);
+}
