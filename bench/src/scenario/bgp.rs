@@ -11,6 +11,11 @@
 //! (gobgpd)   └── tunnel 2 ── receiver frr  (wgd up, zebra + bgpd)
 //! ```
 //!
+//! Two more receivers when asked (`--receivers gobgp-wgd,gobgp-zebra`):
+//! a gobgpd of the receiver's own peers over the tunnel, and either `wgd
+//! run` follows its best paths (`[[gobgp]]`) or FRR's zebra takes them
+//! (gobgpd's `[zebra]`); see [`super::gobgp_receivers`].
+//!
 //! Per receiver and run: its daemon starts, gobgpd's neighbor is enabled,
 //! and the harness times from the session established (as gobgpd sees
 //! it) to all N routes in the receiver's kernel; then `gobgp global rib

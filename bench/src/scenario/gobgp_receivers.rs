@@ -149,24 +149,30 @@ pub fn zebra_probe() -> anyhow::Result<()> {
         "[global.config]\n  as = 65099\n  router-id = \"127.0.0.1\"\n  port = -1\n{}",
         zebra_section(&zebra.socket("zserv.api"))
     );
-    let gobgp = Gobgp::start(&namespace, &config)?;
     let route = "192.0.2.0/24";
-    let arrived = gobgp
-        .cli(&["global", "rib", "add", route, "nexthop", "127.0.0.2"])
-        .and_then(|_| {
-            Ok(wait_for(
-                Duration::from_secs(5),
-                "the probe route in the kernel",
-                || {
-                    namespace
-                        .check(&["ip", "route", "show", route])
-                        .is_ok_and(|text| !text.trim().is_empty())
-                },
-            )?)
-        });
-    if let Err(error) = arrived {
-        let log = gobgp.log();
-        let said: Vec<&str> = log
+    let tried = (|| -> anyhow::Result<()> {
+        let gobgp = Gobgp::start(&namespace, &config)?;
+        let arrived = gobgp
+            .cli(&["global", "rib", "add", route, "nexthop", "127.0.0.2"])
+            .and_then(|_| {
+                Ok(wait_for(
+                    Duration::from_secs(5),
+                    "the probe route in the kernel",
+                    || {
+                        namespace
+                            .check(&["ip", "route", "show", route])
+                            .is_ok_and(|text| !text.trim().is_empty())
+                    },
+                )?)
+            });
+        arrived.with_context(|| gobgp.log())
+    })();
+    drop(zebra);
+    tried.map_err(|error| {
+        // The first line, and gobgpd's lines about zebra (not the
+        // goroutine dump of a panic).
+        let text = format!("{error:#}");
+        let said: Vec<&str> = text
             .lines()
             .filter(|line| {
                 line.starts_with("panic:")
@@ -175,12 +181,10 @@ pub fn zebra_probe() -> anyhow::Result<()> {
             })
             .take(4)
             .collect();
-        anyhow::bail!(
-            "{error:#}; gobgpd with [zebra] version = 6, software-name = \"{ZEBRA_SOFTWARE}\" said:\n{}",
-            said.join("\n")
-        );
-    }
-    drop(gobgp);
-    drop(zebra);
-    Ok(())
+        anyhow::anyhow!(
+            "{}; gobgpd with [zebra] version = 6, software-name = \"{ZEBRA_SOFTWARE}\": {}",
+            text.lines().next().unwrap_or_default(),
+            said.join(" | ")
+        )
+    })
 }
