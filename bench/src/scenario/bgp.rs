@@ -220,7 +220,7 @@ pub fn run(
                 kinds.push(Kind::GobgpWgd);
             }
             "gobgp-zebra" if installed("gobgpd") && Path::new("/usr/lib/frr/zebra").exists() => {
-                progress("bgp: trying gobgpd with zebra".to_owned());
+                progress("bgp: trying gobgpd with zebra");
                 match gobgp_receivers::zebra_probe() {
                     Ok(()) => kinds.push(Kind::GobgpZebra),
                     Err(error) => report.skip(format!(

@@ -136,7 +136,9 @@ pub fn start_zebra(namespace: &Namespace, gobgp_config: &str) -> anyhow::Result<
 
 /// Whether this host's gobgpd and zebra talk: both started in a scratch
 /// namespace, a route added to gobgpd must reach the kernel through
-/// zebra. An error with what gobgpd said when they do not.
+/// zebra. An error with what gobgpd said when they do not. gobgpd is
+/// watched directly rather than through the `gobgp` CLI, which can wait
+/// a long time on a gobgpd that has died.
 pub fn zebra_probe() -> anyhow::Result<()> {
     let namespace = Namespace::new("bz")?;
     let zebra = Frr::start_with(
@@ -145,34 +147,71 @@ pub fn zebra_probe() -> anyhow::Result<()> {
         &["zebra"],
         &[],
     )?;
-    let config = format!(
-        "[global.config]\n  as = 65099\n  router-id = \"127.0.0.1\"\n  port = -1\n{}",
-        zebra_section(&zebra.socket("zserv.api"))
-    );
+    let path = namespace.dir().join("probe-gobgpd.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[global.config]\n  as = 65099\n  router-id = \"127.0.0.1\"\n  port = -1\n{}",
+            zebra_section(&zebra.socket("zserv.api"))
+        ),
+    )?;
+    let api = format!("{API_HOST}:{API_PORT}");
+    let mut gobgpd = namespace.spawn(&[
+        "gobgpd",
+        "-f",
+        path.to_str().context("a UTF-8 path")?,
+        "--api-hosts",
+        &api,
+        "--pprof-disable",
+        "--log-plain",
+    ])?;
     let route = "192.0.2.0/24";
-    let tried = (|| -> anyhow::Result<()> {
-        let gobgp = Gobgp::start(&namespace, &config)?;
-        let arrived = gobgp
-            .cli(&["global", "rib", "add", route, "nexthop", "127.0.0.2"])
-            .and_then(|_| {
-                Ok(wait_for(
-                    Duration::from_secs(5),
-                    "the probe route in the kernel",
-                    || {
-                        namespace
-                            .check(&["ip", "route", "show", route])
-                            .is_ok_and(|text| !text.trim().is_empty())
-                    },
-                )?)
-            });
-        arrived.with_context(|| gobgp.log())
-    })();
+    let in_kernel = || {
+        namespace
+            .check(&["ip", "route", "show", route])
+            .is_ok_and(|text| !text.trim().is_empty())
+    };
+    let port = API_PORT.to_string();
+    let mut added = false;
+    let started = std::time::Instant::now();
+    let outcome = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        if !gobgpd.is_running() {
+            break Err("gobgpd exited");
+        }
+        if in_kernel() {
+            break Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            break Err("the probe route did not reach the kernel in 15 s");
+        }
+        let connected = gobgpd.log().contains("success to connect to Zebra");
+        if connected && !added && started.elapsed() > Duration::from_secs(2) {
+            added = namespace
+                .check(&[
+                    "timeout",
+                    "5",
+                    "gobgp",
+                    "-u",
+                    API_HOST,
+                    "-p",
+                    &port,
+                    "global",
+                    "rib",
+                    "add",
+                    route,
+                    "nexthop",
+                    "127.0.0.2",
+                ])
+                .is_ok();
+        }
+    };
+    let log = gobgpd.log();
+    drop(gobgpd);
     drop(zebra);
-    tried.map_err(|error| {
-        // The first line, and gobgpd's lines about zebra (not the
-        // goroutine dump of a panic).
-        let text = format!("{error:#}");
-        let said: Vec<&str> = text
+    outcome.map_err(|what| {
+        // gobgpd's lines about zebra, not the goroutine dump of a panic.
+        let said: Vec<&str> = log
             .lines()
             .filter(|line| {
                 line.starts_with("panic:")
@@ -182,8 +221,7 @@ pub fn zebra_probe() -> anyhow::Result<()> {
             .take(4)
             .collect();
         anyhow::anyhow!(
-            "{}; gobgpd with [zebra] version = 6, software-name = \"{ZEBRA_SOFTWARE}\": {}",
-            text.lines().next().unwrap_or_default(),
+            "{what}; gobgpd with [zebra] version = 6, software-name = \"{ZEBRA_SOFTWARE}\": {}",
             said.join(" | ")
         )
     })
