@@ -14,7 +14,7 @@
 //!
 //! Debian's gobgpd 3.10 and FRR 8.4's zebra do not talk here: gobgpd
 //! connects (ZAPI 6) and then panics decoding zebra's first interface
-//! message, whatever `software-name` it is given. [`zebra_probe`] tries
+//! message, with every `software-name` tried (`frr7.5` to `frr8.4`). [`zebra_probe`] tries
 //! the pair before the runs, and the receiver is listed as not run, with
 //! gobgpd's own words, when it fails.
 
@@ -27,8 +27,9 @@ use wgd_tests::gobgp::{API_HOST, API_PORT, Gobgp};
 
 use crate::lab::{Link, Wgd, wait_for_handshake};
 
-/// The newest FRR that GoBGP 3.10's ZAPI code names; FRR 8.4 speaks the
-/// same ZAPI version (6).
+/// The `software-name` gobgpd is given: FRR 8.2, as other projects
+/// configure GoBGP 3 for ZAPI 6 (FRR 8.4's version too); `frr8.4` and
+/// older names fail the same way here.
 const ZEBRA_SOFTWARE: &str = "frr8.2";
 
 /// A GoBGP receiver running: its gobgpd and what installs the routes.
