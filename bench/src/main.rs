@@ -128,7 +128,9 @@ enum Scenario {
     Bgp {
         #[arg(long, value_delimiter = ',', default_values_t = [100_000, 1_000_000])]
         prefixes: Vec<usize>,
-        /// Only these receivers (wgd, bird, frr).
+        /// Only these receivers (wgd, bird, frr; gobgp-wgd, gobgp-zebra: a
+        /// gobgpd of the receiver's own with `wgd run` following it, or with
+        /// FRR's zebra).
         #[arg(long, value_delimiter = ',', default_values_t = ["wgd".to_owned(), "bird".to_owned(), "frr".to_owned()])]
         receivers: Vec<String>,
         /// The peer: gobgpd loaded from an MRT file, or the harness

@@ -109,6 +109,11 @@ impl Frr {
         Ok(())
     }
 
+    /// The path of one of this FRR's sockets (`zserv.api`, zebra's ZAPI).
+    pub fn socket(&self, file: &str) -> String {
+        format!("/var/run/frr/{}/{file}", self.name)
+    }
+
     /// Runs vtysh commands against this FRR; their output.
     pub fn vtysh(&self, commands: &[&str]) -> anyhow::Result<String> {
         let mut command = std::process::Command::new("vtysh");

@@ -11,6 +11,11 @@
 //! (gobgpd)   └── tunnel 2 ── receiver frr  (wgd up, zebra + bgpd)
 //! ```
 //!
+//! Two more receivers when asked (`--receivers gobgp-wgd,gobgp-zebra`):
+//! a gobgpd of the receiver's own peers over the tunnel, and either `wgd
+//! run` follows its best paths (`[[gobgp]]`) or FRR's zebra takes them
+//! (gobgpd's `[zebra]`); see [`super::gobgp_receivers`].
+//!
 //! Per receiver and run: its daemon starts, gobgpd's neighbor is enabled,
 //! and the harness times from the session established (as gobgpd sees
 //! it) to all N routes in the receiver's kernel; then `gobgp global rib
@@ -64,7 +69,7 @@ use wgd_tests::bird::Bird;
 use wgd_tests::frr::Frr;
 use wgd_tests::gobgp::Gobgp;
 
-use super::{PROTO_BIRD, PROTO_FRR_BGP, PROTO_WGD};
+use super::{PROTO_BIRD, PROTO_FRR_BGP, PROTO_WGD, gobgp_receivers};
 use crate::feeder::{self, Feeder};
 use crate::kernel::{Counter, Watch};
 use crate::lab::{
@@ -101,6 +106,10 @@ enum Kind {
     Wgd,
     Bird,
     Frr,
+    /// gobgpd of its own, `wgd run` following it ([`gobgp_receivers`]).
+    GobgpWgd,
+    /// gobgpd of its own with FRR's zebra.
+    GobgpZebra,
 }
 
 impl Kind {
@@ -109,6 +118,8 @@ impl Kind {
             Kind::Wgd => "wgd speaker",
             Kind::Bird => "bird",
             Kind::Frr => "frr",
+            Kind::GobgpWgd => "gobgp + wgd follower",
+            Kind::GobgpZebra => "gobgp + zebra",
         }
     }
     fn asn(self) -> u32 {
@@ -116,13 +127,16 @@ impl Kind {
             Kind::Wgd => 65001,
             Kind::Bird => 65010,
             Kind::Frr => 65020,
+            Kind::GobgpWgd => 65030,
+            Kind::GobgpZebra => 65040,
         }
     }
     fn protocol(self) -> u8 {
         match self {
-            Kind::Wgd => PROTO_WGD,
+            Kind::Wgd | Kind::GobgpWgd => PROTO_WGD,
             Kind::Bird => PROTO_BIRD,
-            Kind::Frr => PROTO_FRR_BGP,
+            // zebra puts gobgpd's routes in as BGP routes, as bgpd's.
+            Kind::Frr | Kind::GobgpZebra => PROTO_FRR_BGP,
         }
     }
     /// The process names whose memory counts for this receiver.
@@ -131,7 +145,13 @@ impl Kind {
             Kind::Wgd => &["wgd"],
             Kind::Bird => &["bird"],
             Kind::Frr => &["bgpd", "zebra"],
+            Kind::GobgpWgd => &["gobgpd", "wgd"],
+            Kind::GobgpZebra => &["gobgpd", "zebra"],
         }
+    }
+    /// Whether `wgd run` brings the tunnel up (else `wgd up` does).
+    fn runs_wgd(self) -> bool {
+        matches!(self, Kind::Wgd | Kind::GobgpWgd)
     }
 }
 
@@ -166,6 +186,7 @@ enum Running {
     Wgd(Daemon),
     Bird(Bird),
     Frr(Frr),
+    Gobgp(gobgp_receivers::Running),
 }
 
 pub fn run(
@@ -195,7 +216,26 @@ pub fn run(
                 kinds.push(Kind::Frr);
             }
             "frr" => report.skip("bgp: frr (frr is not installed)"),
-            other => anyhow::bail!("unknown receiver {other:?} (wgd, bird, frr)"),
+            "gobgp-wgd" if installed("gobgpd") && installed("gobgp") => {
+                kinds.push(Kind::GobgpWgd);
+            }
+            "gobgp-zebra" if installed("gobgpd") && Path::new("/usr/lib/frr/zebra").exists() => {
+                progress("bgp: trying gobgpd with zebra");
+                match gobgp_receivers::zebra_probe() {
+                    Ok(()) => kinds.push(Kind::GobgpZebra),
+                    Err(error) => report.skip(format!(
+                        "bgp: gobgp + zebra (gobgpd and zebra do not talk here: {error:#})"
+                    )),
+                }
+            }
+            "gobgp-wgd" | "gobgp-zebra" => {
+                report.skip(format!(
+                    "bgp: {name} (gobgpd, or frr's zebra, is not installed)"
+                ));
+            }
+            other => {
+                anyhow::bail!("unknown receiver {other:?} (wgd, bird, frr, gobgp-wgd, gobgp-zebra)")
+            }
         }
     }
     progress(format!(
@@ -226,10 +266,15 @@ pub fn run(
                 kind.asn(),
                 link.address_b(),
             ),
+            Kind::GobgpWgd => format!(
+                "[daemon]\napi = \"{}\"\nmetrics = \"127.0.0.1:9586\"\n{}{section}",
+                namespace.dir().join("wgd.sock").display(),
+                gobgp_receivers::follower_section(),
+            ),
             _ => section,
         };
         write_private(&config, &text)?;
-        if *kind != Kind::Wgd {
+        if !kind.runs_wgd() {
             wgd.run(
                 &namespace,
                 &["up", config.to_str().context("a UTF-8 path")?],
@@ -605,6 +650,17 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
                  {frr_family6}"
             ),
         )?),
+        Kind::GobgpWgd => Running::Gobgp(gobgp_receivers::start_follower(
+            wgd,
+            namespace,
+            receiver.config.to_str().context("a UTF-8 path")?,
+            &receiver.link,
+            &gobgp_receivers::gobgp_config(&receiver.link, asn, PEER_AS, receiver.ipv6),
+        )?),
+        Kind::GobgpZebra => Running::Gobgp(gobgp_receivers::start_zebra(
+            namespace,
+            &gobgp_receivers::gobgp_config(&receiver.link, asn, PEER_AS, receiver.ipv6),
+        )?),
     })
 }
 
@@ -658,6 +714,7 @@ fn said(running: &Running) -> String {
         Running::Frr(frr) => frr
             .vtysh(&["show bgp summary", "show ip route summary"])
             .unwrap_or_else(|error| format!("{error:#}")),
+        Running::Gobgp(running) => running.said(),
     }
 }
 

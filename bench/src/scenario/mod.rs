@@ -4,6 +4,7 @@
 pub mod bgp;
 pub mod failover;
 pub mod fib;
+pub mod gobgp_receivers;
 pub mod memory;
 pub mod restart;
 pub mod rpki;
