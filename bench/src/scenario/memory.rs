@@ -24,21 +24,24 @@ use bgp_bridge::rib::{Rib, RibConfig};
 use bgp_bridge::{Changes, NexthopSpec, Owner, PeerInfo, RouteSpec, TunnelInfo, TunnelView};
 use wgd_bgp::decision::{Config, LocRib, Neighbor, Source};
 use wgd_bgp::packet::{Decoded, decode};
-use wgd_bgp::types::{Attributes, Family, Negotiated, NeighborId};
+use wgd_bgp::policy::Policy;
+use wgd_bgp::types::{Attributes, Family, Negotiated, NeighborId, Update};
 
 use crate::feeder;
 use crate::report::Report;
-use crate::table::{self, Shape};
+use crate::table::{self, Shape, Table};
 
 const HEADER: usize = 19;
 const PEER_AS: u32 = 65002;
 const LOCAL_AS: u32 = 65001;
-const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 1);
+/// The feeder's address and next hop (its IPv6 next hop besides): the
+/// neighbor of the in-process scenarios (this one and `rpki`).
+pub(super) const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 1);
 const NEXT_HOP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 1, 0, 0, 0, 0xb);
 
 /// Bytes in use by the allocator now.
 #[allow(unsafe_code)]
-fn in_use() -> usize {
+pub(super) fn in_use() -> usize {
     // SAFETY: mallinfo2 reads the allocator's statistics and has no
     // preconditions.
     let info = unsafe { libc::mallinfo2() };
@@ -52,11 +55,12 @@ fn freed_by<T>(value: T) -> usize {
     before.saturating_sub(in_use())
 }
 
-fn session() -> Negotiated {
+/// The session with the feeder, as the speaker negotiated it.
+pub(super) fn session() -> Negotiated {
     Negotiated {
         local_as: LOCAL_AS,
         remote_as: PEER_AS,
-        remote_id: Ipv4Addr::new(10, 255, 0, 1),
+        remote_id: NEXT_HOP,
         hold_time: 90,
         four_octet_as: true,
         families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
@@ -108,14 +112,9 @@ fn measure(updates: &feeder::Updates, size: usize) -> anyhow::Result<Shares> {
     let resolves = |_: IpAddr| true;
 
     let start = in_use();
-    let mut loc_rib = LocRib::new(Config {
-        local_as: LOCAL_AS,
-        router_id: Ipv4Addr::new(10, 255, 0, 0),
-        max_paths: 1,
-    });
-    let _ = loc_rib.neighbor_up(Neighbor::new(
+    let mut loc_rib = loc_rib();
+    let _ = loc_rib.neighbor_up(neighbor(
         neighbor_id,
-        IpAddr::V4(Ipv4Addr::new(10, 255, 0, 0)),
         &session,
         Default::default(),
         Default::default(),
@@ -125,13 +124,7 @@ fn measure(updates: &feeder::Updates, size: usize) -> anyhow::Result<Shares> {
     // Every attribute set, held here too so that it goes last.
     let mut attribute_sets: Vec<Arc<Attributes>> = Vec::new();
     for message in updates.announce.messages() {
-        let body = message.get(HEADER..).unwrap_or_default();
-        let update = match decode(body, &session) {
-            Decoded::Update { update, .. } => update,
-            Decoded::Reset(notification) => {
-                anyhow::bail!("the speaker's decoder refused an UPDATE: {notification:?}")
-            }
-        };
+        let update = decoded(message, &session)?;
         for (_, attributes) in &update.announced {
             if !attribute_sets
                 .last()
@@ -186,6 +179,65 @@ fn measure(updates: &feeder::Updates, size: usize) -> anyhow::Result<Shares> {
     Ok(Shares { total, parts })
 }
 
+/// The speaker's Loc-RIB as the in-process scenarios build it.
+pub(super) fn loc_rib() -> LocRib {
+    LocRib::new(Config {
+        local_as: LOCAL_AS,
+        router_id: Ipv4Addr::new(10, 255, 0, 0),
+        max_paths: 1,
+    })
+}
+
+/// The feeder as the speaker's neighbor, with these policies.
+pub(super) fn neighbor(
+    id: NeighborId,
+    session: &Negotiated,
+    import: Policy,
+    export: Policy,
+) -> Neighbor {
+    Neighbor::new(
+        id,
+        IpAddr::V4(Ipv4Addr::new(10, 255, 0, 0)),
+        session,
+        import,
+        export,
+    )
+}
+
+/// An encoded UPDATE message as the speaker decodes it.
+pub(super) fn decoded(message: &[u8], session: &Negotiated) -> anyhow::Result<Update> {
+    let body = message.get(HEADER..).unwrap_or_default();
+    match decode(body, session) {
+        Decoded::Update { update, .. } => Ok(update),
+        Decoded::Reset(notification) => {
+            anyhow::bail!("the speaker's decoder refused an UPDATE: {notification:?}")
+        }
+    }
+}
+
+/// The scenario's table of `size` prefixes and its UPDATEs, the table's
+/// shape reported under `scenario`.
+pub(super) fn table_and_updates(
+    scenario: &str,
+    source: &table::Source,
+    size: usize,
+    report: &mut Report,
+) -> (Table, feeder::Updates) {
+    let table = source.table(size);
+    let next_hops = feeder::NextHops {
+        ipv4: NEXT_HOP,
+        ipv6: NEXT_HOP6,
+    };
+    let updates = feeder::encode(&table, PEER_AS, next_hops);
+    report.shape(Shape::of(
+        scenario,
+        &source.name(),
+        &table,
+        Some(updates.announce.messages),
+    ));
+    (table, updates)
+}
+
 pub fn run(
     common: &crate::Common,
     source: &table::Source,
@@ -194,18 +246,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     for &size in sizes {
         crate::progress(format!("memory: {size} prefixes"));
-        let table = source.table(size);
-        let next_hops = feeder::NextHops {
-            ipv4: NEXT_HOP,
-            ipv6: NEXT_HOP6,
-        };
-        let updates = feeder::encode(&table, PEER_AS, next_hops);
-        report.shape(Shape::of(
-            "memory",
-            &source.name(),
-            &table,
-            Some(updates.announce.messages),
-        ));
+        let (table, updates) = table_and_updates("memory", source, size, report);
         let size = table.len();
         drop(table);
         let mut runs: Vec<Shares> = Vec::new();

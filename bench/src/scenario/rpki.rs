@@ -24,33 +24,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use wgd_bgp::decision::{Config, LocRib, Neighbor};
-use wgd_bgp::packet::{Decoded, decode};
+use wgd_bgp::decision::LocRib;
 use wgd_bgp::policy::Policy;
-use wgd_bgp::types::{Family, Negotiated, NeighborId};
+use wgd_bgp::types::NeighborId;
 use wgd_rtr::{Validity, Vrp, VrpTable, VrpUpdate};
 
+use super::memory::{self, NEXT_HOP, decoded, in_use, loc_rib, session};
 use crate::feeder;
 use crate::prefixes::IpPrefix;
 use crate::report::Report;
-use crate::table::{self, Shape, Table};
+use crate::table::{self, Table};
 
-const HEADER: usize = 19;
-const PEER_AS: u32 = 65002;
-const LOCAL_AS: u32 = 65001;
-const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 1);
-const NEXT_HOP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 1, 0, 0, 0, 0xb);
-/// VRP changes in the delta run.
 const DELTA: usize = 1000;
-
-/// Bytes in use by the allocator now.
-#[allow(unsafe_code)]
-fn in_use() -> usize {
-    // SAFETY: mallinfo2 reads the allocator's statistics and has no
-    // preconditions.
-    let info = unsafe { libc::mallinfo2() };
-    info.uordblks
-}
 
 /// Gives freed memory back to the system, so that RSS growth measures
 /// what a run keeps.
@@ -137,21 +122,6 @@ pub fn generate_vrps(table: &Table) -> Vec<Vrp> {
     vrps
 }
 
-fn session() -> Negotiated {
-    Negotiated {
-        local_as: LOCAL_AS,
-        remote_as: PEER_AS,
-        remote_id: NEXT_HOP,
-        hold_time: 90,
-        four_octet_as: true,
-        families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
-        route_refresh: true,
-        extended_next_hop_ipv4: false,
-        extended_messages: false,
-        peer_graceful_restart: None,
-    }
-}
-
 fn deny_invalid() -> Policy {
     Policy {
         rules: vec![wgd_bgp::policy::Rule {
@@ -181,32 +151,21 @@ fn take(updates: &feeder::Updates, vrps: Option<&[Vrp]>) -> anyhow::Result<Taken
     let (start, start_rss) = (in_use(), rss());
     let session = session();
     let neighbor = NeighborId::new(IpAddr::V4(NEXT_HOP), None)?;
-    let mut rib = LocRib::new(Config {
-        local_as: LOCAL_AS,
-        router_id: Ipv4Addr::new(10, 255, 0, 0),
-        max_paths: 1,
-    });
+    let mut rib = loc_rib();
     let resolves = |_: IpAddr| true;
     if let Some(vrps) = vrps {
         rib.validate_origins();
         rib.update_origins(VrpUpdate::Reset(vrps.to_vec()), &resolves);
     }
-    let _ = rib.neighbor_up(Neighbor::new(
+    let _ = rib.neighbor_up(memory::neighbor(
         neighbor,
-        IpAddr::V4(Ipv4Addr::new(10, 255, 0, 0)),
         &session,
         deny_invalid(),
         Policy::default(),
     ));
     let began = Instant::now();
     for message in updates.announce.messages() {
-        let body = message.get(HEADER..).unwrap_or_default();
-        let update = match decode(body, &session) {
-            Decoded::Update { update, .. } => update,
-            Decoded::Reset(notification) => {
-                anyhow::bail!("the speaker's decoder refused an UPDATE: {notification:?}")
-            }
-        };
+        let update = decoded(message, &session)?;
         rib.apply(neighbor, &update, &resolves);
     }
     let seconds = began.elapsed().as_secs_f64();
@@ -227,18 +186,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     for &size in sizes {
         crate::progress(format!("rpki: {size} prefixes"));
-        let table = source.table(size);
-        let next_hops = feeder::NextHops {
-            ipv4: NEXT_HOP,
-            ipv6: NEXT_HOP6,
-        };
-        let updates = feeder::encode(&table, PEER_AS, next_hops);
-        report.shape(Shape::of(
-            "rpki",
-            &source.name(),
-            &table,
-            Some(updates.announce.messages),
-        ));
+        let (table, updates) = memory::table_and_updates("rpki", source, size, report);
         let size = table.len();
         let vrps = generate_vrps(&table);
         drop(table);
