@@ -2,8 +2,9 @@
 //! kernel gets, and what must change outside when anything moves. Pure: no
 //! I/O, no clock.
 //!
-//! In: `offer`/`withdraw` (an owner's routes), `mark_stale`/`sweep_stale`
-//! (an owner that went away and came back), `adopt`/`sweep_adopted` (what
+//! In: `offer`/`withdraw` (an owner's routes), `mark_stale` then
+//! `withdrawal_order` and `withdraw_listed` (an owner that went away and
+//! came back, or did not), `adopt`/`sweep_adopted` (what
 //! was in the kernel at start), `set_tunnels` (wgd's view of the tunnels),
 //! `register`/`unregister` (nexthop tracking), `set_sources` (the routes'
 //! preferred source addresses, and which of them the host has),
@@ -670,12 +671,16 @@ impl Rib {
     }
 
     /// Withdraws the owner's routes that are still stale. Returns how many.
+    /// (At once: the engine takes them in parts, see `Engine::withdraw_in_parts`.)
+    #[cfg(test)]
     pub fn sweep_stale(&mut self, owner: &Owner, changes: &mut Changes) -> u64 {
         let order = self.withdrawal_order(&Withdrawal::stale(owner));
         self.withdraw_listed(owner, &order, changes)
     }
 
     /// Withdraws every route of an owner.
+    /// (At once: the engine takes them in parts, see `Engine::withdraw_in_parts`.)
+    #[cfg(test)]
     pub fn withdraw_all(&mut self, owner: &Owner, changes: &mut Changes) -> u64 {
         let order = self.withdrawal_order(&Withdrawal::all(owner));
         self.withdraw_listed(owner, &order, changes)
