@@ -962,4 +962,6 @@ fn a_slot_is_24_bytes() {
     assert_eq!(std::mem::size_of::<super::Candidate>(), 16);
     assert_eq!(std::mem::size_of::<super::Candidates>(), 16);
     assert_eq!(std::mem::size_of::<super::Slot>(), 24);
+    // A prefix map's array marks a hole with `None`: free with a niche.
+    assert_eq!(std::mem::size_of::<Option<super::Slot>>(), 24);
 }

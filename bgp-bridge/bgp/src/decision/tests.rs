@@ -1084,4 +1084,6 @@ fn export_policy_sees_the_validation_state() {
 #[test]
 fn the_validation_state_costs_a_path_no_room() {
     assert_eq!(std::mem::size_of::<Received>(), 16);
+    // A prefix map's array marks a hole with `None`: free with a niche.
+    assert_eq!(std::mem::size_of::<Option<Received>>(), 16);
 }
