@@ -17,7 +17,9 @@
 //!
 //! The routes' preferred source addresses (`src`, from the config's
 //! `source`) go on only while the host has them: the engine reads the
-//! host's addresses when the sources or the tunnels change, on each audit,
+//! host's addresses when the sources or the tunnels change, on each audit
+//! (every 30 s, put off while routes are being written, two minutes and a
+//! half at most),
 //! and when the kernel refuses a route with a source; an address that is
 //! missing is warned about once and left off the routes (they still carry
 //! traffic) until it is back, and each change is a replace in place.
@@ -186,6 +188,12 @@ const COUNTERS_INTERVAL: Duration = Duration::from_secs(1);
 const COUNTING_SHARE: u32 = 25;
 /// How often wgd's routes are checked against the kernel.
 const AUDIT_INTERVAL: Duration = Duration::from_secs(30);
+/// An audit reads the whole table back from the kernel (a second of the
+/// writer's time for a million routes, and the set of them in memory) and
+/// first waits for the writes on their way: it is put off while routes
+/// are being written (an interval with updates, a session's close or an
+/// End-of-RIB), this many times in a row at most.
+const AUDIT_PUT_OFF_AT_MOST: u32 = 4;
 
 /// AllowedIPs the bridge adds to multi-peer tunnels' peers, by (tunnel,
 /// peer public key).
@@ -319,6 +327,8 @@ impl Bridge {
             allowed: allowed_sender,
             missing_sources: BTreeSet::new(),
             recheck_sources: false,
+            written_since_audit: false,
+            audits_put_off: 0,
         };
         let bridge = Bridge {
             commands,
@@ -555,6 +565,10 @@ struct Engine<F: Fib> {
     missing_sources: BTreeSet<IpAddr>,
     /// The kernel refused a route with a source (see `recheck_sources`).
     recheck_sources: bool,
+    /// Routes were written since the last audit tick.
+    written_since_audit: bool,
+    /// Audits put off in a row (see [`AUDIT_PUT_OFF_AT_MOST`]).
+    audits_put_off: u32,
 }
 
 impl<F: Fib> Engine<F> {
@@ -638,7 +652,15 @@ impl<F: Fib> Engine<F> {
                         self.update_counters();
                     }
                 }
-                _ = audit.tick() => self.audit(),
+                _ = audit.tick() => {
+                    if self.written_since_audit && self.audits_put_off < AUDIT_PUT_OFF_AT_MOST {
+                        self.audits_put_off += 1;
+                    } else {
+                        self.audits_put_off = 0;
+                        self.audit();
+                    }
+                    self.written_since_audit = false;
+                }
             }
         }
     }
@@ -761,6 +783,12 @@ impl<F: Fib> Engine<F> {
         // other command sees their outcome.
         if !matches!(command, Command::Updates { .. }) {
             self.drain();
+        }
+        if matches!(
+            command,
+            Command::Updates { .. } | Command::Close { .. } | Command::EndOfRib { .. }
+        ) {
+            self.written_since_audit = true;
         }
         match command {
             Command::Open {

@@ -368,6 +368,36 @@ async fn batches_in_flight_on_the_writer_thread_are_answered_in_order_and_spare_
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_audit_is_put_off_while_routes_are_written_but_not_for_ever() {
+    let fib = MemoryFib::default();
+    let bridge = Bridge::start_here(config(), fib.clone(), view());
+    let id = session(&bridge, "ctl", 3600).await;
+    bridge
+        .session_updates(Owner::new("ctl"), id, vec![route("192.0.2.0/24")])
+        .await
+        .unwrap();
+    fib.routes.lock().unwrap().clear();
+    // Updates keep coming, one every 10 s: the audit is put off four
+    // times, then runs.
+    let mut back_after = None;
+    for tick in 1..=20u32 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let prefix = format!("198.51.100.{tick}/32");
+        bridge
+            .session_updates(Owner::new("ctl"), id, vec![route(&prefix)])
+            .await
+            .unwrap();
+        settle(&bridge).await;
+        let routes = fib.routes.lock().unwrap();
+        if routes.contains_key(&net("192.0.2.0/24")) {
+            back_after = Some(tick * 10);
+            break;
+        }
+    }
+    assert_eq!(back_after, Some(5 * AUDIT_INTERVAL.as_secs() as u32));
+}
+
+#[tokio::test(start_paused = true)]
 async fn routes_the_kernel_lost_are_put_back_by_the_audit() {
     let fib = MemoryFib::default();
     let bridge = Bridge::start_here(config(), fib.clone(), view());
@@ -383,7 +413,11 @@ async fn routes_the_kernel_lost_are_put_back_by_the_audit() {
     assert_eq!(fib.count(), 3, "two routes and the endpoint pin");
     // An operator flushes wgd's routes.
     fib.routes.lock().unwrap().clear();
+    // The first audit is put off: routes were written since the start.
     tokio::time::sleep(AUDIT_INTERVAL + Duration::from_secs(1)).await;
+    settle(&bridge).await;
+    assert_eq!(fib.count(), 0, "put off while routes were being written");
+    tokio::time::sleep(AUDIT_INTERVAL).await;
     settle(&bridge).await;
     assert_eq!(fib.count(), 3);
     // Ours goes again, and someone else's route takes its place: the
