@@ -1,9 +1,9 @@
 //! A multi-peer tunnel's AllowedIPs follow BFD: a hub running `wgd run`
 //! has one tunnel with two peers (spoke-1, spoke-2), each over its own
 //! veth underlay, and each spoke runs BIRD's `protocol bfd` with a static
-//! session to the hub's tunnel address. The hub's config routes a LAN
-//! through spoke-1 (distance 10) and through spoke-2 (distance 20), both
-//! with `bfd = true`: WireGuard gives a prefix to one peer only, so the
+//! session to the hub's tunnel address. The hub routes a LAN through
+//! spoke-1 (`[[bridge.route]]`, distance 10) and through spoke-2 (`wgd
+//! route add --distance 30`), both with BFD: WireGuard gives a prefix to one peer only, so the
 //! LAN is in spoke-1's AllowedIPs. When spoke-1's underlay is cut, its
 //! BFD session falls, the LAN leaves spoke-1's AllowedIPs for spoke-2's
 //! (and the kernel route follows), long before the handshake age would
@@ -98,13 +98,11 @@ impl Hub {
                 underlay: spoke_underlay,
             });
         }
-        // The LAN through each spoke, spoke-1 preferred, both with BFD.
-        for (spoke, distance) in spokes.iter().zip([10, 20]) {
-            config.push_str(&format!(
-                "\n[[bridge.route]]\nprefix = \"{LAN}\"\nvia = \"{}\"\ndistance = {distance}\nbfd = true\n",
-                spoke.address
-            ));
-        }
+        // The LAN through spoke-1, with BFD (through spoke-2: below).
+        config.push_str(&format!(
+            "\n[[bridge.route]]\nprefix = \"{LAN}\"\nvia = \"{}\"\ndistance = 10\nbfd = true\n",
+            spokes[0].address
+        ));
         let path = write_config(ns.dir(), "hub.toml", &config)?;
         let daemon = wgd.spawn(&ns, &["run", "-c", path.to_str().expect("a UTF-8 path")])?;
         let spokes: [Spoke; 2] = spokes.try_into().unwrap_or_else(|_| unreachable!());
@@ -129,7 +127,24 @@ impl Hub {
         };
         wait_for(Duration::from_secs(10), "the daemon's API", || {
             hub.wgd.run(&hub.ns, &["routes", "--api", hub.api()]).is_ok()
-        })?;
+        })
+        .map_err(|error| anyhow::anyhow!("{error}\ndaemon log:\n{}", hub.daemon.log()))?;
+        // The worse route through spoke-2, with BFD too.
+        hub.wgd.run(
+            &hub.ns,
+            &[
+                "route",
+                "add",
+                LAN,
+                "via",
+                hub.spokes[1].address,
+                "--distance",
+                "30",
+                "--bfd",
+                "--api",
+                hub.api(),
+            ],
+        )?;
         Ok(hub)
     }
 
