@@ -306,7 +306,7 @@ async fn forward(
         let sessions = declarations.borrow_and_update().clone();
         let command = Command::Declare {
             sessions,
-            complete: true,
+            spare: BTreeSet::new(),
         };
         if commands.send(command).is_err() || declarations.changed().await.is_err() {
             return;

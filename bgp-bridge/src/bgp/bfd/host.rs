@@ -13,6 +13,7 @@
 //! time; then they go AdminDown and the process ends. A client's
 //! `Shutdown` does the same at once.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +27,7 @@ use tokio::time::Instant;
 
 use super::runtime::{Command, Declared, Report, Runtime, SessionStatus};
 use super::wire::{ToClient, ToHost, WireChange, WireStatus};
+use crate::bgp::types::NeighborId;
 
 /// Why the BFD process cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -59,9 +61,10 @@ pub async fn serve(socket: &Path, grace: Duration) -> Result<(), HostError> {
     let runtime = Runtime::spawn(command_receiver, reports, true);
     let mut client: Option<Client> = None;
     let mut status: Vec<SessionStatus> = Vec::new();
-    // What the client last declared, and until when sessions it has not
-    // declared are kept.
+    // What the client last declared; the sessions it found and has not
+    // declared yet, and until when they are kept.
     let mut declared: Vec<Declared> = Vec::new();
+    let mut adoptable: BTreeSet<NeighborId> = BTreeSet::new();
     let mut grace_until = Some(Instant::now() + grace);
     let mut ending = false;
     loop {
@@ -73,6 +76,7 @@ pub async fn serve(socket: &Path, grace: Duration) -> Result<(), HostError> {
                     if send_status(&mut new, &status).await.is_ok() {
                         client = Some(new);
                         declared.clear();
+                        adoptable = status.iter().map(|session| session.status.neighbor).collect();
                         grace_until = Some(Instant::now() + grace);
                     }
                 }
@@ -88,9 +92,12 @@ pub async fn serve(socket: &Path, grace: Duration) -> Result<(), HostError> {
                             sessions.iter().map(Declared::try_from).collect();
                         match read {
                             Ok(sessions) => {
+                                for session in &sessions {
+                                    adoptable.remove(&session.neighbor);
+                                }
                                 declared = sessions.clone();
-                                let complete = grace_until.is_none();
-                                let _ = commands.send(Command::Declare { sessions, complete });
+                                let spare = adoptable.clone();
+                                let _ = commands.send(Command::Declare { sessions, spare });
                             }
                             Err(error) => {
                                 tracing::warn!(%error, "BFD process: declaration refused");
@@ -103,7 +110,7 @@ pub async fn serve(socket: &Path, grace: Duration) -> Result<(), HostError> {
                     Ok(ToHost::Shutdown) => {
                         tracing::info!("BFD process: told to end; sessions go AdminDown");
                         ending = true;
-                        let _ = commands.send(Command::Declare { sessions: Vec::new(), complete: true });
+                        let _ = commands.send(Command::Declare { sessions: Vec::new(), spare: BTreeSet::new() });
                     }
                     Err(error) => {
                         tracing::warn!(%error, "BFD process: a line that is no message");
@@ -116,6 +123,7 @@ pub async fn serve(socket: &Path, grace: Duration) -> Result<(), HostError> {
                     tracing::info!(grace_s = grace.as_secs(), "BFD process: the client is gone; the sessions stay for the grace time");
                     client = None;
                     grace_until = Some(Instant::now() + grace);
+                    adoptable.clear();
                     if status.is_empty() {
                         break;
                     }
@@ -124,8 +132,11 @@ pub async fn serve(socket: &Path, grace: Duration) -> Result<(), HostError> {
             () = sleep_until(grace_until) => {
                 grace_until = None;
                 if client.is_some() {
-                    tracing::info!("BFD process: grace time over; sessions not declared again go AdminDown");
-                    let _ = commands.send(Command::Declare { sessions: declared.clone(), complete: true });
+                    if !adoptable.is_empty() {
+                        tracing::info!(sessions = adoptable.len(), "BFD process: grace time over; sessions not declared again go AdminDown");
+                        adoptable.clear();
+                        let _ = commands.send(Command::Declare { sessions: declared.clone(), spare: BTreeSet::new() });
+                    }
                 } else {
                     tracing::info!("BFD process: grace time over with no client; sessions go AdminDown");
                     break;

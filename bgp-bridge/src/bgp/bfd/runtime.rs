@@ -2,8 +2,8 @@
 //! `wgd run` itself or in the BFD process (`host`), the same code.
 //!
 //! In: [`Command`]s (the sessions wanted, each with its tunnel already
-//! resolved to a name and interface index; a complete declaration takes
-//! the sessions it leaves out AdminDown), datagrams to port 3784 and the
+//! resolved to a name and interface index; a declaration takes the
+//! sessions it leaves out AdminDown, but those it spares), datagrams to port 3784 and the
 //! clock (each session's next deadline). Out: control packets, and
 //! [`Report`]s: every state change, and the sessions' status whenever it
 //! differs from the last one reported.
@@ -12,7 +12,7 @@
 //! while that is zero, to the session of the tunnel and source address it
 //! came from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, SystemTime};
 
@@ -44,10 +44,11 @@ pub struct Declared {
 #[derive(Debug)]
 pub enum Command {
     /// These sessions, made or changed as needed (an unchanged one is
-    /// not touched); with `complete`, every other one goes AdminDown.
+    /// not touched); every other one goes AdminDown, but those in
+    /// `spare`, which stay as they are.
     Declare {
         sessions: Vec<Declared>,
-        complete: bool,
+        spare: BTreeSet<NeighborId>,
     },
 }
 
@@ -140,10 +141,10 @@ impl Runtime {
                 .min();
             tokio::select! {
                 command = commands.recv(), if open => match command {
-                    Some(Command::Declare { sessions, complete }) => self.follow(sessions, complete),
+                    Some(Command::Declare { sessions, spare }) => self.follow(sessions, &spare),
                     None => {
                         open = false;
-                        self.follow(Vec::new(), true);
+                        self.follow(Vec::new(), &BTreeSet::new());
                     }
                 },
                 Some(datagram) = incoming.recv() => self.receive(datagram),
@@ -158,26 +159,26 @@ impl Runtime {
 
     /// The sessions wanted: new ones made, changed ones changed (new
     /// timers through a poll sequence, a new tunnel through a new
-    /// socket), and with `complete` the others taken AdminDown.
-    fn follow(&mut self, sessions: Vec<Declared>, complete: bool) {
+    /// socket), and the others but those `spare` taken AdminDown.
+    fn follow(&mut self, sessions: Vec<Declared>, spare: &BTreeSet<NeighborId>) {
         let now = Instant::now();
         let wanted: BTreeMap<NeighborId, Declared> = sessions
             .into_iter()
             .map(|declared| (declared.neighbor, declared))
             .collect();
-        if complete {
-            let leaving: Vec<NeighborId> = self
-                .peers
-                .iter()
-                .filter(|(id, peer)| peer.leaving.is_none() && !wanted.contains_key(id))
-                .map(|(id, _)| *id)
-                .collect();
-            for neighbor in leaving {
-                tracing::info!(%neighbor, "BFD: session no longer wanted, AdminDown");
-                self.drive(neighbor, Input::AdminDown);
-                if let Some(peer) = self.peers.get_mut(&neighbor) {
-                    peer.leaving = Some(now + LEAVING);
-                }
+        let leaving: Vec<NeighborId> = self
+            .peers
+            .iter()
+            .filter(|(id, peer)| {
+                peer.leaving.is_none() && !wanted.contains_key(id) && !spare.contains(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for neighbor in leaving {
+            tracing::info!(%neighbor, "BFD: session no longer wanted, AdminDown");
+            self.drive(neighbor, Input::AdminDown);
+            if let Some(peer) = self.peers.get_mut(&neighbor) {
+                peer.leaving = Some(now + LEAVING);
             }
         }
         for (neighbor, declared) in wanted {
