@@ -60,9 +60,10 @@ impl Hub {
             keys.private,
         );
         let mut spokes = Vec::new();
-        for (index, (underlay_net, address)) in [("198.18.21", "10.253.0.2"), ("198.18.22", "10.253.0.3")]
-            .into_iter()
-            .enumerate()
+        for (index, (underlay_net, address)) in
+            [("198.18.21", "10.253.0.2"), ("198.18.22", "10.253.0.3")]
+                .into_iter()
+                .enumerate()
         {
             let spoke_ns = Namespace::new("bms")?;
             let (hub_end, spoke_end) = (format!("{underlay_net}.1"), format!("{underlay_net}.2"));
@@ -126,7 +127,9 @@ impl Hub {
             birds,
         };
         wait_for(Duration::from_secs(10), "the daemon's API", || {
-            hub.wgd.run(&hub.ns, &["routes", "--api", hub.api()]).is_ok()
+            hub.wgd
+                .run(&hub.ns, &["routes", "--api", hub.api()])
+                .is_ok()
         })
         .map_err(|error| anyhow::anyhow!("{error}\ndaemon log:\n{}", hub.daemon.log()))?;
         // The worse route through spoke-2, with BFD too.
@@ -158,7 +161,9 @@ impl Hub {
             .ns
             .check(&["wg", "show", &self.tunnel, "allowed-ips"])
             .ok()?;
-        let line = text.lines().find(|line| line.starts_with(&spoke.public_key))?;
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&spoke.public_key))?;
         let (_, prefixes) = line.split_once('\t')?;
         Some(
             prefixes

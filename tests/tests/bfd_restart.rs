@@ -85,8 +85,9 @@ enum Running {
 impl Running {
     fn bfd_up(&self) -> bool {
         match self {
-            Running::Frr(frr) => frr_bfd_peer(frr)
-                .is_some_and(|peer| peer["status"].as_str() == Some("up")),
+            Running::Frr(frr) => {
+                frr_bfd_peer(frr).is_some_and(|peer| peer["status"].as_str() == Some("up"))
+            }
             Running::Bird(bird) => bird_bfd_line(bird).is_some_and(|line| line.contains(" Up ")),
         }
     }
@@ -291,8 +292,16 @@ fn restart(peer: Peer) -> anyhow::Result<()> {
         context(&lab)
     );
     let after = wgd_session(&lab).context("wgd's BFD session after the restart")?;
-    for field in ["state", "local_discriminator", "remote_discriminator", "state_changes"] {
-        assert_eq!(after[field], before[field], "{field}: {before} then {after}");
+    for field in [
+        "state",
+        "local_discriminator",
+        "remote_discriminator",
+        "state_changes",
+    ] {
+        assert_eq!(
+            after[field], before[field],
+            "{field}: {before} then {after}"
+        );
     }
     eprintln!("B's BFD session Up in all {samples} samples across the restart");
     Ok(())

@@ -21,11 +21,7 @@ const DEFAULT_GRACE_SECONDS: u16 = 120;
 /// `wgd bfdd`; it keeps sessions for BGP's restart time (what graceful
 /// restart covers on the peers), else two minutes.
 pub fn host(host: &Host, config: &Config) -> BfdHost {
-    let folder = host
-        .state
-        .path()
-        .parent()
-        .unwrap_or(Path::new("/run/wgd"));
+    let folder = host.state.path().parent().unwrap_or(Path::new("/run/wgd"));
     let grace = config
         .daemon
         .bgp

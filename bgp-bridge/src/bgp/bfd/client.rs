@@ -8,8 +8,8 @@
 //! it goes away, `wgd run` starts another a second later; the sessions
 //! start over with it.
 
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -105,9 +105,8 @@ async fn converse(
         line.push(b'\n');
         writer.write_all(&line).await
     };
-    let declaration = |sessions: &[Declared]| {
-        ToHost::Declare(sessions.iter().map(WireSession::from).collect())
-    };
+    let declaration =
+        |sessions: &[Declared]| ToHost::Declare(sessions.iter().map(WireSession::from).collect());
     let first = declaration(&declared.borrow_and_update());
     if send(&first).await.is_err() {
         return Ended::Lost;

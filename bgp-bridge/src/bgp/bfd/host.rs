@@ -218,7 +218,9 @@ fn connect(stream: UnixStream) -> Client {
 
 async fn send_status(client: &mut Client, status: &[SessionStatus]) -> io::Result<()> {
     client
-        .send(&ToClient::Status(status.iter().map(WireStatus::from).collect()))
+        .send(&ToClient::Status(
+            status.iter().map(WireStatus::from).collect(),
+        ))
         .await
 }
 
@@ -233,5 +235,190 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The process's adoption rules over its socket, with sessions whose
+    //! tunnel is not there (so no packet leaves): no root needed.
+
+    use super::*;
+    use crate::bgp::bfd::Clients;
+    use crate::bgp::bfd::wire::WireSession;
+    use wgd_bfd::Timers;
+
+    struct Peer {
+        lines: Lines<BufReader<OwnedReadHalf>>,
+        writer: OwnedWriteHalf,
+    }
+
+    impl Peer {
+        async fn connect(socket: &Path) -> Peer {
+            let mut last = None;
+            for _ in 0..200 {
+                match UnixStream::connect(socket).await {
+                    Ok(stream) => {
+                        let (reader, writer) = stream.into_split();
+                        return Peer {
+                            lines: BufReader::new(reader).lines(),
+                            writer,
+                        };
+                    }
+                    Err(error) => last = Some(error),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("no BFD process at {}: {last:?}", socket.display());
+        }
+
+        async fn send(&mut self, message: &ToHost) {
+            let mut line = serde_json::to_vec(message).unwrap();
+            line.push(b'\n');
+            self.writer.write_all(&line).await.unwrap();
+        }
+
+        async fn declare(&mut self, addresses: &[&str]) {
+            let sessions = addresses
+                .iter()
+                .map(|address| {
+                    WireSession::from(&Declared {
+                        neighbor: address.parse().unwrap(),
+                        address: address.parse().unwrap(),
+                        tunnel: None,
+                        timers: Timers::default(),
+                        clients: Clients {
+                            bgp: true,
+                            nexthop: false,
+                        },
+                    })
+                })
+                .collect();
+            self.send(&ToHost::Declare(sessions)).await;
+        }
+
+        async fn next(&mut self) -> Option<ToClient> {
+            let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+                .await
+                .expect("a message in time")
+                .ok()??;
+            Some(serde_json::from_str(&line).unwrap())
+        }
+
+        /// The next status that satisfies `done`: (peer, discriminator)s.
+        async fn status_until(
+            &mut self,
+            done: impl Fn(&[(String, u32)]) -> bool,
+        ) -> Vec<(String, u32)> {
+            loop {
+                match self.next().await {
+                    Some(ToClient::Status(sessions)) => {
+                        let sessions: Vec<(String, u32)> = sessions
+                            .iter()
+                            .map(|s| (s.neighbor.clone(), s.local_discriminator))
+                            .collect();
+                        if done(&sessions) {
+                            return sessions;
+                        }
+                    }
+                    Some(_) => {}
+                    None => panic!("the BFD process hung up"),
+                }
+            }
+        }
+    }
+
+    fn names(sessions: &[(String, u32)]) -> Vec<&str> {
+        sessions.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_client_adopts_what_it_declares_and_the_rest_goes_after_the_grace_time() {
+        let folder = tempfile::tempdir().unwrap();
+        let socket = folder.path().join("bfd.sock");
+        let grace = Duration::from_millis(600);
+        let server = tokio::spawn({
+            let socket = socket.clone();
+            async move { serve(&socket, grace).await }
+        });
+
+        let mut first = Peer::connect(&socket).await;
+        first.declare(&["10.0.0.2", "10.0.0.4"]).await;
+        let before = first.status_until(|s| s.len() == 2).await;
+        // A second process refuses to start beside it.
+        assert!(matches!(
+            serve(&socket, grace).await,
+            Err(HostError::Running(_))
+        ));
+        // A bad declaration is refused whole; nothing changes.
+        first
+            .send(&ToHost::Declare(vec![WireSession {
+                neighbor: "fe80::9".to_owned(),
+                address: "fe80::9".parse().unwrap(),
+                tunnel: None,
+                ifindex: 0,
+                timers: Timers::default().into(),
+                bgp: true,
+                nexthop: false,
+            }]))
+            .await;
+        loop {
+            match first.next().await {
+                Some(ToClient::Refused(reason)) => {
+                    assert!(reason.contains("fe80::9"), "{reason}");
+                    break;
+                }
+                Some(ToClient::Status(sessions)) => assert_eq!(sessions.len(), 2),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        // `wgd run` killed: the sessions stay.
+        drop(first);
+        let mut second = Peer::connect(&socket).await;
+        let found = second.status_until(|_| true).await;
+        assert_eq!(found, before, "the sessions as they were");
+        // It declares one again: that one is untouched (same
+        // discriminator), the other stays until the grace time is over.
+        second.declare(&["10.0.0.2"]).await;
+        let after = second.status_until(|s| s.len() == 1).await;
+        assert_eq!(names(&after), ["10.0.0.2"]);
+        assert_eq!(after[0], before[0]);
+
+        // Told to end: Bye, the socket gone, the process over.
+        second.send(&ToHost::Shutdown).await;
+        loop {
+            match second.next().await {
+                Some(ToClient::Bye) => break,
+                Some(_) => {}
+                None => panic!("no Bye"),
+            }
+        }
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the process ends")
+            .unwrap()
+            .unwrap();
+        assert!(!socket.exists());
+    }
+
+    #[tokio::test]
+    async fn with_no_client_back_the_process_ends_after_the_grace_time() {
+        let folder = tempfile::tempdir().unwrap();
+        let socket = folder.path().join("bfd.sock");
+        let grace = Duration::from_millis(300);
+        let server = tokio::spawn({
+            let socket = socket.clone();
+            async move { serve(&socket, grace).await }
+        });
+        let mut client = Peer::connect(&socket).await;
+        client.declare(&["10.0.0.2"]).await;
+        client.status_until(|s| s.len() == 1).await;
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the process ends")
+            .unwrap()
+            .unwrap();
     }
 }

@@ -102,7 +102,11 @@ pub(super) fn receiver(tunnel: &str, v6: bool) -> io::Result<UdpSocket> {
     UdpSocket::from_std(std::net::UdpSocket::from(fd))
 }
 
-pub(super) async fn read(socket: UdpSocket, tunnel: String, datagrams: mpsc::UnboundedSender<Datagram>) {
+pub(super) async fn read(
+    socket: UdpSocket,
+    tunnel: String,
+    datagrams: mpsc::UnboundedSender<Datagram>,
+) {
     let mut buffer = [0u8; 512];
     loop {
         let received = socket
@@ -164,4 +168,3 @@ fn receive_with_ttl(socket: &impl AsFd, buffer: &mut [u8]) -> io::Result<(usize,
         .ok_or_else(|| io::Error::other("a datagram without a source address"))?;
     Ok((message.bytes, from, ttl))
 }
-

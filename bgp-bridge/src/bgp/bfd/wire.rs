@@ -160,9 +160,8 @@ impl TryFrom<&WireSession> for Declared {
             neighbor: id,
             address: wire.address,
             tunnel,
-            timers: Timers::try_from(&wire.timers).map_err(|WireError(error)| {
-                WireError(format!("neighbor {id}: {error}"))
-            })?,
+            timers: Timers::try_from(&wire.timers)
+                .map_err(|WireError(error)| WireError(format!("neighbor {id}: {error}")))?,
             clients: Clients {
                 bgp: wire.bgp,
                 nexthop: wire.nexthop,
