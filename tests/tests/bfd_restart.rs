@@ -184,6 +184,27 @@ fn frr_bfd_peer(frr: &Frr) -> Option<serde_json::Value> {
         .cloned()
 }
 
+/// Whether the BFD packets A sends B say C = 1 (control plane
+/// independent): one captured on B's end of the tunnel (a packet socket,
+/// as tcpdump would; the first byte after the version and diagnostic
+/// holds the flags, C = 0x08).
+fn c_bit(lab: &BridgeLab) -> anyhow::Result<bool> {
+    const CAPTURE: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+s.bind((sys.argv[1], 0))
+s.settimeout(10)
+while True:
+    packet = s.recv(2048)
+    header = (packet[0] & 0x0F) * 4
+    if packet[9] == 17 and int.from_bytes(packet[header + 2:header + 4], "big") == 3784:
+        print("1" if packet[header + 8 + 1] & 0x08 else "0")
+        break
+"#;
+    let flag = lab.b.check(&["python3", "-c", CAPTURE, &lab.tunnel_b])?;
+    Ok(flag.trim() == "1")
+}
+
 /// wgd's own BFD session with B, from `wgd bfd --json`.
 fn wgd_session(lab: &BridgeLab) -> Option<serde_json::Value> {
     let api = lab.socket.to_str()?;
@@ -242,6 +263,8 @@ fn restart(peer: Peer) -> anyhow::Result<()> {
     let before = wgd_session(&lab).context("wgd's BFD session")?;
     assert_eq!(before["state"], "up", "{before}");
     let since = running.bfd_since().context("B's BFD session")?;
+    // The sessions live in the BFD process, apart from BGP: C is set.
+    assert!(c_bit(&lab)?, "A's BFD packets have C = 0");
 
     // `wgd run` goes; its BFD process stays. Every condition below also
     // samples B's BFD session, which must be Up each time.
