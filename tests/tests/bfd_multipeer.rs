@@ -7,7 +7,8 @@
 //! LAN is in spoke-1's AllowedIPs. When spoke-1's underlay is cut, its
 //! BFD session falls, the LAN leaves spoke-1's AllowedIPs for spoke-2's
 //! (and the kernel route follows), long before the handshake age would
-//! call spoke-1 dead; mended, it comes back.
+//! call spoke-1 dead; mended, it comes back. `wgd run --down-on-exit`
+//! stopped, its BFD process takes the sessions AdminDown and ends.
 //!
 //! Checked as an operator would: `wg show <tunnel> allowed-ips`, `ip -N
 //! route show proto 200` and `wgd bfd --json`.
@@ -105,7 +106,15 @@ impl Hub {
             spokes[0].address
         ));
         let path = write_config(ns.dir(), "hub.toml", &config)?;
-        let daemon = wgd.spawn(&ns, &["run", "-c", path.to_str().expect("a UTF-8 path")])?;
+        let daemon = wgd.spawn(
+            &ns,
+            &[
+                "run",
+                "-c",
+                path.to_str().expect("a UTF-8 path"),
+                "--down-on-exit",
+            ],
+        )?;
         let spokes: [Spoke; 2] = spokes.try_into().unwrap_or_else(|_| unreachable!());
         let mut birds = Vec::new();
         for spoke in &spokes {
@@ -201,6 +210,28 @@ impl Hub {
             .and_then(|session| session["state"].as_str().map(str::to_owned))
     }
 
+    /// The pid of the BFD process (`wgd bfdd`) in the hub's namespace.
+    fn bfd_process(&self) -> Option<u32> {
+        let pids = wgd_labs::host::check(&["ip", "netns", "pids", self.ns.name()]).ok()?;
+        pids.split_whitespace()
+            .filter_map(|pid| pid.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|line| line.split(|byte| *byte == 0).any(|word| word == b"bfdd"))
+            })
+    }
+
+    /// The BFD process's log, beside wgd's records in the namespace.
+    fn bfd_log(&self) -> String {
+        let root = Wgd::state_dir(&self.ns);
+        std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| std::fs::read_to_string(entry.path().join("bfdd.log")).ok())
+            .collect()
+    }
+
     fn context(&self, error: wgd_labs::Error) -> anyhow::Error {
         let allowed = self
             .ns
@@ -267,5 +298,33 @@ fn a_multi_peer_tunnel_s_allowed_ips_follow_bfd() -> anyhow::Result<()> {
     })
     .map_err(|error| hub.context(error))?;
     assert_eq!(hub.bfd_state(first.address).as_deref(), Some("up"));
+
+    // `wgd run --down-on-exit` stopped (SIGTERM): the BFD process takes
+    // the sessions AdminDown and ends with it.
+    let mut hub = hub;
+    assert!(hub.bfd_process().is_some(), "a BFD process runs");
+    hub.daemon.stop()?;
+    wait_for(Duration::from_secs(10), "the BFD process gone", || {
+        hub.bfd_process().is_none()
+    })
+    .map_err(|error| hub.context(error))?;
+    let log = hub.bfd_log();
+    for said in [
+        "told to end; sessions go AdminDown",
+        "BFD session admin-down",
+        "BFD process: ended",
+    ] {
+        assert!(
+            log.contains(said),
+            "`{said}` not in the BFD process's log:\n{log}"
+        );
+    }
+    wait_for(Duration::from_secs(10), "the spokes' sessions down", || {
+        hub.birds.iter().all(|bird| {
+            bird.birdc(&["show", "bfd", "sessions"])
+                .is_ok_and(|text| !text.contains(" Up "))
+        })
+    })
+    .map_err(|error| hub.context(error))?;
     Ok(())
 }
