@@ -169,6 +169,18 @@ pub enum Command {
         #[arg(long)]
         down_on_exit: bool,
     },
+    /// The BFD process `wgd run` starts: it holds the BFD sessions so
+    /// that they outlive a restart of `wgd run`. Not for use by hand.
+    #[command(hide = true)]
+    Bfdd {
+        /// The Unix socket `wgd run` talks to it on.
+        #[arg(long)]
+        socket: PathBuf,
+        /// Seconds the sessions wait for `wgd run` to declare them again
+        /// before they go AdminDown.
+        #[arg(long, default_value_t = 120)]
+        grace_time: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -259,6 +259,16 @@ fn main() -> ExitCode {
             };
             runtime().block_on(bfd(json, config, api))
         }
+        Command::Bfdd { socket, grace_time } => {
+            init_logging();
+            let grace = std::time::Duration::from_secs(grace_time);
+            runtime().block_on(async {
+                match bgp_bridge::bgp::bfd::host::serve(&socket, grace).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => fail(error),
+                }
+            })
+        }
         Command::Check { config } => check(&config),
         Command::Completions { shell } => wgd_manual::print_completions(Cli::command(), shell),
         Command::Man { dir } => {

@@ -89,6 +89,9 @@ pub struct SpeakerConfig {
     pub neighbors: Vec<NeighborConfig>,
     /// Origin validation against these RPKI caches; none: no validation.
     pub rpki: Option<RpkiConfig>,
+    /// Where the BFD sessions run: the BFD process there, or (none) in
+    /// this process.
+    pub bfd_host: Option<super::bfd::BfdHost>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +245,7 @@ impl Speaker {
             Box::new(move |neighbor, transition| {
                 let _ = bfd_events.send(Event::Bfd(neighbor, transition));
             }),
+            config.bfd_host.clone(),
         );
         tokio::spawn(async move {
             loop {

@@ -589,6 +589,7 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     let speaker = match &config.daemon.bgp {
         Some(bgp) => Some({
             let mut speaker_config = routes::speaker_config(bgp);
+            speaker_config.bfd_host = Some(bfd::host(&host, &config));
             // Routes adopted from a previous run: announce the restart.
             speaker_config.restarting = bridge
                 .statistics()
@@ -622,7 +623,12 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
         Some(speaker) => (speaker.bfd_handle(), None),
         None => {
             let (sender, receiver) = watch::channel(view.clone());
-            let bfd = bgp_bridge::bgp::bfd::Bfd::start(Vec::new(), receiver, Box::new(|_, _| {}));
+            let bfd = bgp_bridge::bgp::bfd::Bfd::start(
+                Vec::new(),
+                receiver,
+                Box::new(|_, _| {}),
+                Some(bfd::host(&host, &config)),
+            );
             (bfd, Some(sender))
         }
     };
@@ -796,7 +802,11 @@ pub async fn run(path: &Path, down_on_exit: bool) -> Result<(), DaemonError> {
     let _ = std::fs::remove_file(&pointer);
     let _ = std::fs::remove_file(&api_path);
     if down_on_exit {
-        tracing::info!("taking tunnels down before exit");
+        // The tunnels go: so do their BFD sessions, AdminDown. Otherwise
+        // the BFD process keeps them for the next `wgd run`, as the
+        // tunnels and routes stay for it.
+        tracing::info!("ending the BFD sessions and taking tunnels down before exit");
+        daemon.bfd.shutdown().await;
         let source = daemon.config.source.clone();
         daemon.host.down(Some(&source), &[], false).await?;
     } else {

@@ -230,6 +230,7 @@ pub fn speaker_config(settings: &BgpSettings) -> SpeakerConfig {
         restart_time: settings.restart_time,
         port: BGP_PORT,
         restarting: false,
+        bfd_host: None,
         neighbors: settings
             .neighbors
             .iter()
