@@ -138,6 +138,12 @@ enum Scenario {
         /// receivers alone).
         #[arg(long, value_enum, default_value = "gobgpd")]
         feeder: scenario::bgp::FeederKind,
+        /// Peers sending the same table to each receiver, each over a
+        /// tunnel and a session of its own (with `--feeder replay`; the
+        /// receivers wgd, bird and frr): the first one's paths are best,
+        /// the others' are timed and weighed apart.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+        peers: u8,
         #[command(flatten)]
         table: TableArgs,
     },
@@ -329,15 +335,20 @@ fn run(
             prefixes,
             receivers,
             feeder,
+            peers,
             table,
         } => {
             let source = table.source(cli.common.seed)?;
+            let feed = scenario::bgp::Feed {
+                kind: *feeder,
+                peers: usize::from(*peers),
+            };
             scenario::bgp::run(
                 &wgd,
                 &cli.common,
                 &source.sizes(prefixes),
                 receivers,
-                *feeder,
+                feed,
                 &source,
                 report,
             )

@@ -69,6 +69,11 @@ use wgd_tests::bird::Bird;
 use wgd_tests::frr::Frr;
 use wgd_tests::gobgp::Gobgp;
 
+mod gobgpd;
+mod peers;
+
+pub use gobgpd::NEXT_HOP_SELF;
+
 use super::{PROTO_BIRD, PROTO_FRR_BGP, PROTO_WGD, gobgp_receivers};
 use crate::feeder::{self, Feeder};
 use crate::kernel::{Counter, Watch};
@@ -79,6 +84,7 @@ use crate::lab::{
 use crate::report::{Count, Report};
 use crate::table::{Shape, Source};
 use crate::{Common, check_interrupted, mrt, progress};
+use gobgpd::{empty, gobgp_config, load, shut_down};
 
 /// Who sends the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,10 +95,11 @@ pub enum FeederKind {
     Replay,
 }
 
-/// The peer at work: gobgpd, or one replaying feeder per receiver.
+/// The peer at work: gobgpd, or replaying feeders, one per receiver
+/// and peer.
 enum Peer {
     Gobgp(Gobgp),
-    Replay(Vec<Feeder>),
+    Replay(Vec<Vec<Feeder>>),
 }
 const PEER_AS: u32 = 65002;
 /// Longest wait for the routes to arrive or leave: a minute, and a
@@ -155,12 +162,13 @@ impl Kind {
     }
 }
 
-/// A receiver's namespace and its tunnel to the peer.
+/// A receiver's namespace and its tunnels to the peer: one per peer
+/// (`--peers`), the first peer's first.
 #[derive(Debug)]
 struct Receiver {
     kind: Kind,
     namespace: Namespace,
-    link: Link,
+    links: Vec<Link>,
     /// For wgd: the config of `wgd run`.
     config: std::path::PathBuf,
     counter: Counter,
@@ -170,11 +178,16 @@ struct Receiver {
 }
 
 impl Receiver {
-    /// The peer's next hops on this receiver's tunnel.
-    fn next_hops(&self) -> anyhow::Result<feeder::NextHops> {
+    /// The tunnel to the first peer.
+    fn link(&self) -> &Link {
+        &self.links[0]
+    }
+
+    /// The next hops of the peer on tunnel `link`.
+    fn next_hops(link: &Link) -> anyhow::Result<feeder::NextHops> {
         Ok(feeder::NextHops {
-            ipv4: self.link.address_b().parse()?,
-            ipv6: self.link.address6_b().parse()?,
+            ipv4: link.address_b().parse()?,
+            ipv6: link.address6_b().parse()?,
         })
     }
 }
@@ -189,23 +202,41 @@ enum Running {
     Gobgp(gobgp_receivers::Running),
 }
 
+/// Who sends the table, and over how many sessions to each receiver.
+#[derive(Debug, Clone, Copy)]
+pub struct Feed {
+    pub kind: FeederKind,
+    /// Peers sending the same table, each on a tunnel and session of its
+    /// own (the replaying feeder only); the first one's paths are best.
+    pub peers: usize,
+}
+
 pub fn run(
     wgd: &Wgd,
     common: &Common,
     sizes: &[usize],
     wanted: &[String],
-    feeding: FeederKind,
+    feed: Feed,
     source: &Source,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let scenario = match feeding {
-        FeederKind::Gobgpd => "bgp",
-        FeederKind::Replay => "bgp-replay",
+    let (feeding, peers) = (feed.kind, feed.peers);
+    let scenario = match (feeding, peers) {
+        (FeederKind::Gobgpd, _) => "bgp".to_owned(),
+        (FeederKind::Replay, 1) => "bgp-replay".to_owned(),
+        (FeederKind::Replay, _) => format!("bgp-replay, {peers} peers"),
     };
+    let scenario = scenario.as_str();
     anyhow::ensure!(
         feeding == FeederKind::Replay || (installed("gobgpd") && installed("gobgp")),
         "the bgp scenario needs gobgpd and gobgp (Debian package gobgpd), or --feeder replay"
     );
+    anyhow::ensure!(
+        peers >= 1 && (peers == 1 || feeding == FeederKind::Replay),
+        "--peers {peers}: more than one peer needs --feeder replay"
+    );
+    // Tunnel numbers (and their 10.255.N.0/31) are one octet.
+    anyhow::ensure!(peers <= 16, "--peers {peers}: at most 16");
     let mut kinds = Vec::new();
     for name in wanted {
         match name.as_str() {
@@ -238,6 +269,15 @@ pub fn run(
             }
         }
     }
+    if peers > 1 {
+        kinds.retain(|kind| {
+            let takes = matches!(kind, Kind::Wgd | Kind::Bird | Kind::Frr);
+            if !takes {
+                report.skip(format!("bgp: {} (one peer only)", kind.name()));
+            }
+            takes
+        });
+    }
     progress(format!(
         "bgp: receivers {}",
         kinds
@@ -254,24 +294,29 @@ pub fn run(
     let mut peer_config = String::new();
     for (index, kind) in kinds.iter().enumerate() {
         let namespace = Namespace::new("br")?;
-        let (link, section, peer_section) = tunnel(&namespace, &peer, index as u8, ipv6)?;
-        peer_config.push_str(&peer_section);
+        let (mut links, mut sections) = (Vec::new(), String::new());
+        for number in 0..peers {
+            let (link, section, peer_section) =
+                tunnel(&namespace, &peer, (index * peers + number) as u8, ipv6)?;
+            peer_config.push_str(&peer_section);
+            sections.push_str(&section);
+            links.push(link);
+        }
         let config = namespace.dir().join("wgd.toml");
         let text = match kind {
             Kind::Wgd => format!(
                 "[daemon]\napi = \"{}\"\nmetrics = \"127.0.0.1:9586\"\n\n[bgp]\nasn = {}\n\
-                 graceful_restart = false\n\n\
-                 [[bgp.neighbor]]\naddress = \"{}\"\nremote_as = {PEER_AS}\n{section}",
+                 graceful_restart = false\n{}{sections}",
                 namespace.dir().join("wgd.sock").display(),
                 kind.asn(),
-                link.address_b(),
+                peers::wgd_neighbors(&links),
             ),
             Kind::GobgpWgd => format!(
-                "[daemon]\napi = \"{}\"\nmetrics = \"127.0.0.1:9586\"\n{}{section}",
+                "[daemon]\napi = \"{}\"\nmetrics = \"127.0.0.1:9586\"\n{}{sections}",
                 namespace.dir().join("wgd.sock").display(),
                 gobgp_receivers::follower_section(),
             ),
-            _ => section,
+            _ => sections,
         };
         write_private(&config, &text)?;
         if !kind.runs_wgd() {
@@ -284,7 +329,7 @@ pub fn run(
         receivers.push(Receiver {
             kind: *kind,
             namespace,
-            link,
+            links,
             config,
             counter,
             ipv6,
@@ -299,12 +344,13 @@ pub fn run(
             receivers
                 .iter()
                 .map(|receiver| {
-                    Feeder::listen(
-                        peer.name(),
-                        receiver.link.address_b().parse()?,
-                        PEER_AS,
-                        ipv6,
-                    )
+                    receiver
+                        .links
+                        .iter()
+                        .map(|link| {
+                            Feeder::listen(peer.name(), link.address_b().parse()?, PEER_AS, ipv6)
+                        })
+                        .collect::<anyhow::Result<_>>()
                 })
                 .collect::<anyhow::Result<_>>()?,
         ),
@@ -314,7 +360,7 @@ pub fn run(
         let table = source.table(size);
         let next_hops = receivers
             .first()
-            .map(Receiver::next_hops)
+            .map(|receiver| Receiver::next_hops(receiver.link()))
             .transpose()?
             .context("no receiver")?;
         let updates = feeder::encode(&table, PEER_AS, next_hops);
@@ -335,7 +381,7 @@ pub fn run(
                     continue;
                 }
                 let path = peer.dir().join(format!("rib-{size}-{index}.mrt"));
-                let next_hop6 = receiver.next_hops()?.ipv6;
+                let next_hop6 = Receiver::next_hops(receiver.link())?.ipv6;
                 mrt::write(&path, &table, "10.255.0.1".parse()?, PEER_AS, next_hop6)?;
                 mrt_paths.push(path.to_str().context("a UTF-8 path")?.to_owned());
             }
@@ -360,16 +406,17 @@ pub fn run(
                         measure(wgd, Feeding::Gobgp(gobgp), receiver, size, rows)
                     }
                     Peer::Replay(feeders) => {
-                        let updates = feeder::encode(&table, PEER_AS, receiver.next_hops()?);
+                        let sent = peers::replays(&table, &receiver.links)?;
                         progress(format!(
-                            "bgp: {size} prefixes to {} in {} UPDATEs, run {run}/{}",
+                            "bgp: {size} prefixes to {} in {} UPDATEs from {peers} peer(s), \
+                             run {run}/{}",
                             receiver.kind.name(),
-                            updates.announce.messages,
+                            sent[0].updates.announce.messages,
                             common.runs
                         ));
                         measure(
                             wgd,
-                            Feeding::Replay(&feeders[index], &updates),
+                            Feeding::Replay(&feeders[index], &sent),
                             receiver,
                             size,
                             rows,
@@ -416,6 +463,15 @@ pub fn run(
                 let metric = "peak rss per prefix, session down";
                 report.add(scenario, name, metric, size, "bytes", rows.peak_down);
             }
+            for (number, rows) in rows.peers.into_iter().enumerate() {
+                let peer = number + 2;
+                let metric = format!("add, peer {peer} (same table)");
+                report.add(scenario, name, &metric, size, "s", rows.add);
+                let metric = format!("rss per prefix, peer {peer} (extra)");
+                report.add(scenario, name, &metric, size, "bytes", rows.rss);
+                let metric = format!("withdraw, peer {peer}");
+                report.add(scenario, name, &metric, size, "s", rows.withdraw);
+            }
         }
     }
     if let Peer::Replay(_) = speaker {
@@ -432,6 +488,21 @@ pub fn run(
              session"
                 .to_owned(),
         );
+        if peers > 1 {
+            report.note(format!(
+                "{scenario}: {peers} peers send the same table, each on a tunnel and session of \
+                 its own, all sessions up before the first UPDATE; the first peer's paths are \
+                 best (lowest router ID) and every receiver puts one path per prefix in the \
+                 kernel (wgd max_paths = 1, BIRD without merge paths, FRR maximum-paths 1), so \
+                 the rows above are the first peer's; a later peer's table changes nothing in \
+                 the kernel: its add is from its first UPDATE to a marker prefix it sends after \
+                 the table (198.19.N.0/24) in the kernel, its withdraw from its first \
+                 withdrawal to the marker's leaving (the later peers withdraw before the \
+                 first); its rss is the receiver's RSS after its marker minus before its \
+                 table, per prefix of the table; the receivers export nothing to the peers; \
+                 session down is the first peer's, the others' sessions up and empty"
+            ));
+        }
         drop(receivers);
         return Ok(());
     }
@@ -468,108 +539,13 @@ struct Rows {
     /// route left, minus the RSS before the session, per prefix.
     peak_add: Vec<f64>,
     peak_down: Vec<f64>,
+    /// The peers after the first, in order (`--peers`).
+    peers: Vec<peers::Rows>,
 }
 
 fn installed(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
-/// gobgpd: AS 65002, every receiver a neighbor on its tunnel, each
-/// administratively down until its turn; IPv6 unicast too with `ipv6`.
-fn gobgp_config(receivers: &[Receiver], ipv6: bool) -> String {
-    let ipv6 = if ipv6 {
-        "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n"
-    } else {
-        ""
-    };
-    let mut text = format!(
-        "[global.config]\n  as = {PEER_AS}\n  router-id = \"{}\"\n",
-        receivers
-            .first()
-            .map_or("10.255.0.1".to_owned(), |r| r.link.address_b())
-    );
-    for receiver in receivers {
-        text.push_str(&format!(
-            "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {}\n\
-             \x20   admin-down = true\n\
-             \x20 [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 90\n    keepalive-interval = 30\n\
-             \x20 [neighbors.transport.config]\n    local-address = \"{}\"\n\
-             \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n{ipv6}",
-            receiver.link.address_a(),
-            receiver.kind.asn(),
-            receiver.link.address_b(),
-        ));
-    }
-    text
-}
-
-/// Both families of gobgpd's global RIB.
-const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
-
-/// Empties gobgpd's global RIB, both families.
-fn empty(gobgp: &Gobgp) -> anyhow::Result<()> {
-    for family in FAMILIES {
-        gobgp.cli(&["global", "rib", "-a", family, "del", "all"])?;
-    }
-    Ok(())
-}
-
-/// Loads the MRT file into gobgpd's RIB (emptied first) and waits until
-/// it holds all `size` prefixes. The file is injected again if the RIB
-/// stops growing short of that (see [`mrt::write`]).
-pub fn load(gobgp: &Gobgp, mrt: &str, size: usize) -> anyhow::Result<()> {
-    empty(gobgp)?;
-    for _ in 0..3 {
-        gobgp.cli(&["mrt", "inject", "global", mrt])?;
-        let mut last = (usize::MAX, Instant::now());
-        loop {
-            check_interrupted()?;
-            let have = rib_size(gobgp)?;
-            if have == size {
-                return Ok(());
-            }
-            anyhow::ensure!(
-                have < size,
-                "gobgpd holds {have} prefixes, more than {size}"
-            );
-            if have != last.0 {
-                last = (have, Instant::now());
-            } else if last.1.elapsed() > Duration::from_secs(3) {
-                progress(format!(
-                    "bgp: gobgpd took {have} of {size} prefixes; injecting again"
-                ));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-    anyhow::bail!("gobgpd did not take all {size} prefixes from {mrt}")
-}
-
-/// gobgpd's global export policy: next-hop self towards every neighbor
-/// (the MRT file carries one next hop; each receiver must see its own
-/// tunnel's).
-pub const NEXT_HOP_SELF: &str = "\n[global.apply-policy.config]\n  export-policy-list = [\"next-hop-self\"]\n\
-  default-export-policy = \"accept-route\"\n\n[[policy-definitions]]\n  name = \"next-hop-self\"\n\
-  [[policy-definitions.statements]]\n    name = \"all\"\n\
-    [policy-definitions.statements.actions]\n      route-disposition = \"accept-route\"\n\
-    [policy-definitions.statements.actions.bgp-actions]\n      set-next-hop = \"self\"\n";
-
-/// Destinations in gobgpd's global RIB, both families.
-fn rib_size(gobgp: &Gobgp) -> anyhow::Result<usize> {
-    let mut size = 0;
-    for family in FAMILIES {
-        let text = gobgp.cli(&["global", "rib", "-a", family, "summary"])?;
-        // "Table ipv4-unicast\nDestination: 100000, Path: 100000"
-        size += text
-            .split("Destination:")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|number| number.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-    }
-    Ok(size)
 }
 
 /// RSS of the receiver's daemons (by process name) in its namespace.
@@ -601,19 +577,16 @@ fn daemons(receiver: &Receiver) -> anyhow::Result<Vec<u32>> {
 
 fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
     let namespace = &receiver.namespace;
-    let (local, peer) = (receiver.link.address_a(), receiver.link.address_b());
+    let local = receiver.link().address_a();
     let asn = receiver.kind.asn();
     // IPv6 routes over the same (IPv4) session, into the IPv6 table.
-    let (bird_kernel6, bird_channel6, frr_family6) = if receiver.ipv6 {
+    let (bird_kernel6, bird_channel6) = if receiver.ipv6 {
         (
-            "protocol kernel kernel6 {\n  ipv6 { import none; export all; };\n}\n".to_owned(),
+            "protocol kernel kernel6 {\n  ipv6 { import none; export all; };\n}\n",
             "  ipv6 { import all; export none; };\n",
-            format!(
-                " address-family ipv6 unicast\n  neighbor {peer} activate\n exit-address-family\n"
-            ),
         )
     } else {
-        (String::new(), "", String::new())
+        ("", "")
     };
     Ok(match receiver.kind {
         Kind::Wgd => {
@@ -625,7 +598,9 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
                 wgd.run(namespace, &["bgp", "summary", "--api", &socket])
                     .is_ok()
             })?;
-            wait_for_handshake(namespace, &receiver.link.tunnel_a)?;
+            for link in &receiver.links {
+                wait_for_handshake(namespace, &link.tunnel_a)?;
+            }
             Running::Wgd(daemon)
         }
         Kind::Bird => Running::Bird(Bird::start(
@@ -633,10 +608,8 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
             &format!(
                 "router id {local};\nprotocol device {{\n}}\n\
                  protocol kernel kernel4 {{\n  ipv4 {{ import none; export all; }};\n}}\n\
-                 {bird_kernel6}\
-                 protocol bgp peer {{\n  local {local} as {asn};\n  neighbor {peer} as {PEER_AS};\n\
-                 \x20 connect delay time 1;\n  connect retry time 1;\n  graceful restart off;\n\
-                 \x20 ipv4 {{ import all; export none; }};\n{bird_channel6}}}\n"
+                 {bird_kernel6}{}",
+                peers::bird_protocols(&receiver.links, asn, bird_channel6)
             ),
         )?),
         Kind::Frr => Running::Frr(Frr::start(
@@ -645,30 +618,30 @@ fn start(wgd: &Wgd, receiver: &Receiver) -> anyhow::Result<Running> {
                 "frr defaults traditional\nhostname bench\n\
                  router bgp {asn}\n bgp router-id {local}\n no bgp ebgp-requires-policy\n\
                  \x20bgp graceful-restart-disable\n\
-                 no bgp network import-check\n neighbor {peer} remote-as {PEER_AS}\n\
-                 address-family ipv4 unicast\n  neighbor {peer} activate\n exit-address-family\n\
-                 {frr_family6}"
+                 no bgp network import-check\n{}",
+                peers::frr_neighbors(&receiver.links, receiver.ipv6)
             ),
         )?),
         Kind::GobgpWgd => Running::Gobgp(gobgp_receivers::start_follower(
             wgd,
             namespace,
             receiver.config.to_str().context("a UTF-8 path")?,
-            &receiver.link,
-            &gobgp_receivers::gobgp_config(&receiver.link, asn, PEER_AS, receiver.ipv6),
+            receiver.link(),
+            &gobgp_receivers::gobgp_config(receiver.link(), asn, PEER_AS, receiver.ipv6),
         )?),
         Kind::GobgpZebra => Running::Gobgp(gobgp_receivers::start_zebra(
             namespace,
-            &gobgp_receivers::gobgp_config(&receiver.link, asn, PEER_AS, receiver.ipv6),
+            &gobgp_receivers::gobgp_config(receiver.link(), asn, PEER_AS, receiver.ipv6),
         )?),
     })
 }
 
-/// Who sends the table in one run.
+/// Who sends the table in one run: gobgpd, or a replaying feeder per
+/// peer with what it sends.
 #[derive(Clone, Copy)]
 enum Feeding<'a> {
     Gobgp(&'a Gobgp),
-    Replay(&'a Feeder, &'a feeder::Updates),
+    Replay(&'a [Feeder], &'a [peers::Replay]),
 }
 
 /// Routes the receiver's kernel held after a run's phases.
@@ -694,7 +667,7 @@ fn measure(
     result.with_context(|| {
         let peer = match feeding {
             Feeding::Gobgp(gobgp) => {
-                format!("\ngobgpd:\n{}", gobgp.show(&receiver.link.address_a()))
+                format!("\ngobgpd:\n{}", gobgp.show(&receiver.link().address_a()))
             }
             Feeding::Replay(..) => String::new(),
         };
@@ -806,41 +779,6 @@ struct Shutdown {
     left: usize,
 }
 
-/// Disables gobgpd's neighbor (a Cease, administrative shutdown) with the
-/// table in the receiver's kernel and times the emptying; then enables it
-/// and waits for the table again (not timed).
-fn shut_down(
-    gobgp: &Gobgp,
-    neighbor: &str,
-    watch: &Watch,
-    receiver: &Receiver,
-    size: usize,
-) -> anyhow::Result<Shutdown> {
-    reset_peaks(receiver)?;
-    let disabled = Instant::now();
-    gobgp.cli(&["neighbor", neighbor, "disable"])?;
-    let time = watch.until(
-        disabled,
-        deadline(size),
-        "no route left after gobgpd's shutdown",
-        |count| Ok(count == 0),
-    )?;
-    let shutdown = Shutdown {
-        time,
-        peak: peak_rss(receiver)?,
-        left: receiver.counter.count(receiver.kind.protocol())?,
-    };
-    let enabled = Instant::now();
-    gobgp.cli(&["neighbor", neighbor, "enable"])?;
-    watch.until(
-        enabled,
-        deadline(size),
-        "all routes back after the shutdown",
-        |count| Ok(count == size),
-    )?;
-    Ok(shutdown)
-}
-
 fn measure_running(
     feeding: Feeding<'_>,
     receiver: &Receiver,
@@ -853,9 +791,9 @@ fn measure_running(
     let watch = Watch::new(receiver.namespace.name(), receiver.kind.protocol())?;
     // Session up: from enabling gobgpd's neighbor, or from the receiver's
     // start to the replaying peer's session.
-    let (up, live) = match feeding {
+    let (up, live, others) = match feeding {
         Feeding::Gobgp(gobgp) => {
-            let neighbor = receiver.link.address_a();
+            let neighbor = receiver.link().address_a();
             let enabled = Instant::now();
             gobgp.cli(&["neighbor", &neighbor, "enable"])?;
             let up = time_until(
@@ -865,13 +803,22 @@ fn measure_running(
                 "the session to be established",
                 || Ok(gobgp.established(&neighbor)),
             )?;
-            (up, Live::Gobgp { gobgp, neighbor })
+            (up, Live::Gobgp { gobgp, neighbor }, Vec::new())
         }
-        Feeding::Replay(feeder, updates) => {
-            let session = feeder.accept(Duration::from_secs(60))?;
-            (starting.elapsed(), Live::Replay { session, updates })
+        Feeding::Replay(feeders, replays) => {
+            let session = feeders[0].accept(Duration::from_secs(60))?;
+            let up = starting.elapsed();
+            // The other peers' sessions come up now too, with nothing sent.
+            let others = feeders[1..]
+                .iter()
+                .zip(&replays[1..])
+                .map(|(feeder, replay)| Ok((feeder.accept(Duration::from_secs(60))?, replay)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let updates = &replays[0].updates;
+            (up, Live::Replay { session, updates }, others)
         }
     };
+    let sessions = || others.iter().map(|(session, _)| session);
     let established = Instant::now();
     live.announce()?;
     let add = watch.until(
@@ -880,11 +827,30 @@ fn measure_running(
         "all routes in the kernel",
         |count| {
             live.still_up(count)?;
+            peers::still_up(sessions(), count)?;
             Ok(count == size)
         },
     )?;
     let after = rss(receiver)?;
     let peak_add = peak_rss(receiver)?;
+    // The other peers send the same table, one after the other; the
+    // kernel does not change but for each one's marker.
+    let mut taken = Vec::new();
+    for (number, (session, replay)) in others.iter().enumerate() {
+        let streams = [&replay.updates.announce, &replay.marker.announce];
+        let time = peers::send_marked(
+            &watch,
+            session,
+            streams,
+            size + number + 1,
+            deadline(size),
+            |count| {
+                live.still_up(count)?;
+                peers::still_up(sessions(), count)
+            },
+        )?;
+        taken.push((time, rss(receiver)?));
+    }
     // gobgpd's neighbor goes down with the table in; enabled again, it
     // gets the table again before the withdrawal. (The replaying peer's
     // session ends last, see `Live::end`.)
@@ -894,6 +860,24 @@ fn measure_running(
         }
         Live::Replay { .. } => None,
     };
+    // The other peers withdraw, the last first, before the first peer.
+    let mut dropped = Vec::new();
+    for (number, (session, replay)) in others.iter().enumerate().rev() {
+        let streams = [&replay.updates.withdraw, &replay.marker.withdraw];
+        let time = peers::send_marked(
+            &watch,
+            session,
+            streams,
+            size + number,
+            deadline(size),
+            |count| {
+                live.still_up(count)?;
+                peers::still_up(sessions(), count)
+            },
+        )?;
+        dropped.push(time);
+    }
+    dropped.reverse();
     let withdrawing = Instant::now();
     live.withdraw()?;
     let withdraw = watch.until(withdrawing, deadline(size), "no route left", |count| {
@@ -924,6 +908,15 @@ fn measure_running(
     rows.rss.push(per_prefix(after));
     rows.peak_add.push(per_prefix(peak_add));
     rows.peak_down.extend(peak_down.map(per_prefix));
+    rows.peers.resize_with(others.len(), peers::Rows::default);
+    let mut last = after;
+    for (rows, ((add, now), withdraw)) in rows.peers.iter_mut().zip(taken.into_iter().zip(dropped))
+    {
+        rows.add.push(add.as_secs_f64());
+        rows.rss.push((now as f64 - last as f64) / size as f64);
+        rows.withdraw.push(withdraw.as_secs_f64());
+        last = now;
+    }
     Ok(Left {
         after_withdraw,
         after_session_down,
