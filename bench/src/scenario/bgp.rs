@@ -451,6 +451,8 @@ pub fn run(
             };
             report.add(scenario, name, total, size, "s", rows.total);
             report.add(scenario, name, "rss per prefix", size, "bytes", rows.rss);
+            let metric = "rss per prefix, at rest";
+            report.add(scenario, name, metric, size, "bytes", rows.rss_at_rest);
             report.add(
                 scenario,
                 name,
@@ -485,7 +487,8 @@ pub fn run(
              on both sides; session up is from the receiver's start to established, start to \
              all both together; a peak RSS is the receiver's daemons' VmHWM (reset with \
              clear_refs just before: the session, and the Cease) minus their RSS before the \
-             session"
+             session; rss at rest is read 2 s after the table's arrival, nothing sent \
+             meanwhile"
                 .to_owned(),
         );
         if peers > 1 {
@@ -516,7 +519,8 @@ pub fn run(
          together (gobgpd with a large RIB reports the session late, so add alone can miss \
          routes that arrived before); a peak RSS is the receiver's daemons' VmHWM (reset \
          with clear_refs just before: the session, and the shutdown) minus their RSS before \
-         the session"
+         the session; rss at rest is read 2 s after the table's arrival, nothing sent \
+         meanwhile"
             .to_owned(),
     );
     drop(receivers);
@@ -535,6 +539,10 @@ struct Rows {
     /// figure when gobgpd is slow to report the session (a large RIB).
     total: Vec<f64>,
     rss: Vec<f64>,
+    /// The RSS [`AT_REST`] after the table came in, nothing sent meanwhile:
+    /// the RSS at the table's arrival includes what was still on its way
+    /// through the receiver (buffers, batches), and moves with the load.
+    rss_at_rest: Vec<f64>,
     /// The peak RSS while the table came in, and from the Cease to no
     /// route left, minus the RSS before the session, per prefix.
     peak_add: Vec<f64>,
@@ -549,6 +557,10 @@ fn installed(program: &str) -> bool {
 }
 
 /// RSS of the receiver's daemons (by process name) in its namespace.
+/// How long after the table's arrival the RSS is read again, the table at
+/// rest.
+const AT_REST: Duration = Duration::from_secs(2);
+
 fn rss(receiver: &Receiver) -> anyhow::Result<u64> {
     daemons(receiver)?.into_iter().map(rss_bytes).sum()
 }
@@ -833,6 +845,9 @@ fn measure_running(
     )?;
     let after = rss(receiver)?;
     let peak_add = peak_rss(receiver)?;
+    // A measure taken at a fixed time, not a wait for a condition.
+    std::thread::sleep(AT_REST);
+    let at_rest = rss(receiver)?;
     // The other peers send the same table, one after the other; the
     // kernel does not change but for each one's marker.
     let mut taken = Vec::new();
@@ -906,6 +921,7 @@ fn measure_running(
     rows.total.push((up + add).as_secs_f64());
     let per_prefix = |bytes: u64| bytes.saturating_sub(before) as f64 / size as f64;
     rows.rss.push(per_prefix(after));
+    rows.rss_at_rest.push(per_prefix(at_rest));
     rows.peak_add.push(per_prefix(peak_add));
     rows.peak_down.extend(peak_down.map(per_prefix));
     rows.peers.resize_with(others.len(), peers::Rows::default);
