@@ -1526,7 +1526,9 @@ async fn next_wake(woken: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// Until `deadline`; for ever without one (a `select!` branch that stays
+/// quiet).
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::runtime::{Command, Declared, Report, Runtime, SessionStatus};
 use super::wire::{ToClient, ToHost, WireChange, WireStatus};
 use crate::bgp::types::NeighborId;
+use crate::engine::sleep_until;
 
 /// Why the BFD process cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -227,13 +228,6 @@ async fn send_status(client: &mut Client, status: &[SessionStatus]) -> io::Resul
 async fn next_line(client: &mut Option<Client>) -> io::Result<Option<String>> {
     match client {
         Some(client) => client.lines.next_line().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }
