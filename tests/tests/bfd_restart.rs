@@ -159,10 +159,28 @@ impl Running {
 /// Whether two `bfd_since` readings are the same time: BIRD's column
 /// exactly, FRR's seconds within the rounding of two uptime readings.
 fn same_since(before: &str, after: &str) -> bool {
-    match (before.parse::<u64>(), after.parse::<u64>()) {
-        (Ok(before), Ok(after)) => before.abs_diff(after) <= 2,
+    if let (Ok(before), Ok(after)) = (before.parse::<u64>(), after.parse::<u64>()) {
+        return before.abs_diff(after) <= 2;
+    }
+    // BIRD prints `Since` as a time of day it derives from its monotonic
+    // clock at each `show`, so the same instant can read a millisecond
+    // apart from one call to the next (seen: .992, then .991).
+    match (milliseconds_of_day(before), milliseconds_of_day(after)) {
+        (Some(before), Some(after)) => before.abs_diff(after) <= 50,
         _ => before == after,
     }
+}
+
+/// `HH:MM:SS.mmm` as milliseconds since midnight.
+fn milliseconds_of_day(time: &str) -> Option<u64> {
+    let (clock, fraction) = time.split_once('.')?;
+    let mut parts = clock.split(':').map(|part| part.parse::<u64>().ok());
+    let (hours, minutes, seconds) = (parts.next()??, parts.next()??, parts.next()??);
+    if parts.next().is_some() || fraction.len() != 3 {
+        return None;
+    }
+    let milliseconds = fraction.parse::<u64>().ok()?;
+    Some(((hours * 60 + minutes) * 60 + seconds) * 1000 + milliseconds)
 }
 
 /// BIRD's line for its BFD session with A.
@@ -328,4 +346,13 @@ fn restart(peer: Peer) -> anyhow::Result<()> {
     }
     eprintln!("B's BFD session Up in all {samples} samples across the restart");
     Ok(())
+}
+
+#[test]
+fn since_readings_a_millisecond_apart_are_the_same_instant() {
+    assert!(same_since("22:42:52.992", "22:42:52.991"));
+    assert!(!same_since("22:42:52.992", "22:43:02.100"));
+    assert!(same_since("1700000000", "1700000001"));
+    assert!(!same_since("1700000000", "1700000009"));
+    assert!(!same_since("22:42:52.992", "2026-12-07"));
 }
