@@ -322,19 +322,32 @@ mod tests {
         }
     }
 
+    /// The process serving a socket in a folder of its own (kept as long
+    /// as the `TempDir` is).
+    fn start(
+        grace: Duration,
+    ) -> (
+        tempfile::TempDir,
+        PathBuf,
+        tokio::task::JoinHandle<Result<(), HostError>>,
+    ) {
+        let folder = tempfile::tempdir().unwrap();
+        let socket = folder.path().join("bfd.sock");
+        let server = tokio::spawn({
+            let socket = socket.clone();
+            async move { serve(&socket, grace).await }
+        });
+        (folder, socket, server)
+    }
+
     fn names(sessions: &[(String, u32)]) -> Vec<&str> {
         sessions.iter().map(|(name, _)| name.as_str()).collect()
     }
 
     #[tokio::test]
     async fn a_new_client_adopts_what_it_declares_and_the_rest_goes_after_the_grace_time() {
-        let folder = tempfile::tempdir().unwrap();
-        let socket = folder.path().join("bfd.sock");
         let grace = Duration::from_millis(600);
-        let server = tokio::spawn({
-            let socket = socket.clone();
-            async move { serve(&socket, grace).await }
-        });
+        let (_folder, socket, server) = start(grace);
 
         let mut first = Peer::connect(&socket).await;
         first.declare(&["10.0.0.2", "10.0.0.4"]).await;
@@ -398,13 +411,8 @@ mod tests {
 
     #[tokio::test]
     async fn with_no_client_back_the_process_ends_after_the_grace_time() {
-        let folder = tempfile::tempdir().unwrap();
-        let socket = folder.path().join("bfd.sock");
         let grace = Duration::from_millis(300);
-        let server = tokio::spawn({
-            let socket = socket.clone();
-            async move { serve(&socket, grace).await }
-        });
+        let (_folder, socket, server) = start(grace);
         let mut client = Peer::connect(&socket).await;
         client.declare(&["10.0.0.2"]).await;
         client.status_until(|s| s.len() == 1).await;
