@@ -56,6 +56,18 @@ pub trait Fib: Send + 'static {
     fn apply(&mut self, ops: &[FibOp]) -> Vec<Result<(), String>>;
     /// wgd's routes in the kernel (by protocol number).
     fn dump_ours(&mut self) -> Result<Vec<FoundRoute>, String>;
+    /// The prefixes of wgd's routes in the kernel, sorted: what an audit
+    /// needs, without each route's nexthops (a full table's routes with
+    /// theirs took 250 bytes each while an audit held them).
+    fn prefixes_ours(&mut self) -> Result<Vec<IpNet>, String> {
+        let mut prefixes: Vec<IpNet> = self
+            .dump_ours()?
+            .into_iter()
+            .map(|route| route.prefix)
+            .collect();
+        prefixes.sort_unstable();
+        Ok(prefixes)
+    }
     /// The host's addresses (those a route's `src` may name).
     fn local_addresses(&mut self) -> Result<BTreeSet<IpAddr>, String>;
     /// The route to each destination without wgd's routes (the
@@ -64,6 +76,15 @@ pub trait Fib: Send + 'static {
         &mut self,
         destinations: &[IpAddr],
     ) -> Result<Vec<Option<Vec<FibNexthop>>>, String>;
+}
+
+/// The prefixes an audit found in the kernel, sorted.
+struct Present(Vec<IpNet>);
+
+impl Present {
+    fn contains(&self, prefix: IpNet) -> bool {
+        self.0.binary_search(&prefix).is_ok()
+    }
 }
 
 /// One of wgd's routes as found in the kernel.
@@ -677,8 +698,8 @@ impl<F: Fib> Engine<F> {
         let mut changes = Changes::default();
         self.refresh_sources(&mut changes);
         self.program(changes);
-        let present: BTreeSet<IpNet> = match self.writer.call(|fib| fib.dump_ours()) {
-            Ok(routes) => routes.into_iter().map(|route| route.prefix).collect(),
+        let present = match self.writer.call(|fib| fib.prefixes_ours()) {
+            Ok(prefixes) => Present(prefixes),
             Err(error) => {
                 tracing::warn!(%error, "cannot read wgd's routes for the audit");
                 return;
@@ -689,7 +710,7 @@ impl<F: Fib> Engine<F> {
         let mut ops: Vec<FibOp> = self
             .rib
             .installed()
-            .filter(|(prefix, _)| !present.contains(prefix))
+            .filter(|(prefix, _)| !present.contains(*prefix))
             .map(|(prefix, nexthops)| FibOp::Add {
                 prefix,
                 nexthops: nexthops.to_vec(),
@@ -699,7 +720,7 @@ impl<F: Fib> Engine<F> {
         ops.extend(
             self.pins
                 .iter()
-                .filter(|(endpoint, _)| !present.contains(&IpNet::from(**endpoint)))
+                .filter(|(endpoint, _)| !present.contains(IpNet::from(**endpoint)))
                 .map(|(endpoint, nexthops)| FibOp::add(IpNet::from(*endpoint), nexthops.clone())),
         );
         if !ops.is_empty() {
@@ -1471,6 +1492,13 @@ impl Fib for crate::fib::KernelFib {
             .into_iter()
             .map(|result| result.map_err(|error| error.to_string()))
             .collect()
+    }
+
+    fn prefixes_ours(&mut self) -> Result<Vec<IpNet>, String> {
+        let mut prefixes =
+            crate::fib::KernelFib::prefixes_ours(self).map_err(|error| error.to_string())?;
+        prefixes.sort_unstable();
+        Ok(prefixes)
     }
 
     fn dump_ours(&mut self) -> Result<Vec<FoundRoute>, String> {

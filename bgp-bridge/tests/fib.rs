@@ -513,6 +513,13 @@ fn a_batch_of_20000_routes_goes_in_and_out() {
             }
         }
         assert_eq!(fib.count_ours().unwrap(), 2 * EACH as usize);
+        // What an audit reads: the prefixes alone, every one added.
+        let mut found = fib.prefixes_ours().unwrap();
+        found.sort_unstable();
+        let mut added: Vec<_> = ops.iter().map(FibOp::prefix).collect();
+        added.remove(bad);
+        added.sort_unstable();
+        assert_eq!(found, added);
         let listed = lab
             .ns
             .sh("ip route show table all proto 200 | wc -l")

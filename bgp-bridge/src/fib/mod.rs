@@ -428,6 +428,20 @@ impl KernelFib {
         })
     }
 
+    /// The prefixes of the routes in the table carrying `RTPROT_WGD`, IPv4
+    /// then IPv6, each family in the kernel's order.
+    pub fn prefixes_ours(&mut self) -> Result<Vec<IpNet>, FibError> {
+        self.consistently(|fib| {
+            let mut prefixes = Vec::new();
+            for family in [AF_INET, AF_INET6] {
+                fib.dump(family, fib.table, RTPROT_WGD, |view| {
+                    prefixes.extend(view.prefix());
+                })?;
+            }
+            Ok(prefixes)
+        })
+    }
+
     /// How many routes in the table carry `RTPROT_WGD` (a dump, counted).
     pub fn count_ours(&mut self) -> Result<usize, FibError> {
         self.consistently(|fib| {
