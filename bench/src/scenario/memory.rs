@@ -140,7 +140,7 @@ fn measure(updates: &feeder::Updates, size: usize) -> anyhow::Result<Shares> {
                 .paths
                 .iter()
                 .filter(|path| matches!(path.source, Source::Neighbor(_)))
-                .filter_map(|path| path.attributes.next_hop)
+                .filter_map(|path| path.attributes.next_hop.address())
                 .map(NexthopSpec::Address)
                 .collect();
             rib.offer(

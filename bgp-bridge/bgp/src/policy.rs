@@ -597,10 +597,10 @@ impl Set {
         }
         changed.communities = communities.into_boxed_slice();
         if let Some(local_preference) = self.local_preference {
-            changed.local_pref = Some(local_preference);
+            changed.set_local_pref(Some(local_preference));
         }
         if let Some(med) = self.med {
-            changed.med = Some(med);
+            changed.set_med(Some(med));
         }
         Arc::new(changed)
     }
@@ -733,8 +733,8 @@ mod tests {
         };
         let attributes = attributes();
         let taken = policy.apply(&net("10.1.0.0/16"), &attributes).unwrap();
-        assert_eq!(taken.local_pref, Some(200));
-        assert_eq!(taken.med, Some(5));
+        assert_eq!(taken.local_pref(), Some(200));
+        assert_eq!(taken.med(), Some(5));
         assert_eq!(
             taken.communities,
             vec![(65001 << 16) | 7, 65000 << 16 | 1].into()
@@ -835,7 +835,7 @@ mod tests {
             vec![Community::NO_EXPORT]
         );
         let taken = policy.apply(&net("10.1.0.0/16"), &attributes()).unwrap();
-        assert_eq!(taken.local_pref, Some(200));
+        assert_eq!(taken.local_pref(), Some(200));
 
         // Bad values are refused with the reason.
         let error = serde_json::from_value::<Policy>(serde_json::json!({

@@ -390,24 +390,127 @@ pub struct RawAttribute {
 /// merged in on decode when the session is 2-octet). Shared by every
 /// prefix of an UPDATE: routes hold an `Arc`. Lists are boxed slices, not
 /// `Vec`s: a set is built once and never grows, and a full table holds a
-/// quarter million sets. 96 bytes, 112 with the `Arc`'s counts: an
-/// allocator's size class of its own (see [`Rare`]).
+/// quarter million sets. 64 bytes, 80 with the `Arc`'s counts: the
+/// nexthops are shared ([`NextHop`]) and MED and LOCAL_PREF say whether
+/// they are present in one byte ([`Metrics`]; with both addresses and two
+/// `Option<u32>`s in place a set took 96 bytes, 112 with the counts).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attributes {
     pub origin: Origin,
+    /// MED and LOCAL_PREF: read and set them with [`Attributes::med`] and
+    /// the like.
+    pub metrics: Metrics,
     pub as_path: AsPath,
-    /// NEXT_HOP for IPv4 NLRI, or the MP_REACH nexthop (IPv4 or IPv6
-    /// global; RFC 8950 allows an IPv6 nexthop for IPv4 routes).
-    pub next_hop: Option<IpAddr>,
-    /// The link-local address an MP_REACH nexthop may carry besides.
-    pub link_local_next_hop: Option<Ipv6Addr>,
-    pub med: Option<u32>,
-    pub local_pref: Option<u32>,
+    pub next_hop: NextHop,
     /// RFC 1997 communities as `(asn << 16) | value`.
     pub communities: Box<[u32]>,
     /// What few routes carry; `None` when it would be empty (never
     /// `Some` of an empty one, so that equal attributes compare equal).
     pub rare: Option<Box<Rare>>,
+}
+
+/// MULTI_EXIT_DISC and LOCAL_PREF, each present or not, in 12 bytes (two
+/// `Option<u32>`s take 16).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Metrics {
+    /// [`MED`] and [`LOCAL_PREF`] bits: which of the two are present (an
+    /// absent one is 0 below, so that equal attributes compare equal).
+    present: u8,
+    med: u32,
+    local_pref: u32,
+}
+
+const MED: u8 = 1;
+const LOCAL_PREF: u8 = 2;
+
+impl Metrics {
+    fn get(&self, bit: u8, value: u32) -> Option<u32> {
+        (self.present & bit != 0).then_some(value)
+    }
+
+    fn present(&mut self, bit: u8, value: Option<u32>) -> u32 {
+        self.present = (self.present & !bit) | if value.is_some() { bit } else { 0 };
+        value.unwrap_or(0)
+    }
+}
+
+/// A route's nexthops: NEXT_HOP for IPv4 NLRI, or the MP_REACH nexthop
+/// (IPv4 or IPv6 global; RFC 8950 allows an IPv6 nexthop for IPv4 routes),
+/// and the link-local address an MP_REACH nexthop may carry besides. The
+/// pair is shared, 8 bytes in an attribute set where the two addresses
+/// take 34: a session has a few distinct nexthops for a quarter million
+/// attribute sets, and each thread reuses the pairs it made last.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct NextHop(Option<Arc<NextHopPair>>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct NextHopPair {
+    address: Option<IpAddr>,
+    link_local: Option<Ipv6Addr>,
+}
+
+/// How many pairs each thread keeps to reuse.
+const NEXT_HOPS_REUSED: usize = 8;
+
+thread_local! {
+    /// The pairs this thread made last, the latest last.
+    static RECENT_NEXT_HOPS: std::cell::RefCell<Vec<Arc<NextHopPair>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl NextHop {
+    /// The global (or IPv4) nexthop and the link-local one; neither is
+    /// [`NextHop::default`].
+    pub fn new(address: Option<IpAddr>, link_local: Option<Ipv6Addr>) -> Self {
+        if address.is_none() && link_local.is_none() {
+            return Self(None);
+        }
+        let pair = NextHopPair {
+            address,
+            link_local,
+        };
+        RECENT_NEXT_HOPS.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            if let Some(at) = recent.iter().rposition(|kept| **kept == pair) {
+                let kept = recent.remove(at);
+                recent.push(kept.clone());
+                return Self(Some(kept));
+            }
+            if recent.len() == NEXT_HOPS_REUSED {
+                recent.remove(0);
+            }
+            let made = Arc::new(pair);
+            recent.push(made.clone());
+            Self(Some(made))
+        })
+    }
+
+    /// The NEXT_HOP, or MP_REACH's global (or IPv4) nexthop.
+    pub fn address(&self) -> Option<IpAddr> {
+        self.0.as_ref().and_then(|pair| pair.address)
+    }
+
+    /// The link-local nexthop an MP_REACH carried besides (RFC 2545).
+    pub fn link_local(&self) -> Option<Ipv6Addr> {
+        self.0.as_ref().and_then(|pair| pair.link_local)
+    }
+}
+
+impl From<IpAddr> for NextHop {
+    fn from(address: IpAddr) -> Self {
+        Self::new(Some(address), None)
+    }
+}
+
+impl fmt::Debug for NextHop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.address(), self.link_local()) {
+            (Some(address), Some(link_local)) => write!(f, "{address},{link_local}"),
+            (Some(address), None) => write!(f, "{address}"),
+            (None, Some(link_local)) => write!(f, "{link_local}"),
+            (None, None) => f.write_str("none"),
+        }
+    }
 }
 
 /// The attributes few routes carry, kept apart from those most do: 88
@@ -532,11 +635,9 @@ impl Default for Attributes {
     fn default() -> Self {
         Self {
             origin: Origin::Igp,
+            metrics: Metrics::default(),
             as_path: AsPath::default(),
-            next_hop: None,
-            link_local_next_hop: None,
-            med: None,
-            local_pref: None,
+            next_hop: NextHop::default(),
             communities: Box::default(),
             rare: None,
         }
@@ -544,6 +645,34 @@ impl Default for Attributes {
 }
 
 impl Attributes {
+    pub fn med(&self) -> Option<u32> {
+        self.metrics.get(MED, self.metrics.med)
+    }
+
+    pub fn set_med(&mut self, med: Option<u32>) {
+        self.metrics.med = self.metrics.present(MED, med);
+    }
+
+    /// Attributes with `med` (for building them: `..Default::default()`
+    /// cannot reach private fields).
+    pub fn with_med(mut self, med: Option<u32>) -> Self {
+        self.set_med(med);
+        self
+    }
+
+    pub fn local_pref(&self) -> Option<u32> {
+        self.metrics.get(LOCAL_PREF, self.metrics.local_pref)
+    }
+
+    pub fn set_local_pref(&mut self, local_pref: Option<u32>) {
+        self.metrics.local_pref = self.metrics.present(LOCAL_PREF, local_pref);
+    }
+
+    pub fn with_local_pref(mut self, local_pref: Option<u32>) -> Self {
+        self.set_local_pref(local_pref);
+        self
+    }
+
     pub fn atomic_aggregate(&self) -> bool {
         self.rare.as_ref().is_some_and(|rare| rare.atomic_aggregate)
     }

@@ -55,7 +55,10 @@ fn as_path_text(segments: &[AsSegment]) -> String {
 /// The nexthop as received: the global one, and the link-local one beside
 /// it (RFC 2545) after a comma, as `2001:db8::2,fe80::2`.
 fn next_hop_text(attributes: &Attributes) -> String {
-    match (attributes.next_hop, attributes.link_local_next_hop) {
+    match (
+        attributes.next_hop.address(),
+        attributes.next_hop.link_local(),
+    ) {
         (Some(next_hop), Some(link_local)) if next_hop != link_local => {
             format!("{next_hop},{link_local}")
         }
@@ -194,8 +197,8 @@ impl BgpService for BgpApi {
                     Origin::Incomplete => "incomplete",
                 }
                 .to_owned(),
-                med: path.attributes.med,
-                local_pref: path.attributes.local_pref,
+                med: path.attributes.med(),
+                local_pref: path.attributes.local_pref(),
                 communities: path
                     .attributes
                     .communities
@@ -299,12 +302,15 @@ impl BgpService for BgpApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::types::NextHop;
 
     #[test]
     fn next_hops_read_as_received() {
         let with = |next_hop: &str, link_local: Option<&str>| Attributes {
-            next_hop: Some(next_hop.parse().unwrap()),
-            link_local_next_hop: link_local.map(|address| address.parse().unwrap()),
+            next_hop: NextHop::new(
+                Some(next_hop.parse().unwrap()),
+                link_local.map(|address| address.parse().unwrap()),
+            ),
             ..Attributes::default()
         };
         assert_eq!(next_hop_text(&with("10.0.0.1", None)), "10.0.0.1");

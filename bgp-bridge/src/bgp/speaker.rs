@@ -1815,13 +1815,13 @@ fn gateway(
     from: NeighborId,
     session_tunnel: Option<&str>,
 ) -> Option<NexthopSpec> {
-    let next_hop = attributes.next_hop?;
+    let next_hop = attributes.next_hop.address()?;
     let session_tunnel = from.tunnel().or(session_tunnel);
     let next_hop_link_local = match next_hop {
         IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
         _ => None,
     };
-    let link_local = attributes.link_local_next_hop.or(next_hop_link_local);
+    let link_local = attributes.next_hop.link_local().or(next_hop_link_local);
     let on_tunnel = |address: Ipv6Addr| {
         session_tunnel.map(|tunnel| NexthopSpec::AddressOnTunnel {
             address: IpAddr::V6(address),

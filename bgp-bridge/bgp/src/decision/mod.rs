@@ -52,7 +52,9 @@ use wgd_rtr::{VrpTable, VrpUpdate};
 
 use crate::policy::{Community, Outcome, Policy, Set, Validity};
 use crate::prefix_map::PrefixMap;
-use crate::types::{Asn, Attributes, DEFAULT_LOCAL_PREF, Family, Negotiated, NeighborId, Update};
+use crate::types::{
+    Asn, Attributes, DEFAULT_LOCAL_PREF, Family, Negotiated, NeighborId, NextHop, Update,
+};
 
 /// VRP changes naming more prefixes than this validate every path again
 /// rather than look up the paths each covers.
@@ -80,6 +82,7 @@ pub trait Resolver {
     fn resolves_path(&self, _from: NeighborId, attributes: &Attributes) -> bool {
         attributes
             .next_hop
+            .address()
             .is_some_and(|next_hop| self.resolves(next_hop))
     }
 }
@@ -1034,7 +1037,7 @@ impl LocRib {
             candidate
                 .path
                 .attributes
-                .local_pref
+                .local_pref()
                 .unwrap_or(DEFAULT_LOCAL_PREF)
         });
         keep_best(&mut candidates, |candidate| {
@@ -1191,11 +1194,10 @@ impl LocRib {
         let (next_hop, link_local_next_hop) = our_next_hop(&to.settings, family)?;
         let outgoing = cache.outgoing(attributes, next_hop, || {
             let mut out = Attributes::clone(attributes);
-            out.next_hop = Some(next_hop);
-            out.link_local_next_hop = link_local_next_hop;
+            out.next_hop = NextHop::new(Some(next_hop), link_local_next_hop);
             if to_ebgp {
                 out.as_path = out.as_path.prepended(local_as);
-                out.local_pref = None;
+                out.set_local_pref(None);
                 out.change_rare(|rare| {
                     rare.originator_id = None;
                     rare.cluster_list = Box::default();
@@ -1210,10 +1212,10 @@ impl LocRib {
                     }
                 });
                 if path.source != Source::Local {
-                    out.med = None;
+                    out.set_med(None);
                 }
             } else {
-                out.local_pref = Some(attributes.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
+                out.set_local_pref(Some(attributes.local_pref().unwrap_or(DEFAULT_LOCAL_PREF)));
             }
             Arc::new(out)
         });
@@ -1264,7 +1266,7 @@ fn keep_best<K: Ord>(candidates: &mut Vec<Candidate>, key: impl Fn(&Candidate) -
 /// a missing MED is the lowest).
 fn med_of(candidate: &Candidate) -> (Option<Asn>, u32) {
     let attributes = &candidate.path.attributes;
-    (attributes.first_as(), attributes.med.unwrap_or(0))
+    (attributes.first_as(), attributes.med().unwrap_or(0))
 }
 
 /// A cached result beside the input it came from (which keeps the input's

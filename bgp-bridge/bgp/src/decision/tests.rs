@@ -43,7 +43,7 @@ fn neighbor(address: &str, remote_as: Asn, router_id: u8) -> Neighbor {
 fn path(from: &Neighbor, as_path: &[Asn]) -> Attributes {
     Attributes {
         as_path: vec![AsSegment::Sequence(as_path.to_vec())].into(),
-        next_hop: Some(from.id.address()),
+        next_hop: NextHop::new(Some(from.id.address()), None),
         ..Attributes::default()
     }
 }
@@ -101,9 +101,9 @@ fn highest_local_pref_first() {
         &b,
         P,
         Attributes {
-            local_pref: Some(200),
             ..path(&b, &[65010, 65011, 65012])
-        },
+        }
+        .with_local_pref(Some(200)),
     );
     assert_eq!(sources(&rib, P), vec![from(&b)]);
     // Below the default of 100, it loses.
@@ -112,9 +112,9 @@ fn highest_local_pref_first() {
         &b,
         P,
         Attributes {
-            local_pref: Some(99),
             ..path(&b, &[65010])
-        },
+        }
+        .with_local_pref(Some(99)),
     );
     assert_eq!(sources(&rib, P), vec![from(&a)]);
 }
@@ -155,9 +155,11 @@ fn med_compared_only_within_the_same_neighboring_as() {
     for neighbor in [&a, &b, &c] {
         rib.neighbor_up(neighbor.clone());
     }
-    let with_med = |from: &Neighbor, med| Attributes {
-        med: Some(med),
-        ..path(from, &[from.remote_as])
+    let with_med = |from: &Neighbor, med| {
+        Attributes {
+            ..path(from, &[from.remote_as])
+        }
+        .with_med(Some(med))
     };
     // Same AS: the lower MED wins, router ids aside.
     announce(&mut rib, &a, P, with_med(&a, 50));
@@ -337,9 +339,9 @@ fn local_networks_are_preferred() {
         &a,
         P,
         Attributes {
-            local_pref: Some(1000),
             ..path(&a, &[65001])
-        },
+        }
+        .with_local_pref(Some(1000)),
     );
     let changes = rib.set_networks(&[net(P), net("2001:db8::/32")], &all);
     assert_eq!(changes.len(), 2);
@@ -504,7 +506,7 @@ fn import_policy_filters_and_sets() {
     let (changes, _) = rib.set_policies(a.id, prefer, Policy::default(), &all);
     assert_eq!(changes.len(), 1);
     assert_eq!(sources(&rib, P), vec![from(&a)]);
-    assert_eq!(rib.best(&net(P))[0].attributes.local_pref, Some(300));
+    assert_eq!(rib.best(&net(P))[0].attributes.local_pref(), Some(300));
 }
 
 /// Our AS 65000; eBGP A (65001), eBGP C (65003), eBGP D (65005), iBGP I
@@ -547,9 +549,9 @@ fn export_of_an_ebgp_route() {
     } = world();
     // A route target (transitive) and a non-transitive one (type 0x40).
     let mut received = Attributes {
-        med: Some(7),
         ..path(&a, &[65001, 65005, 65010])
-    };
+    }
+    .with_med(Some(7));
     received.change_rare(|rare| {
         rare.extended_communities = vec![0x0002_fde9_0000_0007, 0x4002_fde9_0000_0008].into();
     });
@@ -562,13 +564,13 @@ fn export_of_an_ebgp_route() {
     let to_c = &sent(&exports, &c).unwrap().announced;
     assert_eq!(to_c.len(), 1);
     let attributes = &to_c[0].1;
-    assert_eq!(attributes.next_hop, Some(ip("10.255.0.1")));
+    assert_eq!(attributes.next_hop.address(), Some(ip("10.255.0.1")));
     assert_eq!(
         attributes.as_path,
         vec![AsSegment::Sequence(vec![LOCAL_AS, 65001, 65005, 65010])].into()
     );
-    assert_eq!(attributes.med, None);
-    assert_eq!(attributes.local_pref, None);
+    assert_eq!(attributes.med(), None);
+    assert_eq!(attributes.local_pref(), None);
     assert_eq!(attributes.extended_communities(), [0x0002_fde9_0000_0007]);
     // iBGP I and J: path unchanged, LOCAL_PREF given, next-hop self.
     for to in [&i, &j] {
@@ -577,9 +579,9 @@ fn export_of_an_ebgp_route() {
             attributes.as_path,
             vec![AsSegment::Sequence(vec![65001, 65005, 65010])].into()
         );
-        assert_eq!(attributes.local_pref, Some(DEFAULT_LOCAL_PREF));
-        assert_eq!(attributes.med, Some(7));
-        assert_eq!(attributes.next_hop, Some(ip("10.255.0.1")));
+        assert_eq!(attributes.local_pref(), Some(DEFAULT_LOCAL_PREF));
+        assert_eq!(attributes.med(), Some(7));
+        assert_eq!(attributes.next_hop.address(), Some(ip("10.255.0.1")));
         assert_eq!(attributes.extended_communities().len(), 2);
     }
     // Withdrawn: withdrawn from those that had it, and only those.
@@ -621,7 +623,7 @@ fn local_networks_go_to_everyone_and_new_neighbors_get_the_table() {
         to_a[0].1.as_path,
         vec![AsSegment::Sequence(vec![LOCAL_AS])].into()
     );
-    assert_eq!(to_a[1].1.next_hop, Some(ip("2001:db8:ff::1")));
+    assert_eq!(to_a[1].1.next_hop.address(), Some(ip("2001:db8:ff::1")));
     let to_i = &sent(&exports, &i).unwrap().announced;
     assert!(to_i[0].1.as_path.is_empty());
     // Nothing new to send: nothing sent.
@@ -684,7 +686,7 @@ fn export_policy_denies_and_sets() {
     let to_c = &sent(&exports, &c).unwrap().announced;
     assert_eq!(to_c.len(), 1);
     assert_eq!(to_c[0].0, net(P));
-    assert_eq!(to_c[0].1.med, Some(42));
+    assert_eq!(to_c[0].1.med(), Some(42));
     // Routes sharing attributes still share them after the policy.
     let mut changes = announce(&mut rib, &a, "203.0.113.0/24", path(&a, &[65001]));
     changes.extend(rib.set_networks(&[net("10.1.0.0/16"), net("10.2.0.0/16")], &all));
@@ -738,7 +740,12 @@ fn next_hops(export: &Export, prefix: &str) -> Option<(Option<IpAddr>, Option<Ip
         .announced
         .iter()
         .find(|(announced, _)| *announced == net(prefix))
-        .map(|(_, attributes)| (attributes.next_hop, attributes.link_local_next_hop))
+        .map(|(_, attributes)| {
+            (
+                attributes.next_hop.address(),
+                attributes.next_hop.link_local(),
+            )
+        })
 }
 
 #[test]
@@ -806,7 +813,7 @@ fn one_link_local_address_on_two_tunnels_is_two_neighbors() {
         &b,
         P,
         Attributes {
-            next_hop: Some(ip("fe80::2")),
+            next_hop: NextHop::new(Some(ip("fe80::2")), None),
             ..path(&b, &[65002])
         },
     );

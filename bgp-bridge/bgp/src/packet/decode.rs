@@ -266,11 +266,11 @@ impl<'s> Walk<'s> {
                 });
             }
             code::MED => match read_u32(value) {
-                Some(med) => self.attributes.med = Some(med),
+                Some(med) => self.attributes.set_med(Some(med)),
                 None => self.withdraw(type_code, format!("length {} (not 4)", value.len())),
             },
             code::LOCAL_PREF => match read_u32(value) {
-                Some(local_pref) => self.attributes.local_pref = Some(local_pref),
+                Some(local_pref) => self.attributes.set_local_pref(Some(local_pref)),
                 None => self.withdraw(type_code, format!("length {} (not 4)", value.len())),
             },
             code::ATOMIC_AGGREGATE => {
@@ -538,7 +538,7 @@ impl<'s> Walk<'s> {
         } else {
             if let Some(next_hop) = body_next_hop {
                 let attributes = Arc::new(Attributes {
-                    next_hop: Some(IpAddr::V4(next_hop)),
+                    next_hop: NextHop::from(IpAddr::V4(next_hop)),
                     ..self.attributes.clone()
                 });
                 update.announced.extend(
@@ -548,8 +548,7 @@ impl<'s> Walk<'s> {
             }
             if let Some(reach) = reach.filter(|reach| !reach.nlri.is_empty()) {
                 let attributes = Arc::new(Attributes {
-                    next_hop: Some(reach.next_hop),
-                    link_local_next_hop: reach.link_local,
+                    next_hop: NextHop::new(Some(reach.next_hop), reach.link_local),
                     ..self.attributes
                 });
                 update.announced.extend(

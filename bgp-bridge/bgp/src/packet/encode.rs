@@ -69,7 +69,7 @@ pub fn encode(
         groups[at].1.push(prefix);
     }
     for (attributes, prefixes) in groups {
-        let next_hop = match (family, attributes.next_hop) {
+        let next_hop = match (family, attributes.next_hop.address()) {
             (Family::Ipv4Unicast, Some(IpAddr::V4(address))) => {
                 let rest = encode_attributes(attributes, session, Some(address));
                 let Some(budget) = (max - HEADER_LEN - 4).checked_sub(rest.len()) else {
@@ -81,10 +81,10 @@ pub fn encode(
                 continue;
             }
             (Family::Ipv4Unicast, Some(IpAddr::V6(address))) if session.extended_next_hop_ipv4 => {
-                mp_next_hop(IpAddr::V6(address), attributes.link_local_next_hop)
+                mp_next_hop(IpAddr::V6(address), attributes.next_hop.link_local())
             }
             (Family::Ipv6Unicast, Some(address)) => {
-                mp_next_hop(address, attributes.link_local_next_hop)
+                mp_next_hop(address, attributes.next_hop.link_local())
             }
             _ => continue,
         };
@@ -258,11 +258,11 @@ pub(super) fn encode_attributes(
     if let Some(next_hop) = next_hop {
         list.push((well_known, code::NEXT_HOP, next_hop.octets().to_vec()));
     }
-    if let Some(med) = attributes.med {
+    if let Some(med) = attributes.med() {
         list.push((flag::OPTIONAL, code::MED, med.to_be_bytes().to_vec()));
     }
     if !ebgp {
-        let local_pref = attributes.local_pref.unwrap_or(DEFAULT_LOCAL_PREF);
+        let local_pref = attributes.local_pref().unwrap_or(DEFAULT_LOCAL_PREF);
         list.push((
             well_known,
             code::LOCAL_PREF,

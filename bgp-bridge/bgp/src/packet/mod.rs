@@ -42,7 +42,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 pub use crate::types::MAX_MESSAGE_LEN;
 use crate::types::{
     AS_TRANS, AsSegment, Asn, Attributes, DEFAULT_LOCAL_PREF, Family, LargeCommunity, Negotiated,
-    Notification, Origin, Rare, RawAttribute, Update,
+    NextHop, Notification, Origin, Rare, RawAttribute, Update,
 };
 
 /// Octets of the message header: marker, length, type.

@@ -147,8 +147,7 @@ fn rich_attributes(next_hop: IpAddr) -> Attributes {
             AsSegment::Set(vec![65020, 65021]),
         ]
         .into(),
-        next_hop: Some(next_hop),
-        med: Some(50),
+        next_hop: NextHop::new(Some(next_hop), None),
         communities: vec![(65001 << 16) | 100, 0xFFFF_FF01].into(),
         rare: Rare {
             atomic_aggregate: true,
@@ -186,6 +185,7 @@ fn rich_attributes(next_hop: IpAddr) -> Attributes {
         .boxed(),
         ..Attributes::default()
     }
+    .with_med(Some(50))
 }
 
 /// Encodes, decodes every message, and gathers what they said.
@@ -212,7 +212,7 @@ fn ipv4_round_trip() {
     let first = Arc::new(rich_attributes("10.0.0.1".parse().unwrap()));
     let second = Arc::new(Attributes {
         as_path: vec![AsSegment::Sequence(vec![PEER_AS])].into(),
-        next_hop: Some("10.0.0.2".parse().unwrap()),
+        next_hop: NextHop::new(Some("10.0.0.2".parse().unwrap()), None),
         ..Attributes::default()
     });
     let announced = vec![
@@ -235,12 +235,16 @@ fn ipv4_round_trip() {
 #[test]
 fn ipv6_round_trip_with_link_local() {
     let session = ibgp();
-    let attributes = Arc::new(Attributes {
-        next_hop: Some("2001:db8::1".parse().unwrap()),
-        link_local_next_hop: Some("fe80::1".parse().unwrap()),
-        local_pref: Some(200),
-        ..rich_attributes("2001:db8::1".parse().unwrap())
-    });
+    let attributes = Arc::new(
+        Attributes {
+            next_hop: NextHop::new(
+                Some("2001:db8::1".parse().unwrap()),
+                Some("fe80::1".parse().unwrap()),
+            ),
+            ..rich_attributes("2001:db8::1".parse().unwrap())
+        }
+        .with_local_pref(Some(200)),
+    );
     let mut attributes = Arc::unwrap_or_clone(attributes);
     attributes.change_rare(|rare| {
         rare.originator_id = Some(Ipv4Addr::new(192, 0, 2, 7));
@@ -264,11 +268,11 @@ fn mixed_round_trip_with_ipv4_over_ipv6_next_hop() {
     session.extended_next_hop_ipv4 = true;
     let over_ipv6 = Arc::new(Attributes {
         as_path: vec![AsSegment::Sequence(vec![PEER_AS])].into(),
-        next_hop: Some("2001:db8::1".parse().unwrap()),
+        next_hop: NextHop::new(Some("2001:db8::1".parse().unwrap()), None),
         ..Attributes::default()
     });
     let over_ipv4 = Arc::new(Attributes {
-        next_hop: Some("10.0.0.1".parse().unwrap()),
+        next_hop: NextHop::new(Some("10.0.0.1".parse().unwrap()), None),
         ..(*over_ipv6).clone()
     });
     let ipv4 = vec![
@@ -389,11 +393,11 @@ fn large_batches_split_into_messages_of_at_most_4096_octets() {
     let session = ebgp();
     let ipv4_attributes = Arc::new(Attributes {
         as_path: vec![AsSegment::Sequence(vec![PEER_AS])].into(),
-        next_hop: Some("10.0.0.1".parse().unwrap()),
+        next_hop: NextHop::new(Some("10.0.0.1".parse().unwrap()), None),
         ..Attributes::default()
     });
     let ipv6_attributes = Arc::new(Attributes {
-        next_hop: Some("2001:db8::1".parse().unwrap()),
+        next_hop: NextHop::new(Some("2001:db8::1".parse().unwrap()), None),
         ..(*ipv4_attributes).clone()
     });
     let ipv4: Vec<(IpNet, Arc<Attributes>)> = (0..3000u32)
@@ -482,12 +486,14 @@ fn ipv4_routes_go_with_link_local_next_hops_under_rfc_8950() {
     session.extended_next_hop_ipv4 = true;
     let link_local_alone = Arc::new(Attributes {
         as_path: vec![AsSegment::Sequence(vec![PEER_AS])].into(),
-        next_hop: Some("fe80::1".parse().unwrap()),
+        next_hop: NextHop::new(Some("fe80::1".parse().unwrap()), None),
         ..Attributes::default()
     });
     let global_and_link_local = Arc::new(Attributes {
-        next_hop: Some("2001:db8::1".parse().unwrap()),
-        link_local_next_hop: Some("fe80::1".parse().unwrap()),
+        next_hop: NextHop::new(
+            Some("2001:db8::1".parse().unwrap()),
+            Some("fe80::1".parse().unwrap()),
+        ),
         ..(*link_local_alone).clone()
     });
     for (attributes, expected) in [
@@ -572,8 +578,8 @@ fn link_local_next_hops_as_bird_and_frr_send_them() {
         assert!(problems.is_empty(), "{problems:?}");
         let (prefix, attributes) = &update.announced[0];
         assert_eq!(*prefix, net("172.20.2.0/27"));
-        assert_eq!(attributes.next_hop, Some(expected_next_hop));
-        assert_eq!(attributes.link_local_next_hop, expected_link_local);
+        assert_eq!(attributes.next_hop.address(), Some(expected_next_hop));
+        assert_eq!(attributes.next_hop.link_local(), expected_link_local);
     }
 }
 
@@ -818,7 +824,7 @@ fn repeated_attribute_keeps_the_first() {
     );
     let (update, problems) = accepted(&body, &ebgp());
     assert_eq!(update.announced.len(), 1);
-    assert_eq!(update.announced[0].1.med, Some(10));
+    assert_eq!(update.announced[0].1.med(), Some(10));
     assert!(has(&problems, Some(code::MED), Action::AttributeDiscard));
 }
 
@@ -828,7 +834,7 @@ fn local_pref_from_an_external_neighbor_is_discarded() {
     let body = ipv4_body(std::slice::from_ref(&local_pref), &["192.0.2.0/24"]);
     let (update, problems) = accepted(&body, &ebgp());
     assert_eq!(update.announced.len(), 1);
-    assert_eq!(update.announced[0].1.local_pref, None);
+    assert_eq!(update.announced[0].1.local_pref(), None);
     assert!(has(
         &problems,
         Some(code::LOCAL_PREF),
@@ -840,7 +846,7 @@ fn local_pref_from_an_external_neighbor_is_discarded() {
     let body = update_body(&[], &attributes, &prefixes(&["192.0.2.0/24"]));
     let (update, problems) = accepted(&body, &ibgp());
     assert!(problems.is_empty());
-    assert_eq!(update.announced[0].1.local_pref, Some(300));
+    assert_eq!(update.announced[0].1.local_pref(), Some(300));
     // ...unless its length is wrong.
     let attributes = [
         origin(),
@@ -999,13 +1005,17 @@ fn seeds() -> Vec<Vec<u8>> {
     let mut seeds = Vec::new();
     for settings in [7u8, 5, 15, 6, 3] {
         let session = fuzz_session(settings);
-        let attributes = Arc::new(Attributes {
-            local_pref: Some(120),
-            ..rich_attributes("10.0.0.1".parse().unwrap())
-        });
+        let attributes = Arc::new(
+            Attributes {
+                ..rich_attributes("10.0.0.1".parse().unwrap())
+            }
+            .with_local_pref(Some(120)),
+        );
         let ipv6 = Arc::new(Attributes {
-            next_hop: Some("2001:db8::1".parse().unwrap()),
-            link_local_next_hop: Some("fe80::1".parse().unwrap()),
+            next_hop: NextHop::new(
+                Some("2001:db8::1".parse().unwrap()),
+                Some("fe80::1".parse().unwrap()),
+            ),
             ..(*attributes).clone()
         });
         let routes = vec![
@@ -1114,8 +1124,9 @@ fn an_as_path_keeps_its_segments_in_one_allocation() {
 #[test]
 fn an_attribute_set_is_96_bytes() {
     // A full table holds a quarter million: with the `Arc`'s two counts,
-    // 112 bytes, an allocator size class of its own.
-    assert_eq!(std::mem::size_of::<Attributes>(), 96);
+    // 80 bytes, an allocator size class of its own (112 with both
+    // nexthop addresses in place and MED and LOCAL_PREF as `Option`s).
+    assert_eq!(std::mem::size_of::<Attributes>(), 64);
     // What a set with rare attributes pays besides (large and extended
     // communities took 32 of it).
     assert_eq!(std::mem::size_of::<Rare>(), 88);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::bgp::types::NextHop;
 use crate::route::PeerInfo;
 
 fn id(text: &str) -> NeighborId {
@@ -89,8 +90,10 @@ fn link_local_neighbors_are_reached_from_the_tunnels_link_local_address() {
 
 fn with_next_hops(next_hop: &str, link_local: Option<&str>) -> Attributes {
     Attributes {
-        next_hop: Some(next_hop.parse().unwrap()),
-        link_local_next_hop: link_local.map(|address| address.parse().unwrap()),
+        next_hop: NextHop::new(
+            Some(next_hop.parse().unwrap()),
+            link_local.map(|address| address.parse().unwrap()),
+        ),
         ..Attributes::default()
     }
 }
