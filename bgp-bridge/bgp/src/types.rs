@@ -801,6 +801,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn next_hops_made_again_are_shared() {
+        let global: IpAddr = "2001:db8::1".parse().unwrap();
+        let link_local: Ipv6Addr = "fe80::1".parse().unwrap();
+        let first = NextHop::new(Some(global), Some(link_local));
+        let again = NextHop::new(Some(global), Some(link_local));
+        let (Some(first_pair), Some(again_pair)) = (&first.0, &again.0) else {
+            panic!("no pair kept");
+        };
+        assert!(Arc::ptr_eq(first_pair, again_pair));
+        assert_eq!(again.address(), Some(global));
+        assert_eq!(again.link_local(), Some(link_local));
+        // Another pair is another nexthop; none at all is nothing kept.
+        let alone = NextHop::new(Some(global), None);
+        assert_ne!(alone, first);
+        assert_eq!(alone.link_local(), None);
+        assert!(NextHop::new(None, None).0.is_none());
+        // More distinct pairs than are reused: still right, if not shared.
+        let many: Vec<NextHop> = (1..=20u8)
+            .map(|last| NextHop::from(IpAddr::from([10, 0, 0, last])))
+            .collect();
+        for (at, next_hop) in many.iter().enumerate() {
+            assert_eq!(
+                next_hop.address(),
+                Some(IpAddr::from([10, 0, 0, at as u8 + 1]))
+            );
+        }
+        assert_eq!(format!("{first:?}"), "2001:db8::1,fe80::1");
+    }
+
+    #[test]
+    fn med_and_local_pref_are_present_or_not_and_compare_so() {
+        let none = Attributes::default();
+        assert_eq!((none.med(), none.local_pref()), (None, None));
+        // MED 0 is not an absent MED.
+        let zero = Attributes::default().with_med(Some(0));
+        assert_eq!(zero.med(), Some(0));
+        assert_ne!(zero, none);
+        let mut both = zero.clone().with_local_pref(Some(u32::MAX));
+        both.set_med(Some(7));
+        assert_eq!((both.med(), both.local_pref()), (Some(7), Some(u32::MAX)));
+        // Taken away again: equal to never set.
+        both.set_med(None);
+        both.set_local_pref(None);
+        assert_eq!(both, none);
+    }
+
+    #[test]
     fn link_local_neighbors_are_named_with_their_tunnel() {
         let id: NeighborId = "fe80::2%dn42b".parse().unwrap();
         assert_eq!(id.address(), "fe80::2".parse::<IpAddr>().unwrap());
