@@ -71,6 +71,17 @@ impl Stream {
     }
 }
 
+/// End-of-RIB for IPv4 unicast (an empty UPDATE), and for IPv6 unicast
+/// too with `ipv6` (an empty MP_UNREACH_NLRI), RFC 4724 2.
+pub fn end_of_rib(ipv6: bool) -> Stream {
+    let mut stream = Stream::default();
+    stream.push(&message(UPDATE, &withdrawal(false, &[])));
+    if ipv6 {
+        stream.push(&message(UPDATE, &withdrawal(true, &[])));
+    }
+    stream
+}
+
 /// The table's announcements and withdrawals, encoded.
 #[derive(Debug)]
 pub struct Updates {

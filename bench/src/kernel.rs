@@ -303,6 +303,8 @@ pub struct Watch {
 #[derive(Debug)]
 struct Seen {
     count: usize,
+    /// The lowest count published since [`Watch::take_lowest`].
+    lowest: usize,
     /// When the count last changed (as the watching thread read it).
     changed: Instant,
     failed: Option<String>,
@@ -313,6 +315,7 @@ impl Watch {
         let seen = Arc::new((
             Mutex::new(Seen {
                 count: 0,
+                lowest: usize::MAX,
                 changed: Instant::now(),
                 failed: None,
             }),
@@ -374,6 +377,20 @@ impl Watch {
     }
 }
 
+impl Watch {
+    /// The lowest count seen since the last call (every notification read
+    /// counts, not samples), and the count now; starts again from that.
+    pub fn take_lowest(&self) -> anyhow::Result<(usize, usize)> {
+        let mut seen = self.seen.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(failed) = &seen.failed {
+            bail!("watching the routes: {failed}");
+        }
+        let lowest = seen.lowest.min(seen.count);
+        seen.lowest = seen.count;
+        Ok((lowest, seen.count))
+    }
+}
+
 impl Drop for Watch {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -418,6 +435,7 @@ fn follow(
     let (lock, wake) = shared;
     let publish = |count: usize| {
         let mut seen = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.lowest = seen.lowest.min(count);
         if seen.count != count {
             seen.count = count;
             seen.changed = Instant::now();

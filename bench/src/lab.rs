@@ -133,6 +133,12 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// B's address on tunnel `index` ([`Link::address_b`]), known before the
+/// lab is built (a `[bgp]` section names it as A's neighbor).
+pub fn tunnel_address_b(index: u8) -> String {
+    format!("10.255.{index}.1")
+}
+
 /// One tunnel between A and B and the underlay it runs over.
 #[derive(Debug, Clone)]
 pub struct Link {
@@ -148,7 +154,7 @@ impl Link {
         format!("10.255.{}.0", self.index)
     }
     pub fn address_b(&self) -> String {
-        format!("10.255.{}.1", self.index)
+        tunnel_address_b(self.index)
     }
     /// A's IPv6 address on the tunnel (when it has one, see [`tunnel`]).
     pub fn address6_a(&self) -> String {

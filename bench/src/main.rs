@@ -152,6 +152,11 @@ enum Scenario {
     Restart {
         #[arg(long, value_delimiter = ',', default_values_t = [100_000])]
         prefixes: Vec<usize>,
+        /// How the routes reach wgd: a gRPC session (prefixes and a next
+        /// hop), or its own BGP speaker from the harness's replay peer
+        /// (the table with its attributes; rows `restart-bgp`).
+        #[arg(long, value_enum, default_value_t = scenario::restart::Via::Session)]
+        via: scenario::restart::Via,
         /// The routes' prefixes come from this table (the gRPC session
         /// carries no attributes).
         #[command(flatten)]
@@ -353,10 +358,21 @@ fn run(
                 report,
             )
         }
-        Scenario::Restart { prefixes, table } => {
+        Scenario::Restart {
+            prefixes,
+            via,
+            table,
+        } => {
             let source = table.source(cli.common.seed)?;
             let sizes = source.sizes(prefixes);
-            scenario::restart::run(runtime, &wgd, &cli.common, &sizes, &source, report)
+            match via {
+                scenario::restart::Via::Session => {
+                    scenario::restart::run(runtime, &wgd, &cli.common, &sizes, &source, report)
+                }
+                scenario::restart::Via::Bgp => {
+                    scenario::restart::run_bgp(runtime, &wgd, &cli.common, &sizes, &source, report)
+                }
+            }
         }
         Scenario::Tunnels { tunnels } => scenario::tunnels::run(&wgd, &cli.common, tunnels, report),
         Scenario::Mrt { .. }

@@ -9,13 +9,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use wgd_proto::v1::route_update::Operation;
 
 use super::{PROTO_WGD, block_on, confirmed};
-use crate::kernel::Counter;
+use crate::feeder::{self, Feeder, NextHops};
+use crate::kernel::{Counter, Watch};
 use crate::lab::{Lab, Wgd};
 use crate::prefixes::IpPrefix;
 use crate::report::{Count, Report};
@@ -24,6 +25,15 @@ use crate::table::{Shape, Source};
 use crate::{Common, progress};
 
 const SCENARIO: &str = "restart";
+
+/// How the routes reach the daemon that is killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// A gRPC session (rows `restart`).
+    Session,
+    /// wgd's BGP speaker (rows `restart-bgp`).
+    Bgp,
+}
 const OWNER: &str = "bench";
 
 pub fn run(
@@ -162,3 +172,162 @@ async fn adopted_left(socket: &std::path::Path) -> anyhow::Result<u64> {
         .map(|owner| owner.routes)
         .sum())
 }
+
+/// The peer's AS in `restart --via bgp` (wgd's is 65001).
+const PEER_AS: u32 = 65002;
+
+/// `restart --via bgp`: the same, with the routes learned by `wgd run`'s
+/// own BGP speaker from the harness's replay peer (the table with its
+/// attributes, as `bgp --feeder replay` sends it), then End-of-RIB. After
+/// the `kill -9` the new daemon adopts the kernel's routes, its speaker
+/// connects again, the peer sends the table again, and the routes are
+/// re-claimed by the neighbor's owner. The lowest kernel count is the
+/// lowest the route notifications showed (every change, not samples);
+/// the peak RSS is the new daemon's, its adoption of the table included,
+/// beside the old one's RSS before the kill.
+pub fn run_bgp(
+    runtime: &tokio::runtime::Runtime,
+    wgd: &Wgd,
+    common: &Common,
+    sizes: &[usize],
+    source: &Source,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    progress("restart via bgp: building the lab");
+    let ipv6 = source.ipv6();
+    report.table = source.label();
+    let neighbor = crate::lab::tunnel_address_b(0);
+    let extra = format!(
+        "[bridge]\nstartup_hold = 600\n\n[bgp]\nasn = 65001\n\n\
+         [[bgp.neighbor]]\naddress = \"{neighbor}\"\nremote_as = {PEER_AS}\n"
+    );
+    let mut lab = Lab::new(wgd, 1, &extra, ipv6)?;
+    let feeder = Feeder::listen(lab.b.name(), neighbor.parse()?, PEER_AS, ipv6)?;
+    let watch = Watch::new(lab.a.name(), PROTO_WGD)?;
+    let next_hops = NextHops {
+        ipv4: lab.links[0].address_b().parse()?,
+        ipv6: lab.links[0].address6_b().parse()?,
+    };
+    let end_of_rib = feeder::end_of_rib(ipv6);
+    for &size in sizes {
+        let table = source.table(size);
+        let updates = feeder::encode(&table, PEER_AS, next_hops);
+        report.shape(Shape::of(
+            SCENARIO_BGP,
+            &source.name(),
+            &table,
+            Some(updates.announce.messages),
+        ));
+        drop(table);
+        let deadline = Duration::from_secs(120 + 6 * (size as u64 / 1_000));
+        let mut rows = BgpRows::default();
+        for run in 1..=common.runs {
+            progress(format!(
+                "restart via bgp: {size} prefixes, run {run}/{}",
+                common.runs
+            ));
+            let session = feeder.accept(deadline)?;
+            let started = Instant::now();
+            session.send(&updates.announce)?;
+            session.send(&end_of_rib)?;
+            watch.until(started, deadline, "the table in the kernel", |count| {
+                Ok(count == size)
+            })?;
+            watch.take_lowest()?;
+            let pid = lab.pid().context("the daemon")?;
+            let before = crate::lab::rss_bytes(pid)? as f64 / MIB;
+
+            lab.kill_daemon()?;
+            drop(session);
+            let started = Instant::now();
+            let answered = lab.start_daemon()?;
+            let session = feeder.accept(deadline)?;
+            let established = started.elapsed();
+            session.send(&updates.announce)?;
+            session.send(&end_of_rib)?;
+            let sent = started.elapsed();
+            let socket = lab.socket.clone();
+            crate::lab::time_until(
+                started,
+                Duration::from_millis(100),
+                deadline,
+                "every adopted route re-claimed",
+                || Ok(block_on(runtime, adopted_left(&socket))? == 0),
+            )
+            .with_context(|| format!("wgd log:\n{}", lab.log()))?;
+            let reclaimed = started.elapsed();
+            let (lowest, now) = watch.take_lowest()?;
+            anyhow::ensure!(
+                now == size,
+                "{now} of {size} routes in the kernel once re-claimed"
+            );
+            let pid = lab.pid().context("the new daemon")?;
+            let peak = crate::lab::peak_rss_bytes(pid)? as f64 / MIB;
+            progress(format!(
+                "restart via bgp: lowest kernel count {lowest} of {size}; re-claimed after {:.2} s",
+                reclaimed.as_secs_f64()
+            ));
+            rows.api.push(answered.as_secs_f64());
+            rows.established.push(established.as_secs_f64());
+            rows.sent.push(sent.as_secs_f64());
+            rows.reclaimed.push(reclaimed.as_secs_f64());
+            rows.lowest.push(lowest as f64);
+            rows.before.push(before);
+            rows.peak.push(peak);
+
+            // Clean slate for the next run: the table withdrawn, the
+            // session left up for the next.
+            let started = Instant::now();
+            session.send(&updates.withdraw)?;
+            watch.until(started, deadline, "the table withdrawn", |count| {
+                Ok(count == 0)
+            })?;
+            report.count(Count {
+                scenario: SCENARIO_BGP.to_owned(),
+                contender: CONTENDER_BGP.to_owned(),
+                size,
+                run,
+                after_add: lowest,
+                after_withdraw: watch.take_lowest()?.1,
+                after_session_down: None,
+            });
+            // The next run's session is the daemon's next one: this one
+            // is closed by the harness, and the daemon connects again.
+            drop(session);
+        }
+        let add = |report: &mut Report, metric: &str, unit: &str, values: Vec<f64>| {
+            report.add(SCENARIO_BGP, CONTENDER_BGP, metric, size, unit, values);
+        };
+        add(report, "api answers", "s", rows.api);
+        add(report, "session up again", "s", rows.established);
+        add(report, "table sent again", "s", rows.sent);
+        add(report, "all re-claimed", "s", rows.reclaimed);
+        add(report, "lowest kernel count", "routes", rows.lowest);
+        add(report, "rss before the kill", "MiB", rows.before);
+        add(report, "peak rss, new daemon", "MiB", rows.peak);
+    }
+    report.note(
+        "restart-bgp: times from the new `wgd run` start; wgd's speaker connects to the \
+         harness's peer again, which sends the table (with its attributes) and End-of-RIB as \
+         fast as it is read; re-claimed: no route left to the `adopted` owner (wgd's statistics, \
+         read every 100 ms); the lowest kernel count is every route notification's, from the \
+         kill to the end",
+    );
+    Ok(())
+}
+
+const SCENARIO_BGP: &str = "restart-bgp";
+const CONTENDER_BGP: &str = "wgd speaker";
+
+#[derive(Default)]
+struct BgpRows {
+    api: Vec<f64>,
+    established: Vec<f64>,
+    sent: Vec<f64>,
+    reclaimed: Vec<f64>,
+    lowest: Vec<f64>,
+    before: Vec<f64>,
+    peak: Vec<f64>,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
