@@ -1502,15 +1502,12 @@ impl Fib for crate::fib::KernelFib {
     }
 
     fn dump_ours(&mut self) -> Result<Vec<FoundRoute>, String> {
-        let routes = crate::fib::KernelFib::dump_ours(self).map_err(|error| error.to_string())?;
-        Ok(routes
-            .into_iter()
-            .map(|route| FoundRoute {
-                prefix: route.prefix,
-                nexthops: kernel_nexthops(&route.nexthops),
-                source: route.source,
-            })
-            .collect())
+        crate::fib::KernelFib::dump_ours_as(self, |route| FoundRoute {
+            prefix: route.prefix,
+            nexthops: kernel_nexthops(&route.nexthops),
+            source: route.source,
+        })
+        .map_err(|error| error.to_string())
     }
 
     fn local_addresses(&mut self) -> Result<BTreeSet<IpAddr>, String> {

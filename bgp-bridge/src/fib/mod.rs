@@ -415,12 +415,22 @@ impl KernelFib {
 
     /// Every route in the table carrying `RTPROT_WGD`, IPv4 then IPv6.
     pub fn dump_ours(&mut self) -> Result<Vec<KernelRoute>, FibError> {
+        self.dump_ours_as(|route| route)
+    }
+
+    /// Every route in the table carrying `RTPROT_WGD`, IPv4 then IPv6,
+    /// each made into what the caller keeps as it is read: a full table is
+    /// never held twice, as routes and as what they are made into.
+    pub fn dump_ours_as<T>(
+        &mut self,
+        mut make: impl FnMut(KernelRoute) -> T,
+    ) -> Result<Vec<T>, FibError> {
         self.consistently(|fib| {
             let mut routes = Vec::new();
             for family in [AF_INET, AF_INET6] {
                 fib.dump(family, fib.table, RTPROT_WGD, |view| {
                     if let Some(prefix) = view.prefix() {
-                        routes.push(KernelRoute::from_view(view, prefix));
+                        routes.push(make(KernelRoute::from_view(view, prefix)));
                     }
                 })?;
             }
