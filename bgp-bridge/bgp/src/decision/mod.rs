@@ -42,6 +42,7 @@
 //! (it sees the route as it would be sent) and may still deny or change
 //! it.
 
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -53,7 +54,7 @@ use wgd_rtr::{VrpTable, VrpUpdate};
 use crate::policy::{Community, Outcome, Policy, Set, Validity};
 use crate::prefix_map::PrefixMap;
 use crate::types::{
-    Asn, Attributes, DEFAULT_LOCAL_PREF, Family, Negotiated, NeighborId, NextHop, Update,
+    Asn, Attributes, DEFAULT_LOCAL_PREF, Family, Negotiated, NeighborId, NextHop, Origin, Update,
 };
 
 /// VRP changes naming more prefixes than this validate every path again
@@ -750,7 +751,12 @@ impl LocRib {
             self.neighbors.remove(&neighbor);
             return None;
         }
-        let before = self.before(prefixes.iter().copied());
+        let before = self.before(
+            prefixes
+                .iter()
+                .copied()
+                .filter(|prefix| !self.goes_unnoticed(neighbor, prefix)),
+        );
         if let Some(state) = self.neighbors.get_mut(&neighbor) {
             for prefix in &prefixes {
                 state.remove(prefix);
@@ -789,7 +795,12 @@ impl LocRib {
             .filter(|(prefix, received)| received.stale && families.contains(&Family::of(prefix)))
             .map(|(prefix, _)| prefix)
             .collect();
-        let before = self.before(swept.iter().copied());
+        let before = self.before(
+            swept
+                .iter()
+                .copied()
+                .filter(|prefix| !self.goes_unnoticed(neighbor, prefix)),
+        );
         if let Some(state) = self.neighbors.get_mut(&neighbor) {
             for prefix in &swept {
                 state.remove(prefix);
@@ -810,17 +821,19 @@ impl LocRib {
         update: &Update,
         resolver: &dyn Resolver,
     ) -> Vec<BestChange> {
-        let Some(state) = self
+        if !self
             .neighbors
             .get(&neighbor)
-            .filter(|state| state.established)
-        else {
+            .is_some_and(|state| state.established)
+        {
             return Vec::new();
-        };
+        }
+        // A withdrawn path whose going cannot change the choice (most of
+        // a table that is not the best) is only taken away.
         let withdrawn = update
             .withdrawn
             .iter()
-            .filter(|prefix| state.adj_rib_in.contains_key(prefix));
+            .filter(|prefix| !self.goes_unnoticed(neighbor, prefix));
         let touched = withdrawn.chain(update.announced.iter().map(|(prefix, _)| prefix));
         let before = self.before(touched.copied());
         let origins = self.origins.as_ref();
@@ -980,6 +993,75 @@ impl LocRib {
         changes
     }
 
+    /// Whether taking `neighbor`'s path to `prefix` away leaves the best
+    /// path(s) as they are, so the decision need not run again (the ranks
+    /// are the decision over the table as it is). Only a path that is not
+    /// among them can go unnoticed, and only when it cannot be one of the
+    /// paths the MED step compares, or beats none of them there.
+    ///
+    /// Why: the steps before MED keep the paths with the greatest
+    /// [`preference`], so a path with less went there and its going
+    /// changes nothing after. At the MED step a path takes away others of
+    /// its neighboring AS with a higher MED; one that takes none away
+    /// leaves the rest as they were. The steps after keep the greatest
+    /// again and sort what is left, of which the path was not in the
+    /// first `max_paths`. Whether the path resolves or loops is not asked:
+    /// one that is not in the running changes nothing either way. When in
+    /// doubt, the answer is no and the decision runs.
+    fn goes_unnoticed(&self, neighbor: NeighborId, prefix: &IpNet) -> bool {
+        if self.local.contains_key(prefix) {
+            return true;
+        }
+        let Some(state) = self.neighbors.get(&neighbor) else {
+            return false;
+        };
+        // Not there: nothing goes.
+        let Some(received) = state.adj_rib_in.get(prefix) else {
+            return true;
+        };
+        if received.rank != 0 {
+            return false;
+        }
+        // Denied by the import policy: never in the running.
+        let Some(leaving) = state.accepted(prefix, received) else {
+            return true;
+        };
+        // Among the others' paths, as the import policy took them: the
+        // best, and any of the same neighboring AS and preference with a
+        // higher MED (which this path may have beaten).
+        let ours = preference(leaving);
+        let (as_, med) = med_of(leaving);
+        let mut best = None;
+        let mut beaten = false;
+        for (id, other) in &self.neighbors {
+            if *id == neighbor {
+                continue;
+            }
+            let Some(received) = other.adj_rib_in.get(prefix) else {
+                continue;
+            };
+            let Some(attributes) = other.accepted(prefix, received) else {
+                continue;
+            };
+            if received.rank == 1 {
+                best = Some(preference(attributes));
+            }
+            let (other_as, other_med) = med_of(attributes);
+            beaten |= other_as == as_ && other_med > med && preference(attributes) == ours;
+        }
+        // No best path: nothing is in the running.
+        let Some(reached) = best else {
+            return true;
+        };
+        match ours.cmp(&reached) {
+            Ordering::Less => true,
+            // It would be best, were it in the running: not worth a second
+            // guess.
+            Ordering::Greater => false,
+            Ordering::Equal => !beaten,
+        }
+    }
+
     /// Marks each neighbor's path to `prefix` with its place in `paths`.
     fn rank(&mut self, prefix: &IpNet, paths: &[Path]) {
         for (id, state) in &mut self.neighbors {
@@ -1034,26 +1116,16 @@ impl LocRib {
             return Vec::new();
         }
         keep_best(&mut candidates, |candidate| {
-            candidate
-                .path
-                .attributes
-                .local_pref()
-                .unwrap_or(DEFAULT_LOCAL_PREF)
-        });
-        keep_best(&mut candidates, |candidate| {
-            std::cmp::Reverse(candidate.path.attributes.as_path_len())
-        });
-        keep_best(&mut candidates, |candidate| {
-            std::cmp::Reverse(candidate.path.attributes.origin)
+            preference(&candidate.path.attributes)
         });
         // MED compares only paths from the same neighboring AS: a path
         // goes when another from its AS has a lower MED.
         let beaten: Vec<bool> = candidates
             .iter()
             .map(|candidate| {
-                let (as_, med) = med_of(candidate);
+                let (as_, med) = med_of(&candidate.path.attributes);
                 candidates.iter().any(|other| {
-                    let (other_as, other_med) = med_of(other);
+                    let (other_as, other_med) = med_of(&other.path.attributes);
                     other_as == as_ && other_med < med
                 })
             })
@@ -1262,10 +1334,21 @@ fn keep_best<K: Ord>(candidates: &mut Vec<Candidate>, key: impl Fn(&Candidate) -
     }
 }
 
+/// What the steps before MED compare, greatest first: the highest
+/// LOCAL_PREF, the shortest AS_PATH, the lowest ORIGIN (RFC 4271
+/// 9.1.2.2 a-b, 9.1.1), as one key, since each step keeps the paths equal
+/// in the ones before.
+fn preference(attributes: &Attributes) -> (u32, Reverse<usize>, Reverse<Origin>) {
+    (
+        attributes.local_pref().unwrap_or(DEFAULT_LOCAL_PREF),
+        Reverse(attributes.as_path_len()),
+        Reverse(attributes.origin),
+    )
+}
+
 /// The neighboring AS and MED a path is compared by (RFC 4271 9.1.2.2 c:
 /// a missing MED is the lowest).
-fn med_of(candidate: &Candidate) -> (Option<Asn>, u32) {
-    let attributes = &candidate.path.attributes;
+fn med_of(attributes: &Attributes) -> (Option<Asn>, u32) {
     (attributes.first_as(), attributes.med().unwrap_or(0))
 }
 

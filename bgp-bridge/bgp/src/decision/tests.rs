@@ -1094,3 +1094,346 @@ fn the_validation_state_costs_a_path_no_room() {
     // A prefix map's array marks a hole with `None`: free with a niche.
     assert_eq!(std::mem::size_of::<Option<Received>>(), 16);
 }
+
+/// Withdraws `from`'s path to P, having asked whether its going goes
+/// unnoticed (the decision not run again); either way the choice after is
+/// the decision's over what is left, and unchanged when unnoticed.
+fn withdraw_checked(rib: &mut LocRib, from: &Neighbor) -> bool {
+    let unnoticed = rib.goes_unnoticed(from.id, &net(P));
+    let before = rib.best(&net(P));
+    let changes = withdraw(rib, from, P);
+    assert_eq!(rib.best(&net(P)), rib.decide(&net(P), &all));
+    if unnoticed {
+        assert!(changes.is_empty());
+        assert_eq!(rib.best(&net(P)), before);
+    }
+    unnoticed
+}
+
+fn with_med(from: &Neighbor, med: u32) -> Attributes {
+    Attributes {
+        ..path(from, &[from.remote_as])
+    }
+    .with_med(Some(med))
+}
+
+#[test]
+fn a_path_that_is_not_best_goes_unnoticed_unless_it_beat_another_on_med() {
+    // A and B from AS 65001, C from 65002: B (MED 10) beats A (MED 50),
+    // then C (.2) beats B (.3) on the router id.
+    let table = || {
+        let mut rib = rib(1);
+        let a = neighbor("10.0.0.1", 65001, 1);
+        let b = neighbor("10.0.0.2", 65001, 3);
+        let c = neighbor("10.0.0.3", 65002, 2);
+        for neighbor in [&a, &b, &c] {
+            rib.neighbor_up(neighbor.clone());
+        }
+        announce(&mut rib, &a, P, with_med(&a, 50));
+        announce(&mut rib, &b, P, with_med(&b, 10));
+        announce(&mut rib, &c, P, with_med(&c, 1000));
+        assert_eq!(sources(&rib, P), vec![from(&c)]);
+        (rib, a, b, c)
+    };
+    // B is not best, but without it A is not beaten, and wins.
+    let (mut rib, a, b, _) = table();
+    assert!(!withdraw_checked(&mut rib, &b));
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+    // A beat nobody.
+    let (mut rib, a, _, c) = table();
+    assert!(withdraw_checked(&mut rib, &a));
+    assert_eq!(sources(&rib, P), vec![from(&c)]);
+    // The best is decided again.
+    let (mut rib, _, b, c) = table();
+    assert!(!withdraw_checked(&mut rib, &c));
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+    // A path that lost before the MED step (a longer AS_PATH) beat
+    // nobody there, whatever its MED.
+    let (mut rib, _, b, c) = table();
+    let d = neighbor("10.0.0.4", 65001, 4);
+    rib.neighbor_up(d.clone());
+    announce(
+        &mut rib,
+        &d,
+        P,
+        Attributes {
+            ..path(&d, &[65001, 65010])
+        }
+        .with_med(Some(0)),
+    );
+    assert!(withdraw_checked(&mut rib, &d));
+    assert_eq!(sources(&rib, P), vec![from(&c)]);
+    assert!(!withdraw_checked(&mut rib, &b));
+}
+
+#[test]
+fn the_same_table_from_a_second_neighbor_goes_unnoticed() {
+    // Two neighbors of one AS send the same paths (issue 19's benchmark):
+    // the second's lose on the router id, and beat nothing on MED.
+    let mut rib = rib(1);
+    let (a, b) = pair(&mut rib, (65001, 1), (65001, 2));
+    let prefixes = [P, "198.51.100.0/24", "2001:db8::/32"];
+    for (at, prefix) in prefixes.iter().enumerate() {
+        let med = u32::try_from(at).unwrap() * 10;
+        for neighbor in [&a, &b] {
+            let attributes = Attributes {
+                next_hop: NextHop::new(Some(ip("10.0.0.9")), None),
+                ..with_med(neighbor, med)
+            };
+            announce(&mut rib, neighbor, prefix, attributes);
+        }
+    }
+    for prefix in prefixes {
+        assert!(rib.goes_unnoticed(b.id, &net(prefix)));
+        assert!(!rib.goes_unnoticed(a.id, &net(prefix)));
+    }
+    let update = update_of(&b, &[], &prefixes);
+    assert!(rib.apply(b.id, &update, &all).is_empty());
+    assert_eq!(rib.received(b.id), 0);
+    for prefix in prefixes {
+        assert_eq!(sources(&rib, prefix), vec![from(&a)]);
+    }
+}
+
+#[test]
+fn multipath_paths_past_max_paths_go_unnoticed_unless_they_beat_another_on_med() {
+    let table = || {
+        let mut rib = rib(2);
+        // X (MED 10) beats Y (MED 50) in AS 65001; then Z (.2) and W (.3)
+        // are the two multipaths, V (.4) and X (.5) are past them.
+        let x = neighbor("10.0.0.1", 65001, 5);
+        let y = neighbor("10.0.0.2", 65001, 1);
+        let z = neighbor("10.0.0.3", 65002, 2);
+        let w = neighbor("10.0.0.4", 65003, 3);
+        let v = neighbor("10.0.0.5", 65004, 4);
+        for neighbor in [&x, &y, &z, &w, &v] {
+            rib.neighbor_up(neighbor.clone());
+        }
+        let last = |neighbor: &Neighbor| path(neighbor, &[neighbor.remote_as, 65010]);
+        announce(
+            &mut rib,
+            &x,
+            P,
+            Attributes { ..last(&x) }.with_med(Some(10)),
+        );
+        announce(
+            &mut rib,
+            &y,
+            P,
+            Attributes { ..last(&y) }.with_med(Some(50)),
+        );
+        for neighbor in [&z, &w, &v] {
+            announce(&mut rib, neighbor, P, last(neighbor));
+        }
+        assert_eq!(sources(&rib, P), vec![from(&z), from(&w)]);
+        (rib, x, y, z, v)
+    };
+    let (mut rib, x, y, z, _) = table();
+    assert!(!withdraw_checked(&mut rib, &x));
+    assert_eq!(sources(&rib, P), vec![from(&y), from(&z)]);
+    let (mut rib, _, y, _, v) = table();
+    assert!(withdraw_checked(&mut rib, &v));
+    assert!(withdraw_checked(&mut rib, &y));
+    // The second multipath is not unnoticed.
+    let (mut rib, x, _, z, _) = table();
+    let w = neighbor("10.0.0.4", 65003, 3);
+    assert!(!rib.goes_unnoticed(w.id, &net(P)));
+    assert!(!withdraw_checked(&mut rib, &w));
+    assert_eq!(
+        sources(&rib, P),
+        vec![from(&z), from(&neighbor("10.0.0.5", 65004, 4))]
+    );
+    assert!(!rib.goes_unnoticed(x.id, &net(P)));
+}
+
+#[test]
+fn stale_paths_go_unnoticed_or_not_as_the_others() {
+    let mut rib = rib(1);
+    let (a, b) = pair(&mut rib, (65001, 1), (65001, 2));
+    let c = neighbor("10.0.0.3", 65001, 3);
+    rib.neighbor_up(c.clone());
+    announce(&mut rib, &a, P, with_med(&a, 20));
+    announce(&mut rib, &b, P, with_med(&b, 10));
+    announce(&mut rib, &c, P, with_med(&c, 30));
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+    // B and C restart: their paths stay, stale, and count as before.
+    rib.mark_stale(b.id);
+    rib.mark_stale(c.id);
+    rib.neighbor_up(b.clone());
+    rib.neighbor_up(c.clone());
+    assert!(rib.adj_rib_in(c.id).all(|(_, _, stale)| stale));
+    // C's stale path beat nobody.
+    assert!(withdraw_checked(&mut rib, &c));
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+    // B's stale path is the best.
+    assert!(!withdraw_checked(&mut rib, &b));
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+    // Stale and not best, but A (MED 20, stale) beats B's again (MED 40).
+    announce(&mut rib, &b, P, with_med(&b, 40));
+    announce(&mut rib, &c, P, with_med(&c, 5));
+    rib.mark_stale(a.id);
+    rib.neighbor_up(a.clone());
+    assert_eq!(sources(&rib, P), vec![from(&c)]);
+    assert!(!withdraw_checked(&mut rib, &a));
+    assert_eq!(sources(&rib, P), vec![from(&c)]);
+    // Swept at the End-of-RIB: the decision runs as before.
+    rib.mark_stale(c.id);
+    rib.neighbor_up(c.clone());
+    let end_of_rib = Update {
+        end_of_rib: vec![Family::Ipv4Unicast],
+        ..Update::default()
+    };
+    let changes = rib.apply(c.id, &end_of_rib, &all);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(sources(&rib, P), vec![from(&b)]);
+}
+
+#[test]
+fn the_import_policy_s_answer_is_what_goes_unnoticed() {
+    let mut rib = rib(1);
+    let a = neighbor("10.0.0.1", 65001, 1);
+    // B's MED comes as 100 and its import policy makes it 5.
+    let mut b = neighbor("10.0.0.2", 65001, 3);
+    b.import = Policy {
+        rules: vec![Rule {
+            action: Verdict::Permit,
+            matches: Match::default(),
+            set: Set {
+                med: Some(5),
+                ..Set::default()
+            },
+        }],
+        default: Verdict::Permit,
+    };
+    let c = neighbor("10.0.0.3", 65002, 2);
+    // D's path would beat A on MED and be best on LOCAL_PREF, but its
+    // import policy denies it.
+    let mut d = neighbor("10.0.0.4", 65001, 4);
+    d.import = deny_prefix(P);
+    for neighbor in [&a, &b, &c, &d] {
+        rib.neighbor_up(neighbor.clone());
+    }
+    announce(&mut rib, &a, P, with_med(&a, 50));
+    announce(&mut rib, &b, P, with_med(&b, 100));
+    announce(&mut rib, &c, P, with_med(&c, 1000));
+    announce(
+        &mut rib,
+        &d,
+        P,
+        Attributes { ..with_med(&d, 0) }.with_local_pref(Some(500)),
+    );
+    assert_eq!(sources(&rib, P), vec![from(&c)]);
+    assert!(withdraw_checked(&mut rib, &d));
+    // B (MED 5 as taken) beats A (MED 50).
+    assert!(!withdraw_checked(&mut rib, &b));
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
+}
+
+#[test]
+fn what_goes_unnoticed_leaves_the_decision_s_choice_in_any_table() {
+    // Small tables of every kind, each path withdrawn in turn: the choice
+    // after each is the decision's over what is left.
+    let mut seed: u64 = 19;
+    let mut next = |below: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % below
+    };
+    let unreachable = ip("10.9.9.9");
+    let resolver = move |next_hop: IpAddr| next_hop != unreachable;
+    // Paths that were not best and went unnoticed, that were not best
+    // and did not, and that were best.
+    let (mut unnoticed, mut not_best, mut best) = (0, 0, 0);
+    for _ in 0..2000 {
+        let mut rib = rib(usize::try_from(next(3)).unwrap() + 1);
+        let count = next(4) + 3;
+        let neighbors: Vec<Neighbor> = (0..count)
+            .map(|at| {
+                let remote_as = [LOCAL_AS, 65001, 65002][usize::try_from(next(3)).unwrap()];
+                let router_id = u8::try_from(next(4)).unwrap();
+                let mut neighbor = neighbor(&format!("10.0.0.{}", at + 1), remote_as, router_id);
+                if next(8) == 0 {
+                    neighbor.import = deny_prefix(P);
+                }
+                neighbor
+            })
+            .collect();
+        for neighbor in &neighbors {
+            rib.neighbor_up(neighbor.clone());
+        }
+        for neighbor in &neighbors {
+            // Mostly alike but for the neighboring AS and MED, so that
+            // many reach the MED step.
+            let first = [65001, 65002][usize::try_from(next(2)).unwrap()];
+            let as_path = if next(4) == 0 {
+                vec![first, 65010]
+            } else {
+                vec![first]
+            };
+            let local_pref = (next(4) == 0).then_some(200);
+            let origin = if next(4) == 0 {
+                Origin::Incomplete
+            } else {
+                Origin::Igp
+            };
+            let med = [None, Some(10), Some(50)][usize::try_from(next(3)).unwrap()];
+            let next_hop = if next(8) == 0 {
+                unreachable
+            } else {
+                neighbor.id.address()
+            };
+            let attributes = Attributes {
+                origin,
+                next_hop: NextHop::from(next_hop),
+                ..path(neighbor, &as_path)
+            }
+            .with_local_pref(local_pref)
+            .with_med(med);
+            let update = Update {
+                announced: vec![(net(P), Arc::new(attributes))],
+                ..Update::default()
+            };
+            rib.apply(neighbor.id, &update, &resolver);
+            if next(4) == 0 {
+                rib.mark_stale(neighbor.id);
+                rib.neighbor_up(neighbor.clone());
+            }
+        }
+        assert_eq!(rib.best(&net(P)), rib.decide(&net(P), &resolver));
+        let mut order = neighbors.clone();
+        while !order.is_empty() {
+            let leaving =
+                order.remove(usize::try_from(next(u64::try_from(order.len()).unwrap())).unwrap());
+            let before = rib.best(&net(P));
+            let was_best = before.iter().any(|path| path.source == from(&leaving));
+            let goes_unnoticed = rib.goes_unnoticed(leaving.id, &net(P));
+            // Withdrawn, or its session gone, or swept after a restart.
+            let changes = match next(3) {
+                0 => rib.apply(leaving.id, &update_of(&leaving, &[], &[P]), &resolver),
+                1 => rib.neighbor_down(leaving.id, &resolver),
+                _ => {
+                    rib.mark_stale(leaving.id);
+                    let families = [Family::Ipv4Unicast, Family::Ipv6Unicast];
+                    rib.sweep_stale(leaving.id, &families, &resolver)
+                }
+            };
+            if goes_unnoticed {
+                unnoticed += 1;
+                assert!(changes.is_empty());
+                assert_eq!(rib.best(&net(P)), before);
+            } else if was_best {
+                best += 1;
+            } else {
+                not_best += 1;
+            }
+            assert_eq!(rib.best(&net(P)), rib.decide(&net(P), &resolver));
+            assert_eq!(rib.received(leaving.id), 0);
+        }
+    }
+    // Each way taken many times.
+    assert!(
+        unnoticed > 1000 && not_best > 100 && best > 1000,
+        "{unnoticed} {not_best} {best}"
+    );
+}
