@@ -371,10 +371,14 @@ impl<T> std::borrow::Borrow<[T]> for Shared<T> {
     }
 }
 
+/// Interned sets, looked up once per route offered: foldhash (seeded per
+/// process), where SipHash cost the engine a few percent of a full table.
+type SharedSets<T> = HashSet<Shared<T>, foldhash::fast::RandomState>;
+
 /// The shared copy of `items` in `sets`: a full table through a few
 /// tunnels has a handful of nexthop sets, not one copy per route. Sets no
 /// route uses any more are dropped now and then (there are few).
-fn intern<T: Eq + std::hash::Hash>(sets: &mut HashSet<Shared<T>>, items: Vec<T>) -> Shared<T> {
+fn intern<T: Eq + std::hash::Hash>(sets: &mut SharedSets<T>, items: Vec<T>) -> Shared<T> {
     if let Some(shared) = sets.get(items.as_slice()) {
         return shared.clone();
     }
@@ -407,7 +411,7 @@ pub struct Rib {
     /// Registered nexthops per owner, with what they were last told.
     registered: BTreeMap<Owner, BTreeMap<ScopedAddress, NexthopEvent>>,
     /// Every distinct set of nexthops owners give, once (see [`intern`]).
-    spec_sets: HashSet<Shared<NexthopSpec>>,
+    spec_sets: SharedSets<NexthopSpec>,
 }
 
 #[derive(Debug, Default)]
@@ -419,7 +423,7 @@ struct Context {
     allowed: BTreeMap<(String, String), BTreeSet<IpNet>>,
     /// Every distinct set of installed nexthops, once: a full table through
     /// a few tunnels has a handful, not one copy per route.
-    nexthop_sets: HashSet<Shared<FibNexthop>>,
+    nexthop_sets: SharedSets<FibNexthop>,
     sources: SourceChoice,
     /// Prefixes whose kernel route was adopted at start and that no owner
     /// has claimed yet (after a restart with a full table, a million for
@@ -1397,7 +1401,7 @@ impl Resolver<'_> {
 
 /// What choosing a prefix's route changes besides its slot.
 struct SlotState<'a> {
-    nexthop_sets: &'a mut HashSet<Shared<FibNexthop>>,
+    nexthop_sets: &'a mut SharedSets<FibNexthop>,
     allowed: &'a mut BTreeMap<(String, String), BTreeSet<IpNet>>,
     adopted: &'a mut PrefixMap<()>,
     failed: &'a mut PrefixMap<String>,

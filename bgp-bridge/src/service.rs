@@ -6,7 +6,10 @@
 //! the answers to its requests, the nexthop changes it registered for, and
 //! wgd's tunnel events; when the stream in ends (or breaks, as when the
 //! client dies), the session is closed and the bridge keeps its routes for
-//! the hold time.
+//! the hold time. A session's requests go to the bridge as they are read,
+//! a few ahead of their answers (which go out in order): the next batch
+//! is read and parsed while the bridge works on this one and the kernel
+//! takes the one before.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -24,7 +27,7 @@ use tonic::{Request, Response, Status, Streaming};
 use wgd_proto::v1 as api;
 use wgd_proto::v1::route_service_server::RouteService;
 
-use crate::engine::{Bridge, BridgeError, Update, UpdateResult};
+use crate::engine::{Bridge, BridgeError, ResultPrefix, Update, UpdateResult};
 use crate::policy;
 use crate::rib::{RouteFilter, RouteRecord, RouteStatus};
 use crate::route::{DEFAULT_DISTANCE, NexthopEvent, NexthopSpec, Owner, RouteSpec, ScopedAddress};
@@ -32,6 +35,12 @@ use crate::route::{DEFAULT_DISTANCE, NexthopEvent, NexthopSpec, Owner, RouteSpec
 /// Answers a session may have waiting for its client before it stops
 /// reading the client's requests.
 const SESSION_QUEUE: usize = 64;
+
+/// Requests of a session handed to the bridge and not yet answered. The
+/// bridge prepares a batch in the RIB while the kernel takes the one
+/// before, and the service reads the next while the bridge works: with
+/// one batch at a time, each of the three would wait for the others.
+const SESSION_IN_FLIGHT: usize = 4;
 
 /// The owner of unary calls that name none.
 pub const DEFAULT_STATIC_OWNER: &str = "cli";
@@ -308,8 +317,39 @@ fn result_message(result: UpdateResult) -> api::RouteResult {
     api::RouteResult {
         state: state(&result.status).into(),
         reason: result.status.reason(),
-        prefix: result.prefix,
+        prefix: prefix_text(result.prefix),
     }
+}
+
+/// A result's prefix as `IpNet` writes it; an IPv4 one (a full table's
+/// bulk) without the formatting machinery, several times faster.
+fn prefix_text(prefix: ResultPrefix) -> String {
+    match prefix {
+        ResultPrefix::Read(IpNet::V4(net)) => {
+            let mut text = String::with_capacity(18);
+            for (index, octet) in net.addr().octets().into_iter().enumerate() {
+                if index > 0 {
+                    text.push('.');
+                }
+                push_decimal(&mut text, octet);
+            }
+            text.push('/');
+            push_decimal(&mut text, net.prefix_len());
+            text
+        }
+        ResultPrefix::Read(prefix) => prefix.to_string(),
+        ResultPrefix::Unread(text) => text,
+    }
+}
+
+fn push_decimal(text: &mut String, value: u8) {
+    if value >= 100 {
+        text.push(char::from(b'0' + value / 100));
+    }
+    if value >= 10 {
+        text.push(char::from(b'0' + value / 10 % 10));
+    }
+    text.push(char::from(b'0' + value % 10));
 }
 
 pub fn record_message(record: &RouteRecord) -> api::RouteEntry {
@@ -334,31 +374,35 @@ fn nexthop_update(event: NexthopEvent) -> api::NexthopUpdate {
     }
 }
 
-fn route_updates(updates: &[api::RouteUpdate]) -> Vec<Update> {
+fn route_updates(updates: Vec<api::RouteUpdate>) -> Vec<Update> {
     use api::route_update::Operation;
     updates
-        .iter()
+        .into_iter()
         .map(|update| {
-            let route = update.route.clone().unwrap_or_default();
-            let invalid = |reason: String| Update::Invalid {
-                prefix: route.prefix.clone(),
-                reason,
-            };
-            match Operation::try_from(update.operation) {
-                Ok(Operation::Add | Operation::Replace) => match parse_route(&route) {
-                    Ok(spec) => Update::Offer(spec),
-                    Err(reason) => invalid(reason),
-                },
-                Ok(Operation::Delete) => match parse_prefix(&route.prefix) {
-                    Ok(prefix) => Update::Withdraw(prefix),
-                    Err(reason) => invalid(reason),
-                },
+            let route = update.route.unwrap_or_default();
+            let parsed = match Operation::try_from(update.operation) {
+                Ok(Operation::Add | Operation::Replace) => parse_route(&route).map(Update::Offer),
+                Ok(Operation::Delete) => parse_prefix(&route.prefix).map(Update::Withdraw),
                 Ok(Operation::Unspecified) | Err(_) => {
-                    invalid(format!("unknown operation {}", update.operation))
+                    Err(format!("unknown operation {}", update.operation))
                 }
-            }
+            };
+            parsed.unwrap_or_else(|reason| Update::Invalid {
+                prefix: route.prefix,
+                reason,
+            })
         })
         .collect()
+}
+
+/// An answer of a session on its way: the bridge's, in the order of the
+/// requests.
+type PendingAnswer =
+    Pin<Box<dyn std::future::Future<Output = Result<api::session_response::Kind, Status>> + Send>>;
+
+/// A bridge's reply, or the bridge gone.
+async fn replied<T>(answer: tokio::sync::oneshot::Receiver<T>) -> Result<T, Status> {
+    answer.await.map_err(|_| Status::from(BridgeError::Stopped))
 }
 
 fn owner_of(name: &str, default: Option<&str>) -> Result<Owner, Status> {
@@ -440,6 +484,26 @@ impl RouteService for RouteApi {
             }
         });
 
+        // The answers, in order, as the bridge gives them: a task of their
+        // own, so that the requests after them are read and handed on
+        // meanwhile (at most SESSION_IN_FLIGHT ahead).
+        let (answers, mut waiting) = mpsc::channel::<PendingAnswer>(SESSION_IN_FLIGHT);
+        tokio::spawn(async move {
+            while let Some(answer) = waiting.recv().await {
+                match answer.await {
+                    Ok(kind) => {
+                        if out.send(respond(kind)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(status) => {
+                        let _ = out.send(Err(status)).await;
+                        break;
+                    }
+                }
+            }
+        });
+
         let bridge = self.bridge.clone();
         tokio::spawn(async move {
             loop {
@@ -451,29 +515,34 @@ impl RouteService for RouteApi {
                         break;
                     }
                 };
-                let kind = match message.kind {
+                let (answer, last): (PendingAnswer, bool) = match message.kind {
                     Some(In::Batch(batch)) => {
-                        let updates = route_updates(&batch.updates);
-                        match bridge
-                            .session_updates(owner.clone(), welcome.session, updates)
-                            .await
+                        let updates = route_updates(batch.updates);
+                        match bridge.submit_session_updates(owner.clone(), welcome.session, updates)
                         {
-                            Ok(results) => Out::BatchResult(api::BatchResult {
-                                id: batch.id,
-                                results: results.into_iter().map(result_message).collect(),
-                            }),
-                            Err(error) => {
-                                let _ = out.send(Err(error.into())).await;
-                                break;
+                            Ok(results) => {
+                                let id = batch.id;
+                                let answer = async move {
+                                    let results = replied(results).await??;
+                                    Ok(Out::BatchResult(api::BatchResult {
+                                        id,
+                                        results: results.into_iter().map(result_message).collect(),
+                                    }))
+                                };
+                                (Box::pin(answer), false)
                             }
+                            Err(error) => (Box::pin(std::future::ready(Err(error.into()))), true),
                         }
                     }
-                    Some(In::EndOfRib(_)) => match bridge.end_of_rib(owner.clone()).await {
-                        Ok(withdrawn) => Out::EndOfRib(api::EndOfRibResult { withdrawn }),
-                        Err(error) => {
-                            let _ = out.send(Err(error.into())).await;
-                            break;
+                    Some(In::EndOfRib(_)) => match bridge.submit_end_of_rib(owner.clone()) {
+                        Ok(withdrawn) => {
+                            let answer = async move {
+                                let withdrawn = replied(withdrawn).await?;
+                                Ok(Out::EndOfRib(api::EndOfRibResult { withdrawn }))
+                            };
+                            (Box::pin(answer), false)
                         }
+                        Err(error) => (Box::pin(std::future::ready(Err(error.into()))), true),
                     },
                     Some(In::Nexthops(registration)) => {
                         let parse = |list: &[String]| -> Result<Vec<ScopedAddress>, String> {
@@ -490,26 +559,18 @@ impl RouteService for RouteApi {
                                 continue;
                             }
                             (Err(reason), _) | (_, Err(reason)) => {
-                                let _ = out
-                                    .send(Err(Status::invalid_argument(format!(
-                                        "nexthop {reason}"
-                                    ))))
-                                    .await;
-                                break;
+                                let status = Status::invalid_argument(format!("nexthop {reason}"));
+                                (Box::pin(std::future::ready(Err(status))), true)
                             }
                         }
                     }
                     Some(In::Hello(_)) => {
-                        let _ = out
-                            .send(Err(Status::invalid_argument(
-                                "a session sends one Hello, first",
-                            )))
-                            .await;
-                        break;
+                        let status = Status::invalid_argument("a session sends one Hello, first");
+                        (Box::pin(std::future::ready(Err(status))), true)
                     }
                     None => continue,
                 };
-                if out.send(respond(kind)).await.is_err() {
+                if answers.send(answer).await.is_err() || last {
                     break;
                 }
             }
@@ -553,7 +614,7 @@ impl RouteService for RouteApi {
         if let Some(requests) = &self.bfd_requests {
             for (prefix, targets) in asked {
                 let refused = results.iter().any(|result| {
-                    result.prefix == prefix.to_string()
+                    result.prefix == ResultPrefix::Read(prefix)
                         && matches!(result.status, RouteStatus::Refused(_))
                 });
                 if !refused {
@@ -680,6 +741,29 @@ mod tests {
         assert_eq!(again.nexthops(), [(b, None)]);
         again.set(&cli, lan, Vec::new());
         assert!(BfdRequests::load(Some(file)).nexthops().is_empty());
+    }
+
+    #[test]
+    fn result_prefixes_are_written_as_ipnet_writes_them() {
+        for text in [
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "192.168.100.0/24",
+            "255.255.255.255/32",
+            "1.20.3.0/27",
+            "2001:db8::/32",
+        ] {
+            let prefix: IpNet = text.parse().unwrap();
+            assert_eq!(prefix_text(ResultPrefix::Read(prefix)), prefix.to_string());
+        }
+        for octet in 0..=255u8 {
+            let prefix = IpNet::from(IpAddr::from([octet, 0, octet, octet]));
+            assert_eq!(prefix_text(ResultPrefix::Read(prefix)), prefix.to_string());
+        }
+        assert_eq!(
+            prefix_text(ResultPrefix::Unread(" not a prefix".into())),
+            " not a prefix"
+        );
     }
 
     #[test]
