@@ -57,8 +57,9 @@ pub trait Fib: Send + 'static {
     /// wgd's routes in the kernel (by protocol number).
     fn dump_ours(&mut self) -> Result<Vec<FoundRoute>, String>;
     /// The prefixes of wgd's routes in the kernel, sorted: what an audit
-    /// needs, without each route's nexthops (a full table's routes with
-    /// theirs took 250 bytes each while an audit held them).
+    /// needs, without each route's nexthops (with them, and a copy of
+    /// each in the engine's form, an audit held about 270 bytes per
+    /// route; a prefix is 18).
     fn prefixes_ours(&mut self) -> Result<Vec<IpNet>, String> {
         let mut prefixes: Vec<IpNet> = self
             .dump_ours()?
