@@ -158,16 +158,6 @@ pub enum ResultPrefix {
     Unread(String),
 }
 
-/// The prefix as written compares with the text, as when it was text.
-impl PartialEq<ResultPrefix> for String {
-    fn eq(&self, other: &ResultPrefix) -> bool {
-        match other {
-            ResultPrefix::Read(prefix) => *self == prefix.to_string(),
-            ResultPrefix::Unread(text) => self == text,
-        }
-    }
-}
-
 impl std::fmt::Display for ResultPrefix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -459,8 +459,8 @@ thread_local! {
 }
 
 impl NextHop {
-    /// The global (or IPv4) nexthop and the link-local one; neither is
-    /// [`NextHop::default`].
+    /// The global (or IPv4) nexthop and the link-local one; with neither,
+    /// no nexthop ([`NextHop::default`]).
     pub fn new(address: Option<IpAddr>, link_local: Option<Ipv6Addr>) -> Self {
         if address.is_none() && link_local.is_none() {
             return Self(None);

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use bgp_bridge::bgp::bfd::{BfdNexthop, Timers};
-use bgp_bridge::engine::{Bridge, Update};
+use bgp_bridge::engine::{Bridge, ResultPrefix, Update};
 use bgp_bridge::rib::{RouteFilter, RouteStatus};
 use bgp_bridge::service::BfdRequests;
 use bgp_bridge::{NexthopSpec, Owner, RouteSpec};
@@ -56,7 +56,7 @@ pub async fn apply(bridge: &Bridge, config: &Config) {
     for result in results {
         let line = routes
             .iter()
-            .find(|route| route.prefix.to_string() == result.prefix)
+            .find(|route| ResultPrefix::Read(route.prefix) == result.prefix)
             .map_or(0, |route| route.line);
         let file = config.source.display();
         match &result.status {

@@ -1005,12 +1005,8 @@ fn seeds() -> Vec<Vec<u8>> {
     let mut seeds = Vec::new();
     for settings in [7u8, 5, 15, 6, 3] {
         let session = fuzz_session(settings);
-        let attributes = Arc::new(
-            Attributes {
-                ..rich_attributes("10.0.0.1".parse().unwrap())
-            }
-            .with_local_pref(Some(120)),
-        );
+        let attributes =
+            Arc::new(rich_attributes("10.0.0.1".parse().unwrap()).with_local_pref(Some(120)));
         let ipv6 = Arc::new(Attributes {
             next_hop: NextHop::new(
                 Some("2001:db8::1".parse().unwrap()),
