@@ -300,10 +300,11 @@ impl<'a> IntoIterator for &'a mut Candidates {
     }
 }
 
-/// A prefix: its owners' routes, and what wgd believes the kernel has for
-/// it. 24 bytes; a full table has a million.
+/// What a prefix's slot holds: its owners' routes, and what wgd believes
+/// the kernel has for it. 24 bytes, kept once for every prefix that holds
+/// the same (see [`Slot`]).
 #[derive(Debug, Clone, Default)]
-struct Slot {
+struct SlotBody {
     candidates: Candidates,
     /// The kernel's route, its nexthops shared by every route with the
     /// same ones (see [`intern`]): the route of the candidate marked
@@ -313,13 +314,119 @@ struct Slot {
     installed: Option<Shared<FibNexthop>>,
 }
 
-impl Slot {
+impl SlotBody {
     /// The owner of the kernel's route, if an owner's.
     fn installed_owner(&self) -> Option<OwnerId> {
         self.candidates
             .iter()
             .find(|candidate| candidate.installed())
             .map(|candidate| candidate.owner)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.candidates.is_empty() && self.installed.is_none()
+    }
+
+    /// What tells two bodies apart: the nexthop sets are interned, so a
+    /// set is known by its address (a full table's bodies are told apart
+    /// without reading a nexthop).
+    fn key(&self) -> impl Iterator<Item = (usize, u32, u16, u8, u8)> + '_ {
+        let installed = self
+            .installed
+            .iter()
+            .map(|set| (Arc::as_ptr(&set.0) as usize, 0, u16::MAX, 0, u8::MAX));
+        let candidates = self.candidates.iter().map(|candidate| {
+            (
+                Arc::as_ptr(&candidate.nexthops.0) as usize,
+                candidate.metric,
+                candidate.owner.0,
+                candidate.distance,
+                candidate.marks as u8,
+            )
+        });
+        installed.chain(candidates)
+    }
+}
+
+impl PartialEq for SlotBody {
+    fn eq(&self, other: &Self) -> bool {
+        self.installed.is_some() == other.installed.is_some()
+            && self.candidates.len() == other.candidates.len()
+            && self.key().eq(other.key())
+    }
+}
+
+impl Eq for SlotBody {}
+
+impl std::hash::Hash for SlotBody {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.candidates.len());
+        for part in self.key() {
+            part.hash(state);
+        }
+    }
+}
+
+/// A prefix's slot: a pointer to its [`SlotBody`], 8 bytes where the body
+/// takes 24. Bodies are interned ([`Bodies`]): a full table from one
+/// neighbor through one tunnel has a handful of distinct ones (the same
+/// owner, nexthops, distance, metric and kernel route for most of a
+/// million prefixes), so each prefix pays for the pointer and its key.
+/// A slot is changed by taking its body out ([`Slot::body`]), changing
+/// that and interning the result.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Slot(Arc<SlotBody>);
+
+impl Slot {
+    /// A copy of the body to change (the candidates' nexthops are shared,
+    /// not copied).
+    fn body(&self) -> SlotBody {
+        SlotBody::clone(&self.0)
+    }
+}
+
+impl std::ops::Deref for Slot {
+    type Target = SlotBody;
+
+    fn deref(&self) -> &SlotBody {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<SlotBody> for Slot {
+    fn borrow(&self) -> &SlotBody {
+        &self.0
+    }
+}
+
+/// Every distinct slot body, once. Bodies no slot holds any more are
+/// dropped when the set has doubled since it was last swept, so that a
+/// table whose routes differ (a metric per route) costs a sweep now and
+/// then, not one per change.
+#[derive(Debug, Default)]
+struct Bodies {
+    set: HashSet<Slot, foldhash::fast::RandomState>,
+    /// How many bodies the last sweep left.
+    kept: usize,
+}
+
+impl Bodies {
+    /// The slot holding `body`: the shared one when a slot holds it already.
+    fn intern(&mut self, body: SlotBody) -> Slot {
+        if let Some(slot) = self.set.get(&body) {
+            return slot.clone();
+        }
+        if self.set.len() >= (2 * self.kept).max(1024) {
+            self.set.retain(|slot| Arc::strong_count(&slot.0) > 1);
+            self.kept = self.set.len();
+        }
+        let slot = Slot(Arc::new(body));
+        self.set.insert(slot.clone());
+        slot
+    }
+
+    fn empty(&mut self) -> Slot {
+        self.intern(SlotBody::default())
     }
 }
 
@@ -412,6 +519,8 @@ pub struct Rib {
     registered: BTreeMap<Owner, BTreeMap<ScopedAddress, NexthopEvent>>,
     /// Every distinct set of nexthops owners give, once (see [`intern`]).
     spec_sets: SharedSets<NexthopSpec>,
+    /// Every distinct slot body, once (see [`Slot`]).
+    bodies: Bodies,
 }
 
 #[derive(Debug, Default)]
@@ -479,7 +588,7 @@ impl Context {
     fn reselect(
         &mut self,
         prefix: IpNet,
-        slot: &mut Slot,
+        slot: &mut SlotBody,
         sweeping: bool,
         changes: &mut Changes,
     ) -> bool {
@@ -524,6 +633,7 @@ impl Rib {
             ("adopted", Box::new(self.context.adopted)),
             ("refusals", Box::new(self.context.failed)),
             ("spec sets", Box::new(self.spec_sets)),
+            ("slot bodies", Box::new(self.bodies)),
         ]
     }
 
@@ -553,8 +663,12 @@ impl Rib {
         };
         let prefix = spec.prefix;
         let nexthops = intern(&mut self.spec_sets, spec.nexthops);
-        let slot = self.slots.get_or_insert_with(prefix, Slot::default);
-        match slot
+        let bodies = &mut self.bodies;
+        // One lookup of the slot for the whole offer (a full table is a
+        // million of them).
+        let slot = self.slots.get_or_insert_with(prefix, || bodies.empty());
+        let mut body = slot.body();
+        match body
             .candidates
             .iter_mut()
             .find(|candidate| candidate.owner == id)
@@ -571,7 +685,7 @@ impl Rib {
                 }
             }
             None => {
-                slot.candidates.push(Candidate {
+                body.candidates.push(Candidate {
                     nexthops,
                     metric: spec.metric,
                     owner: id,
@@ -581,20 +695,21 @@ impl Rib {
                 *self.counts.entry(owner.clone()).or_default() += 1;
             }
         }
-        // One lookup of the slot for the whole offer (a full table is a
-        // million of them).
-        self.context.reselect(prefix, slot, false, changes);
-        slot.candidates
+        self.context.reselect(prefix, &mut body, false, changes);
+        let status = body
+            .candidates
             .iter()
             .find(|candidate| candidate.owner == id)
             .map_or(RouteStatus::Withdrawn, |candidate| {
                 self.context.resolver().candidate_status(
                     &prefix,
-                    slot,
+                    &body,
                     candidate,
                     self.context.failed.get(&prefix),
                 )
-            })
+            });
+        *slot = self.bodies.intern(body);
+        status
     }
 
     fn check(&self, owner: &Owner, spec: &RouteSpec) -> Result<(), Refusal> {
@@ -642,7 +757,8 @@ impl Rib {
         let Some(index) = slot.candidates.iter().position(|c| Some(c.owner) == id) else {
             return RouteStatus::Refused(format!("{owner} has no route for {prefix}"));
         };
-        if slot.candidates.remove(index).stale()
+        let mut body = slot.body();
+        if body.candidates.remove(index).stale()
             && let Some(stale) = self.stale.get_mut(owner)
         {
             *stale = stale.saturating_sub(1);
@@ -650,9 +766,11 @@ impl Rib {
         if let Some(count) = self.counts.get_mut(owner) {
             *count = count.saturating_sub(1);
         }
-        let empty = self.context.reselect(prefix, slot, false, changes);
+        let empty = self.context.reselect(prefix, &mut body, false, changes);
         if empty {
             self.slots.remove(&prefix);
+        } else {
+            *slot = self.bodies.intern(body);
         }
         RouteStatus::Withdrawn
     }
@@ -663,12 +781,17 @@ impl Rib {
         let mut marked = 0;
         let id = self.context.owners.find(owner);
         for slot in self.slots.values_mut() {
-            for candidate in &mut slot.candidates {
+            if !slot.candidates.iter().any(|c| Some(c.owner) == id) {
+                continue;
+            }
+            let mut body = slot.body();
+            for candidate in &mut body.candidates {
                 if Some(candidate.owner) == id {
                     candidate.set_stale(true);
                     marked += 1;
                 }
             }
+            *slot = self.bodies.intern(body);
         }
         self.stale.insert(owner.clone(), marked);
         u64::from(marked)
@@ -815,9 +938,11 @@ impl Rib {
             &mut Changes::default(),
         );
         self.context.adopted.insert(prefix, ());
-        self.slots
-            .get_or_insert_with(prefix, Slot::default)
-            .installed = Some(installed);
+        let bodies = &mut self.bodies;
+        let slot = self.slots.get_or_insert_with(prefix, || bodies.empty());
+        let mut body = slot.body();
+        body.installed = Some(installed);
+        *slot = self.bodies.intern(body);
     }
 
     /// Names the tunnel and peer of an adopted nexthop from the view.
@@ -953,11 +1078,13 @@ impl Rib {
         }
         // The kernel has nothing of wgd's here: no candidate's route is in
         // it, and an adopted one has gone.
-        for candidate in &mut slot.candidates {
+        let mut body = slot.body();
+        for candidate in &mut body.candidates {
             candidate.set_installed(false);
         }
         self.context.adopted.remove(&prefix);
-        let nexthops = slot.installed.take();
+        let nexthops = body.installed.take();
+        *slot = self.bodies.intern(body);
         note_allowed(
             &mut self.context.allowed,
             prefix,
@@ -1199,9 +1326,12 @@ impl Rib {
         let Some(slot) = self.slots.get_mut(&prefix) else {
             return;
         };
-        let empty = self.context.reselect(prefix, slot, sweeping, changes);
+        let mut body = slot.body();
+        let empty = self.context.reselect(prefix, &mut body, sweeping, changes);
         if empty {
             self.slots.remove(&prefix);
+        } else {
+            *slot = self.bodies.intern(body);
         }
     }
 }
@@ -1236,7 +1366,7 @@ impl Resolver<'_> {
     fn candidate_status(
         &self,
         prefix: &IpNet,
-        slot: &Slot,
+        slot: &SlotBody,
         candidate: &Candidate,
         failed: Option<&String>,
     ) -> RouteStatus {
@@ -1413,7 +1543,7 @@ fn reselect_slot(
     resolver: &Resolver<'_>,
     state: &mut SlotState<'_>,
     prefix: IpNet,
-    slot: &mut Slot,
+    slot: &mut SlotBody,
     sweeping: bool,
     changes: &mut Changes,
 ) -> bool {
@@ -1492,7 +1622,7 @@ fn reselect_slot(
         state.failed.remove(&prefix);
     }
     slot.installed = new;
-    slot.candidates.is_empty() && slot.installed.is_none()
+    slot.is_empty()
 }
 
 /// Moves the prefix between multi-peer tunnel peers' AllowedIPs as its

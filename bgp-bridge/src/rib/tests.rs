@@ -957,11 +957,65 @@ fn owners_are_numbered_in_the_slots_and_the_65537th_is_refused() {
 }
 
 #[test]
-fn a_slot_is_24_bytes() {
+fn a_slot_is_8_bytes_and_its_body_24() {
     // A full table has a slot per prefix: its size is paid a million times.
     assert_eq!(std::mem::size_of::<super::Candidate>(), 16);
     assert_eq!(std::mem::size_of::<super::Candidates>(), 16);
-    assert_eq!(std::mem::size_of::<super::Slot>(), 24);
+    assert_eq!(std::mem::size_of::<super::SlotBody>(), 24);
+    assert_eq!(std::mem::size_of::<super::Slot>(), 8);
     // A prefix map's array marks a hole with `None`: free with a niche.
-    assert_eq!(std::mem::size_of::<Option<super::Slot>>(), 24);
+    assert_eq!(std::mem::size_of::<Option<super::Slot>>(), 8);
+}
+
+#[test]
+fn prefixes_with_the_same_routes_share_one_body_and_keep_their_own_state() {
+    let mut rib = rib();
+    // 5,000 prefixes from one owner through one gateway, and 5,000 more
+    // with a metric each of 100: two bodies, installed (plus the empty
+    // one a new slot starts from).
+    for i in 0..10_000u32 {
+        let [_, _, c, d] = i.to_be_bytes();
+        let prefix = format!("10.{c}.{d}.0/24");
+        let metric = if i < 5_000 { 0 } else { i % 100 };
+        let (status, _) = offer(&mut rib, "bgp:a", via(&prefix, "10.255.0.1", 20, metric));
+        assert_eq!(status, RouteStatus::Installed, "{prefix}");
+    }
+    let live = |rib: &Rib| {
+        rib.bodies
+            .set
+            .iter()
+            .filter(|slot| Arc::strong_count(&slot.0) > 1)
+            .count()
+    };
+    assert!(live(&rib) <= 101, "{} bodies in use", live(&rib));
+    assert_eq!(rib.installed_count(), 10_000);
+    // A change to one prefix leaves the others sharing its old body alone.
+    let (status, changes) = offer(&mut rib, "other", via("10.0.1.0/24", "10.254.0.2", 10, 0));
+    assert_eq!(status, RouteStatus::Installed);
+    assert_eq!(changes.fib.len(), 1, "{:?}", changes.fib);
+    assert_eq!(
+        rib.status_of(net("10.0.1.0/24"), &Owner::new("bgp:a")),
+        Some(RouteStatus::Standby {
+            installed_owner: Owner::new("other")
+        })
+    );
+    assert_eq!(
+        rib.status_of(net("10.0.2.0/24"), &Owner::new("bgp:a")),
+        Some(RouteStatus::Installed)
+    );
+    // Marking one owner stale marks only its routes.
+    assert_eq!(rib.mark_stale(&Owner::new("other")), 1);
+    assert_eq!(rib.stale_count(&Owner::new("other")), 1);
+    let routes = rib.routes(&RouteFilter {
+        prefix: Some(net("10.0.2.0/24")),
+        ..Default::default()
+    });
+    assert!(routes.iter().all(|route| !route.stale), "{routes:?}");
+    // Everything withdrawn: no slot holds a body (the interner drops them
+    // when its set has doubled since its last sweep).
+    let mut changes = Changes::default();
+    rib.withdraw_all(&Owner::new("bgp:a"), &mut changes);
+    rib.withdraw_all(&Owner::new("other"), &mut changes);
+    assert_eq!(rib.installed_count(), 0);
+    assert_eq!(live(&rib), 0);
 }
