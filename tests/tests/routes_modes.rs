@@ -488,6 +488,49 @@ fn table_auto_routes_allowed_ips_in_main_but_never_the_default() -> anyhow::Resu
     node.assert_down_restores(&wgd, &config, &before)
 }
 
+/// A route of the bridge's protocol (what `wgd run` installs for learned
+/// prefixes: proto 200, metric 20) through the tunnel is not the tunnel's
+/// own route of the same prefix: `wgd up` adds its own beside it, and the
+/// bridge's stays. (The planner once read every route on the host, the
+/// bridge's full table included, and took such a route for its own.)
+#[test]
+fn a_bridge_route_of_the_same_prefix_is_not_taken_for_the_tunnels_own() -> anyhow::Result<()> {
+    let wgd = Wgd::new()?;
+    let node = Node::new("brsame")?;
+    let (ns, tunnel) = (&node.namespace, node.tunnel.as_str());
+    let (own, peer) = (KeyPair::generate()?, KeyPair::generate()?);
+    let file = format!("{tunnel}.conf");
+    let write = |allowed_ips: &str| {
+        let contents = wg_quick_text(&own, &peer, "ListenPort = 51820", allowed_ips);
+        rewrite_config(node.dir.path(), &file, &contents)
+    };
+    let before = RoutingState::capture(ns)?;
+    let config = write("10.9.0.0/16")?;
+    wgd.run(ns, &["up", &config])?;
+    ns.add_route(&format!("10.8.0.0/16 dev {tunnel} proto 200 metric 20"))?;
+
+    let config = write("10.9.0.0/16, 10.8.0.0/16")?;
+    let printed = wgd.run(ns, &["up", &config])?;
+    assert!(
+        printed.contains(&format!("add route 10.8.0.0/16 dev {tunnel} table main")),
+        "`wgd up` printed:\n{printed}"
+    );
+    let routes = ns.check(&["ip", "-4", "route", "show", "10.8.0.0/16"])?;
+    // iproute2 names protocol 200 `wgd` where wgd's package installed its name.
+    let bridge = routes
+        .lines()
+        .filter(|line| line.contains("proto 200") || line.contains("proto wgd"))
+        .count();
+    let own = routes
+        .lines()
+        .filter(|line| line.contains("proto static"))
+        .count();
+    assert_eq!((bridge, own), (1, 1), "routes to 10.8.0.0/16:\n{routes}");
+    assert_eq!(wgd.run(ns, &["up", &config])?.trim(), NOTHING_TO_DO);
+
+    node.assert_down_restores(&wgd, &config, &before)
+}
+
 #[test]
 fn hooks_run_around_up_and_down() -> anyhow::Result<()> {
     let wgd = Wgd::new()?;
