@@ -204,6 +204,20 @@ impl fmt::Debug for KernelFib {
     }
 }
 
+/// A route of the host's as [`KernelFib::fold_host_routes`] shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRoute {
+    pub prefix: IpNet,
+    pub table: u32,
+    /// `RTPROT_*` (2: the kernel's own; [`RTPROT_WGD`]: the bridge's).
+    pub protocol: u8,
+    /// `RTN_*` (1: unicast).
+    pub kind: u8,
+    /// The output interface of a route with one nexthop; 0 for none (a
+    /// multipath route's are in its nexthops).
+    pub oif: u32,
+}
+
 impl KernelFib {
     /// Opens a NETLINK_ROUTE socket in the calling thread's network
     /// namespace. Routes go in `table` (254 is main), all with kernel
@@ -452,6 +466,35 @@ impl KernelFib {
         })
     }
 
+    /// Every route of every table, IPv4 then IPv6, each shown to `step`
+    /// as it is read (into `init()`'s state, made again if the dump is
+    /// interrupted and read again): the host's routes as wgd's tunnel
+    /// planner reads them, with a full table among them, and none held.
+    pub fn fold_host_routes<S>(
+        &mut self,
+        init: impl Fn() -> S,
+        mut step: impl FnMut(&mut S, HostRoute),
+    ) -> Result<S, FibError> {
+        self.consistently(|fib| {
+            let mut state = init();
+            for family in [AF_INET, AF_INET6] {
+                fib.dump(family, 0, 0, |view| {
+                    if let Some(prefix) = view.prefix() {
+                        let route = HostRoute {
+                            prefix,
+                            table: view.table,
+                            protocol: view.protocol,
+                            kind: view.kind,
+                            oif: view.oif,
+                        };
+                        step(&mut state, route);
+                    }
+                })?;
+            }
+            Ok(state)
+        })
+    }
+
     /// How many routes in the table carry `RTPROT_WGD` (a dump, counted).
     pub fn count_ours(&mut self) -> Result<usize, FibError> {
         self.consistently(|fib| {
@@ -588,9 +631,10 @@ impl KernelFib {
         Err(FibError::DumpInterrupted)
     }
 
-    /// Dumps one family's routes of `table` (with `protocol`, if not 0) and
-    /// shows each to `visit`. The kernel filters too where it can (strict
-    /// checking); this filters again for kernels that do not.
+    /// Dumps one family's routes of `table` (every table's with 0; with
+    /// `protocol`, if not 0) and shows each to `visit`. The kernel filters
+    /// too where it can (strict checking); this filters again for kernels
+    /// that do not.
     fn dump(
         &mut self,
         family: u8,
@@ -619,7 +663,9 @@ impl KernelFib {
                 flags: 0,
             },
         );
-        wire::put_u32_attribute(&mut self.send_buffer, wire::RTA_TABLE, table);
+        if table != 0 {
+            wire::put_u32_attribute(&mut self.send_buffer, wire::RTA_TABLE, table);
+        }
         wire::end_message(&mut self.send_buffer, start);
         self.send()?;
 
@@ -651,7 +697,7 @@ impl KernelFib {
                     wire::RTM_NEWROUTE => {
                         let view = wire::parse_route(message.payload)?;
                         if view.family == family
-                            && view.table == table
+                            && (table == 0 || view.table == table)
                             && (protocol == 0 || view.protocol == protocol)
                         {
                             visit(&view);

@@ -15,11 +15,12 @@ use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoKind, LinkAttribute, LinkFlags, LinkInfo,
     LinkMessage,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
+use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use rtnetlink::{Handle, IpVersion, LinkUnspec, LinkWireguard, RouteMessageBuilder};
+
+use bgp_bridge::RTPROT_WGD;
+use bgp_bridge::fib::{FibError, HostRoute, KernelFib};
 
 use crate::actual::{Route, Rule};
 use crate::config::InterfaceAddress;
@@ -30,14 +31,29 @@ use crate::config::InterfaceAddress;
 pub struct NetlinkError {
     what: String,
     #[source]
-    source: rtnetlink::Error,
+    source: Failure,
+}
+
+/// What failed: an rtnetlink request, or the bridge's own reader (the
+/// host's routes are read with it).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Rtnetlink(#[from] rtnetlink::Error),
+    #[error(transparent)]
+    Fib(#[from] FibError),
+    #[error("the reading thread stopped: {0}")]
+    Stopped(String),
 }
 
 impl NetlinkError {
     /// The kernel's errno, if the failure came from the kernel.
     pub fn errno(&self) -> Option<i32> {
         match &self.source {
-            rtnetlink::Error::NetlinkError(message) => message.code.map(|code| -code.get()),
+            Failure::Rtnetlink(rtnetlink::Error::NetlinkError(message)) => {
+                message.code.map(|code| -code.get())
+            }
+            Failure::Fib(FibError::Kernel { errno, .. }) => Some(*errno),
             _ => None,
         }
     }
@@ -46,7 +62,7 @@ impl NetlinkError {
 fn context(what: impl FnOnce() -> String) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
     move |source| NetlinkError {
         what: what(),
-        source,
+        source: source.into(),
     }
 }
 
@@ -139,7 +155,7 @@ impl Netlink {
             Err(error) => {
                 let error = NetlinkError {
                     what: format!("read link {name}"),
-                    source: error,
+                    source: error.into(),
                 };
                 if error.errno() == Some(ENODEV) {
                     Ok(None)
@@ -178,7 +194,7 @@ impl Netlink {
             Err(error) => {
                 let error = NetlinkError {
                     what: format!("delete interface {name}"),
-                    source: error,
+                    source: error.into(),
                 };
                 if error.errno() == Some(ENODEV) {
                     Ok(())
@@ -350,66 +366,40 @@ impl Netlink {
             .map_err(context(|| format!("set {name} addrgenmode none")))
     }
 
-    fn route_parts(message: &RouteMessage) -> (Option<IpNet>, u32, Option<u32>) {
-        let mut table = u32::from(message.header.table);
-        let mut destination = None;
-        let mut oif = None;
-        for attribute in &message.attributes {
-            match attribute {
-                RouteAttribute::Table(value) => table = *value,
-                RouteAttribute::Oif(value) => oif = Some(*value),
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
-                    destination = Some(IpAddr::V4(*ip))
-                }
-                RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
-                    destination = Some(IpAddr::V6(*ip))
-                }
-                _ => {}
-            }
-        }
-        let destination = destination.or(match message.header.address_family {
-            AddressFamily::Inet => Some(IpAddr::from([0, 0, 0, 0])),
-            AddressFamily::Inet6 => Some(IpAddr::from([0u16; 8])),
-            _ => None,
-        });
-        let prefix = destination
-            .and_then(|ip| IpNet::new(ip, message.header.destination_prefix_length).ok());
-        (prefix, table, oif)
-    }
-
     /// Unicast routes through an interface (by index) that neither the
     /// kernel nor the route bridge added, and every table that holds a
-    /// route. Each route is looked at as the dump is read, never held: with
-    /// the bridge's full table in the kernel, the parsed dump of a million
-    /// routes took about 300 MiB for the moment it was held (a new daemon's
-    /// peak RSS), and the bridge's routes are not the planner's to keep.
+    /// route. Read with the bridge's own netlink reader, each route looked
+    /// at as the dump comes and never held: with the bridge's full table
+    /// in the kernel, the dump parsed into `RouteMessage`s took about 300
+    /// MiB for the moment it was held (a new daemon's peak RSS) and 0.8 s
+    /// of CPU every reconcile; the bridge's routes are not the planner's.
     pub async fn routes(&self) -> Result<(Vec<(u32, Route)>, BTreeSet<u32>), NetlinkError> {
-        let mut routes = Vec::new();
-        let mut tables = BTreeSet::new();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            // No destination: a dump of every table.
-            let mut request = RouteMessage::default();
-            request.header.address_family = family;
-            let mut dump = self.handle.route().get(request).execute();
-            while let Some(message) = dump
-                .try_next()
-                .await
-                .map_err(context(|| "list routes".into()))?
-            {
-                let (prefix, table, oif) = Self::route_parts(&message);
-                tables.insert(table);
-                if message.header.kind != RouteType::Unicast
-                    || message.header.protocol == RouteProtocol::Kernel
-                    || u8::from(message.header.protocol) == bgp_bridge::route::RTPROT_WGD
-                {
-                    continue;
-                }
-                if let (Some(prefix), Some(oif)) = (prefix, oif) {
-                    routes.push((oif, Route { prefix, table }));
-                }
-            }
-        }
-        Ok((routes, tables))
+        let read = || {
+            let mut fib = KernelFib::open(u32::from(libc::RT_TABLE_MAIN), 0)?;
+            fib.fold_host_routes(
+                || (Vec::new(), BTreeSet::new()),
+                |(routes, tables): &mut (Vec<(u32, Route)>, BTreeSet<u32>), route: HostRoute| {
+                    tables.insert(route.table);
+                    if route.kind != libc::RTN_UNICAST
+                        || route.protocol == libc::RTPROT_KERNEL
+                        || route.protocol == RTPROT_WGD
+                        || route.oif == 0
+                    {
+                        return;
+                    }
+                    let (prefix, table) = (route.prefix, route.table);
+                    routes.push((route.oif, Route { prefix, table }));
+                },
+            )
+        };
+        let failed = |source: Failure| NetlinkError {
+            what: "list routes".into(),
+            source,
+        };
+        tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|error| failed(Failure::Stopped(error.to_string())))?
+            .map_err(|error| failed(error.into()))
     }
 
     fn route_message(index: u32, route: Route) -> RouteMessage {
@@ -465,7 +455,7 @@ impl Netlink {
                         route.prefix,
                         route.table_name()
                     ),
-                    source: error,
+                    source: error.into(),
                 };
                 if matches!(error.errno(), Some(ESRCH) | Some(ENOENT)) {
                     Ok(())
