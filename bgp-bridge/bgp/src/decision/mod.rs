@@ -3,7 +3,8 @@
 //! no I/O, no clock.
 //!
 //! In: neighbors coming up (`neighbor_up`) and going away (`neighbor_down`,
-//! or `mark_stale` when they do graceful restart, then `sweep_stale`),
+//! or in parts `neighbor_leaving` then `neighbor_leaving_alone`, or
+//! `mark_stale` when they do graceful restart, then `sweep_stale`),
 //! their decoded UPDATEs (`apply`), the networks we originate
 //! (`set_networks`), and nexthop reachability: every call that may change a
 //! best path takes a `Resolver`, and `revalidate` re-asks it for every path
