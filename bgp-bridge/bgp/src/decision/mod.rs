@@ -862,7 +862,10 @@ impl LocRib {
         }
         let mut changes = Vec::new();
         for prefix in prefixes {
-            if state.remove(&prefix).is_some_and(|received| received.rank > 0) {
+            if state
+                .remove(&prefix)
+                .is_some_and(|received| received.rank > 0)
+            {
                 changes.push(BestChange {
                     prefix,
                     paths: Vec::new(),
