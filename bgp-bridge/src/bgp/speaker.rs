@@ -1237,11 +1237,12 @@ impl Core {
                 }
             }
             None => {
-                // Its routes that other neighbors carry now are offered
-                // under them (replaced in place); the rest leave with its
-                // bridge session in one pass, not a withdrawal per route.
-                // The table is decided again a part at a time, each part's
-                // changes sent on before the next is made.
+                // Its routes that other paths reach are decided again a
+                // part at a time and offered under their new neighbors
+                // (replaced in place) before its bridge session closes;
+                // then the bridge takes the rest out of the kernel in the
+                // writer's batches, in one pass and not a withdrawal per
+                // route, while the other neighbors are told here.
                 self.leaving = Some(neighbor);
                 while let Some(changes) = self.rib.neighbor_leaving(
                     neighbor,
@@ -1251,11 +1252,22 @@ impl Core {
                     self.after_changes(changes).await;
                     self.feed_bridge().await;
                 }
-                self.leaving = None;
+                // Every offer (and any change pending from before) goes
+                // ahead of the close.
+                self.feed_bridge().await;
                 if let Some(peer) = self.peers.get_mut(&neighbor)
                     && let Some(session) = peer.bridge_session.take()
                 {
                     self.bridge.close_withdrawing(owner(neighbor), session);
+                }
+                while let Some(changes) = self.rib.neighbor_leaving_alone(neighbor, LEAVING_PART) {
+                    self.after_changes(changes).await;
+                    self.feed_bridge().await;
+                }
+                self.leaving = None;
+                // Its routes left the bridge with its session.
+                if let Some(peer) = self.peers.get_mut(&neighbor) {
+                    peer.status.prefixes_accepted = 0;
                 }
             }
         }

@@ -645,3 +645,62 @@ async fn a_closed_sessions_table_leaves_the_kernel_in_parts_in_the_kernels_order
     });
     assert_eq!(removed, in_order);
 }
+
+/// What a BGP session that goes down relies on: the prefixes another
+/// neighbor reaches are offered under it first, then the session closes
+/// withdrawing. Those stay in the kernel, replaced in place through the
+/// other's nexthop (never removed and added again); only the rest go.
+#[tokio::test]
+async fn a_closing_sessions_prefixes_offered_by_another_owner_are_replaced_in_place() {
+    let fib = MemoryFib::default();
+    // Both neighbors on the tunnel.
+    let mut view = view();
+    view.tunnels[0].addresses = vec!["10.255.0.0/29".parse().unwrap()];
+    let bridge = Bridge::start(config(), fib.clone(), view).await.unwrap();
+    let leaving = session(&bridge, "bgp:10.255.0.1", 30).await;
+    let staying = session(&bridge, "bgp:10.255.0.3", 30).await;
+    let prefixes = ["192.0.2.0/24", "100.64.0.0/24", "203.0.113.0/24"];
+    bridge
+        .session_updates(
+            Owner::new("bgp:10.255.0.1"),
+            leaving,
+            prefixes.iter().map(|prefix| route(prefix)).collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fib.count(), 3);
+    fib.applied();
+    let through_other = |prefix: &str| {
+        Update::Offer(RouteSpec {
+            prefix: prefix.parse().unwrap(),
+            nexthops: vec![NexthopSpec::Address("10.255.0.3".parse().unwrap())],
+            distance: 20,
+            metric: 0,
+        })
+    };
+    // As the speaker sends them: the offers without waiting, then the close.
+    let offered = bridge
+        .submit_session_updates(
+            Owner::new("bgp:10.255.0.3"),
+            staying,
+            vec![through_other("192.0.2.0/24")],
+        )
+        .unwrap();
+    bridge.close_withdrawing(Owner::new("bgp:10.255.0.1"), leaving);
+    settle(&bridge).await;
+    assert!(offered.await.unwrap().is_ok());
+    let ops = fib.applied();
+    let shared: IpNet = "192.0.2.0/24".parse().unwrap();
+    assert!(
+        ops.iter()
+            .all(|op| !(op.prefix() == shared && matches!(op, FibOp::Remove { .. }))),
+        "{ops:?}"
+    );
+    let routes = fib.routes.lock().unwrap().clone();
+    assert_eq!(routes.keys().copied().collect::<Vec<_>>(), [shared]);
+    let gateways: Vec<_> = routes[&shared]
+        .iter()
+        .map(|nexthop| nexthop.gateway)
+        .collect();
+    assert_eq!(gateways, [Some("10.255.0.3".parse().unwrap())]);
+}

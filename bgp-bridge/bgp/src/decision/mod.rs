@@ -3,7 +3,8 @@
 //! no I/O, no clock.
 //!
 //! In: neighbors coming up (`neighbor_up`) and going away (`neighbor_down`,
-//! or `mark_stale` when they do graceful restart, then `sweep_stale`),
+//! or in parts `neighbor_leaving` then `neighbor_leaving_alone`, or
+//! `mark_stale` when they do graceful restart, then `sweep_stale`),
 //! their decoded UPDATEs (`apply`), the networks we originate
 //! (`set_networks`), and nexthop reachability: every call that may change a
 //! best path takes a `Resolver`, and `revalidate` re-asks it for every path
@@ -268,6 +269,20 @@ struct NeighborState {
     /// with a `set`), so every other path costs one pointer, not two.
     changed: PrefixMap<Arc<Attributes>>,
     adj_rib_out: PrefixMap<Arc<Attributes>>,
+    leaving: Leaving,
+}
+
+/// How far a neighbor's leaving for good has got (see
+/// [`LocRib::neighbor_leaving`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaving {
+    /// Not leaving, or no part taken yet.
+    Start,
+    /// Its paths to prefixes that another path reaches are taken up to
+    /// this prefix.
+    After(IpNet),
+    /// Each of its paths left is the only one to its prefix.
+    Alone,
 }
 
 impl NeighborState {
@@ -709,9 +724,11 @@ impl LocRib {
             adj_rib_in: PrefixMap::new(),
             changed: PrefixMap::new(),
             adj_rib_out: PrefixMap::new(),
+            leaving: Leaving::Start,
         });
         state.settings = neighbor;
         state.established = true;
+        state.leaving = Leaving::Start;
         state.adj_rib_out.clear();
         self.export_all(id)
     }
@@ -727,28 +744,70 @@ impl LocRib {
         while let Some(part) = self.neighbor_leaving(neighbor, usize::MAX, resolver) {
             changes.extend(part);
         }
+        while let Some(part) = self.take_alone(neighbor, usize::MAX) {
+            changes.extend(part);
+        }
         changes
     }
 
-    /// [`LocRib::neighbor_down`] a part at a time: takes up to `limit` of
-    /// the neighbor's paths away (the first in address order) and gives
-    /// the changes of their prefixes; `None` once it has none left, when
-    /// the neighbor is gone. Until then it is not established (nothing is
-    /// sent to it) and its paths not yet taken stay as they were, so the
-    /// caller takes every part before anything else changes the table.
-    /// The changes of a full table are never all held at once.
+    /// [`LocRib::neighbor_down`] a part at a time, first of two steps:
+    /// takes up to `limit` of the neighbor's paths to prefixes that
+    /// another path also reaches (another neighbor's, or a network of
+    /// ours) away, in address order, and gives the changes of their
+    /// prefixes; `None` once it has none left. Its other paths are the
+    /// only ones to their prefixes: [`LocRib::neighbor_leaving_alone`]
+    /// takes them next. Until then the neighbor is not established
+    /// (nothing is sent to it) and its paths not yet taken stay as they
+    /// were, so the caller takes every part before anything else changes
+    /// the table. The changes of a full table are never all held at once.
+    ///
+    /// Why two steps: a prefix another path reaches moves to it in the
+    /// bridge (replaced in place) and must be offered there before the
+    /// neighbor's own routes leave; the others have no route left, and
+    /// the bridge can take them all out of the kernel as soon as this step
+    /// is over, while the speaker tells the other neighbors.
     pub fn neighbor_leaving(
         &mut self,
         neighbor: NeighborId,
         limit: usize,
         resolver: &dyn Resolver,
     ) -> Option<Vec<BestChange>> {
+        let alone = self.alone_at_once(neighbor);
         let state = self.neighbors.get_mut(&neighbor)?;
         state.established = false;
         state.adj_rib_out.clear();
-        let prefixes: Vec<IpNet> = state.adj_rib_in.keys().take(limit).collect();
+        if alone || state.leaving == Leaving::Alone {
+            state.leaving = Leaving::Alone;
+            return None;
+        }
+        let after = match state.leaving {
+            Leaving::After(prefix) => Some(prefix),
+            _ => None,
+        };
+        let state = &self.neighbors[&neighbor];
+        // Each part starts where the last one ended: the paths before it
+        // that are still there are the neighbor's alone.
+        let mut scanned = None;
+        let mut prefixes = Vec::new();
+        for (prefix, _) in state
+            .adj_rib_in
+            .iter()
+            .skip_while(|(prefix, _)| after.is_some_and(|after| *prefix <= after))
+        {
+            scanned = Some(prefix);
+            if self.reached_by_another(neighbor, &prefix) {
+                prefixes.push(prefix);
+                if prefixes.len() >= limit {
+                    break;
+                }
+            }
+        }
+        let state = self.neighbors.get_mut(&neighbor)?;
+        state.leaving = match scanned {
+            Some(prefix) if prefixes.len() >= limit => Leaving::After(prefix),
+            _ => Leaving::Alone,
+        };
         if prefixes.is_empty() {
-            self.neighbors.remove(&neighbor);
             return None;
         }
         let before = self.before(
@@ -763,6 +822,78 @@ impl LocRib {
             }
         }
         Some(self.recompute(before, resolver))
+    }
+
+    /// The second step of a neighbor's leaving, once
+    /// [`LocRib::neighbor_leaving`] has given `None`: its paths left are
+    /// the only ones to their prefixes, which have no route after them.
+    /// While another neighbor is established, up to `limit` of them go at
+    /// a time, with the changes of their prefixes (those the neighbor's
+    /// path was best for) to tell it; with none, nobody is to be told and
+    /// they all go at once, without a change each. `None` once the
+    /// neighbor is gone.
+    pub fn neighbor_leaving_alone(
+        &mut self,
+        neighbor: NeighborId,
+        limit: usize,
+    ) -> Option<Vec<BestChange>> {
+        let told = self
+            .neighbors
+            .iter()
+            .any(|(id, state)| *id != neighbor && state.established);
+        if told {
+            return self.take_alone(neighbor, limit);
+        }
+        self.neighbors.remove(&neighbor);
+        None
+    }
+
+    /// Takes up to `limit` of a leaving neighbor's paths, each the only
+    /// path to its prefix (see [`LocRib::neighbor_leaving`]), with the
+    /// changes of their prefixes: no decision runs, a prefix whose best
+    /// path it was has none left.
+    fn take_alone(&mut self, neighbor: NeighborId, limit: usize) -> Option<Vec<BestChange>> {
+        let state = self.neighbors.get_mut(&neighbor)?;
+        debug_assert_eq!(state.leaving, Leaving::Alone);
+        let prefixes: Vec<IpNet> = state.adj_rib_in.keys().take(limit).collect();
+        if prefixes.is_empty() {
+            self.neighbors.remove(&neighbor);
+            return None;
+        }
+        let mut changes = Vec::new();
+        for prefix in prefixes {
+            if state
+                .remove(&prefix)
+                .is_some_and(|received| received.rank > 0)
+            {
+                changes.push(BestChange {
+                    prefix,
+                    paths: Vec::new(),
+                    before: Some(neighbor),
+                });
+            }
+        }
+        Some(changes)
+    }
+
+    /// Whether a path other than `neighbor`'s reaches `prefix`: another
+    /// neighbor's (taken, denied or stale alike) or a network of ours.
+    fn reached_by_another(&self, neighbor: NeighborId, prefix: &IpNet) -> bool {
+        self.local.contains_key(prefix)
+            || self
+                .neighbors
+                .iter()
+                .any(|(id, state)| *id != neighbor && state.adj_rib_in.contains_key(prefix))
+    }
+
+    /// Whether no path but `neighbor`'s is in the table at all: then each
+    /// of its paths is alone without a look at its prefix.
+    fn alone_at_once(&self, neighbor: NeighborId) -> bool {
+        self.local.is_empty()
+            && self
+                .neighbors
+                .iter()
+                .all(|(id, state)| *id == neighbor || state.adj_rib_in.is_empty())
     }
 
     /// A neighbor's session is gone and the neighbor restarts gracefully

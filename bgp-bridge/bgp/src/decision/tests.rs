@@ -375,6 +375,7 @@ fn a_neighbor_leaves_a_part_at_a_time_with_the_same_changes() {
         P,
         "198.51.100.0/24",
         "198.51.101.0/24",
+        "203.0.113.0/24",
         "2001:db8::/32",
         "2001:db9::/32",
     ];
@@ -387,6 +388,10 @@ fn a_neighbor_leaves_a_part_at_a_time_with_the_same_changes() {
         // b carries two of them (a longer path): they move to it.
         announce(&mut rib, &b, P, path(&b, &[65002, 65010]));
         announce(&mut rib, &b, "2001:db8::/32", path(&b, &[65002, 65010]));
+        // One is ours: a's path there was never best.
+        rib.set_networks(&[net("203.0.113.0/24")], &all);
+        // b is sent the table.
+        rib.refresh(b.id);
         (rib, a, b)
     };
     let (mut whole, a, _) = table();
@@ -400,14 +405,91 @@ fn a_neighbor_leaves_a_part_at_a_time_with_the_same_changes() {
         sizes.push(part.len());
         in_parts.extend(part);
     }
-    assert_eq!(sizes, [2, 2, 1]);
-    assert_eq!(in_parts, at_once);
-    assert_eq!(in_parts.len(), prefixes.len());
+    // The prefixes another path reaches came first, and moved to it;
+    // a's paths that are alone are still there, as they were.
+    let shared: Vec<IpNet> = in_parts.iter().map(|change| change.prefix).collect();
+    assert_eq!(shared, [net(P), net("2001:db8::/32")]);
     assert_eq!(sources(&parted, P), vec![from(&b)]);
     assert_eq!(sources(&parted, "2001:db8::/32"), vec![from(&b)]);
+    assert_eq!(sources(&parted, "198.51.101.0/24"), vec![from(&a)]);
+    assert_eq!(parted.received(a.id), 3);
+    while let Some(part) = parted.neighbor_leaving_alone(a.id, 2) {
+        // b is established: each prefix a's path was best for is told.
+        let exports = parted.export(&part);
+        assert_eq!(exports[&b.id].withdrawn.len(), part.len());
+        sizes.push(part.len());
+        in_parts.extend(part);
+    }
+    // Parts of two paths: P and ours (unchanged), 2001:db8::/32; then
+    // the three alone.
+    assert_eq!(sizes, [1, 1, 2, 1]);
+    assert_eq!(in_parts, at_once);
+    assert_eq!(in_parts.len(), prefixes.len() - 1);
+    assert!(in_parts[2..].iter().all(|change| change.paths.is_empty()));
     assert!(sources(&parted, "198.51.101.0/24").is_empty());
+    assert_eq!(sources(&parted, "203.0.113.0/24"), vec![Source::Local]);
     assert_eq!(parted.received(a.id), 0);
     assert!(parted.neighbor_leaving(a.id, 2, &all).is_none());
+    assert!(parted.neighbor_leaving_alone(a.id, 2).is_none());
+}
+
+/// A leaving neighbor whose paths no other path reaches: no decision
+/// runs, and what the others are told is what withdrawing each of its
+/// paths would tell them.
+#[test]
+fn a_neighbor_alone_in_the_table_leaves_as_its_withdrawals_would() {
+    let prefixes = ["198.51.100.0/24", "198.51.101.0/24", "2001:db8::/32", P];
+    let table = || {
+        let mut rib = rib(2);
+        // b is up and sends nothing: it is only told.
+        let (a, b) = pair(&mut rib, (65001, 1), (65002, 2));
+        for prefix in prefixes {
+            announce(&mut rib, &a, prefix, path(&a, &[65001]));
+        }
+        // One path is denied on the way in (a's own AS in it): never best.
+        announce(&mut rib, &a, P, path(&a, &[65001, LOCAL_AS]));
+        rib.refresh(b.id);
+        (rib, a, b)
+    };
+    let (mut withdrawn, a, b) = table();
+    let update = update_of(&a, &[], &prefixes);
+    let mut expected = withdrawn.apply(a.id, &update, &all);
+    expected.sort_by_key(|change| change.prefix);
+    let expected_exports = withdrawn.export(&expected);
+
+    let (mut leaving, a, _) = table();
+    assert!(leaving.neighbor_leaving(a.id, 2, &all).is_none());
+    let mut changes = Vec::new();
+    while let Some(part) = leaving.neighbor_leaving_alone(a.id, 2) {
+        changes.extend(part);
+    }
+    changes.sort_by_key(|change| change.prefix);
+    assert_eq!(changes, expected);
+    assert_eq!(changes.len(), 3);
+    assert_eq!(leaving.export(&changes), expected_exports);
+    assert_eq!(expected_exports[&b.id].withdrawn.len(), 3);
+    assert_eq!(leaving.best_paths(), withdrawn.best_paths());
+    assert_eq!(leaving.received(a.id), 0);
+}
+
+/// The only neighbor leaves: nobody is told, its paths all go at once.
+#[test]
+fn the_only_neighbor_leaves_at_once() {
+    let mut rib = rib(1);
+    let a = neighbor("10.0.0.1", 65001, 1);
+    rib.neighbor_up(a.clone());
+    for prefix in [P, "198.51.100.0/24", "2001:db8::/32"] {
+        announce(&mut rib, &a, prefix, path(&a, &[65001]));
+    }
+    assert_eq!(rib.best_paths().len(), 3);
+    assert!(rib.neighbor_leaving(a.id, 1, &all).is_none());
+    assert!(rib.neighbor_leaving_alone(a.id, 1).is_none());
+    assert!(rib.best_paths().is_empty());
+    assert_eq!(rib.received(a.id), 0);
+    // It comes back as new.
+    rib.neighbor_up(a.clone());
+    assert_eq!(announce(&mut rib, &a, P, path(&a, &[65001])).len(), 1);
+    assert_eq!(sources(&rib, P), vec![from(&a)]);
 }
 
 #[test]
