@@ -402,12 +402,16 @@ impl std::borrow::Borrow<SlotBody> for Slot {
 /// Every distinct slot body, once. Bodies no slot holds any more are
 /// dropped when the set has doubled since it was last swept, so that a
 /// table whose routes differ (a metric per route) costs a sweep now and
-/// then, not one per change.
+/// then, not one per change; and when the set holds more than twice as
+/// many bodies as there are slots (see [`Bodies::trim`]), so that an
+/// owner that leaves with a body per prefix does not leave them behind.
 #[derive(Debug, Default)]
 struct Bodies {
     set: HashSet<Slot, foldhash::fast::RandomState>,
     /// How many bodies the last sweep left.
     kept: usize,
+    /// The empty body, which every new slot starts from.
+    empty: Option<Slot>,
 }
 
 impl Bodies {
@@ -426,7 +430,32 @@ impl Bodies {
     }
 
     fn empty(&mut self) -> Slot {
-        self.intern(SlotBody::default())
+        if let Some(empty) = &self.empty {
+            return empty.clone();
+        }
+        let empty = self.intern(SlotBody::default());
+        self.empty = Some(empty.clone());
+        empty
+    }
+
+    /// Puts `body` in `slot`, interned; a body that did not change stays
+    /// as it is (choosing every prefix again after a tunnel change mostly
+    /// changes nothing).
+    fn store(&mut self, slot: &mut Slot, body: SlotBody) {
+        if *slot.0 != body {
+            *slot = self.intern(body);
+        }
+    }
+
+    /// Drops the bodies no slot holds once they outnumber the slots
+    /// (there can be no more live bodies than slots), and the room they
+    /// took.
+    fn trim(&mut self, slots: usize) {
+        if self.set.len() > 2 * slots.max(512) {
+            self.set.retain(|slot| Arc::strong_count(&slot.0) > 1);
+            self.set.shrink_to_fit();
+            self.kept = self.set.len();
+        }
     }
 }
 
@@ -708,7 +737,7 @@ impl Rib {
                     self.context.failed.get(&prefix),
                 )
             });
-        *slot = self.bodies.intern(body);
+        self.bodies.store(slot, body);
         status
     }
 
@@ -769,8 +798,9 @@ impl Rib {
         let empty = self.context.reselect(prefix, &mut body, false, changes);
         if empty {
             self.slots.remove(&prefix);
+            self.bodies.trim(self.slots.len());
         } else {
-            *slot = self.bodies.intern(body);
+            self.bodies.store(slot, body);
         }
         RouteStatus::Withdrawn
     }
@@ -791,7 +821,7 @@ impl Rib {
                     marked += 1;
                 }
             }
-            *slot = self.bodies.intern(body);
+            self.bodies.store(slot, body);
         }
         self.stale.insert(owner.clone(), marked);
         u64::from(marked)
@@ -942,7 +972,7 @@ impl Rib {
         let slot = self.slots.get_or_insert_with(prefix, || bodies.empty());
         let mut body = slot.body();
         body.installed = Some(installed);
-        *slot = self.bodies.intern(body);
+        self.bodies.store(slot, body);
     }
 
     /// Names the tunnel and peer of an adopted nexthop from the view.
@@ -1084,7 +1114,7 @@ impl Rib {
         }
         self.context.adopted.remove(&prefix);
         let nexthops = body.installed.take();
-        *slot = self.bodies.intern(body);
+        self.bodies.store(slot, body);
         note_allowed(
             &mut self.context.allowed,
             prefix,
@@ -1330,8 +1360,9 @@ impl Rib {
         let empty = self.context.reselect(prefix, &mut body, sweeping, changes);
         if empty {
             self.slots.remove(&prefix);
+            self.bodies.trim(self.slots.len());
         } else {
-            *slot = self.bodies.intern(body);
+            self.bodies.store(slot, body);
         }
     }
 }

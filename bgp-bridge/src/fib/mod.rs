@@ -718,7 +718,7 @@ fn family_of(address: IpAddr) -> u8 {
 }
 
 /// The table in the header: itself if it fits, otherwise unspecified and
-/// only in `RTA_TABLE` (which is always sent, and wins).
+/// only in `RTA_TABLE` (which is sent for every table but 0, and wins).
 fn header_table(table: u32) -> u8 {
     u8::try_from(table).unwrap_or(wire::RT_TABLE_UNSPEC)
 }

@@ -53,7 +53,7 @@ impl NetlinkError {
             Failure::Rtnetlink(rtnetlink::Error::NetlinkError(message)) => {
                 message.code.map(|code| -code.get())
             }
-            Failure::Fib(FibError::Kernel { errno, .. }) => Some(*errno),
+            Failure::Fib(error) => error.errno(),
             _ => None,
         }
     }

@@ -831,12 +831,21 @@ impl LocRib {
     /// a time, with the changes of their prefixes (those the neighbor's
     /// path was best for) to tell it; with none, nobody is to be told and
     /// they all go at once, without a change each. `None` once the
-    /// neighbor is gone.
+    /// neighbor is gone. No decision runs, so nothing else may change the
+    /// table between the first step's last part and this one's (the
+    /// speaker runs both in one go): a path another neighbor brought in
+    /// between would be left unchosen.
     pub fn neighbor_leaving_alone(
         &mut self,
         neighbor: NeighborId,
         limit: usize,
     ) -> Option<Vec<BestChange>> {
+        debug_assert!(
+            self.neighbors
+                .get(&neighbor)
+                .is_none_or(|state| state.leaving == Leaving::Alone),
+            "the second step of leaving before the first was done"
+        );
         let told = self
             .neighbors
             .iter()
