@@ -83,7 +83,19 @@ impl Node {
     /// the key and address, and one peer allows `allowed_ips`.
     fn wg_quick(&self, interface: &str, allowed_ips: &str) -> anyhow::Result<String> {
         let (own, peer) = (KeyPair::generate()?, KeyPair::generate()?);
-        let contents = wg_quick_text(&own, &peer, interface, allowed_ips);
+        self.wg_quick_with(&own, &peer, interface, allowed_ips)
+    }
+
+    /// The same with given keys: a file rewritten with other AllowedIPs
+    /// stays the same tunnel and peer.
+    fn wg_quick_with(
+        &self,
+        own: &KeyPair,
+        peer: &KeyPair,
+        interface: &str,
+        allowed_ips: &str,
+    ) -> anyhow::Result<String> {
+        let contents = wg_quick_text(own, peer, interface, allowed_ips);
         rewrite_config(self.dir.path(), &format!("{}.conf", self.tunnel), &contents)
     }
 
@@ -405,11 +417,7 @@ fn table_auto_routes_allowed_ips_in_main_but_never_the_default() -> anyhow::Resu
     let node = Node::new("auto")?;
     let (ns, tunnel) = (&node.namespace, node.tunnel.as_str());
     let (own, peer) = (KeyPair::generate()?, KeyPair::generate()?);
-    let file = format!("{tunnel}.conf");
-    let write = |allowed_ips: &str| {
-        let contents = wg_quick_text(&own, &peer, "ListenPort = 51820", allowed_ips);
-        rewrite_config(node.dir.path(), &file, &contents)
-    };
+    let write = |allowed_ips| node.wg_quick_with(&own, &peer, "ListenPort = 51820", allowed_ips);
     let config = write("0.0.0.0/0, 10.9.0.0/16, fd00:9::/48")?;
     let before = RoutingState::capture(ns)?;
 
@@ -499,11 +507,7 @@ fn a_bridge_route_of_the_same_prefix_is_not_taken_for_the_tunnels_own() -> anyho
     let node = Node::new("brsame")?;
     let (ns, tunnel) = (&node.namespace, node.tunnel.as_str());
     let (own, peer) = (KeyPair::generate()?, KeyPair::generate()?);
-    let file = format!("{tunnel}.conf");
-    let write = |allowed_ips: &str| {
-        let contents = wg_quick_text(&own, &peer, "ListenPort = 51820", allowed_ips);
-        rewrite_config(node.dir.path(), &file, &contents)
-    };
+    let write = |allowed_ips| node.wg_quick_with(&own, &peer, "ListenPort = 51820", allowed_ips);
     let before = RoutingState::capture(ns)?;
     let config = write("10.9.0.0/16")?;
     wgd.run(ns, &["up", &config])?;

@@ -967,19 +967,26 @@ fn a_slot_is_8_bytes_and_its_body_24() {
     assert_eq!(std::mem::size_of::<Option<super::Slot>>(), 8);
 }
 
+/// Offers `count` /24s of 10.0.0.0/8 from `owner` through one gateway,
+/// the i-th with metric `metric(i)`, and checks each is installed.
+fn offer_installed(rib: &mut Rib, owner: &str, count: u32, metric: impl Fn(u32) -> u32) {
+    for i in 0..count {
+        let [_, _, c, d] = i.to_be_bytes();
+        let prefix = format!("10.{c}.{d}.0/24");
+        let (status, _) = offer(rib, owner, via(&prefix, "10.255.0.1", 20, metric(i)));
+        assert_eq!(status, RouteStatus::Installed, "{prefix}");
+    }
+}
+
 #[test]
 fn prefixes_with_the_same_routes_share_one_body_and_keep_their_own_state() {
     let mut rib = rib();
     // 5,000 prefixes from one owner through one gateway, and 5,000 more
     // with a metric each of 100: two bodies, installed (plus the empty
     // one a new slot starts from).
-    for i in 0..10_000u32 {
-        let [_, _, c, d] = i.to_be_bytes();
-        let prefix = format!("10.{c}.{d}.0/24");
-        let metric = if i < 5_000 { 0 } else { i % 100 };
-        let (status, _) = offer(&mut rib, "bgp:a", via(&prefix, "10.255.0.1", 20, metric));
-        assert_eq!(status, RouteStatus::Installed, "{prefix}");
-    }
+    offer_installed(&mut rib, "bgp:a", 10_000, |i| {
+        if i < 5_000 { 0 } else { i % 100 }
+    });
     let live = |rib: &Rib| {
         rib.bodies
             .set
@@ -1025,12 +1032,7 @@ fn prefixes_with_the_same_routes_share_one_body_and_keep_their_own_state() {
 fn an_owner_with_a_body_per_prefix_leaves_none_behind() {
     let mut rib = rib();
     // A metric per route: a body per prefix.
-    for i in 0..4_000u32 {
-        let [_, _, c, d] = i.to_be_bytes();
-        let prefix = format!("10.{c}.{d}.0/24");
-        let (status, _) = offer(&mut rib, "fpm:a", via(&prefix, "10.255.0.1", 20, i));
-        assert_eq!(status, RouteStatus::Installed, "{prefix}");
-    }
+    offer_installed(&mut rib, "fpm:a", 4_000, |i| i);
     assert!(rib.bodies.set.len() >= 4_000, "{}", rib.bodies.set.len());
     let mut changes = Changes::default();
     rib.withdraw_all(&Owner::new("fpm:a"), &mut changes);
